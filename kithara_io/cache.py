@@ -1,0 +1,208 @@
+"""SparseCache: the downloaded bytes of one resource, and who is about to download the rest.
+
+Ownership: one ``threading.Condition`` guards everything here. Fetch threads write into the
+regions they have claimed *without* the lock (nobody else reads or writes an unpresent,
+claimed region) and take the lock only to commit. Readers wait on the condition for
+"range present", "end proven", "failed" or "closed": every state change notifies, so no
+waiter polls and no wait has a timeout.
+
+Lock order: a caller may hold its own lock when calling in here; nothing in here calls out.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from .errors import StreamClosedError, StreamError
+from .ranges import RangeSet
+
+BLOCK_SIZE = 1 << 20
+
+
+class Wait(enum.Enum):
+    """Why ``wait_for`` returned without raising."""
+
+    READY = "ready"  # every byte of the range is present
+    UNCLAIMED = "unclaimed"  # a missing byte is not being fetched: the caller must schedule
+
+
+@dataclass
+class _Claim:
+    start: int  # next byte the fetch will write
+    end: int  # the claim ends here (exclusive); lowered when the fetch is cancelled
+    granted: int  # end of the buffer handed out by write_buffer, never released early
+
+
+class SparseCache:
+    """Present byte ranges over a store of fixed-size blocks, plus per-fetch claims."""
+
+    def __init__(self, block_size: int = BLOCK_SIZE) -> None:
+        self._cond = threading.Condition()
+        self._block_size = block_size
+        self._blocks: Dict[int, bytearray] = {}
+        self._present = RangeSet()
+        self._claims: Dict[int, _Claim] = {}
+        self._size: Optional[int] = None
+        self._error: Optional[BaseException] = None
+        self._closed = False
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def condition(self) -> threading.Condition:
+        return self._cond
+
+    @property
+    def size(self) -> Optional[int]:
+        with self._cond:
+            return self._size
+
+    def set_size(self, size: int) -> None:
+        with self._cond:
+            self._size = size
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """Record a permanent failure; every waiter raises it."""
+        with self._cond:
+            if self._error is None:
+                self._error = error
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiter with ``StreamClosedError`` and drop the bytes."""
+        with self._cond:
+            self._closed = True
+            self._blocks.clear()
+            self._cond.notify_all()
+
+    def present(self) -> RangeSet:
+        with self._cond:
+            return self._present.copy()
+
+    def claimed_unlocked(self) -> RangeSet:
+        """The claimed ranges; call with ``condition`` held."""
+        claimed = RangeSet()
+        for claim in self._claims.values():
+            claimed.add(claim.start, claim.end)
+        return claimed
+
+    def present_unlocked(self) -> RangeSet:
+        """The present ranges (not a copy); call with ``condition`` held, do not mutate."""
+        return self._present
+
+    @property
+    def bytes_present(self) -> int:
+        with self._cond:
+            return self._present.total
+
+    # -- waiting -----------------------------------------------------------------------
+    def _raise_if_unusable(self) -> None:
+        if self._closed:
+            raise StreamClosedError("stream closed while reading")
+        if self._error is not None:
+            raise self._error
+
+    def wait_for_size(self) -> int:
+        """Block until the total length is known (or raise the failure)."""
+        with self._cond:
+            while self._size is None:
+                self._raise_if_unusable()
+                self._cond.wait()
+            return self._size
+
+    def wait_for(self, start: int, end: int) -> Wait:
+        """Block until ``[start, end)`` is present, or return UNCLAIMED if nobody fetches a
+        missing byte of it (the caller schedules a fetch and waits again)."""
+        with self._cond:
+            while True:
+                self._raise_if_unusable()
+                missing = self._present.covered_until(start)
+                if missing >= end:
+                    return Wait.READY
+                if not self._is_claimed(missing):
+                    return Wait.UNCLAIMED
+                self._cond.wait()
+
+    def _is_claimed(self, pos: int) -> bool:
+        return any(c.start <= pos < c.end for c in self._claims.values())
+
+    # -- reading -----------------------------------------------------------------------
+    def read_into(self, pos: int, out: memoryview) -> None:
+        """Copy present bytes ``[pos, pos+len(out))`` into ``out``."""
+        with self._cond:
+            self._raise_if_unusable()
+            if not self._present.contains(pos, pos + len(out)):
+                raise AssertionError("read_into called for bytes that are not present")
+            done = 0
+            bs = self._block_size
+            while done < len(out):
+                index, offset = divmod(pos + done, bs)
+                n = min(bs - offset, len(out) - done)
+                out[done : done + n] = memoryview(self._blocks[index])[offset : offset + n]
+                done += n
+
+    # -- claims and writing ------------------------------------------------------------
+    def claim(self, fetch_id: int, start: int, end: int) -> None:
+        """Reserve ``[start, end)`` for one fetch; planning never hands it out again."""
+        with self._cond:
+            self._claims[fetch_id] = _Claim(start, end, start)
+
+    def extend_claim(self, fetch_id: int, end: int) -> None:
+        """A fetch will deliver more than it asked for (a server that ignores Range)."""
+        with self._cond:
+            claim = self._claims[fetch_id]
+            claim.end = max(claim.end, end)
+
+    def shrink_claim(self, fetch_id: int, end: int) -> None:
+        """Give back the claimed bytes from ``end`` on (cancel, or a shorter answer)."""
+        with self._cond:
+            claim = self._claims.get(fetch_id)
+            if claim is not None:
+                claim.end = max(claim.granted, claim.start, min(claim.end, end))
+                self._cond.notify_all()
+
+    def release(self, fetch_id: int) -> None:
+        """The fetch is over: its unwritten claim becomes fetchable again."""
+        with self._cond:
+            if self._claims.pop(fetch_id, None) is not None:
+                self._cond.notify_all()
+
+    def claim_progress(self, fetch_id: int) -> Optional[tuple]:
+        """``(next_byte, end)`` of a claim, or None."""
+        with self._cond:
+            claim = self._claims.get(fetch_id)
+            return None if claim is None else (claim.start, claim.end)
+
+    def write_buffer(self, fetch_id: int, pos: int, limit: int) -> Optional[memoryview]:
+        """A writable view of at most ``limit`` bytes at ``pos`` inside the fetch's claim,
+        or None when the claim ends at ``pos`` (finished or cancelled)."""
+        with self._cond:
+            claim = self._claims.get(fetch_id)
+            if claim is None or self._closed or pos >= claim.end:
+                return None
+            index, offset = divmod(pos, self._block_size)
+            block = self._blocks.get(index)
+            if block is None:
+                block = self._blocks[index] = bytearray(self._block_size)
+            n = min(limit, claim.end - pos, self._block_size - offset)
+            claim.granted = pos + n
+            return memoryview(block)[offset : offset + n]
+
+    def commit(self, fetch_id: int, pos: int, n: int) -> None:
+        """``n`` bytes at ``pos`` were written by the fetch: they are present now."""
+        if n <= 0:
+            return
+        with self._cond:
+            if self._closed:
+                return
+            self._present.add(pos, pos + n)
+            claim = self._claims.get(fetch_id)
+            if claim is not None:
+                claim.start = max(claim.start, pos + n)
+            self._cond.notify_all()
+
+
+__all__ = ["SparseCache", "Wait", "BLOCK_SIZE", "StreamError"]

@@ -1,0 +1,39 @@
+"""Per-stream tuning, passed to ``kithara_io.open(url, **options)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .retry import Retry, Timeout
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Every knob has a default that suits audio playback over a real network."""
+
+    read_ahead: int = 16 * MiB  # fetch this far ahead of the read cursor
+    read_behind: int = 4 * MiB  # fill gaps this far behind it when nothing is missing ahead
+    first_fetch: int = 64 * KiB  # the request made by open(): small, for a fast first byte
+    min_fetch: int = 64 * KiB  # a fresh seek's first request
+    max_fetch: int = 8 * MiB  # a sequential reader's requests grow up to this
+    tail: int = 64 * KiB  # prefetched at open: containers read the end of the file
+    max_outstanding: int = 2  # queued + running fetches per stream (read-ahead pipelining)
+    chunk: int = 256 * KiB  # largest single socket read into the cache
+    timeout: Timeout = field(default_factory=Timeout)
+    retry: Retry = field(default_factory=Retry)
+    verify: bool = True  # verify TLS certificates; turning it off is explicit
+    max_redirects: int = 10
+
+    @classmethod
+    def names(cls) -> list:
+        return [f.name for f in fields(cls)]
+
+    def __post_init__(self) -> None:
+        for name in ("read_ahead", "first_fetch", "min_fetch", "max_fetch", "chunk", "max_outstanding"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.min_fetch > self.max_fetch:
+            raise ValueError("min_fetch must be <= max_fetch")

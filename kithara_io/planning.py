@@ -1,0 +1,140 @@
+"""Pure decisions of the engine: which slot, which bytes to fetch next, which fetch to keep.
+
+Everything here is a function of plain data, so it is tested exhaustively without threads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .ranges import RangeSet
+
+
+class Priority(enum.IntEnum):
+    """Lower value is served first."""
+
+    HIGH = 0
+    LOW = 1
+
+    @classmethod
+    def parse(cls, value: Union["Priority", str]) -> "Priority":
+        if isinstance(value, Priority):
+            return value
+        try:
+            return cls[str(value).upper()]
+        except KeyError:
+            raise ValueError(f"priority must be 'high' or 'low', not {value!r}") from None
+
+
+SLOT_COUNT = 4
+
+
+def slot_index(stream_priority: Priority, request_priority: Priority) -> int:
+    """High/High=0, High/Low=1, Low/High=2, Low/Low=3; slots are served in that order."""
+    return int(stream_priority) * 2 + int(request_priority)
+
+
+def is_urgent(slot: int) -> bool:
+    """Work of a High stream (slots 0-1) is dispatched at once, never throttled."""
+    return slot < 2
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """Fetch ``[start, end)`` at the given request priority."""
+
+    start: int
+    end: int
+    priority: Priority
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def first_missing(present: RangeSet, claimed: RangeSet, pos: int) -> int:
+    """The first byte at or after ``pos`` that is neither present nor claimed by a fetch."""
+    while True:
+        nxt = max(present.covered_until(pos), claimed.covered_until(pos))
+        if nxt == pos:
+            return pos
+        pos = nxt
+
+
+def _gap_end(present: RangeSet, claimed: RangeSet, gap_start: int, limit: int) -> int:
+    ends = [limit]
+    for ranges in (present, claimed):
+        nxt = ranges.next_start(gap_start)
+        if nxt is not None:
+            ends.append(nxt)
+    return min(ends)
+
+
+def fetch_length(present: RangeSet, start: int, min_fetch: int, max_fetch: int) -> int:
+    """Adaptive size: as long as the run of present bytes just before ``start``, within bounds.
+
+    A sequential reader doubles its fetch size each time (throughput); a fresh seek starts
+    small (fast first byte).
+    """
+    run = 0
+    if start > 0:
+        interval = present.interval_at(start - 1)
+        if interval is not None:
+            run = start - interval[0]
+    return max(min_fetch, min(max_fetch, run))
+
+
+def next_fetch(
+    present: RangeSet,
+    claimed: RangeSet,
+    *,
+    cursor: int,
+    size: int,
+    read_ahead: int,
+    read_behind: int,
+    min_fetch: int,
+    max_fetch: int,
+) -> Optional[FetchPlan]:
+    """The next range one stream should fetch, or None when its windows are complete.
+
+    First the earliest gap at or after the cursor within the read-ahead window (High);
+    only when nothing is missing there, the latest gap behind the cursor within the
+    read-behind window (Low). Never a byte that is present or already claimed.
+    """
+    cursor = max(0, min(cursor, size))
+    ahead_limit = min(size, cursor + max(read_ahead, 1))
+    start = first_missing(present, claimed, cursor)
+    if start < ahead_limit:
+        end = _gap_end(present, claimed, start, size)
+        length = fetch_length(present, start, min_fetch, max_fetch)
+        return FetchPlan(start, min(end, start + length), Priority.HIGH)
+    behind_limit = max(0, cursor - read_behind)
+    pos = behind_limit
+    while pos < cursor:
+        start = first_missing(present, claimed, pos)
+        if start >= cursor:
+            break
+        end = min(_gap_end(present, claimed, start, cursor), start + max_fetch)
+        return FetchPlan(start, end, Priority.LOW)
+    return None
+
+
+def tail_fetch(present: RangeSet, claimed: RangeSet, *, size: int, tail: int) -> Optional[FetchPlan]:
+    """The last ``tail`` bytes, which containers read at open (Ogg duration, ID3v1, ...)."""
+    start = first_missing(present, claimed, max(0, size - tail))
+    if start >= size:
+        return None
+    return FetchPlan(start, _gap_end(present, claimed, start, size), Priority.HIGH)
+
+
+def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool:
+    """After a seek to ``target``: is a running fetch now at ``fetch_pos`` still worth it?
+
+    Yes if it covers the target and will reach it within ``soon`` bytes (sooner than a new
+    request would), or if it is nearly done anyway.
+    """
+    if fetch_pos <= target < fetch_end and target - fetch_pos <= soon:
+        return True
+    return fetch_end - fetch_pos <= soon

@@ -1,0 +1,402 @@
+"""RemoteReader: the fetch scheduling of one remote resource.
+
+It decides (through the pure functions in ``planning``) which bytes to fetch next, submits
+fetch commands to the shared Downloader, streams their bodies into the SparseCache, and
+cancels fetches the reader no longer needs after a far seek (epoch cancel).
+
+Ownership: ``self._cond`` guards ``_active``, ``_epoch``, ``_cursor``, ``_closed`` and
+``_error``. Lock order: ``self._cond`` -> cache condition -> downloader lock; the cache and
+the downloader never call back while holding theirs. ``Downloader.cancel`` may complete a
+command synchronously, so it is only ever called with ``self._cond`` released.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .cache import SparseCache, Wait
+from .downloader import Downloader, FetchCommand, Outcome
+from .errors import (
+    InvalidResponseError,
+    StreamError,
+    TruncatedBodyError,
+)
+from .options import StreamOptions
+from .planning import FetchPlan, Priority, keep_running, next_fetch, tail_fetch
+from .sources.http import AbortHandle, Body, HttpSource
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
+
+
+@dataclass
+class _Fetch:
+    cmd: FetchCommand
+    plan: FetchPlan
+    epoch: int
+    handle: AbortHandle = field(default_factory=AbortHandle)
+    started: bool = False
+
+
+@dataclass
+class ReaderStats:
+    requests: int = 0
+    bytes_fetched: int = 0
+    bytes_served: int = 0
+    cache_hits: int = 0
+    waits: int = 0
+    time_waited: float = 0.0
+    retries: int = 0
+    cancels: int = 0
+
+
+class _LinkEstimate:
+    """Smoothed time-to-first-byte and bandwidth, to judge what 'soon' means."""
+
+    def __init__(self) -> None:
+        self.ttfb = 0.05
+        self.bandwidth = 1e6
+
+    def record(self, ttfb: float, nbytes: int, duration: float) -> None:
+        self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb
+        if nbytes >= 64 * 1024 and duration > 0:
+            self.bandwidth = 0.7 * self.bandwidth + 0.3 * (nbytes / duration)
+
+    def soon_bytes(self, floor: int) -> int:
+        """Bytes a running fetch delivers in the time a new request needs for its first byte."""
+        return max(floor, int(self.bandwidth * self.ttfb))
+
+
+class RemoteReader:
+    """Blocking positional reads of one HTTP resource, filled by background fetches."""
+
+    def __init__(
+        self,
+        source: HttpSource,
+        downloader: Downloader,
+        options: StreamOptions,
+        priority: Priority = Priority.HIGH,
+    ) -> None:
+        self._source = source
+        self._downloader = downloader
+        self._opt = options
+        self._priority = priority
+        self._cache = SparseCache()
+        self._cond = threading.Condition()
+        self._active: Dict[int, _Fetch] = {}
+        self._epoch = 0
+        self._cursor = 0
+        self._closed = False
+        self._error: Optional[BaseException] = None
+        self._link = _LinkEstimate()
+        self.stats = ReaderStats()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Start the first fetch and block until the total length is known."""
+        self._downloader.attach()
+        try:
+            with self._cond:
+                self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
+            self._cache.wait_for_size()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
+        then release the connections. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            victims = list(self._active.values())
+        self._cancel(victims)
+        self._cache.close()
+        deadline = time.monotonic() + self._opt.timeout.connect + 5.0
+        with self._cond:
+            while self._active:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("closing %s: %d fetches did not stop in time", self._source.url, len(self._active))
+                    break
+                self._cond.wait(remaining)
+        self._downloader.detach()
+        self._source.close()
+
+    @property
+    def size(self) -> int:
+        return self._cache.wait_for_size()
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self._error
+
+    @property
+    def url(self) -> str:
+        return self._source.url
+
+    @property
+    def source(self) -> HttpSource:
+        return self._source
+
+    def present(self):
+        """The downloaded ranges (a copy)."""
+        return self._cache.present()
+
+    # -- reading -----------------------------------------------------------------------
+    def read_at(self, pos: int, out: memoryview) -> int:
+        """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
+        size = self.size
+        if pos >= size or not len(out):
+            return 0
+        end = min(size, pos + len(out))
+        hit = self._prepare_read(pos, end)
+        if not hit:
+            waited_from = time.monotonic()
+            while self._cache.wait_for(pos, end) is Wait.UNCLAIMED:
+                self._demand(pos)
+            waited = time.monotonic() - waited_from
+        self._cache.read_into(pos, out[: end - pos])
+        with self._cond:
+            self.stats.bytes_served += end - pos
+            if hit:
+                self.stats.cache_hits += 1
+            else:
+                self.stats.waits += 1
+                self.stats.time_waited += waited
+        return end - pos
+
+    def _prepare_read(self, pos: int, end: int) -> bool:
+        """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
+        longer needs (epoch cancel). Tops up read-ahead. True if the bytes are present."""
+        victims: List[_Fetch] = []
+        with self._cond:
+            self._cursor = pos
+            with self._cache.condition:
+                missing = self._cache.present_unlocked().covered_until(pos)
+                hit = missing >= end
+                if not hit and self._source.supports_ranges:
+                    soon = self._link.soon_bytes(self._opt.min_fetch)
+                    if not any(self._keeps(f, missing, soon) for f in self._active.values()):
+                        self._epoch += 1
+                        victims = [f for f in self._active.values() if not self._keeps(f, missing, soon)]
+                        for f in victims:
+                            self._cache.shrink_claim(f.cmd.id, 0)
+                        for f in self._active.values():
+                            f.epoch = self._epoch
+            if not victims:
+                self._schedule_locked()
+        self._cancel(victims)
+        if victims:
+            with self._cond:
+                self._schedule_locked()
+        return hit
+
+    def _keeps(self, fetch: _Fetch, target: int, soon: int) -> bool:
+        """Is this fetch still useful for a reader at ``target``? (cache lock held)"""
+        claim = self._cache.claim_progress(fetch.cmd.id)
+        if claim is None:
+            return False
+        pos, end = claim
+        if not fetch.started:
+            return pos <= target < end
+        return keep_running(pos, end, target, soon)
+
+    def _demand(self, pos: int) -> None:
+        """The reader waits on a byte nobody fetches: fetch it now, past the usual limit."""
+        with self._cond:
+            if self._closed or self._error is not None:
+                return  # the cache raises for the waiter
+            if not self._source.supports_ranges:
+                self._restart_whole_body_locked()
+                return
+            plan = self._plan_locked(pos)
+            if plan is not None:
+                self._submit_locked(plan)
+
+    # -- scheduling (self._cond held) ----------------------------------------------------
+    def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
+        size = self._cache.size
+        if size is None:
+            return None
+        with self._cache.condition:
+            return next_fetch(
+                self._cache.present_unlocked(),
+                self._cache.claimed_unlocked(),
+                cursor=cursor,
+                size=size,
+                read_ahead=self._opt.read_ahead,
+                read_behind=self._opt.read_behind,
+                min_fetch=self._opt.min_fetch,
+                max_fetch=self._opt.max_fetch,
+            )
+
+    def _schedule_locked(self) -> None:
+        """Keep up to ``max_outstanding`` fetches going for the read-ahead window."""
+        if self._closed or self._error is not None or not self._source.supports_ranges:
+            return
+        while len(self._active) < self._opt.max_outstanding:
+            plan = self._plan_locked(self._cursor)
+            if plan is None:
+                return
+            self._submit_locked(plan)
+
+    def _restart_whole_body_locked(self) -> None:
+        """A server without Range support: one streaming GET of everything (prefix skipped)."""
+        if self._active or self._closed:
+            return
+        size = self._cache.size
+        with self._cache.condition:
+            start = self._cache.present_unlocked().covered_until(0)
+        if size is not None and start >= size:
+            return
+        self._submit_locked(FetchPlan(start, size if size is not None else _UNKNOWN_END, Priority.HIGH))
+
+    def _submit_locked(self, plan: FetchPlan) -> None:
+        cmd = FetchCommand(
+            self._run_fetch,
+            self._on_complete,
+            stream_priority=self._priority,
+            request_priority=plan.priority,
+            label=f"{self._source.url} bytes={plan.start}-{plan.end - 1}",
+        )
+        self._active[cmd.id] = _Fetch(cmd, plan, self._epoch)
+        self._cache.claim(cmd.id, plan.start, plan.end)
+        self._downloader.submit(cmd)
+
+    def _cancel(self, victims: List[_Fetch]) -> None:
+        for fetch in victims:
+            fetch.handle.abort()
+            self._downloader.cancel(fetch.cmd)
+
+    # -- on a pool thread --------------------------------------------------------------
+    def _run_fetch(self, cmd: FetchCommand) -> None:
+        with self._cond:
+            fetch = self._active.get(cmd.id)
+            if fetch is None:
+                return
+            fetch.started = True
+        retry = self._opt.retry
+        pos = fetch.plan.start
+        failures = 0
+        while not cmd.cancelled.is_set():
+            claim = self._cache.claim_progress(cmd.id)
+            if claim is None or claim[0] >= claim[1]:
+                return
+            pos = claim[0]
+            try:
+                self._fetch_once(cmd, fetch, pos, claim[1])
+                return
+            except StreamError as exc:
+                if cmd.cancelled.is_set() or fetch.handle.aborted:
+                    return
+                progressed = (self._cache.claim_progress(cmd.id) or (pos,))[0] > pos
+                failures = 1 if progressed else failures + 1
+                if not retry.is_transient(exc) or failures >= retry.attempts:
+                    raise
+                delay = retry.delay(failures, getattr(exc, "retry_after", None))
+                log.info("retrying %s in %.2fs after %s", cmd.label, delay, exc)
+                with self._cond:
+                    self.stats.retries += 1
+                cmd.cancelled.wait(delay)  # interruptible backoff
+
+    def _fetch_once(self, cmd: FetchCommand, fetch: _Fetch, pos: int, claim_end: int) -> None:
+        started = time.monotonic()
+        request_end = None if claim_end >= _UNKNOWN_END else claim_end
+        body = self._source.fetch(pos, request_end, fetch.handle)
+        ttfb = time.monotonic() - started
+        with self._cond:
+            self.stats.requests += 1
+        try:
+            self._on_response(cmd, body)
+            delivered = self._copy_body(cmd, body, pos)
+        finally:
+            body.close()
+        with self._cond:
+            self._link.record(ttfb, delivered, time.monotonic() - started)
+            self.stats.bytes_fetched += delivered
+
+    def _on_response(self, cmd: FetchCommand, body: Body) -> None:
+        """Learn the length from the first response and fit the claim to the body."""
+        if body.total is None and body.ranged:
+            raise InvalidResponseError("206 without a total length", url=body.url)
+        if not body.ranged:
+            self._cache.extend_claim(cmd.id, body.end if body.end is not None else _UNKNOWN_END)
+        elif body.end is not None:
+            self._cache.shrink_claim(cmd.id, body.end)
+        if self._cache.size is None and body.total is not None:
+            self._cache.set_size(body.total)
+            with self._cond:
+                self._schedule_tail_locked()
+                self._schedule_locked()
+
+    def _schedule_tail_locked(self) -> None:
+        if self._closed or not self._source.supports_ranges:
+            return
+        size = self._cache.size
+        with self._cache.condition:
+            plan = tail_fetch(
+                self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
+            )
+        if plan is not None:
+            self._submit_locked(plan)
+
+    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
+        """Stream the body into the cache from ``pos``; returns the bytes stored."""
+        if body.start < pos:
+            _skip(body, pos - body.start, self._opt.chunk)
+        stored = 0
+        while not cmd.cancelled.is_set():
+            buf = self._cache.write_buffer(cmd.id, pos, self._opt.chunk)
+            if buf is None:
+                break
+            n = body.readinto(buf)
+            if n == 0:
+                if body.end is None:  # length unknown: the end is proven here
+                    self._cache.set_size(pos)
+                    self._cache.shrink_claim(cmd.id, pos)
+                    break
+                raise TruncatedBodyError(
+                    f"body ended after {body.position - body.start} of {body.end - body.start} bytes",
+                    url=body.url,
+                    byte_range=(body.start, body.end),
+                )
+            self._cache.commit(cmd.id, pos, n)
+            pos += n
+            stored += n
+        return stored
+
+    def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
+        self._cache.release(cmd.id)
+        with self._cond:
+            self._active.pop(cmd.id, None)
+            if outcome is Outcome.CANCELLED:
+                self.stats.cancels += 1
+            elif outcome is Outcome.FAILED and not self._closed:
+                self._fail_locked(error)
+            self._schedule_locked()
+            self._cond.notify_all()
+
+    def _fail_locked(self, error: Optional[BaseException]) -> None:
+        if not isinstance(error, StreamError):
+            error = StreamError("fetch failed unexpectedly", url=self._source.url, cause=error)
+        if self._error is None:
+            self._error = error
+            log.error("kithara-io: %s", error)
+        self._cache.fail(self._error)
+
+
+def _skip(body: Body, count: int, chunk: int) -> None:
+    """Discard ``count`` bytes of a body that started before the bytes we need."""
+    scratch = memoryview(bytearray(min(count, chunk)))
+    while count > 0:
+        n = body.readinto(scratch[: min(count, len(scratch))])
+        if n == 0:
+            raise TruncatedBodyError("body ended while skipping its prefix", url=body.url)
+        count -= n

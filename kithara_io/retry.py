@@ -1,0 +1,62 @@
+"""Retry and timeout policies: small value objects, as in urllib3's ``Retry``/``Timeout``."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from dataclasses import dataclass, field
+from typing import FrozenSet, Optional
+
+from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """``connect``: seconds to establish a connection. ``read``: the longest silence allowed
+    between two body chunks (an inactivity timeout, not a total one)."""
+
+    connect: float = 10.0
+    read: float = 30.0
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a fetch survives transient faults.
+
+    ``attempts`` bounds consecutive failures *without progress*: a fetch that keeps
+    delivering bytes between faults keeps going; one that does not gives up.
+    """
+
+    attempts: int = 5
+    backoff: float = 0.25
+    max_backoff: float = 10.0
+    jitter: float = 0.25
+    statuses: FrozenSet[int] = field(default=frozenset({408, 429, 500, 502, 503, 504}))
+
+    def is_transient(self, error: BaseException) -> bool:
+        if isinstance(error, HTTPStatusError):
+            return error.status in self.statuses
+        return isinstance(error, (ConnectionFailedError, TruncatedBodyError))
+
+    def delay(self, failures: int, retry_after: Optional[float] = None) -> float:
+        """Seconds to wait before try number ``failures + 1``: exponential with jitter,
+        or the server's ``Retry-After`` when it asked for one (capped by ``max_backoff``)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_backoff)
+        base = min(self.max_backoff, self.backoff * (2 ** max(failures - 1, 0)))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))

@@ -1,0 +1,1 @@
+"""Where bytes come from: HTTP(S) servers and local files."""

@@ -1,0 +1,52 @@
+"""Local files through the same Stream API: positional reads, no threads, no cache."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import urllib.request
+from typing import Optional
+
+from ..errors import StreamError
+
+
+def path_from_source(source: str) -> Optional[str]:
+    """The local path a source names (a path or a ``file://`` URL), or None for a remote URL."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file:// URL with a remote host is not supported: {source}")
+        return urllib.request.url2pathname(parsed.path)
+    if parsed.scheme in ("http", "https"):
+        return None
+    if len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
+        raise ValueError(f"unsupported URL scheme {parsed.scheme!r}: {source}")
+    return source
+
+
+class LocalFileReader:
+    """Blocking positional reads of a local file."""
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        try:
+            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            raise StreamError("cannot open local file", url=path, cause=exc) from exc
+        self.size = os.fstat(self._fd).st_size
+        self.error: Optional[BaseException] = None
+        self.stats = None
+
+    def read_at(self, pos: int, out: memoryview) -> int:
+        done = 0
+        while done < len(out):
+            n = os.preadv(self._fd, [out[done:]], pos + done)
+            if n == 0:
+                break
+            done += n
+        return done
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)

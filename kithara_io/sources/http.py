@@ -1,0 +1,346 @@
+"""HTTP source: ranged GETs over one ``requests.Session``, with strict response validation.
+
+Every answer is checked before a byte is stored: ``Content-Range`` must match the request,
+the encoding must be identity, and the resource must still be the one first seen (ETag /
+Last-Modified and total length are pinned on the first response).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ..errors import (
+    ConnectionFailedError,
+    HTTPStatusError,
+    InvalidResponseError,
+    ResourceChangedError,
+)
+from ..retry import Timeout, parse_retry_after
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    socket.timeout,
+    OSError,
+)
+
+
+class AbortHandle:
+    """Lets another thread break the connection a fetch is using, in any phase of it.
+
+    The tracked pools below report each connection they hand out to the handle of the
+    fetch running on that thread; ``abort()`` shuts that socket down so a blocked send,
+    header wait or body read fails at once instead of waiting for a timeout.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn = None
+        self.aborted = False
+
+    def attach(self, conn) -> None:
+        with self._lock:
+            self._conn = conn
+            aborted = self.aborted
+        if aborted:
+            _shutdown(conn)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            conn = self._conn
+        if conn is not None:
+            _shutdown(conn)
+
+
+def _shutdown(conn) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_current = threading.local()  # .handle: the AbortHandle of the fetch on this thread
+
+
+class _TrackedPoolMixin:
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        handle = getattr(_current, "handle", None)
+        if handle is not None:
+            handle.attach(conn)
+        return conn
+
+
+class _TrackedHTTPPool(_TrackedPoolMixin, HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_TrackedPoolMixin, HTTPSConnectionPool):
+    pass
+
+
+class _TrackedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What identifies one version of a resource."""
+
+    etag: Optional[str]
+    last_modified: Optional[str]
+    total: Optional[int]
+
+    @property
+    def if_range(self) -> Optional[str]:
+        """A strong ETag, else Last-Modified (RFC 9110 allows both in If-Range)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+class Body:
+    """The bytes of one response, ``[start, end)`` of the resource (``end`` None: unknown)."""
+
+    def __init__(
+        self,
+        url: str,
+        response: Optional[requests.Response],
+        start: int,
+        end: Optional[int],
+        total: Optional[int],
+        ranged: bool,
+    ) -> None:
+        self.url = url
+        self.start = start
+        self.end = end
+        self.total = total
+        self.ranged = ranged
+        self._response = response
+        self._consumed = start if end is None else None
+        self.position = start
+
+    def readinto(self, buf: memoryview) -> int:
+        """Read up to ``len(buf)`` bytes; 0 means the body is over (the caller checks length)."""
+        if self._response is None:
+            return 0
+        try:
+            n = self._response.raw.readinto(buf)
+        except _NETWORK_ERRORS as exc:
+            raise ConnectionFailedError(
+                "connection broke while reading the body",
+                url=self.url,
+                byte_range=(self.position, self.end),
+                cause=exc,
+            ) from exc
+        self.position += n
+        return n
+
+    def close(self) -> None:
+        """Return the connection to the pool if the body was read to its end, else drop it."""
+        response, self._response = self._response, None
+        if response is None:
+            return
+        raw = response.raw
+        if self.end is not None and self.position >= self.end:
+            raw.release_conn()
+        else:
+            raw.close()
+            raw.release_conn()
+
+
+class HttpSource:
+    """Ranged GETs against one URL; one Session (connection pool) per source."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = Timeout(),
+        verify: bool = True,
+        max_redirects: int = 10,
+    ) -> None:
+        self.url = url
+        self.final_url = url
+        self._headers: Dict[str, str] = dict(headers or {})
+        self._timeout = timeout
+        self._session = requests.Session()
+        adapter = _TrackedAdapter()
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.verify = verify
+        self._session.max_redirects = max_redirects
+        self._lock = threading.Lock()  # guards the pinned validators and final_url
+        self._pinned: Optional[Validators] = None
+        self._ranged: Optional[bool] = None
+
+    @property
+    def pinned(self) -> Optional[Validators]:
+        return self._pinned
+
+    @property
+    def supports_ranges(self) -> Optional[bool]:
+        return self._ranged
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- one request -------------------------------------------------------------------
+    def fetch(self, start: int, end: Optional[int], handle: Optional[AbortHandle] = None) -> Body:
+        """GET ``[start, end)`` (``end`` None: to the end). Raises a StreamError subclass.
+
+        ``handle.abort()`` from another thread breaks the request or body read at once.
+        """
+        headers = dict(self._headers)
+        headers["Accept-Encoding"] = "identity"
+        headers["Range"] = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        pinned = self._pinned
+        if pinned is not None and pinned.if_range:
+            headers["If-Range"] = pinned.if_range
+        with self._lock:
+            url = self.final_url
+        _current.handle = handle
+        try:
+            response = self._session.get(
+                url,
+                headers=headers,
+                stream=True,
+                timeout=(self._timeout.connect, self._timeout.read),
+            )
+        except requests.TooManyRedirects as exc:
+            raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
+        except _NETWORK_ERRORS as exc:
+            raise ConnectionFailedError(
+                "request failed", url=url, byte_range=(start, end), cause=exc
+            ) from exc
+        finally:
+            _current.handle = None
+        try:
+            return self._validate(response, start, end)
+        except BaseException:
+            response.close()
+            raise
+
+    def _validate(self, response: requests.Response, start: int, end: Optional[int]) -> Body:
+        url = response.url or self.url
+        span = (start, end)
+        status = response.status_code
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if status in (200, 206) and encoding not in ("", "identity"):
+            raise InvalidResponseError(
+                f"server sent Content-Encoding {encoding!r} although identity was asked",
+                url=url,
+                byte_range=span,
+            )
+        if status == 206:
+            body_start, body_end, total = self._parse_content_range(response, start, end, url)
+            self._pin(response, total, url, ranged=True)
+            return Body(url, response, body_start, body_end, total, ranged=True)
+        if status == 200:
+            total = _content_length(response)
+            if self._ranged:
+                # We sent If-Range with the pinned validator: a 200 means it no longer matches.
+                raise ResourceChangedError(
+                    "server answered a range request with the whole body: the resource changed",
+                    url=url,
+                    byte_range=span,
+                )
+            self._pin(response, total, url, ranged=False)
+            return Body(url, response, 0, total, total, ranged=False)
+        if status == 416:
+            match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
+            if match and start >= int(match.group(1)):
+                total = int(match.group(1))
+                self._pin(response, total, url, ranged=True)
+                response.close()
+                return Body(url, None, start, start, total, ranged=True)
+            raise InvalidResponseError("416 Range Not Satisfiable", url=url, byte_range=span)
+        error = HTTPStatusError(status, response.reason or "", url=url, byte_range=span)
+        error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise error
+
+    def _parse_content_range(
+        self, response: requests.Response, start: int, end: Optional[int], url: str
+    ) -> Tuple[int, int, Optional[int]]:
+        header = response.headers.get("Content-Range", "")
+        match = _CONTENT_RANGE.match(header)
+        if not match:
+            raise InvalidResponseError(
+                f"206 with an unparseable Content-Range {header!r}", url=url, byte_range=(start, end)
+            )
+        first, last = int(match.group(1)), int(match.group(2))
+        total = None if match.group(3) == "*" else int(match.group(3))
+        clamped_end = end if total is None or end is None else min(end, total)
+        expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
+        if first != start or last < first or (expected_last is not None and last != expected_last):
+            raise InvalidResponseError(
+                f"Content-Range {header!r} does not match the requested range",
+                url=url,
+                byte_range=(start, end),
+            )
+        length = _content_length(response)
+        if length is not None and length != last + 1 - first:
+            raise InvalidResponseError(
+                f"Content-Length {length} disagrees with Content-Range {header!r}",
+                url=url,
+                byte_range=(start, end),
+            )
+        return first, last + 1, total
+
+    def _pin(self, response: requests.Response, total: Optional[int], url: str, *, ranged: bool) -> None:
+        seen = Validators(
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            total=total,
+        )
+        with self._lock:
+            pinned = self._pinned
+            if pinned is None:
+                self._pinned = seen
+                self._ranged = ranged
+                self.final_url = response.url or self.final_url
+                return
+        _check_same_resource(pinned, seen, url)
+
+
+def _check_same_resource(pinned: Validators, seen: Validators, url: str) -> None:
+    changes = []
+    if pinned.etag and seen.etag and pinned.etag != seen.etag:
+        changes.append(f"ETag {pinned.etag} -> {seen.etag}")
+    if pinned.last_modified and seen.last_modified and pinned.last_modified != seen.last_modified:
+        changes.append(f"Last-Modified {pinned.last_modified} -> {seen.last_modified}")
+    if pinned.total is not None and seen.total is not None and pinned.total != seen.total:
+        changes.append(f"length {pinned.total} -> {seen.total}")
+    if changes:
+        raise ResourceChangedError("resource changed on the server: " + ", ".join(changes), url=url)
+
+
+def _content_length(response: requests.Response) -> Optional[int]:
+    value = response.headers.get("Content-Length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+__all__ = ["HttpSource", "Body", "Validators", "AbortHandle"]

@@ -1,0 +1,145 @@
+"""Stream: a blocking, seekable, read-only binary file (``io.RawIOBase``).
+
+Contract, as for a regular file opened ``"rb"``: ``readinto(b)`` fills ``b`` completely
+unless the end of the resource is reached, and returns 0 at or after the end; ``seek`` and
+``tell`` are O(1) and never touch the network; seeking past the end is allowed; a negative
+position raises ``OSError(EINVAL)``; any operation on a closed stream raises ``ValueError``.
+
+A permanent download failure is stored: it is raised by the read that hits it and again by
+the next ``read``/``seek``/``close`` call, so a decoder that swallows exceptions raised inside
+its read callback (soundfile does) cannot make the failure disappear.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+from typing import Optional, Protocol
+
+from .errors import StreamError
+
+
+class _Reader(Protocol):
+    url: str
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def error(self) -> Optional[BaseException]: ...
+
+    def read_at(self, pos: int, out: memoryview) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Stream(io.RawIOBase):
+    """A remote (or local) resource as a seekable binary file. Create it with ``kithara_io.open``."""
+
+    def __init__(self, reader: _Reader, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self._pos = 0
+        self._error_raised = False
+        self.name = name
+
+    # -- the contract helpers, as in _pyio -----------------------------------------------
+    def _check_closed(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed stream")
+
+    def _check_failed(self) -> None:
+        error = self._reader.error
+        if error is not None:
+            self._error_raised = True
+            raise error
+
+    def readable(self) -> bool:
+        self._check_closed()
+        return True
+
+    def seekable(self) -> bool:
+        self._check_closed()
+        return True
+
+    def writable(self) -> bool:
+        self._check_closed()
+        return False
+
+    # -- data ----------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Total length of the resource in bytes."""
+        self._check_closed()
+        return self._reader.size
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The permanent failure of this stream's download, if any."""
+        return self._reader.error
+
+    def readinto(self, b) -> int:
+        self._check_closed()
+        self._check_failed()
+        with memoryview(b) as view, view.cast("B") as out:
+            try:
+                n = self._reader.read_at(self._pos, out)
+            except StreamError:
+                self._error_raised = True
+                raise
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        self._check_closed()
+        remaining = max(0, self._reader.size - self._pos)
+        data = bytearray(remaining)
+        n = self.readinto(data)
+        del data[n:]
+        return bytes(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_closed()
+        self._check_failed()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._reader.size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if pos < 0:
+            raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        self._check_closed()
+        return self._pos
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Cancel this stream's fetches, join what it owns, release its connections.
+        Idempotent. Raises a stored failure nobody has seen yet."""
+        if self.closed:
+            return
+        try:
+            self._reader.close()
+        finally:
+            super().close()
+        error = self._reader.error
+        if error is not None and not self._error_raised:
+            self._error_raised = True
+            raise error
+
+    def __del__(self) -> None:
+        try:
+            self._error_raised = True
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pos={self._pos}"
+        return f"<kithara_io.Stream {self.name!r} {state}>"
