@@ -18,6 +18,7 @@ from .errors import (
 )
 from .options import StreamOptions
 from .retry import Retry, Timeout
+from .stats import StreamStats
 from .stream import Stream
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "Downloader",
     "default_downloader",
     "StreamOptions",
+    "StreamStats",
     "Retry",
     "Timeout",
     "StreamError",

@@ -230,12 +230,17 @@ class Downloader:
                 self._running.discard(cmd)
                 cmd._state = _State.FINISHED
                 self._cond.notify_all()
-        if cmd.cancelled.is_set():
-            _complete(cmd, Outcome.CANCELLED, None)
-        elif error is not None:
-            _complete(cmd, Outcome.FAILED, error)
-        else:
-            _complete(cmd, Outcome.DONE, None)
+        try:
+            if cmd.cancelled.is_set():
+                _complete(cmd, Outcome.CANCELLED, None)
+            elif error is not None:
+                _complete(cmd, Outcome.FAILED, error)
+            else:
+                _complete(cmd, Outcome.DONE, None)
+        finally:
+            # The traceback references this frame: without this, error -> traceback -> frame
+            # -> error is a cycle that keeps the failed request's socket open until a GC pass.
+            error = None
 
 
 def _complete(cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:

@@ -100,7 +100,7 @@ def next_fetch(
     """The next range one stream should fetch, or None when its windows are complete.
 
     First the earliest gap at or after the cursor within the read-ahead window (High);
-    only when nothing is missing there, the latest gap behind the cursor within the
+    only when nothing is missing there, the earliest gap in the read-behind window
     read-behind window (Low). Never a byte that is present or already claimed.
     """
     cursor = max(0, min(cursor, size))

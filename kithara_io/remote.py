@@ -12,11 +12,12 @@ command synchronously, so it is only ever called with ``self._cond`` released.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .cache import SparseCache, Wait
 from .downloader import Downloader, FetchCommand, Outcome
@@ -26,8 +27,9 @@ from .errors import (
     TruncatedBodyError,
 )
 from .options import StreamOptions
-from .planning import FetchPlan, Priority, keep_running, next_fetch, tail_fetch
+from .planning import FetchPlan, Priority, first_missing, keep_running, next_fetch, tail_fetch
 from .sources.http import AbortHandle, Body, HttpSource
+from .stats import StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,6 @@ class _Fetch:
     epoch: int
     handle: AbortHandle = field(default_factory=AbortHandle)
     started: bool = False
-
-
-@dataclass
-class ReaderStats:
-    requests: int = 0
-    bytes_fetched: int = 0
-    bytes_served: int = 0
-    cache_hits: int = 0
-    waits: int = 0
-    time_waited: float = 0.0
-    retries: int = 0
-    cancels: int = 0
 
 
 class _LinkEstimate:
@@ -94,7 +84,7 @@ class RemoteReader:
         self._closed = False
         self._error: Optional[BaseException] = None
         self._link = _LinkEstimate()
-        self.stats = ReaderStats()
+        self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -145,9 +135,12 @@ class RemoteReader:
     def source(self) -> HttpSource:
         return self._source
 
-    def present(self):
-        """The downloaded ranges (a copy)."""
-        return self._cache.present()
+    def buffered(self) -> List[Tuple[int, int]]:
+        return list(self._cache.present())
+
+    def stats(self) -> StreamStats:
+        with self._cond:
+            return StreamStats(**self._counts)
 
     # -- reading -----------------------------------------------------------------------
     def read_at(self, pos: int, out: memoryview) -> int:
@@ -160,16 +153,16 @@ class RemoteReader:
         if not hit:
             waited_from = time.monotonic()
             while self._cache.wait_for(pos, end) is Wait.UNCLAIMED:
-                self._demand(pos)
+                self._demand(pos, end)
             waited = time.monotonic() - waited_from
         self._cache.read_into(pos, out[: end - pos])
         with self._cond:
-            self.stats.bytes_served += end - pos
+            self._counts["bytes_served"] += end - pos
             if hit:
-                self.stats.cache_hits += 1
+                self._counts["cache_hits"] += 1
             else:
-                self.stats.waits += 1
-                self.stats.time_waited += waited
+                self._counts["waits"] += 1
+                self._counts["time_waited"] += waited
         return end - pos
 
     def _prepare_read(self, pos: int, end: int) -> bool:
@@ -208,17 +201,33 @@ class RemoteReader:
             return pos <= target < end
         return keep_running(pos, end, target, soon)
 
-    def _demand(self, pos: int) -> None:
-        """The reader waits on a byte nobody fetches: fetch it now, past the usual limit."""
+    def _demand(self, pos: int, end: int) -> None:
+        """The reader waits on bytes of ``[pos, end)`` nobody fetches: fetch the first such
+        gap now, whatever the read-ahead window says."""
         with self._cond:
             if self._closed or self._error is not None:
                 return  # the cache raises for the waiter
             if not self._source.supports_ranges:
                 self._restart_whole_body_locked()
                 return
-            plan = self._plan_locked(pos)
-            if plan is not None:
-                self._submit_locked(plan)
+            size = self._cache.size
+            with self._cache.condition:
+                present, claimed = self._cache.present_unlocked(), self._cache.claimed_unlocked()
+                start = first_missing(present, claimed, pos)
+                if start >= end:
+                    return  # claimed meanwhile
+                plan = next_fetch(
+                    present,
+                    claimed,
+                    cursor=start,
+                    size=size,
+                    read_ahead=end - start,
+                    read_behind=0,
+                    min_fetch=self._opt.min_fetch,
+                    max_fetch=self._opt.max_fetch,
+                )
+            assert plan is not None and plan.start == start, (plan, start)
+            self._submit_locked(plan)
 
     # -- scheduling (self._cond held) ----------------------------------------------------
     def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
@@ -303,7 +312,7 @@ class RemoteReader:
                 delay = retry.delay(failures, getattr(exc, "retry_after", None))
                 log.info("retrying %s in %.2fs after %s", cmd.label, delay, exc)
                 with self._cond:
-                    self.stats.retries += 1
+                    self._counts["retries"] += 1
                 cmd.cancelled.wait(delay)  # interruptible backoff
 
     def _fetch_once(self, cmd: FetchCommand, fetch: _Fetch, pos: int, claim_end: int) -> None:
@@ -312,7 +321,7 @@ class RemoteReader:
         body = self._source.fetch(pos, request_end, fetch.handle)
         ttfb = time.monotonic() - started
         with self._cond:
-            self.stats.requests += 1
+            self._counts["requests"] += 1
         try:
             self._on_response(cmd, body)
             delivered = self._copy_body(cmd, body, pos)
@@ -320,7 +329,7 @@ class RemoteReader:
             body.close()
         with self._cond:
             self._link.record(ttfb, delivered, time.monotonic() - started)
-            self.stats.bytes_fetched += delivered
+            self._counts["bytes_fetched"] += delivered
 
     def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
@@ -377,7 +386,7 @@ class RemoteReader:
         with self._cond:
             self._active.pop(cmd.id, None)
             if outcome is Outcome.CANCELLED:
-                self.stats.cancels += 1
+                self._counts["cancels"] += 1
             elif outcome is Outcome.FAILED and not self._closed:
                 self._fail_locked(error)
             self._schedule_locked()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import errno
 import io
-from typing import Optional, Protocol
+from typing import List, Optional, Protocol, Tuple
 
 from .errors import StreamError
+from .stats import StreamStats
 
 
 class _Reader(Protocol):
@@ -29,6 +30,10 @@ class _Reader(Protocol):
     def error(self) -> Optional[BaseException]: ...
 
     def read_at(self, pos: int, out: memoryview) -> int: ...
+
+    def buffered(self) -> List[Tuple[int, int]]: ...
+
+    def stats(self) -> StreamStats: ...
 
     def close(self) -> None: ...
 
@@ -66,6 +71,10 @@ class Stream(io.RawIOBase):
         self._check_closed()
         return False
 
+    def write(self, b) -> int:
+        self._check_closed()
+        raise io.UnsupportedOperation("write: stream is read-only")
+
     # -- data ----------------------------------------------------------------------------
     @property
     def size(self) -> int:
@@ -77,6 +86,15 @@ class Stream(io.RawIOBase):
     def error(self) -> Optional[BaseException]:
         """The permanent failure of this stream's download, if any."""
         return self._reader.error
+
+    def buffered(self) -> List[Tuple[int, int]]:
+        """The byte ranges ``[start, end)`` downloaded so far (the whole file when local)."""
+        self._check_closed()
+        return self._reader.buffered()
+
+    def stats(self) -> StreamStats:
+        """A snapshot of this stream's counters (requests, bytes, hits, waits, retries...)."""
+        return self._reader.stats()
 
     def readinto(self, b) -> int:
         self._check_closed()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import urllib.parse
 import urllib.request
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from ..errors import StreamError
+from ..stats import StreamStats
 
 
 def path_from_source(source: str) -> Optional[str]:
@@ -35,7 +36,8 @@ class LocalFileReader:
             raise StreamError("cannot open local file", url=path, cause=exc) from exc
         self.size = os.fstat(self._fd).st_size
         self.error: Optional[BaseException] = None
-        self.stats = None
+        self._served = 0
+        self._reads = 0
 
     def read_at(self, pos: int, out: memoryview) -> int:
         done = 0
@@ -44,7 +46,15 @@ class LocalFileReader:
             if n == 0:
                 break
             done += n
+        self._served += done
+        self._reads += 1
         return done
+
+    def buffered(self) -> List[Tuple[int, int]]:
+        return [(0, self.size)] if self.size else []
+
+    def stats(self) -> StreamStats:
+        return StreamStats(bytes_served=self._served, cache_hits=self._reads)
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1

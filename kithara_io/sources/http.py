@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -67,6 +68,14 @@ class AbortHandle:
         if conn is not None:
             _shutdown(conn)
 
+    def discard(self) -> None:
+        """The request failed: close its connection now. urllib3 drops it from the pool, but
+        the traceback of the failure can keep the socket open until a garbage collection."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
 
 def _shutdown(conn) -> None:
     sock = getattr(conn, "sock", None)
@@ -77,12 +86,17 @@ def _shutdown(conn) -> None:
             pass
 
 
-_current = threading.local()  # .handle: the AbortHandle of the fetch on this thread
+# On the thread running a fetch: .handle (its AbortHandle) and .conns (its source's
+# set of every connection handed out, closed by HttpSource.close).
+_current = threading.local()
 
 
 class _TrackedPoolMixin:
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)  # type: ignore[misc]
+        conns = getattr(_current, "conns", None)
+        if conns is not None:
+            conns.add(conn)
         handle = getattr(_current, "handle", None)
         if handle is not None:
             handle.attach(conn)
@@ -194,6 +208,9 @@ class HttpSource:
         self._lock = threading.Lock()  # guards the pinned validators and final_url
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
+        # Every connection ever handed out: urllib3 can return one to a pool that a
+        # concurrent close() has just drained, so close() closes them all itself.
+        self._conns: "weakref.WeakSet" = weakref.WeakSet()
 
     @property
     def pinned(self) -> Optional[Validators]:
@@ -204,7 +221,10 @@ class HttpSource:
         return self._ranged
 
     def close(self) -> None:
+        """Close every connection. Call only when no fetch is running."""
         self._session.close()
+        for conn in list(self._conns):
+            conn.close()
 
     # -- one request -------------------------------------------------------------------
     def fetch(self, start: int, end: Optional[int], handle: Optional[AbortHandle] = None) -> Body:
@@ -220,7 +240,9 @@ class HttpSource:
             headers["If-Range"] = pinned.if_range
         with self._lock:
             url = self.final_url
+        handle = handle or AbortHandle()
         _current.handle = handle
+        _current.conns = self._conns
         try:
             response = self._session.get(
                 url,
@@ -231,11 +253,13 @@ class HttpSource:
         except requests.TooManyRedirects as exc:
             raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
         except _NETWORK_ERRORS as exc:
+            handle.discard()
             raise ConnectionFailedError(
                 "request failed", url=url, byte_range=(start, end), cause=exc
             ) from exc
         finally:
             _current.handle = None
+            _current.conns = None
         try:
             return self._validate(response, start, end)
         except BaseException:

@@ -1,0 +1,48 @@
+# kithara-io developer commands.  `make test` works on a fresh machine: it creates .venv,
+# installs the package with its test extra, and (as root) the Debian packages the tests use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEB_PACKAGES := nginx-light libportaudio2 jackd2
+PYTEST_ARGS ?=
+
+.PHONY: test demo bench deps venv clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Install only the Debian packages that are missing; never touch apt when not root.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "warning: missing Debian packages:$$missing (run as root to install); tests needing them are skipped"; \
+	  fi; \
+	fi
+
+test: venv deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv deps
+	$(PY) examples/demo.py
+
+bench: venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,114 @@
+"""SparseCache: claims, writes, event-driven waits (threads synchronised by Events only)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kithara_io.cache import SparseCache, Wait
+from kithara_io.errors import StreamClosedError, StreamError
+
+WAIT = 10.0
+
+
+def write(cache: SparseCache, fetch_id: int, pos: int, data: bytes) -> None:
+    done = 0
+    while done < len(data):
+        buf = cache.write_buffer(fetch_id, pos + done, len(data) - done)
+        assert buf is not None
+        buf[:] = data[done : done + len(buf)]
+        cache.commit(fetch_id, pos + done, len(buf))
+        done += len(buf)
+
+
+def test_write_and_read_across_blocks():
+    cache = SparseCache(block_size=16)
+    data = bytes(range(50))
+    cache.claim(1, 5, 55)
+    write(cache, 1, 5, data)
+    out = bytearray(50)
+    cache.read_into(5, memoryview(out))
+    assert bytes(out) == data
+    assert list(cache.present()) == [(5, 55)]
+    assert cache.claim_progress(1) == (55, 55)
+
+
+def test_wait_reports_unclaimed_gap():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 10)
+    write(cache, 1, 0, b"x" * 10)
+    assert cache.wait_for(0, 10) is Wait.READY
+    assert cache.wait_for(0, 11) is Wait.UNCLAIMED
+
+
+def test_waiter_wakes_when_bytes_arrive():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 32)
+    result, entered = [], threading.Event()
+
+    def reader():
+        entered.set()
+        result.append(cache.wait_for(0, 32))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert entered.wait(WAIT)
+    write(cache, 1, 0, b"a" * 32)
+    t.join(WAIT)
+    assert result == [Wait.READY]
+
+
+def test_release_of_unfinished_claim_wakes_waiter_as_unclaimed():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 32)
+    result = []
+    t = threading.Thread(target=lambda: result.append(cache.wait_for(0, 32)))
+    t.start()
+    cache.release(1)
+    t.join(WAIT)
+    assert result == [Wait.UNCLAIMED]
+
+
+@pytest.mark.parametrize("how", ["close", "fail"])
+def test_close_or_failure_wakes_waiters_with_an_error(how):
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 32)
+    errors = []
+
+    def reader():
+        try:
+            cache.wait_for(0, 32)
+        except StreamError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    failure = StreamError("boom", url="http://x")
+    cache.close() if how == "close" else cache.fail(failure)
+    t.join(WAIT)
+    assert not t.is_alive()
+    if how == "close":
+        assert isinstance(errors[0], StreamClosedError)
+    else:
+        assert errors == [failure]
+
+
+def test_shrink_claim_never_takes_back_a_granted_buffer():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 100)
+    buf = cache.write_buffer(1, 0, 10)
+    assert len(buf) == 10
+    cache.shrink_claim(1, 0)  # cancel: the 10 granted bytes stay claimed
+    assert cache.claim_progress(1) == (0, 10)
+    buf[:] = b"z" * 10
+    cache.commit(1, 0, 10)
+    assert cache.write_buffer(1, 10, 10) is None  # the claim ends there now
+
+
+def test_wait_for_size():
+    cache = SparseCache()
+    t = threading.Thread(target=lambda: cache.set_size(123))
+    t.start()
+    assert cache.wait_for_size() == 123
+    t.join(WAIT)

@@ -1,0 +1,152 @@
+"""The pure decisions of the engine, exhaustively and without threads."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kithara_io.planning import (
+    FetchPlan,
+    Priority,
+    fetch_length,
+    first_missing,
+    is_urgent,
+    keep_running,
+    next_fetch,
+    slot_index,
+    tail_fetch,
+)
+from kithara_io.ranges import RangeSet
+
+KB = 1024
+
+
+def test_slot_order_is_stream_then_request_priority():
+    order = sorted(itertools.product(Priority, Priority), key=lambda p: slot_index(*p))
+    assert order == [
+        (Priority.HIGH, Priority.HIGH),
+        (Priority.HIGH, Priority.LOW),
+        (Priority.LOW, Priority.HIGH),
+        (Priority.LOW, Priority.LOW),
+    ]
+    assert [slot_index(*p) for p in order] == [0, 1, 2, 3]
+    assert [is_urgent(s) for s in range(4)] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("value", ["high", "HIGH", "High", Priority.HIGH])
+def test_priority_parse(value):
+    assert Priority.parse(value) is Priority.HIGH
+
+
+def test_priority_parse_rejects_nonsense():
+    with pytest.raises(ValueError, match="high' or 'low"):
+        Priority.parse("urgent")
+
+
+def plan(present=(), claimed=(), **kw):
+    args = dict(cursor=0, size=1000 * KB, read_ahead=256 * KB, read_behind=64 * KB, min_fetch=16 * KB, max_fetch=128 * KB)
+    args.update(kw)
+    return next_fetch(RangeSet(list(present)), RangeSet(list(claimed)), **args)
+
+
+def test_first_fetch_at_cursor_is_small_and_high():
+    assert plan(cursor=500 * KB) == FetchPlan(500 * KB, 516 * KB, Priority.HIGH)
+
+
+def test_skips_present_and_claimed_bytes():
+    got = plan(present=[(0, 10 * KB)], claimed=[(10 * KB, 20 * KB)])
+    assert got.start == 20 * KB and got.priority is Priority.HIGH
+
+
+def test_stops_at_next_present_range():
+    got = plan(present=[(0, 100 * KB), (110 * KB, 200 * KB)], cursor=50 * KB)
+    assert (got.start, got.end) == (100 * KB, 110 * KB)
+
+
+def test_sequential_reader_grows_fetch_size():
+    assert plan(present=[(0, 64 * KB)]).length == 64 * KB
+    assert plan(present=[(0, 100 * KB)], read_ahead=1000 * KB).length == 100 * KB
+    assert plan(present=[(0, 400 * KB)], read_ahead=1000 * KB).length == 128 * KB  # max_fetch
+
+
+def test_nothing_ahead_fills_behind_with_low_priority():
+    got = plan(present=[(100 * KB, 1000 * KB)], cursor=120 * KB, read_behind=64 * KB)
+    assert got == FetchPlan(56 * KB, 100 * KB, Priority.LOW)
+
+
+def test_read_ahead_window_bounds_fetching():
+    assert plan(present=[(0, 300 * KB)], cursor=0, read_ahead=256 * KB, read_behind=0) is None
+
+
+def test_complete_file_needs_nothing():
+    assert plan(present=[(0, 1000 * KB)], cursor=999 * KB) is None
+
+
+def test_cursor_past_end_is_clamped():
+    assert plan(present=[(0, 1000 * KB)], cursor=5000 * KB) is None
+
+
+def test_fetch_length_bounds():
+    present = RangeSet([(0, 50)])
+    assert fetch_length(present, 50, 10, 100) == 50
+    assert fetch_length(present, 50, 60, 100) == 60
+    assert fetch_length(present, 50, 10, 20) == 20
+    assert fetch_length(present, 70, 10, 100) == 10  # no run before a gap start
+
+
+def test_first_missing_hops_present_and_claimed():
+    assert first_missing(RangeSet([(0, 5), (10, 15)]), RangeSet([(5, 10)]), 0) == 15
+
+
+def test_tail_fetch():
+    assert tail_fetch(RangeSet(), RangeSet(), size=1000, tail=64) == FetchPlan(936, 1000, Priority.HIGH)
+    assert tail_fetch(RangeSet([(950, 1000)]), RangeSet(), size=1000, tail=64) == FetchPlan(936, 950, Priority.HIGH)
+    assert tail_fetch(RangeSet([(0, 1000)]), RangeSet(), size=1000, tail=64) is None
+    assert tail_fetch(RangeSet(), RangeSet(), size=10, tail=64) == FetchPlan(0, 10, Priority.HIGH)
+
+
+@pytest.mark.parametrize(
+    "pos, end, target, soon, keep",
+    [
+        (0, 100, 50, 60, True),  # reaches the target soon
+        (0, 100, 50, 10, False),  # far from the target, lots left
+        (0, 100, 200, 10, False),  # does not cover the target
+        (90, 100, 500, 10, True),  # nearly done anyway
+        (0, 100, 0, 0, True),  # exactly at the target
+        (0, 100, 100, 1000, True),  # not covering, but finishes within "soon"
+    ],
+)
+def test_keep_running(pos, end, target, soon, keep):
+    assert keep_running(pos, end, target, soon) is keep
+
+
+intervals = st.lists(st.tuples(st.integers(0, 200), st.integers(1, 40)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(intervals, intervals, st.integers(0, 260), st.integers(1, 300), st.integers(0, 300), st.integers(1, 50))
+def test_never_plans_present_or_claimed_bytes(present, claimed, cursor, read_ahead, read_behind, min_fetch):
+    size = 240
+    p = RangeSet([(s, min(size, s + n)) for s, n in present])
+    c = RangeSet([(s, min(size, s + n)) for s, n in claimed])
+    got = next_fetch(p, c, cursor=cursor, size=size, read_ahead=read_ahead, read_behind=read_behind,
+                     min_fetch=min_fetch, max_fetch=max(min_fetch, 64))
+    if got is None:
+        # nothing missing in the windows
+        ahead = range(min(cursor, size), min(size, min(cursor, size) + read_ahead))
+        behind = range(max(0, min(cursor, size) - read_behind), min(cursor, size))
+        for b in list(ahead) + list(behind):
+            assert p.contains(b, b + 1) or c.contains(b, b + 1)
+        return
+    assert 0 <= got.start < got.end <= size
+    for b in range(got.start, got.end):
+        assert not p.contains(b, b + 1) and not c.contains(b, b + 1)
+    if got.priority is Priority.HIGH:
+        assert got.start >= min(cursor, size)
+        # the first gap at or after the cursor
+        assert all(p.contains(b, b + 1) or c.contains(b, b + 1) for b in range(min(cursor, size), got.start))
+    else:
+        assert got.end <= cursor
