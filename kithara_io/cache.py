@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from .errors import StreamClosedError, StreamError
 from .ranges import RangeSet
@@ -39,10 +39,14 @@ class _Claim:
 class SparseCache:
     """Present byte ranges over a store of fixed-size blocks, plus per-fetch claims."""
 
-    def __init__(self, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, block_size: int = BLOCK_SIZE, budget: Optional[int] = None) -> None:
         self._cond = threading.Condition()
         self._block_size = block_size
+        self._budget = budget  # bytes of blocks kept; None: unbounded
+        self._window = (0, 0)  # never evicted: the reader's neighbourhood
         self._blocks: Dict[int, bytearray] = {}
+        self._spare: List[bytearray] = []  # evicted blocks, reused (no page faults, no zeroing)
+        self._waiters = 0
         self._present = RangeSet()
         self._claims: Dict[int, _Claim] = {}
         self._size: Optional[int] = None
@@ -110,8 +114,35 @@ class SparseCache:
         with self._cond:
             while self._size is None:
                 self._raise_if_unusable()
-                self._cond.wait()
+                self._wait_locked()
             return self._size
+
+    def set_window(self, start: int, end: int) -> None:
+        """Bytes in ``[start, end)`` are never evicted (the reader is about to need them)."""
+        with self._cond:
+            self._window = (start, end)
+
+    @property
+    def bytes_held(self) -> int:
+        """Memory held in blocks (what the budget bounds)."""
+        with self._cond:
+            return len(self._blocks) * self._block_size
+
+    def read_when_present(self, pos: int, out: memoryview) -> Wait:
+        """Copy ``[pos, pos+len(out))`` into ``out`` once present (READY), or return
+        UNCLAIMED without copying if nobody fetches a missing byte of it. Waiting and
+        copying happen under one lock hold, so eviction cannot slip in between."""
+        end = pos + len(out)
+        with self._cond:
+            while True:
+                self._raise_if_unusable()
+                missing = self._present.covered_until(pos)
+                if missing >= end:
+                    self._copy_out(pos, out)
+                    return Wait.READY
+                if not self._is_claimed(missing):
+                    return Wait.UNCLAIMED
+                self._wait_locked()
 
     def wait_for(self, start: int, end: int) -> Wait:
         """Block until ``[start, end)`` is present, or return UNCLAIMED if nobody fetches a
@@ -124,7 +155,15 @@ class SparseCache:
                     return Wait.READY
                 if not self._is_claimed(missing):
                     return Wait.UNCLAIMED
-                self._cond.wait()
+                self._wait_locked()
+
+    def _wait_locked(self) -> None:
+        # Counted, so that the hot path (commit) notifies only when somebody listens.
+        self._waiters += 1
+        try:
+            self._cond.wait()
+        finally:
+            self._waiters -= 1
 
     def _is_claimed(self, pos: int) -> bool:
         return any(c.start <= pos < c.end for c in self._claims.values())
@@ -136,13 +175,16 @@ class SparseCache:
             self._raise_if_unusable()
             if not self._present.contains(pos, pos + len(out)):
                 raise AssertionError("read_into called for bytes that are not present")
-            done = 0
-            bs = self._block_size
-            while done < len(out):
-                index, offset = divmod(pos + done, bs)
-                n = min(bs - offset, len(out) - done)
-                out[done : done + n] = memoryview(self._blocks[index])[offset : offset + n]
-                done += n
+            self._copy_out(pos, out)
+
+    def _copy_out(self, pos: int, out: memoryview) -> None:
+        done = 0
+        bs = self._block_size
+        while done < len(out):
+            index, offset = divmod(pos + done, bs)
+            n = min(bs - offset, len(out) - done)
+            out[done : done + n] = memoryview(self._blocks[index])[offset : offset + n]
+            done += n
 
     # -- claims and writing ------------------------------------------------------------
     def claim(self, fetch_id: int, start: int, end: int) -> None:
@@ -186,7 +228,7 @@ class SparseCache:
             index, offset = divmod(pos, self._block_size)
             block = self._blocks.get(index)
             if block is None:
-                block = self._blocks[index] = bytearray(self._block_size)
+                block = self._blocks[index] = self._spare.pop() if self._spare else bytearray(self._block_size)
             n = min(limit, claim.end - pos, self._block_size - offset)
             claim.granted = pos + n
             return memoryview(block)[offset : offset + n]
@@ -202,7 +244,31 @@ class SparseCache:
             claim = self._claims.get(fetch_id)
             if claim is not None:
                 claim.start = max(claim.start, pos + n)
-            self._cond.notify_all()
+            if self._budget is not None and len(self._blocks) * self._block_size > self._budget:
+                self._evict_locked()
+            if self._waiters:
+                self._cond.notify_all()
+
+    def _evict_locked(self) -> None:
+        """Drop whole blocks outside the reader's window and every claim, farthest from the
+        window first, until the blocks fit the budget (or nothing more may go)."""
+        bs = self._block_size
+        lo, hi = self._window
+        busy = [(c.start, max(c.end, c.granted)) for c in self._claims.values()]
+        victims = [
+            i
+            for i in self._blocks
+            if (i + 1) * bs <= lo or i * bs >= hi
+            if not any(s < (i + 1) * bs and i * bs < e for s, e in busy)
+        ]
+        victims.sort(key=lambda i: lo - (i + 1) * bs if (i + 1) * bs <= lo else i * bs - hi, reverse=True)
+        for i in victims:
+            if len(self._blocks) * bs <= self._budget:
+                break
+            block = self._blocks.pop(i)
+            self._present.remove(i * bs, (i + 1) * bs)
+            if len(self._spare) < 4:
+                self._spare.append(block)
 
 
 __all__ = ["SparseCache", "Wait", "BLOCK_SIZE", "StreamError"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Optional
 
 from .retry import Retry, Timeout
 
@@ -22,6 +23,7 @@ class StreamOptions:
     tail: int = 64 * KiB  # prefetched at open: containers read the end of the file
     max_outstanding: int = 2  # queued + running fetches per stream (read-ahead pipelining)
     chunk: int = 256 * KiB  # largest single socket read into the cache
+    cache_budget: Optional[int] = 256 * MiB  # memory for downloaded bytes; None: keep everything
     timeout: Timeout = field(default_factory=Timeout)
     retry: Retry = field(default_factory=Retry)
     verify: bool = True  # verify TLS certificates; turning it off is explicit
@@ -35,5 +37,7 @@ class StreamOptions:
         for name in ("read_ahead", "first_fetch", "min_fetch", "max_fetch", "chunk", "max_outstanding"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.cache_budget is not None and self.cache_budget < 2 * self.max_fetch:
+            raise ValueError("cache_budget must be at least 2 * max_fetch (or None)")
         if self.min_fetch > self.max_fetch:
             raise ValueError("min_fetch must be <= max_fetch")

@@ -72,18 +72,27 @@ def _gap_end(present: RangeSet, claimed: RangeSet, gap_start: int, limit: int) -
     return min(ends)
 
 
-def fetch_length(present: RangeSet, start: int, min_fetch: int, max_fetch: int) -> int:
-    """Adaptive size: as long as the run of present bytes just before ``start``, within bounds.
+def run_before(present: RangeSet, claimed: RangeSet, start: int) -> int:
+    """Length of the run of present-or-claimed bytes that ends exactly at ``start``."""
+    pos = start
+    for _ in range(len(present) + len(claimed) + 1):  # each step leaves one interval behind
+        if pos <= 0:
+            break
+        found = [iv[0] for iv in (present.interval_at(pos - 1), claimed.interval_at(pos - 1)) if iv]
+        if not found:
+            break
+        pos = min(found)
+    return start - pos
 
-    A sequential reader doubles its fetch size each time (throughput); a fresh seek starts
-    small (fast first byte).
+
+def fetch_length(present: RangeSet, claimed: RangeSet, start: int, min_fetch: int, max_fetch: int) -> int:
+    """Adaptive size: as long as the run of bytes just before ``start`` that are present or
+    already being fetched, within bounds.
+
+    A sequential reader doubles its fetch size each time (throughput), also while the
+    previous fetch is still running (pipelining); a fresh seek starts small (fast first byte).
     """
-    run = 0
-    if start > 0:
-        interval = present.interval_at(start - 1)
-        if interval is not None:
-            run = start - interval[0]
-    return max(min_fetch, min(max_fetch, run))
+    return max(min_fetch, min(max_fetch, run_before(present, claimed, start)))
 
 
 def next_fetch(
@@ -108,7 +117,7 @@ def next_fetch(
     start = first_missing(present, claimed, cursor)
     if start < ahead_limit:
         end = _gap_end(present, claimed, start, size)
-        length = fetch_length(present, start, min_fetch, max_fetch)
+        length = fetch_length(present, claimed, start, min_fetch, max_fetch)
         return FetchPlan(start, min(end, start + length), Priority.HIGH)
     behind_limit = max(0, cursor - read_behind)
     pos = behind_limit

@@ -4,7 +4,7 @@ It decides (through the pure functions in ``planning``) which bytes to fetch nex
 fetch commands to the shared Downloader, streams their bodies into the SparseCache, and
 cancels fetches the reader no longer needs after a far seek (epoch cancel).
 
-Ownership: ``self._cond`` guards ``_active``, ``_epoch``, ``_cursor``, ``_closed`` and
+Ownership: ``self._cond`` guards ``_active``, ``_epoch``, the access pattern, ``_closed`` and
 ``_error``. Lock order: ``self._cond`` -> cache condition -> downloader lock; the cache and
 the downloader never call back while holding theirs. ``Downloader.cancel`` may complete a
 command synchronously, so it is only ever called with ``self._cond`` released.
@@ -34,6 +34,7 @@ from .stats import StreamStats
 log = logging.getLogger(__name__)
 
 _UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
+_SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 
 
 @dataclass
@@ -62,6 +63,32 @@ class _LinkEstimate:
         return max(floor, int(self.bandwidth * self.ttfb))
 
 
+class AccessPattern:
+    """How the reader moves, to size read-ahead like an OS page cache does: a random reader
+    gets only what it asks for (no wasted fetches to cancel), a sequential one a window
+    that doubles with its run up to ``read_ahead``. Gaps behind the cursor are filled only
+    once the reader has been seen stepping back (FLAC and MP3 decoders do)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.end = 0  # end of the previous read
+        self.run = 0  # bytes read contiguously up to ``end``
+        self.went_back = False
+
+    def record(self, pos: int, end: int, read_behind: int) -> None:
+        if self.cursor <= pos <= self.end:
+            self.run += max(0, end - self.end)
+        elif pos < self.cursor and self.cursor - pos < min(read_behind, _SMALL_STEP_BACK):
+            self.went_back = True  # a decoder re-reading a little: keep the run
+        else:  # a jump: sequential only once the next read continues this one
+            self.run = 0
+            self.went_back = False
+        self.cursor, self.end = pos, max(end, pos)
+
+    def read_ahead(self, limit: int, floor: int) -> int:
+        return max(self.end - self.cursor, min(limit, max(floor, 2 * self.run)))
+
+
 class RemoteReader:
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
 
@@ -76,11 +103,11 @@ class RemoteReader:
         self._downloader = downloader
         self._opt = options
         self._priority = priority
-        self._cache = SparseCache()
+        self._cache = SparseCache(budget=options.cache_budget)
         self._cond = threading.Condition()
         self._active: Dict[int, _Fetch] = {}
         self._epoch = 0
-        self._cursor = 0
+        self._pattern = AccessPattern()
         self._closed = False
         self._error: Optional[BaseException] = None
         self._link = _LinkEstimate()
@@ -140,7 +167,7 @@ class RemoteReader:
 
     def stats(self) -> StreamStats:
         with self._cond:
-            return StreamStats(**self._counts)
+            return StreamStats(**{**self._counts, "bytes_cached": self._cache.bytes_held})
 
     # -- reading -----------------------------------------------------------------------
     def read_at(self, pos: int, out: memoryview) -> int:
@@ -150,12 +177,10 @@ class RemoteReader:
             return 0
         end = min(size, pos + len(out))
         hit = self._prepare_read(pos, end)
-        if not hit:
-            waited_from = time.monotonic()
-            while self._cache.wait_for(pos, end) is Wait.UNCLAIMED:
-                self._demand(pos, end)
-            waited = time.monotonic() - waited_from
-        self._cache.read_into(pos, out[: end - pos])
+        waited_from = time.monotonic()
+        while self._cache.read_when_present(pos, out[: end - pos]) is Wait.UNCLAIMED:
+            self._demand(pos, end)
+        waited = time.monotonic() - waited_from
         with self._cond:
             self._counts["bytes_served"] += end - pos
             if hit:
@@ -170,7 +195,10 @@ class RemoteReader:
         longer needs (epoch cancel). Tops up read-ahead. True if the bytes are present."""
         victims: List[_Fetch] = []
         with self._cond:
-            self._cursor = pos
+            self._pattern.record(pos, end, self._opt.read_behind)
+            self._cache.set_window(
+                max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
+            )
             with self._cache.condition:
                 missing = self._cache.present_unlocked().covered_until(pos)
                 hit = missing >= end
@@ -240,8 +268,8 @@ class RemoteReader:
                 self._cache.claimed_unlocked(),
                 cursor=cursor,
                 size=size,
-                read_ahead=self._opt.read_ahead,
-                read_behind=self._opt.read_behind,
+                read_ahead=self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch),
+                read_behind=self._opt.read_behind if self._pattern.went_back else 0,
                 min_fetch=self._opt.min_fetch,
                 max_fetch=self._opt.max_fetch,
             )
@@ -251,7 +279,7 @@ class RemoteReader:
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return
         while len(self._active) < self._opt.max_outstanding:
-            plan = self._plan_locked(self._cursor)
+            plan = self._plan_locked(self._pattern.cursor)
             if plan is None:
                 return
             self._submit_locked(plan)

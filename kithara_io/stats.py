@@ -17,3 +17,4 @@ class StreamStats:
     time_waited: float = 0.0  # seconds readers spent waiting
     retries: int = 0
     cancels: int = 0  # fetches cancelled (seek far away, close)
+    bytes_cached: int = 0  # memory held for downloaded bytes now (bounded by cache_budget)

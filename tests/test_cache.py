@@ -112,3 +112,28 @@ def test_wait_for_size():
     t.start()
     assert cache.wait_for_size() == 123
     t.join(WAIT)
+
+
+def test_eviction_keeps_window_and_claims_and_fits_budget():
+    cache = SparseCache(block_size=16, budget=64)
+    cache.set_window(96, 128)
+    cache.claim(2, 0, 16)  # a fetch still owns block 0
+    cache.claim(1, 16, 160)
+    write(cache, 1, 16, bytes(range(144)))
+    assert cache.bytes_held <= 64 + 16  # block 0 is allocated only when its fetch writes
+    present = cache.present()
+    assert present.contains(96, 128), "the reader's window is never evicted"
+    # blocks far from the window went first; what is left is near it
+    assert not present.contains(16, 32)
+    out = bytearray(32)
+    cache.read_when_present(96, memoryview(out))
+    assert bytes(out) == bytes(range(80, 112))
+
+
+def test_evicted_bytes_become_missing_again():
+    cache = SparseCache(block_size=16, budget=32)
+    cache.set_window(48, 64)
+    cache.claim(1, 0, 64)
+    write(cache, 1, 0, b"a" * 64)
+    cache.release(1)
+    assert cache.read_when_present(0, memoryview(bytearray(16))) is Wait.UNCLAIMED

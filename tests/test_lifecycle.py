@@ -124,3 +124,18 @@ def test_stdlib_server_forward_and_backward_seeks(stdlib_server, media):
         for frame in (150_000, 1000, 90_000):
             snd.seek(frame)
             np.testing.assert_array_equal(snd.read(512, dtype="int16"), expected[frame : frame + 512])
+
+
+def test_memory_stays_within_cache_budget(ranged_server, media):
+    """Streaming 8 MiB through a 2 MiB budget: bounded memory, correct bytes, seeks back work."""
+    expected = media["random.bin"].read_bytes()
+    KiB = 1024
+    opts = dict(cache_budget=2048 * KiB, max_fetch=256 * KiB, read_ahead=512 * KiB, read_behind=256 * KiB)
+    with kithara_io.open(ranged_server.url("random.bin"), **opts) as f:
+        peak = 0
+        for pos in range(0, len(expected), 256 * KiB):
+            assert f.read(256 * KiB) == expected[pos : pos + 256 * KiB]
+            peak = max(peak, f.stats().bytes_cached)
+        assert peak <= opts["cache_budget"] + 1024 * KiB  # budget + one block being filled
+        f.seek(0)  # long evicted: fetched again
+        assert f.read(100_000) == expected[:100_000]

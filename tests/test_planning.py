@@ -15,6 +15,7 @@ from kithara_io.planning import (
     first_missing,
     is_urgent,
     keep_running,
+    run_before,
     next_fetch,
     slot_index,
     tail_fetch,
@@ -90,11 +91,30 @@ def test_cursor_past_end_is_clamped():
 
 
 def test_fetch_length_bounds():
-    present = RangeSet([(0, 50)])
-    assert fetch_length(present, 50, 10, 100) == 50
-    assert fetch_length(present, 50, 60, 100) == 60
-    assert fetch_length(present, 50, 10, 20) == 20
-    assert fetch_length(present, 70, 10, 100) == 10  # no run before a gap start
+    present, none = RangeSet([(0, 50)]), RangeSet()
+    assert fetch_length(present, none, 50, 10, 100) == 50
+    assert fetch_length(present, none, 50, 60, 100) == 60
+    assert fetch_length(present, none, 50, 10, 20) == 20
+    assert fetch_length(present, none, 70, 10, 100) == 10  # no run before a gap start
+
+
+def test_fetch_length_counts_bytes_being_fetched():
+    """Pipelined sequential fetches grow although the previous one has not arrived yet."""
+    present, claimed = RangeSet([(0, 64)]), RangeSet([(64, 192), (300, 310)])
+    assert run_before(present, claimed, 192) == 192
+    assert fetch_length(present, claimed, 192, 16, 1000) == 192
+    assert run_before(present, claimed, 310) == 10
+    assert run_before(present, claimed, 0) == 0
+
+
+def test_pipelined_plans_double():
+    present, claimed, sizes = RangeSet(), RangeSet([(0, 64 * KB)]), []
+    for _ in range(5):
+        got = next_fetch(present, claimed, cursor=0, size=100_000 * KB, read_ahead=100_000 * KB,
+                         read_behind=0, min_fetch=64 * KB, max_fetch=1024 * KB)
+        claimed.add(got.start, got.end)
+        sizes.append(got.length // KB)
+    assert sizes == [64, 128, 256, 512, 1024]
 
 
 def test_first_missing_hops_present_and_claimed():

@@ -1,0 +1,84 @@
+"""What the engine asks the server for: no waste on random reads, growing sequential
+fetches, head + tail at open, never a byte twice."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import kithara_io
+from kithara_io.remote import AccessPattern
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+def ranges_of(server, name):
+    out = []
+    for rec in server.requests:
+        if rec.path.endswith(name) and rec.range:
+            first, last = rec.range.split("=")[1].split("-")
+            out.append((int(first), int(last) + 1))
+    return out
+
+
+def test_access_pattern_windows():
+    p = AccessPattern()
+    p.record(0, 4096, read_behind=MiB)
+    assert p.read_ahead(16 * MiB, 64 * KiB) == 64 * KiB  # nothing sequential seen yet
+    for pos in range(4096, 1 * MiB, 4096):
+        p.record(pos, pos + 4096, read_behind=MiB)
+    assert p.read_ahead(16 * MiB, 64 * KiB) == 2 * MiB  # doubles the sequential run
+    assert p.read_ahead(1 * MiB, 64 * KiB) == 1 * MiB  # up to the limit
+    p.record(MiB - 8192, MiB, read_behind=MiB)  # FLAC re-reads 8 KiB
+    assert p.went_back and p.run >= MiB - 4096  # a small step back keeps the run
+    p.record(100 * MiB, 100 * MiB + 10, read_behind=MiB)
+    assert (p.run, p.went_back) == (0, False)  # a jump starts over
+    p.record(100 * MiB - 2 * MiB, 100 * MiB, read_behind=4 * MiB)
+    assert not p.went_back  # a long jump back is a random access, not a decoder re-reading
+    p.record(200 * MiB, 200 * MiB + 10, read_behind=MiB)
+    assert p.read_ahead(16 * MiB, 64 * KiB) == 64 * KiB
+    p.record(200 * MiB, 200 * MiB + 200 * KiB, read_behind=MiB)
+    assert p.read_ahead(16 * MiB, 64 * KiB) == 2 * (200 * KiB - 10)
+
+
+def test_random_reads_fetch_only_what_is_read(make_ranged_server, media):
+    server = make_ranged_server()
+    rng = random.Random(7)
+    data = media["random.bin"].read_bytes()
+    with kithara_io.open(server.url("random.bin")) as f:
+        positions = sorted({rng.randrange(0, len(data) - 64 * KiB) // (256 * KiB) * 256 * KiB for _ in range(20)})
+        rng.shuffle(positions)
+        for pos in positions:
+            f.seek(pos)
+            assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
+        stats = f.stats()
+    fetched = ranges_of(server, "random.bin")
+    assert len(fetched) <= len(positions) + 2, (positions, fetched)  # + head and tail at open
+    assert stats.cancels <= 2
+    assert sum(e - s for s, e in fetched) <= (len(positions) + 2) * 64 * KiB, str(fetched)
+
+
+def test_sequential_read_grows_fetches_and_never_refetches(make_ranged_server, media):
+    server = make_ranged_server()
+    data = media["random.bin"].read_bytes()
+    with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB) as f:
+        assert f.read() == data
+        stats = f.stats()
+    fetched = ranges_of(server, "random.bin")
+    assert len(fetched) <= 12, fetched  # 64K, 128K, ... 2M, 2M, 2M: not 128 x 64 KiB
+    covered = sorted(fetched)
+    for (s1, e1), (s2, e2) in zip(covered, covered[1:]):
+        assert e1 <= s2, f"bytes fetched twice: {(s1, e1)} and {(s2, e2)}"
+    assert stats.bytes_fetched == len(data)
+
+
+def test_open_fetches_head_and_tail(make_ranged_server, media):
+    server = make_ranged_server()
+    with kithara_io.open(server.url("random.bin"), tail=64 * KiB) as f:
+        size = f.size
+        f.seek(size - 100)
+        assert f.read() == media["random.bin"].read_bytes()[-100:]
+    fetched = ranges_of(server, "random.bin")
+    assert fetched[0][0] == 0
+    assert any(e == size and s <= size - 64 * KiB for s, e in fetched), fetched
