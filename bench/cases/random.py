@@ -1,0 +1,137 @@
+"""Case 2: 500 random ``seek + read(64 KiB)`` in the 200 MB file over loopback, ms per read.
+
+Floor: one keep-alive ``http.client`` connection doing one ``Range`` GET per read. Each
+client opens the file first (not timed), makes 20 warm-up reads, then the timed reads at
+offsets drawn from a seeded generator (the same offsets for every client in a repeat). A
+repeat uses a fresh stream, so nothing is served from a previous repeat's cache.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import time
+import urllib.parse
+from typing import Any, Dict, List
+
+from _common import CLIENTS, KiB, MB, Context, kithara_stats, log, median, open_client, rotated, row, tagged
+from _servers import BenchNginx
+
+NAME = "random"
+TITLE = "2. random seek + read(64 KiB)"
+TIMEOUT = 300
+READ = 64 * KiB
+WARMUP = 20
+
+
+def offsets(seed: int, count: int, size: int) -> List[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(0, size - READ) for _ in range(count)]
+
+
+def floor_reads(url: str, positions: List[int], warm: List[int]) -> List[float]:
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+
+        def get(pos: int) -> None:
+            conn.request("GET", target, headers={"Range": f"bytes={pos}-{pos + READ - 1}"})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 206 or len(body) != READ:
+                raise RuntimeError(f"floor: status {resp.status}, {len(body)} bytes")
+
+        for pos in warm:
+            get(pos)
+        times = []
+        for pos in positions:
+            t = time.perf_counter()
+            get(pos)
+            times.append(time.perf_counter() - t)
+        return times
+    finally:
+        conn.close()
+
+
+def client_reads(client: str, url: str, positions: List[int], warm: List[int], extra: Dict[str, Any]) -> List[float]:
+    with open_client(client, url) as f:
+        for pos in warm:
+            f.seek(pos)
+            f.read(READ)
+        times = []
+        for pos in positions:
+            t = time.perf_counter()
+            f.seek(pos)
+            data = f.read(READ)
+            times.append(time.perf_counter() - t)
+            if len(data) != READ:
+                raise RuntimeError(f"{client}: short read {len(data)} at {pos}")
+        if client == "kithara-io":
+            extra["stats"] = kithara_stats(f)
+    return times
+
+
+def run(ctx: Context) -> Dict[str, Any]:
+    count = 100 if ctx.quick else 500
+    path = ctx.big_file()
+    size = path.stat().st_size
+    per_read: Dict[str, list] = {c: [] for c in CLIENTS}
+    runs: Dict[str, list] = {c: [] for c in CLIENTS}
+    with BenchNginx(ctx.data) as srv:
+        for rep in range(ctx.repeats):
+            positions = offsets(1000 + rep, count, size)
+            warm = offsets(2000 + rep, WARMUP, size)
+            for client in rotated(CLIENTS, rep):
+                tag = f"random-{client}-{rep}"
+                url = tagged(srv.url(path.name), tag)
+                extra: Dict[str, Any] = {}
+                if client == "floor":
+                    times = floor_reads(url, positions, warm)
+                else:
+                    times = client_reads(client, url, positions, warm, extra)
+                reqs = srv.settled_requests(tag)
+                ms = 1000 * sum(times) / len(times)
+                srt = sorted(times)
+                result = {
+                    "ms_per_read": ms,
+                    "p50_ms": 1000 * srt[len(srt) // 2],
+                    "p95_ms": 1000 * srt[int(len(srt) * 0.95)],
+                    "max_ms": 1000 * srt[-1],
+                    "requests": len(reqs),
+                    "bytes_sent": sum(e["bytes"] for e in reqs),
+                    **extra,
+                }
+                per_read[client].append(ms)
+                runs[client].append(result)
+                log(
+                    f"random {client:10s} rep {rep}: {ms:7.2f} ms/read (p50 {result['p50_ms']:.2f}, "
+                    f"p95 {result['p95_ms']:.2f}), {len(reqs)} requests, {result['bytes_sent'] / MB:.0f} MB sent"
+                )
+    med = {c: median(v) for c, v in per_read.items()}
+    ratio = med["kithara-io"] / med["floor"]
+    speedup = med["fsspec"] / med["kithara-io"]
+    rows = [
+        row(
+            "2 random, loopback",
+            f"{count}x seek + read(64 KiB), ms per read",
+            med,
+            ratio=ratio,
+            target="<= 2.5x floor (aim 2x)",
+            passed=ratio <= 2.5,
+            fmt="{:.2f}",
+        ),
+        row(
+            "2 random, loopback",
+            "fsspec time / kithara-io time",
+            {"kithara-io": speedup},
+            target=">= 5x",
+            passed=speedup >= 5,
+            fmt="{:.1f}x",
+        ),
+    ]
+    return {
+        "rows": rows,
+        "results": {"count": count, "size": size, "ms_per_read": per_read, "runs": runs, "median": med},
+        "model": "nginx on 127.0.0.1, no shaping; open and 20 warm-up reads not timed",
+    }

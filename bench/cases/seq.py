@@ -1,0 +1,83 @@
+"""Case 1: sequential ``read(1 MiB)`` of a 200 MB random file over loopback, MB/s.
+
+Floor: one ``requests`` GET of the whole file read with ``iter_content(1 MiB)``. Every client's
+time includes its open (first request); each run uses a fresh client (no warm connection).
+One warm-up pass per client (32 MB: imports, page cache), then 5 full passes with
+the client order rotated per repeat; the table shows the median.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict
+
+import requests
+
+from _common import CLIENTS, MB, MiB, Context, kithara_stats, log, median, open_client, read_through, rotated, row, tagged
+from _servers import BenchNginx
+
+NAME = "seq"
+TITLE = "1. sequential read(1 MiB)"
+TIMEOUT = 300
+REPEATS = 5
+
+
+def read_once(client: str, url: str, size: int) -> Dict[str, Any]:
+    started = time.perf_counter()
+    extra: Dict[str, Any] = {}
+    if client == "floor":
+        n = 0
+        with requests.get(url, stream=True, timeout=60) as r:
+            r.raise_for_status()
+            for piece in r.iter_content(MiB):
+                n += len(piece)
+                if n >= size:
+                    break
+    else:
+        with open_client(client, url) as f:
+            n = read_through(f, MiB, size)
+            if client == "kithara-io":
+                extra["stats"] = kithara_stats(f)
+    seconds = time.perf_counter() - started
+    if n < size:
+        raise RuntimeError(f"{client}: read {n} of {size} bytes")
+    return {"mb_s": size / seconds / MB, "seconds": seconds, **extra}
+
+
+def measure(ctx: Context, srv: BenchNginx, size: int, label: str) -> Dict[str, Any]:
+    path = ctx.big_file()
+    total = path.stat().st_size
+    size = min(size, total)
+    warm = min(size, 32 * MB)
+    for client in CLIENTS:
+        read_once(client, tagged(srv.url(path.name), f"{label}-warm-{client}"), warm)
+    samples: Dict[str, list] = {c: [] for c in CLIENTS}
+    runs: Dict[str, list] = {c: [] for c in CLIENTS}
+    for rep in range(ctx.reps(REPEATS)):
+        for client in rotated(CLIENTS, rep):
+            tag = f"{label}-{client}-{rep}"
+            result = read_once(client, tagged(srv.url(path.name), tag), size)
+            result["requests"] = len(srv.settled_requests(tag))
+            samples[client].append(result["mb_s"])
+            runs[client].append(result)
+            log(f"{label} {client:10s} rep {rep}: {result['mb_s']:7.1f} MB/s, {result['requests']} requests")
+    return {"size": size, "samples": samples, "runs": runs, "median": {c: median(v) for c, v in samples.items()}}
+
+
+def run(ctx: Context) -> Dict[str, Any]:
+    with BenchNginx(ctx.data) as srv:
+        res = measure(ctx, srv, ctx.big_size, "seq")
+    med = res["median"]
+    ratio = med["kithara-io"] / med["floor"]
+    rows = [
+        row(
+            "1 seq, loopback",
+            f"read(1 MiB) of {res['size'] // MB} MB, MB/s",
+            med,
+            ratio=ratio,
+            target=">= 0.5x floor (aim 0.9x)",
+            passed=ratio >= 0.5,
+            fmt="{:.0f}",
+        )
+    ]
+    return {"rows": rows, "results": res, "model": "nginx on 127.0.0.1, no shaping"}
