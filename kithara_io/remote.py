@@ -108,6 +108,7 @@ class RemoteReader:
         self._active: Dict[int, _Fetch] = {}
         self._epoch = 0
         self._pattern = AccessPattern()
+        self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
         self._closed = False
         self._error: Optional[BaseException] = None
         self._link = _LinkEstimate()
@@ -120,6 +121,8 @@ class RemoteReader:
         try:
             with self._cond:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
+                if self._opt.tail:
+                    self._submit_tail_probe_locked()
             self._cache.wait_for_size()
         except BaseException:
             self.close()
@@ -221,6 +224,9 @@ class RemoteReader:
 
     def _keeps(self, fetch: _Fetch, target: int, soon: int) -> bool:
         """Is this fetch still useful for a reader at ``target``? (cache lock held)"""
+        if fetch.cmd.id == self._tail_probe:
+            size = self._cache.size
+            return size is not None and target >= size - self._opt.tail
         claim = self._cache.claim_progress(fetch.cmd.id)
         if claim is None:
             return False
@@ -307,6 +313,20 @@ class RemoteReader:
         self._cache.claim(cmd.id, plan.start, plan.end)
         self._downloader.submit(cmd)
 
+    def _submit_tail_probe_locked(self) -> None:
+        """Ask for the last bytes together with the head: containers read their end at open
+        (Ogg duration, ID3v1), and the length is not known yet to ask for it by offset."""
+        cmd = FetchCommand(
+            self._run_tail_probe,
+            self._on_complete,
+            stream_priority=self._priority,
+            request_priority=Priority.HIGH,
+            label=f"{self._source.url} last {self._opt.tail} bytes",
+        )
+        self._active[cmd.id] = _Fetch(cmd, FetchPlan(0, 0, Priority.HIGH), self._epoch)
+        self._tail_probe = cmd.id
+        self._downloader.submit(cmd)
+
     def _cancel(self, victims: List[_Fetch]) -> None:
         for fetch in victims:
             fetch.handle.abort()
@@ -343,6 +363,45 @@ class RemoteReader:
                     self._counts["retries"] += 1
                 cmd.cancelled.wait(delay)  # interruptible backoff
 
+    def _run_tail_probe(self, cmd: FetchCommand) -> None:
+        """Store what the suffix answer holds that nobody else fetches. Any failure here is
+        quiet: the tail is then fetched by offset like any other gap."""
+        with self._cond:
+            fetch = self._active.get(cmd.id)
+            if fetch is None:
+                return
+            fetch.started = True
+        try:
+            body = self._source.fetch_suffix(self._opt.tail, fetch.handle)
+        except StreamError as exc:
+            log.debug("tail request of %s failed: %s", self._source.url, exc)
+            return
+        if body is None:
+            return
+        try:
+            with self._cond:
+                self._counts["requests"] += 1
+                if self._cache.size is None:
+                    self._cache.set_size(body.total)
+                    self._schedule_locked()
+                with self._cache.condition:
+                    plan = tail_fetch(
+                        self._cache.present_unlocked(),
+                        self._cache.claimed_unlocked(),
+                        size=body.total,
+                        tail=body.total - body.start,
+                    )
+                    if plan is not None:
+                        self._cache.claim(cmd.id, plan.start, plan.end)
+            if plan is not None:
+                delivered = self._copy_body(cmd, body, plan.start)
+                with self._cond:
+                    self._counts["bytes_fetched"] += delivered
+        except StreamError as exc:
+            log.debug("tail request of %s broke off: %s", self._source.url, exc)
+        finally:
+            body.close()
+
     def _fetch_once(self, cmd: FetchCommand, fetch: _Fetch, pos: int, claim_end: int) -> None:
         started = time.monotonic()
         request_end = None if claim_end >= _UNKNOWN_END else claim_end
@@ -370,7 +429,8 @@ class RemoteReader:
         if self._cache.size is None and body.total is not None:
             self._cache.set_size(body.total)
             with self._cond:
-                self._schedule_tail_locked()
+                if self._tail_probe is None:
+                    self._schedule_tail_locked()
                 self._schedule_locked()
 
     def _schedule_tail_locked(self) -> None:
@@ -413,6 +473,10 @@ class RemoteReader:
         self._cache.release(cmd.id)
         with self._cond:
             self._active.pop(cmd.id, None)
+            if cmd.id == self._tail_probe:
+                self._tail_probe = None
+                if self._cache.size is not None:
+                    self._schedule_tail_locked()  # whatever the probe did not bring
             if outcome is Outcome.CANCELLED:
                 self._counts["cancels"] += 1
             elif outcome is Outcome.FAILED and not self._closed:

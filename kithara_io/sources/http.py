@@ -245,9 +245,43 @@ class HttpSource:
 
         ``handle.abort()`` from another thread breaks the request or body read at once.
         """
+        spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        response = self._request(spec, (start, end), handle)
+        try:
+            return self._validate(response, start, end)
+        except BaseException:
+            response.close()
+            raise
+
+    def fetch_suffix(self, length: int, handle: Optional[AbortHandle] = None) -> Optional[Body]:
+        """GET the last ``length`` bytes (``Range: bytes=-N``), sent at open beside the head
+        request so a container's tail read costs no extra round trip. None unless the answer
+        is a 206 that matches: a server without (suffix) range support is left to the head
+        request to discover, and nothing is pinned from such an answer."""
+        response = self._request(f"bytes=-{length}", None, handle)
+        try:
+            if response.status_code != 206:
+                response.close()
+                return None
+            header = response.headers.get("Content-Range", "")
+            match = _CONTENT_RANGE.match(header)
+            url = response.url or self.url
+            total = int(match.group(3)) if match and match.group(3) != "*" else None
+            if total is None or (int(match.group(1)), int(match.group(2))) != (max(0, total - length), total - 1):
+                raise InvalidResponseError(
+                    f"Content-Range {header!r} does not match the requested last {length} bytes", url=url
+                )
+            _check_identity_encoding(response, url, (total - length, total))
+            self._pin(response, total, url, ranged=True)
+            return Body(url, response, max(0, total - length), total, total, ranged=True)
+        except BaseException:
+            response.close()
+            raise
+
+    def _request(self, range_spec: str, span: Optional[tuple], handle: Optional[AbortHandle]):
         headers = dict(self._headers)
         headers["Accept-Encoding"] = "identity"
-        headers["Range"] = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        headers["Range"] = range_spec
         pinned = self._pinned
         if pinned is not None and pinned.if_range:
             headers["If-Range"] = pinned.if_range
@@ -265,21 +299,15 @@ class HttpSource:
                     stream=True,
                     timeout=(self._timeout.connect, self._timeout.read),
                 )
+            return response
         except requests.TooManyRedirects as exc:
             raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
         except _NETWORK_ERRORS as exc:
             handle.discard()
-            raise ConnectionFailedError(
-                "request failed", url=url, byte_range=(start, end), cause=exc
-            ) from exc
+            raise ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc) from exc
         finally:
             _current.handle = None
             _current.conns = None
-        try:
-            return self._validate(response, start, end)
-        except BaseException:
-            response.close()
-            raise
 
     def _direct_get(self, url: str, headers: Dict[str, str]) -> "Optional[_DirectResponse]":
         """The range GET straight through the session's urllib3 pool, or None to go through
@@ -314,13 +342,8 @@ class HttpSource:
         url = response.url or self.url
         span = (start, end)
         status = response.status_code
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if status in (200, 206) and encoding not in ("", "identity"):
-            raise InvalidResponseError(
-                f"server sent Content-Encoding {encoding!r} although identity was asked",
-                url=url,
-                byte_range=span,
-            )
+        if status in (200, 206):
+            _check_identity_encoding(response, url, span)
         if status == 206:
             body_start, body_end, total = self._parse_content_range(response, start, end, url)
             self._pin(response, total, url, ranged=True)
@@ -417,6 +440,14 @@ class _DirectResponse:
     def close(self) -> None:
         self.raw.close()
         self.raw.release_conn()
+
+
+def _check_identity_encoding(response, url: str, span: tuple) -> None:
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise InvalidResponseError(
+            f"server sent Content-Encoding {encoding!r} although identity was asked", url=url, byte_range=span
+        )
 
 
 def _environment_verify(verify: bool):
