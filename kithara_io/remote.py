@@ -209,7 +209,11 @@ class RemoteReader:
                     soon = self._link.soon_bytes(self._opt.min_fetch)
                     if not any(self._keeps(f, missing, soon) for f in self._active.values()):
                         self._epoch += 1
-                        victims = [f for f in self._active.values() if not self._keeps(f, missing, soon)]
+                        victims = [
+                            f
+                            for f in self._active.values()
+                            if f.cmd.id != self._tail_probe and not self._keeps(f, missing, soon)
+                        ]  # the tail probe is small and decoders need the tail: never cut
                         for f in victims:
                             self._cache.shrink_claim(f.cmd.id, 0)
                         for f in self._active.values():
@@ -327,6 +331,19 @@ class RemoteReader:
         self._tail_probe = cmd.id
         self._downloader.submit(cmd)
 
+    def _claim_tail_for_probe_locked(self) -> None:
+        """Once the length is known, the pending tail probe claims the tail's gap, so a
+        reader waiting there waits for it instead of fetching the same bytes again."""
+        size = self._cache.size
+        if self._tail_probe is None or size is None:
+            return
+        with self._cache.condition:
+            plan = tail_fetch(
+                self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
+            )
+            if plan is not None:
+                self._cache.claim(self._tail_probe, plan.start, plan.end)
+
     def _cancel(self, victims: List[_Fetch]) -> None:
         for fetch in victims:
             fetch.handle.abort()
@@ -383,18 +400,11 @@ class RemoteReader:
                 self._counts["requests"] += 1
                 if self._cache.size is None:
                     self._cache.set_size(body.total)
+                    self._claim_tail_for_probe_locked()
                     self._schedule_locked()
-                with self._cache.condition:
-                    plan = tail_fetch(
-                        self._cache.present_unlocked(),
-                        self._cache.claimed_unlocked(),
-                        size=body.total,
-                        tail=body.total - body.start,
-                    )
-                    if plan is not None:
-                        self._cache.claim(cmd.id, plan.start, plan.end)
-            if plan is not None:
-                delivered = self._copy_body(cmd, body, plan.start)
+            claim = self._cache.claim_progress(cmd.id)
+            if claim is not None and claim[0] < claim[1]:
+                delivered = self._copy_body(cmd, body, claim[0])
                 with self._cond:
                     self._counts["bytes_fetched"] += delivered
         except StreamError as exc:
@@ -431,6 +441,8 @@ class RemoteReader:
             with self._cond:
                 if self._tail_probe is None:
                     self._schedule_tail_locked()
+                else:
+                    self._claim_tail_for_probe_locked()
                 self._schedule_locked()
 
     def _schedule_tail_locked(self) -> None:
