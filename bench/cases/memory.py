@@ -3,9 +3,8 @@
 Each (client, size) runs in a fresh child process (``cases.memory._child``), which reports ``VmRSS`` after its imports (baseline) and ``VmHWM`` (peak) at the end,
 from ``/proc/self/status``: no case or client can inflate another's number.
 
-kithara-io has no explicit cache-size option; its configured window is ``read_behind +
-read_ahead + max_fetch`` (what the reader keeps behind, what it fetches ahead, and one fetch
-that may start at the window's edge). Target: peak RSS <= that budget + 50 MB, for both sizes.
+kithara-io runs with ``cache_budget=64 MiB`` (the memory its sparse cache may hold).
+Target: peak RSS <= that budget + 50 MB, for both sizes.
 The files repeat one random MiB (fast to generate; the bytes are opaque to every client).
 """
 
@@ -24,6 +23,7 @@ from _common import CLIENTS, MB, MiB, Context, ensure_random, log, read_through,
 NAME = "memory"
 TITLE = "5. peak RSS while streaming"
 TIMEOUT = 420
+BUDGET = 64 * MiB  # kithara-io's cache_budget in this case
 
 
 def _child(client: str, url: str, size: str) -> None:
@@ -48,7 +48,8 @@ def _child(client: str, url: str, size: str) -> None:
             for piece in r.iter_content(MiB):
                 n += len(piece)
     else:
-        with open_client(client, url) as f:
+        options = {"cache_budget": BUDGET} if client == "kithara-io" else {}
+        with open_client(client, url, **options) as f:
             n = read_through(f, MiB, size)
     seconds = time.perf_counter() - started
     print(json.dumps({"baseline_rss": baseline, "peak_rss": vm_status("VmHWM"), "bytes": n, "seconds": seconds}))
@@ -69,10 +70,7 @@ def _measure(client: str, url: str, size: int) -> Dict[str, Any]:
 
 def run(ctx: Context) -> Dict[str, Any]:
     from _servers import BenchNginx
-    from kithara_io import StreamOptions
-
-    opts = StreamOptions()
-    budget = opts.read_behind + opts.read_ahead + opts.max_fetch
+    budget = BUDGET
     limit = budget + 50 * MB
     sizes = [64 * MiB, 256 * MiB] if ctx.quick else [256 * MiB, 1024 * MiB]
     results: Dict[str, Any] = {"budget": budget, "limit": limit, "sizes": {}}
