@@ -14,12 +14,13 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from .errors import StreamClosedError, StreamError
 from .ranges import RangeSet
 
 BLOCK_SIZE = 1 << 20
+T = TypeVar("T")
 
 
 class Wait(enum.Enum):
@@ -128,33 +129,20 @@ class SparseCache:
         with self._cond:
             return len(self._blocks) * self._block_size
 
-    def read_when_present(self, pos: int, out: memoryview) -> Wait:
-        """Copy ``[pos, pos+len(out))`` into ``out`` once present (READY), or return
-        UNCLAIMED without copying if nobody fetches a missing byte of it. Waiting and
-        copying happen under one lock hold, so eviction cannot slip in between."""
-        end = pos + len(out)
+    def read_when_present(self, pos: int, n: int, consume: Callable[[List[memoryview]], T]) -> Tuple[Wait, Optional[T]]:
+        """Once ``[pos, pos+n)`` is present, hand its pieces (views of the blocks, valid only
+        during the call) to ``consume`` and return ``(READY, its result)``; or return
+        ``(UNCLAIMED, None)`` if nobody fetches a missing byte of it. Waiting and consuming
+        happen under one lock hold, so eviction cannot slip in between."""
+        end = pos + n
         with self._cond:
             while True:
                 self._raise_if_unusable()
                 missing = self._present.covered_until(pos)
                 if missing >= end:
-                    self._copy_out(pos, out)
-                    return Wait.READY
+                    return Wait.READY, consume(self._views(pos, n))
                 if not self._is_claimed(missing):
-                    return Wait.UNCLAIMED
-                self._wait_locked()
-
-    def wait_for(self, start: int, end: int) -> Wait:
-        """Block until ``[start, end)`` is present, or return UNCLAIMED if nobody fetches a
-        missing byte of it (the caller schedules a fetch and waits again)."""
-        with self._cond:
-            while True:
-                self._raise_if_unusable()
-                missing = self._present.covered_until(start)
-                if missing >= end:
-                    return Wait.READY
-                if not self._is_claimed(missing):
-                    return Wait.UNCLAIMED
+                    return Wait.UNCLAIMED, None
                 self._wait_locked()
 
     def _wait_locked(self) -> None:
@@ -169,22 +157,15 @@ class SparseCache:
         return any(c.start <= pos < c.end for c in self._claims.values())
 
     # -- reading -----------------------------------------------------------------------
-    def read_into(self, pos: int, out: memoryview) -> None:
-        """Copy present bytes ``[pos, pos+len(out))`` into ``out``."""
-        with self._cond:
-            self._raise_if_unusable()
-            if not self._present.contains(pos, pos + len(out)):
-                raise AssertionError("read_into called for bytes that are not present")
-            self._copy_out(pos, out)
-
-    def _copy_out(self, pos: int, out: memoryview) -> None:
-        done = 0
-        bs = self._block_size
-        while done < len(out):
-            index, offset = divmod(pos + done, bs)
-            n = min(bs - offset, len(out) - done)
-            out[done : done + n] = memoryview(self._blocks[index])[offset : offset + n]
-            done += n
+    def _views(self, pos: int, n: int) -> List[memoryview]:
+        views, bs = [], self._block_size
+        while n > 0:
+            index, offset = divmod(pos, bs)
+            take = min(bs - offset, n)
+            views.append(memoryview(self._blocks[index])[offset : offset + take])
+            pos += take
+            n -= take
+        return views
 
     # -- claims and writing ------------------------------------------------------------
     def claim(self, fetch_id: int, start: int, end: int) -> None:

@@ -22,7 +22,7 @@ class StreamOptions:
     max_fetch: int = 8 * MiB  # a sequential reader's requests grow up to this
     tail: int = 64 * KiB  # prefetched at open: containers read the end of the file
     max_outstanding: int = 2  # queued + running fetches per stream (read-ahead pipelining)
-    chunk: int = 256 * KiB  # largest single socket read into the cache
+    chunk: int = 1 * MiB  # largest single socket read (smaller on slow links: ~50 ms of data)
     cache_budget: Optional[int] = 256 * MiB  # memory for downloaded bytes; None: keep everything
     timeout: Timeout = field(default_factory=Timeout)
     retry: Retry = field(default_factory=Retry)

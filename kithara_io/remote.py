@@ -34,6 +34,7 @@ from .stats import StreamStats
 log = logging.getLogger(__name__)
 
 _UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
+_MIN_READ = 16 * 1024  # smallest socket read into the cache
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 
 
@@ -175,13 +176,31 @@ class RemoteReader:
     # -- reading -----------------------------------------------------------------------
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
+
+        def copy(pieces: List[memoryview]) -> int:
+            done = 0
+            for piece in pieces:
+                out[done : done + len(piece)] = piece
+                done += len(piece)
+            return done
+
+        return self._read(pos, len(out), copy) or 0
+
+    def read_bytes(self, pos: int, n: int) -> bytes:
+        """``n`` bytes from ``pos`` (fewer only at the end) in one copy out of the cache."""
+        return self._read(pos, n, b"".join) or b""
+
+    def _read(self, pos: int, n: int, consume):
         size = self.size
-        if pos >= size or not len(out):
-            return 0
-        end = min(size, pos + len(out))
+        if pos >= size or n <= 0:
+            return None
+        end = min(size, pos + n)
         hit = self._prepare_read(pos, end)
         waited_from = time.monotonic()
-        while self._cache.read_when_present(pos, out[: end - pos]) is Wait.UNCLAIMED:
+        while True:
+            ready, result = self._cache.read_when_present(pos, end - pos, consume)
+            if ready is Wait.READY:
+                break
             self._demand(pos, end)
         waited = time.monotonic() - waited_from
         with self._cond:
@@ -191,7 +210,7 @@ class RemoteReader:
             else:
                 self._counts["waits"] += 1
                 self._counts["time_waited"] += waited
-        return end - pos
+        return result
 
     def _prepare_read(self, pos: int, end: int) -> bool:
         """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
@@ -461,8 +480,17 @@ class RemoteReader:
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk)
         stored = 0
+        started = time.monotonic()
+        rate = self._link.bandwidth
         while not cmd.cancelled.is_set():
-            buf = self._cache.write_buffer(cmd.id, pos, self._opt.chunk)
+            # A socket read returns only when its buffer is full: size it to ~50 ms of
+            # transfer, so a reader waiting on the first bytes of it does not wait for a
+            # whole chunk on a slow link, while a fast link reads whole blocks.
+            elapsed = time.monotonic() - started
+            if stored >= _MIN_READ and elapsed > 0:
+                rate = stored / elapsed
+            limit = max(_MIN_READ, min(self._opt.chunk, int(rate * 0.05)))
+            buf = self._cache.write_buffer(cmd.id, pos, limit)
             if buf is None:
                 break
             n = body.readinto(buf)

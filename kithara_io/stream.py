@@ -31,6 +31,8 @@ class _Reader(Protocol):
 
     def read_at(self, pos: int, out: memoryview) -> int: ...
 
+    def read_bytes(self, pos: int, n: int) -> bytes: ...
+
     def buffered(self) -> List[Tuple[int, int]]: ...
 
     def stats(self) -> StreamStats: ...
@@ -107,6 +109,21 @@ class Stream(io.RawIOBase):
                 raise
         self._pos += n
         return n
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if negative); fewer only at the end.
+        Copies once, straight out of the cache (``RawIOBase.read`` would copy twice)."""
+        self._check_closed()
+        if size is None or size < 0:
+            return self.readall()
+        self._check_failed()
+        try:
+            data = self._reader.read_bytes(self._pos, size)
+        except StreamError:
+            self._error_raised = True
+            raise
+        self._pos += len(data)
+        return data
 
     def readall(self) -> bytes:
         self._check_closed()

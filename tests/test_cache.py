@@ -22,14 +22,22 @@ def write(cache: SparseCache, fetch_id: int, pos: int, data: bytes) -> None:
         done += len(buf)
 
 
+def wait_for(cache: SparseCache, start: int, end: int) -> Wait:
+    return cache.read_when_present(start, end - start, lambda pieces: None)[0]
+
+
+def read(cache: SparseCache, pos: int, n: int) -> bytes:
+    ready, data = cache.read_when_present(pos, n, b"".join)
+    assert ready is Wait.READY
+    return data
+
+
 def test_write_and_read_across_blocks():
     cache = SparseCache(block_size=16)
     data = bytes(range(50))
     cache.claim(1, 5, 55)
     write(cache, 1, 5, data)
-    out = bytearray(50)
-    cache.read_into(5, memoryview(out))
-    assert bytes(out) == data
+    assert read(cache, 5, 50) == data
     assert list(cache.present()) == [(5, 55)]
     assert cache.claim_progress(1) == (55, 55)
 
@@ -38,8 +46,8 @@ def test_wait_reports_unclaimed_gap():
     cache = SparseCache(block_size=16)
     cache.claim(1, 0, 10)
     write(cache, 1, 0, b"x" * 10)
-    assert cache.wait_for(0, 10) is Wait.READY
-    assert cache.wait_for(0, 11) is Wait.UNCLAIMED
+    assert wait_for(cache, 0, 10) is Wait.READY
+    assert wait_for(cache, 0, 11) is Wait.UNCLAIMED
 
 
 def test_waiter_wakes_when_bytes_arrive():
@@ -49,7 +57,7 @@ def test_waiter_wakes_when_bytes_arrive():
 
     def reader():
         entered.set()
-        result.append(cache.wait_for(0, 32))
+        result.append(wait_for(cache, 0, 32))
 
     t = threading.Thread(target=reader)
     t.start()
@@ -63,7 +71,7 @@ def test_release_of_unfinished_claim_wakes_waiter_as_unclaimed():
     cache = SparseCache(block_size=16)
     cache.claim(1, 0, 32)
     result = []
-    t = threading.Thread(target=lambda: result.append(cache.wait_for(0, 32)))
+    t = threading.Thread(target=lambda: result.append(wait_for(cache, 0, 32)))
     t.start()
     cache.release(1)
     t.join(WAIT)
@@ -78,7 +86,7 @@ def test_close_or_failure_wakes_waiters_with_an_error(how):
 
     def reader():
         try:
-            cache.wait_for(0, 32)
+            wait_for(cache, 0, 32)
         except StreamError as exc:
             errors.append(exc)
 
@@ -125,9 +133,7 @@ def test_eviction_keeps_window_and_claims_and_fits_budget():
     assert present.contains(96, 128), "the reader's window is never evicted"
     # blocks far from the window went first; what is left is near it
     assert not present.contains(16, 32)
-    out = bytearray(32)
-    cache.read_when_present(96, memoryview(out))
-    assert bytes(out) == bytes(range(80, 112))
+    assert read(cache, 96, 32) == bytes(range(80, 112))
 
 
 def test_evicted_bytes_become_missing_again():
@@ -136,4 +142,4 @@ def test_evicted_bytes_become_missing_again():
     cache.claim(1, 0, 64)
     write(cache, 1, 0, b"a" * 64)
     cache.release(1)
-    assert cache.read_when_present(0, memoryview(bytearray(16))) is Wait.UNCLAIMED
+    assert wait_for(cache, 0, 16) is Wait.UNCLAIMED

@@ -83,3 +83,15 @@ def test_open_fetches_head_and_tail(make_ranged_server, media):
         assert f.read() == data[-100:]
     fetched = ranges_of(server, "random.bin", len(data))
     assert sorted(fetched) == [(0, 64 * KiB), (size - 64 * KiB, size)], fetched  # sent together
+
+
+def test_slow_link_hands_over_bytes_before_the_fetch_ends(make_ranged_server, media):
+    """On a slow link a reader gets its first bytes while the rest of the fetch still flows:
+    socket reads are sized to the link, not to the fetch."""
+    server = make_ranged_server(bandwidth=100_000, chunk_size=4096)  # 64 KiB take ~0.65 s
+    data = media["random.bin"].read_bytes()
+    with kithara_io.open(server.url("random.bin"), min_fetch=64 * KiB) as f:
+        f.seek(MiB)
+        assert f.read(4096) == data[MiB : MiB + 4096]
+        covered = [(s, e) for s, e in f.buffered() if s <= MiB < e]
+        assert covered and covered[0][1] < MiB + 64 * KiB, f.buffered()

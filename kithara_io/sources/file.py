@@ -50,6 +50,15 @@ class LocalFileReader:
         self._reads += 1
         return done
 
+    def read_bytes(self, pos: int, n: int) -> bytes:
+        data = os.pread(self._fd, n, pos)
+        if 0 < len(data) < n:  # a short read before the end: fill up the usual way
+            rest = bytearray(n - len(data))
+            data += bytes(rest[: self.read_at(pos + len(data), memoryview(rest))])
+        self._served += len(data)
+        self._reads += 1
+        return data
+
     def buffered(self) -> List[Tuple[int, int]]:
         return [(0, self.size)] if self.size else []
 
