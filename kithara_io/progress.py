@@ -1,0 +1,220 @@
+"""Progress display: pure formatting functions, a rate meter and a line writer.
+
+Everything that decides *what* is shown is a pure function of plain values (unit-tested);
+:class:`LineWriter` only decides *how*: one line redrawn in place on a terminal, plain lines
+at a bounded rate when the output is a pipe or a file.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable, Deque, List, Optional, Sequence, TextIO, Tuple
+
+Ranges = Sequence[Tuple[int, int]]
+
+FULL, PARTIAL, EMPTY, CURSOR = "#", "+", ".", "|"
+
+
+def format_time(seconds: Optional[float]) -> str:
+    """``m:ss`` (``h:mm:ss`` from one hour on); ``--:--`` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+def format_bytes(count: Optional[float]) -> str:
+    """Binary units: ``512 B``, ``1.5 KiB``, ``3.2 MiB``, ``1.1 GiB``."""
+    if count is None:
+        return "?"
+    value = float(count)
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_rate(bytes_per_second: Optional[float]) -> str:
+    """``1.2 MiB/s``; ``-`` when unknown."""
+    if bytes_per_second is None:
+        return "-"
+    return format_bytes(bytes_per_second) + "/s"
+
+
+def range_bar(ranges: Ranges, size: int, width: int, cursor: Optional[float] = None) -> str:
+    """``width`` cells showing which parts of a ``size``-byte file are in ``ranges``.
+
+    A cell is ``#`` when fully covered, ``+`` when partly, ``.`` when not. ``cursor`` (a
+    fraction 0..1) marks the playback position with ``|``.
+    """
+    if width <= 0:
+        return ""
+    covered = [0.0] * width
+    if size > 0:
+        cell = size / width
+        for start, end in ranges:
+            start, end = max(0, start), min(size, end)
+            if end <= start:
+                continue
+            first, last = int(start / cell), min(width - 1, int((end - 1) / cell))
+            for i in range(first, last + 1):
+                lo, hi = i * cell, (i + 1) * cell
+                covered[i] += max(0.0, min(hi, end) - max(lo, start)) / cell
+    cells = [FULL if c >= 0.999 else PARTIAL if c > 0 else EMPTY for c in covered]
+    if cursor is not None:
+        cells[min(width - 1, max(0, int(cursor * width)))] = CURSOR
+    return "".join(cells)
+
+
+def playback_line(
+    *,
+    state: str,
+    position: float,
+    duration: Optional[float],
+    ranges: Ranges,
+    size: int,
+    rate: Optional[float],
+    underruns: int,
+    width: int = 80,
+) -> str:
+    """``playing 0:12 / 3:45 [##|##....] 1.2 MiB/s underruns 0``, fitted to ``width``."""
+    head = f"{state:<9} {format_time(position)} / {format_time(duration)} "
+    tail = f" {format_rate(rate)} underruns {underruns}"
+    room = width - len(head) - len(tail) - 2
+    if room < 8:  # too narrow for a useful bar: drop it
+        return (head.rstrip() + tail)[:width]
+    cursor = position / duration if duration else None
+    return f"{head}[{range_bar(ranges, size, room, cursor)}]{tail}"
+
+
+def download_line(
+    *, done: int, total: Optional[int], rate: Optional[float], ranges: Ranges = (), width: int = 80
+) -> str:
+    """`` 45% [#####.....] 1.1 MiB / 2.5 MiB 800.0 KiB/s ETA 0:02``, fitted to ``width``."""
+    if total:
+        percent = f"{100 * done // total:3d}%"
+        eta = format_time((total - done) / rate) if rate else "--:--"
+        amounts = f"{format_bytes(done)} / {format_bytes(total)}"
+    else:
+        percent, eta, amounts = "  ?%", "--:--", format_bytes(done)
+    tail = f" {amounts} {format_rate(rate)} ETA {eta}"
+    room = width - len(percent) - len(tail) - 3
+    if room < 8 or not total:
+        return (percent + tail)[:width]
+    bar = range_bar(list(ranges) or [(0, done)], total, room)
+    return f"{percent} [{bar}]{tail}"
+
+
+class RateMeter:
+    """Bytes per second over a sliding window of ``(time, total_bytes)`` samples."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._samples: Deque[Tuple[float, float]] = collections.deque()
+
+    def add(self, now: float, total: float) -> None:
+        self._samples.append((now, total))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+
+    def rate(self) -> Optional[float]:
+        """None until two samples at different times exist."""
+        if len(self._samples) < 2:
+            return None
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        if t1 <= t0:
+            return None
+        return max(0.0, (b1 - b0) / (t1 - t0))
+
+
+#: What a key press means while playing.
+KEYS = {" ": "pause", "q": "quit", "Q": "quit", "\x1b[C": "forward", "\x1b[D": "back"}
+
+
+def parse_keys(buffer: str) -> Tuple[List[str], str]:
+    """Commands in the typed characters, and the unfinished escape sequence to keep.
+
+    Space is ``pause``, ``q`` is ``quit``, the right/left arrows (``ESC [ C``/``ESC [ D``) are
+    ``forward``/``back``; anything else is ignored.
+    """
+    commands: List[str] = []
+    i = 0
+    while i < len(buffer):
+        if buffer[i] == "\x1b":
+            sequence = buffer[i : i + 3]
+            if len(sequence) < 3 and "\x1b[".startswith(sequence):
+                return commands, buffer[i:]  # wait for the rest of the sequence
+            if sequence in KEYS:
+                commands.append(KEYS[sequence])
+                i += 3
+                continue
+            i += 1
+            continue
+        if buffer[i] in KEYS:
+            commands.append(KEYS[buffer[i]])
+        i += 1
+    return commands, ""
+
+
+class LineWriter:
+    """Writes a status line: redrawn in place on a terminal, else one line per ``interval``."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        tty: Optional[bool] = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._out = out
+        self.tty = _isatty(out) if tty is None else tty
+        self._interval = interval
+        self._clock = clock
+        self._last: Optional[float] = None
+        self._drawn = False
+
+    def update(self, line: str, *, force: bool = False) -> None:
+        """Show ``line``; on a pipe only if ``force`` or ``interval`` passed since the last one."""
+        if self.tty:
+            self._out.write("\r" + line + "\x1b[K")
+            self._drawn = True
+        else:
+            now = self._clock()
+            if not force and self._last is not None and now - self._last < self._interval:
+                return
+            self._last = now
+            self._out.write(line + "\n")
+        self._out.flush()
+
+    def message(self, text: str) -> None:
+        """A line of its own (the status line is redrawn by the next ``update``)."""
+        if self.tty and self._drawn:
+            self._out.write("\r\x1b[K")
+            self._drawn = False
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    def finish(self, line: str) -> None:
+        """The final status line, always written, ending with a newline."""
+        if self.tty:
+            self._out.write("\r" + line + "\x1b[K\n")
+            self._drawn = False
+        else:
+            self._out.write(line + "\n")
+        self._out.flush()
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
