@@ -145,20 +145,8 @@ def describe(track: Track) -> Dict[str, Any]:
 
 
 def _http_details(stream: Any) -> tuple:
-    """(supports ranges, ETag, Last-Modified) of a remote stream; Nones for a local file.
-
-    The Stream API has no public accessor for these yet, so this reads the HTTP source
-    behind the stream's reader and degrades to None if that shape changes.
-    """
-    source = getattr(getattr(stream, "_reader", None), "source", None)
-    if source is None:
-        return None, None, None
-    pinned = getattr(source, "pinned", None)
-    return (
-        getattr(source, "supports_ranges", None),
-        getattr(pinned, "etag", None),
-        getattr(pinned, "last_modified", None),
-    )
+    """(supports ranges, ETag, Last-Modified) of a stream; ETag and date None for a local file."""
+    return stream.supports_ranges, stream.etag, stream.last_modified
 
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:

@@ -169,6 +169,14 @@ class RemoteReader:
     def buffered(self) -> List[Tuple[int, int]]:
         return list(self._cache.present())
 
+    def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
+        pinned = self._source.pinned
+        return (
+            self._source.supports_ranges,
+            pinned.etag if pinned else None,
+            pinned.last_modified if pinned else None,
+        )
+
     def stats(self) -> StreamStats:
         with self._cond:
             return StreamStats(**{**self._counts, "bytes_cached": self._cache.bytes_held})

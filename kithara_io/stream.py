@@ -37,6 +37,8 @@ class _Reader(Protocol):
 
     def stats(self) -> StreamStats: ...
 
+    def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]: ...
+
     def close(self) -> None: ...
 
 
@@ -97,6 +99,21 @@ class Stream(io.RawIOBase):
     def stats(self) -> StreamStats:
         """A snapshot of this stream's counters (requests, bytes, hits, waits, retries...)."""
         return self._reader.stats()
+
+    @property
+    def supports_ranges(self) -> Optional[bool]:
+        """Whether the server answers range requests (None for a local file: no server)."""
+        return self._reader.resource()[0]
+
+    @property
+    def etag(self) -> Optional[str]:
+        """The ETag pinned at open (None if the server sent none, or for a local file)."""
+        return self._reader.resource()[1]
+
+    @property
+    def last_modified(self) -> Optional[str]:
+        """The Last-Modified pinned at open (None if the server sent none, or for a local file)."""
+        return self._reader.resource()[2]
 
     def readinto(self, b) -> int:
         self._check_closed()

@@ -96,3 +96,12 @@ def test_differential_against_local_file(ranged_server, media, actions):
     ) as remote:
         for action in actions:
             assert apply(remote, action) == apply(local, action), action
+
+
+def test_resource_details(any_server, media):
+    with kithara_io.open(any_server.url("small.bin")) as f:
+        assert f.supports_ranges is any_server.supports_ranges
+        if any_server.kind == "nginx":
+            assert f.etag and f.etag.startswith('"') and f.last_modified
+    with kithara_io.open(media["small.bin"]) as f:
+        assert (f.supports_ranges, f.etag, f.last_modified) == (None, None, None)

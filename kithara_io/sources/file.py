@@ -59,6 +59,9 @@ class LocalFileReader:
         self._reads += 1
         return data
 
+    def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
+        return None, None, None  # no server
+
     def buffered(self) -> List[Tuple[int, int]]:
         return [(0, self.size)] if self.size else []
 
