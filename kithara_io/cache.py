@@ -108,7 +108,7 @@ class SparseCache:
         if self._closed:
             raise StreamClosedError("stream closed while reading")
         if self._error is not None:
-            raise self._error
+            raise self._error.with_traceback(None)  # see Stream._check_failed
 
     def wait_for_size(self) -> int:
         """Block until the total length is known (or raise the failure)."""

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
 _MIN_READ = 16 * 1024  # smallest socket read into the cache
+_MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 
 
@@ -397,7 +398,10 @@ class RemoteReader:
             except StreamError as exc:
                 if cmd.cancelled.is_set() or fetch.handle.aborted:
                     return
-                progressed = (self._cache.claim_progress(cmd.id) or (pos,))[0] > pos
+                now = self._cache.claim_progress(cmd.id)
+                # Progress is a real step forward (or the end), so a server that cuts every
+                # answer after a few bytes ends in an error instead of crawling for hours.
+                progressed = now is not None and (now[0] - pos >= _MIN_PROGRESS or now[0] >= now[1])
                 failures = 1 if progressed else failures + 1
                 if not retry.is_transient(exc) or failures >= retry.attempts:
                     raise
@@ -431,9 +435,7 @@ class RemoteReader:
                     self._schedule_locked()
             claim = self._cache.claim_progress(cmd.id)
             if claim is not None and claim[0] < claim[1]:
-                delivered = self._copy_body(cmd, body, claim[0])
-                with self._cond:
-                    self._counts["bytes_fetched"] += delivered
+                self._copy_body(cmd, body, claim[0])
         except StreamError as exc:
             log.debug("tail request of %s broke off: %s", self._source.url, exc)
         finally:
@@ -453,14 +455,15 @@ class RemoteReader:
             body.close()
         with self._cond:
             self._link.record(ttfb, delivered, time.monotonic() - started)
-            self._counts["bytes_fetched"] += delivered
 
     def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
         if body.total is None and body.ranged:
             raise InvalidResponseError("206 without a total length", url=body.url)
-        if not body.ranged:
+        if not body.ranged:  # the whole body: the claim becomes exactly its extent
             self._cache.extend_claim(cmd.id, body.end if body.end is not None else _UNKNOWN_END)
+            if body.end is not None:
+                self._cache.shrink_claim(cmd.id, body.end)
         elif body.end is not None:
             self._cache.shrink_claim(cmd.id, body.end)
         if self._cache.size is None and body.total is not None:
@@ -513,6 +516,8 @@ class RemoteReader:
                     byte_range=(body.start, body.end),
                 )
             self._cache.commit(cmd.id, pos, n)
+            with self._cond:
+                self._counts["bytes_fetched"] += n
             pos += n
             stored += n
         return stored

@@ -16,7 +16,6 @@ import errno
 import io
 from typing import List, Optional, Protocol, Tuple
 
-from .errors import StreamError
 from .stats import StreamStats
 
 
@@ -49,7 +48,6 @@ class Stream(io.RawIOBase):
         super().__init__()
         self._reader = reader
         self._pos = 0
-        self._error_raised = False
         self.name = name
 
     # -- the contract helpers, as in _pyio -----------------------------------------------
@@ -60,8 +58,9 @@ class Stream(io.RawIOBase):
     def _check_failed(self) -> None:
         error = self._reader.error
         if error is not None:
-            self._error_raised = True
-            raise error
+            # A fresh traceback each time: re-raising one object would append frames to it
+            # on every call, and decoders retry reads many times.
+            raise error.with_traceback(None)
 
     def readable(self) -> bool:
         self._check_closed()
@@ -119,11 +118,7 @@ class Stream(io.RawIOBase):
         self._check_closed()
         self._check_failed()
         with memoryview(b) as view, view.cast("B") as out:
-            try:
-                n = self._reader.read_at(self._pos, out)
-            except StreamError:
-                self._error_raised = True
-                raise
+            n = self._reader.read_at(self._pos, out)
         self._pos += n
         return n
 
@@ -134,11 +129,7 @@ class Stream(io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         self._check_failed()
-        try:
-            data = self._reader.read_bytes(self._pos, size)
-        except StreamError:
-            self._error_raised = True
-            raise
+        data = self._reader.read_bytes(self._pos, size)
         self._pos += len(data)
         return data
 
@@ -173,7 +164,12 @@ class Stream(io.RawIOBase):
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
         """Cancel this stream's fetches, join what it owns, release its connections.
-        Idempotent. Raises a stored failure nobody has seen yet."""
+        Idempotent. The first call raises the stored permanent failure, if any: decoders
+        such as soundfile swallow exceptions raised inside their read callback, so this
+        is where a failure they hid becomes visible."""
+        self._close(raise_error=True)
+
+    def _close(self, raise_error: bool, in_flight: Optional[BaseException] = None) -> None:
         if self.closed:
             return
         try:
@@ -181,14 +177,16 @@ class Stream(io.RawIOBase):
         finally:
             super().close()
         error = self._reader.error
-        if error is not None and not self._error_raised:
-            self._error_raised = True
-            raise error
+        if raise_error and error is not None and error is not in_flight:
+            raise error.with_traceback(None)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # The failure already propagating out of the with block is not raised twice.
+        self._close(raise_error=True, in_flight=exc)
 
     def __del__(self) -> None:
         try:
-            self._error_raised = True
-            self.close()
+            self._close(raise_error=False)
         except Exception:
             pass
 
