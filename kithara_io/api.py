@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 from .downloader import Downloader, default_downloader
+from .events import Event
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
@@ -20,6 +21,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     headers: Optional[Mapping[str, str]] = None,
     priority: Union[str, Priority] = "high",
     downloader: Optional[Downloader] = None,
+    on_event: Optional[Callable[[Event], None]] = None,
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
@@ -37,10 +39,16 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     stream_priority = Priority.parse(priority)
     path = path_from_source(name)
     if path is not None:
-        return Stream(LocalFileReader(path), name)
+        local = LocalFileReader(path)
+        local.set_priority(stream_priority)
+        if on_event is not None:
+            local.events.subscribe(on_event)
+        return Stream(local, name)
     http = HttpSource(
         name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
     )
     reader = RemoteReader(http, downloader or default_downloader(), opts, stream_priority)
+    if on_event is not None:  # before open(): the first fetch's events are seen too
+        reader.events.subscribe(on_event)
     reader.open()
     return Stream(reader, name)

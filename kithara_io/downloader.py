@@ -1,8 +1,25 @@
 """Downloader: four priority slots feeding a bounded pool of fetch threads.
 
-Ownership: ``self._cond`` (one Condition) guards the slots, the running set and the worker
-generation. Nothing is called out while it is held: completions and aborts run after it is
-released, so a completion callback may submit or cancel freely.
+Scheduling. Stream priority x request priority give four slots, served strictly in the order
+High/High, High/Low, Low/High, Low/Low, first in first out within a slot (:class:`SlotQueues`,
+pure). One dispatcher pass starts as many commands as the pool has free places
+(:func:`plan_pass`, pure). Work of a High stream (slots 0-1) is urgent: it wakes the
+dispatcher and starts at once. Work of a Low stream (slots 2-3) starts only after the demand
+throttle, a short pause (``demand_throttle`` seconds) that begins when such work could take a
+free place: it gives a High stream that just finished a fetch the chance to submit its next
+one first. Urgent work arriving during the pause interrupts it and starts at once.
+``reprioritize(owner, ...)`` moves an owner's queued commands to their new slots.
+
+Watchdog. Every pass is classified (:mod:`kithara_io.watchdog`): Idle, Advanced or Stalled.
+Work pending and nothing moving (no dispatch, no completion, no bytes reported through
+:meth:`Downloader.note_progress`) for ``stall_window`` seconds publishes a
+:class:`~kithara_io.events.DownloaderStalled` dump and logs a warning. The dispatcher waits with
+a timeout only while work is pending; idle, it waits without one.
+
+Ownership: ``self._lock`` guards the slots, the running map, the counters and the worker
+generation; ``self._wake`` (the dispatcher) and ``self._changed`` (``wait_until``) are
+conditions on it. Nothing is called out while it is held: completions, aborts and event
+subscribers run after it is released, so a callback may submit or cancel freely.
 
 Threads (one dispatcher and at most ``max_concurrent`` pool workers) exist only while at
 least one stream is attached; the last ``detach()`` stops and joins them, so closing every
@@ -16,15 +33,30 @@ import enum
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Deque, List, Optional, Set
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple, Type, Union
 
-from .planning import SLOT_COUNT, Priority, slot_index
+from .events import (
+    DownloaderStalled,
+    Event,
+    EventBus,
+    FetchInfo,
+    RequestCancelled,
+    RequestEnqueued,
+    RequestStarted,
+    Subscription,
+)
+from .planning import SLOT_COUNT, Priority, is_urgent, slot_index
+from .watchdog import StallTracker, classify
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _THREAD_PREFIX = "kithara-fetch"
+
+Clock = Callable[[], float]
 
 
 class Outcome(enum.Enum):
@@ -34,14 +66,22 @@ class Outcome(enum.Enum):
 
 
 class _State(enum.Enum):
-    QUEUED = 0
-    RUNNING = 1
-    FINISHED = 2
+    NEW = 0
+    QUEUED = 1
+    RUNNING = 2
+    FINISHED = 3
 
 
 class FetchCommand:
     """One unit of work: ``run(cmd)`` on a pool thread, then ``on_complete(cmd, outcome,
-    error)`` exactly once, also when cancelled while still queued."""
+    error)`` exactly once, also when cancelled while still queued.
+
+    ``owner``: any hashable token grouping the commands of one stream, for
+    :meth:`Downloader.reprioritize` and :meth:`Downloader.cancel_owner`. ``url`` and
+    ``byte_range`` (``(start, end)``, end exclusive) only describe the command in events.
+    ``events``: a bus (the stream's) that also receives the Downloader's events about this
+    command (RequestEnqueued, RequestStarted, RequestCancelled).
+    """
 
     def __init__(
         self,
@@ -51,25 +91,211 @@ class FetchCommand:
         stream_priority: Priority = Priority.HIGH,
         request_priority: Priority = Priority.HIGH,
         label: str = "",
+        owner: Optional[Hashable] = None,
+        url: str = "",
+        byte_range: Optional[Tuple[int, int]] = None,
+        events: Optional[EventBus] = None,
     ) -> None:
         self.id = next(_ids)
         self.run = run
         self.on_complete = on_complete
         self.stream_priority = stream_priority
         self.request_priority = request_priority
+        self.owner = owner
+        self.url = url
+        self.byte_range = byte_range
+        self.events = events
+        if not label and url:
+            label = url if byte_range is None else f"{url} bytes={byte_range[0]}-{byte_range[1] - 1}"
         self.label = label
         # Set by cancel(); the run function checks it between body chunks.
         self.cancelled = threading.Event()
         # Installed by the run function while it blocks on I/O; called by cancel() to unblock it.
         self.abort: Optional[Callable[[], None]] = None
-        self._state = _State.QUEUED
+        self._state = _State.NEW
+        self._cancel_reason: Optional[str] = None
+        self._enqueued_at = 0.0
+        self._started_at = 0.0
+        self._last_progress = 0.0
+        self._bytes = 0
 
     @property
     def slot(self) -> int:
         return slot_index(self.stream_priority, self.request_priority)
 
+    @property
+    def enqueued_at(self) -> float:
+        """The Downloader clock's reading at submit (0.0 before)."""
+        return self._enqueued_at
+
+    @property
+    def started_at(self) -> float:
+        """The Downloader clock's reading at dispatch (0.0 before)."""
+        return self._started_at
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes reported for this command through ``Downloader.note_progress(n, cmd)``."""
+        return self._bytes
+
     def __repr__(self) -> str:
         return f"<FetchCommand {self.id} slot={self.slot} {self._state.name} {self.label}>"
+
+
+# -- pure scheduling ------------------------------------------------------------------------
+
+
+class SlotQueues:
+    """The four FIFO queues of queued commands (pure data: no threads, no locking).
+
+    A command is in at most one slot; it remembers the slot it was queued in, so it can be
+    removed even if its priorities were changed meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._slots: List["collections.OrderedDict[int, FetchCommand]"] = [
+            collections.OrderedDict() for _ in range(SLOT_COUNT)
+        ]
+        self._slot_of: Dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, cmd: object) -> bool:
+        return isinstance(cmd, FetchCommand) and cmd.id in self._slot_of
+
+    def push(self, cmd: FetchCommand) -> None:
+        """Append ``cmd`` to the end of its slot. Queuing a command twice is a ValueError."""
+        if cmd.id in self._slot_of:
+            raise ValueError(f"{cmd!r} is already queued")
+        slot = cmd.slot
+        self._slots[slot][cmd.id] = cmd
+        self._slot_of[cmd.id] = slot
+
+    def remove(self, cmd: FetchCommand) -> bool:
+        """Take ``cmd`` out; False if it was not queued."""
+        slot = self._slot_of.pop(cmd.id, None)
+        if slot is None:
+            return False
+        del self._slots[slot][cmd.id]
+        return True
+
+    def head_slot(self) -> Optional[int]:
+        """The slot the next ``pop()`` takes from, or None when empty."""
+        for index, slot in enumerate(self._slots):
+            if slot:
+                return index
+        return None
+
+    def pop(self) -> Optional[FetchCommand]:
+        """The oldest command of the first non-empty slot, or None."""
+        for slot in self._slots:
+            if slot:
+                _, cmd = slot.popitem(last=False)
+                del self._slot_of[cmd.id]
+                return cmd
+        return None
+
+    def take_owner(self, owner: Hashable) -> List[FetchCommand]:
+        """Remove and return every queued command of ``owner`` (slot order, then FIFO)."""
+        taken = [cmd for slot in self._slots for cmd in slot.values() if cmd.owner == owner]
+        for cmd in taken:
+            self.remove(cmd)
+        return taken
+
+    def reprioritize(self, owner: Hashable, stream_priority: Priority) -> List[FetchCommand]:
+        """Give ``owner``'s queued commands the new stream priority and move each whose slot
+        changes to the end of its new slot, keeping their relative order. Returns the moved."""
+        moved: List[FetchCommand] = []
+        for slot in self._slots:
+            for cmd in list(slot.values()):
+                if cmd.owner != owner:
+                    continue
+                cmd.stream_priority = stream_priority
+                if self._slot_of[cmd.id] != cmd.slot:
+                    moved.append(cmd)
+        # Each destination slot receives from one source slot only (the request priority is
+        # kept), so removing in slot/FIFO order and appending in that order keeps FIFO.
+        for cmd in moved:
+            self.remove(cmd)
+            self.push(cmd)
+        return moved
+
+    def clear(self) -> List[FetchCommand]:
+        """Remove and return everything (slot order, then FIFO)."""
+        everything = [cmd for slot in self._slots for cmd in slot.values()]
+        for slot in self._slots:
+            slot.clear()
+        self._slot_of.clear()
+        return everything
+
+    def snapshot(self) -> List[List[FetchCommand]]:
+        """The four slots, each oldest first."""
+        return [list(slot.values()) for slot in self._slots]
+
+    def counts(self) -> Tuple[int, ...]:
+        return tuple(len(slot) for slot in self._slots)
+
+
+def plan_pass(
+    queues: SlotQueues, free: int, now: float, throttle: float, deadline: Optional[float]
+) -> Tuple[List[FetchCommand], Optional[float]]:
+    """One dispatcher pass: pop the commands to start now, at most ``free`` of them.
+
+    Urgent commands (slots 0-1) always go. A Low-stream command (slots 2-3) goes only once
+    the demand-throttle pause is over: the pause starts (deadline = ``now + throttle``) at the
+    first pass where such a command could take a free place, and ``deadline`` is the pause
+    in progress, if any. Returns the commands in start order and the pause still in
+    progress (None when not throttling: the next pause starts afresh).
+    """
+    batch: List[FetchCommand] = []
+    while len(batch) < free:
+        slot = queues.head_slot()
+        if slot is None:
+            break
+        if not is_urgent(slot) and throttle > 0:
+            if deadline is None:
+                deadline = now + throttle
+            if now < deadline:
+                return batch, deadline
+        cmd = queues.pop()
+        assert cmd is not None
+        batch.append(cmd)
+    return batch, None
+
+
+# -- the threaded engine ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloaderStats:
+    """A snapshot of the Downloader's counters.
+
+    Every submitted command ends as exactly one of completed (DONE), failed or cancelled;
+    until then it is queued or running.
+    """
+
+    submitted: int
+    started: int
+    completed: int
+    failed: int
+    cancelled: int
+    running: int
+    queued: Tuple[int, ...]  # per slot
+    peak_running: int
+    stalls: int  # stalls reported by the watchdog
+    bytes: int = 0  # reported through note_progress
+    throttling: bool = False  # Low-stream work is waiting out the demand-throttle pause
+    passes: int = 0  # dispatcher passes (it only wakes for a reason)
+    dispatcher_idle: bool = False  # the dispatcher waits without a timeout (nothing pending)
+
+    @property
+    def queued_total(self) -> int:
+        return sum(self.queued)
+
+    @property
+    def idle(self) -> bool:
+        return self.running == 0 and self.queued_total == 0
 
 
 class _Workers:
@@ -79,7 +305,7 @@ class _Workers:
         self.stopping = False
         self.pool = ThreadPoolExecutor(owner.max_concurrent, thread_name_prefix=_THREAD_PREFIX)
         self.dispatcher = threading.Thread(
-            target=owner._dispatch_loop, args=(self,), name=f"{_THREAD_PREFIX}-dispatcher"
+            target=owner._dispatch_loop, args=(self,), name=f"{_THREAD_PREFIX}-dispatcher", daemon=True
         )
         self.dispatcher.start()
 
@@ -96,26 +322,61 @@ class _Workers:
 class Downloader:
     """The shared fetch engine: strict slot order, at most ``max_concurrent`` fetches at once.
 
+    ``demand_throttle``: seconds Low-stream work waits for a free place to be claimed by
+    urgent work first (0 disables). ``stall_window``: seconds of pending-but-frozen work before
+    the watchdog reports (None disables). ``clock``: the monotonic clock used for deadlines
+    and measured durations (injectable for tests).
+
     One default instance (:func:`default_downloader`) serves every stream unless a caller
     passes its own.
     """
 
-    def __init__(self, max_concurrent: int = 5) -> None:
+    def __init__(
+        self,
+        max_concurrent: int = 5,
+        *,
+        demand_throttle: float = 0.01,
+        stall_window: Optional[float] = 30.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
+        if demand_throttle < 0:
+            raise ValueError("demand_throttle must be >= 0")
+        StallTracker(stall_window)  # validates
         self.max_concurrent = max_concurrent
-        self._cond = threading.Condition(threading.Lock())
-        self._slots: List[Deque[FetchCommand]] = [collections.deque() for _ in range(SLOT_COUNT)]
-        self._running: Set[FetchCommand] = set()
+        self.demand_throttle = float(demand_throttle)
+        self.stall_window = stall_window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the dispatcher waits here
+        self._changed = threading.Condition(self._lock)  # wait_until() waits here
+        self._version = 0
+        self._queues = SlotQueues()
+        self._running: Dict[int, FetchCommand] = {}
         self._users = 0
         self._workers: Optional[_Workers] = None
         self._closed = False
+        self._bus = EventBus("downloader")
+        self._throttle_deadline: Optional[float] = None
+        self._throttling = False
+        # counters
         self.peak_running = 0
+        self._submitted = 0
+        self._started = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._finished = 0  # all completions (the three above)
+        self._bytes = 0
+        self._stalls = 0
+        self._passes = 0
+        self._dispatcher_idle = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> None:
         """A stream starts using this downloader (threads start if needed)."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("Downloader is closed")
             self._users += 1
@@ -123,38 +384,41 @@ class Downloader:
                 self._workers = _Workers(self)
 
     def detach(self) -> None:
-        """A stream is done; the last one out stops and joins the threads."""
-        with self._cond:
+        """A stream is done; the last one out cancels what is still queued and stops and
+        joins the threads."""
+        with self._lock:
             self._users -= 1
-            workers = self._stop_workers_locked() if self._users <= 0 else None
-        self._finish(workers)
+            stopped = self._stop_workers_locked() if self._users <= 0 else None
+        self._finish(stopped)
 
     def close(self) -> None:
-        """Cancel everything queued and stop the threads. Idempotent."""
-        with self._cond:
+        """Cancel everything queued and stop the threads (running fetches finish first).
+        Idempotent."""
+        with self._lock:
             self._closed = True
-            workers = self._stop_workers_locked()
-        self._finish(workers)
+            stopped = self._stop_workers_locked()
+        self._finish(stopped)
 
-    def _stop_workers_locked(self):
+    def _stop_workers_locked(self) -> Tuple[Optional[_Workers], List[FetchCommand]]:
         self._users = max(self._users, 0)
         workers, self._workers = self._workers, None
-        queued = [cmd for slot in self._slots for cmd in slot]
-        for slot in self._slots:
-            slot.clear()
+        queued = self._queues.clear()
         for cmd in queued:
-            cmd._state = _State.FINISHED
+            self._cancel_queued_locked(cmd, "closed")
+        self._throttle_deadline = None
+        self._throttling = False
+        self._dispatcher_idle = False
         if workers is not None:
             workers.stopping = True
-            self._cond.notify_all()
+            self._wake.notify_all()
+        self._bump_locked()
         return workers, queued
 
-    def _finish(self, stopped) -> None:
+    def _finish(self, stopped: Optional[Tuple[Optional[_Workers], List[FetchCommand]]]) -> None:
         if stopped is None:
             return
         workers, queued = stopped
-        for cmd in queued:
-            _complete(cmd, Outcome.CANCELLED, None)
+        self._complete_cancelled(queued)
         if workers is not None:
             workers.join()
 
@@ -162,85 +426,337 @@ class Downloader:
     def closed(self) -> bool:
         return self._closed
 
+    # -- events ------------------------------------------------------------------------
+    @property
+    def events(self) -> EventBus:
+        """The downloader's bus: RequestEnqueued, RequestStarted, RequestCancelled (of every
+        command) and DownloaderStalled."""
+        return self._bus
+
+    def subscribe(self, callback: Callable[[Event], None], *types: Type[Event]) -> Subscription:
+        """Shortcut for ``events.subscribe``; returns the handle that unsubscribes."""
+        return self._bus.subscribe(callback, *types)
+
     # -- work --------------------------------------------------------------------------
     def submit(self, cmd: FetchCommand) -> None:
-        """Queue a command in its slot; urgent slots wake the dispatcher at once."""
-        with self._cond:
-            if self._workers is None:
-                raise RuntimeError("submit() needs an attached stream (call attach() first)")
-            self._slots[cmd.slot].append(cmd)
-            self._cond.notify_all()
+        """Queue a command in its slot; urgent slots wake the dispatcher at once.
 
-    def cancel(self, cmd: FetchCommand) -> None:
+        A command cancelled before it was submitted (it has completed already) is ignored;
+        submitting a command twice is a ValueError."""
+        if cmd._state is not _State.NEW:
+            if cmd.cancelled.is_set():
+                return
+            raise ValueError(f"{cmd!r} was submitted already")
+        if self._workers is None:  # re-checked under the lock
+            raise RuntimeError("submit() needs an attached stream (call attach() first)")
+        cmd._enqueued_at = self._clock()
+        # Published before the command can start, so RequestEnqueued precedes RequestStarted.
+        if self._listened(cmd):
+            self._publish(
+                cmd,
+                RequestEnqueued(
+                    cmd.id, cmd.url, cmd.byte_range, cmd.request_priority, cmd.stream_priority, cmd.slot
+                ),
+            )
+        with self._lock:
+            if cmd._state is not _State.NEW:
+                return  # cancelled meanwhile, and completed by cancel()
+            if self._workers is not None:
+                cmd._state = _State.QUEUED
+                self._queues.push(cmd)
+                self._submitted += 1
+                # Low work that arrives during the pause need not wake the dispatcher: the
+                # pause's deadline will.
+                if is_urgent(cmd.slot) or not self._throttling:
+                    self._wake.notify()
+                self._bump_locked()
+                return
+            # Detached between the check above and here: the command never entered the queue.
+            cmd._state = _State.FINISHED
+            cmd._cancel_reason = "closed"
+            cmd.cancelled.set()
+        self._complete_cancelled([cmd])
+        raise RuntimeError("submit() needs an attached stream (call attach() first)")
+
+    def cancel(self, cmd: FetchCommand, reason: str = "cancelled") -> None:
         """Cancel a command: a queued one completes CANCELLED now, a running one is told to
-        stop and its blocking I/O aborted; a finished one is left alone."""
-        with self._cond:
+        stop (``cmd.cancelled``) and its blocking I/O aborted; a finished one is left alone.
+        One never submitted completes CANCELLED now too (no event, not counted) and a later
+        ``submit`` of it is ignored. ``reason`` goes into the RequestCancelled event."""
+        with self._lock:
             state = cmd._state
-            if state is _State.QUEUED:
-                try:
-                    self._slots[cmd.slot].remove(cmd)
-                except ValueError:
-                    pass
-                cmd._state = _State.FINISHED
+            if state is _State.FINISHED:
+                return
+            if cmd._cancel_reason is None:
+                cmd._cancel_reason = reason
             cmd.cancelled.set()
             abort = cmd.abort if state is _State.RUNNING else None
+            if state is _State.QUEUED:
+                self._queues.remove(cmd)
+                self._cancel_queued_locked(cmd, reason)
+                self._bump_locked()
+            elif state is _State.NEW:  # never submitted: complete it, submit() will ignore it
+                cmd._state = _State.FINISHED
         if state is _State.QUEUED:
+            self._complete_cancelled([cmd])
+        elif state is _State.NEW:
             _complete(cmd, Outcome.CANCELLED, None)
         elif abort is not None:
-            abort()
+            _call_abort(cmd, abort)
+
+    def cancel_owner(self, owner: Hashable, reason: str = "owner") -> int:
+        """Cancel every queued and running command of ``owner``; returns how many. Each one
+        completes exactly once, as CANCELLED (running ones when their run function returns)."""
+        if owner is None:
+            raise ValueError("owner must not be None")
+        with self._lock:
+            queued = self._queues.take_owner(owner)
+            for cmd in queued:
+                self._cancel_queued_locked(cmd, reason)
+            running = [cmd for cmd in self._running.values() if cmd.owner == owner and not cmd.cancelled.is_set()]
+            aborts = []
+            for cmd in running:
+                if cmd._cancel_reason is None:
+                    cmd._cancel_reason = reason
+                cmd.cancelled.set()
+                if cmd.abort is not None:
+                    aborts.append((cmd, cmd.abort))
+            if queued or running:
+                self._bump_locked()
+        self._complete_cancelled(queued)
+        for cmd, abort in aborts:
+            _call_abort(cmd, abort)
+        return len(queued) + len(running)
+
+    def reprioritize(self, owner: Hashable, stream_priority: Union[Priority, str]) -> int:
+        """Change the stream priority of ``owner``'s commands: queued ones move to their new
+        slots (relative order kept, none lost or duplicated; work moving to an urgent slot is
+        dispatched at once); running ones keep running. Returns how many moved.
+
+        The owner must use the new priority for the commands it submits from now on."""
+        if owner is None:
+            raise ValueError("owner must not be None")
+        priority = Priority.parse(stream_priority)
+        with self._lock:
+            moved = self._queues.reprioritize(owner, priority)
+            for cmd in self._running.values():
+                if cmd.owner == owner:
+                    cmd.stream_priority = priority
+            if moved:
+                self._wake.notify()
+                self._bump_locked()
+        return len(moved)
+
+    def note_progress(self, nbytes: int, cmd: Optional[FetchCommand] = None) -> None:
+        """A fetch stored ``nbytes`` body bytes: the watchdog counts it as movement. Cheap (no
+        wake-up); call it for every chunk, with the command when known."""
+        with self._lock:
+            self._bytes += nbytes
+            if cmd is not None:
+                cmd._bytes += nbytes
+                cmd._last_progress = self._clock()
 
     def queued(self) -> List[List[FetchCommand]]:
         """A snapshot of the four slots."""
-        with self._cond:
-            return [list(slot) for slot in self._slots]
+        with self._lock:
+            return self._queues.snapshot()
+
+    def in_flight(self) -> List[FetchCommand]:
+        """A snapshot of the running commands, in dispatch order."""
+        with self._lock:
+            return list(self._running.values())
 
     def running_count(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._running)
 
-    # -- threads -----------------------------------------------------------------------
-    def _pop_locked(self) -> Optional[FetchCommand]:
-        for slot in self._slots:
-            if slot:
-                return slot.popleft()
-        return None
+    def stats(self) -> DownloaderStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return self._stats_locked()
 
+    def wait_until(self, predicate: Callable[[DownloaderStats], bool], timeout: Optional[float] = None) -> bool:
+        """Block until ``predicate(stats())`` holds (re-checked after every change of state;
+        bytes alone do not count as one); False on timeout (seconds, real time)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            version, snap = self._version, self._stats_locked()
+        while not predicate(snap):
+            with self._lock:
+                while self._version == version:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+                version, snap = self._version, self._stats_locked()
+        return True
+
+    def wait_idle(self, timeout: Optional[float] = None) -> bool:
+        """Block until nothing is queued or running; False on timeout."""
+        return self.wait_until(lambda s: s.idle, timeout)
+
+    # -- internals (self._lock held) ---------------------------------------------------------
+    def _bump_locked(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
+
+    def _stats_locked(self) -> DownloaderStats:
+        return DownloaderStats(
+            submitted=self._submitted,
+            started=self._started,
+            completed=self._completed,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            running=len(self._running),
+            queued=self._queues.counts(),
+            peak_running=self.peak_running,
+            stalls=self._stalls,
+            bytes=self._bytes,
+            throttling=self._throttling,
+            passes=self._passes,
+            dispatcher_idle=self._dispatcher_idle,
+        )
+
+    def _cancel_queued_locked(self, cmd: FetchCommand, reason: str) -> None:
+        """Bookkeeping of a command leaving the queue cancelled (already out of the slots)."""
+        cmd._state = _State.FINISHED
+        if cmd._cancel_reason is None:
+            cmd._cancel_reason = reason
+        cmd.cancelled.set()
+        self._cancelled += 1
+        self._finished += 1
+
+    def _info_locked(self, cmd: FetchCommand, now: float, running: bool) -> FetchInfo:
+        if running:
+            return FetchInfo(
+                cmd.id, cmd.label, cmd.slot, now - cmd._started_at, cmd._bytes, now - cmd._last_progress
+            )
+        return FetchInfo(cmd.id, cmd.label, cmd.slot, now - cmd._enqueued_at)
+
+    def _stalled_event_locked(self, stalled_for: float, now: float) -> DownloaderStalled:
+        slots = tuple(
+            tuple(self._info_locked(cmd, now, False) for cmd in slot) for slot in self._queues.snapshot()
+        )
+        in_flight = tuple(self._info_locked(cmd, now, True) for cmd in self._running.values())
+        return DownloaderStalled(stalled_for, slots, in_flight)
+
+    def _wait_timeout_locked(self, now: float, tracker: StallTracker) -> Optional[float]:
+        """Time-limited only while work is pending (watchdog, throttle); idle: no timeout."""
+        if not self._queues and not self._running:
+            return None
+        deadlines = [d for d in (tracker.deadline(), self._throttle_deadline) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+    # -- threads -----------------------------------------------------------------------
     def _dispatch_loop(self, workers: _Workers) -> None:
-        with self._cond:
-            while not workers.stopping:
-                # One pass starts as many commands as there are free pool places.
-                while len(self._running) < self.max_concurrent:
-                    cmd = self._pop_locked()
-                    if cmd is None:
-                        break
+        tracker = StallTracker(self.stall_window)
+        with self._lock:
+            seen = (self._started, self._finished, self._bytes)
+        while True:
+            stalled: Optional[DownloaderStalled] = None
+            rejected: List[FetchCommand] = []
+            with self._lock:
+                if workers.stopping:
+                    return
+                self._dispatcher_idle = False
+                now = self._clock()
+                free = self.max_concurrent - len(self._running)
+                batch, self._throttle_deadline = plan_pass(
+                    self._queues, free, now, self.demand_throttle, self._throttle_deadline
+                )
+                for cmd in batch:
                     cmd._state = _State.RUNNING
-                    self._running.add(cmd)
-                    self.peak_running = max(self.peak_running, len(self._running))
-                    workers.pool.submit(self._run, cmd)
-                self._cond.wait()
+                    cmd._started_at = cmd._last_progress = now
+                    self._running[cmd.id] = cmd
+                    try:
+                        workers.pool.submit(self._run, cmd)
+                    except RuntimeError:  # the pool refuses work (interpreter shutdown)
+                        del self._running[cmd.id]
+                        self._cancel_queued_locked(cmd, "closed")
+                        rejected.append(cmd)
+                        continue
+                    self._started += 1
+                self.peak_running = max(self.peak_running, len(self._running))
+                self._throttling = self._throttle_deadline is not None
+                self._passes += 1
+                self._bump_locked()
+                current = (self._started, self._finished, self._bytes)
+                kind = classify(
+                    queued=len(self._queues),
+                    running=len(self._running),
+                    drained=current[0] - seen[0],
+                    completed=current[1] - seen[1],
+                    nbytes=current[2] - seen[2],
+                )
+                seen = current
+                pending = bool(self._queues) or bool(self._running)
+                report = tracker.observe(kind, now, pending=pending)
+                if report is not None:
+                    if report.first:
+                        self._stalls += 1
+                    stalled = self._stalled_event_locked(report.stalled_for, now)
+                elif not rejected:
+                    timeout = self._wait_timeout_locked(now, tracker)
+                    self._dispatcher_idle = timeout is None and not pending
+                    self._wake.wait(timeout)
+                    continue
+            # Outside the lock: completions and subscribers may call back into us.
+            self._complete_cancelled(rejected)
+            if stalled is not None:
+                log.warning("kithara-io: %s", stalled.describe())
+                self._bus.publish(stalled)
 
     def _run(self, cmd: FetchCommand) -> None:
+        if self._listened(cmd):
+            self._publish(cmd, RequestStarted(cmd.id, cmd._started_at - cmd._enqueued_at, cmd.url))
         error: Optional[BaseException] = None
         try:
-            cmd.run(cmd)
+            if not cmd.cancelled.is_set():  # cancelled between dispatch and start: skip the work
+                cmd.run(cmd)
         except BaseException as exc:  # noqa: BLE001 - reported through the completion
             error = exc
-        finally:
-            with self._cond:
-                self._running.discard(cmd)
-                cmd._state = _State.FINISHED
-                self._cond.notify_all()
         try:
-            if cmd.cancelled.is_set():
-                _complete(cmd, Outcome.CANCELLED, None)
-            elif error is not None:
-                _complete(cmd, Outcome.FAILED, error)
+            with self._lock:
+                self._running.pop(cmd.id, None)
+                cmd._state = _State.FINISHED
+                if cmd.cancelled.is_set():
+                    outcome = Outcome.CANCELLED
+                    self._cancelled += 1
+                elif error is not None:
+                    outcome = Outcome.FAILED
+                    self._failed += 1
+                else:
+                    outcome = Outcome.DONE
+                    self._completed += 1
+                self._finished += 1
+                self._wake.notify()
+                self._bump_locked()
+            if outcome is Outcome.CANCELLED:
+                self._complete_cancelled([cmd])
             else:
-                _complete(cmd, Outcome.DONE, None)
+                _complete(cmd, outcome, error)
         finally:
             # The traceback references this frame: without this, error -> traceback -> frame
             # -> error is a cycle that keeps the failed request's socket open until a GC pass.
             error = None
+
+    def _complete_cancelled(self, cmds: List[FetchCommand]) -> None:
+        """Publish RequestCancelled and call the completion of each (lock released)."""
+        for cmd in cmds:
+            if self._listened(cmd):
+                self._publish(cmd, RequestCancelled(cmd.id, cmd._cancel_reason or "cancelled", cmd.url))
+            _complete(cmd, Outcome.CANCELLED, None)
+
+    def _listened(self, cmd: FetchCommand) -> bool:
+        return self._bus.has_subscribers or (cmd.events is not None and cmd.events.has_subscribers)
+
+    def _publish(self, cmd: FetchCommand, event: Event) -> None:
+        """To the downloader's bus, then to the command's own (the stream's), if any."""
+        self._bus.publish(event)
+        if cmd.events is not None and cmd.events is not self._bus:
+            cmd.events.publish(event)
 
 
 def _complete(cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
@@ -248,6 +764,13 @@ def _complete(cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException
         cmd.on_complete(cmd, outcome, error)
     except Exception:  # a broken callback must not kill a pool thread
         log.exception("completion callback of %r failed", cmd)
+
+
+def _call_abort(cmd: FetchCommand, abort: Callable[[], Any]) -> None:
+    try:
+        abort()
+    except Exception:
+        log.exception("abort of %r failed", cmd)
 
 
 _default: Optional[Downloader] = None

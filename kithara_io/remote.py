@@ -17,10 +17,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from .cache import SparseCache, Wait
 from .downloader import Downloader, FetchCommand, Outcome
+from .events import (
+    Event,
+    EventBus,
+    FirstByte,
+    Progress,
+    ReaderResumed,
+    ReaderWaiting,
+    RequestCompleted,
+    RequestFailed,
+    RequestRetrying,
+    Seek,
+)
 from .errors import (
     InvalidResponseError,
     StreamError,
@@ -46,6 +58,7 @@ class _Fetch:
     epoch: int
     handle: AbortHandle = field(default_factory=AbortHandle)
     started: bool = False
+    began: float = 0.0  # time.monotonic() when the run function started
 
 
 class _LinkEstimate:
@@ -115,6 +128,8 @@ class RemoteReader:
         self._error: Optional[BaseException] = None
         self._link = _LinkEstimate()
         self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
+        self.events = EventBus(source.url)  # this stream's events (issue #4)
+        self._last_read_end = 0  # where the previous read ended: a read elsewhere is a Seek
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -170,6 +185,24 @@ class RemoteReader:
     def buffered(self) -> List[Tuple[int, int]]:
         return list(self._cache.present())
 
+    @property
+    def priority(self) -> Priority:
+        return self._priority
+
+    def set_priority(self, priority: Union[Priority, str]) -> None:
+        """Change the stream priority at any time: queued fetches move to their new slots
+        now (running ones finish), later fetches are submitted with it."""
+        priority = Priority.parse(priority)
+        with self._cond:  # _submit_locked reads _priority under it too: no fetch slips through
+            if priority is self._priority:
+                return
+            self._priority = priority
+            self._downloader.reprioritize(self, priority)
+
+    def _publish(self, event: Event) -> None:
+        if self.events.has_subscribers:
+            self.events.publish(event)
+
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         pinned = self._source.pinned
         return (
@@ -205,6 +238,11 @@ class RemoteReader:
             return None
         end = min(size, pos + n)
         hit = self._prepare_read(pos, end)
+        if pos != self._last_read_end:
+            self._publish(Seek(self._last_read_end, pos, hit))
+        self._last_read_end = end
+        if not hit:
+            self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
         while True:
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
@@ -212,6 +250,8 @@ class RemoteReader:
                 break
             self._demand(pos, end)
         waited = time.monotonic() - waited_from
+        if not hit:
+            self._publish(ReaderResumed(pos, waited))
         with self._cond:
             self._counts["bytes_served"] += end - pos
             if hit:
@@ -334,30 +374,41 @@ class RemoteReader:
         self._submit_locked(FetchPlan(start, size if size is not None else _UNKNOWN_END, Priority.HIGH))
 
     def _submit_locked(self, plan: FetchPlan) -> None:
-        cmd = FetchCommand(
+        cmd = self._register_locked(
             self._run_fetch,
-            self._on_complete,
-            stream_priority=self._priority,
-            request_priority=plan.priority,
+            plan,
             label=f"{self._source.url} bytes={plan.start}-{plan.end - 1}",
+            byte_range=(plan.start, plan.end) if plan.end < _UNKNOWN_END else None,
         )
-        self._active[cmd.id] = _Fetch(cmd, plan, self._epoch)
         self._cache.claim(cmd.id, plan.start, plan.end)
         self._downloader.submit(cmd)
 
     def _submit_tail_probe_locked(self) -> None:
         """Ask for the last bytes together with the head: containers read their end at open
         (Ogg duration, ID3v1), and the length is not known yet to ask for it by offset."""
-        cmd = FetchCommand(
+        cmd = self._register_locked(
             self._run_tail_probe,
-            self._on_complete,
-            stream_priority=self._priority,
-            request_priority=Priority.HIGH,
+            FetchPlan(0, 0, Priority.HIGH),
             label=f"{self._source.url} last {self._opt.tail} bytes",
+            byte_range=None,
         )
-        self._active[cmd.id] = _Fetch(cmd, FetchPlan(0, 0, Priority.HIGH), self._epoch)
         self._tail_probe = cmd.id
         self._downloader.submit(cmd)
+
+    def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
+        cmd = FetchCommand(
+            run,
+            self._on_complete,
+            stream_priority=self._priority,
+            request_priority=plan.priority,
+            label=label,
+            owner=self,
+            url=self._source.url,
+            byte_range=byte_range,
+            events=self.events,
+        )
+        self._active[cmd.id] = _Fetch(cmd, plan, self._epoch)
+        return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
         """Once the length is known, the pending tail probe claims the tail's gap, so a
@@ -384,6 +435,7 @@ class RemoteReader:
             if fetch is None:
                 return
             fetch.started = True
+            fetch.began = time.monotonic()
         retry = self._opt.retry
         pos = fetch.plan.start
         failures = 0
@@ -407,6 +459,7 @@ class RemoteReader:
                     raise
                 delay = retry.delay(failures, getattr(exc, "retry_after", None))
                 log.info("retrying %s in %.2fs after %s", cmd.label, delay, exc)
+                self._publish(RequestRetrying(cmd.id, failures + 1, delay, str(exc), self._source.url))
                 with self._cond:
                     self._counts["retries"] += 1
                 cmd.cancelled.wait(delay)  # interruptible backoff
@@ -419,6 +472,7 @@ class RemoteReader:
             if fetch is None:
                 return
             fetch.started = True
+            fetch.began = time.monotonic()
         try:
             body = self._source.fetch_suffix(self._opt.tail, fetch.handle)
         except StreamError as exc:
@@ -426,6 +480,7 @@ class RemoteReader:
             return
         if body is None:
             return
+        self._publish(FirstByte(cmd.id, time.monotonic() - fetch.began, self._source.url))
         try:
             with self._cond:
                 self._counts["requests"] += 1
@@ -446,6 +501,7 @@ class RemoteReader:
         request_end = None if claim_end >= _UNKNOWN_END else claim_end
         body = self._source.fetch(pos, request_end, fetch.handle)
         ttfb = time.monotonic() - started
+        self._publish(FirstByte(cmd.id, ttfb, self._source.url))
         with self._cond:
             self._counts["requests"] += 1
         try:
@@ -520,12 +576,22 @@ class RemoteReader:
                 self._counts["bytes_fetched"] += n
             pos += n
             stored += n
+            self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
+            self._publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
         return stored
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         self._cache.release(cmd.id)
+        event: Optional[Event] = None
         with self._cond:
-            self._active.pop(cmd.id, None)
+            fetch = self._active.pop(cmd.id, None)
+            if outcome is Outcome.DONE and fetch is not None:
+                duration = time.monotonic() - fetch.began if fetch.began else 0.0
+                nbytes = cmd.bytes_received
+                bandwidth = nbytes / duration if duration > 0 else 0.0
+                event = RequestCompleted(cmd.id, nbytes, duration, bandwidth, self._source.url)
+            elif outcome is Outcome.FAILED:
+                event = RequestFailed(cmd.id, error, self._source.url)
             if cmd.id == self._tail_probe:
                 self._tail_probe = None
                 if self._cache.size is not None:
@@ -536,6 +602,8 @@ class RemoteReader:
                 self._fail_locked(error)
             self._schedule_locked()
             self._cond.notify_all()
+        if event is not None:  # RequestCancelled comes from the Downloader itself
+            self._publish(event)
 
     def _fail_locked(self, error: Optional[BaseException]) -> None:
         if not isinstance(error, StreamError):

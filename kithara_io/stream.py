@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import errno
 import io
-from typing import List, Optional, Protocol, Tuple
+from typing import Callable, List, Optional, Protocol, Tuple, Type, Union
 
+from .events import Event, EventBus, Subscription
+from .planning import Priority
 from .stats import StreamStats
 
 
 class _Reader(Protocol):
     url: str
+    events: EventBus
+
+    @property
+    def priority(self) -> Priority: ...
+
+    def set_priority(self, priority: Union[Priority, str]) -> None: ...
 
     @property
     def size(self) -> int: ...
@@ -98,6 +106,27 @@ class Stream(io.RawIOBase):
     def stats(self) -> StreamStats:
         """A snapshot of this stream's counters (requests, bytes, hits, waits, retries...)."""
         return self._reader.stats()
+
+    @property
+    def priority(self) -> Priority:
+        """The stream priority (``Priority.HIGH``/``LOW``); settable at any time: queued
+        fetches move to their new slots at once, running ones finish."""
+        return self._reader.priority
+
+    @priority.setter
+    def priority(self, value: Union[Priority, str]) -> None:
+        self._check_closed()
+        self._reader.set_priority(value)
+
+    @property
+    def events(self) -> EventBus:
+        """This stream's event bus (see :mod:`kithara_io.events`)."""
+        return self._reader.events
+
+    def subscribe(self, callback: Callable[[Event], None], *types: Type[Event]) -> Subscription:
+        """Call ``callback(event)`` for this stream's events (only ``types`` when given);
+        returns the handle that unsubscribes. Callbacks run on engine threads: keep them short."""
+        return self._reader.events.subscribe(callback, *types)
 
     @property
     def supports_ranges(self) -> Optional[bool]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import urllib.parse
 import urllib.request
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 from ..errors import StreamError
+from ..events import EventBus
+from ..planning import Priority
 from ..stats import StreamStats
 
 
@@ -36,8 +38,13 @@ class LocalFileReader:
             raise StreamError("cannot open local file", url=path, cause=exc) from exc
         self.size = os.fstat(self._fd).st_size
         self.error: Optional[BaseException] = None
+        self.events = EventBus(path)  # nothing to download: no request events
+        self.priority = Priority.HIGH
         self._served = 0
         self._reads = 0
+
+    def set_priority(self, priority: Union[Priority, str]) -> None:
+        self.priority = Priority.parse(priority)  # no fetches to reorder
 
     def read_at(self, pos: int, out: memoryview) -> int:
         done = 0
