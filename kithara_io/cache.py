@@ -98,11 +98,6 @@ class SparseCache:
         """The present ranges (not a copy); call with ``condition`` held, do not mutate."""
         return self._present
 
-    @property
-    def bytes_present(self) -> int:
-        with self._cond:
-            return self._present.total
-
     # -- waiting -----------------------------------------------------------------------
     def _raise_if_unusable(self) -> None:
         if self._closed:

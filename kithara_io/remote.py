@@ -4,7 +4,7 @@ It decides (through the pure functions in ``planning``) which bytes to fetch nex
 fetch commands to the shared Downloader, streams their bodies into the SparseCache, and
 cancels fetches the reader no longer needs after a far seek (epoch cancel).
 
-Ownership: ``self._cond`` guards ``_active``, ``_epoch``, the access pattern, ``_closed`` and
+Ownership: ``self._cond`` guards ``_active``, the access pattern, ``_closed`` and
 ``_error``. Lock order: ``self._cond`` -> cache condition -> downloader lock; the cache and
 the downloader never call back while holding theirs. ``Downloader.cancel`` may complete a
 command synchronously, so it is only ever called with ``self._cond`` released.
@@ -55,7 +55,6 @@ _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a r
 class _Fetch:
     cmd: FetchCommand
     plan: FetchPlan
-    epoch: int
     handle: AbortHandle = field(default_factory=AbortHandle)
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
@@ -121,7 +120,6 @@ class RemoteReader:
         self._cache = SparseCache(budget=options.cache_budget)
         self._cond = threading.Condition()
         self._active: Dict[int, _Fetch] = {}
-        self._epoch = 0
         self._pattern = AccessPattern()
         self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
         self._closed = False
@@ -276,7 +274,7 @@ class RemoteReader:
                 if not hit and self._source.supports_ranges:
                     soon = self._link.soon_bytes(self._opt.min_fetch)
                     if not any(self._keeps(f, missing, soon) for f in self._active.values()):
-                        self._epoch += 1
+                        # A new epoch: what served the old reading position goes.
                         victims = [
                             f
                             for f in self._active.values()
@@ -284,8 +282,6 @@ class RemoteReader:
                         ]  # the tail probe is small and decoders need the tail: never cut
                         for f in victims:
                             self._cache.shrink_claim(f.cmd.id, 0)
-                        for f in self._active.values():
-                            f.epoch = self._epoch
             if not victims:
                 self._schedule_locked()
         self._cancel(victims)
@@ -407,7 +403,7 @@ class RemoteReader:
             byte_range=byte_range,
             events=self.events,
         )
-        self._active[cmd.id] = _Fetch(cmd, plan, self._epoch)
+        self._active[cmd.id] = _Fetch(cmd, plan)
         return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
