@@ -180,7 +180,9 @@ def jack() -> Iterator[JackServer]:
     reason = jack_missing()
     if reason:
         pytest.skip(reason)
-    with JackServer(f"kithara-test-{os.getpid()}-{next(_jack_ids)}") as server:
+    # A 2048-frame period (46 ms): the callback thread shares the GIL with the whole test
+    # process, and a missed 23 ms deadline is a JACK xrun that drops frames from the capture.
+    with JackServer(f"kithara-test-{os.getpid()}-{next(_jack_ids)}", period=2048) as server:
         yield server
 
 
