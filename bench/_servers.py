@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import http.client
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional
 
 from _common import parse_access_log, settle
+from tests.servers.nginx import NginxServer
 
 _LIVE: "set[Any]" = set()  # servers and proxies running in this process
 _LIVE_LOCK = threading.Lock()
@@ -85,65 +84,20 @@ http {{
 """
 
 
-class BenchNginx:
-    """nginx serving ``root`` on 127.0.0.1; ``limit_rate`` (bytes/s) is per connection."""
+class BenchNginx(NginxServer):
+    """The test suite's nginx with the bench's configuration: an access log that attributes
+    requests and bytes to a run, and ``limit_rate`` (bytes/s, per connection)."""
+
+    config_template = _CONF
 
     def __init__(self, root: Path, *, limit_rate: Optional[int] = None, start_timeout: float = 10.0) -> None:
-        from tests.servers.nginx import find_nginx
-
-        self.root = Path(root).resolve()
-        self._tmp = tempfile.TemporaryDirectory(prefix="kithara-bench-nginx-")
-        self.dir = Path(self._tmp.name)
-        (self.dir / "tmp").mkdir()
-        self.access_log = self.dir / "access.log"
-        self.error_log = self.dir / "error.log"
-        self._proc: Optional[subprocess.Popen] = None
-        self._lock = threading.Lock()
-        self._stopped = False
+        self._limit_rate = limit_rate
         _register(self)
-        try:
-            self._start(find_nginx(), limit_rate, start_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__(root, start_timeout)
 
-    def _start(self, binary: str, limit_rate: Optional[int], timeout: float) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(1024)
-            self.port: int = listener.getsockname()[1]
-            self.base_url = f"http://127.0.0.1:{self.port}"
-            conf = self.dir / "nginx.conf"
-            conf.write_text(
-                _CONF.format(
-                    d=self.dir,
-                    port=self.port,
-                    root=self.root,
-                    user="user root;" if os.geteuid() == 0 else "",
-                    limit_rate=f"limit_rate {int(limit_rate)};" if limit_rate else "",
-                )
-            )
-            fd = listener.fileno()
-            self._proc = subprocess.Popen(
-                [binary, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)],
-                pass_fds=(fd,),
-                env={**os.environ, "NGINX": f"{fd};"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("HEAD", "/")
-            conn.getresponse().read()
-        except OSError as exc:
-            raise RuntimeError(f"nginx did not start (exit code {self._proc.poll()}): {exc}") from exc
-        finally:
-            conn.close()
-
-    def url(self, name: str) -> str:
-        return f"{self.base_url}/{name.lstrip('/')}"
+    def _config_values(self) -> dict:
+        rate = f"limit_rate {int(self._limit_rate)};" if self._limit_rate else ""
+        return {**super()._config_values(), "limit_rate": rate}
 
     def requests(self, tag: Optional[str] = None) -> List[Dict[str, Any]]:
         """The logged requests (whose query carries ``bench=<tag>``, if given)."""
@@ -159,26 +113,8 @@ class BenchNginx:
         return self.requests(tag)
 
     def stop(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # SIGTERM: fast shutdown of master and worker
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self._tmp.cleanup()
+        super().stop(timeout)
         _unregister(self)
-
-    def __enter__(self) -> "BenchNginx":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # -- a long link ------------------------------------------------------------------------------

@@ -52,10 +52,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-try:  # shared registry of in-process test servers (for the leak checker), if present
-    from ._base import REGISTRY as _REGISTRY
-except Exception:  # pragma: no cover - run standalone / _base absent or changed
-    _REGISTRY = None
+from . import ranged
+from ._base import REGISTRY as _REGISTRY  # in-process servers, for the leak checker
 
 __all__ = [
     "FaultServer",
@@ -381,28 +379,12 @@ UNSATISFIABLE = "unsatisfiable"
 
 def parse_range(value: str, total: int) -> Union[None, str, Tuple[int, int]]:
     """One ``Range`` header against ``total`` bytes: inclusive ``(first, last)``, ``None`` to
-    ignore the header (other unit, several ranges, bad syntax), or :data:`UNSATISFIABLE`."""
-    unit, eq, spec = value.strip().partition("=")
-    if not eq or unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first_s, dash, last_s = spec.strip().partition("-")
-    first_s, last_s = first_s.strip(), last_s.strip()
-    if not dash or not (first_s or last_s):
-        return None
-    if (first_s and not first_s.isdigit()) or (last_s and not last_s.isdigit()):
-        return None
-    if not first_s:  # bytes=-n
-        n = int(last_s)
-        if n == 0 or total == 0:
-            return UNSATISFIABLE
-        return max(0, total - n), total - 1
-    first = int(first_s)
-    last = int(last_s) if last_s else total - 1
-    if last_s and last < first:
-        return None
-    if first >= total:
+    ignore the header (other unit, several ranges, bad syntax), or :data:`UNSATISFIABLE`.
+    The ranged server's parser, with the 416 case as a value."""
+    try:
+        return ranged.parse_range(value, total)
+    except ranged.RangeNotSatisfiable:
         return UNSATISFIABLE
-    return first, min(last, total - 1)
 
 
 def _if_range_matches(value: str, etag: Optional[str], last_modified: Optional[str]) -> bool:
@@ -804,13 +786,7 @@ class FaultServer:
         self.host = "127.0.0.1"
         self.port: int = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._registered = False
-        if _REGISTRY is not None:
-            try:
-                _REGISTRY.add(self.port, Path(f"/nonexistent/fault-server-{self.port}"))
-                self._registered = True
-            except Exception:  # pragma: no cover - registry API changed
-                pass
+        _REGISTRY.add(self.port, Path(f"/nonexistent/fault-server-{self.port}"))
         self._serve_thread = threading.Thread(
             target=self.httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -860,11 +836,7 @@ class FaultServer:
                 if t is not me:
                     t.join(max(0.0, deadline - time.monotonic()))
         finally:
-            if self._registered and _REGISTRY is not None:
-                try:
-                    _REGISTRY.remove(self.port)
-                except Exception:  # pragma: no cover
-                    pass
+            _REGISTRY.remove(self.port)
             self._stopped_event.set()
 
     @property

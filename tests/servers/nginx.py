@@ -72,6 +72,7 @@ class NginxServer:
 
     kind = "nginx"
     supports_ranges = True
+    config_template = _CONF  # formatted with ``_config_values()``
 
     def __init__(self, root: "str | Path", start_timeout: float = 10.0) -> None:
         self.root = Path(root).resolve()
@@ -98,14 +99,7 @@ class NginxServer:
             self.port: int = listener.getsockname()[1]
             self.base_url = f"http://127.0.0.1:{self.port}"
             conf = self.dir / "nginx.conf"
-            conf.write_text(
-                _CONF.format(
-                    d=self.dir,
-                    port=self.port,
-                    root=self.root,
-                    user="user root;" if os.geteuid() == 0 else "",
-                )
-            )
+            conf.write_text(self.config_template.format(**self._config_values()))
             fd = listener.fileno()
             self._proc = subprocess.Popen(
                 [binary, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)],
@@ -128,6 +122,14 @@ class NginxServer:
             ) from exc
         finally:
             conn.close()
+
+    def _config_values(self) -> dict:
+        return {
+            "d": self.dir,
+            "port": self.port,
+            "root": self.root,
+            "user": "user root;" if os.geteuid() == 0 else "",
+        }
 
     def _read_error_log(self) -> str:
         try:
