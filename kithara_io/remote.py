@@ -127,7 +127,6 @@ class RemoteReader:
         self._link = _LinkEstimate()
         self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
         self.events = EventBus(source.url)  # this stream's events (issue #4)
-        self._last_read_end = 0  # where the previous read ended: a read elsewhere is a Seek
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -175,10 +174,6 @@ class RemoteReader:
     @property
     def url(self) -> str:
         return self._source.url
-
-    @property
-    def source(self) -> HttpSource:
-        return self._source
 
     def buffered(self) -> List[Tuple[int, int]]:
         return list(self._cache.present())
@@ -235,10 +230,10 @@ class RemoteReader:
         if pos >= size or n <= 0:
             return None
         end = min(size, pos + n)
+        previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
         hit = self._prepare_read(pos, end)
-        if pos != self._last_read_end:
-            self._publish(Seek(self._last_read_end, pos, hit))
-        self._last_read_end = end
+        if pos != previous_end:
+            self._publish(Seek(previous_end, pos, hit))
         if not hit:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
