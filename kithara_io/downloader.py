@@ -8,6 +8,13 @@ dispatcher and starts at once. Work of a Low stream (slots 2-3) starts only afte
 throttle, a short pause (``demand_throttle`` seconds) that begins when such work could take a
 free place: it gives a High stream that just finished a fetch the chance to submit its next
 one first. Urgent work arriving during the pause interrupts it and starts at once.
+
+Yielding (``yield_to_high``, on by default). Priorities at dispatch alone do not protect the
+stream the listener hears: a running preload fetch shares the link with it. So Low-stream
+work does not start while High-stream work runs, and High-stream work entering the queue
+preempts the running Low-stream fetches: they are cancelled with reason ``"preempted"``
+(their connections aborted; the bytes they stored stay) and their streams queue the rest
+again, to run once no High-stream fetch is left.
 ``reprioritize(owner, ...)`` moves an owner's queued commands to their new slots.
 
 Watchdog. Every pass is classified (:mod:`kithara_io.watchdog`): Idle, Advanced or Stalled.
@@ -238,21 +245,32 @@ class SlotQueues:
 
 
 def plan_pass(
-    queues: SlotQueues, free: int, now: float, throttle: float, deadline: Optional[float]
+    queues: SlotQueues,
+    free: int,
+    now: float,
+    throttle: float,
+    deadline: Optional[float],
+    *,
+    yield_to_high: bool = False,
+    high_running: bool = False,
 ) -> Tuple[List[FetchCommand], Optional[float]]:
     """One dispatcher pass: pop the commands to start now, at most ``free`` of them.
 
     Urgent commands (slots 0-1) always go. A Low-stream command (slots 2-3) goes only once
     the demand-throttle pause is over: the pause starts (deadline = ``now + throttle``) at the
     first pass where such a command could take a free place, and ``deadline`` is the pause
-    in progress, if any. Returns the commands in start order and the pause still in
-    progress (None when not throttling: the next pause starts afresh).
+    in progress, if any. With ``yield_to_high``, Low-stream work does not start at all while
+    High-stream work runs (``high_running``) or starts in this pass. Returns the commands in
+    start order and the pause still in progress (None when not throttling: the next pause
+    starts afresh).
     """
     batch: List[FetchCommand] = []
     while len(batch) < free:
         slot = queues.head_slot()
         if slot is None:
             break
+        if not is_urgent(slot) and yield_to_high and (high_running or any(is_urgent(c.slot) for c in batch)):
+            return batch, None
         if not is_urgent(slot) and throttle > 0:
             if deadline is None:
                 deadline = now + throttle
@@ -284,6 +302,7 @@ class DownloaderStats:
     queued: Tuple[int, ...]  # per slot
     peak_running: int
     stalls: int  # stalls reported by the watchdog
+    preempted: int = 0  # running Low-stream fetches cancelled for High-stream work (in cancelled)
     bytes: int = 0  # reported through note_progress
     throttling: bool = False  # Low-stream work is waiting out the demand-throttle pause
     passes: int = 0  # dispatcher passes (it only wakes for a reason)
@@ -323,9 +342,11 @@ class Downloader:
     """The shared fetch engine: strict slot order, at most ``max_concurrent`` fetches at once.
 
     ``demand_throttle``: seconds Low-stream work waits for a free place to be claimed by
-    urgent work first (0 disables). ``stall_window``: seconds of pending-but-frozen work before
-    the watchdog reports (None disables). ``clock``: the monotonic clock used for deadlines
-    and measured durations (injectable for tests).
+    urgent work first (0 disables). ``yield_to_high``: Low-stream work waits while
+    High-stream work runs, and is preempted when High-stream work arrives (see the module
+    docstring). ``stall_window``: seconds of pending-but-frozen work before the watchdog
+    reports (None disables). ``clock``: the monotonic clock used for deadlines and measured
+    durations (injectable for tests).
 
     One default instance (:func:`default_downloader`) serves every stream unless a caller
     passes its own.
@@ -336,6 +357,7 @@ class Downloader:
         max_concurrent: int = 5,
         *,
         demand_throttle: float = 0.01,
+        yield_to_high: bool = True,
         stall_window: Optional[float] = 30.0,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -346,6 +368,7 @@ class Downloader:
         StallTracker(stall_window)  # validates
         self.max_concurrent = max_concurrent
         self.demand_throttle = float(demand_throttle)
+        self.yield_to_high = yield_to_high
         self.stall_window = stall_window
         self._clock = clock
         self._lock = threading.Lock()
@@ -370,6 +393,7 @@ class Downloader:
         self._finished = 0  # all completions (the three above)
         self._bytes = 0
         self._stalls = 0
+        self._preempted = 0
         self._passes = 0
         self._dispatcher_idle = False
 
@@ -469,14 +493,19 @@ class Downloader:
                 # pause's deadline will.
                 if is_urgent(cmd.slot) or not self._throttling:
                     self._wake.notify()
+                preempted = self._preempt_low_locked() if is_urgent(cmd.slot) else []
                 self._bump_locked()
-                return
-            # Detached between the check above and here: the command never entered the queue.
-            cmd._state = _State.FINISHED
-            cmd._cancel_reason = "closed"
-            cmd.cancelled.set()
-        self._complete_cancelled([cmd])
-        raise RuntimeError("submit() needs an attached stream (call attach() first)")
+                refused = False
+            else:
+                # Detached between the check above and here: the command never entered the queue.
+                cmd._state = _State.FINISHED
+                cmd._cancel_reason = "closed"
+                cmd.cancelled.set()
+                preempted, refused = [], True
+        _abort_all(preempted)
+        if refused:
+            self._complete_cancelled([cmd])
+            raise RuntimeError("submit() needs an attached stream (call attach() first)")
 
     def cancel(self, cmd: FetchCommand, reason: str = "cancelled") -> None:
         """Cancel a command: a queued one completes CANCELLED now, a running one is told to
@@ -524,8 +553,7 @@ class Downloader:
             if queued or running:
                 self._bump_locked()
         self._complete_cancelled(queued)
-        for cmd, abort in aborts:
-            _call_abort(cmd, abort)
+        _abort_all(aborts)
         return len(queued) + len(running)
 
     def reprioritize(self, owner: Hashable, stream_priority: Union[Priority, str]) -> int:
@@ -542,9 +570,13 @@ class Downloader:
             for cmd in self._running.values():
                 if cmd.owner == owner:
                     cmd.stream_priority = priority
+            preempted = []
             if moved:
                 self._wake.notify()
+                if any(is_urgent(cmd.slot) for cmd in moved):
+                    preempted = self._preempt_low_locked()
                 self._bump_locked()
+        _abort_all(preempted)
         return len(moved)
 
     def note_progress(self, nbytes: int, cmd: Optional[FetchCommand] = None) -> None:
@@ -611,11 +643,28 @@ class Downloader:
             queued=self._queues.counts(),
             peak_running=self.peak_running,
             stalls=self._stalls,
+            preempted=self._preempted,
             bytes=self._bytes,
             throttling=self._throttling,
             passes=self._passes,
             dispatcher_idle=self._dispatcher_idle,
         )
+
+    def _preempt_low_locked(self) -> List[Tuple[FetchCommand, Callable[[], Any]]]:
+        """High-stream work arrived: tell every running Low-stream fetch to stop. Returns
+        the aborts to call once the lock is released."""
+        aborts: List[Tuple[FetchCommand, Callable[[], Any]]] = []
+        if not self.yield_to_high:
+            return aborts
+        for cmd in self._running.values():
+            if is_urgent(cmd.slot) or cmd.cancelled.is_set():
+                continue
+            cmd._cancel_reason = cmd._cancel_reason or "preempted"
+            cmd.cancelled.set()
+            self._preempted += 1
+            if cmd.abort is not None:
+                aborts.append((cmd, cmd.abort))
+        return aborts
 
     def _cancel_queued_locked(self, cmd: FetchCommand, reason: str) -> None:
         """Bookkeeping of a command leaving the queue cancelled (already out of the slots)."""
@@ -664,7 +713,13 @@ class Downloader:
                 now = self._clock()
                 free = self.max_concurrent - len(self._running)
                 batch, self._throttle_deadline = plan_pass(
-                    self._queues, free, now, self.demand_throttle, self._throttle_deadline
+                    self._queues,
+                    free,
+                    now,
+                    self.demand_throttle,
+                    self._throttle_deadline,
+                    yield_to_high=self.yield_to_high,
+                    high_running=any(is_urgent(cmd.slot) for cmd in self._running.values()),
                 )
                 for cmd in batch:
                     cmd._state = _State.RUNNING
@@ -771,6 +826,11 @@ def _call_abort(cmd: FetchCommand, abort: Callable[[], Any]) -> None:
         abort()
     except Exception:
         log.exception("abort of %r failed", cmd)
+
+
+def _abort_all(aborts: List[Tuple[FetchCommand, Callable[[], Any]]]) -> None:
+    for cmd, abort in aborts:
+        _call_abort(cmd, abort)
 
 
 _default: Optional[Downloader] = None

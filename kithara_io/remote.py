@@ -353,6 +353,13 @@ class RemoteReader:
                 return
             self._submit_locked(plan)
 
+    def _restart_head_locked(self) -> None:
+        if self._closed or self._error is not None:
+            return
+        with self._cache.condition:
+            start = self._cache.present_unlocked().covered_until(0)
+        self._submit_locked(FetchPlan(start, start + self._opt.first_fetch, Priority.HIGH))
+
     def _restart_whole_body_locked(self) -> None:
         """A server without Range support: one streaming GET of everything (prefix skipped)."""
         if self._active or self._closed:
@@ -398,7 +405,8 @@ class RemoteReader:
             byte_range=byte_range,
             events=self.events,
         )
-        self._active[cmd.id] = _Fetch(cmd, plan)
+        fetch = self._active[cmd.id] = _Fetch(cmd, plan)
+        cmd.abort = fetch.handle.abort  # the Downloader may cancel it too (preemption)
         return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
@@ -591,6 +599,8 @@ class RemoteReader:
                 self._counts["cancels"] += 1
             elif outcome is Outcome.FAILED and not self._closed:
                 self._fail_locked(error)
+            if self._cache.size is None and not self._active:
+                self._restart_head_locked()  # preempted before the length was known
             self._schedule_locked()
             self._cond.notify_all()
         if event is not None:  # RequestCancelled comes from the Downloader itself

@@ -260,7 +260,8 @@ def gated(recorder: Recorder, label: str, stream=H, request=H, owner=None):
 
 
 def test_urgent_work_interrupts_the_demand_throttle():
-    d = Downloader(max_concurrent=2, demand_throttle=60.0, stall_window=None)
+    # yield_to_high off: the pause goes on while the urgent work runs (with it, Low waits anyway)
+    d = Downloader(max_concurrent=2, demand_throttle=60.0, stall_window=None, yield_to_high=False)
     d.attach()
     log = EventLog()
     d.subscribe(log)
@@ -321,6 +322,82 @@ def test_zero_throttle_dispatches_low_work_at_once():
         assert not d.stats().throttling
     finally:
         d.close()
+
+
+def test_high_stream_work_preempts_running_low_stream_work():
+    d = Downloader(max_concurrent=3, demand_throttle=0, stall_window=None)
+    d.attach()
+    log = EventLog()
+    d.subscribe(log)
+    try:
+        rec = Recorder(expected=4)
+        low1, low1_started, _ = gated(rec, "low1", L, L)
+        low2, low2_started, _ = gated(rec, "low2", L, H)
+        d.submit(low1)
+        d.submit(low2)
+        assert low1_started.wait(WAIT) and low2_started.wait(WAIT)
+        urgent, urgent_started, urgent_gate = gated(rec, "urgent", H, L)
+        d.submit(urgent)  # both running Low commands are told to stop, their I/O aborted
+        assert urgent_started.wait(WAIT)
+        assert d.wait_until(lambda s: s.cancelled == 2 and s.running == 1, WAIT)
+        assert sorted(e.reason for e in log.of(RequestCancelled)) == ["preempted", "preempted"]
+        # Low work submitted now waits while the High-stream command runs, a place being free
+        later, later_started, later_gate = gated(rec, "later", L, H)
+        d.submit(later)
+        assert d.wait_until(lambda s: s.queued == (0, 0, 1, 0) and s.running == 1 and s.passes > 0, WAIT)
+        assert not later_started.is_set() and not d.stats().throttling
+        urgent_gate.set()
+        assert later_started.wait(WAIT)  # the High work is over: the Low work goes
+        later_gate.set()
+        assert rec.done.wait(WAIT)
+    finally:
+        d.close()
+    assert rec.outcomes["low1"][0] is rec.outcomes["low2"][0] is Outcome.CANCELLED
+    assert rec.outcomes["urgent"][0] is rec.outcomes["later"][0] is Outcome.DONE
+    s = d.stats()
+    assert s.preempted == 2 and s.cancelled == 2 and s.completed == 2
+
+
+def test_without_yield_low_stream_work_keeps_running_beside_high():
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=None, yield_to_high=False)
+    d.attach()
+    try:
+        rec = Recorder(expected=2)
+        low, low_started, low_gate = gated(rec, "low", L, L)
+        d.submit(low)
+        assert low_started.wait(WAIT)
+        urgent, urgent_started, urgent_gate = gated(rec, "urgent", H, H)
+        d.submit(urgent)
+        assert urgent_started.wait(WAIT)
+        assert d.stats().running == 2 and not low.cancelled.is_set()
+        low_gate.set()
+        urgent_gate.set()
+        assert rec.done.wait(WAIT)
+    finally:
+        d.close()
+    assert rec.outcomes["low"][0] is Outcome.DONE and d.stats().preempted == 0
+
+
+def test_raising_a_stream_to_high_preempts_other_low_work():
+    d = Downloader(max_concurrent=1, demand_throttle=0, stall_window=None)
+    d.attach()
+    try:
+        rec = Recorder(expected=2)
+        running, running_started, _ = gated(rec, "running", L, L, owner="a")
+        d.submit(running)
+        assert running_started.wait(WAIT)
+        waiting, waiting_started, waiting_gate = gated(rec, "waiting", L, H, owner="b")
+        d.submit(waiting)  # the only place is taken
+        assert d.wait_until(lambda s: s.queued == (0, 0, 1, 0), WAIT)
+        d.reprioritize("b", Priority.HIGH)  # now urgent: it preempts "a" and takes its place
+        assert waiting_started.wait(WAIT)
+        waiting_gate.set()
+        assert rec.done.wait(WAIT)
+    finally:
+        d.close()
+    assert rec.outcomes["running"][0] is Outcome.CANCELLED
+    assert rec.outcomes["waiting"][0] is Outcome.DONE
+    assert d.stats().preempted == 1
 
 
 @pytest.mark.parametrize("max_concurrent", [3, 5])

@@ -11,6 +11,7 @@ import soundfile as sf
 
 import kithara_io
 from kithara_io import ConnectionFailedError, HTTPStatusError, Retry, StreamError
+from kithara_io.sources.http import AbortHandle, HttpSource
 
 FAST_FAIL = dict(retry=Retry(attempts=1), timeout=kithara_io.Timeout(connect=2, read=5))
 
@@ -115,6 +116,20 @@ def test_close_from_another_thread_wakes_a_blocked_reader(make_ranged_server, no
     t.join(10)
     assert not t.is_alive()
     assert errors and "closed" in str(errors[0])
+
+
+def test_an_abort_before_the_connection_opens_still_breaks_the_request(make_ranged_server, no_leaks):
+    """A fresh connection is handed out without a socket; an abort in that window (a fetch
+    preempted just as it starts) must still end the request instead of letting it run."""
+    slow = make_ranged_server(latency=5)
+    source = HttpSource(slow.url("random.bin"))
+    handle = AbortHandle()
+    handle.abort()
+    try:
+        with pytest.raises(ConnectionFailedError):
+            source.fetch(0, 1000, handle).close()
+    finally:
+        source.close()
 
 
 def test_stdlib_server_forward_and_backward_seeks(stdlib_server, media):

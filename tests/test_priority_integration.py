@@ -8,6 +8,7 @@ wired. Everything is synchronised through events and bounded waits, never sleeps
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import Dict, List
 
@@ -151,3 +152,85 @@ def test_local_files_accept_priority_and_subscribers(media, no_leaks):
         unsubscribe = f.subscribe(lambda e: None)
         assert f.read() == media["small.bin"].read_bytes()
         unsubscribe()
+
+
+def test_a_high_stream_keeps_its_pace_while_four_low_streams_preload(make_ranged_server, media, no_leaks):
+    """Issue #4: on one slow shared link, four preloading Low streams cost the High stream at
+    most 1.3x in time to first byte and in throughput, and still complete afterwards."""
+    link = make_ranged_server(bandwidth=4_000_000, latency=0.05, chunk_size=8 * 1024)
+    url = link.url("random.bin")
+    expected = media["random.bin"].read_bytes()
+    high_bytes, low_bytes, piece = 2 * MiB, 1536 * 1024, 128 * 1024
+
+    def high_run(d: Downloader):
+        began = time.perf_counter()
+        with kithara_io.open(url, downloader=d, priority="high") as f:
+            head = f.read(piece)
+            first_byte = time.perf_counter() - began
+            rest = f.read(high_bytes - piece)
+            duration = time.perf_counter() - began - first_byte
+        assert head + rest == expected[:high_bytes]
+        return first_byte, len(rest) / duration
+
+    alone = Downloader(stall_window=None)
+    try:
+        ttfb_alone, rate_alone = high_run(alone)
+    finally:
+        alone.close()
+
+    shared = Downloader(stall_window=None)
+    preloading = threading.Barrier(5, timeout=WAIT)
+    results: Dict[int, bytes] = {}
+
+    def preload(index: int) -> None:
+        with kithara_io.open(url, downloader=shared, priority="low") as f:
+            chunks = [f.read(piece)]
+            preloading.wait()  # every Low stream is under way before the High one starts
+            while sum(map(len, chunks)) < low_bytes:
+                chunks.append(f.read(piece))
+            results[index] = b"".join(chunks)
+
+    threads = [threading.Thread(target=preload, args=(i,), name=f"preload-{i}") for i in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        preloading.wait()
+        ttfb_loaded, rate_loaded = high_run(shared)
+        for t in threads:
+            t.join(WAIT)
+        assert not any(t.is_alive() for t in threads)
+        preempted = shared.stats().preempted
+    finally:
+        shared.close()
+    assert all(results[i] == expected[:low_bytes] for i in range(4))
+    report = (
+        f"TTFB {ttfb_alone * 1e3:.0f} -> {ttfb_loaded * 1e3:.0f} ms, "
+        f"throughput {rate_alone / 1e6:.2f} -> {rate_loaded / 1e6:.2f} MB/s, {preempted} preempted"
+    )
+    print(report)
+    assert preempted > 0, report  # the Low streams were running when the High one came
+    assert ttfb_loaded <= 1.3 * ttfb_alone, report
+    assert rate_loaded >= rate_alone / 1.3, report
+
+
+def test_a_low_stream_preempted_while_opening_still_opens(make_ranged_server, media, no_leaks):
+    slow = make_ranged_server(latency=0.3)  # the Low stream's first requests are still waiting
+    d = Downloader(stall_window=None, demand_throttle=0)
+    opened: Dict[str, bytes] = {}
+
+    def open_low() -> None:
+        with kithara_io.open(slow.url("random.bin"), downloader=d, priority="low") as f:
+            opened["low"] = f.read(MiB)
+
+    low = threading.Thread(target=open_low)
+    try:
+        low.start()
+        assert d.wait_until(lambda s: s.running == 2, WAIT)  # its head and tail requests are out
+        with kithara_io.open(slow.url("tone.wav"), downloader=d) as high:
+            assert high.read(1000) == media["tone.wav"].read_bytes()[:1000]
+        low.join(WAIT)
+        assert not low.is_alive()
+        assert d.stats().preempted >= 1
+    finally:
+        d.close()
+    assert opened["low"] == media["random.bin"].read_bytes()[:MiB]

@@ -295,11 +295,12 @@ class PureScheduler(RuleBasedStateMachine):
 
     commands = Bundle("commands")
 
-    @initialize(max_concurrent=st.integers(1, 4), throttle=st.sampled_from([0.0, 1.0]))
-    def setup(self, max_concurrent, throttle):
+    @initialize(max_concurrent=st.integers(1, 4), throttle=st.sampled_from([0.0, 1.0]), yield_to_high=st.booleans())
+    def setup(self, max_concurrent, throttle, yield_to_high):
         self.q = SlotQueues()
         self.max = max_concurrent
         self.throttle = throttle
+        self.yield_to_high = yield_to_high
         self.deadline: Optional[float] = None
         self.now = 0.0
         self.owner_priority: Dict[str, Priority] = {o: H for o in OWNERS}
@@ -360,15 +361,29 @@ class PureScheduler(RuleBasedStateMachine):
         self.now += dt
         free = self.max - len(self.running)
         before = [list(slot) for slot in self.model]
-        batch, self.deadline = plan_pass(self.q, free, self.now, self.throttle, self.deadline)
+        high_running = any(is_urgent(c.slot) for c in self.running.values())
+        batch, self.deadline = plan_pass(
+            self.q,
+            free,
+            self.now,
+            self.throttle,
+            self.deadline,
+            yield_to_high=self.yield_to_high,
+            high_running=high_running,
+        )
         assert len(batch) <= max(free, 0)
         # the batch is exactly the head of the model in slot order, cut at the throttle
         flat = [c for slot in before for c in slot]
         assert [c.id for c in batch] == [c.id for c in flat[: len(batch)]]
-        if len(batch) < min(free, len(flat)):  # something was held back: only throttled work
+        if len(batch) < min(free, len(flat)):  # something was held back: only Low work
             held = flat[len(batch)]
-            assert not is_urgent(held.slot) and self.throttle > 0 and self.deadline is not None
-            assert self.deadline > self.now
+            assert not is_urgent(held.slot)
+            if self.yield_to_high and (high_running or any(is_urgent(c.slot) for c in batch)):
+                assert self.deadline is None  # yielding to High work, not pausing
+            else:
+                assert self.throttle > 0 and self.deadline is not None and self.deadline > self.now
+        if self.yield_to_high and (high_running or any(is_urgent(c.slot) for c in batch)):
+            assert all(is_urgent(c.slot) for c in batch)
         for c in batch:
             self._model_remove(c)
             assert c.id not in self.running
@@ -429,14 +444,17 @@ class ThreadedScheduler(RuleBasedStateMachine):
     """A real Downloader (demand throttle off: timing-free), every command gated by the test.
 
     After every step the test waits (``wait_until``, bounded) for the dispatcher's fixed point
-    and compares the queued slots and the running set with the reference model.
+    and compares the queued slots and the running set with the reference model. With
+    ``YIELD``, the model also holds Low-stream work while High-stream work runs, and High
+    work arriving preempts (cancels) the running Low-stream commands.
     """
 
     MAX = 2
+    YIELD = True
 
     def __init__(self) -> None:
         super().__init__()
-        self.d = Downloader(self.MAX, demand_throttle=0, stall_window=None)
+        self.d = Downloader(self.MAX, demand_throttle=0, stall_window=None, yield_to_high=self.YIELD)
         self.d.attach()
         self.owner_priority: Dict[str, Priority] = {o: H for o in OWNERS}
         self.model: List[List[FetchCommand]] = [[] for _ in range(SLOT_COUNT)]
@@ -477,13 +495,24 @@ class ThreadedScheduler(RuleBasedStateMachine):
         return c
 
     def _settle_model(self) -> None:
-        """The dispatcher's fixed point: fill free places in slot order (no throttle)."""
+        """The dispatcher's fixed point: fill free places in slot order (no throttle); when
+        yielding, Low-stream work only while no High-stream work runs."""
         flat = [c for slot in self.model for c in slot]
         for c in flat[: self.MAX - len(self.running)]:
+            if self.YIELD and not is_urgent(c.slot) and any(is_urgent(r.slot) for r in self.running.values()):
+                break
             for slot in self.model:
                 if c in slot:
                     slot.remove(c)
             self.running[c.id] = c
+
+    def _preempt_model(self) -> None:
+        """High-stream work arrived: every running Low-stream command is cancelled."""
+        if not self.YIELD:
+            return
+        for cid in [cid for cid, c in self.running.items() if not is_urgent(c.slot)]:
+            del self.running[cid]
+            self.expected_finished += 1
 
     def _wait_for_model(self) -> None:
         self._settle_model()
@@ -507,6 +536,8 @@ class ThreadedScheduler(RuleBasedStateMachine):
         c = self._command(owner, request)
         self.d.submit(c)
         self.model[c.slot].append(c)
+        if is_urgent(c.slot):
+            self._preempt_model()
         self._wait_for_model()
 
     @precondition(lambda self: self.all)
@@ -543,6 +574,7 @@ class ThreadedScheduler(RuleBasedStateMachine):
     def change_priority(self, owner, priority):
         self.owner_priority[owner] = priority
         self.d.reprioritize(owner, priority)
+        moved_to_urgent = False
         for index in range(SLOT_COUNT):
             for c in list(self.model[index]):
                 if c.owner == owner:
@@ -550,6 +582,9 @@ class ThreadedScheduler(RuleBasedStateMachine):
                     if target != index:
                         self.model[index].remove(c)
                         self.model[target].append(c)
+                        moved_to_urgent = moved_to_urgent or is_urgent(target)
+        if moved_to_urgent:
+            self._preempt_model()
         self._wait_for_model()
 
     @precondition(lambda self: self.running)
@@ -584,10 +619,17 @@ class ThreadedScheduler(RuleBasedStateMachine):
         assert not [t for t in threading.enumerate() if t.name.startswith("kithara-fetch")]
 
 
-TestThreadedScheduler = ThreadedScheduler.TestCase
-TestThreadedScheduler.settings = settings(
+class ThreadedSchedulerNoYield(ThreadedScheduler):
+    YIELD = False
+
+
+_threaded_settings = settings(
     max_examples=25,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+TestThreadedScheduler = ThreadedScheduler.TestCase
+TestThreadedScheduler.settings = _threaded_settings
+TestThreadedSchedulerNoYield = ThreadedSchedulerNoYield.TestCase
+TestThreadedSchedulerNoYield.settings = _threaded_settings

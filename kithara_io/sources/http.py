@@ -20,6 +20,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..errors import (
     ConnectionFailedError,
@@ -71,6 +72,14 @@ class AbortHandle:
         if conn is not None:
             _shutdown(conn)
 
+    def connected(self, conn) -> None:
+        """``conn`` has just opened its socket: an abort that came while it had none (a fresh
+        connection is handed out unconnected) applies now."""
+        with self._lock:
+            aborted = self.aborted
+        if aborted:
+            _shutdown(conn)
+
     def discard(self) -> None:
         """The request failed: close its connection now. urllib3 drops it from the pool, but
         the traceback of the failure can keep the socket open until a garbage collection."""
@@ -106,12 +115,28 @@ class _TrackedPoolMixin:
         return conn
 
 
-class _TrackedHTTPPool(_TrackedPoolMixin, HTTPConnectionPool):
+class _TrackedConnectionMixin:
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        handle = getattr(_current, "handle", None)
+        if handle is not None:
+            handle.connected(self)
+
+
+class _TrackedHTTPConnection(_TrackedConnectionMixin, HTTPConnection):
     pass
+
+
+class _TrackedHTTPSConnection(_TrackedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _TrackedHTTPPool(_TrackedPoolMixin, HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
 
 
 class _TrackedHTTPSPool(_TrackedPoolMixin, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _TrackedHTTPSConnection
 
 
 class _TrackedAdapter(HTTPAdapter):
