@@ -1,4 +1,4 @@
-"""The ``kithara-io`` command: ``play``, ``info`` and ``get``.
+"""The ``kithara-io`` command: ``play``, ``info``, ``get`` and ``cache ls|size|clear``.
 
 Exit codes: 0 success; 2 bad usage, a source that cannot be opened (bad URL, HTTP error,
 unreachable host) or an unsupported format; 1 any other failure (no output device, the
@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from . import __version__
 from .api import open as open_stream
+from .disk import DiskCache, EntryInfo
 from .errors import StreamError
 from .playback import NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import (
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="download to a file, resuming a partial one")
     common(get)
     get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write")
+    cache = commands.add_parser("cache", help="list, measure or clear the disk cache")
+    actions = cache.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    for name, text in [("ls", "one line per entry"), ("size", "total bytes"), ("clear", "remove entries not in use")]:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--cache-dir", metavar="DIR", default=None, help="default: the user cache directory")
+    actions.choices["ls"].add_argument("--json", action="store_true", help="print one JSON array")
     return parser
 
 
@@ -86,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError("--retries must be >= 1")
         if getattr(args, "volume", 1.0) < 0:
             raise UsageError("--volume must be >= 0")
-        handler = {"play": _play, "info": _info, "get": _get}[args.command]
+        handler = {"play": _play, "info": _info, "get": _get, "cache": _cache}[args.command]
         return handler(args, sys.stdout)
     except UsageError as exc:
         return _fail(str(exc), 2)
@@ -370,3 +378,53 @@ def _copy(stream: Any, f: Any, start: int, size: int, writer: LineWriter) -> int
         if pos >= size:
             break
     return pos
+
+
+# -- cache -----------------------------------------------------------------------------------
+def _cache(args: argparse.Namespace, out: TextIO) -> int:
+    where = args.cache_dir or "the user cache directory"
+    try:
+        cache = DiskCache(args.cache_dir)
+    except FileExistsError:
+        raise UsageError(f"--cache-dir {args.cache_dir} is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"cannot use {where}: {_one_line(exc)}") from None
+    if args.action == "ls":
+        entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True)
+        if args.json:
+            out.write(json.dumps([_entry_json(e) for e in entries]) + "\n")
+        else:
+            out.writelines(_entry_line(e) + "\n" for e in entries)
+    elif args.action == "size":
+        entries = cache.entries()
+        total = sum(e.bytes_present for e in entries)
+        out.write(f"{format_bytes(total)} ({total} bytes) in {len(entries)} entries, {cache.path}\n")
+    else:
+        removed = cache.clear()
+        kept = len(cache.entries())
+        out.write(f"removed {removed} entries" + (f"; {kept} in use kept" if kept else "") + "\n")
+    return 0
+
+
+def _entry_json(entry: EntryInfo) -> Dict[str, Any]:
+    return {
+        "url": entry.url,
+        "key": entry.key,
+        "path": str(entry.path),
+        "size": entry.size,
+        "bytes_present": entry.bytes_present,
+        "complete": entry.complete,
+        "last_used": entry.last_used,
+        "etag": entry.etag,
+        "last_modified": entry.last_modified,
+        "in_use": entry.in_use,
+    }
+
+
+def _entry_line(entry: EntryInfo) -> str:
+    """``present / total  complete|partial  last use  URL``."""
+    sizes = f"{format_bytes(entry.bytes_present):>10} / {format_bytes(entry.size):<10}"
+    flag = "complete" if entry.complete else "partial "
+    used = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.last_used))
+    url = entry.url if entry.url is not None else f"(unreadable index: {entry.path})"
+    return f"{sizes} {flag} {used}  {url}" + ("  [in use]" if entry.in_use else "")
