@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from typing import Callable, Mapping, Optional, Union
 
+from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
 from .events import Event
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
 from .stream import Stream
@@ -22,6 +24,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     priority: Union[str, Priority] = "high",
     downloader: Optional[Downloader] = None,
     on_event: Optional[Callable[[Event], None]] = None,
+    cache: Union[None, str, DiskCache] = None,
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
@@ -29,6 +32,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     Blocks until the total length is known (the first response); raises a
     :class:`~kithara_io.StreamError` naming the URL and the cause if the resource cannot be
     read. ``options`` are the fields of :class:`~kithara_io.options.StreamOptions`.
+
+    ``cache="disk"`` (the user cache directory) or a :class:`~kithara_io.disk.DiskCache`
+    keeps the fetched bytes on disk: a later open serves them without the network after one
+    revalidation request, and offline when the server cannot be reached.
     """
     name = os.fspath(source)
     try:
@@ -37,6 +44,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         unknown = sorted(set(options) - set(StreamOptions.names()))
         raise TypeError(f"unknown option(s) {unknown}; valid: {StreamOptions.names()}") from None
     stream_priority = Priority.parse(priority)
+    disk = _disk_cache(cache)
     path = path_from_source(name)
     if path is not None:
         local = LocalFileReader(path)
@@ -47,8 +55,23 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     http = HttpSource(
         name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
     )
-    reader = RemoteReader(http, downloader or default_downloader(), opts, stream_priority)
+    source: Union[HttpSource, DiskCachedSource] = http
+    if disk is not None:
+        try:
+            source = DiskCachedSource(http, disk.open_entry(name))
+        except BaseException:
+            http.close()
+            raise
+    reader = RemoteReader(source, downloader or default_downloader(), opts, stream_priority)
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
     reader.open()
     return Stream(reader, name)
+
+
+def _disk_cache(cache: Union[None, str, DiskCache]) -> Optional[DiskCache]:
+    if cache is None or isinstance(cache, DiskCache):
+        return cache
+    if cache == "disk":
+        return default_disk_cache()
+    raise ValueError(f"cache must be None, 'disk' or a DiskCache, not {cache!r}")

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
         sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (s)")
+        sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
+        sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display")
     common(play)
@@ -119,7 +121,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _options(args: argparse.Namespace) -> Dict[str, Any]:
-    return {"retry": Retry(attempts=args.retries), "timeout": Timeout(connect=args.timeout)}
+    options: Dict[str, Any] = {"retry": Retry(attempts=args.retries), "timeout": Timeout(connect=args.timeout)}
+    if args.cache_dir is not None:
+        options["cache"] = _disk_cache(args.cache_dir)
+    elif args.cache:
+        options["cache"] = "disk"
+    return options
 
 
 def _open_track(args: argparse.Namespace) -> Track:
@@ -381,14 +388,18 @@ def _copy(stream: Any, f: Any, start: int, size: int, writer: LineWriter) -> int
 
 
 # -- cache -----------------------------------------------------------------------------------
-def _cache(args: argparse.Namespace, out: TextIO) -> int:
-    where = args.cache_dir or "the user cache directory"
+def _disk_cache(directory: Optional[str]) -> DiskCache:
+    where = directory or "the user cache directory"
     try:
-        cache = DiskCache(args.cache_dir)
+        return DiskCache(directory)
     except FileExistsError:
-        raise UsageError(f"--cache-dir {args.cache_dir} is not a directory") from None
+        raise UsageError(f"--cache-dir {directory} is not a directory") from None
     except OSError as exc:
         raise UsageError(f"cannot use {where}: {_one_line(exc)}") from None
+
+
+def _cache(args: argparse.Namespace, out: TextIO) -> int:
+    cache = _disk_cache(args.cache_dir)
     if args.action == "ls":
         entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True)
         if args.json:

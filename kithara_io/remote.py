@@ -34,13 +34,15 @@ from .events import (
     Seek,
 )
 from .errors import (
+    ConnectionFailedError,
     InvalidResponseError,
     StreamError,
     TruncatedBodyError,
 )
 from .options import StreamOptions
 from .planning import FetchPlan, Priority, first_missing, keep_running, next_fetch, tail_fetch
-from .sources.http import AbortHandle, Body, HttpSource
+from .sources.cached import AnyBody, DiskCachedSource
+from .sources.http import AbortHandle, HttpSource
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ class RemoteReader:
 
     def __init__(
         self,
-        source: HttpSource,
+        source: Union[HttpSource, DiskCachedSource],
         downloader: Downloader,
         options: StreamOptions,
         priority: Priority = Priority.HIGH,
@@ -124,6 +126,9 @@ class RemoteReader:
         self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
         self._closed = False
         self._error: Optional[BaseException] = None
+        # Offline replay of a disk cache: the failure of a fetch the reader did not wait on.
+        # Only bytes held on disk are fetched from then on; a reader reaching a gap fails.
+        self._unreachable: Optional[StreamError] = None
         self._link = _LinkEstimate()
         self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
         self.events = EventBus(source.url)  # this stream's events (issue #4)
@@ -307,6 +312,16 @@ class RemoteReader:
             if not self._source.supports_ranges:
                 self._restart_whole_body_locked()
                 return
+            if self._unreachable is not None and not self._source.holds(pos):
+                self._fail_locked(
+                    ConnectionFailedError(
+                        "bytes not in the disk cache, and the server is unreachable",
+                        url=self._source.url,
+                        byte_range=(pos, end),
+                        cause=self._unreachable,
+                    )
+                )
+                return
             size = self._cache.size
             with self._cache.condition:
                 present, claimed = self._cache.present_unlocked(), self._cache.claimed_unlocked()
@@ -349,7 +364,7 @@ class RemoteReader:
             return
         while len(self._active) < self._opt.max_outstanding:
             plan = self._plan_locked(self._pattern.cursor)
-            if plan is None:
+            if plan is None or (self._unreachable is not None and not self._source.holds(plan.start)):
                 return
             self._submit_locked(plan)
 
@@ -482,7 +497,7 @@ class RemoteReader:
         self._publish(FirstByte(cmd.id, time.monotonic() - fetch.began, self._source.url))
         try:
             with self._cond:
-                self._counts["requests"] += 1
+                self._counts["requests"] += body.requests_sent
                 if self._cache.size is None:
                     self._cache.set_size(body.total)
                     self._claim_tail_for_probe_locked()
@@ -502,16 +517,17 @@ class RemoteReader:
         ttfb = time.monotonic() - started
         self._publish(FirstByte(cmd.id, ttfb, self._source.url))
         with self._cond:
-            self._counts["requests"] += 1
+            self._counts["requests"] += body.requests_sent
         try:
             self._on_response(cmd, body)
             delivered = self._copy_body(cmd, body, pos)
         finally:
             body.close()
-        with self._cond:
-            self._link.record(ttfb, delivered, time.monotonic() - started)
+        if not body.from_disk:  # the link estimate is of the network
+            with self._cond:
+                self._link.record(ttfb, delivered, time.monotonic() - started)
 
-    def _on_response(self, cmd: FetchCommand, body: Body) -> None:
+    def _on_response(self, cmd: FetchCommand, body: AnyBody) -> None:
         """Learn the length from the first response and fit the claim to the body."""
         if body.total is None and body.ranged:
             raise InvalidResponseError("206 without a total length", url=body.url)
@@ -538,16 +554,17 @@ class RemoteReader:
             plan = tail_fetch(
                 self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
             )
-        if plan is not None:
+        if plan is not None and (self._unreachable is None or self._source.holds(plan.start)):
             self._submit_locked(plan)
 
-    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
+    def _copy_body(self, cmd: FetchCommand, body: AnyBody, pos: int) -> int:
         """Stream the body into the cache from ``pos``; returns the bytes stored."""
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk)
         stored = 0
         started = time.monotonic()
         rate = self._link.bandwidth
+        counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
         while not cmd.cancelled.is_set():
             # A socket read returns only when its buffer is full: size it to ~50 ms of
             # transfer, so a reader waiting on the first bytes of it does not wait for a
@@ -572,7 +589,7 @@ class RemoteReader:
                 )
             self._cache.commit(cmd.id, pos, n)
             with self._cond:
-                self._counts["bytes_fetched"] += n
+                self._counts[counter] += n
             pos += n
             stored += n
             self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
@@ -598,7 +615,10 @@ class RemoteReader:
             if outcome is Outcome.CANCELLED:
                 self._counts["cancels"] += 1
             elif outcome is Outcome.FAILED and not self._closed:
-                self._fail_locked(error)
+                if self._source.offline and isinstance(error, StreamError):
+                    self._unreachable = error  # a reader fails only on reaching a gap (_demand)
+                else:
+                    self._fail_locked(error)
             if self._cache.size is None and not self._active:
                 self._restart_head_locked()  # preempted before the length was known
             self._schedule_locked()
@@ -615,7 +635,7 @@ class RemoteReader:
         self._cache.fail(self._error)
 
 
-def _skip(body: Body, count: int, chunk: int) -> None:
+def _skip(body: AnyBody, count: int, chunk: int) -> None:
     """Discard ``count`` bytes of a body that started before the bytes we need."""
     scratch = memoryview(bytearray(min(count, chunk)))
     while count > 0:

@@ -19,6 +19,7 @@ import soundfile as sf
 
 from kithara_io.cli import main
 from tests.audio_devices import alsa_config, jack  # noqa: F401 - fixture
+from tests.servers.ranged import RangedServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,6 +108,22 @@ def test_get_writes_the_file(ranged_server, media, tmp_path, capsys, no_leaks) -
     out = capsys.readouterr().out
     assert "100% [" in out and f"saved {target}" in out
     drop_idle_pools()
+
+
+def test_get_through_the_disk_cache_works_again_with_the_server_stopped(media_dir, media, tmp_path, capsys) -> None:
+    server = RangedServer(media_dir)
+    url = server.url("tone.mp3")
+    cache_dir = tmp_path / "cache"
+    try:
+        assert main(["get", url, "-o", str(tmp_path / "one.mp3"), "--cache-dir", str(cache_dir)]) == 0
+    finally:
+        server.stop()
+    assert main(["get", url, "-o", str(tmp_path / "two.mp3"), "--cache-dir", str(cache_dir), "--retries", "1"]) == 0
+    assert (tmp_path / "two.mp3").read_bytes() == media["tone.mp3"].read_bytes()
+    capsys.readouterr()
+    assert main(["cache", "ls", "--json", "--cache-dir", str(cache_dir)]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["url"] == url and entry["complete"] and not entry["in_use"]
 
 
 def test_get_resumes_a_partial_file_fetching_only_the_rest(ranged_server, media, tmp_path, capsys) -> None:

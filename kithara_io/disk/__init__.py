@@ -15,6 +15,6 @@ layout, listing, LRU eviction).
 
 from .entry import CacheEntry
 from .index import Validators
-from .store import DiskCache, EntryInfo, plan_eviction
+from .store import DiskCache, EntryInfo, default_disk_cache, plan_eviction
 
-__all__ = ["DiskCache", "CacheEntry", "EntryInfo", "Validators", "plan_eviction"]
+__all__ = ["DiskCache", "CacheEntry", "EntryInfo", "Validators", "default_disk_cache", "plan_eviction"]

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Union
@@ -153,6 +154,20 @@ class DiskCache:
                 self.evict()
         except OSError as exc:
             log.warning("disk cache: eviction in %s failed: %s", self.path, exc)
+
+
+_default: Optional[DiskCache] = None
+_default_lock = threading.Lock()
+
+
+def default_disk_cache() -> DiskCache:
+    """The process-wide DiskCache (user cache directory, default budget) that
+    ``open(url, cache="disk")`` uses; created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = DiskCache()
+        return _default
 
 
 def describe(directory: Path) -> Optional[EntryInfo]:

@@ -164,6 +164,9 @@ class Validators:
 class Body:
     """The bytes of one response, ``[start, end)`` of the resource (``end`` None: unknown)."""
 
+    from_disk = False  # see sources.cached.DiskBody
+    requests_sent = 1
+
     def __init__(
         self,
         url: str,
@@ -260,6 +263,12 @@ class HttpSource:
     def supports_ranges(self) -> Optional[bool]:
         return self._ranged
 
+    offline = False  # see DiskCachedSource
+
+    def holds(self, pos: int) -> bool:
+        """Whether byte ``pos`` can be had without the network (never, here)."""
+        return False
+
     def close(self) -> None:
         """Close every connection. Call only when no fetch is running."""
         self._session.close()
@@ -275,6 +284,32 @@ class HttpSource:
         spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         response = self._request(spec, (start, end), handle)
         try:
+            return self._validate(response, start, end)
+        except BaseException:
+            response.close()
+            raise
+
+    def fetch_if_modified(
+        self, start: int, end: Optional[int], known: Validators, handle: Optional[AbortHandle] = None
+    ) -> Optional[Body]:
+        """Revalidate a cached copy: GET ``[start, end)`` with If-None-Match / If-Modified-Since
+        from ``known``. None if the server answers 304 Not Modified (``known`` is then pinned
+        as if it had answered); otherwise the answer, as :meth:`fetch` returns it."""
+        conditions = {}
+        if known.etag:
+            conditions["If-None-Match"] = known.etag
+        if known.last_modified:
+            conditions["If-Modified-Since"] = known.last_modified
+        spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        response = self._request(spec, (start, end), handle, conditions)
+        try:
+            if response.status_code == 304:
+                response.close()
+                with self._lock:
+                    if self._pinned is None:
+                        self._pinned = known  # range support is learnt from the next answer
+                        self.final_url = response.url or self.final_url
+                return None
             return self._validate(response, start, end)
         except BaseException:
             response.close()
@@ -305,10 +340,17 @@ class HttpSource:
             response.close()
             raise
 
-    def _request(self, range_spec: str, span: Optional[tuple], handle: Optional[AbortHandle]):
+    def _request(
+        self,
+        range_spec: str,
+        span: Optional[tuple],
+        handle: Optional[AbortHandle],
+        conditions: Optional[Mapping[str, str]] = None,
+    ):
         headers = dict(self._headers)
         headers["Accept-Encoding"] = "identity"
         headers["Range"] = range_spec
+        headers.update(conditions or {})
         pinned = self._pinned
         if pinned is not None and pinned.if_range:
             headers["If-Range"] = pinned.if_range
@@ -450,6 +492,8 @@ class HttpSource:
                 self._ranged = ranged
                 self.final_url = response.url or self.final_url
                 return
+            if self._ranged is None:  # pinned by a 304, which says nothing about ranges
+                self._ranged = ranged
         _check_same_resource(pinned, seen, url)
 
 

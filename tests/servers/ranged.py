@@ -81,7 +81,8 @@ class RangedConfig:
 
 
 class RangedHandler(http.server.BaseHTTPRequestHandler):
-    """GET/HEAD of files under the server root, single byte ranges, ETag/If-Range."""
+    """GET/HEAD of files under the server root, single byte ranges, ETag/If-Range, and
+    conditional requests (If-None-Match, If-Modified-Since -> 304)."""
 
     protocol_version = "HTTP/1.1"
     # Headers and body are separate writes: with Nagle, a small body waits for the client's
@@ -141,6 +142,9 @@ class RangedHandler(http.server.BaseHTTPRequestHandler):
                 ("ETag", etag),
                 ("Last-Modified", last_modified),
             ]
+            if _not_modified(self.headers, etag, st.st_mtime):
+                self._start(304, headers[2:], None, rng, if_range)
+                return
             first, last, status = 0, total - 1, 200
             if rng is not None and _validator_matches(if_range, etag, last_modified):
                 try:
@@ -162,11 +166,12 @@ class RangedHandler(http.server.BaseHTTPRequestHandler):
         self,
         status: int,
         headers: list[tuple[str, str]],
-        length: int,
+        length: Optional[int],
         rng: Optional[str],
         if_range: Optional[str],
     ) -> RequestRecord:
-        """Log the request, wait the simulated latency, send status line and headers."""
+        """Log the request, wait the simulated latency, send status line and headers
+        (``length`` None: no body and no Content-Length, as for a 304)."""
         record = self.server.log.add(
             RequestRecord(self.command, self.path, rng, if_range, status)
         )
@@ -174,7 +179,8 @@ class RangedHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(length))
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         self.end_headers()
         return record
 
@@ -195,6 +201,23 @@ class RangedHandler(http.server.BaseHTTPRequestHandler):
                 self.server.log.count_bytes(record, -len(data))
                 raise
             remaining -= len(data)
+
+
+def _not_modified(headers, etag: str, mtime: float) -> bool:
+    """RFC 9110 13.1.2/13.1.3: If-None-Match (weak comparison) when present, else
+    If-Modified-Since against the file's time (whole seconds, as Last-Modified says)."""
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+    since = headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return int(mtime) <= when
 
 
 def _validator_matches(if_range: Optional[str], etag: str, last_modified: str) -> bool:
