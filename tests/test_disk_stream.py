@@ -91,6 +91,7 @@ def test_offline_replay_with_the_server_stopped(media_dir, media, cache, no_leak
     with kithara_io.open(url, cache=cache, **FAIL_FAST) as f:
         got, _ = sf.read(f, dtype="int16")
         stats = f.stats()
+        assert f.etag is not None and f.etag == cache.entries()[0].etag
     np.testing.assert_array_equal(got, expected)
     assert stats.requests == 0 and stats.bytes_fetched == 0
     assert not any(e.in_use for e in cache.entries())
@@ -245,3 +246,17 @@ def test_two_processes_streaming_one_url_share_the_cache(make_ranged_server, med
     server.stop()
     with kithara_io.open(url, cache=cache, **FAIL_FAST) as f:  # offline: the union is whole
         assert f.read() == data
+
+
+def test_streams_evict_least_recently_used_entries_but_never_an_open_one(ranged_server, media, tmp_path):
+    names = ["tone.wav", "tone.flac", "tone.ogg"]
+    sizes = {name: len(media[name].read_bytes()) for name in names}
+    assert max(sizes, key=sizes.get) == "tone.wav"
+    cache = DiskCache(tmp_path / "small", max_bytes=sizes["tone.wav"])  # room for one file at a time
+    urls = {name: ranged_server.url(name) for name in names}
+    with kithara_io.open(urls["tone.wav"], cache=cache) as playing:
+        playing.read()
+        read_all(urls["tone.flac"], cache)  # over budget: the FLAC goes, the open WAV may not
+        assert [e.url for e in cache.entries()] == [urls["tone.wav"]]
+    read_all(urls["tone.ogg"], cache)  # over budget again: now the WAV is least recently used
+    assert [e.url for e in cache.entries()] == [urls["tone.ogg"]]

@@ -144,7 +144,11 @@ class DiskCachedSource:
 
     @property
     def pinned(self) -> Optional[Validators]:
-        return self._http.pinned
+        """The version served: the server's answer, or offline the cached copy's."""
+        pinned = self._http.pinned
+        if pinned is None and self.offline and self._known is not None:
+            return _http_validators(self._known)
+        return pinned
 
     @property
     def supports_ranges(self) -> Optional[bool]:
