@@ -78,3 +78,11 @@ class ResourceChangedError(StreamError):
 
 class StreamClosedError(StreamError, ValueError):
     """The stream was closed while a read was waiting (also a ``ValueError``, like a closed file)."""
+
+
+def server_unreachable(error: BaseException) -> bool:
+    """The server could not be asked (connection failed, timed out) or failed itself (5xx):
+    what lets a disk cache serve its copy offline, unlike a 404 or a changed resource."""
+    if isinstance(error, HTTPStatusError):
+        return error.status >= 500
+    return isinstance(error, ConnectionFailedError)

@@ -38,6 +38,7 @@ from .errors import (
     InvalidResponseError,
     StreamError,
     TruncatedBodyError,
+    server_unreachable,
 )
 from .options import StreamOptions
 from .planning import FetchPlan, Priority, first_missing, keep_running, next_fetch, tail_fetch
@@ -615,7 +616,7 @@ class RemoteReader:
             if outcome is Outcome.CANCELLED:
                 self._counts["cancels"] += 1
             elif outcome is Outcome.FAILED and not self._closed:
-                if self._source.offline and isinstance(error, StreamError):
+                if self._source.offline and error is not None and server_unreachable(error):
                     self._unreachable = error  # a reader fails only on reaching a gap (_demand)
                 else:
                     self._fail_locked(error)

@@ -179,6 +179,23 @@ def test_a_changed_length_and_etag_without_conditional_support(fault_server, cac
     assert read_all(url, cache) == new
 
 
+def test_offline_then_a_changed_server_fails_instead_of_mixing_versions(fault_server, cache, media, no_leaks):
+    old = media["random.bin"].read_bytes()[: 2 * MiB]
+    url = fault_server.add("/f.bin", old)
+    small = dict(FAIL_FAST, tail=0, read_ahead=64 * KiB, min_fetch=64 * KiB, max_fetch=64 * KiB)
+    with kithara_io.open(url, cache=cache, **small) as f:
+        assert f.read(256 * KiB) == old[: 256 * KiB]
+    held = present(cache, url).covered_until(0)
+    fault_server.script("/f.bin", [Status(503)])  # the revalidation fails: offline
+    fault_server.replace("/f.bin", old[::-1])  # and then the server has another version
+    f = kithara_io.open(url, cache=cache, **small)
+    assert f.read(held) == old[:held]
+    with pytest.raises(kithara_io.ResourceChangedError):
+        f.read(64 * KiB)
+    with pytest.raises(kithara_io.ResourceChangedError):
+        f.close()
+
+
 def test_a_404_for_a_cached_file_is_an_error_not_a_replay(fault_server, cache, media, no_leaks):
     url = fault_server.add("/c.bin", media["random.bin"].read_bytes()[:MiB])
     read_all(url, cache)

@@ -28,7 +28,7 @@ from typing import Optional, Tuple, Union
 
 from ..disk import CacheEntry
 from ..disk import Validators as CachedVersion
-from ..errors import ConnectionFailedError, HTTPStatusError, StreamError
+from ..errors import StreamError, server_unreachable
 from .http import AbortHandle, Body, HttpSource, Validators
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,7 @@ class DiskCachedSource:
 
     @property
     def pinned(self) -> Optional[Validators]:
-        """The version served: the server's answer, or offline the cached copy's."""
-        pinned = self._http.pinned
-        if pinned is None and self.offline and self._known is not None:
-            return _http_validators(self._known)
-        return pinned
+        return self._http.pinned
 
     @property
     def supports_ranges(self) -> Optional[bool]:
@@ -225,11 +221,11 @@ class DiskCachedSource:
                     answer = self._http.fetch_if_modified(start, end, _http_validators(known), handle)
                 else:
                     answer = self._http.fetch(start, end, handle)
-            except (ConnectionFailedError, HTTPStatusError) as exc:
-                unreachable = isinstance(exc, ConnectionFailedError) or exc.status >= 500
-                if not on_disk or not unreachable or (handle is not None and handle.aborted):
+            except StreamError as exc:
+                if not on_disk or not server_unreachable(exc) or (handle is not None and handle.aborted):
                     raise
                 log.warning("disk cache: %s unreachable (%s); serving the cached copy unchecked", self.url, exc)
+                self._http.pin(_http_validators(known))  # a later answer must be this version too
                 self._set_state(_State.OFFLINE)
                 return None, 0
             if answer is None:  # 304 Not Modified

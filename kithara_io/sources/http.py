@@ -269,6 +269,15 @@ class HttpSource:
         """Whether byte ``pos`` can be had without the network (never, here)."""
         return False
 
+    def pin(self, known: Validators, final_url: Optional[str] = None) -> None:
+        """Pin a version known from elsewhere (a cached copy, confirmed by a 304 or served
+        offline) unless one is pinned: later answers must match it, and carry If-Range.
+        Range support is learnt from the next answer."""
+        with self._lock:
+            if self._pinned is None:
+                self._pinned = known
+                self.final_url = final_url or self.final_url
+
     def close(self) -> None:
         """Close every connection. Call only when no fetch is running."""
         self._session.close()
@@ -305,10 +314,7 @@ class HttpSource:
         try:
             if response.status_code == 304:
                 response.close()
-                with self._lock:
-                    if self._pinned is None:
-                        self._pinned = known  # range support is learnt from the next answer
-                        self.final_url = response.url or self.final_url
+                self.pin(known, final_url=response.url)
                 return None
             return self._validate(response, start, end)
         except BaseException:
