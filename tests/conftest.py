@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Union
 import pytest
 
 from tests.servers import REGISTRY, THREAD_PREFIX, NginxServer, RangedServer, StdlibServer
+from tests.servers.faults import FaultServer, running_fault_server
 from tests.servers.media import AUDIO_FILES, make_media
 
 __all__ = ["AUDIO_FILES"]
@@ -62,6 +63,13 @@ def nginx_server(media_dir: Path) -> Iterator[NginxServer]:
 def any_server(request: pytest.FixtureRequest) -> AnyServer:
     """Each of the three servers in turn; ``.kind`` and ``.supports_ranges`` tell them apart."""
     return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """A fresh fault-injecting server; the test fails if the server itself hit an error."""
+    with running_fault_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kithara_io import ConnectionFailedError, Retry, Timeout
 from kithara_io.disk import DiskCache
 from kithara_io.ranges import RangeSet
 from tests.conftest import AUDIO_FILES
-from tests.servers.faults import FaultServer, Status
+from tests.servers.faults import Status
 from tests.servers.ranged import RangedServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,16 +30,6 @@ FAIL_FAST = dict(retry=Retry(attempts=1), timeout=Timeout(connect=2, read=5))
 @pytest.fixture
 def cache(tmp_path: Path) -> DiskCache:
     return DiskCache(tmp_path / "cache")
-
-
-@pytest.fixture
-def fault_server():
-    server = FaultServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert server.errors == [], server.errors
 
 
 def read_all(url: str, cache: DiskCache, **options) -> bytes:

@@ -93,13 +93,8 @@ BOUND = 10.0  # seconds: a permanent fault must surface well within this
 
 
 @pytest.fixture
-def srv():
-    server = FaultServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert server.errors == [], server.errors
+def srv(fault_server: FaultServer) -> FaultServer:
+    return fault_server
 
 
 @functools.lru_cache(maxsize=None)

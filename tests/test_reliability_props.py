@@ -49,6 +49,7 @@ from tests.servers.faults import (
     Status,
     Truncate,
     WrongContentRange,
+    running_fault_server,
 )
 
 KiB = 1024
@@ -63,12 +64,8 @@ _paths = itertools.count(1)
 def shared_srv():
     """One server for all examples (each example gets its own path, hence its own script).
     Module-scoped, so it exists before ``no_leaks`` looks and its sockets are told apart."""
-    server = FaultServer()
-    try:
+    with running_fault_server() as server:
         yield server
-    finally:
-        server.stop()
-        assert server.errors == [], server.errors
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ cuts it short and resets the connection. Threads are named ``test-server-...``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import email.utils
 import errno
@@ -50,13 +51,14 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import ranged
 from ._base import REGISTRY as _REGISTRY  # in-process servers, for the leak checker
 
 __all__ = [
     "FaultServer",
+    "running_fault_server",
     "RequestRecord",
     "Resource",
     "Fault",
@@ -1062,3 +1064,14 @@ class FaultServer:
 
     def __repr__(self) -> str:
         return f"<FaultServer {self.base_url}>"
+
+
+@contextlib.contextmanager
+def running_fault_server() -> Iterator[FaultServer]:
+    """A FaultServer, stopped afterwards; fails if the server itself hit an error."""
+    server = FaultServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert server.errors == [], server.errors
