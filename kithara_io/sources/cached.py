@@ -263,12 +263,13 @@ class DiskCachedSource:
 
     def _network_end(self, start: int, end: Optional[int]) -> Optional[int]:
         """Where a network fetch from ``start`` stops: ``end`` or the next byte held on disk."""
-        if self._entry.validators() is None:
+        held = self._entry.validators()
+        if held is None or held != self._version():
             return end
-        held = self._entry.present().next_start(start)
-        if held is None:
+        following = self._entry.present().next_start(start)
+        if following is None:
             return end
-        return held if end is None else min(end, held)
+        return following if end is None else min(end, following)
 
     def _tee(self, body: Body) -> AnyBody:
         """Write ``body`` through to the entry, first pinning the entry to the version the
