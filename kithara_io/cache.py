@@ -12,6 +12,7 @@ Lock order: a caller may hold its own lock when calling in here; nothing in here
 from __future__ import annotations
 
 import enum
+import mmap
 import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
@@ -45,8 +46,8 @@ class SparseCache:
         self._block_size = block_size
         self._budget = budget  # bytes of blocks kept; None: unbounded
         self._window = (0, 0)  # never evicted: the reader's neighbourhood
-        self._blocks: Dict[int, bytearray] = {}
-        self._spare: List[bytearray] = []  # evicted blocks, reused (no page faults, no zeroing)
+        self._blocks: Dict[int, mmap.mmap] = {}
+        self._spare: List[mmap.mmap] = []  # evicted blocks, reused (no page faults)
         self._waiters = 0
         self._present = RangeSet()
         self._claims: Dict[int, _Claim] = {}
@@ -204,7 +205,7 @@ class SparseCache:
             index, offset = divmod(pos, self._block_size)
             block = self._blocks.get(index)
             if block is None:
-                block = self._blocks[index] = self._spare.pop() if self._spare else bytearray(self._block_size)
+                block = self._blocks[index] = self._spare.pop() if self._spare else _new_block(self._block_size)
             n = min(limit, claim.end - pos, self._block_size - offset)
             claim.granted = pos + n
             return memoryview(block)[offset : offset + n]
@@ -245,6 +246,13 @@ class SparseCache:
             self._present.remove(i * bs, (i + 1) * bs)
             if len(self._spare) < 4:
                 self._spare.append(block)
+
+
+def _new_block(size: int) -> mmap.mmap:
+    """Anonymous memory that the kernel maps page by page on first write: a random 64 KiB
+    read pays for the pages it writes, where ``bytearray(size)`` zeroes (faults in) the whole
+    block first, ten times the cost of the loopback request itself."""
+    return mmap.mmap(-1, size)
 
 
 __all__ = ["SparseCache", "Wait", "BLOCK_SIZE", "StreamError"]
