@@ -51,6 +51,7 @@ _UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
 _MIN_READ = 16 * 1024  # smallest socket read into the cache
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
+_RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 
 
 @dataclass
@@ -73,6 +74,10 @@ class _LinkEstimate:
         self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb
         if nbytes >= 64 * 1024 and duration > 0:
             self.bandwidth = 0.7 * self.bandwidth + 0.3 * (nbytes / duration)
+
+    def run_here_slack(self) -> int:
+        """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
+        return int(self.bandwidth * _RUN_HERE_EXTRA)
 
     def soon_bytes(self, floor: int) -> int:
         """Bytes a running fetch delivers in the time a new request needs for its first byte."""
@@ -331,7 +336,7 @@ class RemoteReader:
                     max_fetch=self._opt.max_fetch,
                 )
             assert plan is not None and plan.start == start, (plan, start)
-            here = plan.end <= end
+            here = plan.end <= end + self._link.run_here_slack()
             cmd = self._submit_locked(plan, here=here)
             return cmd if here else None
 
@@ -356,16 +361,20 @@ class RemoteReader:
         """Keep up to ``max_outstanding`` fetches going for the read-ahead window.
 
         ``need``: the ``[pos, end)`` a reader is about to block on. The first fetch lying
-        wholly inside it is registered but not submitted: it is returned, for the reader to
-        run itself (``Downloader.try_run_inline``), as it waits for all of it anyway."""
+        inside it (or reaching past it by what the link moves in ``_RUN_HERE_EXTRA``) is
+        registered but not submitted: it is returned, for the reader to run itself
+        (``Downloader.try_run_inline``), as it waits for (nearly) all of it anyway."""
         here = None
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return here
+        slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding:
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None:
                 break
-            inside = here is None and need is not None and need[0] <= plan.start and plan.end <= need[1]
+            inside = (
+                here is None and need is not None and need[0] <= plan.start < need[1] and plan.end <= need[1] + slack
+            )
             cmd = self._submit_locked(plan, here=inside)
             if inside:
                 here = cmd
