@@ -154,3 +154,40 @@ def test_memory_stays_within_cache_budget(ranged_server, media):
         assert peak <= opts["cache_budget"] + 1024 * KiB  # budget + one block being filled
         f.seek(0)  # long evicted: fetched again
         assert f.read(100_000) == expected[:100_000]
+
+
+def test_a_connection_close_answer_on_the_direct_path_closes_its_socket_when_done(media):
+    """After the first answer, range GETs take the direct http.client path. An answer with
+    ``Connection: close`` hands the socket to the response: closing the body must close it,
+    even while something (a traceback cycle, say) still references the response."""
+    from tests.conftest import open_resources
+    from tests.servers.faults import FaultServer, NoContentLength
+
+    data = media["random.bin"].read_bytes()[: 64 * 1024]
+    server = FaultServer()
+    source = HttpSource(server.add("/f", data))
+
+    def read_all(body, start: int, end: int) -> None:
+        out = memoryview(bytearray(end - start))
+        while body.position < end:
+            assert body.readinto(out[body.position - start :]) > 0
+        assert bytes(out) == data[start:end]
+
+    try:
+        for start, end in ((0, 1000), (1000, 5000)):  # requests (pins), then the direct path
+            body = source.fetch(start, end)
+            read_all(body, start, end)
+            body.close()
+        before = open_resources()  # two idle keep-alive connections
+        server.script("/f", [NoContentLength()])  # the next answer ends its connection
+        body = source.fetch(5000, 9000)
+        response = body._response  # what a cycle would keep alive
+        assert response.raw is response  # the direct path answered (_DirectResponse)
+        read_all(body, 5000, 9000)
+        body.close()
+        after = open_resources()
+        assert not after - before and sum((before - after).values()) == 1, (before, after)
+        del response
+    finally:
+        source.close()
+        server.stop()

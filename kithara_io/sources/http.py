@@ -370,6 +370,7 @@ class HttpSource:
         conn.request("GET", pool.target, headers={**pool.headers, **headers})
         response = conn.getresponse()
         if 300 <= response.status < 400:
+            response.close()  # with Connection: close the response holds the socket
             conn.close()
             return None
         return _DirectResponse(response, conn, pool)
@@ -555,8 +556,11 @@ class _DirectResponse:
         if conn is None:
             return
         response = self._fp
-        if (response.isclosed() or response.length == 0) and not response.will_close:
-            response.close()  # done: http.client sends the next request only after this
+        reusable = (response.isclosed() or response.length == 0) and not response.will_close
+        # Done with it: http.client sends the next request only after this, and with
+        # Connection: close it is the response that holds the socket.
+        response.close()
+        if reusable:
             self._pool.put(conn)
         else:
             conn.close()
