@@ -17,7 +17,7 @@ preempts the running Low-stream fetches: they are cancelled with reason ``"preem
 again, to run once no High-stream fetch is left.
 ``reprioritize(owner, ...)`` moves an owner's queued commands to their new slots.
 
-Inline runs. A reader about to block on exactly the bytes of a new fetch may run it itself
+Inline runs. A reader about to block on (nearly) all the bytes of a new fetch may run it itself
 (:meth:`Downloader.try_run_inline`) when a dispatcher pass would start it right now
 (:func:`may_start_inline`, pure); it then counts as running like a pool fetch. This saves
 the two thread hand-offs (dispatcher, pool thread) that dominate a small random read.
