@@ -191,3 +191,32 @@ def test_a_connection_close_answer_on_the_direct_path_closes_its_socket_when_don
     finally:
         source.close()
         server.stop()
+
+
+def test_a_late_abort_does_not_break_a_pooled_connection(make_ranged_server, media):
+    """An epoch cancel can abort a fetch just after its body was read and its connection went
+    back to the pool: the next request must still reuse that connection."""
+    from tests.conftest import open_resources
+
+    server = make_ranged_server()
+    data = media["random.bin"].read_bytes()
+    source = HttpSource(server.url("random.bin"))
+
+    def fetch(start: int, end: int, handle=None) -> None:
+        body = source.fetch(start, end, handle)
+        out = memoryview(bytearray(end - start))
+        while body.position < end:
+            assert body.readinto(out[body.position - start :]) > 0
+        body.close()
+        assert bytes(out) == data[start:end]
+
+    try:
+        fetch(0, 1000)  # through requests: pins the resource
+        late = AbortHandle()
+        fetch(1000, 5000, late)  # the direct path; its connection goes back to the pool
+        before = open_resources()
+        late.abort()
+        fetch(5000, 9000)
+        assert open_resources() == before  # the same connection served it
+    finally:
+        source.close()

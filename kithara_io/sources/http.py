@@ -72,6 +72,12 @@ class AbortHandle:
         if conn is not None:
             _shutdown(conn)
 
+    def release(self, conn) -> None:
+        """``conn`` went back to a pool: a late abort must not break it for its next user."""
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+
     def connected(self, conn) -> None:
         """``conn`` has just opened its socket: an abort that came while it had none (a fresh
         connection is handed out unconnected) applies now."""
@@ -373,7 +379,7 @@ class HttpSource:
             response.close()  # with Connection: close the response holds the socket
             conn.close()
             return None
-        return _DirectResponse(response, conn, pool)
+        return _DirectResponse(response, conn, pool, handle)
 
     def _validate(self, response: requests.Response, start: int, end: Optional[int]) -> Body:
         url = response.url or self.url
@@ -540,7 +546,13 @@ class _DirectResponse:
     """What validation and Body use of a ``requests.Response`` (``raw`` included), over an
     ``http.client`` response of the direct path."""
 
-    def __init__(self, response: http.client.HTTPResponse, conn: _DirectConnection, pool: _DirectPool) -> None:
+    def __init__(
+        self,
+        response: http.client.HTTPResponse,
+        conn: _DirectConnection,
+        pool: _DirectPool,
+        handle: Optional[AbortHandle],
+    ) -> None:
         self.raw = self
         self._fp = response  # Body reads through its read1
         self.url = pool.url
@@ -549,6 +561,7 @@ class _DirectResponse:
         self.headers = response.headers
         self._conn: Optional[_DirectConnection] = conn
         self._pool = pool
+        self._handle = handle
 
     def release_conn(self) -> None:
         """Back to the pool if the body was read to its end and the server keeps it open."""
@@ -561,6 +574,8 @@ class _DirectResponse:
         # Connection: close it is the response that holds the socket.
         response.close()
         if reusable:
+            if self._handle is not None:
+                self._handle.release(conn)
             self._pool.put(conn)
         else:
             conn.close()
