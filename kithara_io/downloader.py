@@ -17,6 +17,11 @@ preempts the running Low-stream fetches: they are cancelled with reason ``"preem
 again, to run once no High-stream fetch is left.
 ``reprioritize(owner, ...)`` moves an owner's queued commands to their new slots.
 
+Inline runs. A reader about to block on (nearly) all the bytes of a new fetch may run it itself
+(:meth:`Downloader.try_run_inline`) when a dispatcher pass would start it right now
+(:func:`may_start_inline`, pure); it then counts as running like a pool fetch. This saves
+the two thread hand-offs (dispatcher, pool thread) that dominate a small random read.
+
 Watchdog. Every pass is classified (:mod:`kithara_io.watchdog`): Idle, Advanced or Stalled.
 Work pending and nothing moving (no dispatch, no completion, no bytes reported through
 :meth:`Downloader.note_progress`) for ``stall_window`` seconds publishes a
@@ -80,8 +85,9 @@ class _State(enum.Enum):
 
 
 class FetchCommand:
-    """One unit of work: ``run(cmd)`` on a pool thread, then ``on_complete(cmd, outcome,
-    error)`` exactly once, also when cancelled while still queued.
+    """One unit of work: ``run(cmd)`` on a pool thread (or on the caller of
+    :meth:`Downloader.try_run_inline`), then ``on_complete(cmd, outcome, error)`` exactly
+    once, also when cancelled while still queued.
 
     ``owner``: any hashable token grouping the commands of one stream, for
     :meth:`Downloader.reprioritize` and :meth:`Downloader.cancel_owner`. ``url`` and
@@ -280,6 +286,32 @@ def plan_pass(
         assert cmd is not None
         batch.append(cmd)
     return batch, None
+
+
+def may_start_inline(
+    queues: SlotQueues,
+    slot: int,
+    free: int,
+    *,
+    throttle: float,
+    yield_to_high: bool,
+    high_running: bool,
+) -> bool:
+    """May a command of ``slot`` start now on its submitter's thread (``try_run_inline``)?
+
+    Only if a dispatcher pass would start it right now as the next command: a place is free,
+    nothing is queued in its slot (older, FIFO) or in a more urgent one, and, for Low-stream
+    work, no demand-throttle pause applies (``throttle`` 0) and it need not yield to running
+    High-stream work.
+    """
+    if free <= 0:
+        return False
+    head = queues.head_slot()
+    if head is not None and head <= slot:
+        return False
+    if is_urgent(slot):
+        return True
+    return throttle <= 0 and not (yield_to_high and high_running)
 
 
 # -- the threaded engine ----------------------------------------------------------------------
@@ -506,6 +538,71 @@ class Downloader:
         if refused:
             self._complete_cancelled([cmd])
             raise RuntimeError("submit() needs an attached stream (call attach() first)")
+
+    def try_run_inline(self, cmd: FetchCommand) -> bool:
+        """Run ``cmd`` on the calling thread if it may start right now, else ``submit`` it.
+
+        For a reader that will block on exactly these bytes anyway: running the fetch itself
+        saves the hand-offs to the dispatcher and a pool thread. It starts here only when a
+        dispatcher pass would start it now as the next command (:func:`may_start_inline`: a
+        free place, nothing queued in its slot or a more urgent one, and for Low-stream work
+        neither a throttle pause nor running High-stream work under ``yield_to_high``).
+        It then counts as running exactly like a pool fetch: toward ``max_concurrent`` and
+        the peak, in ``stats()``, ``in_flight()``, the watchdog and ``note_progress``; it
+        publishes RequestEnqueued then RequestStarted, preempts running Low-stream work if
+        urgent, and ``cancel``/``cancel_owner``/preemption set ``cmd.cancelled`` and call its
+        abort as for any running command. Its completion (exactly one, on this thread) has
+        been called when this returns True. Otherwise the command is queued as by
+        ``submit`` (same errors) and False returns at once; False also when the command was
+        cancelled before this call (it has completed already).
+
+        A ``BaseException`` that is not an ``Exception`` (KeyboardInterrupt, SystemExit)
+        raised by the run function completes the command as CANCELLED (reason
+        ``"interrupted"``) and then propagates to the caller. The caller must hold no lock
+        that the run function or the completion takes. ``Downloader.close()`` does not wait
+        for inline runs (their callers do).
+        """
+        if cmd._state is not _State.NEW:
+            if cmd.cancelled.is_set():
+                return False
+            raise ValueError(f"{cmd!r} was submitted already")
+        with self._lock:
+            if cmd._state is not _State.NEW:
+                return False  # cancelled meanwhile, and completed by cancel()
+            inline = self._workers is not None and may_start_inline(
+                self._queues,
+                cmd.slot,
+                self.max_concurrent - len(self._running),
+                throttle=self.demand_throttle,
+                yield_to_high=self.yield_to_high,
+                high_running=any(is_urgent(c.slot) for c in self._running.values()),
+            )
+            if inline:
+                now = self._clock()
+                cmd._enqueued_at = cmd._started_at = cmd._last_progress = now
+                cmd._state = _State.RUNNING
+                self._running[cmd.id] = cmd
+                self._submitted += 1
+                self._started += 1
+                self.peak_running = max(self.peak_running, len(self._running))
+                preempted = self._preempt_low_locked() if is_urgent(cmd.slot) else []
+                if self._dispatcher_idle:
+                    self._wake.notify()  # parked without a timeout: its watchdog must see this run
+                self._bump_locked()
+        if not inline:
+            self.submit(cmd)
+            return False
+        _abort_all(preempted)
+        if self._listened(cmd):
+            self._publish(
+                cmd,
+                RequestEnqueued(
+                    cmd.id, cmd.url, cmd.byte_range, cmd.request_priority, cmd.stream_priority, cmd.slot
+                ),
+            )
+            self._publish(cmd, RequestStarted(cmd.id, 0.0, cmd.url))
+        self._execute(cmd, inline=True)
+        return True
 
     def cancel(self, cmd: FetchCommand, reason: str = "cancelled") -> None:
         """Cancel a command: a queued one completes CANCELLED now, a running one is told to
@@ -764,18 +861,28 @@ class Downloader:
                 self._bus.publish(stalled)
 
     def _run(self, cmd: FetchCommand) -> None:
+        """A dispatched command, on a pool thread."""
         if self._listened(cmd):
             self._publish(cmd, RequestStarted(cmd.id, cmd._started_at - cmd._enqueued_at, cmd.url))
+        self._execute(cmd, inline=False)
+
+    def _execute(self, cmd: FetchCommand, *, inline: bool) -> None:
+        """Run a command counted as running, then complete it (exactly once)."""
         error: Optional[BaseException] = None
         try:
             if not cmd.cancelled.is_set():  # cancelled between dispatch and start: skip the work
                 cmd.run(cmd)
         except BaseException as exc:  # noqa: BLE001 - reported through the completion
             error = exc
+        # Interrupting the caller of try_run_inline (Ctrl-C) is not a failure of the fetch.
+        interrupted = inline and error is not None and not isinstance(error, Exception)
         try:
             with self._lock:
                 self._running.pop(cmd.id, None)
                 cmd._state = _State.FINISHED
+                if interrupted:
+                    cmd._cancel_reason = cmd._cancel_reason or "interrupted"
+                    cmd.cancelled.set()
                 if cmd.cancelled.is_set():
                     outcome = Outcome.CANCELLED
                     self._cancelled += 1
@@ -786,12 +893,15 @@ class Downloader:
                     outcome = Outcome.DONE
                     self._completed += 1
                 self._finished += 1
-                self._wake.notify()
+                if not inline or self._queues:  # a place is free for queued work
+                    self._wake.notify()
                 self._bump_locked()
             if outcome is Outcome.CANCELLED:
                 self._complete_cancelled([cmd])
             else:
                 _complete(cmd, outcome, error)
+            if interrupted:
+                raise error
         finally:
             # The traceback references this frame: without this, error -> traceback -> frame
             # -> error is a cycle that keeps the failed request's socket open until a GC pass.

@@ -2,7 +2,9 @@
 
 It decides (through the pure functions in ``planning``) which bytes to fetch next, submits
 fetch commands to the shared Downloader, streams their bodies into the SparseCache, and
-cancels fetches the reader no longer needs after a far seek (epoch cancel).
+cancels fetches the reader no longer needs after a far seek (epoch cancel). A reader that
+misses and would wait for every byte of the new fetch runs it on its own thread when the
+Downloader has a place for it (``Downloader.try_run_inline``; a random reader's usual case).
 
 Ownership: ``self._cond`` guards ``_active``, the access pattern, ``_closed`` and
 ``_error``. Lock order: ``self._cond`` -> cache condition -> downloader lock; the cache and
@@ -52,6 +54,7 @@ _UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
 _MIN_READ = 16 * 1024  # smallest socket read into the cache
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
+_RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 
 
 @dataclass
@@ -74,6 +77,10 @@ class _LinkEstimate:
         self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb
         if nbytes >= 64 * 1024 and duration > 0:
             self.bandwidth = 0.7 * self.bandwidth + 0.3 * (nbytes / duration)
+
+    def run_here_slack(self) -> int:
+        """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
+        return int(self.bandwidth * _RUN_HERE_EXTRA)
 
     def soon_bytes(self, floor: int) -> int:
         """Bytes a running fetch delivers in the time a new request needs for its first byte."""
@@ -237,17 +244,19 @@ class RemoteReader:
             return None
         end = min(size, pos + n)
         previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
-        hit = self._prepare_read(pos, end)
+        hit, here = self._prepare_read(pos, end)
         if pos != previous_end:
             self._publish(Seek(previous_end, pos, hit))
         if not hit:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
         while True:
+            if here is not None:
+                self._downloader.try_run_inline(here)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
-            self._demand(pos, end)
+            here = self._demand(pos, end)
         waited = time.monotonic() - waited_from
         if not hit:
             self._publish(ReaderResumed(pos, waited))
@@ -260,10 +269,12 @@ class RemoteReader:
                 self._counts["time_waited"] += waited
         return result
 
-    def _prepare_read(self, pos: int, end: int) -> bool:
+    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand]]:
         """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
-        longer needs (epoch cancel). Tops up read-ahead. True if the bytes are present."""
+        longer needs (epoch cancel). Tops up read-ahead. Returns whether the bytes are
+        present, and a fetch of bytes the reader waits for, for it to run (see ``_read``)."""
         victims: List[_Fetch] = []
+        here = None
         with self._cond:
             self._pattern.record(pos, end, self._opt.read_behind)
             self._cache.set_window(
@@ -284,12 +295,12 @@ class RemoteReader:
                         for f in victims:
                             self._cache.shrink_claim(f.cmd.id, 0)
             if not victims:
-                self._schedule_locked()
+                here = self._schedule_locked(need=(pos, end))
         self._cancel(victims)
         if victims:
             with self._cond:
-                self._schedule_locked()
-        return hit
+                here = self._schedule_locked(need=(pos, end))
+        return hit, here
 
     def _keeps(self, fetch: _Fetch, target: int, soon: int) -> bool:
         """Is this fetch still useful for a reader at ``target``? (cache lock held)"""
@@ -304,15 +315,16 @@ class RemoteReader:
             return pos <= target < end
         return keep_running(pos, end, target, soon)
 
-    def _demand(self, pos: int, end: int) -> None:
+    def _demand(self, pos: int, end: int) -> Optional[FetchCommand]:
         """The reader waits on bytes of ``[pos, end)`` nobody fetches: fetch the first such
-        gap now, whatever the read-ahead window says."""
+        gap now, whatever the read-ahead window says (returned for the reader to run if it
+        lies within ``[pos, end)``)."""
         with self._cond:
             if self._closed or self._error is not None:
-                return  # the cache raises for the waiter
+                return None  # the cache raises for the waiter
             if not self._source.supports_ranges:
                 self._restart_whole_body_locked()
-                return
+                return None
             if self._unreachable is not None and not self._source.holds(pos):
                 self._fail_locked(
                     ConnectionFailedError(
@@ -322,13 +334,13 @@ class RemoteReader:
                         cause=self._unreachable,
                     )
                 )
-                return
+                return None
             size = self._cache.size
             with self._cache.condition:
                 present, claimed = self._cache.present_unlocked(), self._cache.claimed_unlocked()
                 start = first_missing(present, claimed, pos)
                 if start >= end:
-                    return  # claimed meanwhile
+                    return None  # claimed meanwhile
                 plan = next_fetch(
                     present,
                     claimed,
@@ -340,7 +352,9 @@ class RemoteReader:
                     max_fetch=self._opt.max_fetch,
                 )
             assert plan is not None and plan.start == start, (plan, start)
-            self._submit_locked(plan)
+            here = plan.end <= end + self._link.run_here_slack()
+            cmd = self._submit_locked(plan, here=here)
+            return cmd if here else None
 
     # -- scheduling (self._cond held) ----------------------------------------------------
     def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
@@ -359,15 +373,28 @@ class RemoteReader:
                 max_fetch=self._opt.max_fetch,
             )
 
-    def _schedule_locked(self) -> None:
-        """Keep up to ``max_outstanding`` fetches going for the read-ahead window."""
+    def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:
+        """Keep up to ``max_outstanding`` fetches going for the read-ahead window.
+
+        ``need``: the ``[pos, end)`` a reader is about to block on. The first fetch lying
+        inside it (or reaching past it by what the link moves in ``_RUN_HERE_EXTRA``) is
+        registered but not submitted: it is returned, for the reader to run itself
+        (``Downloader.try_run_inline``), as it waits for (nearly) all of it anyway."""
+        here = None
         if self._closed or self._error is not None or not self._source.supports_ranges:
-            return
+            return here
+        slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding:
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or (self._unreachable is not None and not self._source.holds(plan.start)):
-                return
-            self._submit_locked(plan)
+                break
+            inside = (
+                here is None and need is not None and need[0] <= plan.start < need[1] and plan.end <= need[1] + slack
+            )
+            cmd = self._submit_locked(plan, here=inside)
+            if inside:
+                here = cmd
+        return here
 
     def _restart_head_locked(self) -> None:
         if self._closed or self._error is not None:
@@ -387,7 +414,8 @@ class RemoteReader:
             return
         self._submit_locked(FetchPlan(start, size if size is not None else _UNKNOWN_END, Priority.HIGH))
 
-    def _submit_locked(self, plan: FetchPlan) -> None:
+    def _submit_locked(self, plan: FetchPlan, here: bool = False) -> FetchCommand:
+        """Register and claim a fetch; submit it unless the reader runs it ``here``."""
         cmd = self._register_locked(
             self._run_fetch,
             plan,
@@ -395,7 +423,9 @@ class RemoteReader:
             byte_range=(plan.start, plan.end) if plan.end < _UNKNOWN_END else None,
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
-        self._downloader.submit(cmd)
+        if not here:
+            self._downloader.submit(cmd)
+        return cmd
 
     def _submit_tail_probe_locked(self) -> None:
         """Ask for the last bytes together with the head: containers read their end at open

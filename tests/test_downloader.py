@@ -797,3 +797,289 @@ def test_failing_subscriber_never_breaks_the_downloader(downloader, caplog):
     assert calls["RequestEnqueued"] == 3 and calls["RequestStarted"] == 2 and calls["RequestCancelled"] == 1
     assert len(log.of(RequestEnqueued)) == 3  # later subscribers still get every event
     assert "subscriber bug" in caplog.text
+
+
+# -- inline runs: try_run_inline ---------------------------------------------------------
+
+
+class InlineRecorder(Recorder):
+    """A Recorder that also notes the thread each command ran and completed on."""
+
+    def command(self, label, stream=Priority.HIGH, request=Priority.HIGH, body=None) -> FetchCommand:
+        def traced(cmd):
+            with self.lock:
+                self.threads[label] = threading.current_thread()
+            if body is not None:
+                body(cmd)
+
+        cmd = super().command(label, stream, request, body=traced)
+        complete = cmd.on_complete
+
+        def on_complete(cmd, outcome, error):
+            with self.lock:
+                self.completed_on[label] = threading.current_thread()
+            complete(cmd, outcome, error)
+
+        cmd.on_complete = on_complete
+        return cmd
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(expected)
+        self.threads: dict = {}
+        self.completed_on: dict = {}
+
+
+def test_inline_run_counts_toward_max_concurrent_and_full_falls_back_to_the_queue():
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=None)
+    d.attach()
+    log = EventLog()
+    d.subscribe(log)
+    try:
+        rec = InlineRecorder(expected=4)
+        pool1, pool1_started, pool1_gate = gated(rec, "pool1")
+        d.submit(pool1)
+        assert pool1_started.wait(WAIT)
+        pool2, pool2_started, pool2_gate = gated(rec, "pool2")
+        seen = {}
+
+        def body(cmd):
+            # on the caller's thread, while it runs: it holds the second place
+            s = d.stats()
+            seen["running"], seen["peak"] = s.running, s.peak_running
+            seen["in_flight"] = [c.id for c in d.in_flight()]
+            passes = s.passes
+            d.submit(pool2)  # no place is free: it must stay queued
+            assert d.wait_until(lambda s: s.passes > passes and s.queued == (1, 0, 0, 0), WAIT)
+            seen["pool2_started"] = pool2_started.is_set()
+            full = rec.command("full")
+            seen["full_inline"] = d.try_run_inline(full)  # both places taken: queued, not run
+            seen["queued"] = d.stats().queued
+
+        inline = rec.command("inline", body=body)
+        assert d.try_run_inline(inline) is True
+        me = threading.current_thread()
+        assert rec.threads["inline"] is me and rec.completed_on["inline"] is me
+        assert rec.outcomes["inline"] == (Outcome.DONE, None) and rec.completions["inline"] == 1
+        assert seen["running"] == 2 and seen["peak"] == 2
+        assert seen["in_flight"] == [pool1.id, inline.id]
+        assert seen["pool2_started"] is False
+        assert seen["full_inline"] is False and seen["queued"] == (2, 0, 0, 0)
+        # the inline completion freed a place: queued work starts without another trigger
+        assert pool2_started.wait(WAIT)
+        pool1_gate.set()
+        pool2_gate.set()
+        assert rec.done.wait(WAIT)
+        assert rec.threads["full"].name.startswith("kithara-fetch")  # it ran on the pool
+        s = d.stats()
+        assert (s.submitted, s.started, s.completed, s.cancelled, s.failed) == (4, 4, 4, 0, 0)
+        assert s.peak_running == 2 and d.peak_running == 2
+        starts = started_ids(log)
+        assert len(starts) == 4 and len(log.of(RequestEnqueued)) == 4
+        order = [(type(e).__name__, e.request_id) for e in log.events if e.request_id == inline.id]
+        assert order == [("RequestEnqueued", inline.id), ("RequestStarted", inline.id)]
+        assert [e.wait_in_queue for e in log.of(RequestStarted) if e.request_id == inline.id] == [0.0]
+    finally:
+        d.close()
+
+
+def test_inline_run_never_bypasses_queued_work_it_would_wait_behind():
+    clock = FakeClock()
+    d = Downloader(max_concurrent=3, demand_throttle=60.0, stall_window=None, yield_to_high=False, clock=clock)
+    d.attach()
+    try:
+        rec = InlineRecorder(expected=4)
+        d.submit(rec.command("low-queued", L, H))
+        # a place is free, the Low work waits out the pause (the clock never moves)
+        assert d.wait_until(lambda s: s.throttling and s.queued == (0, 0, 1, 0), WAIT)
+        # Low work of the same slot or below queues behind it, also in a lower slot
+        assert d.try_run_inline(rec.command("low-same-slot", L, H)) is False
+        assert d.try_run_inline(rec.command("low-lower-slot", L, L)) is False
+        assert d.stats().queued == (0, 0, 2, 1)
+        # urgent work would be dispatched first anyway: it runs here, on this thread
+        assert d.try_run_inline(rec.command("urgent", H, L)) is True
+        assert rec.threads["urgent"] is threading.current_thread()
+        assert rec.ran == ["urgent"] and d.stats().queued == (0, 0, 2, 1)
+        clock.advance(60.0)  # the pause ends: the queued Low work runs on the pool, in order
+        assert rec.done.wait(WAIT)
+        assert rec.ran == ["urgent", "low-queued", "low-same-slot", "low-lower-slot"]
+        assert all(rec.threads[label].name.startswith("kithara-fetch") for label in rec.ran[1:])
+    finally:
+        d.close()
+
+
+def test_inline_low_stream_work_yields_to_running_high_stream_work():
+    d = Downloader(max_concurrent=3, demand_throttle=0, stall_window=None)
+    d.attach()
+    try:
+        rec = InlineRecorder(expected=3)
+        assert d.try_run_inline(rec.command("low-alone", L, H)) is True  # nothing to yield to
+        high, high_started, high_gate = gated(rec, "high")
+        d.submit(high)
+        assert high_started.wait(WAIT)
+        low = rec.command("low", L, H)
+        assert d.try_run_inline(low) is False  # yield_to_high: it waits for the High work
+        assert d.wait_until(lambda s: s.queued == (0, 0, 1, 0) and s.running == 1, WAIT)
+        high_gate.set()
+        assert rec.done.wait(WAIT)
+        assert rec.threads["low"].name.startswith("kithara-fetch")
+    finally:
+        d.close()
+
+
+def test_inline_urgent_run_preempts_running_low_stream_work():
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=None)
+    d.attach()
+    log = EventLog()
+    d.subscribe(log, RequestCancelled)
+    try:
+        rec = InlineRecorder(expected=2)
+        low, low_started, _ = gated(rec, "low", L, L)
+        d.submit(low)
+        assert low_started.wait(WAIT)
+        assert d.try_run_inline(rec.command("urgent")) is True
+        assert rec.done.wait(WAIT)
+        assert rec.outcomes["low"] == (Outcome.CANCELLED, None)
+        assert [e.reason for e in log.of(RequestCancelled)] == ["preempted"]
+        assert d.stats().preempted == 1
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("how", ["cancel", "cancel_owner"])
+def test_inline_run_exactly_one_completion_under_a_cancel_race(how):
+    """A canceller races the caller of try_run_inline: before it claims a place, while it
+    runs, or in between. Whatever the interleaving, one completion, CANCELLED."""
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=None)
+    d.attach()
+    log = EventLog()
+    d.subscribe(log)
+    rounds = 150
+    lock = threading.Lock()
+    completions: Counter = Counter()
+    outcomes = {}
+    aborted: Counter = Counter()
+    inline_runs = 0
+
+    def body(cmd):
+        assert cmd.cancelled.wait(WAIT)  # the canceller always comes
+
+    def complete(cmd, outcome, error):
+        with lock:
+            completions[cmd.id] += 1
+            outcomes[cmd.id] = (outcome, error)
+
+    try:
+        rng = random.Random(8)
+        cmds = []
+        for i in range(rounds):
+            cmd = FetchCommand(body, complete, owner=f"o{i}", label=f"c{i}")
+            cmd.abort = lambda cmd=cmd: aborted.update([cmd.id])
+            cmds.append(cmd)
+            go = threading.Barrier(2, timeout=WAIT)
+            delay = rng.randrange(0, 200)  # spins, to spread the interleavings
+
+            def canceller(cmd=cmd, delay=delay):
+                go.wait()
+                for _ in range(delay):
+                    pass
+                if how == "cancel":
+                    d.cancel(cmd)
+                else:
+                    d.cancel_owner(cmd.owner)
+                    if not cmd.cancelled.is_set():  # not yet submitted: cancel_owner saw nothing
+                        d.cancel(cmd)
+
+            t = threading.Thread(target=canceller)
+            t.start()
+            go.wait()
+            if d.try_run_inline(cmd):
+                inline_runs += 1
+            t.join(WAIT)
+            assert not t.is_alive()
+            assert completions[cmd.id] == 1, cmd
+        assert d.wait_idle(WAIT)
+        assert sorted(completions) == sorted(c.id for c in cmds) and set(completions.values()) == {1}
+        assert all(outcome == (Outcome.CANCELLED, None) for outcome in outcomes.values())
+        s = d.stats()
+        assert s.running == 0 and s.queued_total == 0 and s.failed == 0 and s.completed == 0
+        # commands cancelled before try_run_inline completed at once and were never counted
+        assert s.submitted == s.started == s.cancelled == inline_runs
+        assert len(log.of(RequestCancelled)) == inline_runs
+        assert 0 < inline_runs  # the race did hit running commands
+    finally:
+        d.close()
+
+
+def test_inline_run_cancelled_before_the_call_is_ignored():
+    d = Downloader(max_concurrent=1, stall_window=None)
+    d.attach()
+    try:
+        rec = InlineRecorder(expected=1)
+        cmd = rec.command("early")
+        d.cancel(cmd)
+        assert rec.outcomes["early"] == (Outcome.CANCELLED, None)
+        assert d.try_run_inline(cmd) is False
+        assert rec.ran == [] and rec.completions["early"] == 1 and d.stats().submitted == 0
+        done = rec.command("done")
+        assert d.try_run_inline(done) is True
+        with pytest.raises(ValueError, match="submitted already"):
+            d.try_run_inline(done)
+    finally:
+        d.close()
+
+
+def test_inline_run_failure_and_interrupt():
+    d = Downloader(max_concurrent=1, stall_window=None)
+    d.attach()
+    try:
+        rec = InlineRecorder(expected=2)
+        boom = RuntimeError("boom")
+
+        def fail(cmd):
+            raise boom
+
+        def interrupt(cmd):
+            raise KeyboardInterrupt
+
+        assert d.try_run_inline(rec.command("bad", body=fail)) is True
+        assert rec.outcomes["bad"] == (Outcome.FAILED, boom)
+        with pytest.raises(KeyboardInterrupt):
+            d.try_run_inline(rec.command("ctrl-c", body=interrupt))
+        assert rec.outcomes["ctrl-c"] == (Outcome.CANCELLED, None) and rec.completions["ctrl-c"] == 1
+        s = d.stats()
+        assert (s.failed, s.cancelled, s.running) == (1, 1, 0)
+    finally:
+        d.close()
+
+
+def test_inline_run_without_attach_raises():
+    d = Downloader()
+    with pytest.raises(RuntimeError, match="attach"):
+        d.try_run_inline(FetchCommand(lambda c: None, lambda c, o, e: None))
+    d.close()
+
+
+def test_watchdog_sees_an_inline_run_that_hangs():
+    clock = FakeClock()
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=0.1, clock=clock)
+    d.attach()
+    log = EventLog()
+    d.subscribe(log, DownloaderStalled)
+    try:
+        assert d.wait_until(lambda s: s.dispatcher_idle, WAIT)
+        rec = InlineRecorder(expected=1)
+
+        def body(cmd):
+            # the parked dispatcher was woken to watch this run
+            assert d.wait_until(lambda s: s.passes > passes and not s.dispatcher_idle, WAIT)
+            clock.advance(0.1)  # a window without bytes: a stall
+            assert log.wait_for(lambda events: len(events) >= 1)
+
+        passes = d.stats().passes
+        hung = rec.command("hung", body=body)
+        assert d.try_run_inline(hung) is True
+        event = log.of(DownloaderStalled)[0]
+        assert [f.request_id for f in event.in_flight] == [hung.id]
+        assert d.stats().stalls == 1
+    finally:
+        d.close()

@@ -4,10 +4,13 @@ fetches, head + tail at open, never a byte twice."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
 import kithara_io
+from kithara_io.downloader import Downloader
+from kithara_io.events import RequestEnqueued, RequestStarted
 from kithara_io.remote import AccessPattern
 
 KiB, MiB = 1024, 1024 * 1024
@@ -95,3 +98,35 @@ def test_slow_link_hands_over_bytes_before_the_fetch_ends(make_ranged_server, me
         assert f.read(4096) == data[MiB : MiB + 4096]
         covered = [(s, e) for s, e in f.buffered() if s <= MiB < e]
         assert covered and covered[0][1] < MiB + 64 * KiB, f.buffered()
+
+
+def test_a_reader_runs_the_fetch_it_waits_for_itself(make_ranged_server, media):
+    """The fetch of a random read that asks for exactly the read runs on the reading thread
+    (no hand-off to the Downloader's threads); one that reaches far past the read goes to
+    the pool, so that the reader wakes on its own bytes, not on the end of the fetch."""
+    server = make_ranged_server()
+    data = media["random.bin"].read_bytes()
+    downloader = Downloader()
+
+    def fetches_of_read(f, pos, n):
+        assert downloader.wait_idle(10)  # what open() fetched is done
+        ranges, threads = {}, {}
+        f.subscribe(lambda e: ranges.__setitem__(e.request_id, e.range), RequestEnqueued)
+        f.subscribe(lambda e: threads.__setitem__(e.request_id, threading.current_thread()), RequestStarted)
+        f.seek(pos)
+        assert f.read(n) == data[pos : pos + n]
+        assert downloader.wait_idle(10)
+        return [(ranges[i], threads[i]) for i in threads]
+
+    try:
+        with kithara_io.open(server.url("random.bin"), downloader=downloader) as f:
+            started = fetches_of_read(f, 3 * MiB, 64 * KiB)
+        assert started == [((3 * MiB, 3 * MiB + 64 * KiB), threading.current_thread())]
+        # open() fetched the head, [64 KiB, 4 MiB + 64 KiB) ahead of it and the tail
+        with kithara_io.open(server.url("random.bin"), downloader=downloader, min_fetch=4 * MiB) as f:
+            started = fetches_of_read(f, 5 * MiB, 4 * KiB)
+        assert [r for r, _ in started] == [(5 * MiB, len(data) - 64 * KiB)]
+        assert started[0][1] is not threading.current_thread()
+        assert started[0][1].name.startswith("kithara-fetch")
+    finally:
+        downloader.close()

@@ -154,3 +154,69 @@ def test_memory_stays_within_cache_budget(ranged_server, media):
         assert peak <= opts["cache_budget"] + 1024 * KiB  # budget + one block being filled
         f.seek(0)  # long evicted: fetched again
         assert f.read(100_000) == expected[:100_000]
+
+
+def test_a_connection_close_answer_on_the_direct_path_closes_its_socket_when_done(media):
+    """After the first answer, range GETs take the direct http.client path. An answer with
+    ``Connection: close`` hands the socket to the response: closing the body must close it,
+    even while something (a traceback cycle, say) still references the response."""
+    from tests.conftest import open_resources
+    from tests.servers.faults import FaultServer, NoContentLength
+
+    data = media["random.bin"].read_bytes()[: 64 * 1024]
+    server = FaultServer()
+    source = HttpSource(server.add("/f", data))
+
+    def read_all(body, start: int, end: int) -> None:
+        out = memoryview(bytearray(end - start))
+        while body.position < end:
+            assert body.readinto(out[body.position - start :]) > 0
+        assert bytes(out) == data[start:end]
+
+    try:
+        for start, end in ((0, 1000), (1000, 5000)):  # requests (pins), then the direct path
+            body = source.fetch(start, end)
+            read_all(body, start, end)
+            body.close()
+        before = open_resources()  # two idle keep-alive connections
+        server.script("/f", [NoContentLength()])  # the next answer ends its connection
+        body = source.fetch(5000, 9000)
+        response = body._response  # what a cycle would keep alive
+        assert response.raw is response  # the direct path answered (_DirectResponse)
+        read_all(body, 5000, 9000)
+        body.close()
+        after = open_resources()
+        assert not after - before and sum((before - after).values()) == 1, (before, after)
+        del response
+    finally:
+        source.close()
+        server.stop()
+
+
+def test_a_late_abort_does_not_break_a_pooled_connection(make_ranged_server, media):
+    """An epoch cancel can abort a fetch just after its body was read and its connection went
+    back to the pool: the next request must still reuse that connection."""
+    from tests.conftest import open_resources
+
+    server = make_ranged_server()
+    data = media["random.bin"].read_bytes()
+    source = HttpSource(server.url("random.bin"))
+
+    def fetch(start: int, end: int, handle=None) -> None:
+        body = source.fetch(start, end, handle)
+        out = memoryview(bytearray(end - start))
+        while body.position < end:
+            assert body.readinto(out[body.position - start :]) > 0
+        body.close()
+        assert bytes(out) == data[start:end]
+
+    try:
+        fetch(0, 1000)  # through requests: pins the resource
+        late = AbortHandle()
+        fetch(1000, 5000, late)  # the direct path; its connection goes back to the pool
+        before = open_resources()
+        late.abort()
+        fetch(5000, 9000)
+        assert open_resources() == before  # the same connection served it
+    finally:
+        source.close()

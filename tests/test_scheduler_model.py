@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from kithara_io.downloader import Downloader, FetchCommand, Outcome, SlotQueues, plan_pass
+from kithara_io.downloader import Downloader, FetchCommand, Outcome, SlotQueues, may_start_inline, plan_pass
 from kithara_io.planning import SLOT_COUNT, Priority, is_urgent, slot_index
 from kithara_io.watchdog import PassKind, StallReport, StallTracker, classify
 
@@ -283,6 +283,32 @@ def test_plan_pass_pause_restarts_when_no_place_is_free():
     assert plan_pass(q, 0, now=0.5, throttle=1.0, deadline=deadline) == ([], None)
     assert plan_pass(q, 1, now=2.0, throttle=1.0, deadline=None) == ([], 3.0)
     assert plan_pass(q, 1, now=3.0, throttle=1.0, deadline=3.0) == ([x], None)
+
+
+def test_may_start_inline_is_exactly_the_next_command_a_pass_would_start():
+    """Exhaustive: with the command pushed to its slot, a fresh pass would start it first
+    iff may_start_inline says so (one or no command already queued in each slot)."""
+    checked = 0
+    for queued in itertools.product((0, 1), repeat=SLOT_COUNT):
+        for slot, free, throttle, yield_to_high, high_running in itertools.product(
+            range(SLOT_COUNT), (0, 1, 2), (0.0, 0.05), (False, True), (False, True)
+        ):
+            q = SlotQueues()
+            for index, count in enumerate(queued):
+                for _ in range(count):
+                    q.push(cmd(stream=Priority(index // 2), request=Priority(index % 2)))
+            candidate = cmd(stream=Priority(slot // 2), request=Priority(slot % 2))
+            verdict = may_start_inline(
+                q, slot, free, throttle=throttle, yield_to_high=yield_to_high, high_running=high_running
+            )
+            assert len(q) == sum(queued)  # pure: the queues are not touched
+            q.push(candidate)
+            batch, _ = plan_pass(
+                q, free, 0.0, throttle, None, yield_to_high=yield_to_high, high_running=high_running
+            )
+            assert verdict == (bool(batch) and batch[0] is candidate), (queued, slot, free, throttle)
+            checked += verdict
+    assert checked > 0
 
 
 # -- the pure state machine -------------------------------------------------------------------
