@@ -23,7 +23,7 @@ class StreamOptions:
     tail: int = 64 * KiB  # prefetched at open: containers read the end of the file
     max_outstanding: int = 2  # queued + running fetches per stream (read-ahead pipelining)
     chunk: int = 1 * MiB  # largest single socket read (smaller on slow links: ~50 ms of data)
-    cache_budget: Optional[int] = 256 * MiB  # memory for downloaded bytes; None: keep everything
+    cache_budget: Optional[int] = 64 * MiB  # memory for downloaded bytes; None: keep everything
     timeout: Timeout = field(default_factory=Timeout)
     retry: Retry = field(default_factory=Retry)
     verify: bool = True  # verify TLS certificates; turning it off is explicit
