@@ -267,3 +267,18 @@ def test_streams_evict_least_recently_used_entries_but_never_an_open_one(ranged_
         assert [e.url for e in cache.entries()] == [urls["tone.wav"]]
     read_all(urls["tone.ogg"], cache)  # over budget again: now the WAV is least recently used
     assert [e.url for e in cache.entries()] == [urls["tone.ogg"]]
+
+
+def test_a_partial_copy_from_a_server_without_ranges_is_completed(stdlib_server, media, cache, no_leaks):
+    data = media["random.bin"].read_bytes()
+    url = stdlib_server.url("random.bin")
+    with kithara_io.open(url, cache=cache) as f:
+        assert f.read(256 * KiB) == data[: 256 * KiB]  # closing cuts the one streaming GET
+    held = present(cache, url)
+    assert held.covered_until(0) >= 256 * KiB and held.total < len(data)
+    with kithara_io.open(url, cache=cache) as f:
+        f.seek(len(data) - 1000)
+        assert f.read() == data[-1000:]
+        f.seek(0)
+        assert f.read() == data
+    assert present(cache, url).total == len(data)
