@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable, Mapping, Optional, Union
 
@@ -15,6 +16,8 @@ from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
 from .stream import Stream
+
+log = logging.getLogger(__name__)
 
 
 def open(  # noqa: A001 - mirrors builtins.open on purpose
@@ -59,6 +62,8 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     if disk is not None:
         try:
             source = DiskCachedSource(http, disk.open_entry(name))
+        except OSError as exc:  # like a disk that fails later: no caching, but the stream works
+            log.warning("disk cache: not caching %s: %s", name, exc)
         except BaseException:
             http.close()
             raise
@@ -73,5 +78,9 @@ def _disk_cache(cache: Union[None, str, DiskCache]) -> Optional[DiskCache]:
     if cache is None or isinstance(cache, DiskCache):
         return cache
     if cache == "disk":
-        return default_disk_cache()
+        try:
+            return default_disk_cache()
+        except OSError as exc:
+            log.warning("disk cache: cannot use the user cache directory: %s", exc)
+            return None
     raise ValueError(f"cache must be None, 'disk' or a DiskCache, not {cache!r}")

@@ -282,3 +282,11 @@ def test_a_partial_copy_from_a_server_without_ranges_is_completed(stdlib_server,
         f.seek(0)
         assert f.read() == data
     assert present(cache, url).total == len(data)
+
+
+def test_an_unusable_cache_directory_only_stops_the_caching(ranged_server, media, cache, caplog):
+    url = ranged_server.url("tone.wav")
+    cache.entry_path(url).write_text("in the way")  # the entry directory cannot be made
+    with caplog.at_level("WARNING", logger="kithara_io"):
+        assert read_all(url, cache) == media["tone.wav"].read_bytes()
+    assert any("not caching" in r.getMessage() and url in r.getMessage() for r in caplog.records)
