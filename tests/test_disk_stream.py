@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Union
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ import soundfile as sf
 import kithara_io
 from kithara_io import ConnectionFailedError, Retry, Timeout
 from kithara_io.disk import DiskCache
+from kithara_io.disk import store
 from kithara_io.ranges import RangeSet
 from tests.conftest import AUDIO_FILES
 from tests.servers.faults import Status
@@ -32,7 +33,7 @@ def cache(tmp_path: Path) -> DiskCache:
     return DiskCache(tmp_path / "cache")
 
 
-def read_all(url: str, cache: DiskCache, **options) -> bytes:
+def read_all(url: str, cache: Union[str, DiskCache], **options) -> bytes:
     with kithara_io.open(url, cache=cache, **options) as f:
         return f.read()
 
@@ -290,3 +291,17 @@ def test_an_unusable_cache_directory_only_stops_the_caching(ranged_server, media
     with caplog.at_level("WARNING", logger="kithara_io"):
         assert read_all(url, cache) == media["tone.wav"].read_bytes()
     assert any("not caching" in r.getMessage() and url in r.getMessage() for r in caplog.records)
+
+
+def test_cache_disk_uses_the_user_cache_directory_or_warns(ranged_server, media, tmp_path, monkeypatch, caplog):
+    url = ranged_server.url("small.bin")
+    monkeypatch.setattr(store, "_default", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert read_all(url, "disk") == media["small.bin"].read_bytes()
+    assert [e.url for e in DiskCache(tmp_path / "xdg" / "kithara-io").entries()] == [url]
+    monkeypatch.setattr(store, "_default", None)
+    (tmp_path / "blocked").write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    with caplog.at_level("WARNING", logger="kithara_io"):
+        assert read_all(url, "disk") == media["small.bin"].read_bytes()
+    assert any("user cache directory" in r.getMessage() for r in caplog.records)
