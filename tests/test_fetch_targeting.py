@@ -6,8 +6,6 @@ from __future__ import annotations
 import random
 import threading
 
-import pytest
-
 import kithara_io
 from kithara_io.downloader import Downloader
 from kithara_io.events import RequestEnqueued, RequestStarted
