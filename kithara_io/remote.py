@@ -325,7 +325,7 @@ class RemoteReader:
             if not self._source.supports_ranges:
                 self._restart_whole_body_locked()
                 return None
-            if self._unreachable is not None and not self._source.holds(pos):
+            if self._out_of_reach_locked(pos):
                 self._fail_locked(
                     ConnectionFailedError(
                         "bytes not in the disk cache, and the server is unreachable",
@@ -386,7 +386,7 @@ class RemoteReader:
         slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding:
             plan = self._plan_locked(self._pattern.cursor)
-            if plan is None or (self._unreachable is not None and not self._source.holds(plan.start)):
+            if plan is None or self._out_of_reach_locked(plan.start):
                 break
             inside = (
                 here is None and need is not None and need[0] <= plan.start < need[1] and plan.end <= need[1] + slack
@@ -395,6 +395,10 @@ class RemoteReader:
             if inside:
                 here = cmd
         return here
+
+    def _out_of_reach_locked(self, pos: int) -> bool:
+        """Offline after a failed fetch, and byte ``pos`` is not on disk: no fetch can bring it."""
+        return self._unreachable is not None and not self._source.holds(pos)
 
     def _restart_head_locked(self) -> None:
         if self._closed or self._error is not None:
@@ -585,7 +589,7 @@ class RemoteReader:
             plan = tail_fetch(
                 self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
             )
-        if plan is not None and (self._unreachable is None or self._source.holds(plan.start)):
+        if plan is not None and not self._out_of_reach_locked(plan.start):
             self._submit_locked(plan)
 
     def _copy_body(self, cmd: FetchCommand, body: AnyBody, pos: int) -> int:

@@ -28,6 +28,7 @@ from typing import Optional, Tuple, Union
 
 from ..disk import CacheEntry
 from ..disk import Validators as CachedVersion
+from ..ranges import RangeSet
 from ..errors import StreamError, server_unreachable
 from .http import AbortHandle, Body, HttpSource, Validators
 
@@ -242,14 +243,22 @@ class DiskCachedSource:
     def _from_disk(self, start: int, end: Optional[int], requests_sent: int = 0) -> Optional[DiskBody]:
         """A body of the entry's bytes from ``start`` up to ``end`` or the end of the run
         held there; None if ``start`` is not held (or no version is pinned)."""
-        held = self._entry.validators()
-        if held is None or held != self._version():
+        held = self._held()
+        if held is None:
             return None
-        run_end = self._entry.present().covered_until(start)
+        version, ranges = held
+        run_end = ranges.covered_until(start)
         if run_end <= start:
             return None
         stop = run_end if end is None else min(end, run_end)
-        return DiskBody(self._entry, self.url, start, stop, held.size, requests_sent=requests_sent)
+        return DiskBody(self._entry, self.url, start, stop, version.size, requests_sent=requests_sent)
+
+    def _held(self) -> Optional[Tuple[CachedVersion, RangeSet]]:
+        """The entry's version and ranges, if that version is the one this stream reads."""
+        version = self._entry.validators()
+        if version is None or version != self._version():
+            return None
+        return version, self._entry.present()
 
     def _version(self) -> Optional[CachedVersion]:
         """The version this stream reads: what the server answered, else (before any answer,
@@ -263,10 +272,10 @@ class DiskCachedSource:
 
     def _network_end(self, start: int, end: Optional[int]) -> Optional[int]:
         """Where a network fetch from ``start`` stops: ``end`` or the next byte held on disk."""
-        held = self._entry.validators()
-        if held is None or held != self._version():
+        held = self._held()
+        if held is None:
             return end
-        following = self._entry.present().next_start(start)
+        following = held[1].next_start(start)
         if following is None:
             return end
         return following if end is None else min(end, following)
@@ -281,8 +290,9 @@ class DiskCachedSource:
         version = CachedVersion(pinned.total, pinned.etag, pinned.last_modified)
         try:
             with self._lock:
-                if self._entry.validators() != version:
-                    if self._entry.validators() is not None:
+                held = self._entry.validators()
+                if held != version:
+                    if held is not None:
                         log.info("disk cache: %s changed on the server; dropping the cached copy", self.url)
                     self._entry.reset(version)
         except (OSError, ValueError, StreamError) as exc:

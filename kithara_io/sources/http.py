@@ -303,13 +303,9 @@ class HttpSource:
 
         ``handle.abort()`` from another thread breaks the request or body read at once.
         """
-        spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
-        response = self._request(spec, (start, end), handle)
-        try:
-            return self._validate(response, start, end)
-        except BaseException:
-            response.close()
-            raise
+        body = self._get_range(start, end, handle, None)
+        assert body is not None  # only a conditional request may go unanswered (304)
+        return body
 
     def fetch_if_modified(
         self, start: int, end: Optional[int], known: Validators, handle: Optional[AbortHandle] = None
@@ -317,15 +313,20 @@ class HttpSource:
         """Revalidate a cached copy: GET ``[start, end)`` with If-None-Match / If-Modified-Since
         from ``known``. None if the server answers 304 Not Modified (``known`` is then pinned
         as if it had answered); otherwise the answer, as :meth:`fetch` returns it."""
+        return self._get_range(start, end, handle, known)
+
+    def _get_range(
+        self, start: int, end: Optional[int], handle: Optional[AbortHandle], known: Optional[Validators]
+    ) -> Optional[Body]:
         conditions = {}
-        if known.etag:
+        if known is not None and known.etag:
             conditions["If-None-Match"] = known.etag
-        if known.last_modified:
+        if known is not None and known.last_modified:
             conditions["If-Modified-Since"] = known.last_modified
         spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         response = self._request(spec, (start, end), handle, conditions)
         try:
-            if response.status_code == 304:
+            if known is not None and response.status_code == 304:
                 response.close()
                 self.pin(known, final_url=response.url)
                 return None
