@@ -12,6 +12,7 @@ from .events import Event
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
@@ -56,9 +57,14 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
             local.events.subscribe(on_event)
         return Stream(local, name)
     http = HttpSource(
-        name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
+        name,
+        headers=headers,
+        timeout=opts.timeout,
+        verify=opts.verify,
+        cert=opts.cert,
+        max_redirects=opts.max_redirects,
     )
-    source: Union[HttpSource, DiskCachedSource] = http
+    source: Source = http
     if disk is not None:
         try:
             source = DiskCachedSource(http, disk.open_entry(name))
