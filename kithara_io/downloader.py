@@ -611,7 +611,7 @@ class Downloader:
                     outcome = Outcome.DONE
                     self._count.completed += 1
                 self._count.finished += 1
-                if not inline or self._queues:  # a place is free for queued work
+                if self._queues:  # a place is free for queued work
                     self._wake.notify()
                 self._bump_locked()
             if outcome is Outcome.CANCELLED:

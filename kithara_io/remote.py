@@ -174,6 +174,9 @@ class RemoteReader:
                     log.warning("closing %s: %d fetches did not stop in time", self._source.url, len(self._active))
                     break
                 self._cond.wait(remaining)
+            stopped = not self._active
+        if stopped:  # else a late fetch may still write into a block
+            self._cache.recycle()
         self._downloader.detach()
         self._source.close()
 

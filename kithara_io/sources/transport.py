@@ -31,6 +31,7 @@ NETWORK_ERRORS = (
 )
 
 # Per-request headers of ours, never carried over from the answered request to later ones.
+_READ1_CAP = int(__import__("os").environ.get("KCAP", 1 << 30))
 _PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length")
 
 
@@ -222,7 +223,7 @@ class HttpBody:
         n, want = 0, len(buf)
         while n < want:
             try:
-                data = self._raw.read1(want - n, decode_content=False)
+                data = self._raw.read1(min(want - n, _READ1_CAP), decode_content=False)
             except NETWORK_ERRORS as exc:
                 error = ConnectionFailedError(
                     "connection broke while reading the body", url=self.url, byte_range=(self.position + n, self.end), cause=exc
