@@ -100,7 +100,10 @@ class KitharaFileSystem(AbstractFileSystem):
         readers ask of a ``"rb"`` file (buffering it again would only add a copy)."""
         if mode != "rb":
             raise NotImplementedError(f"kithara: read-only filesystem (mode {mode!r})")
-        return self._stream(self._url(path), kwargs)
+        # fsspec's read-buffer settings (xarray passes cache_type): the stream's own cache
+        # and read-ahead take their place.
+        overrides = {k: v for k, v in kwargs.items() if k not in _FSSPEC_BUFFER_OPTIONS}
+        return self._stream(self._url(path), overrides)
 
     def _stream(self, url: str, overrides: Dict[str, Any], **tuning: Any) -> Stream:
         options = {**self._options, **overrides}
@@ -269,3 +272,5 @@ def _check_options(options: Dict[str, Any]) -> None:
 _FSSPEC_OPTIONS = frozenset(
     {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache", "asynchronous", "loop"}
 )
+# Per-file options of fsspec's own buffered files.
+_FSSPEC_BUFFER_OPTIONS = frozenset({"cache_type", "cache_options", "block_size"})
