@@ -296,3 +296,16 @@ def test_xarray_h5netcdf(table_server, tables):
     with xr.open_dataset("kithara::" + table_server.url("grid.nc"), engine="h5netcdf") as remote:
         got = remote.load()
     assert got.identical(expected)
+
+
+def test_dask_reads_blocks_of_remote_files(table_server, tables):
+    """Dask splits a file into byte blocks (fs.info, then seek + read per block)."""
+    dd = pytest.importorskip("dask.dataframe")
+    db = pytest.importorskip("dask.bag")
+    url = "kithara::" + table_server.url("table.csv")
+    lines = db.read_text(url, blocksize=20_000).compute(scheduler="threads")
+    assert "".join(lines) == (tables / "table.csv").read_text()
+    frame = dd.read_csv(url, blocksize=20_000)
+    assert frame.npartitions > 1
+    got = frame.compute(scheduler="threads").reset_index(drop=True)
+    assert got.values.tolist() == pd.read_csv(tables / "table.csv").values.tolist()
