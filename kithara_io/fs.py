@@ -47,7 +47,7 @@ class KitharaFileSystem(AbstractFileSystem):
 
     ``KitharaFileSystem(headers=None, priority="high", cache=None, downloader=None,
     **stream_options)``; ``fo`` is the URL of a chained ``kithara::URL`` (fsspec opens the
-    path ``""`` then). ``downloader`` (default: the process's own) does not survive pickling
+    path ``""`` then; ``target_protocol`` is not needed: the URL names its scheme). ``downloader`` (default: the process's own) does not survive pickling
     to another process; every other option does.
     """
 
@@ -100,12 +100,12 @@ class KitharaFileSystem(AbstractFileSystem):
         readers ask of a ``"rb"`` file (buffering it again would only add a copy)."""
         if mode != "rb":
             raise NotImplementedError(f"kithara: read-only filesystem (mode {mode!r})")
-        # fsspec's read-buffer settings (xarray passes cache_type): the stream's own cache
-        # and read-ahead take their place.
-        overrides = {k: v for k, v in kwargs.items() if k not in _FSSPEC_BUFFER_OPTIONS}
-        return self._stream(self._url(path), overrides)
+        return self._stream(self._url(path), kwargs)
 
     def _stream(self, url: str, overrides: Dict[str, Any], **tuning: Any) -> Stream:
+        # fsspec's per-call settings (xarray passes cache_type, ls passes refresh) mean
+        # nothing here: the stream's own cache and read-ahead take their place.
+        overrides = {k: v for k, v in overrides.items() if k not in _FSSPEC_CALL_OPTIONS}
         options = {**self._options, **overrides}
         _check_options(options)
         for name, value in tuning.items():
@@ -272,5 +272,5 @@ def _check_options(options: Dict[str, Any]) -> None:
 _FSSPEC_OPTIONS = frozenset(
     {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache", "asynchronous", "loop"}
 )
-# Per-file options of fsspec's own buffered files.
-_FSSPEC_BUFFER_OPTIONS = frozenset({"cache_type", "cache_options", "block_size"})
+# Per-call options of fsspec's own buffered files and listings.
+_FSSPEC_CALL_OPTIONS = frozenset({"cache_type", "cache_options", "block_size", "refresh"})
