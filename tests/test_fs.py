@@ -230,7 +230,7 @@ def test_cat_ranges_are_concurrent(make_ranged_server, media, no_leaks):
         downloader.close()
     for data, name, s, e in zip(got, [names[i % 2] for i in range(12)], starts, ends):
         assert data == local[name][s:e]
-    assert elapsed < 12 * latency / 2, f"{elapsed:.2f}s for 12 ranges: not concurrent"
+    assert elapsed < 12 * latency * 0.6, f"{elapsed:.2f}s for 12 ranges: not concurrent"
     assert peak >= 4, f"at most {peak} fetches ran at once"
 
 
