@@ -4,12 +4,11 @@ through their own Downloader, and share one disk cache; results equal local deco
 from __future__ import annotations
 
 import hashlib
-import math
 import multiprocessing
 import os
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Iterator, List
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ distributed = pytest.importorskip("distributed")
 
 import kithara_io  # noqa: E402
 from kithara_io.disk import DiskCache  # noqa: E402
+from tests.dask_tasks import clip_stats  # noqa: E402
 from tests.servers import RangedServer  # noqa: E402
 
 FORMATS = [("flac", "FLAC", "PCM_16"), ("wav", "WAV", "PCM_16"), ("ogg", "OGG", "VORBIS")]
@@ -51,22 +51,6 @@ def clip_server(clips: List[Path]) -> Iterator[RangedServer]:
         yield srv
 
 
-def clip_stats(source: str, storage_options: Dict[str, object]) -> Dict[str, object]:
-    """Runs on a worker: decode a URL through kithara:: (or a local path) and summarise it."""
-    opener = fsspec.open("kithara::" + source, "rb", **storage_options) if "://" in source else open(source, "rb")
-    with opener as f:
-        data, rate = sf.read(f, dtype="float64", always_2d=True)
-    return {
-        "frames": len(data),
-        "rate": rate,
-        "rms": math.sqrt(float((data * data).mean())),
-        "peak": float(np.abs(data).max()),
-        "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
-        "pid": os.getpid(),
-        "imported_kithara": "kithara_io" in sys.modules,  # through the fsspec entry point only
-    }
-
-
 @pytest.mark.timeout(120)
 def test_dask_local_cluster_decodes_remote_clips(clips, clip_server, tmp_path, monkeypatch):
     """Two spawned worker processes, one thread each, decode a dozen clips through kithara::
@@ -81,14 +65,18 @@ def test_dask_local_cluster_decodes_remote_clips(clips, clip_server, tmp_path, m
         remote = db.from_sequence(urls, npartitions=len(urls)).map(clip_stats, options).compute()
         again = db.from_sequence(urls, npartitions=len(urls)).map(clip_stats, options).compute()
     local = [clip_stats(str(p), {}) for p in clips]
-    strip = ("pid", "imported_kithara")
+    strip = ("pid", "kithara_before", "kithara_after")
     for got, second, expected, path in zip(remote, again, local, clips):
         assert {k: v for k, v in got.items() if k not in strip} == {
             k: v for k, v in expected.items() if k not in strip
         }, path.name
         assert second["sha256"] == expected["sha256"]
-        assert got["imported_kithara"] and got["pid"] != os.getpid()
-    assert len({r["pid"] for r in remote + again}) == 2, "both worker processes decoded clips"
+        assert got["pid"] != os.getpid()
+    pids = {r["pid"] for r in remote + again}
+    assert len(pids) == 2, "both worker processes decoded clips"
+    for pid in pids:  # each worker's first task found kithara_io not imported: the entry point did it
+        mine = [r for r in remote + again if r["pid"] == pid]
+        assert any(not r["kithara_before"] for r in mine) and all(r["kithara_after"] for r in mine)
     # one disk cache for the processes of this machine: every clip complete in it
     entries = {e.url: e for e in DiskCache(tmp_path / "xdg" / "kithara-io").entries()}
     assert all(entries[url].complete for url in urls)
