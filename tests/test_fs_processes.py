@@ -3,6 +3,8 @@ through their own Downloader, and share one disk cache; results equal local deco
 
 from __future__ import annotations
 
+import faulthandler
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -83,6 +85,7 @@ def test_dask_local_cluster_decodes_remote_clips(clips, clip_server, tmp_path, m
 
 
 def _digest_in_child(url: str) -> str:
+    faulthandler.dump_traceback_later(20, exit=True)  # a hang shows where, in the test's stderr
     with fsspec.open("kithara::" + url, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -94,6 +97,10 @@ def test_forked_children_get_their_own_downloader(media, nginx_server):
     has none of those threads: it must start its own instead of waiting on dead ones."""
     url = nginx_server.url("random.bin")
     expected = hashlib.sha256(media["random.bin"].read_bytes()).hexdigest()
+    # Streams earlier tests left as garbage would be collected in the child, closing the
+    # parent's connections there (inherited streams are not fork-safe yet: see the report
+    # on issue #17); this test is about the child's own Downloader.
+    gc.collect()
     with kithara_io.open(url) as parent_stream:
         parent_stream.read(1 << 20)  # the default Downloader's threads are running now
         with multiprocessing.get_context("fork").Pool(2) as pool:
