@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from .cache import SparseCache, Wait
 from .downloader import Downloader, FetchCommand, Outcome
 from .events import (
+    REQUEST_EVENTS,
     Event,
     EventBus,
     FirstByte,
@@ -212,6 +213,8 @@ class RemoteReader:
     def _publish(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
+        if isinstance(event, REQUEST_EVENTS):  # the Downloader's bus sees every stream's requests
+            self._downloader.events.publish(event)
 
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         pinned = self._source.pinned
