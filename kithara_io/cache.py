@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import mmap
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
@@ -118,12 +119,20 @@ class SparseCache:
         if self._error is not None:
             raise self._error.with_traceback(None)  # see Stream._check_failed
 
-    def wait_for_size(self) -> int:
-        """Block until the total length is known (or raise the failure)."""
+    def wait_for_size(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Block until the total length is known (or raise the failure); None if
+        ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._size is None:
                 self._raise_if_unusable()
-                self._wait_locked()
+                if deadline is None:
+                    self._wait_locked()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
             return self._size
 
     def set_window(self, start: int, end: int) -> None:

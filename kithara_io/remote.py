@@ -150,7 +150,9 @@ class RemoteReader:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
                 if self._opt.tail:
                     self._submit_tail_probe_locked()
-            self._cache.wait_for_size()
+            limit = self._opt.timeout.open
+            if self._cache.wait_for_size(limit) is None:
+                raise ConnectionFailedError(f"no answer within {limit:g} s (Timeout.open)", url=self._source.url)
         except BaseException:
             self.close()
             raise
@@ -607,6 +609,7 @@ class RemoteReader:
         started = time.monotonic()
         rate = self._link.bandwidth
         counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
+        speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
         while not cmd.cancelled.is_set():
             # A socket read returns only when its buffer is full: size it to ~50 ms of
             # transfer, so a reader waiting on the first bytes of it does not wait for a
@@ -629,6 +632,8 @@ class RemoteReader:
                     url=body.url,
                     byte_range=(body.start, body.end),
                 )
+            if speed is not None:
+                speed.check(n, body)
             self._cache.commit(cmd.id, pos, n)
             with self._cond:
                 self._counts[counter] += n
@@ -675,6 +680,30 @@ class RemoteReader:
             self._error = error
             log.error("kithara-io: %s", error)
         self._cache.fail(self._error)
+
+
+class _SpeedCheck:
+    """Fails a body that arrives slower than ``speed_limit`` bytes/s over each span of
+    ``speed_time`` seconds (a trickle never trips the per-gap read timeout)."""
+
+    def __init__(self, timeout, now: float) -> None:
+        self._limit = timeout.speed_limit
+        self._span = timeout.speed_time
+        self._since = now
+        self._bytes = 0
+
+    def check(self, n: int, body: Body) -> None:
+        self._bytes += n
+        now = time.monotonic()
+        if now - self._since < self._span:
+            return
+        if self._bytes < self._limit * (now - self._since):
+            raise ConnectionFailedError(
+                f"transfer slower than {self._limit:g} bytes/s for {self._span:g} s",
+                url=body.url,
+                byte_range=(body.position, body.end),
+            )
+        self._since, self._bytes = now, 0
 
 
 def _skip(body: Body, count: int, chunk: int) -> None:

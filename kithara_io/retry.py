@@ -13,11 +13,29 @@ from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
 
 @dataclass(frozen=True)
 class Timeout:
-    """``connect``: seconds to establish a connection. ``read``: the longest silence allowed
-    between two body chunks (an inactivity timeout, not a total one)."""
+    """How long waits may last, in seconds.
+
+    ``connect``: to establish a connection. ``read``: the longest silence allowed between
+    two pieces of an answer (an inactivity timeout, not a total one). ``open``: ``open()`` as
+    a whole, retries included (None: unbounded). ``speed_limit`` / ``speed_time``: a body
+    arriving slower than ``speed_limit`` bytes/s for ``speed_time`` seconds counts as cut
+    (retried, then a failure), as curl's ``--speed-limit``/``--speed-time``."""
 
     connect: float = 10.0
     read: float = 30.0
+    open: Optional[float] = 30.0
+    speed_limit: float = 1024.0
+    speed_time: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "open", "speed_time"):
+            value = getattr(self, name)
+            if value is None and name == "open":
+                continue
+            if not isinstance(value, (int, float)) or not value > 0 or value != value or value == float("inf"):
+                raise ValueError(f"Timeout.{name} must be a positive number of seconds, not {value!r}")
+        if not self.speed_limit >= 0:
+            raise ValueError(f"Timeout.speed_limit must be >= 0 bytes/s, not {self.speed_limit!r}")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ urllib3's own retries and redirects are off; ours apply.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import threading
+import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
@@ -31,7 +33,7 @@ NETWORK_ERRORS = (
 )
 
 # Per-request headers of ours, never carried over from the answered request to later ones.
-_READ1_CAP = int(__import__("os").environ.get("KCAP", 1 << 30))
+_PIECE_TIME = 0.05  # a piece returns after this long with what it has: waiting readers see it
 _PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length")
 
 
@@ -128,9 +130,9 @@ class Route:
     headers: Mapping[str, str]
 
     @classmethod
-    def of(cls, session: requests.Session, adapter: requests.adapters.HTTPAdapter, response: requests.Response) -> "Route":
+    def of(cls, adapter: requests.adapters.HTTPAdapter, response: requests.Response, proxies: Mapping[str, str]) -> "Route":
         prepared = response.request
-        pool, target = pool_for(session, adapter, prepared, session.verify)
+        pool, target = pool_for(adapter, prepared, proxies)
         headers = {k: v for k, v in prepared.headers.items() if k.lower() not in _PER_REQUEST}
         return cls(prepared.url, pool, target, headers)
 
@@ -149,16 +151,51 @@ class Route:
         )
 
 
-def pool_for(
-    session: requests.Session, adapter: requests.adapters.HTTPAdapter, prepared: Any, verify: Any
-) -> Tuple[Any, str]:
-    """The pool requests' adapter uses for ``prepared`` (with the session's TLS, proxy and
-    certificate settings, the environment's proxies included), and the request target."""
-    settings = session.merge_environment_settings(prepared.url, {}, True, verify, session.cert)
-    pool = adapter.get_connection_with_tls_context(
-        prepared, settings["verify"], proxies=settings["proxies"], cert=settings["cert"]
-    )
-    return pool, adapter.request_url(prepared, settings["proxies"])
+def pool_for(adapter: requests.adapters.HTTPAdapter, prepared: Any, proxies: Mapping[str, str]) -> Tuple[Any, str]:
+    """The pool requests' adapter uses for ``prepared`` through ``proxies``, and the request
+    target for it (TLS comes from the adapter's context: see TlsAdapter)."""
+    pool = adapter.get_connection_with_tls_context(prepared, True, proxies=dict(proxies), cert=None)
+    return pool, adapter.request_url(prepared, dict(proxies))
+
+
+class TlsAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose pools share one SSL context, built once per source: without it
+    urllib3 builds a context and loads the CA bundle for every new connection (milliseconds
+    each, and a stream opens two connections at once). ``verify=False`` keeps requests' own
+    unverified path."""
+
+    def __init__(self, context: Optional[ssl.SSLContext]) -> None:
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        if self._context is not None:
+            pool_kwargs["ssl_context"] = self._context
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        if self._context is not None and proxy.lower().startswith("http"):
+            proxy_kwargs.setdefault("ssl_context", self._context)
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+
+def tls_context(verify: Union[bool, str], cert: Any) -> Optional[ssl.SSLContext]:
+    """The verifying context for ``verify`` (True: the system's CAs, or a bundle or
+    directory path) with the client certificate ``cert`` (path, or (cert, key)); None for
+    ``verify=False``."""
+    if verify is False:
+        return None
+    context = urllib3.util.ssl_.create_urllib3_context()
+    if verify is True:
+        context.load_default_certs()
+    elif os.path.isdir(verify):
+        context.load_verify_locations(capath=verify)
+    else:
+        context.load_verify_locations(cafile=verify)
+    if cert is not None:
+        certfile, keyfile = cert if isinstance(cert, tuple) else (cert, None)
+        context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 @dataclass
@@ -221,9 +258,10 @@ class HttpBody:
         if self._broken is not None:
             raise self._broken
         n, want = 0, len(buf)
-        while n < want:
+        started = time.monotonic()
+        while n < want and (n == 0 or time.monotonic() - started < _PIECE_TIME):
             try:
-                data = self._raw.read1(min(want - n, _READ1_CAP), decode_content=False)
+                data = self._raw.read1(want - n, decode_content=False)
             except NETWORK_ERRORS as exc:
                 error = ConnectionFailedError(
                     "connection broke while reading the body", url=self.url, byte_range=(self.position + n, self.end), cause=exc

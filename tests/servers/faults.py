@@ -109,6 +109,7 @@ class _Plan:
         self.total: Optional[int] = None  # ChangedLength: the total shown in 416/HEAD
         self.etag: Optional[str] = None
         self.gzip = False
+        self.extra_headers: List[Tuple[str, str]] = []
         self.chunked = False
         self.no_length = False
         self.stalls: List[Tuple[int, float]] = []  # (after_bytes, seconds; inf = until stop)
@@ -287,6 +288,18 @@ class Gzip(Fault):
 
     def _apply(self, plan: _Plan) -> None:
         plan.gzip = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Header(Fault):
+    """An extra response header, the body unchanged (e.g. ``Content-Encoding: gzip`` on a
+    stored ``.gz``, as werkzeug and twisted send it)."""
+
+    name: str
+    value: str
+
+    def _apply(self, plan: _Plan) -> None:
+        plan.extra_headers.append((self.name, self.value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -614,7 +627,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         plan: _Plan,
         head_length: Optional[int] = None,
     ) -> Optional[str]:
-        headers = list(headers)
+        headers = list(headers) + plan.extra_headers
         if plan.gzip:
             body = _gzip.compress(bytes(body), mtime=0)
             headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
