@@ -57,7 +57,7 @@ def _read_stream(client: str, url: str, size: int, tls) -> int:
         return read_through(f, MiB, size)
 
 
-def _round(client: str, urls: List[str], size: int, tls) -> None:
+def read_streams(client: str, urls: List[str], size: int, tls) -> None:
     """Read ``size`` bytes of every URL at once, one thread per URL; raise on any failure."""
     got: Dict[int, int] = {}
     errors: List[BaseException] = []
@@ -103,9 +103,9 @@ def _child(client: str, spec: str) -> None:
         from tests.servers.tls import TlsFiles
 
         tls = TlsFiles(*(Path(p) for p in s["tls"]))
-    _round(client, s["warm_urls"], MiB, tls)
+    read_streams(client, s["warm_urls"], MiB, tls)
     cpu0, t0 = _cpu(), time.perf_counter()
-    _round(client, s["urls"], s["size"], tls)
+    read_streams(client, s["urls"], s["size"], tls)
     seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
     total = s["size"] * len(s["urls"])
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "bytes": total}))
