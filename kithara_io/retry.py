@@ -6,7 +6,7 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass, field
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Tuple
 
 from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
 
@@ -64,6 +64,23 @@ class Retry:
             return min(max(retry_after, 0.0), self.max_backoff)
         base = min(self.max_backoff, self.backoff * (2 ** max(failures - 1, 0)))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where one fetch stands with its retry policy: consecutive failures without progress.
+    ``after`` says how long to wait before the next try, or raises the error when the
+    policy gives up (not transient, or too many failures in a row)."""
+
+    policy: Retry
+    failures: int = 0
+
+    def after(self, error: BaseException, progressed: bool) -> "Tuple[Attempt, float]":
+        failures = 1 if progressed else self.failures + 1
+        if not self.policy.is_transient(error) or failures >= self.policy.attempts:
+            raise error
+        delay = self.policy.delay(failures, getattr(error, "retry_after", None))
+        return Attempt(self.policy, failures), delay
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
