@@ -38,6 +38,17 @@ class Wait(enum.Enum):
     UNCLAIMED = "unclaimed"  # a missing byte is not being fetched: the caller must schedule
 
 
+@dataclass(frozen=True)
+class CacheView:
+    """A consistent snapshot of what is present and claimed, for planning: taken under the
+    cache's lock, used without it (bytes that arrive meanwhile only shrink the gaps)."""
+
+    present: RangeSet
+    claimed: RangeSet
+    claims: Dict[int, Tuple[int, int]]  # fetch id -> (next byte it writes, end)
+    size: Optional[int]
+
+
 @dataclass
 class _Claim:
     start: int  # next byte the fetch will write
@@ -62,10 +73,6 @@ class SparseCache:
         self._closed = False
 
     # -- state -------------------------------------------------------------------------
-    @property
-    def condition(self) -> threading.Condition:
-        return self._cond
-
     @property
     def size(self) -> Optional[int]:
         with self._cond:
@@ -101,16 +108,14 @@ class SparseCache:
         with self._cond:
             return self._present.copy()
 
-    def claimed_unlocked(self) -> RangeSet:
-        """The claimed ranges; call with ``condition`` held."""
-        claimed = RangeSet()
-        for claim in self._claims.values():
-            claimed.add(claim.start, claim.end)
-        return claimed
-
-    def present_unlocked(self) -> RangeSet:
-        """The present ranges (not a copy); call with ``condition`` held, do not mutate."""
-        return self._present
+    def view(self) -> CacheView:
+        """A snapshot of the present and claimed ranges (see CacheView)."""
+        with self._cond:
+            claimed = RangeSet()
+            for claim in self._claims.values():
+                claimed.add(claim.start, claim.end)
+            claims = {i: (c.start, c.end) for i, c in self._claims.items()}
+            return CacheView(self._present.copy(), claimed, claims, self._size)
 
     # -- waiting -----------------------------------------------------------------------
     def _raise_if_unusable(self) -> None:
@@ -317,4 +322,4 @@ def _new_block(size: int, fills: bool) -> Block:
     return bytearray(size) if fills else mmap.mmap(-1, size)
 
 
-__all__ = ["SparseCache", "Wait", "BLOCK_SIZE", "StreamError"]
+__all__ = ["SparseCache", "CacheView", "Wait", "BLOCK_SIZE", "StreamError"]

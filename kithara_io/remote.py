@@ -8,7 +8,7 @@ misses and would wait for every byte of the new fetch runs it on its own thread 
 Downloader has a place for it (``Downloader.try_run_inline``; a random reader's usual case).
 
 Ownership: ``self._cond`` guards ``_active``, the access pattern, ``_closed`` and
-``_error``. Lock order: ``self._cond`` -> cache condition -> downloader lock; the cache and
+``_error``. Lock order: ``self._cond`` -> cache lock -> downloader lock; the cache and
 the downloader never call back while holding theirs. ``Downloader.cancel`` may complete a
 command synchronously, so it is only ever called with ``self._cond`` released.
 """
@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from .cache import SparseCache, Wait
+from .cache import CacheView, SparseCache, Wait
 from .downloader import Downloader, FetchCommand, Outcome
 from .events import (
     REQUEST_EVENTS,
@@ -232,20 +232,20 @@ class RemoteReader:
             self._cache.set_window(
                 max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
             )
-            with self._cache.condition:
-                missing = self._cache.present_unlocked().covered_until(pos)
-                hit = missing >= end
-                if not hit and self._source.supports_ranges:
-                    soon = self._link.soon_bytes(self._opt.min_fetch)
-                    if not any(self._keeps(f, missing, soon) for f in self._active.values()):
-                        # A new epoch: what served the old reading position goes.
-                        victims = [
-                            f
-                            for f in self._active.values()
-                            if f.cmd.id != self._tail_probe and not self._keeps(f, missing, soon)
-                        ]  # the tail probe is small and decoders need the tail: never cut
-                        for f in victims:
-                            self._cache.shrink_claim(f.cmd.id, 0)
+            view = self._cache.view()
+            missing = view.present.covered_until(pos)
+            hit = missing >= end
+            if not hit and self._source.supports_ranges:
+                soon = self._link.soon_bytes(self._opt.min_fetch)
+                if not any(self._keeps(f, missing, soon, view) for f in self._active.values()):
+                    # A new epoch: what served the old reading position goes.
+                    victims = [
+                        f
+                        for f in self._active.values()
+                        if f.cmd.id != self._tail_probe and not self._keeps(f, missing, soon, view)
+                    ]  # the tail probe is small and decoders need the tail: never cut
+                    for f in victims:
+                        self._cache.shrink_claim(f.cmd.id, 0)
             if not victims:
                 here = self._schedule_locked(need=(pos, end))
         self._cancel(victims)
@@ -254,12 +254,11 @@ class RemoteReader:
                 here = self._schedule_locked(need=(pos, end))
         return hit, here
 
-    def _keeps(self, fetch: Fetch, target: int, soon: int) -> bool:
-        """Is this fetch still useful for a reader at ``target``? (cache lock held)"""
+    def _keeps(self, fetch: Fetch, target: int, soon: int, view: CacheView) -> bool:
+        """Is this fetch still useful for a reader at ``target``?"""
         if fetch.cmd.id == self._tail_probe:
-            size = self._cache.size
-            return size is not None and target >= size - self._opt.tail
-        claim = self._cache.claim_progress(fetch.cmd.id)
+            return view.size is not None and target >= view.size - self._opt.tail
+        claim = view.claims.get(fetch.cmd.id)
         if claim is None:
             return False
         pos, end = claim
@@ -287,22 +286,20 @@ class RemoteReader:
                     )
                 )
                 return None
-            size = self._cache.size
-            with self._cache.condition:
-                present, claimed = self._cache.present_unlocked(), self._cache.claimed_unlocked()
-                start = first_missing(present, claimed, pos)
-                if start >= end:
-                    return None  # claimed meanwhile
-                plan = next_fetch(
-                    present,
-                    claimed,
-                    cursor=start,
-                    size=size,
-                    read_ahead=end - start,
-                    read_behind=0,
-                    min_fetch=self._opt.min_fetch,
-                    max_fetch=self._opt.max_fetch,
-                )
+            view = self._cache.view()
+            start = first_missing(view.present, view.claimed, pos)
+            if start >= end:
+                return None  # claimed meanwhile
+            plan = next_fetch(
+                view.present,
+                view.claimed,
+                cursor=start,
+                size=view.size,
+                read_ahead=end - start,
+                read_behind=0,
+                min_fetch=self._opt.min_fetch,
+                max_fetch=self._opt.max_fetch,
+            )
             assert plan is not None and plan.start == start, (plan, start)
             here = plan.end <= end + self._link.run_here_slack()
             cmd = self._submit_locked(plan, here=here)
@@ -310,20 +307,19 @@ class RemoteReader:
 
     # -- scheduling (self._cond held) ----------------------------------------------------
     def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
-        size = self._cache.size
-        if size is None:
+        view = self._cache.view()
+        if view.size is None:
             return None
-        with self._cache.condition:
-            return next_fetch(
-                self._cache.present_unlocked(),
-                self._cache.claimed_unlocked(),
-                cursor=cursor,
-                size=size,
-                read_ahead=self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch),
-                read_behind=self._opt.read_behind if self._pattern.went_back else 0,
-                min_fetch=self._opt.min_fetch,
-                max_fetch=self._opt.max_fetch,
-            )
+        return next_fetch(
+            view.present,
+            view.claimed,
+            cursor=cursor,
+            size=view.size,
+            read_ahead=self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch),
+            read_behind=self._opt.read_behind if self._pattern.went_back else 0,
+            min_fetch=self._opt.min_fetch,
+            max_fetch=self._opt.max_fetch,
+        )
 
     def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:
         """Keep up to ``max_outstanding`` fetches going for the read-ahead window.
@@ -355,17 +351,15 @@ class RemoteReader:
     def _restart_head_locked(self) -> None:
         if self._closed or self._error is not None:
             return
-        with self._cache.condition:
-            start = self._cache.present_unlocked().covered_until(0)
+        start = self._cache.view().present.covered_until(0)
         self._submit_locked(FetchPlan(start, start + self._opt.first_fetch, Priority.HIGH))
 
     def _restart_whole_body_locked(self) -> None:
         """A server without Range support: one streaming GET of everything (prefix skipped)."""
         if self._active or self._closed:
             return
-        size = self._cache.size
-        with self._cache.condition:
-            start = self._cache.present_unlocked().covered_until(0)
+        view = self._cache.view()
+        size, start = view.size, view.present.covered_until(0)
         if size is not None and start >= size:
             return
         self._submit_locked(FetchPlan(start, size if size is not None else UNKNOWN_END, Priority.HIGH))
@@ -414,15 +408,12 @@ class RemoteReader:
     def _claim_tail_for_probe_locked(self) -> None:
         """Once the length is known, the pending tail probe claims the tail's gap, so a
         reader waiting there waits for it instead of fetching the same bytes again."""
-        size = self._cache.size
-        if self._tail_probe is None or size is None:
+        view = self._cache.view()
+        if self._tail_probe is None or view.size is None:
             return
-        with self._cache.condition:
-            plan = tail_fetch(
-                self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
-            )
-            if plan is not None:
-                self._cache.claim(self._tail_probe, plan.start, plan.end)
+        plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
+        if plan is not None:  # claims change only under self._cond, which is held
+            self._cache.claim(self._tail_probe, plan.start, plan.end)
 
     def _cancel(self, victims: List[Fetch]) -> None:
         for fetch in victims:
@@ -464,11 +455,8 @@ class RemoteReader:
     def _schedule_tail_locked(self) -> None:
         if self._closed or not self._source.supports_ranges:
             return
-        size = self._cache.size
-        with self._cache.condition:
-            plan = tail_fetch(
-                self._cache.present_unlocked(), self._cache.claimed_unlocked(), size=size, tail=self._opt.tail
-            )
+        view = self._cache.view()
+        plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
         if plan is not None and not self._out_of_reach_locked(plan.start):
             self._submit_locked(plan)
 
