@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import kithara_io
 from kithara_io import HTTPStatusError, Retry, Timeout
-from tests.servers.faults import FaultServer, Redirect
+from tests.servers.faults import FaultServer, Redirect, Status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -274,3 +274,18 @@ def test_credentials_reach_only_their_origin_over_any_redirect_chain(
         allowed = srv.host == home.host if kind == "netrc" else srv is home
         carried = [r.path for r in srv.requests if r.path in paths and r.headers.get("Authorization")]
         assert allowed or carried == [], (srv.base_url, home.base_url, carried)
+
+
+@pytest.mark.parametrize("where", ["open", "later"])
+def test_url_password_never_appears_in_an_error(no_leaks, make_fault_server, clean_env, data, where, caplog):
+    srv = make_fault_server()
+    srv.add("/f", data)
+    srv.script("/f", [Status(404)] if where == "open" else [None, Status(404)])
+    url = with_userinfo(srv.url("/f"), "user", "s3cret-pw")
+    with pytest.raises(HTTPStatusError) as info:
+        with kithara_io.open(url, **SMALL) as f:
+            read_all(f)
+    text = str(info.value)
+    assert info.value.status == 404 and "s3cret-pw" not in text and "user:" not in text
+    assert srv.url("/f").split("://", 1)[1] in text  # still names the resource
+    assert "s3cret-pw" not in caplog.text
