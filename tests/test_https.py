@@ -242,3 +242,30 @@ def test_connections_are_reused_across_range_requests(tls_fault_server, tls_file
         assert read_all(f) == data
     assert len(gets(srv, "/f")) >= 32
     assert srv.connections <= 4, srv.connections  # a few keep-alive connections, not one per request
+
+
+def test_ca_bundle_is_loaded_once_not_per_connection(make_fault_server, tls_files, media, tmp_path, monkeypatch, no_leaks):
+    """urllib3 loads a CA bundle path into a new context for every connection (0.2 s of CPU
+    for the system bundle, before the first byte of every parallel request); kithara-io
+    loads each bundle once."""
+    import ssl
+
+    loads = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self, *args, **kwargs):
+        loads.append(args or kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    bundle = tmp_path / "bundle.pem"  # a file no earlier test loaded
+    bundle.write_bytes(tls_files.ca.read_bytes())
+    data = _bytes(str(media["random.bin"]))[: 2 * MiB]
+    for _ in range(2):
+        srv = make_fault_server(tls=tls_files)
+        url = srv.add("/f", data)
+        # Parallel fetches on one stream: several connections at once.
+        with kithara_io.open(url, verify=str(bundle), **dict(FAST, min_fetch=256 * KiB, max_fetch=256 * KiB, max_outstanding=4)) as f:
+            assert read_all(f) == data
+        assert srv.connections >= 2
+    assert len(loads) == 1, loads

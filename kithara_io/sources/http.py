@@ -15,12 +15,21 @@ from typing import Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
-from .transport import NETWORK_ERRORS, AbortHandle, Answer, ConnectionRegistry, HttpBody, Route, connection_error, pool_for
+from .transport import (
+    NETWORK_ERRORS,
+    AbortHandle,
+    Answer,
+    ConnectionRegistry,
+    HttpBody,
+    Route,
+    TlsAdapter,
+    connection_error,
+    pool_for,
+)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
@@ -47,7 +56,7 @@ class HttpSource:
         self.final_url = url
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
-        self._adapter = HTTPAdapter()
+        self._adapter = TlsAdapter()
         self._session = requests.Session()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
