@@ -119,12 +119,18 @@ def test_verify_false_reads_from_an_unverified_server(nginx_tls_server, media, m
         assert f.stats().requests > 10
 
 
-@pytest.mark.parametrize("trust", ["system", "other-ca"])
+@pytest.mark.parametrize("trust", ["system", "other-ca", "wrong-name"])
 @pytest.mark.parametrize("tail", [0, 64 * KiB], ids=["no-tail", "tail"])
-def test_unknown_ca_is_refused_at_open_at_once(tls_fault_server, media, tmp_path, trust, tail, no_leaks):
-    srv = tls_fault_server
+def test_unknown_ca_is_refused_at_open_at_once(make_fault_server, tls_files, media, tmp_path, trust, tail, no_leaks):
+    """An unknown CA (the system bundle, or another private CA) and a certificate for another
+    name: refused by open() with one clear error, without a retry."""
+    if trust == "wrong-name":
+        other = make_tls_files(tmp_path / "other", names=("example.org",))
+        srv, verify = make_fault_server(tls=other), str(other.ca)
+    else:
+        srv = make_fault_server(tls=tls_files)
+        verify = True if trust == "system" else str(make_tls_files(tmp_path / "other").ca)
     url = srv.add("/f.flac", _bytes(str(media["tone.flac"])))
-    verify = True if trust == "system" else str(make_tls_files(tmp_path / "other").ca)
     started = time.monotonic()
     with pytest.raises(CertificateError) as info:
         kithara_io.open(url, verify=verify, tail=tail)  # default retry policy: 5 attempts
@@ -133,6 +139,9 @@ def test_unknown_ca_is_refused_at_open_at_once(tls_fault_server, media, tmp_path
     assert isinstance(info.value, StreamError)
     message = str(info.value)
     assert "could not be verified" in message and "127.0.0.1" in message and url in message
+    reason = "not valid for '127.0.0.1'" if trust == "wrong-name" else "unable to get local issuer certificate"
+    assert reason in message
+    assert "Pool" not in message and "Max retries" not in message  # no wrapper's text
     # One connection per request open() sent (the head; the tail probe, if asked, runs beside
     # it unless the failure cancelled it first): none retried.
     assert srv.connections == 1 if tail == 0 else 1 <= srv.connections <= 2

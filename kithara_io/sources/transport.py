@@ -312,22 +312,27 @@ class HttpBody:
 def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> ConnectionFailedError:
     """The StreamError for a request that got no answer: a certificate that cannot be
     verified is its own, permanent error; anything else is a (transient) connection failure."""
-    if _certificate_failure(exc):
+    failure = _certificate_failure(exc)
+    if failure is not None:
         host = urllib3.util.parse_url(url).host
-        return CertificateError(
-            f"the TLS certificate of {host} could not be verified", url=url, byte_range=span, cause=exc
-        )
+        reason = getattr(failure, "verify_message", None) or "certificate verify failed"
+        # The reason in the user's terms; the library's wrappers stay in __cause__.
+        return CertificateError(f"the TLS certificate of {host} could not be verified: {reason}", url=url, byte_range=span)
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
 
 
-def _certificate_failure(exc: Optional[BaseException]) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:  # bounded: cause chains can loop
+def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException]:
+    """The certificate verification failure in ``exc``'s chain: the ``ssl`` error itself,
+    else a wrapper that says so; None if the failure was something else."""
+    wrapper: Optional[BaseException] = None
+    for _ in range(10):  # bounded: cause chains can loop
+        if exc is None:
+            break
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return True
-        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return True
+            return exc
+        if wrapper is None and isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                wrapper = exc
         nested = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
         exc = getattr(exc, "reason", None) or nested or exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    return wrapper
