@@ -112,6 +112,7 @@ def test_explicit_ca_bundle_wins_over_the_environment(nginx_tls_server, tls_file
         assert f.read() == _bytes(str(media["small.bin"]))
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # urllib3's, asked for
 def test_verify_false_reads_from_an_unverified_server(nginx_tls_server, media, monkeypatch, no_leaks):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # must not override False
     with kithara_io.open(nginx_tls_server.url("tone.wav"), verify=False, **SMALL) as f:
