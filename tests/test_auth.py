@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import itertools
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -172,6 +173,23 @@ def test_proxy_without_credentials_is_refused_with_407(no_leaks, make_proxy, mak
         kithara_io.open(origin.url("/f"), **SMALL)
     assert info.value.status == 407
     assert origin.count() == 0
+
+
+def test_proxy_refusing_the_tunnel_is_a_407_at_once(no_leaks, make_proxy, make_fault_server, tls_files, clean_env):
+    """Not retried as a connection failure (it was: 5 attempts, 3.4 s, and urllib3's wrapper
+    text as the message): the proxy's status, like a 407 over plain http."""
+    proxy = make_proxy(auth=basic("pu", "pp"))
+    origin = make_fault_server(tls=tls_files)
+    url = origin.add("/f", b"x" * 1000)
+    clean_env.setenv("https_proxy", proxy.proxy_url("pu", "wrong"))
+    started = time.monotonic()
+    with pytest.raises(HTTPStatusError) as info:
+        kithara_io.open(url, verify=str(tls_files.ca), retry=Retry(attempts=5, backoff=0.2), tail=0)
+    assert time.monotonic() - started < 1.0
+    assert info.value.status == 407 and "proxy" in str(info.value) and url in str(info.value)
+    assert "Pool" not in str(info.value) and "wrong" not in str(info.value)
+    assert [r.method for r in proxy.requests] == ["CONNECT"]
+    assert origin.connections == 0
 
 
 @pytest.mark.parametrize("variable", ["no_proxy", "NO_PROXY"])

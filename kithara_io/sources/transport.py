@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import http.client
 import os
+import re
 import socket
 import ssl
 import threading
@@ -24,7 +25,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import CertificateError, ConnectionFailedError
+from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError
 
 NETWORK_ERRORS = (
     http.client.HTTPException,
@@ -309,30 +310,60 @@ class HttpBody:
             raw.release_conn()
 
 
-def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> ConnectionFailedError:
+def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> StreamError:
     """The StreamError for a request that got no answer: a certificate that cannot be
-    verified is its own, permanent error; anything else is a (transient) connection failure."""
+    verified is its own, permanent error; a proxy refusing the tunnel is its HTTP status
+    (407 is not retried, 5xx are); anything else is a (transient) connection failure."""
     failure = _certificate_failure(exc)
     if failure is not None:
         host = urllib3.util.parse_url(url).host
         reason = getattr(failure, "verify_message", None) or "certificate verify failed"
         # The reason in the user's terms; the library's wrappers stay in __cause__.
         return CertificateError(f"the TLS certificate of {host} could not be verified: {reason}", url=url, byte_range=span)
+    refusal = _tunnel_refusal(exc)
+    if refusal is not None:
+        status, reason = refusal
+        return HTTPStatusError(status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span)
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
+
+
+def _chain(exc: Optional[BaseException]) -> list:
+    """``exc`` and what it wraps (urllib3's ``reason`` / ``original_error``, exception
+    arguments, ``__cause__``, ``__context__``), outermost first; bounded, as chains can loop."""
+    found: list = []
+    while exc is not None and len(found) < 10 and exc not in found:
+        found.append(exc)
+        nested = next((a for a in exc.args if isinstance(a, BaseException)), None)
+        exc = (
+            getattr(exc, "reason", None)
+            if isinstance(getattr(exc, "reason", None), BaseException)
+            else getattr(exc, "original_error", None) or nested or exc.__cause__ or exc.__context__
+        )
+    return found
 
 
 def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException]:
     """The certificate verification failure in ``exc``'s chain: the ``ssl`` error itself,
     else a wrapper that says so; None if the failure was something else."""
-    wrapper: Optional[BaseException] = None
-    for _ in range(10):  # bounded: cause chains can loop
-        if exc is None:
-            break
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return exc
-        if wrapper is None and isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                wrapper = exc
-        nested = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        exc = getattr(exc, "reason", None) or nested or exc.__cause__ or exc.__context__
-    return wrapper
+    chain = _chain(exc)
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link
+    for link in chain:
+        if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(link):
+            return link
+    return None
+
+
+# http.client's words when a proxy answers CONNECT with an error status.
+_TUNNEL_FAILED = re.compile(r"^Tunnel connection failed: (\d{3})\b ?(.*)$")
+
+
+def _tunnel_refusal(exc: Optional[BaseException]) -> Optional[Tuple[int, str]]:
+    """(status, reason) if a proxy refused to open the tunnel."""
+    for link in _chain(exc):
+        if type(link) is OSError and link.args and isinstance(link.args[0], str):
+            match = _TUNNEL_FAILED.match(link.args[0])
+            if match:
+                return int(match.group(1)), match.group(2).strip()
+    return None

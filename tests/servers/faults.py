@@ -453,7 +453,8 @@ _QUIET_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCO
 
 
 def _is_disconnect(exc: BaseException) -> bool:
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)) or (
+    # Over TLS a client that goes away mid-response shows as an EOF in the TLS layer.
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
         isinstance(exc, OSError) and exc.errno in _QUIET_ERRNOS
     )
 
