@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 import kithara_io
-from kithara_io import ConnectionFailedError, InvalidResponseError, ResourceChangedError, Retry, StreamError, Timeout
+from kithara_io import InvalidResponseError, ResourceChangedError, Retry, StreamError, Timeout
 from kithara_io.errors import CertificateError
 from tests.conftest import AUDIO_FILES
 from tests.servers.faults import ChangedETag, Redirect, Reset, Stall, Status, Truncate, WrongContentRange
