@@ -307,3 +307,19 @@ def test_url_password_never_appears_in_an_error(no_leaks, make_fault_server, cle
     assert info.value.status == 404 and "s3cret-pw" not in text and "user:" not in text
     assert srv.url("/f").split("://", 1)[1] in text  # still names the resource
     assert "s3cret-pw" not in caplog.text
+
+
+@pytest.mark.parametrize("target", ["same-origin", "other-host"])
+def test_cookie_set_by_a_redirect_goes_only_to_its_host(no_leaks, make_fault_server, clean_env, data, target):
+    """A sign-in hop that sets a session cookie, then redirects to the file: the cookie is
+    sent on every range request to its host, and never to another host."""
+    a = make_fault_server(host="127.0.0.1")
+    home = a if target == "same-origin" else make_fault_server(host="127.0.0.2")
+    home.add("/f", data)
+    a.always("/login", Status(302, headers={"Location": home.url("/f"), "Set-Cookie": "session=abc123; Path=/"}))
+    with kithara_io.open(a.url("/login"), **SMALL) as f:
+        assert read_all(f) == data
+    recs = gets(home, "/f")
+    assert len(recs) >= 16
+    cookies = {r.headers.get("Cookie") for r in recs}
+    assert cookies == ({"session=abc123"} if target == "same-origin" else {None})
