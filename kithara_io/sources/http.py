@@ -29,7 +29,6 @@ from .transport import (
     TlsAdapter,
     connection_error,
     pool_for,
-    tls_context,
 )
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
@@ -57,21 +56,22 @@ class HttpSource:
         self.final_url = url
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
-        verify = _resolve_verify(verify)
-        self._adapter = TlsAdapter(tls_context(verify, cert))
+        self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
         self._session = requests.Session()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.max_redirects = max_redirects
-        self._session.verify = verify is not False  # the CAs are in the adapter's context
+        self._session.verify = _resolve_verify(verify)
+        self._session.cert = cert
         # The environment is read once here, as requests would read it on every request
         # (and on every redirect hop): proxies, and netrc credentials for this URL's host
         # only, so that a redirect elsewhere never carries them.
         self._session.trust_env = False
         self._proxies = requests.utils.get_environ_proxies(url)
         self._session.proxies.update(self._proxies)
+        self._netrc = None  # for this URL's origin only: see _headers_for
         if not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
-            self._session.auth = _netrc_auth(url)
+            self._netrc = _netrc_auth(url)
         self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, _route
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
@@ -232,8 +232,10 @@ class HttpSource:
                     answer = None
             if answer is None:
                 self._track(url)
+                home = _origin(url) == _origin(self.url)
                 response = self._session.get(
                     url,
+                    auth=self._netrc if home else None,
                     headers={**self._headers_for(url), **headers},
                     stream=True,
                     timeout=self._timeout,
@@ -252,7 +254,7 @@ class HttpSource:
     def _track(self, url: str) -> None:
         """Register the connections of the pool the next requests-path request takes."""
         prepared = self._session.prepare_request(requests.Request("GET", url, headers=self._headers_for(url)))
-        self._registry.track(pool_for(self._adapter, prepared, self._proxies)[0])
+        self._registry.track(pool_for(self._session, prepared, self._proxies)[0])
 
     def _headers_for(self, url: str) -> Mapping[str, str]:
         """The caller's headers, less its credentials when ``url`` is on another origin
@@ -266,7 +268,7 @@ class HttpSource:
         the origin it came from, with the headers requests sent there."""
         if not 200 <= response.status_code < 300 and response.status_code not in (304, 416):
             return
-        route = Route.of(self._adapter, response, self._proxies)
+        route = Route.of(self._session, response, self._proxies)
         self._registry.track(route.pool)
         with self._lock:
             self._route = route
