@@ -1,0 +1,179 @@
+"""The FFmpeg decoder (PyAV): AAC/M4A (moov at the start or the end), ALAC, Opus and Vorbis
+in WebM/MKV/Ogg, MP3 (ID3v2 tags), MPEG-TS and ADTS, live streams without a duration.
+
+Seeking is sample-exact: FFmpeg seeks to the key point at or before a little before the
+target (the pre-roll lets MDCT codecs and Opus settle), the decoder decodes from there and
+the samples before the target are dropped, each frame placed by its timestamp.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Optional
+
+import av
+import numpy as np
+
+PREROLL = 0.2  # seconds decoded before a seek target and dropped
+SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
+
+
+class PyAVOpenError(Exception):
+    """FFmpeg cannot open the data as audio."""
+
+
+_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+def frame_to_float32(frame: "av.AudioFrame") -> np.ndarray:
+    """A decoded frame as ``samples x channels`` float32 (any FFmpeg sample format)."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.T
+    else:
+        data = data.reshape(-1, channels)
+    name = frame.format.name.rstrip("p")
+    if name in _SCALE:
+        if name == "u8":
+            return ((data.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+        return (data / _SCALE[name]).astype(np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+class PyAVDecoder:
+    """Decodes the first audio stream of what FFmpeg recognises in the file."""
+
+    def __init__(self, reader) -> None:
+        try:
+            self._container = av.open(reader, mode="r", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            raise PyAVOpenError(_message(exc)) from None
+        try:
+            audio = self._container.streams.audio
+            if not audio:
+                raise PyAVOpenError("no audio stream")
+            self._stream = audio[0]
+            context = self._stream.codec_context
+            if not context.sample_rate or not context.codec:
+                raise PyAVOpenError("no decodable audio stream")
+        except BaseException:
+            self._container.close()
+            raise
+        self.samplerate: int = int(context.sample_rate)
+        self.channels: int = len(context.layout.channels) or 1
+        container_format = self._container.format
+        self.format: str = container_format.name.split(",")[0]
+        self.format_info: str = container_format.long_name
+        self.codec: str = context.codec.name
+        self.codec_info: str = context.codec.long_name
+        self._time_base = self._stream.time_base
+        self._start = self._stream.start_time or 0
+        self.frames: Optional[int] = self._length()
+        # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
+        self._limit = self.frames if self.format == "mov" else None
+        self._pending: List[np.ndarray] = []
+        self._position = 0  # file frame of the next frame read() returns
+        self._frames: Optional[Iterator[np.ndarray]] = None
+        self._target: Optional[int] = None  # after a seek: drop frames before it
+
+    @property
+    def duration(self) -> Optional[float]:
+        return None if self.frames is None else self.frames / self.samplerate
+
+    @property
+    def metadata(self) -> dict:
+        """Container tags (title, artist...), as FFmpeg reports them."""
+        return dict(self._container.metadata)
+
+    def _length(self) -> Optional[int]:
+        if self._stream.duration is not None and self._time_base is not None:
+            return int(round(self._stream.duration * self._time_base * self.samplerate))
+        if self._container.duration is not None:  # microseconds (av.time_base)
+            return int(round(self._container.duration * self.samplerate / av.time_base))
+        return None
+
+    def read(self, frames: int) -> np.ndarray:
+        if self._limit is not None:
+            frames = max(0, min(frames, self._limit - self._position))
+        have = sum(len(p) for p in self._pending)
+        while have < frames:
+            block = self._next_block()
+            if block is None:
+                break
+            self._pending.append(block)
+            have += len(block)
+        if not self._pending:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        out, rest = joined[:frames], joined[frames:]
+        self._pending = [rest] if len(rest) else []
+        self._position += len(out)
+        return out
+
+    def seek(self, frame: int) -> None:
+        frame = max(0, int(frame))
+        self._pending = []
+        self._position = frame
+        self._target = frame
+        self._seek_before(frame / self.samplerate - PREROLL)
+
+    def close(self) -> None:
+        self._frames = None
+        self._container.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _seek_before(self, seconds: float) -> None:
+        offset = self._start + int(max(0.0, seconds) / self._time_base)
+        self._container.seek(offset, stream=self._stream, backward=True)
+        self._stream.codec_context.flush_buffers()
+        self._frames = self._decode()
+
+    def _decode(self) -> Iterator[np.ndarray]:
+        for packet in self._container.demux(self._stream):
+            try:
+                decoded = packet.decode()
+            except av.InvalidDataError:
+                continue  # a damaged packet (a live stream joined mid-frame): skip it
+            for frame in decoded:
+                yield self._placed(frame)
+
+    def _placed(self, frame: "av.AudioFrame"):
+        data = frame_to_float32(frame)
+        if frame.pts is None or frame.time_base is None:
+            return None, data
+        first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate))
+        return first, data
+
+    def _next_block(self) -> Optional[np.ndarray]:
+        """The next decoded samples from ``_position`` on; None at the end. Bounded: each
+        pass consumes a decoded frame, and at most SEEK_RETRIES passes seek back."""
+        if self._frames is None:
+            self._frames = self._decode()
+        retries = 0
+        while True:
+            item = next(self._frames, None)
+            if item is None:
+                return None
+            first, data = item
+            target = self._target
+            if target is None:
+                return data
+            if first is None:  # no timestamp: trust FFmpeg's landing
+                self._target = None
+                return data
+            if first > target and target > 0 and retries < SEEK_RETRIES:
+                retries += 1  # landed after the target: seek further back
+                self._seek_before(target / self.samplerate - PREROLL * 4**retries)
+                continue
+            if first + len(data) <= target:
+                continue
+            self._target = None
+            return data[max(0, target - first) :]
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    # "[Errno 1094995529] Invalid data found when processing input: '<none>'" -> the cause
+    if "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(": '", 1)[0]
