@@ -8,7 +8,8 @@ the samples before the target are dropped, each frame placed by its timestamp.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+import itertools
+from typing import Iterator, List, Optional, Tuple
 
 import av
 import numpy as np
@@ -44,8 +45,34 @@ class PyAVDecoder:
     """Decodes the first audio stream of what FFmpeg recognises in the file."""
 
     def __init__(self, reader) -> None:
+        self._reader = reader
+        self._container = None
+        self._open()
+        context = self._stream.codec_context
+        self.samplerate: int = int(context.sample_rate)
+        self.channels: int = len(context.layout.channels) or 1
+        container_format = self._container.format
+        self.format: str = container_format.name.split(",")[0]
+        self.format_info: str = container_format.long_name
+        self.codec: str = context.codec.name
+        self.codec_info: str = context.codec.long_name
+        self._time_base = self._stream.time_base
+        self._start = self._stream.start_time or 0
+        self.frames: Optional[int] = self._length()
+        # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
+        self._limit = self.frames if self.format == "mov" else None
+        self._position = 0  # file frame of the next frame read() returns
+        self._target: Optional[int] = None  # after a seek: drop frames before it
+        self._offset = 0  # frames counted from the start minus frames placed by timestamp
+        self._calibrate()
+
+    def _open(self) -> None:
+        """Open the container (again) from the first byte; the decoder is at frame 0."""
+        if self._container is not None:
+            self._container.close()
+            self._reader.seek(0)
         try:
-            self._container = av.open(reader, mode="r", metadata_errors="ignore")
+            self._container = av.open(self._reader, mode="r", metadata_errors="ignore")
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise PyAVOpenError(_message(exc)) from None
         try:
@@ -59,22 +86,8 @@ class PyAVDecoder:
         except BaseException:
             self._container.close()
             raise
-        self.samplerate: int = int(context.sample_rate)
-        self.channels: int = len(context.layout.channels) or 1
-        container_format = self._container.format
-        self.format: str = container_format.name.split(",")[0]
-        self.format_info: str = container_format.long_name
-        self.codec: str = context.codec.name
-        self.codec_info: str = context.codec.long_name
-        self._time_base = self._stream.time_base
-        self._start = self._stream.start_time or 0
-        self.frames: Optional[int] = self._length()
-        # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
-        self._limit = self.frames if self.format == "mov" else None
         self._pending: List[np.ndarray] = []
-        self._position = 0  # file frame of the next frame read() returns
-        self._frames: Optional[Iterator[np.ndarray]] = None
-        self._target: Optional[int] = None  # after a seek: drop frames before it
+        self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
 
     @property
     def duration(self) -> Optional[float]:
@@ -115,33 +128,62 @@ class PyAVDecoder:
         self._pending = []
         self._position = frame
         self._target = frame
-        self._seek_before(frame / self.samplerate - PREROLL)
+        if frame < PREROLL * self.samplerate:
+            # Near the start, decode from the first packet as a fresh open does: codec delay
+            # and priming are trimmed only there (FFmpeg skips them on the first packet).
+            self._open()
+            self._frames = self._decode(counted=True)
+        else:
+            self._seek_before(frame / self.samplerate - PREROLL)
 
     def close(self) -> None:
         self._frames = None
         self._container.close()
 
     # -- internals -----------------------------------------------------------------------
+    def _calibrate(self) -> None:
+        """Decode the first two frames (kept for read()) and compare the second one's
+        timestamp with its place counted from the start: containers with coarse timestamps
+        (WebM: milliseconds) round the codec delay, and seeks must land where a decode from
+        the start would be."""
+        kept: List[np.ndarray] = []
+        self._frames = self._decode()
+        for first, data in itertools.islice(self._frames, 2):
+            if len(kept) == 1 and first is not None:
+                self._offset = len(kept[0]) - first
+            kept.append(data)
+        self._pending = kept
+
     def _seek_before(self, seconds: float) -> None:
-        offset = self._start + int(max(0.0, seconds) / self._time_base)
-        self._container.seek(offset, stream=self._stream, backward=True)
+        # May be before the first timestamp (priming packets have negative ones): backward
+        # seeking then lands on the first packet.
+        offset = self._start + int(seconds / self._time_base)
+        try:
+            self._container.seek(offset, stream=self._stream, backward=True)
+        except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
+            self._container.seek(max(offset, self._start), stream=self._stream, backward=True)
         self._stream.codec_context.flush_buffers()
         self._frames = self._decode()
 
-    def _decode(self) -> Iterator[np.ndarray]:
+    def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
+        """(first frame, samples) of each decoded frame: placed by its timestamp, or
+        ``counted`` from 0 (decoding from the first packet)."""
+        count = 0
         for packet in self._container.demux(self._stream):
             try:
                 decoded = packet.decode()
             except av.InvalidDataError:
                 continue  # a damaged packet (a live stream joined mid-frame): skip it
             for frame in decoded:
-                yield self._placed(frame)
+                first, data = self._placed(frame)
+                yield (count if counted else first), data
+                count += len(data)
 
     def _placed(self, frame: "av.AudioFrame"):
         data = frame_to_float32(frame)
         if frame.pts is None or frame.time_base is None:
             return None, data
-        first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate))
+        first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate)) + self._offset
         return first, data
 
     def _next_block(self) -> Optional[np.ndarray]:
