@@ -15,6 +15,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 import soundfile as sf
 
+from ..errors import StreamError
 from .errors import UnsupportedFormatError
 
 DECODERS = ("soundfile", "pyav")
@@ -73,6 +74,10 @@ class SafeReader(io.RawIOBase):
             self.error = exc
             return 0
 
+    def rewind(self) -> None:
+        """Back to the first byte (after a probe); raises what the file raises."""
+        self._file.seek(0)
+
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         try:
             return self._file.seek(offset, whence)
@@ -127,16 +132,18 @@ def open_decoder(reader: SafeReader, name: str, decoder: Optional[str] = None) -
     if decoder is not None and decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
     reason = ""
-    if decoder in (None, "soundfile"):
+    # libsndfile needs to seek (it asks the length first): a stream that cannot goes to FFmpeg.
+    if decoder == "soundfile" or (decoder is None and reader.seekable()):
         try:
             return SoundfileDecoder(reader)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-            _raise_stream_error(reader)
+            if isinstance(reader.error, StreamError):
+                _raise_stream_error(reader)  # the download failed: that is the cause
+            reader.error = None  # a refused seek of the probe (a live stream): not a failure
             reason = _describe(exc)
             if decoder == "soundfile":
                 raise UnsupportedFormatError(f"{name}: cannot decode: {reason}") from None
-        reader.seek(0)
-        _raise_stream_error(reader)
+        reader.rewind()
     from .pyav import PyAVDecoder, PyAVOpenError
 
     try:
