@@ -222,6 +222,10 @@ class RemoteReader:
             return StreamStats(**{**self._counts, "bytes_cached": self._cache.bytes_held})
 
     # -- reading -----------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``)."""
+        self._cache.interrupt()
+
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
 

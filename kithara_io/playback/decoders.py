@@ -48,13 +48,17 @@ class SafeReader(io.RawIOBase):
     """The file a decoder reads. libsndfile calls it through cffi, which prints and swallows
     exceptions (FFmpeg maps them to an I/O error): so a failure is stored in ``error`` and
     reads return 0 (end of data); the Player reports ``error`` afterwards. ``cancelled``
-    makes every read return 0 at once (closing)."""
+    makes every read return 0 at once (closing). A read the stream interrupted
+    (``Stream.interrupt``, after a seek) returns 0 and sets ``interrupted``: the decoder's
+    state is then unknown, and its owner reopens it. ``waiting`` is True during a read."""
 
     def __init__(self, file: Any) -> None:
         super().__init__()
         self._file = file
         self.error: Optional[BaseException] = None
         self.cancelled = False
+        self.interrupted = False
+        self.waiting = False
 
     def readable(self) -> bool:
         return True
@@ -66,13 +70,28 @@ class SafeReader(io.RawIOBase):
             return False
 
     def readinto(self, buffer: Any) -> int:
-        if self.cancelled or self.error is not None:
+        if self.cancelled or self.error is not None or self.interrupted:
             return 0
+        self.waiting = True
         try:
             return self._file.readinto(buffer) or 0
+        except InterruptedError:
+            self.interrupted = True
+            return 0
         except BaseException as exc:  # noqa: BLE001 - re-raised by the Player
             self.error = exc
             return 0
+        finally:
+            self.waiting = False
+
+    def interrupt(self) -> None:
+        """Interrupt the read waiting on the network now (from another thread), if any."""
+        interrupt = getattr(self._file, "interrupt", None)
+        if self.waiting and interrupt is not None:
+            try:
+                interrupt()
+            except ValueError:  # closed meanwhile
+                pass
 
     def rewind(self) -> None:
         """Back to the first byte (after a probe); raises what the file raises."""

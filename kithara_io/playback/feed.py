@@ -23,21 +23,57 @@ class TrackFeed:
         self.matrix = channel_matrix(track.channels, out_channels)
         self.out_channels = out_channels
         self.started = False  # the decoder was read from (a fresh one starts at frame 0)
+        self.position = 0  # the track frame the next read starts at
 
     @property
     def max_output(self) -> int:
         """At most this many frames come out of one :meth:`read`."""
         return self.resampler.max_output(self.chunk)
 
-    def seek(self, frame: int) -> None:
-        self.track.decoder.seek(frame)
-        self.resampler.reset()
+    def seek(self, frame: int, *, keep_filter: bool = False) -> None:
+        """Continue at ``frame``; ``keep_filter`` keeps the resampler's history (the input
+        continues where it stopped, as after :meth:`recover`)."""
+        try:
+            self.track.decoder.seek(frame)
+        except Exception:
+            if not self.interrupted:  # else: the next read reports it
+                raise
+        if not keep_filter:
+            self.resampler.reset()
+        self.position = frame
         self.started = True
+
+    @property
+    def interrupted(self) -> bool:
+        return self.track.reader.interrupted
+
+    def recover(self, resume: bool) -> None:
+        """After an interrupted read: reopen the decoder; with ``resume`` continue at the
+        frame the interrupted read started at, seamlessly (the resampler keeps its history).
+        Bounded: a reopen interrupted again is retried up to three times."""
+        for _ in range(3):
+            try:
+                self.track.reopen_decoder()
+                if resume:
+                    self.seek(self.position, keep_filter=True)
+            except Exception:
+                if not self.interrupted:
+                    raise
+            if not self.interrupted:
+                return
+        raise InterruptedError(f"{self.track.name}: reads keep being interrupted")
 
     def read(self) -> Tuple[np.ndarray, bool]:
         """(frames for the output, whether this was the end of the track)."""
         self.started = True
-        block = self.track.decoder.read(self.chunk)
+        try:
+            block = self.track.decoder.read(self.chunk)
+        except Exception:
+            if not self.interrupted:
+                raise
+        if self.interrupted:  # the samples of an interrupted read are not trusted
+            return np.zeros((0, self.out_channels), dtype=np.float32), False
+        self.position += len(block)
         ended = len(block) < self.chunk
         out = self.resampler.process(block, last=ended)
         return map_channels(out, self.matrix), ended

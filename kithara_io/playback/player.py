@@ -265,7 +265,11 @@ class Player:
             if self._state is State.PLAYING:
                 self._state = State.BUFFERING
             self._cond.notify_all()
-            return True
+            decoding = self._tracks[self._decode_track]
+        # A decoder blocked on bytes that are not downloaded (a stalled server) gives up that
+        # read, so that a seek into audio already downloaded plays at once.
+        decoding.reader.interrupt()
+        return True
 
     def seek_relative(self, delta: float) -> bool:
         """Seek by ``delta`` seconds from the current position."""
@@ -385,6 +389,11 @@ class Player:
         if not feed.started:
             feed.track.raise_priority()
         out, ended = feed.read()
+        if feed.interrupted:  # by a seek (see seek()), or a stale interrupt: resume exactly
+            with self._cond:
+                pending = self._seek_request is not None
+            feed.recover(resume=not pending)
+            return True
         if not ended:
             return self._emit(out, generation)
         tail = self._take_held(out)
@@ -472,7 +481,10 @@ class Player:
             return generation == self._generation
 
     def _fail_locked(self, error: BaseException) -> None:
-        """Decoding cannot go on: what is buffered still plays, then playback ends FAILED."""
+        """Decoding cannot go on: what is buffered still plays, then playback ends FAILED.
+        Nothing fails once close() began: a decoder torn down by it is no failure."""
+        if self._stopping:
+            return
         if self._error is None:
             self._error = error
         self._decoder_eof = True

@@ -43,6 +43,14 @@ class Track:
         self.subtype: str = self.decoder.codec  # the soundfile name of the codec
         self.decoder_name = "soundfile" if hasattr(self.decoder, "sound") else "pyav"
 
+    def reopen_decoder(self) -> None:
+        """A fresh decoder at frame 0 (after an interrupted read left the old one in an
+        unknown state); the header is read again, from the stream's cache."""
+        self.decoder.close()
+        self.reader.interrupted = False
+        self.reader.rewind()
+        self.decoder = open_decoder(self.reader, self.name, self.decoder_name)
+
     @property
     def sound(self) -> Any:
         """The ``soundfile.SoundFile`` (soundfile decoder only)."""
