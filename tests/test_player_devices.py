@@ -9,6 +9,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -124,3 +125,40 @@ def test_kithara_io_play_of_what_people_have_on_a_48k_device(jack48, server, nam
     assert final.startswith("finished  0:02 / 0:02 [") and final.endswith("underruns 0"), final
     assert f"] {codec} " in final, final
     assert proc.stderr == ""
+
+
+@pytest.mark.timeout(60)
+def test_kithara_io_play_a_playlist_with_crossfade_across_rates_and_decoders(jack48, files, server) -> None:
+    names = ["44100.flac", "opus.webm", "aac-moov-end.m4a"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kithara_io", "play", *[server.url(n) for n in names], "--crossfade", "0.5"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **jack48.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines, first_status = [], None
+    try:
+        for line in proc.stdout:  # ends when the process closes its output
+            lines.append(line.rstrip("\n"))
+            if first_status is None and not line.startswith(server.base_url):
+                first_status = time.monotonic()  # the first status line: playback started
+        code = proc.wait(10)
+        played = time.monotonic() - first_status
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert code == 0, err
+    headers = [line for line in lines if line.startswith(server.base_url)]
+    assert [h.split(": ")[0] for h in headers] == [server.url(n) for n in names]  # each one announced
+    assert "FLAC/PCM_24" in headers[0] and "matroska/opus" in headers[1] and "mov/aac" in headers[2]
+    final = lines[-1]
+    assert final.startswith("finished  0:02 / 0:02 [") and final.endswith("underruns 0"), final
+    print(f"3 x 2 s, crossfade 0.5 s: played for {played:.2f} s")
+    # 3 x 2 s with two 0.5 s overlaps: 5 s of audio, not the 6 s of a gapless playlist.
+    assert 4.5 < played < 5.8, played
