@@ -156,7 +156,7 @@ def test_kithara_io_play_a_playlist_with_crossfade_across_rates_and_decoders(jac
     assert code == 0, err
     headers = [line for line in lines if line.startswith(server.base_url)]
     assert [h.split(": ")[0] for h in headers] == [server.url(n) for n in names]  # each one announced
-    assert "FLAC/PCM_24" in headers[0] and "matroska/opus" in headers[1] and "mov/aac" in headers[2]
+    assert "FLAC/PCM_24" in headers[0] and "matroska/opus" in headers[1] and "mp4/aac" in headers[2]
     final = lines[-1]
     assert final.startswith("finished  0:02 / 0:02 [") and final.endswith("underruns 0"), final
     print(f"3 x 2 s, crossfade 0.5 s: played for {played:.2f} s")

@@ -60,3 +60,12 @@ def equal_power_gains(frames: int) -> "tuple[np.ndarray, np.ndarray]":
     ``cos`` and ``sin`` of ``pi/2 * k / frames`` (their squares sum to 1 at every frame)."""
     angle = (np.pi / 2) * np.arange(frames, dtype=np.float64) / max(1, frames)
     return np.cos(angle).astype(np.float32)[:, None], np.sin(angle).astype(np.float32)[:, None]
+
+
+def crossfade_mix(outgoing: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+    """The last frames of one track faded out under the first frames of the next, faded in
+    (equal power, over ``len(outgoing)`` frames; a shorter ``incoming`` is padded with silence)."""
+    fade_out, fade_in = equal_power_gains(len(outgoing))
+    padded = np.zeros_like(outgoing)
+    padded[: min(len(outgoing), len(incoming))] = incoming[: len(outgoing)]
+    return outgoing * fade_out + padded * fade_in

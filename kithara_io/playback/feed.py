@@ -3,7 +3,7 @@ decoder thread. Owned by that thread; nothing here is shared."""
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -89,3 +89,29 @@ class TrackFeed:
                 break
         empty = np.zeros((0, self.out_channels), dtype=np.float32)
         return (np.concatenate(pieces) if pieces else empty), ended
+
+
+class HeldTail:
+    """The last ``frames`` output frames of the playing track, held back from the ring so
+    that the next track can be crossfaded over them (decoder thread only)."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self._held: Optional[np.ndarray] = None
+
+    def pass_on(self, out: np.ndarray) -> np.ndarray:
+        """Hold the last ``frames`` of what was held plus ``out``; returns the rest."""
+        if not self.frames:
+            return out
+        joined = self.take(out)
+        keep = min(len(joined), self.frames)
+        self._held = joined[len(joined) - keep :]
+        return joined[: len(joined) - keep]
+
+    def take(self, out: np.ndarray) -> np.ndarray:
+        """What was held followed by ``out``; holds nothing afterwards."""
+        held, self._held = self._held, None
+        return out if held is None or not len(held) else np.concatenate([held, out])
+
+    def clear(self) -> None:
+        self._held = None

@@ -22,9 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .channels import equal_power_gains
+from .channels import crossfade_mix
 from .errors import PlaybackError
-from .feed import TrackFeed
+from .feed import HeldTail, TrackFeed
 from .output import OutputFactory, close_output, open_output
 from .ringbuffer import RingBuffer
 from .status import PlaybackStatus, State
@@ -115,8 +115,7 @@ class Player:
         self._callback_stop: type = Exception
         # Decoder thread only:
         self._feeds: Dict[int, TrackFeed] = {}
-        self._held: Optional[np.ndarray] = None  # the current track's last frames (crossfade)
-        self._fade_frames = 0
+        self._tail = HeldTail(0)  # the current track's last frames, for the crossfade
         frame = self._clamp(first, start)
         self._flush_locked(0, frame)
         self._seek_request = (0, frame) if frame else None
@@ -222,7 +221,7 @@ class Player:
             self.samplerate, self.channels = rate, opened.channels
             self._ring = RingBuffer(capacity, opened.channels)
             self._prebuffer = max(1, min(int(self._prebuffer_seconds * rate), capacity - 2 * CHUNK))
-            self._fade_frames = int(self._crossfade * rate)
+            self._tail = HeldTail(int(self._crossfade * rate))
             self._output, self._callback_stop = opened.stream, opened.callback_stop
         self._decoder = threading.Thread(target=self._decode_loop, name="kithara-decoder", daemon=True)
         self._decoder.start()
@@ -252,13 +251,16 @@ class Player:
 
     def seek(self, seconds: float) -> bool:
         """Jump to ``seconds`` in the current track (clamped). The ring buffer is flushed and
-        playback resumes at that frame once rebuffered. False if playback is over."""
+        playback resumes at that frame once rebuffered. False if playback is over, or the
+        track is a live stream (no duration: nothing to seek in)."""
         with self._cond:
             if self._closed or self._error is not None or self._state in (
                 State.FINISHED, State.STOPPED, State.FAILED
             ):
                 return False
             index = self._position_locked()[0]
+            if self._tracks[index].duration is None:
+                return False
             frame = self._clamp(self._tracks[index], seconds)
             self._flush_locked(index, frame)
             self._seek_request = (index, frame)
@@ -384,7 +386,7 @@ class Player:
             has_next = index + 1 < len(self._tracks)
         feed = self._feed(index)
         if seek is not None:
-            self._held = None
+            self._tail.clear()
             feed.seek(seek[1])
         if not feed.started:
             feed.track.raise_priority()
@@ -395,8 +397,9 @@ class Player:
             feed.recover(resume=not pending)
             return True
         if not ended:
-            return self._emit(out, generation)
-        tail = self._take_held(out)
+            self._store(self._tail.pass_on(out), generation)
+            return True
+        tail = self._tail.take(out)
         error = feed.track.reader.error
         if error is not None and not feed.track.reader.cancelled:
             self._store(tail, generation)
@@ -405,62 +408,39 @@ class Player:
                     self._fail_locked(error)
             return True
         if not has_next:
-            if self._store(tail, generation):
-                with self._cond:
-                    if generation == self._generation:
-                        self._decoder_eof = True
-                        self._cond.notify_all()
-            return True
+            return self._finish(tail, generation)
         return self._next_track(index, tail, generation)
 
     def _next_track(self, index: int, tail: np.ndarray, generation: int) -> bool:
         """Track ``index`` ended with ``tail``: the next one follows, crossfaded over the end."""
-        fade = min(len(tail), self._fade_frames)
+        fade = min(len(tail), self._tail.frames)
         if not self._store(tail[: len(tail) - fade], generation):
             return True
         feed = self._feed(index + 1)
         feed.track.raise_priority()
         head, ended = feed.read_at_least(fade) if fade else (tail[:0], False)
-        mixed = None
-        if fade:
-            fade_out, fade_in = equal_power_gains(fade)
-            incoming = np.zeros_like(tail[-fade:])
-            incoming[: min(fade, len(head))] = head[:fade]
-            mixed = tail[-fade:] * fade_out + incoming * fade_in
-            head = head[fade:]
+        mixed, head = crossfade_mix(tail[len(tail) - fade :], head), head[fade:]
         with self._cond:
             if generation != self._generation or self._stopping:
                 return not self._stopping
             self._marks.append((self._written, index + 1, 0.0))
             self._decode_track = index + 1
-        if mixed is not None and not self._store(mixed, generation):
+            more = index + 2 < len(self._tracks)
+        if not self._store(mixed, generation):
             return True
         if ended:  # the next track was shorter than the crossfade
-            return self._next_track(index + 1, head, generation) if index + 2 < len(self._tracks) else (
-                self._finish_tail(head, generation)
-            )
-        return self._emit(head, generation)
+            return self._next_track(index + 1, head, generation) if more else self._finish(head, generation)
+        self._store(self._tail.pass_on(head), generation)
+        return True
 
-    def _finish_tail(self, tail: np.ndarray, generation: int) -> bool:
+    def _finish(self, tail: np.ndarray, generation: int) -> bool:
+        """The last track ended with ``tail``: store it, then decoding is over."""
         if self._store(tail, generation):
             with self._cond:
                 if generation == self._generation:
                     self._decoder_eof = True
                     self._cond.notify_all()
         return True
-
-    def _emit(self, out: np.ndarray, generation: int) -> bool:
-        """Store ``out``, holding back the last ``crossfade`` seconds of the track."""
-        if self._fade_frames:
-            out = self._take_held(out)
-            keep = min(len(out), self._fade_frames)
-            self._held, out = out[len(out) - keep :], out[: len(out) - keep]
-        self._store(out, generation)
-        return True
-
-    def _take_held(self, out: np.ndarray) -> np.ndarray:
-        held, self._held = self._held, None
-        return out if held is None or not len(held) else np.concatenate([held, out])
 
     def _store(self, block: np.ndarray, generation: int) -> bool:
         """Write all of ``block`` into the ring, waiting for room; False if a seek or close

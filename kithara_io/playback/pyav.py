@@ -52,7 +52,8 @@ class PyAVDecoder:
         self.samplerate: int = int(context.sample_rate)
         self.channels: int = len(context.layout.channels) or 1
         container_format = self._container.format
-        self.format: str = container_format.name.split(",")[0]
+        names = container_format.name.split(",")  # "mov,mp4,m4a,3gp,3g2,mj2": say mp4
+        self.format: str = "mp4" if "mp4" in names else names[0]
         self.format_info: str = container_format.long_name
         self.codec: str = context.codec.name
         self.codec_info: str = context.codec.long_name
@@ -60,7 +61,7 @@ class PyAVDecoder:
         self._start = self._stream.start_time or 0
         self.frames: Optional[int] = self._length()
         # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
-        self._limit = self.frames if self.format == "mov" else None
+        self._limit = self.frames if self.format == "mp4" else None
         self._position = 0  # file frame of the next frame read() returns
         self._target: Optional[int] = None  # after a seek: drop frames before it
         self._offset = 0  # frames counted from the start minus frames placed by timestamp

@@ -65,8 +65,8 @@ class Track:
     def title(self) -> Optional[str]:
         """The stream's current title (live radio metadata), else the file's title tag."""
         metadata = getattr(self.stream, "metadata", None)
-        if isinstance(metadata, dict) and metadata.get("title"):
-            return str(metadata["title"])
+        if hasattr(metadata, "get") and metadata.get("title"):
+            return str(metadata.get("title"))
         tags = getattr(self.decoder, "metadata", None)
         if isinstance(tags, dict):
             for key in ("title", "TITLE", "StreamTitle"):
