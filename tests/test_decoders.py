@@ -129,6 +129,7 @@ class Unseekable(io.RawIOBase):
     def __init__(self, data: bytes) -> None:
         super().__init__()
         self._data, self._pos, self.name = data, 0, "live.ts"
+        self.metadata = {"title": "Radio Song"}  # as a radio stream's ICY title
 
     def readable(self) -> bool:
         return True
@@ -150,6 +151,8 @@ def test_a_live_stream_without_a_duration_plays(av_media, name, no_leaks) -> Non
     with Player(live, output=outputs, blocksize=BLOCK) as player:
         assert player.tracks[0].decoder_name == "pyav" and player.duration is None
         player.play()
+        assert player.status().title == "Radio Song"
+        assert not player.seek(1.0)  # nothing to seek in a live stream
         played = pull_all(player, outputs[0])
         status = player.status()
     assert status.duration is None and status.state is State.FINISHED
