@@ -4,7 +4,6 @@ crossfade), in process: each decoded frame compared with a decode of the local f
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,16 +202,13 @@ def test_5_1_is_downmixed_to_stereo_with_the_itu_coefficients(tmp_path, no_leaks
 
 
 def aligned_snr(played: np.ndarray, reference: np.ndarray, search: int = 200) -> tuple:
-    """(lag, SNR in dB) of ``played`` against ``reference`` at the best lag."""
-    n = len(reference) - 2 * search
-    best = max(range(-search, search + 1),
-               key=lambda k: float(np.dot(played[search + k : search + k + 4096, 0], reference[search : search + 4096, 0])))  # fmt: skip
-    start = max(0, best)
-    m = min(len(played) - start, len(reference)) if best >= 0 else min(len(played), len(reference) + best)
-    got = played[start : start + m] if best >= 0 else played[:m]
-    ref = reference[:m] if best >= 0 else reference[-best : -best + m]
-    del n
-    return best, snr_db(got, ref)
+    """(lag, SNR in dB) of ``played`` against ``reference`` at the lag (within ``search``
+    frames) that correlates best."""
+    window = reference[search : search + 4096, 0]
+    lag = max(range(-search, search + 1), key=lambda k: float(np.dot(played[search + k : search + k + 4096, 0], window)))
+    got, ref = (played[lag:], reference) if lag >= 0 else (played, reference[-lag:])
+    n = min(len(got), len(ref))
+    return lag, snr_db(got[:n], ref[:n])
 
 
 @pytest.mark.parametrize("rate, out_rate", [(44100, 48000), (48000, 44100)])
