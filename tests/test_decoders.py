@@ -244,6 +244,34 @@ def test_gapless_across_rates_and_decoders(av_media, tmp_path, no_leaks) -> None
     assert np.array_equal(played[len(head) : len(head) + len(second)], second)
 
 
+@pytest.mark.parametrize("crossfade", [0.0, 0.2])
+def test_seek_back_after_the_next_track_was_decoded_ahead_replays_it_from_its_start(tmp_path, crossfade, no_leaks) -> None:
+    first, second = signal(1.0).astype(np.float32), signal(1.5)[::-1].astype(np.float32)
+    sf.write(tmp_path / "a.wav", first, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", second, 44100, subtype="FLOAT")
+    outputs = ManualOutputs()
+    with Player(tmp_path / "a.wav", output=outputs, blocksize=BLOCK, crossfade=crossfade) as player:
+        player.enqueue(tmp_path / "b.wav")
+        player.play()
+        assert player.wait_ready(10)
+        for _ in range(500):  # bounded (5 s): until the decoder is into the second track (2 s ring)
+            if player.status().buffered > 1.2:
+                break
+            player.wait(0.01)  # a timed wait on the player, as the JACK harness polls
+        assert player.status().buffered > 1.2 and player.status().track == 0
+        outputs[0].pull()
+        assert player.seek(0.5)
+        played = pull_all(player, outputs[0])
+    start, fade = int(0.5 * 44100), int(crossfade * 44100)
+    if fade:
+        fade_out, fade_in = equal_power_gains(fade)
+        mixed = first[len(first) - fade :] * fade_out + second[:fade] * fade_in
+        expected = np.concatenate([first[start : len(first) - fade], mixed, second[fade:]])
+    else:
+        expected = np.concatenate([first[start:], second])
+    assert np.allclose(played[: len(expected)], expected, atol=1e-7)
+
+
 def test_crossfade_gain_curve_is_equal_power(tmp_path, no_leaks) -> None:
     rate, seconds, fade = 44100, 1.0, 0.25
     left = np.zeros((int(rate * seconds), 2), np.float32)

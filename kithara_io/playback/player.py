@@ -417,6 +417,8 @@ class Player:
         if not self._store(tail[: len(tail) - fade], generation):
             return True
         feed = self._feed(index + 1)
+        if feed.started:  # decoded ahead before a seek back into this track: from the start
+            feed.seek(0)
         feed.track.raise_priority()
         head, ended = feed.read_at_least(fade) if fade else (tail[:0], False)
         mixed, head = crossfade_mix(tail[len(tail) - fade :], head), head[fade:]
