@@ -9,6 +9,7 @@ import numpy as np
 
 from .channels import channel_matrix, map_channels
 from .resample import Resampler
+from .ringbuffer import RingBuffer
 from .track import Track
 
 
@@ -93,25 +94,36 @@ class TrackFeed:
 
 class HeldTail:
     """The last ``frames`` output frames of the playing track, held back from the ring so
-    that the next track can be crossfaded over them (decoder thread only)."""
+    that the next track can be crossfaded over them (decoder thread only). A FIFO of fixed
+    size: each block costs copies of its own length, not of the held seconds."""
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, channels: int = 1) -> None:
         self.frames = frames
-        self._held: Optional[np.ndarray] = None
+        self._fifo = RingBuffer(max(1, frames), channels)
 
     def pass_on(self, out: np.ndarray) -> np.ndarray:
-        """Hold the last ``frames`` of what was held plus ``out``; returns the rest."""
+        """Hold the last ``frames`` of what was held plus ``out``; returns the rest (oldest
+        first)."""
         if not self.frames:
             return out
-        joined = self.take(out)
-        keep = min(len(joined), self.frames)
-        self._held = joined[len(joined) - keep :]
-        return joined[: len(joined) - keep]
+        excess = self._fifo.count + len(out) - self.frames
+        if excess <= 0:
+            self._fifo.write(out)
+            return out[:0]
+        released = np.empty((excess, out.shape[1]), dtype=np.float32)
+        n = self._fifo.read_into(released[: min(excess, self._fifo.count)])
+        released[n:] = out[: excess - n]
+        self._fifo.write(out[excess - n :])
+        return released
 
     def take(self, out: np.ndarray) -> np.ndarray:
         """What was held followed by ``out``; holds nothing afterwards."""
-        held, self._held = self._held, None
-        return out if held is None or not len(held) else np.concatenate([held, out])
+        if not self._fifo.count:
+            return out
+        joined = np.empty((self._fifo.count + len(out), out.shape[1]), dtype=np.float32)
+        n = self._fifo.read_into(joined)
+        joined[n:] = out
+        return joined
 
     def clear(self) -> None:
-        self._held = None
+        self._fifo.clear()

@@ -221,7 +221,7 @@ class Player:
             self.samplerate, self.channels = rate, opened.channels
             self._ring = RingBuffer(capacity, opened.channels)
             self._prebuffer = max(1, min(int(self._prebuffer_seconds * rate), capacity - 2 * CHUNK))
-            self._tail = HeldTail(int(self._crossfade * rate))
+            self._tail = HeldTail(int(self._crossfade * rate), opened.channels)
             self._output, self._callback_stop = opened.stream, opened.callback_stop
         self._decoder = threading.Thread(target=self._decode_loop, name="kithara-decoder", daemon=True)
         self._decoder.start()
