@@ -3,7 +3,7 @@ decoder thread. Owned by that thread; nothing here is shared."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 

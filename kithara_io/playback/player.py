@@ -156,26 +156,17 @@ class Player:
     def status(self) -> PlaybackStatus:
         with self._cond:
             index, position = self._position_locked()
-            track = self._tracks[index]
-            state = self._state
+            track, state, rate = self._tracks[index], self._state, self.samplerate
             if self._paused and state in (State.PLAYING, State.BUFFERING):
                 state = State.PAUSED
-            rate = self.samplerate
-            return PlaybackStatus(
-                state=state,
-                track=index,
-                position=position,
-                duration=track.duration,
-                buffered=(self._ring.count if self._ring else 0) / rate,
-                underruns=self._underruns,
-                silence=self._silence_frames / rate,
-                device_underflows=self._device_underflows,
-                error=self._error,
-                samplerate=track.samplerate,
-                output_samplerate=rate,
-                codec=track.codec,
-                title=track.title,
-            )
+            counters = dict(
+                buffered=(self._ring.count if self._ring else 0) / rate, underruns=self._underruns,
+                silence=self._silence_frames / rate, device_underflows=self._device_underflows, error=self._error,
+            )  # fmt: skip
+        return PlaybackStatus(
+            state=state, track=index, position=position, duration=track.duration, samplerate=track.samplerate,
+            output_samplerate=rate, codec=track.codec, title=track.title, **counters,
+        )  # fmt: skip; the title outside the lock: it asks the stream (radio metadata)
 
     # -- control -------------------------------------------------------------------------
     def enqueue(self, source: Source, *, close_stream: bool = True, **open_options: Any) -> None:

@@ -89,15 +89,12 @@ class PyAVDecoder:
             raise
         self._pending: List[np.ndarray] = []
         self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
+        # Container tags (title, artist...), copied: other threads read them, not the container.
+        self.metadata = {**dict(self._container.metadata), **dict(self._stream.metadata)}
 
     @property
     def duration(self) -> Optional[float]:
         return None if self.frames is None else self.frames / self.samplerate
-
-    @property
-    def metadata(self) -> dict:
-        """Container tags (title, artist...), as FFmpeg reports them."""
-        return dict(self._container.metadata)
 
     def _length(self) -> Optional[int]:
         if self._stream.duration is not None and self._time_base is not None:
