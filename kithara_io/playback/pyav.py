@@ -14,6 +14,8 @@ from typing import Iterator, List, Optional, Tuple
 import av
 import numpy as np
 
+from .channels import channel_matrix, map_channels
+
 PREROLL = 0.2  # seconds decoded before a seek target and dropped
 SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
 
@@ -179,6 +181,8 @@ class PyAVDecoder:
 
     def _placed(self, frame: "av.AudioFrame"):
         data = frame_to_float32(frame)
+        if data.shape[1] != self.channels:  # the layout changed mid-stream (a live stream)
+            data = map_channels(data, channel_matrix(data.shape[1], self.channels))
         if frame.pts is None or frame.time_base is None:
             return None, data
         first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate)) + self._offset
