@@ -21,7 +21,6 @@ import soundfile as sf
 import kithara_io
 from kithara_io.playback import (
     Player,
-    PlaybackError,
     RingBuffer,
     State,
     UnsupportedFormatError,
