@@ -13,7 +13,7 @@ crossfade gains), ``ringbuffer``, ``output`` (the device), ``status``, ``errors`
 
 from .decoders import DECODERS, Decoder, SafeReader, SoundfileDecoder, open_decoder
 from .errors import NoOutputDeviceError, PlaybackError, UnsupportedFormatError
-from .output import import_sounddevice
+from .output import OutputFactory, import_sounddevice
 from .player import Player
 from .ringbuffer import RingBuffer
 from .status import PlaybackStatus, State
@@ -23,6 +23,7 @@ __all__ = [
     "DECODERS",
     "Decoder",
     "NoOutputDeviceError",
+    "OutputFactory",
     "PlaybackError",
     "PlaybackStatus",
     "Player",
