@@ -71,6 +71,7 @@ class SparseCache:
         self._size: Optional[int] = None
         self._error: Optional[BaseException] = None
         self._closed = False
+        self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -88,6 +89,13 @@ class SparseCache:
         with self._cond:
             if self._error is None:
                 self._error = error
+            self._cond.notify_all()
+
+    def interrupt(self) -> None:
+        """The reader waiting for bytes now (else the next one that has to wait) raises
+        ``InterruptedError`` once; nothing else changes."""
+        with self._cond:
+            self._interrupt = True
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -165,6 +173,9 @@ class SparseCache:
                     return Wait.READY, consume(self._views(pos, n))
                 if not self._is_claimed(missing):
                     return Wait.UNCLAIMED, None
+                if self._interrupt:
+                    self._interrupt = False
+                    raise InterruptedError("read interrupted (Stream.interrupt)")
                 self._wait_locked((pos, end))
 
     def _wait_locked(self, need: Optional[Tuple[int, int]] = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import select
 import sys
@@ -21,7 +22,7 @@ from . import __version__
 from .api import open as open_stream
 from .disk import DiskCache, EntryInfo
 from .errors import StreamError
-from .playback import NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
+from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import (
     LineWriter,
     RateMeter,
@@ -58,16 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
+    def common(sub: argparse.ArgumentParser, many: bool = False) -> None:
+        if many:
+            sub.add_argument("source", metavar="URL_OR_PATH", nargs="+", help="http(s) URLs, file:// URLs or local paths, played in turn")
+        else:
+            sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
         sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (s)")
         sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
         sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display")
-    common(play)
+    common(play, many=True)
     play.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start position")
+    play.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)")
+    play.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS", help="crossfade between tracks")
+    play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
@@ -94,8 +101,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "retries", 1) < 1:
             raise UsageError("--retries must be >= 1")
-        if getattr(args, "volume", 1.0) < 0:
-            raise UsageError("--volume must be >= 0")
+        for option in ("volume", "start", "crossfade"):
+            value = getattr(args, option, 0.0)
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"--{option} must be a number >= 0, not {value}")
+        if getattr(args, "samplerate", None) is not None and args.samplerate < 1:
+            raise UsageError("--samplerate must be >= 1")
         handler = {"play": _play, "info": _info, "get": _get, "cache": _cache}[args.command]
         return handler(args, sys.stdout)
     except UsageError as exc:
@@ -140,18 +151,18 @@ def _open_track(args: argparse.Namespace) -> Track:
 # -- info ------------------------------------------------------------------------------------
 def describe(track: Track) -> Dict[str, Any]:
     """What ``info`` reports, as plain values."""
-    sound, stream = track.sound, track.stream
+    decoder, stream = track.decoder, track.stream  # soundfile or PyAV: the same fields
     ranges, etag, last_modified = _http_details(stream)
     return {
         "source": track.name,
-        "format": sound.format,
-        "format_name": sound.format_info,
-        "subtype": sound.subtype,
-        "subtype_name": sound.subtype_info,
-        "channels": sound.channels,
-        "samplerate": sound.samplerate,
-        "frames": sound.frames,
-        "duration": sound.frames / sound.samplerate,
+        "format": decoder.format,
+        "format_name": decoder.format_info,
+        "subtype": decoder.codec,
+        "subtype_name": decoder.codec_info,
+        "channels": decoder.channels,
+        "samplerate": decoder.samplerate,
+        "frames": decoder.frames,
+        "duration": decoder.duration,
         "size": stream.size,
         "ranges": ranges,
         "etag": etag,
@@ -233,18 +244,24 @@ def _stdin_is_terminal() -> bool:
 
 def _play(args: argparse.Namespace, out: TextIO) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    sources: List[str] = args.source
+    options = _options(args)
     try:
-        player = Player(args.source, device=device, start=args.start, volume=args.volume, **_options(args))
+        player = Player(
+            sources[0], device=device, start=args.start, volume=args.volume, decoder=args.decoder,
+            crossfade=args.crossfade, samplerate=args.samplerate, **options,
+        )  # fmt: skip
     except (StreamError, ValueError, UnsupportedFormatError) as exc:
         raise SourceError(_one_line(exc)) from None
     writer = LineWriter(out)
-    track = player.tracks[0]
-    writer.message(
-        f"{track.name}: {track.format}/{track.subtype}, {track.samplerate} Hz, {track.channels} ch, "
-        f"{format_time(track.duration)}"
-    )
     started = time.monotonic()
     try:
+        try:
+            for source in sources[1:]:  # opened now, at Low priority: they preload
+                player.enqueue(source, decoder=args.decoder, **options)
+        except (StreamError, ValueError, UnsupportedFormatError) as exc:
+            raise SourceError(_one_line(exc)) from None
+        writer.message(_track_line(player.tracks[0]))
         player.play()
         if writer.tty and _stdin_is_terminal():
             writer.message("keys: space pause/resume, left/right -/+10 s, q quit")
@@ -253,7 +270,10 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _ui_loop(player, writer, None)
         stream = player.stream
-        ranges, size, fetched = stream.buffered(), stream.size, stream.stats().bytes_fetched
+        ranges, size, fetched = stream.buffered(), _size(stream), stream.stats().bytes_fetched
+    except BaseException:
+        writer.end_line()  # an error or Ctrl-C's message starts on a line of its own
+        raise
     finally:
         player.close()
     status = player.status()
@@ -264,9 +284,23 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _track_line(track: Track) -> str:
+    """``name: FORMAT/CODEC, 44100 Hz, 2 ch, 3:45`` (``live`` when the duration is unknown)."""
+    length = "live" if track.duration is None else format_time(track.duration)
+    return f"{track.name}: {track.format}/{track.subtype}, {track.samplerate} Hz, {track.channels} ch, {length}"
+
+
+def _size(stream: Any) -> int:
+    try:
+        return int(stream.size or 0)
+    except (TypeError, ValueError, OSError):
+        return 0  # a live stream has no length
+
+
 def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) -> None:
     """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s."""
     meter = RateMeter()
+    shown = 0
     while True:
         if keyboard is not None:
             for command in keyboard.commands(0.1):
@@ -282,11 +316,15 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
                 return
         elif player.wait(0.25):
             return
+        status = player.status()
+        if status.track != shown:  # the next track started (gapless or crossfaded)
+            shown = status.track
+            writer.message(_track_line(player.tracks[shown]))
         stream = player.stream
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
-        writer.update(_status_line(player.status(), stream.buffered(), stream.size, rate, writer))
+        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer))
 
 
 def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter) -> str:
@@ -299,6 +337,11 @@ def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], wri
         rate=rate,
         underruns=status.underruns,
         width=_terminal_width() if writer.tty else 100,
+        codec=status.codec,
+        samplerate=status.samplerate,
+        output_rate=status.output_samplerate,
+        live=status.duration is None,
+        title=status.title,
     )
 
 

@@ -174,6 +174,10 @@ class RemoteReader:
             return self._counts.snapshot(self._cache.bytes_held)
 
     # -- reading -----------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``)."""
+        self._cache.interrupt()
+
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
 

@@ -151,6 +151,16 @@ class Stream(io.RawIOBase):
         self._pos += n
         return n
 
+    def interrupt(self) -> None:
+        """Make a read blocked in another thread, waiting for bytes, raise ``InterruptedError``
+        now (or, if none waits, the next read that has to wait); the stream stays usable and
+        no fetch is cancelled. A player uses it to drop a read a seek made useless. A no-op
+        for a local file, whose reads never wait."""
+        self._check_closed()
+        interrupt = getattr(self._reader, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left if negative); fewer only at the end.
         Copies once, straight out of the cache (``RawIOBase.read`` would copy twice)."""
