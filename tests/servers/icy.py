@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import io
 import socket
 import struct
 import threading
@@ -81,6 +82,8 @@ class Station:
     drops: int = 0  # the first `drops` connections are cut...
     drop_after: int = 64 * KiB  # ...after this many audio bytes
     drop_how: str = "reset"  # "reset" (RST) or "close" (FIN, as when a source goes away)
+    fail_after: Optional[int] = None  # connections after the first `fail_after` get `fail_status`
+    fail_status: int = 503
     clock_start: int = 0  # station position when the mount is added
     header: bytes = b""
     join_points: Optional[Sequence[int]] = None
@@ -143,10 +146,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if station is None:
             self.send_error(404)
             return
+        if isinstance(station, str):
+            self._send_text(station)
+            return
         listener = server.connect(self.path, dict(self.headers.items()))
         with server.lock:
             station.connections += 1
             drop = station.connections <= station.drops
+            failing = station.fail_after is not None and station.connections > station.fail_after
+        if failing:
+            listener.finished = True
+            self.send_error(station.fail_status)
+            return
         wants_meta = self.headers.get("Icy-MetaData", "").strip() == "1" and station.metaint
         self._send_headers(station, bool(wants_meta))
         try:
@@ -154,6 +165,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError as exc:
             if not is_disconnect(exc):
                 raise
+
+    def _send_text(self, text: str) -> None:
+        body = text.encode("utf-8")
+        kind = "audio/x-scpls" if self.path.endswith(".pls") else "audio/x-mpegurl"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _send_headers(self, station: Station, meta: bool) -> None:
         headers = [("Content-Type", station.content_type), *station.icy_headers.items()]
@@ -197,7 +217,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             out = bytearray()
             while want > 0:
                 take = want if until_meta is None else min(want, until_meta)
-                out += _slice(station.payload, position + sent, take)
+                out += station_bytes(station.payload, position + sent, take)
                 sent += take
                 want -= take
                 if until_meta is not None:
@@ -237,6 +257,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.close()
         self.rfile.close()
         self.connection.close()
+        self.wfile = io.BytesIO()  # what the handler's epilogue flushes and closes
+        self.rfile = io.BytesIO()
 
 
 class _BodyWriter:
@@ -255,7 +277,7 @@ class _BodyWriter:
             self._wfile.write(b"0\r\n\r\n")
 
 
-def _slice(payload: bytes, position: int, n: int) -> bytes:
+def station_bytes(payload: bytes, position: int, n: int) -> bytes:
     """``n`` bytes of the looped payload from station position ``position``."""
     size = len(payload)
     out = bytearray()
@@ -279,7 +301,7 @@ class IcyServer(ServerBase):
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.lock = threading.Lock()
         self.stop_event = self.httpd.stop_event
-        self._stations: Dict[str, Station] = {}
+        self._stations: Dict[str, "Station | str"] = {}
         self._listeners: List[Listener] = []
 
     def add(self, path: str, station: Station) -> str:
@@ -289,7 +311,13 @@ class IcyServer(ServerBase):
             self._stations[path] = station
         return self.url(path)
 
-    def station(self, path: str) -> Optional[Station]:
+    def add_playlist(self, path: str, text: str) -> str:
+        """Serve ``text`` at ``path`` (a .pls or .m3u station playlist). Returns its URL."""
+        with self.lock:
+            self._stations[path] = text
+        return self.url(path)
+
+    def station(self, path: str) -> "Optional[Station | str]":
         with self.lock:
             return self._stations.get(path)
 
@@ -306,4 +334,4 @@ class IcyServer(ServerBase):
         return [x for x in found if path is None or x.path.split("?")[0] == path]
 
 
-__all__ = ["IcyServer", "Listener", "Station", "encode_block", "icy_body", "icy_frame"]
+__all__ = ["IcyServer", "Listener", "Station", "encode_block", "icy_body", "icy_frame", "station_bytes"]
