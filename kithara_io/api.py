@@ -9,6 +9,7 @@ from typing import Callable, Mapping, Optional, Union
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
 from .events import Event
+from .live import local_stream_fd, open_pipe
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
@@ -32,6 +33,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
 
+    A source without a known length (a radio station, a response without one, a FIFO,
+    ``-`` for stdin) gives a :class:`~kithara_io.live.LiveStream`: not seekable, ``size``
+    None, ``open`` returns once its first bytes are in.
+
     Blocks until the total length is known (the first response); raises a
     :class:`~kithara_io.StreamError` naming the URL and the cause if the resource cannot be
     read. ``options`` are the fields of :class:`~kithara_io.options.StreamOptions`.
@@ -50,6 +55,9 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     disk = _disk_cache(cache)
     path = path_from_source(name)
     if path is not None:
+        fd = local_stream_fd(path)
+        if fd is not None:  # a FIFO, stdin ("-") or a device: read like a live stream
+            return open_pipe(name, fd, options=opts, priority=stream_priority, on_event=on_event)
         local = LocalFileReader(path)
         local.set_priority(stream_priority)
         if on_event is not None:

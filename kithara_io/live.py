@@ -19,6 +19,8 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -373,6 +375,24 @@ def open_url(
         reader.events.subscribe(on_event)
     reader.open()
     return LiveStream(reader, url)
+
+
+def local_stream_fd(path: str) -> Optional[int]:
+    """An fd for ``path`` when it is a pipe or device rather than a regular file (``-`` is
+    stdin, duplicated so that closing the stream leaves stdin open); None for a file.
+    Opening a FIFO waits for its writer, as any reader of a FIFO does."""
+    if path == "-":
+        return os.dup(0)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # LocalFileReader reports it
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
+        return None
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise StreamError("cannot open", url=path, cause=exc) from exc
 
 
 def open_pipe(name: str, fd: int, *, options: StreamOptions = StreamOptions(),
