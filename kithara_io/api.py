@@ -16,9 +16,12 @@ from .remote import RemoteReader
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
+from .sources.stations import read_playlist, resolve
 from .stream import Stream
 
 log = logging.getLogger(__name__)
+
+MAX_PLAYLIST_DEPTH = 2  # a playlist may name a playlist, once
 
 
 def open(  # noqa: A001 - mirrors builtins.open on purpose
@@ -63,6 +66,29 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
+    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, depth=0)
+
+
+def _open_remote(name, headers, opts, priority, downloader, on_event, disk, depth: int) -> Stream:
+    """An http(s) stream; a station playlist (.pls/.m3u) opens its first entry that answers."""
+    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk)
+    if depth >= MAX_PLAYLIST_DEPTH:
+        return stream
+    try:
+        urls = read_playlist(stream, name, getattr(stream, "content_type", None))
+    except BaseException:
+        stream.close()
+        raise
+    if urls is None:
+        return stream
+    stream.close()
+    log.info("station playlist %s: %d entries", name, len(urls))
+    return resolve(
+        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, depth + 1)
+    )
+
+
+def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Stream:
     http = HttpSource(
         name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
     )
@@ -75,7 +101,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         except BaseException:
             http.close()
             raise
-    reader = RemoteReader(source, downloader or default_downloader(), opts, stream_priority)
+    reader = RemoteReader(source, downloader or default_downloader(), opts, priority)
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
     reader.open()

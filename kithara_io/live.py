@@ -79,6 +79,7 @@ class LiveReader:
         self._buffer = LiveBuffer(budget, STATION_WINDOW if self.station else budget, url)
         self._lock = threading.Lock()
         self._body: Optional[LiveBody] = first
+        self.content_type: Optional[str] = first.headers.get("Content-Type")
         self._station_fields = station_metadata(first.headers)
         self._metadata: Metadata = dict(self._station_fields)
         self._pending: Deque[Tuple[int, Metadata]] = deque()
@@ -310,6 +311,12 @@ class LiveStream(Stream):
         ``icy-*`` headers) and ``title``, ``url`` (from the stream) as at ``tell()``."""
         self._check_closed()
         return self._reader.metadata_at(self._pos)
+
+    @property
+    def content_type(self) -> Optional[str]:
+        """The first answer's Content-Type (``audio/mpeg``, ``audio/aac``, ``audio/ogg``...),
+        which tells PyAV's ``format=``; None for a pipe."""
+        return self._reader.content_type
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_closed()

@@ -68,6 +68,29 @@ def _m3u_entries(lines: List[str]) -> List[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def read_playlist(stream, url: str, content_type: Optional[str]) -> Optional[List[str]]:
+    """The entries of ``stream`` when it is a station playlist (by Content-Type or URL), else
+    None with ``stream`` rewound when it can be (nothing read when it is not one)."""
+    kind = playlist_kind(url, content_type)
+    if kind is None:
+        return None
+    data = bytearray()
+    while len(data) <= MAX_PLAYLIST_BYTES:
+        chunk = stream.read(MAX_PLAYLIST_BYTES + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    urls = None
+    if len(data) <= MAX_PLAYLIST_BYTES:
+        try:
+            urls = parse_playlist(bytes(data).decode("utf-8"), url, kind)
+        except UnicodeDecodeError:
+            urls = None  # not text: a stream served under a playlist's name
+    if urls is None and stream.seekable():
+        stream.seek(0)
+    return urls
+
+
 def resolve(playlist_url: str, urls: List[str], open_entry: Callable[[str], T]) -> T:
     """``open_entry(url)`` for each entry in turn; the first that returns wins. If every
     entry fails, a StreamError naming the playlist, with the last entry's failure as cause."""
@@ -82,4 +105,4 @@ def resolve(playlist_url: str, urls: List[str], open_entry: Callable[[str], T]) 
     )
 
 
-__all__ = ["MAX_PLAYLIST_BYTES", "parse_playlist", "playlist_kind", "resolve"]
+__all__ = ["MAX_PLAYLIST_BYTES", "parse_playlist", "playlist_kind", "read_playlist", "resolve"]
