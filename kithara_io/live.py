@@ -92,7 +92,11 @@ class LiveReader:
     def open(self) -> None:
         """Start reading; returns once the first bytes (or the end, or a failure) are in."""
         self._thread.start()
-        self._buffer.wait_started()
+        try:
+            self._buffer.wait_started()
+        except BaseException:  # Ctrl-C while waiting: leave nothing running
+            self.close()
+            raise
         error = self._buffer.error
         if error is not None and not self._buffer.end:
             self.close()

@@ -114,7 +114,7 @@ def _bodies(draw):
     return interval, audio, titles, body, sizes
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_bodies())
 def test_demuxer_any_piece_sizes(case):
     interval, audio, titles, body, sizes = case
