@@ -13,6 +13,7 @@ from .live import local_stream_fd, open_pipe
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
@@ -90,9 +91,14 @@ def _open_remote(name, headers, opts, priority, downloader, on_event, disk, dept
 
 def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Stream:
     http = HttpSource(
-        name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
+        name,
+        headers=headers,
+        timeout=opts.timeout,
+        verify=opts.verify,
+        cert=opts.cert,
+        max_redirects=opts.max_redirects,
     )
-    source: Union[HttpSource, DiskCachedSource] = http
+    source: Source = http
     if disk is not None:
         try:
             source = DiskCachedSource(http, disk.open_entry(name))
