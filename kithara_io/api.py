@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Optional, Union
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
 from .events import Event
-from .live import local_stream_fd, open_pipe
+from .live import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
@@ -57,6 +57,8 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         raise TypeError(f"unknown option(s) {unknown}; valid: {StreamOptions.names()}") from None
     stream_priority = Priority.parse(priority)
     disk = _disk_cache(cache)
+    # Radio servers send titles in the stream only when asked; other servers ignore it.
+    headers = {"Icy-MetaData": "1", **dict(headers or {})}
     path = path_from_source(name)
     if path is not None:
         fd = local_stream_fd(path)
@@ -110,8 +112,17 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Str
     reader = RemoteReader(source, downloader or default_downloader(), opts, priority)
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
-    reader.open()
-    return Stream(reader, name)
+    handed = reader.open()
+    if handed is None:
+        return Stream(reader, name)
+    # No length: a radio station or a body without one. Read by a live reader of its own.
+    body, abort = handed
+    first = None
+    if hasattr(body, "headers"):
+        first = HandedBody(body, abort)
+    else:  # a disk-cache wrapper: a live stream is not cached, ask again without it
+        body.close()
+    return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
 
 
 def _disk_cache(cache: Union[None, str, DiskCache]) -> Optional[DiskCache]:

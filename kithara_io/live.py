@@ -43,6 +43,7 @@ STATION_WINDOW = 64 * 1024
 #: A connection that delivered this much counts as progress: the retry count starts over.
 PROGRESS = 16 * 1024
 READ_SIZE = 64 * 1024
+MIN_PIECE = 2 * 1024
 
 _ids = itertools.count(1)
 Reconnect = Callable[[AbortSlot], LiveBody]
@@ -167,10 +168,9 @@ class LiveReader:
         self._closing.set()
         self._buffer.close()
         self._slot.abort()
-        with self._lock:
-            body = self._body
-        if body is not None:
-            body.abort()
+        with self._lock:  # (held: the live thread closes a body under it, never mid-abort)
+            if self._body is not None:
+                self._body.abort()
         if self._thread.is_alive():
             self._thread.join()
         with self._lock:
@@ -223,13 +223,20 @@ class LiveReader:
         demuxer = IcyDemuxer(interval) if interval else None
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
+        piece, got, began = MIN_PIECE, 0, time.monotonic()
         while not self._closing.is_set():
             try:
-                n = body.readinto(view)
+                n = body.readinto(view[:piece])
             except StreamError as exc:
                 return exc
             if n == 0:
                 return None
+            # Some bodies fill the whole piece before returning: size it to ~50 ms of the
+            # stream, so a slow station's bytes are not held back for seconds.
+            got += n
+            elapsed = time.monotonic() - began
+            if elapsed > 0:
+                piece = max(MIN_PIECE, min(READ_SIZE, int(got / elapsed * 0.05)))
             with self._lock:
                 self._fetched += n
             if demuxer is None:
@@ -282,8 +289,8 @@ class LiveReader:
     def _drop_body(self) -> None:
         with self._lock:
             body, self._body = self._body, None
-        if body is not None:
-            body.close()
+            if body is not None:
+                body.close()
 
 
 class LiveStream(Stream):
@@ -354,6 +361,26 @@ class LiveStream(Stream):
         return f"<kithara_io.LiveStream {self.name!r} {state}>"
 
 
+class HandedBody:
+    """The first answer of an engine fetch, handed over unread because it has no length
+    (see ``RemoteReader.open``): its Body and abort handle as a LiveBody."""
+
+    def __init__(self, body, abort) -> None:
+        self.url = body.url
+        self.headers = body.headers
+        self._body = body
+        self._abort = abort
+
+    def readinto(self, buf: memoryview) -> int:
+        return self._body.readinto(buf)
+
+    def abort(self) -> None:
+        self._abort.abort()
+
+    def close(self) -> None:
+        self._body.close()
+
+
 def open_url(
     url: str,
     *,
@@ -416,4 +443,4 @@ def open_pipe(name: str, fd: int, *, options: StreamOptions = StreamOptions(),
     return LiveStream(reader, name)
 
 
-__all__ = ["LiveReader", "LiveStream", "is_station", "open_pipe", "open_url"]
+__all__ = ["HandedBody", "LiveReader", "LiveStream", "is_station", "open_pipe", "open_url"]

@@ -63,6 +63,11 @@ class _Fetch:
     handle: Abort
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
+    handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
+
+    def abort(self) -> None:
+        if not self.handed:
+            self.handle.abort()
 
 
 class _LinkEstimate:
@@ -139,10 +144,15 @@ class RemoteReader:
         self._link = _LinkEstimate()
         self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
         self.events = EventBus(source.url)  # this stream's events (issue #4)
+        self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
 
     # -- lifecycle ---------------------------------------------------------------------
-    def open(self) -> None:
-        """Start the first fetch and block until the total length is known."""
+    def open(self) -> Optional[Tuple[Body, Abort]]:
+        """Start the first fetch and block until the total length is known.
+
+        If the first answer has no length (a live stream, a chunked or close-delimited
+        body), this reader cannot serve it: it closes and returns that answer's body and
+        abort handle instead, unread and open; the caller owns them from then on."""
         self._downloader.attach()
         try:
             with self._cond:
@@ -150,9 +160,13 @@ class RemoteReader:
                 if self._opt.tail:
                     self._submit_tail_probe_locked()
             self._cache.wait_for_size()
+        except UnknownLength:
+            self.close()
+            return self._handover
         except BaseException:
             self.close()
             raise
+        return None
 
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
@@ -163,7 +177,7 @@ class RemoteReader:
             self._closed = True
             victims = list(self._active.values())
         self._cancel(victims)
-        if victims:
+        if victims and self._handover is None:  # (that would break the handed-over body too)
             self._source.abort_all()  # also requests still waiting for their headers
         self._cache.close()
         deadline = time.monotonic() + self._opt.timeout.connect + 5.0
@@ -457,7 +471,7 @@ class RemoteReader:
             events=self.events,
         )
         fetch = self._active[cmd.id] = _Fetch(cmd, plan, self._source.new_abort())
-        cmd.abort = fetch.handle.abort  # the Downloader may cancel it too (preemption)
+        cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
         return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
@@ -475,7 +489,7 @@ class RemoteReader:
 
     def _cancel(self, victims: List[_Fetch]) -> None:
         for fetch in victims:
-            fetch.handle.abort()
+            fetch.abort()
             self._downloader.cancel(fetch.cmd)
 
     # -- on a pool thread --------------------------------------------------------------
@@ -554,6 +568,8 @@ class RemoteReader:
         self._publish(FirstByte(cmd.id, ttfb, self._source.url))
         with self._cond:
             self._counts["requests"] += body.requests_sent
+        if self._takes_over(fetch, body):
+            return
         try:
             self._on_response(cmd, body)
             delivered = self._copy_body(cmd, body, pos)
@@ -562,6 +578,20 @@ class RemoteReader:
         if not body.from_disk:  # the link estimate is of the network
             with self._cond:
                 self._link.record(ttfb, delivered, time.monotonic() - started)
+
+    def _takes_over(self, fetch: _Fetch, body: Body) -> bool:
+        """The first answer has no length: keep it, unread, for open() to hand over (a live
+        stream is read by a reader of its own), and stop this reader."""
+        if body.total is not None or body.ranged or self._cache.size is not None:
+            return False
+        with self._cond:
+            if self._closed or self._error is not None or self._handover is not None:
+                return False
+            self._handover = (body, fetch.handle)
+            fetch.handed = True
+            self._error = UnknownLength("the first answer has no length", url=body.url)
+        self._cache.fail(self._error)  # wakes open()
+        return True
 
     def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
@@ -669,6 +699,10 @@ class RemoteReader:
             self._error = error
             log.error("kithara-io: %s", error)
         self._cache.fail(self._error)
+
+
+class UnknownLength(StreamError):
+    """Internal: the first answer has no length; open() hands it over."""
 
 
 def _skip(body: Body, count: int, chunk: int) -> None:

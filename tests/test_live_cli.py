@@ -14,7 +14,7 @@ import pytest
 
 from kithara_io.cli import main
 from tests.live_media import mp3_payload
-from tests.servers.icy import IcyServer, Station, station_bytes
+from tests.servers.icy import IcyServer, Station, head_listeners, station_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,11 +55,13 @@ def test_get_records_for_the_duration(icy_server, mp3, tmp_path, capsys, no_leak
     took = time.monotonic() - started
     assert 1.0 <= took < 3.0
     data = out.read_bytes()
-    joined = icy_server.listeners("/rec.mp3")[0].joined_at
-    assert data == station_bytes(mp3, joined, len(data))
+    listener = head_listeners(icy_server.listeners("/rec.mp3"))[0]
+    assert data == station_bytes(mp3, listener.joined_at, len(data))
     assert 8000 + 0.8 * rate <= len(data) <= 8000 + 2.5 * rate
     printed = capsys.readouterr().out
-    assert "now playing: One" in printed and f"saved {out}" in printed
+    shown = [line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("now playing: ")]
+    assert shown and set(shown) <= {title for _, title in listener.titles}
+    assert f"saved {out} ({len(data)} bytes)" in printed
 
 
 def test_get_stops_cleanly_on_ctrl_c(icy_server, mp3, tmp_path):
@@ -82,5 +84,5 @@ def test_get_stops_cleanly_on_ctrl_c(icy_server, mp3, tmp_path):
             proc.wait()
     assert proc.returncode == 0, stderr.decode()
     data = out.read_bytes()
-    assert data == station_bytes(mp3, icy_server.listeners("/ctrlc.mp3")[0].joined_at, len(data))
+    assert data == station_bytes(mp3, head_listeners(icy_server.listeners("/ctrlc.mp3"))[0].joined_at, len(data))
     assert f"saved {out} ({len(data)} bytes)" in stdout.decode()

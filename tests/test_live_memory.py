@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.icy import IcyServer, Station, station_bytes
+from tests.servers.icy import IcyServer, Station, head_listeners, station_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 20 * 60 * 320_000 // 8  # 48 MB
@@ -37,7 +37,7 @@ def test_long_fast_push_keeps_memory_flat(budget):
     with IcyServer() as server:
         url = server.add("/fast.mp3", Station(payload=payload, metaint=16000, icy_headers={"icy-br": "320"}))
         result = _run(url, *budget)
-        joined = server.listeners("/fast.mp3")[0].joined_at
+        joined = head_listeners(server.listeners("/fast.mp3"))[0].joined_at
     growth_mb = (result["rss_peak_kb"] - result["rss_before_kb"]) / 1024
     print(f"live push of {TOTAL / 1e6:.0f} MB, budget {budget or 'default'}: RSS growth {growth_mb:.1f} MB")
     assert result["bytes"] == TOTAL and result["requests"] == 1

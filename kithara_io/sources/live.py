@@ -15,7 +15,6 @@ import http.client
 import os
 import select
 import socket
-import ssl
 import threading
 import urllib.parse
 from typing import Mapping, Optional, Protocol
@@ -25,8 +24,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
 from ..retry import Timeout, parse_retry_after
+from .shoutcast import IcyResponse, is_icy_status_line, request_icy
 
-MAX_HEAD = 64 * 1024  # the most header bytes accepted from a raw ICY answer
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -90,11 +89,13 @@ def request_headers(headers: Optional[Mapping[str, str]]) -> dict:
 class HttpLiveBody:
     """An urllib3 response read with ``read1``, on its own connection."""
 
-    def __init__(self, url: str, response, conn: HTTPConnection) -> None:
+    def __init__(self, url: str, response, conn: HTTPConnection, sock: socket.socket) -> None:
         self.url = url
         self.headers = response.headers
         self._response = response
         self._conn = conn
+        # http.client forgets conn.sock on a "Connection: close" answer: keep it for abort().
+        self._sock = sock
 
     def readinto(self, buf: memoryview) -> int:
         try:
@@ -105,7 +106,7 @@ class HttpLiveBody:
         return len(data)
 
     def abort(self) -> None:
-        _shutdown(self._conn.sock)
+        _shutdown(self._sock)
 
     def close(self) -> None:
         self._response.close()
@@ -129,10 +130,10 @@ def open_http(
             raise InvalidResponseError(f"redirect to an unsupported URL scheme {parsed.scheme!r}", url=url)
         conn = _connection(parsed, timeout, verify)
         try:
-            response = _get(conn, parsed, sent, timeout, slot)
+            response, sock = _get(conn, parsed, sent, timeout, slot)
         except http.client.BadStatusLine as exc:
             conn.close()
-            if not str(getattr(exc, "line", "")).startswith("ICY"):
+            if not is_icy_status_line(exc):
                 raise ConnectionFailedError("invalid HTTP status line", url=url, cause=exc) from exc
             return open_icy(url, headers, timeout, verify, slot)
         except StreamError:
@@ -152,7 +153,7 @@ def open_http(
             response.close()
             conn.close()
             raise
-        return HttpLiveBody(url, response, conn)
+        return HttpLiveBody(url, response, conn, sock)
     raise InvalidResponseError("too many redirects", url=url)
 
 
@@ -169,10 +170,11 @@ def _connection(parsed, timeout: Timeout, verify: bool) -> HTTPConnection:
 
 def _get(conn: HTTPConnection, parsed, headers: dict, timeout: Timeout, slot: AbortSlot):
     conn.connect()
-    slot.attach(conn.sock)
-    conn.sock.settimeout(timeout.read)  # per gap between reads, as for every fetch
+    sock = conn.sock
+    slot.attach(sock)
+    sock.settimeout(timeout.read)  # per gap between reads, as for every fetch
     conn.request("GET", parsed.request_uri, headers=headers, preload_content=False, decode_content=False)
-    return conn.getresponse()
+    return conn.getresponse(), sock
 
 
 def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str]) -> None:
@@ -192,98 +194,42 @@ def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str])
 
 
 class IcyLiveBody:
-    """The body of an ``ICY 200 OK`` answer, read straight from the socket."""
+    """The body of an ``ICY 200 OK`` answer (see :mod:`.shoutcast`), read from its socket."""
 
-    def __init__(self, url: str, sock: socket.socket, headers, first: bytes) -> None:
+    def __init__(self, url: str, response: IcyResponse) -> None:
         self.url = url
-        self.headers = headers
-        self._sock = sock
-        self._pending = first  # body bytes that came with the head
+        self.headers = response.headers
+        self._response = response
 
     def readinto(self, buf: memoryview) -> int:
-        if self._pending:
-            n = min(len(buf), len(self._pending))
-            buf[:n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            return n
         try:
-            return self._sock.recv_into(buf)
+            return self._response.readinto(buf)
         except OSError as exc:
             raise ConnectionFailedError("live connection broke", url=self.url, cause=exc) from exc
 
     def abort(self) -> None:
-        _shutdown(self._sock)
+        _shutdown(self._response.sock)
 
     def close(self) -> None:
-        self._sock.close()
+        self._response.close()
 
 
 def open_icy(
     url: str, headers: Optional[Mapping[str, str]], timeout: Timeout, verify: bool, slot: AbortSlot
 ) -> LiveBody:
-    """GET ``url`` over a plain socket and accept an ``ICY 200 OK`` status line.
-
-    Old Shoutcast (v1) servers answer ``ICY 200 OK`` instead of ``HTTP/1.x 200``; http.client
-    (so urllib3 and requests) rejects that line as a BadStatusLine, and no maintained Python
-    HTTP client accepts it, so this request is written and its head parsed here. The
-    request is HTTP/1.0: no chunked body, the connection closes at the end.
-    """
-    parsed = urllib3.util.parse_url(url)
+    """GET ``url`` accepting an ``ICY 200 OK`` status line (old Shoutcast servers)."""
     try:
-        sock = socket.create_connection((parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout.connect)
-    except OSError as exc:
-        raise ConnectionFailedError("request failed", url=url, cause=exc) from exc
-    try:
-        if parsed.scheme == "https":
-            context = ssl.create_default_context()
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            sock = context.wrap_socket(sock, server_hostname=parsed.host)
-        slot.attach(sock)
-        sock.settimeout(timeout.read)
-        lines = [f"GET {parsed.request_uri} HTTP/1.0", f"Host: {parsed.netloc}"]
-        lines += [f"{k}: {v}" for k, v in request_headers(headers).items()]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head, rest = _read_head(sock, url)
-        status_line, _, header_text = head.partition(b"\r\n")
-        parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise InvalidResponseError(f"invalid status line {status_line[:80]!r}", url=url)
-        fields = http.client.parse_headers(_Lines(header_text + b"\r\n\r\n"))
-        check_answer(url, int(parts[1]), parts[2] if len(parts) > 2 else "", fields)
-        return IcyLiveBody(url, sock, fields, rest)
-    except OSError as exc:
-        sock.close()
-        if isinstance(exc, StreamError):
-            raise
-        raise ConnectionFailedError("request failed", url=url, cause=exc) from exc
-    except BaseException:
-        sock.close()
+        response = request_icy(url, request_headers(headers), timeout.connect, timeout.read, verify, slot.attach)
+    except StreamError:
         raise
-
-
-def _read_head(sock: socket.socket, url: str):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > MAX_HEAD:
-            raise InvalidResponseError("response head too long", url=url)
-        piece = sock.recv(4096)
-        if not piece:
-            raise ConnectionFailedError("connection closed before the response head", url=url)
-        data += piece
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
-
-
-class _Lines:
-    """The ``readline`` that ``http.client.parse_headers`` wants, over bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self._lines = data.splitlines(keepends=True)
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._lines.pop(0) if self._lines else b""
+    except OSError as exc:
+        raise ConnectionFailedError("request failed", url=url, cause=exc) from exc
+    try:
+        check_answer(url, response.status, response.reason, response.headers)
+    except BaseException:
+        response.close()
+        raise
+    return IcyLiveBody(url, response)
 
 
 # -- local pipes and devices ---------------------------------------------------------------

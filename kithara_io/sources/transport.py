@@ -70,7 +70,7 @@ class AbortHandle:
 
 
 def _shutdown(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
+    sock = getattr(conn, "sock", None) or getattr(conn, "kept_sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -112,6 +112,10 @@ class ConnectionRegistry:
 
 def _registered_connect(self: Any) -> None:
     super(type(self), self).connect()
+    # On a "Connection: close" answer (HTTP/1.0, a close-delimited body) http.client drops
+    # ``sock`` once the headers are in, the response alone reading it: keep it, so an abort
+    # can still break that body's reads.
+    self.kept_sock = self.sock
     self.registry.add(self)
 
 
@@ -206,6 +210,8 @@ class HttpBody:
         self.total = total
         self.ranged = ranged
         self.position = start
+        # The answer's headers: a live stream reads its ICY fields (icy-metaint) here.
+        self.headers: Mapping[str, str] = answer.headers if answer is not None else {}
         self._raw = answer.raw if answer is not None else None
         self._abort = abort
         self._broken: Optional[ConnectionFailedError] = None

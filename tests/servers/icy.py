@@ -10,7 +10,8 @@ Icecast sends), ``"chunked"`` (HTTP/1.1 chunked, no length) and ``"icy"`` (the `
 OK`` status line of old Shoutcast servers, written by hand on the socket: no HTTP library
 sends it). When the request has ``Icy-MetaData: 1`` and ``metaint`` is set, a metadata block
 follows every ``metaint`` audio bytes; the title changes every ``title_every`` bytes of the
-station's position. The first ``drops`` connections are cut after ``drop_after`` audio bytes.
+station's position. The first ``drops`` connections to reach ``drop_after`` audio bytes are
+cut there; with ``fail_status``, connections after those cuts are refused with that status.
 
 Everything a connection sent is recorded (:class:`Listener`): where it joined, how many
 audio bytes, which titles at which audio offset, so tests can assert exactly.
@@ -79,11 +80,10 @@ class Station:
     burst: int = 0  # bytes sent at once on connect, before pacing (Icecast's burst-on-connect)
     framing: str = "close"  # "close" | "chunked" | "icy"
     limit: Optional[int] = None  # audio bytes per connection, then a clean end
-    drops: int = 0  # the first `drops` connections are cut...
-    drop_after: int = 64 * KiB  # ...after this many audio bytes
+    drops: int = 0  # the first `drops` connections to reach `drop_after` audio bytes are cut
+    drop_after: int = 64 * KiB
     drop_how: str = "reset"  # "reset" (RST) or "close" (FIN, as when a source goes away)
-    fail_after: Optional[int] = None  # connections after the first `fail_after` get `fail_status`
-    fail_status: int = 503
+    fail_status: Optional[int] = None  # once the drops are done, new connections get this status
     clock_start: int = 0  # station position when the mount is added
     header: bytes = b""
     join_points: Optional[Sequence[int]] = None
@@ -98,7 +98,7 @@ class Station:
     )
     chunk: int = 4 * KiB  # bytes per write (with a rate), 64 KiB without
     started: float = dataclasses.field(default_factory=time.monotonic)
-    connections: int = 0
+    cuts: int = 0  # connections cut so far
 
     def title_at(self, position: int) -> str:
         if not self.title_every:
@@ -131,6 +131,7 @@ class Listener:
     titles: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (audio offset, title)
     dropped: bool = False
     finished: bool = False
+    status: int = 200
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -151,17 +152,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         listener = server.connect(self.path, dict(self.headers.items()))
         with server.lock:
-            station.connections += 1
-            drop = station.connections <= station.drops
-            failing = station.fail_after is not None and station.connections > station.fail_after
+            failing = station.fail_status is not None and station.cuts >= station.drops
+            if failing:
+                listener.status = station.fail_status
         if failing:
-            listener.finished = True
             self.send_error(station.fail_status)
             return
         wants_meta = self.headers.get("Icy-MetaData", "").strip() == "1" and station.metaint
         self._send_headers(station, bool(wants_meta))
         try:
-            self._stream(server, station, listener, bool(wants_meta), drop)
+            self._stream(server, station, listener, bool(wants_meta))
         except OSError as exc:
             if not is_disconnect(exc):
                 raise
@@ -191,7 +191,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         head = status + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         self.wfile.write(head.encode("latin-1"))
 
-    def _stream(self, server: "IcyServer", station: Station, listener: Listener, meta: bool, drop: bool) -> None:
+    def _stream(self, server: "IcyServer", station: Station, listener: Listener, meta: bool) -> None:
         now = time.monotonic()
         position = station.join(station.live_position(now))
         listener.joined_at = position
@@ -203,12 +203,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         last_title: Optional[str] = None
         chunk = station.chunk if station.rate else 64 * KiB
         limit = station.limit
-        cut = station.drop_after if drop else None
+        # A suffix request (the tail probe kithara_io.open sends beside its first request)
+        # is never cut: it is dropped by the client at once, and must not use up a cut.
+        probe = self.headers.get("Range", "").startswith("bytes=-")
+        cut = station.drop_after if station.drops and not probe else None
         while not server.stop_event.is_set():
             want = chunk
             if limit is not None:
                 want = min(want, limit - sent)
             if cut is not None:
+                if sent >= cut:
+                    with server.lock:
+                        if station.cuts < station.drops:
+                            station.cuts += 1
+                            break
+                    cut = None  # the drops are done: this one plays on
+                    continue
                 want = min(want, cut - sent)
             if want <= 0:
                 break
@@ -237,7 +247,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             writer.write(bytes(out))
             with server.lock:
                 listener.audio_sent = sent
-        if cut is not None and sent >= cut:
+        if cut is not None and sent >= cut and not server.stop_event.is_set():
             with server.lock:
                 listener.dropped = True
             self._cut(station.drop_how)
@@ -275,6 +285,12 @@ class _BodyWriter:
     def end(self) -> None:
         if self._chunked:
             self._wfile.write(b"0\r\n\r\n")
+
+
+def head_listeners(listeners: List[Listener]) -> List[Listener]:
+    """Connections other than the tail probe ``kithara_io.open`` sends beside its first
+    request (``Range: bytes=-N``; a station answers it with its stream, dropped at once)."""
+    return [x for x in listeners if not x.request_headers.get("Range", "").startswith("bytes=-")]
 
 
 def station_bytes(payload: bytes, position: int, n: int) -> bytes:
@@ -334,4 +350,4 @@ class IcyServer(ServerBase):
         return [x for x in found if path is None or x.path.split("?")[0] == path]
 
 
-__all__ = ["IcyServer", "Listener", "Station", "encode_block", "icy_body", "icy_frame", "station_bytes"]
+__all__ = ["IcyServer", "Listener", "Station", "encode_block", "icy_body", "head_listeners", "icy_frame", "station_bytes"]
