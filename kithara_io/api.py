@@ -118,9 +118,9 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Str
     # No length: a radio station or a body without one. Read by a live reader of its own.
     body, abort = handed
     first = None
-    if hasattr(body, "headers"):
+    if HandedBody.fits(body):
         first = HandedBody(body, abort)
-    else:  # a disk-cache wrapper: a live stream is not cached, ask again without it
+    else:  # another source's body: ask again, as a listener
         body.close()
     return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
 

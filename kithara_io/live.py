@@ -43,7 +43,6 @@ STATION_WINDOW = 64 * 1024
 #: A connection that delivered this much counts as progress: the retry count starts over.
 PROGRESS = 16 * 1024
 READ_SIZE = 64 * 1024
-MIN_PIECE = 2 * 1024
 
 _ids = itertools.count(1)
 Reconnect = Callable[[AbortSlot], LiveBody]
@@ -163,6 +162,10 @@ class LiveReader:
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         return False, None, None  # no ranges, no validators
 
+    def interrupt(self) -> None:
+        """A read waiting for bytes raises ``InterruptedError`` (see ``LiveBuffer.interrupt``)."""
+        self._buffer.interrupt()
+
     def close(self) -> None:
         """Break the connection, wake every wait, join the live thread. Idempotent."""
         self._closing.set()
@@ -223,20 +226,13 @@ class LiveReader:
         demuxer = IcyDemuxer(interval) if interval else None
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
-        piece, got, began = MIN_PIECE, 0, time.monotonic()
         while not self._closing.is_set():
             try:
-                n = body.readinto(view[:piece])
+                n = body.readinto(view)
             except StreamError as exc:
                 return exc
             if n == 0:
                 return None
-            # Some bodies fill the whole piece before returning: size it to ~50 ms of the
-            # stream, so a slow station's bytes are not held back for seconds.
-            got += n
-            elapsed = time.monotonic() - began
-            if elapsed > 0:
-                piece = max(MIN_PIECE, min(READ_SIZE, int(got / elapsed * 0.05)))
             with self._lock:
                 self._fetched += n
             if demuxer is None:
@@ -320,8 +316,13 @@ class LiveStream(Stream):
     def metadata(self) -> Metadata:
         """``name``, ``genre``, ``description``, ``bitrate``, ``station_url`` (from the
         ``icy-*`` headers) and ``title``, ``url`` (from the stream) as at ``tell()``."""
+        return self._reader.metadata_at(self._pos)  # also once closed: players ask from other threads
+
+    def interrupt(self) -> None:
+        """Make a read waiting for bytes in another thread raise ``InterruptedError`` now
+        (or the next read that has to wait); the stream stays usable."""
         self._check_closed()
-        return self._reader.metadata_at(self._pos)
+        self._reader.interrupt()
 
     @property
     def content_type(self) -> Optional[str]:
@@ -371,8 +372,13 @@ class HandedBody:
         self._body = body
         self._abort = abort
 
+    @staticmethod
+    def fits(body) -> bool:
+        """Whether ``body`` tells its headers and can return what has arrived."""
+        return hasattr(body, "headers") and hasattr(body, "readinto1")
+
     def readinto(self, buf: memoryview) -> int:
-        return self._body.readinto(buf)
+        return self._body.readinto1(buf)  # what arrived: a slow station is not held back
 
     def abort(self) -> None:
         self._abort.abort()

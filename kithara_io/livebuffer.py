@@ -35,6 +35,7 @@ class LiveBuffer:
         self.done = False  # the end is proven: ``end`` is the length
         self.error: Optional[BaseException] = None
         self.closed = False
+        self._interrupt = False  # one-shot: the next waiting read raises InterruptedError
         self.served = 0
         self.waits = 0
         self.time_waited = 0.0
@@ -67,6 +68,13 @@ class LiveBuffer:
                 self.error = error
             self._cond.notify_all()
 
+    def interrupt(self) -> None:
+        """The read waiting now (else the next one that has to wait) raises
+        ``InterruptedError`` once; nothing else changes."""
+        with self._cond:
+            self._interrupt = True
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Wake everyone; later reads raise StreamClosedError, puts return False."""
         with self._cond:
@@ -94,6 +102,9 @@ class LiveBuffer:
         with self._cond:
             began = None
             while pos >= self.end and not (self.done or self.error is not None or self.closed):
+                if self._interrupt:
+                    self._interrupt = False
+                    raise InterruptedError("read interrupted (Stream.interrupt)")
                 began = began or time.monotonic()
                 self._cond.wait()
             if began is not None:

@@ -13,7 +13,7 @@ import pytest
 
 import kithara_io
 from kithara_io import ConnectionFailedError, HTTPStatusError, Retry, StreamClosedError, StreamError
-from kithara_io.events import MetadataChanged, RequestRetrying, StreamGap
+from kithara_io.events import MetadataChanged, ReaderWaiting, RequestRetrying, StreamGap
 from tests.live_media import mp3_payload
 from tests.servers.icy import IcyServer, Station, head_listeners, station_bytes
 
@@ -239,6 +239,32 @@ def test_close_returns_fast_and_wakes_a_waiting_read(icy_server, mp3, no_leaks):
     took = time.monotonic() - started
     t.join(5)
     assert took < 1.0 and not t.is_alive() and outcome
+
+
+def test_interrupt_wakes_a_waiting_read_and_the_stream_goes_on(icy_server, mp3, no_leaks):
+    # 100 bytes at once, then 100 bytes a second: the second read waits.
+    station = Station(payload=mp3, rate=100, burst=0, chunk=100, metaint=None)
+    path, url = mount(icy_server, station)
+    waiting = threading.Event()
+    with kithara_io.open(url, on_event=lambda e: waiting.set() if isinstance(e, ReaderWaiting) else None) as f:
+        first = read_exactly(f, 100)
+        outcome: list = []
+        t = threading.Thread(target=lambda: outcome.append(_read_or_error(f)))
+        t.start()
+        assert waiting.wait(5)
+        f.interrupt()  # the read raises now, or at its wait if it has not reached it yet
+        t.join(5)
+        assert isinstance(outcome[0], InterruptedError)
+        rest = read_exactly(f, 100)  # the stream goes on: nothing was lost
+    joined = head_listeners(icy_server.listeners(path))[0].joined_at
+    assert first + rest == station_bytes(mp3, joined, 200)
+
+
+def _read_or_error(f):
+    try:
+        return f.read(50_000)
+    except InterruptedError as exc:
+        return exc
 
 
 def test_close_during_reconnect_backoff(icy_server, mp3, no_leaks):

@@ -244,6 +244,23 @@ class HttpBody:
         self.position += n
         return n
 
+    def readinto1(self, buf: memoryview) -> int:
+        """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
+        the reader of a live stream must not wait for a piece of a slow station to fill."""
+        if self._raw is None:
+            return 0
+        if self._broken is not None:
+            raise self._broken
+        try:
+            data = self._raw.read1(len(buf), decode_content=False)
+        except NETWORK_ERRORS as exc:
+            raise ConnectionFailedError(
+                "connection broke while reading the body", url=self.url, byte_range=(self.position, self.end), cause=exc
+            ) from exc
+        buf[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
     def close(self) -> None:
         """Return the connection to its pool if the body was read to its end, else drop it."""
         raw, self._raw = self._raw, None
