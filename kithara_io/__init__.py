@@ -16,6 +16,7 @@ from .errors import (
     StreamError,
     TruncatedBodyError,
 )
+from .live import LiveStream
 from .options import StreamOptions
 from .retry import Retry, Timeout
 from .stats import StreamStats
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "open",
     "Stream",
+    "LiveStream",
     "Downloader",
     "default_downloader",
     "StreamOptions",

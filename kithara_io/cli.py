@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from . import __version__
+from . import __version__, cli_live
 from .api import open as open_stream
 from .disk import DiskCache, EntryInfo
 from .errors import StreamError
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="download to a file, resuming a partial one")
     common(get)
     get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write")
+    get.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="a live stream: stop recording after this long (default: Ctrl-C or its end)")
     cache = commands.add_parser("cache", help="list, measure or clear the disk cache")
     actions = cache.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -140,14 +142,6 @@ def _options(args: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-def _open_track(args: argparse.Namespace) -> Track:
-    """The source, opened and decodable; SourceError (exit 2) if not."""
-    try:
-        return Track(args.source, _options(args))
-    except (StreamError, ValueError, UnsupportedFormatError) as exc:
-        raise SourceError(_one_line(exc)) from None
-
-
 # -- info ------------------------------------------------------------------------------------
 def describe(track: Track) -> Dict[str, Any]:
     """What ``info`` reports, as plain values."""
@@ -176,7 +170,19 @@ def _http_details(stream: Any) -> tuple:
 
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:
-    track = _open_track(args)
+    stream = _open_source(args)
+    if cli_live.is_live(stream):
+        with stream:
+            details = cli_live.live_details(stream)
+        if args.json:
+            out.write(json.dumps(details) + "\n")
+        else:
+            cli_live.write_live_info(details, out)
+        return 0
+    try:
+        track = Track(stream)
+    except (StreamError, ValueError, UnsupportedFormatError) as exc:
+        raise SourceError(_one_line(exc)) from None
     try:
         details = describe(track)
     finally:
@@ -352,11 +358,22 @@ def _terminal_width() -> int:
 
 
 # -- get -------------------------------------------------------------------------------------
-def _get(args: argparse.Namespace, out: TextIO) -> int:
+def _open_source(args: argparse.Namespace) -> Any:
     try:
-        stream = open_stream(args.source, **_options(args))
+        return open_stream(args.source, **_options(args))
     except (StreamError, ValueError) as exc:
         raise SourceError(_one_line(exc)) from None
+
+
+def _get(args: argparse.Namespace, out: TextIO) -> int:
+    stream = _open_source(args)
+    if cli_live.is_live(stream):
+        if args.duration is not None and args.duration <= 0:
+            stream.close()
+            raise UsageError("--duration must be > 0")
+        with stream:
+            cli_live.record(stream, args.output, args.duration, out, _terminal_width())
+        return 0
     writer = LineWriter(out)
     with stream:
         size = stream.size

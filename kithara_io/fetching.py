@@ -40,6 +40,11 @@ class Fetch:
     handle: Abort
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
+    handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
+
+    def abort(self) -> None:
+        if not self.handed:
+            self.handle.abort()
 
 
 class FetchHost(Protocol):
@@ -57,6 +62,10 @@ class FetchHost(Protocol):
         """The first answer that told the resource's length (set it, schedule more)."""
 
     def record_link(self, ttfb: float, nbytes: int, duration: float) -> None: ...
+
+    def takes_over(self, fetch: Fetch, body: Body) -> bool:
+        """Keep ``body`` (the first answer, without a length) for a live reader: True if the
+        host took it, and the fetch must neither read nor close it."""
 
 
 class FetchLoop:
@@ -138,6 +147,8 @@ class FetchLoop:
         ttfb = time.monotonic() - started
         self._host.publish(FirstByte(cmd.id, ttfb, self._source.url))
         self._host.count("requests", body.requests_sent)
+        if self._host.takes_over(fetch, body):
+            return
         try:
             self._on_response(cmd, body)
             delivered = self._copy_body(cmd, body, pos)

@@ -49,7 +49,7 @@ from .planning import (
     next_fetch,
     tail_fetch,
 )
-from .sources.base import Source
+from .sources.base import Abort, Body, Source
 from .stats import StreamCounters, StreamStats
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,15 @@ class RemoteReader:
         self._counts = StreamCounters()
         self._fetcher = FetchLoop(self, source, self._cache, options, self._link, downloader)
         self.events = EventBus(source.url)  # this stream's events (issue #4)
+        self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
 
     # -- lifecycle ---------------------------------------------------------------------
-    def open(self) -> None:
-        """Start the first fetch and block until the total length is known."""
+    def open(self) -> Optional[Tuple[Body, Abort]]:
+        """Start the first fetch and block until the total length is known.
+
+        If the first answer has no length (a live stream, a chunked or close-delimited
+        body), this reader cannot serve it: it closes and returns that answer's body and
+        abort handle instead, unread and open; the caller owns them from then on."""
         self._downloader.attach()
         try:
             with self._cond:
@@ -96,9 +101,13 @@ class RemoteReader:
             limit = self._opt.timeout.open
             if self._cache.wait_for_size(limit) is None:
                 raise ConnectionFailedError(f"no answer within {limit:g} s (Timeout.open)", url=self._source.url)
+        except UnknownLength:
+            self.close()
+            return self._handover
         except BaseException:
             self.close()
             raise
+        return None
 
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
@@ -109,7 +118,7 @@ class RemoteReader:
             self._closed = True
             victims = list(self._active.values())
         self._cancel(victims)
-        if victims:
+        if victims and self._handover is None:  # (that would break the handed-over body too)
             self._source.abort_all()  # also requests still waiting for their headers
         self._cache.close()
         deadline = time.monotonic() + self._opt.timeout.connect + 5.0
@@ -406,7 +415,7 @@ class RemoteReader:
             events=self.events,
         )
         fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort())
-        cmd.abort = fetch.handle.abort  # the Downloader may cancel it too (preemption)
+        cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
         return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
@@ -421,10 +430,9 @@ class RemoteReader:
 
     def _cancel(self, victims: List[Fetch]) -> None:
         for fetch in victims:
-            fetch.handle.abort()
+            fetch.abort()
             self._downloader.cancel(fetch.cmd)
 
-    # -- on a pool thread --------------------------------------------------------------
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
         with self._cond:
@@ -455,6 +463,20 @@ class RemoteReader:
     def record_link(self, ttfb: float, nbytes: int, duration: float) -> None:
         with self._cond:
             self._link.record(ttfb, nbytes, duration)
+
+    def takes_over(self, fetch: Fetch, body: Body) -> bool:
+        """The first answer has no length: keep it, unread, for open() to hand over (a live
+        stream is read by a reader of its own), and stop this reader."""
+        if body.total is not None or body.ranged or self._cache.size is not None:
+            return False
+        with self._cond:
+            if self._closed or self._error is not None or self._handover is not None:
+                return False
+            self._handover = (body, fetch.handle)
+            fetch.handed = True
+            self._error = UnknownLength("the first answer has no length", url=body.url)
+        self._cache.fail(self._error)  # wakes open()
+        return True
 
     def _schedule_tail_locked(self) -> None:
         if self._closed or not self._source.supports_ranges:
@@ -501,3 +523,7 @@ class RemoteReader:
             self._error = error
             log.error("kithara-io: %s", error)
         self._cache.fail(self._error)
+
+
+class UnknownLength(StreamError):
+    """Internal: the first answer has no length; open() hands it over."""

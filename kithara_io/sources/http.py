@@ -16,9 +16,10 @@ from typing import Mapping, Optional, Tuple, Union
 import requests
 import urllib3
 
-from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
+from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
+from .shoutcast import is_icy_status_line, request_icy
 from .transport import (
     NETWORK_ERRORS,
     AbortHandle,
@@ -247,9 +248,25 @@ class HttpSource:
         except _BAD_LOCATION as exc:  # a redirect to ftp:, file:, a bad port...: not transient
             raise InvalidResponseError("redirected to a URL that cannot be fetched", url=url, cause=exc) from exc
         except NETWORK_ERRORS as exc:
-            raise connection_error(exc, url, span) from exc
+            if not is_icy_status_line(exc):
+                raise connection_error(exc, url, span) from exc
+            answer = self._icy_request(url, headers, span)
         abort.attach(answer.raw.connection)
         return answer
+
+    def _icy_request(self, url: str, headers: Mapping[str, str], span: Optional[tuple]) -> Answer:
+        """The same request over a plain socket: old Shoutcast servers answer ``ICY 200 OK``,
+        a status line http.client refuses (see :mod:`.shoutcast`)."""
+        try:
+            response = request_icy(
+                url, {**self._headers_for(url), **headers},
+                self._timeout.connect_timeout, self._timeout.read_timeout, self._session.verify,
+            )
+        except StreamError:
+            raise
+        except OSError as exc:
+            raise connection_error(exc, url, span) from exc
+        return Answer(response.status, response.reason, response.headers, url, response)
 
     def _track(self, url: str) -> None:
         """Register the connections of the pool the next requests-path request takes."""
