@@ -32,6 +32,7 @@ from ..retry import Timeout, parse_retry_after
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+_MAX_TOTAL = 1 << 62  # larger claimed lengths are refused: no real resource, and they overflow
 
 _NETWORK_ERRORS = (
     http.client.HTTPException,  # IncompleteRead of a chunked body read through http.client
@@ -349,7 +350,10 @@ class HttpSource:
             match = _CONTENT_RANGE.match(header)
             url = response.url or self.url
             total = int(match.group(3)) if match and match.group(3) != "*" else None
-            if total is None or (int(match.group(1)), int(match.group(2))) != (max(0, total - length), total - 1):
+            if total is None or total > _MAX_TOTAL or (int(match.group(1)), int(match.group(2))) != (
+                max(0, total - length),
+                total - 1,
+            ):
                 raise InvalidResponseError(
                     f"Content-Range {header!r} does not match the requested last {length} bytes", url=url
                 )
@@ -442,6 +446,8 @@ class HttpSource:
             return Body(url, response, body_start, body_end, total, ranged=True)
         if status == 200:
             total = _content_length(response)
+            if total is not None and total > _MAX_TOTAL:
+                raise InvalidResponseError(f"absurd Content-Length {total}", url=url, byte_range=span)
             if self._ranged:
                 # We sent If-Range with the pinned validator: a 200 means it no longer
                 # matches, unless something on the way ignored the Range header.
@@ -483,6 +489,8 @@ class HttpSource:
             )
         first, last = int(match.group(1)), int(match.group(2))
         total = None if match.group(3) == "*" else int(match.group(3))
+        if max(last, total or 0) > _MAX_TOTAL:
+            raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
         clamped_end = end if total is None or end is None else min(end, total)
         expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
         # A shorter answer that starts right is honest (CDNs cap slice sizes): the caller
