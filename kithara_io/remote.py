@@ -38,6 +38,7 @@ from .events import (
 from .errors import (
     ConnectionFailedError,
     InvalidResponseError,
+    StreamClosedError,
     StreamError,
     TruncatedBodyError,
     server_unreachable,
@@ -144,7 +145,11 @@ class RemoteReader:
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
         """Start the first fetch and block until the total length is known."""
-        self._downloader.attach()
+        try:
+            self._downloader.attach()
+        except RuntimeError:  # closed: say it in the stream's terms
+            self._source.close()
+            raise StreamClosedError("cannot open: the downloader was closed", url=self._source.url) from None
         try:
             with self._cond:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
@@ -252,7 +257,7 @@ class RemoteReader:
         waited_from = time.monotonic()
         while True:
             if here is not None:
-                self._downloader.try_run_inline(here)
+                self._hand_over(here, inline=True)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
@@ -384,7 +389,7 @@ class RemoteReader:
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return here
         slack = self._link.run_here_slack()
-        while len(self._active) < self._opt.max_outstanding:
+        while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
@@ -428,7 +433,7 @@ class RemoteReader:
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
         if not here:
-            self._downloader.submit(cmd)
+            self._hand_over(cmd)
         return cmd
 
     def _submit_tail_probe_locked(self) -> None:
@@ -441,7 +446,23 @@ class RemoteReader:
             byte_range=None,
         )
         self._tail_probe = cmd.id
-        self._downloader.submit(cmd)
+        self._hand_over(cmd)
+
+    def _hand_over(self, cmd: FetchCommand, inline: bool = False) -> None:
+        """Submit ``cmd`` (or run it here, see ``_read``). A Downloader closed under the
+        stream fails it with StreamClosedError instead of raising its RuntimeError."""
+        try:
+            if inline:
+                self._downloader.try_run_inline(cmd)
+            else:
+                self._downloader.submit(cmd)
+        except RuntimeError:
+            if not self._downloader.closed:
+                raise
+            with self._cond:  # reentrant: callers may hold it
+                self._active.pop(cmd.id, None)
+                self._cache.release(cmd.id)
+                self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
 
     def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
         cmd = FetchCommand(
@@ -595,7 +616,7 @@ class RemoteReader:
     def _copy_body(self, cmd: FetchCommand, body: AnyBody, pos: int) -> int:
         """Stream the body into the cache from ``pos``; returns the bytes stored."""
         if body.start < pos:
-            _skip(body, pos - body.start, self._opt.chunk)
+            _skip(body, pos - body.start, self._opt.chunk, self._downloader.note_progress)
         stored = 0
         started = time.monotonic()
         rate = self._link.bandwidth
@@ -670,11 +691,13 @@ class RemoteReader:
         self._cache.fail(self._error)
 
 
-def _skip(body: AnyBody, count: int, chunk: int) -> None:
-    """Discard ``count`` bytes of a body that started before the bytes we need."""
+def _skip(body: AnyBody, count: int, chunk: int, progress) -> None:
+    """Discard ``count`` bytes of a body that started before the bytes we need, telling
+    ``progress(n)`` (the watchdog) that bytes arrive meanwhile."""
     scratch = memoryview(bytearray(min(count, chunk)))
     while count > 0:
         n = body.readinto(scratch[: min(count, len(scratch))])
         if n == 0:
             raise TruncatedBodyError("body ended while skipping its prefix", url=body.url)
+        progress(n)
         count -= n

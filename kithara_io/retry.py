@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ class Timeout:
     connect: float = 10.0
     read: float = 30.0
 
+    def __post_init__(self) -> None:
+        for name in ("connect", "read"):
+            _check_seconds(f"Timeout.{name}", getattr(self, name), positive=True)
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -34,6 +39,12 @@ class Retry:
     jitter: float = 0.25
     statuses: FrozenSet[int] = field(default=frozenset({408, 429, 500, 502, 503, 504}))
 
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"Retry.attempts must be an integer >= 1, not {self.attempts!r}")
+        for name in ("backoff", "max_backoff", "jitter"):
+            _check_seconds(f"Retry.{name}", getattr(self, name), positive=False)
+
     def is_transient(self, error: BaseException) -> bool:
         if isinstance(error, HTTPStatusError):
             return error.status in self.statuses
@@ -46,6 +57,14 @@ class Retry:
             return min(max(retry_after, 0.0), self.max_backoff)
         base = min(self.max_backoff, self.backoff * (2 ** max(failures - 1, 0)))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def _check_seconds(name: str, value: object, *, positive: bool) -> None:
+    """A finite number of seconds, > 0 (``positive``) or >= 0; else a ValueError naming it."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, not {value!r}")
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
