@@ -56,6 +56,13 @@ class SparseCache:
         self._error: Optional[BaseException] = None
         self._closed = False
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the fetches and waiters of the parent are gone (their claims
+        with them), and a lock one of them held would never be released."""
+        self._cond = threading.Condition()
+        self._claims.clear()
+        self._waiters = 0
+
     # -- state -------------------------------------------------------------------------
     @property
     def condition(self) -> threading.Condition:

@@ -141,6 +141,7 @@ class RemoteReader:
         self._link = _LinkEstimate()
         self._counts: Dict[str, float] = dataclasses.asdict(StreamStats())
         self.events = EventBus(source.url)  # this stream's events (issue #4)
+        self._forked = False  # in a forked child, until the first read attaches again
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -160,6 +161,28 @@ class RemoteReader:
             self.close()
             raise
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (only the forking thread exists; called by ``stream``'s fork
+        hook): drop the fetches, whose threads are gone, forget the parent's connections,
+        and take fresh locks. The first read attaches to the child's Downloader and fetches
+        what it needs again."""
+        self._cond = threading.Condition()
+        self._cache._after_fork_in_child()
+        self._active.clear()
+        self._tail_probe = None
+        self._source._after_fork_in_child()
+        self._downloader = self._downloader._after_fork_in_child()
+        self._forked = not self._closed
+
+    def _attach_after_fork(self) -> None:
+        with self._cond:
+            if not self._forked:
+                return
+            self._forked = False
+            self._downloader.attach()
+            if self._cache.size is None:
+                self._restart_head_locked()
+
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
         then release the connections. Idempotent."""
@@ -167,6 +190,8 @@ class RemoteReader:
             if self._closed:
                 return
             self._closed = True
+            detach = not self._forked  # a forked child's reader that never read is not attached
+            self._forked = False
             victims = list(self._active.values())
         self._cancel(victims)
         self._cache.close()
@@ -178,11 +203,14 @@ class RemoteReader:
                     log.warning("closing %s: %d fetches did not stop in time", self._source.url, len(self._active))
                     break
                 self._cond.wait(remaining)
-        self._downloader.detach()
+        if detach:
+            self._downloader.detach()
         self._source.close()
 
     @property
     def size(self) -> int:
+        if self._forked:
+            self._attach_after_fork()
         return self._cache.wait_for_size()
 
     @property
@@ -244,6 +272,8 @@ class RemoteReader:
         return self._read(pos, n, b"".join) or b""
 
     def _read(self, pos: int, n: int, consume):
+        if self._forked:
+            self._attach_after_fork()
         size = self.size
         if pos >= size or n <= 0:
             return None

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import threading
+import weakref
 from typing import Callable, List, Optional, Protocol, Tuple, Type, Union
 
 from .events import Event, EventBus, Subscription
@@ -57,6 +59,8 @@ class _Reader(Protocol):
 
     def close(self) -> None: ...
 
+    def _after_fork_in_child(self) -> None: ...
+
 
 class Stream(io.RawIOBase):
     """A remote (or local) resource as a seekable binary file. Create it with ``kithara_io.open``."""
@@ -65,6 +69,7 @@ class Stream(io.RawIOBase):
         super().__init__()
         self._reader = reader
         self._lock = threading.Lock()  # the cursor: held across each read and seek
+        _live_streams.add(self)
         self._pos = 0
         self.name = name
 
@@ -243,3 +248,19 @@ class Stream(io.RawIOBase):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pos={self._pos}"
         return f"<kithara_io.Stream {self.name!r} {state}>"
+
+
+_live_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child only the forking thread exists: every live stream gets a free
+    cursor lock (a parent thread may have held it) and its reader drops what belonged to
+    the parent's threads (``_after_fork_in_child`` of RemoteReader / LocalFileReader)."""
+    for stream in list(_live_streams):
+        stream._lock = threading.Lock()
+        if not stream.closed:
+            stream._reader._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

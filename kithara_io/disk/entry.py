@@ -109,6 +109,13 @@ class CacheEntry:
     def __repr__(self) -> str:
         return f"CacheEntry({self.url!r}, present={self.present()!r})"
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: fresh locks (a parent thread may have held one). The in-use
+        mark's flock is the parent's too, and stays until both have closed it."""
+        self._commit_lock = threading.Lock()
+        self._filelock = entry_lock(self.directory)
+        self._lock = threading.Lock()
+
     # -- state ---------------------------------------------------------------------------
     def validators(self) -> Optional[Validators]:
         """The version whose bytes this entry holds; None while none is pinned."""

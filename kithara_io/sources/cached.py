@@ -166,6 +166,13 @@ class DiskCachedSource:
         """Whether byte ``pos`` of this stream's version is on disk."""
         return self._from_disk(pos, pos + 1) is not None
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: new locks (a parent thread may have held one), new connections."""
+        self._lock = threading.Lock()
+        self._revalidating = threading.Lock()
+        self._entry._after_fork_in_child()
+        self._http._after_fork_in_child()
+
     def close(self) -> None:
         """Close the connections, then the entry (which commits what is pending)."""
         try:

@@ -90,6 +90,9 @@ class LocalFileReader:
         self._served = 0
         self._reads = 0
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it; the fd is shared
+
     def set_priority(self, priority: Union[Priority, str]) -> None:
         self.priority = Priority.parse(priority)  # no fetches to reorder
 

@@ -287,6 +287,25 @@ class HttpSource:
                 self._pinned = known
                 self.final_url = final_url or self.final_url
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's connections without closing them in any
+        way the parent's peers would see (no shutdown), and use a new session with the same
+        settings from now on."""
+        old = self._session
+        session = requests.Session()
+        adapter = _TrackedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        for name in ("max_redirects", "verify", "auth", "trust_env", "cert"):
+            setattr(session, name, getattr(old, name))
+        session.proxies.update(old.proxies)
+        session.headers = old.headers.copy()
+        session.cookies.update(old.cookies)
+        self._session = session
+        self._lock = threading.Lock()
+        self._conns = weakref.WeakSet()
+        self._direct = None
+
     def close(self) -> None:
         """Close every connection. Call only when no fetch is running."""
         with self._lock:
