@@ -25,7 +25,7 @@ import filelock
 import platformdirs
 
 from .entry import CacheEntry, entry_lock
-from .files import INUSE_NAME, try_exclusive
+from .files import INUSE_NAME, make_private_dir, try_exclusive
 from .index import CorruptIndex, Index, read_index, remove_orphans
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class DiskCache:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
         self.path = Path(path if path is not None else platformdirs.user_cache_dir("kithara-io"))
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path)
         self.max_bytes = max_bytes
         self._key = key or (lambda url: url)
 

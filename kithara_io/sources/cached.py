@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 from ..disk import CacheEntry
 from ..disk import Validators as CachedVersion
@@ -75,15 +75,18 @@ class DiskBody:
 
 class TeeBody:
     """A network Body whose bytes are also written to the cache entry. A disk that fails
-    (full, read-only) is logged once and only stops the caching, never the stream."""
+    (full, read-only) only stops the caching (``on_disk_failure(exc)``), never the stream."""
 
     from_disk = False
     requests_sent = 1
 
-    def __init__(self, body: Body, entry: CacheEntry, commit_every: int) -> None:
+    def __init__(
+        self, body: Body, entry: CacheEntry, commit_every: int, on_disk_failure: Callable[[BaseException], None]
+    ) -> None:
         self._body = body
         self._entry = entry
         self._commit_every = commit_every
+        self._on_disk_failure = on_disk_failure
         self._uncommitted = 0
         self._writing = True
         self.url, self.start, self.end, self.total, self.ranged = body.url, body.start, body.end, body.total, body.ranged
@@ -119,7 +122,7 @@ class TeeBody:
 
     def _stop_writing(self, exc: BaseException) -> None:
         self._writing = False
-        log.warning("disk cache: not caching more of %s: %s", self.url, exc)
+        self._on_disk_failure(exc)
 
 
 AnyBody = Union[Body, DiskBody, TeeBody]
@@ -135,6 +138,7 @@ class DiskCachedSource:
         self._lock = threading.Lock()
         self._revalidating = threading.Lock()
         self._known = entry.validators()
+        self._disk_failed = False  # the disk failed once (full, read-only): no more writing
         has_bytes = self._known is not None and bool(entry.present())
         self._state = _State.UNCHECKED if has_bytes else _State.FRESH
 
@@ -174,11 +178,22 @@ class DiskCachedSource:
         self._http._after_fork_in_child()
 
     def close(self) -> None:
-        """Close the connections, then the entry (which commits what is pending)."""
+        """Close the connections, then the entry (which commits what is pending). A disk
+        that fails here is logged, not raised: the stream itself did not fail."""
         try:
             self._http.close()
         finally:
-            self._entry.close()
+            try:
+                self._entry.close()
+            except OSError as exc:
+                self._disk_failure(exc)
+
+    def _disk_failure(self, exc: BaseException) -> None:
+        """Stop caching, with one warning (the disk is full, read-only or failing)."""
+        with self._lock:
+            first, self._disk_failed = not self._disk_failed, True
+        if first:
+            log.warning("disk cache: stopped caching %s: %s", self.url, exc)
 
     # -- fetching ----------------------------------------------------------------------
     def fetch(self, start: int, end: Optional[int], handle: Optional[AbortHandle] = None) -> AnyBody:
@@ -292,7 +307,7 @@ class DiskCachedSource:
         HttpSource pinned (resetting it if it held another). A body of unknown length is
         not cached."""
         pinned = self._http.pinned
-        if pinned is None or pinned.total is None:
+        if pinned is None or pinned.total is None or self._disk_failed:
             return body
         version = CachedVersion(pinned.total, pinned.etag, pinned.last_modified)
         try:
@@ -303,9 +318,9 @@ class DiskCachedSource:
                         log.info("disk cache: %s changed on the server; dropping the cached copy", self.url)
                     self._entry.reset(version)
         except (OSError, ValueError, StreamError) as exc:
-            log.warning("disk cache: not caching %s: %s", self.url, exc)
+            self._disk_failure(exc)
             return body
-        return TeeBody(body, self._entry, self._commit_every)
+        return TeeBody(body, self._entry, self._commit_every, self._disk_failure)
 
 
 def _http_validators(version: CachedVersion) -> Validators:
