@@ -29,7 +29,7 @@ from .planning import Priority
 from .stats import StreamStats
 
 _READALL_MIN = 1 << 20  # readall's first piece; each next one is as large as all before it
-_READALL_MAX = 64 << 20
+_READALL_MAX = 16 << 20  # well below the default cache budget, which holds a piece whole until read
 
 
 class _Reader(Protocol):
@@ -183,17 +183,18 @@ class Stream(io.RawIOBase):
         """Everything from the cursor to the end. Read in growing pieces, so memory follows
         the bytes received, not the length the server claims."""
         self._check_closed()
-        data = bytearray()
+        pieces: List[bytes] = []
         with self._lock:
             self._check_failed()
+            start = self._pos
             while True:
-                want = min(_READALL_MAX, max(_READALL_MIN, len(data)))
+                want = min(_READALL_MAX, max(_READALL_MIN, self._pos - start))
                 piece = self._reader.read_bytes(self._pos, want)
                 if not piece:
                     break
-                data += piece
+                pieces.append(piece)
                 self._pos += len(piece)
-        return bytes(data)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_closed()
