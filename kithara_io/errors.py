@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Tuple
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]*@")
 # "_TrackedHTTPPool(host='h', port=9): ", "NewConnectionError(" and the like: internal names.
 _POOL_PREFIX = re.compile(r"\b\w+\(host=[^)]*\):\s*")
-_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Warning|Timeout)\b:?\s*)+")
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Warning|Timeout):\s*)+")
 _CAUSED_BY = re.compile(r"\s*\(Caused by .*\)\s*$", re.S)
 
 
@@ -83,10 +83,8 @@ def _phrase(exc: BaseException) -> Optional[str]:
         return "timed out"
     if isinstance(exc, http.client.RemoteDisconnected):
         return "the server closed the connection without answering"
-    if isinstance(exc, http.client.IncompleteRead) or name in ("ProtocolError", "ChunkedEncodingError"):
-        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return "TLS certificate verification failed"
-        return None
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the connection closed before the body was complete"
     if isinstance(exc, BrokenPipeError):
         return "the server closed the connection"
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
@@ -108,12 +106,12 @@ def _plain(exc: BaseException) -> str:
 
 def describe_cause(exc: BaseException) -> str:
     """What went wrong, in the user's terms: a short phrase for the common network causes
-    (connection refused, timed out, name resolution, reset, certificate), else the message
-    of the innermost cause without internal class names. Passwords in URLs are redacted."""
-    chain = list(_chain(exc))
+    (connection refused, timed out, name resolution, reset, certificate) found anywhere in
+    its chain of causes, else its message without internal class names. Passwords in URLs
+    are redacted."""
     if isinstance(exc, StreamError):
         return redact(_plain(exc))
-    for item in chain:
+    for item in _chain(exc):
         phrase = _phrase(item)
         if phrase is not None:
             return phrase

@@ -58,7 +58,9 @@ def test_a_full_disk_stops_the_caching_not_the_stream(fault_server, data, small_
 
 
 @pytest.mark.timeout(60)
-def test_an_injected_enospc_at_commit_stops_the_caching_not_the_stream(fault_server, data, tmp_path, monkeypatch, caplog, no_leaks):
+def test_an_injected_enospc_at_commit_stops_the_caching_not_the_stream(
+    fault_server, data, tmp_path, monkeypatch, caplog, no_leaks
+):
     url = fault_server.add("/a.bin", data)
     real_write_index = entry_module.write_index
 
