@@ -39,8 +39,16 @@ def test_timeout_bounds_every_wait(fault_server, url, fault, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
-def test_timeout_must_be_a_positive_number(value) -> None:
-    assert_one_line_error(run_cli("info", "x.wav", "--timeout", value), 2, "--timeout", "seconds > 0")
+def test_timeout_must_be_a_positive_number(value, capsys) -> None:
+    assert cli.main(["info", "x.wav", "--timeout", value]) == 2
+    assert_one_line(capsys.readouterr().err, "--timeout", "seconds > 0")
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kithara-io: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
 
 
 def test_get_to_stdout_writes_the_bytes_and_keeps_progress_off_it(url) -> None:
@@ -75,16 +83,19 @@ def test_cache_commands_do_not_create_a_missing_directory(tmp_path, action, expe
     assert not missing.exists() and not missing.parent.exists()
 
 
-def test_empty_cache_listing_says_so_and_counts_are_singular(tmp_path, url) -> None:
+def test_empty_cache_listing_says_so_and_counts_are_singular(tmp_path, url, capsys) -> None:
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
-    proc = run_cli("cache", "ls", "--cache-dir", str(cache_dir))
-    assert proc.stdout == f"cache is empty ({cache_dir})\n"
-    assert json.loads(run_cli("cache", "ls", "--json", "--cache-dir", str(cache_dir)).stdout) == []
-    assert run_cli("get", url, "-o", str(tmp_path / "out.bin"), "--cache-dir", str(cache_dir)).returncode == 0
-    size = run_cli("cache", "size", "--cache-dir", str(cache_dir)).stdout
-    assert f"({len(DATA)} bytes) in 1 entry, " in size
-    assert run_cli("cache", "clear", "--cache-dir", str(cache_dir)).stdout == "removed 1 entry\n"
+
+    def out(*args: str) -> str:
+        assert cli.main([*args, "--cache-dir", str(cache_dir)]) == 0
+        return capsys.readouterr().out
+
+    assert out("cache", "ls") == f"cache is empty ({cache_dir})\n"
+    assert json.loads(out("cache", "ls", "--json")) == []
+    out("get", url, "-o", str(tmp_path / "out.bin"))
+    assert f"({len(DATA)} bytes) in 1 entry, " in out("cache", "size")
+    assert out("cache", "clear") == "removed 1 entry\n"
 
 
 @pytest.fixture
@@ -107,11 +118,17 @@ def hostile_sources(fault_server, tmp_path) -> dict:
 @pytest.mark.parametrize(
     "case", ["absurd length", "html page", "directory", "character device", "stdin", "password", "not audio"]
 )
-def test_info_failures_are_one_line_never_a_traceback(hostile_sources, case) -> None:
+def test_info_failures_are_one_line_never_a_traceback(hostile_sources, case, capsys) -> None:
     source, fragment = hostile_sources[case]
-    proc = run_cli("info", source, "--retries", "1")
-    assert_one_line_error(proc, 2, fragment)
-    assert "s3cr3t" not in proc.stderr and "Error(" not in proc.stderr
+    assert cli.main(["info", source, "--retries", "1"]) == 2
+    err = capsys.readouterr().err
+    assert_one_line(err, fragment)
+    assert "s3cr3t" not in err and "Error(" not in err
+
+
+def test_info_failure_in_a_process_prints_one_line(hostile_sources) -> None:
+    """The same through a real process: nothing else reaches stderr (no cffi traceback)."""
+    assert_one_line_error(run_cli("info", hostile_sources["absurd length"][0], "--retries", "1"), 2, "absurd length")
 
 
 def test_an_unexpected_failure_is_one_line_too(monkeypatch, capsys) -> None:

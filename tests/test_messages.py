@@ -234,7 +234,8 @@ def test_no_stall_warning_while_bytes_arrive(fault_server, caplog, no_leaks) -> 
     downloader.subscribe(stalls.append, DownloaderStalled)
     caplog.set_level(logging.WARNING, logger="kithara_io")
     try:
-        with kithara_io.open(url, downloader=downloader, retry=Retry(attempts=3, backoff=0.01)) as f:
+        options = dict(retry=Retry(attempts=3, backoff=0.01), tail=0)  # no tail probe: 2 requests exactly
+        with kithara_io.open(url, downloader=downloader, **options) as f:
             assert f.read() == data
     finally:
         downloader.close()
