@@ -14,14 +14,17 @@ import logging
 import math
 import os
 import select
+import stat
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from . import __version__, cli_live
 from .api import open as open_stream
 from .disk import DiskCache, EntryInfo
-from .errors import StreamError
+from .disk.store import default_path
+from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import (
     LineWriter,
@@ -53,6 +56,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {PROG} --help)")
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Play, inspect and download audio over HTTP.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -65,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
-        sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (s)")
+        sub.add_argument(
+            "--timeout", type=_seconds, default=10.0, metavar="S", help="longest wait to connect or for data (s)"
+        )
         sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
         sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
 
@@ -82,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     get = commands.add_parser("get", help="download to a file, resuming a partial one")
     common(get)
-    get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write")
+    get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-': standard output)")
     get.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="a live stream: stop recording after this long (default: Ctrl-C or its end)")
     cache = commands.add_parser("cache", help="list, measure or clear the disk cache")
@@ -121,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"{_one_line(exc)} (see 'Playback and command line' in the README)", 1)
     except (StreamError, PlaybackError, OSError) as exc:
         return _fail(_one_line(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - a one-line error, never a traceback
+        return _fail(f"unexpected failure: {describe_cause(exc)}", 1)
 
 
 def _fail(message: str, code: int) -> int:
@@ -134,7 +152,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _options(args: argparse.Namespace) -> Dict[str, Any]:
-    options: Dict[str, Any] = {"retry": Retry(attempts=args.retries), "timeout": Timeout(connect=args.timeout)}
+    # --timeout bounds every wait: connecting, and each silence while waiting for data.
+    timeout = Timeout(connect=args.timeout, read=args.timeout, open=args.timeout)
+    options: Dict[str, Any] = {"retry": Retry(attempts=args.retries), "timeout": timeout}
     if args.cache_dir is not None:
         options["cache"] = _disk_cache(args.cache_dir)
     elif args.cache:
@@ -366,6 +386,7 @@ def _open_source(args: argparse.Namespace) -> Any:
 
 
 def _get(args: argparse.Namespace, out: TextIO) -> int:
+    to_stdout = args.output == "-"
     stream = _open_source(args)
     if cli_live.is_live(stream):
         if args.duration is not None and args.duration <= 0:
@@ -374,27 +395,42 @@ def _get(args: argparse.Namespace, out: TextIO) -> int:
         with stream:
             cli_live.record(stream, args.output, args.duration, out, _terminal_width())
         return 0
-    writer = LineWriter(out)
+    writer = LineWriter(sys.stderr if to_stdout else out)  # stdout carries the data then
+    where = "standard output" if to_stdout else args.output
     with stream:
         size = stream.size
-        start = _resume_point(stream, args.output, size, writer)
-        if start == size:
+        regular = not to_stdout and _regular_or_missing(args.output)
+        start = _resume_point(stream, args.output, size, writer) if regular else 0
+        if start == size and regular and os.path.exists(args.output):
             writer.message(f"{args.output} is already complete ({size} bytes)")
             return 0
-        mode = "r+b" if start else "wb"
         started = time.monotonic()
-        with open(args.output, mode) as f:
-            f.seek(start)
-            f.truncate(start)
-            done = _copy(stream, f, start, size, writer)
+        if to_stdout:
+            target = sys.stdout.buffer
+            done = _copy(stream, target, start, size, writer)
+            target.flush()
+        else:
+            with open(args.output, "r+b" if start else "wb") as f:
+                if regular:  # a device or pipe (/dev/null) cannot seek or be truncated
+                    f.seek(start)
+                    f.truncate(start)
+                done = _copy(stream, f, start, size, writer)
         elapsed = max(time.monotonic() - started, 1e-9)
     if done != size:
         raise StreamError(f"download ended at {done} of {size} bytes; run again to resume", url=args.source)
     rate = (done - start) / elapsed
     width = _terminal_width() if writer.tty else 100
     writer.finish(download_line(done=done, total=size, rate=rate, width=width))
-    writer.message(f"saved {args.output} ({format_bytes(size)}, {size} bytes)")
+    writer.message(f"saved {where} ({format_bytes(size)}, {size} bytes)")
     return 0
+
+
+def _regular_or_missing(path: str) -> bool:
+    """A path that names a regular file or nothing yet: one that can be resumed."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def _resume_point(stream: Any, path: str, size: int, writer: LineWriter) -> int:
@@ -459,22 +495,29 @@ def _disk_cache(directory: Optional[str]) -> DiskCache:
 
 
 def _cache(args: argparse.Namespace, out: TextIO) -> int:
-    cache = _disk_cache(args.cache_dir)
+    root = Path(args.cache_dir) if args.cache_dir else default_path()
+    # Listing, measuring or clearing a cache that does not exist must not create it.
+    cache = _disk_cache(args.cache_dir) if root.exists() else None
+    entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True) if cache else []
     if args.action == "ls":
-        entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True)
         if args.json:
             out.write(json.dumps([_entry_json(e) for e in entries]) + "\n")
+        elif not entries:
+            out.write(f"cache is empty ({root})\n")
         else:
             out.writelines(_entry_line(e) + "\n" for e in entries)
     elif args.action == "size":
-        entries = cache.entries()
         total = sum(e.bytes_present for e in entries)
-        out.write(f"{format_bytes(total)} ({total} bytes) in {len(entries)} entries, {cache.path}\n")
+        out.write(f"{format_bytes(total)} ({total} bytes) in {_count(len(entries), 'entry', 'entries')}, {root}\n")
     else:
-        removed = cache.clear()
-        kept = len(cache.entries())
-        out.write(f"removed {removed} entries" + (f"; {kept} in use kept" if kept else "") + "\n")
+        removed = cache.clear() if cache else 0
+        kept = len(cache.entries()) if cache else 0
+        out.write(f"removed {_count(removed, 'entry', 'entries')}" + (f"; {kept} in use kept" if kept else "") + "\n")
     return 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _entry_json(entry: EntryInfo) -> Dict[str, Any]:

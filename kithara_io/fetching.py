@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from .cache import SparseCache
 from .downloader import Downloader
@@ -173,7 +173,7 @@ class FetchLoop:
     def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
         """Stream the body into the cache from ``pos``; returns the bytes stored."""
         if body.start < pos:
-            _skip(body, pos - body.start, self._opt.chunk)
+            _skip(body, pos - body.start, self._opt.chunk, lambda n: self._downloader.note_progress(n, cmd))
         stored = 0
         started = time.monotonic()
         rate = self._link.bandwidth
@@ -236,11 +236,13 @@ class _SpeedCheck:
         self._since, self._bytes = now, 0
 
 
-def _skip(body: Body, count: int, chunk: int) -> None:
-    """Discard ``count`` bytes of a body that started before the bytes we need."""
+def _skip(body: Body, count: int, chunk: int, progress: Callable[[int], None]) -> None:
+    """Discard ``count`` bytes of a body that started before the bytes we need, telling
+    ``progress(n)`` (the watchdog) that bytes arrive meanwhile."""
     scratch = memoryview(bytearray(min(count, chunk)))
     while count > 0:
         n = body.readinto(scratch[: min(count, len(scratch))])
         if n == 0:
             raise TruncatedBodyError("body ended while skipping its prefix", url=body.url)
+        progress(n)
         count -= n

@@ -34,6 +34,7 @@ from .events import (
 )
 from .errors import (
     ConnectionFailedError,
+    StreamClosedError,
     StreamError,
     server_unreachable,
 )
@@ -84,6 +85,7 @@ class RemoteReader:
         self._fetcher = FetchLoop(self, source, self._cache, options, self._link, downloader)
         self.events = EventBus(source.url)  # this stream's events (issue #4)
         self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
+        self._forked = False  # in a forked child, until the first read attaches again
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> Optional[Tuple[Body, Abort]]:
@@ -92,7 +94,11 @@ class RemoteReader:
         If the first answer has no length (a live stream, a chunked or close-delimited
         body), this reader cannot serve it: it closes and returns that answer's body and
         abort handle instead, unread and open; the caller owns them from then on."""
-        self._downloader.attach()
+        try:
+            self._downloader.attach()
+        except RuntimeError:  # closed: say it in the stream's terms
+            self._source.close()
+            raise StreamClosedError("cannot open: the downloader was closed", url=self._source.url) from None
         try:
             with self._cond:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
@@ -100,7 +106,7 @@ class RemoteReader:
                     self._submit_tail_probe_locked()
             limit = self._opt.timeout.open
             if self._cache.wait_for_size(limit) is None:
-                raise ConnectionFailedError(f"no answer within {limit:g} s (Timeout.open)", url=self._source.url)
+                raise ConnectionFailedError(f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url)
         except UnknownLength:
             self.close()
             return self._handover
@@ -109,6 +115,28 @@ class RemoteReader:
             raise
         return None
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (only the forking thread exists; called by ``stream``'s fork
+        hook): drop the fetches, whose threads are gone, forget the parent's connections,
+        and take fresh locks. The first read attaches to the child's Downloader and fetches
+        what it needs again."""
+        self._cond = threading.Condition()
+        self._cache._after_fork_in_child()
+        self._active.clear()
+        self._tail_probe = None
+        self._source._after_fork_in_child()
+        self._downloader = self._downloader._after_fork_in_child()
+        self._forked = not self._closed
+
+    def _attach_after_fork(self) -> None:
+        with self._cond:
+            if not self._forked:
+                return
+            self._forked = False
+            self._downloader.attach()
+            if self._cache.size is None:
+                self._restart_head_locked()
+
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
         then release the connections. Idempotent."""
@@ -116,6 +144,8 @@ class RemoteReader:
             if self._closed:
                 return
             self._closed = True
+            detach = not self._forked  # a forked child's reader that never read is not attached
+            self._forked = False
             victims = list(self._active.values())
         self._cancel(victims)
         if victims and self._handover is None:  # (that would break the handed-over body too)
@@ -132,11 +162,14 @@ class RemoteReader:
             stopped = not self._active
         if stopped:  # else a late fetch may still write into a block
             self._cache.recycle()
-        self._downloader.detach()
+        if detach:
+            self._downloader.detach()
         self._source.close()
 
     @property
     def size(self) -> int:
+        if self._forked:
+            self._attach_after_fork()
         return self._cache.wait_for_size()
 
     @property
@@ -204,6 +237,8 @@ class RemoteReader:
         return self._read(pos, n, b"".join) or b""
 
     def _read(self, pos: int, n: int, consume):
+        if self._forked:
+            self._attach_after_fork()
         size = self.size
         if pos >= size or n <= 0:
             return None
@@ -217,7 +252,7 @@ class RemoteReader:
         waited_from = time.monotonic()
         while True:
             if here is not None:
-                self._downloader.try_run_inline(here)
+                self._hand_over(here, inline=True)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
@@ -345,7 +380,7 @@ class RemoteReader:
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return here
         slack = self._link.run_here_slack()
-        while len(self._active) < self._opt.max_outstanding:
+        while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
@@ -387,7 +422,7 @@ class RemoteReader:
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
         if not here:
-            self._downloader.submit(cmd)
+            self._hand_over(cmd)
         return cmd
 
     def _submit_tail_probe_locked(self) -> None:
@@ -400,7 +435,23 @@ class RemoteReader:
             byte_range=None,
         )
         self._tail_probe = cmd.id
-        self._downloader.submit(cmd)
+        self._hand_over(cmd)
+
+    def _hand_over(self, cmd: FetchCommand, inline: bool = False) -> None:
+        """Submit ``cmd`` (or run it here, see ``_read``). A Downloader closed under the
+        stream fails it with StreamClosedError instead of raising its RuntimeError."""
+        try:
+            if inline:
+                self._downloader.try_run_inline(cmd)
+            else:
+                self._downloader.submit(cmd)
+        except RuntimeError:
+            if not self._downloader.closed:
+                raise
+            with self._cond:  # reentrant: callers may hold it
+                self._active.pop(cmd.id, None)
+                self._cache.release(cmd.id)
+                self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
 
     def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
         cmd = FetchCommand(

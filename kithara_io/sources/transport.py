@@ -82,6 +82,14 @@ def _shared_context(scheme: Optional[str], verify: Any, cert: Any) -> Optional[s
 _CONTEXT_LOCK = threading.Lock()  # guards _load_context's cache fill; held while loading
 
 
+def _fresh_context_lock() -> None:
+    global _CONTEXT_LOCK
+    _CONTEXT_LOCK = threading.Lock()  # a parent thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_fresh_context_lock)
+
+
 @functools.lru_cache(maxsize=16)
 def _load_context(ca: str, cert_file: Optional[str], key_file: Optional[str], stamps: tuple) -> ssl.SSLContext:
     context = urllib3.util.create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
