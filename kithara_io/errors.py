@@ -95,7 +95,7 @@ def _phrase(exc: BaseException) -> Optional[str]:
 def _plain(exc: BaseException) -> str:
     """``str(exc)`` without internal class names (pool reprs, ``NameError:`` prefixes)."""
     if isinstance(exc, StreamError):
-        return exc.message + (f": {describe_cause(exc.cause)}" if exc.cause is not None else "")
+        return str(exc)  # its own words, URL and byte range
     if isinstance(exc, OSError) and exc.strerror and not exc.args[2:]:
         return exc.strerror
     text = _CAUSED_BY.sub("", str(exc))

@@ -243,3 +243,12 @@ def test_ipv6_literals_work_for_every_request(tmp_path: Path, no_leaks) -> None:
                 f.seek(offset)
                 assert f.read(70_000) == data[offset : offset + 70_000]
             assert f.stats().requests >= 8
+
+
+def test_icy_metadata_in_a_file_of_known_length_is_refused(fault_server, no_leaks) -> None:
+    """Every request asks for ICY metadata (radio sends titles only when asked); a server
+    that interleaves it in a ranged file would shift every offset: refused, not stored."""
+    url = fault_server.add("/song.mp3", bytes(range(256)) * 100)
+    fault_server.always("/song.mp3", Header("icy-metaint", "16000"))
+    with pytest.raises(InvalidResponseError, match="ICY metadata"):
+        kithara_io.open(url, retry=QUICK)
