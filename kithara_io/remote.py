@@ -86,6 +86,7 @@ class RemoteReader:
         self.events = EventBus(source.url)  # this stream's events (issue #4)
         self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
         self._forked = False  # in a forked child, until the first read attaches again
+        self._inline: set = set()  # ids of the fetches readers run on their own threads
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> Optional[Tuple[Body, Abort]]:
@@ -217,8 +218,13 @@ class RemoteReader:
 
     # -- reading -----------------------------------------------------------------------
     def interrupt(self) -> None:
-        """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``)."""
+        """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``);
+        a fetch such a read runs itself (inline) is cancelled, so it cannot keep the read
+        blocked on a stalled server."""
         self._cache.interrupt()
+        with self._cond:
+            inline = [self._active[i] for i in self._inline if i in self._active]
+        self._cancel(inline)
 
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
@@ -252,7 +258,13 @@ class RemoteReader:
         waited_from = time.monotonic()
         while True:
             if here is not None:
-                self._hand_over(here, inline=True)
+                with self._cond:
+                    self._inline.add(here.id)
+                try:
+                    self._hand_over(here, inline=True)
+                finally:
+                    with self._cond:
+                        self._inline.discard(here.id)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
