@@ -12,6 +12,7 @@ from .events import Event
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources import hls_entry as hls
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
@@ -28,6 +29,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     downloader: Optional[Downloader] = None,
     on_event: Optional[Callable[[Event], None]] = None,
     cache: Union[None, str, DiskCache] = None,
+    variant: Union[str, int] = "auto",
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
@@ -39,6 +41,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     ``cache="disk"`` (the user cache directory) or a :class:`~kithara_io.disk.DiskCache`
     keeps the fetched bytes on disk: a later open serves them without the network after one
     revalidation request, and offline when the server cannot be reached.
+
+    An HLS playlist (master or media) opens as the byte stream of its media: ``variant``
+    is ``"auto"`` (adaptive), ``"lowest"``, ``"highest"`` or the index of a variant in the
+    master playlist; ``stream.hls`` tells the variants and segments (see the README).
     """
     name = os.fspath(source)
     try:
@@ -55,6 +61,8 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
+    if hls.is_playlist_url(name):
+        return _open_hls(name, None, headers, stream_priority, downloader, on_event, disk, variant, opts)
     http = HttpSource(
         name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
     )
@@ -71,6 +79,26 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
     reader.open()
+    playlist = hls.sniff(reader)
+    if playlist is not None:  # an HLS playlist behind a URL that does not say so
+        reader.close()
+        return _open_hls(name, playlist, headers, stream_priority, downloader, on_event, disk, variant, opts)
+    return Stream(reader, name)
+
+
+def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
+    if disk is not None:
+        log.warning("disk cache: not used for HLS streams yet (%s)", name)
+    reader = hls.open_hls(
+        name,
+        variant=variant,
+        headers=headers,
+        priority=priority,
+        downloader=downloader or default_downloader(),
+        on_event=on_event,
+        options=opts,
+        first=None if text is None else (text, None, name),
+    )
     return Stream(reader, name)
 
 

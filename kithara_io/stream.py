@@ -76,7 +76,7 @@ class Stream(io.RawIOBase):
 
     def seekable(self) -> bool:
         self._check_closed()
-        return True
+        return getattr(self._reader, "seekable", True)  # a live HLS stream is not
 
     def writable(self) -> bool:
         self._check_closed()
@@ -88,10 +88,15 @@ class Stream(io.RawIOBase):
 
     # -- data ----------------------------------------------------------------------------
     @property
-    def size(self) -> int:
-        """Total length of the resource in bytes."""
+    def size(self) -> Optional[int]:
+        """Total length of the resource in bytes (None for a live stream)."""
         self._check_closed()
         return self._reader.size
+
+    @property
+    def hls(self):
+        """A :class:`~kithara_io.sources.hls.HlsInfo` for an HLS stream, else None."""
+        return getattr(self._reader, "hls", None)
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -164,7 +169,10 @@ class Stream(io.RawIOBase):
 
     def readall(self) -> bytes:
         self._check_closed()
-        remaining = max(0, self._reader.size - self._pos)
+        size = self._reader.size
+        if size is None:  # live: until the end is proven
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        remaining = max(0, size - self._pos)
         data = bytearray(remaining)
         n = self.readinto(data)
         del data[n:]
@@ -178,11 +186,16 @@ class Stream(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
-            pos = self._reader.size + offset
+            size = self._reader.size
+            if size is None:
+                raise io.UnsupportedOperation("seek from the end: the length of a live stream is unknown")
+            pos = size + offset
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
             raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+        if pos != self._pos and not getattr(self._reader, "seekable", True):
+            raise io.UnsupportedOperation("seek: a live stream is not seekable")
         self._pos = pos
         return pos
 

@@ -8,6 +8,8 @@
 - ``single_ts/index.m3u8`` + ``media.ts``, ``single_fmp4/index.m3u8`` + ``media.mp4``:
   ``hls_flags=single_file`` (one file, ``#EXT-X-BYTERANGE``), 160 kbit/s;
 - ``aes/index.m3u8`` + ``seg000.ts``... + ``key.bin``: AES-128 (``hls_key_info_file``), 160 kbit/s;
+- ``live/source.m3u8`` + ``seg000.ts``...: 1 s segments that ``HlsServer`` publishes as a live
+  sliding window (``live/live.m3u8``);
   (FFmpeg's muxer encrypts MPEG-TS segments only: "not yet implemented" for fMP4).
 
 ``HlsMedia.local_bytes(playlist)`` is what a client must deliver for a media playlist: the
@@ -150,4 +152,7 @@ def make_hls_media(directory: Path) -> HlsMedia:
     info = target / "key.info"  # URI written into the playlist, local key path, IV
     info.write_text(f"key.bin\n{target / 'key.bin'}\n{KEY_IV.hex()}\n")
     _write_hls(target, encoded[1], {"hls_segment_type": "mpegts", "hls_key_info_file": str(info)}, "ts")
+    live = directory / "live"  # 1 s segments; the live server serves a moving window of them
+    _write_hls(live, encoded[1], {"hls_segment_type": "mpegts", "hls_time": "1"}, "ts")
+    (live / "index.m3u8").rename(live / "source.m3u8")
     return HlsMedia(directory)

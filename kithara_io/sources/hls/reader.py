@@ -1,0 +1,675 @@
+"""HlsReader: an HLS presentation as one continuous byte stream (what a ``Stream`` reads).
+
+Why a reader of its own, not an ``HlsSource`` under RemoteReader: RemoteReader needs the
+total length at open and one fixed byte space. HLS has neither: segment sizes are learned as
+they arrive (and EOF must not be claimed before every size is known), the variant of a
+segment not yet read changes with ABR (so every later offset moves), and a live playlist
+grows. So here the *plan* (which variant's part sits at each place: init segment, media
+segments) and the *layout* (offsets from the sizes known so far, :mod:`.layout`) are
+re-derived on every change, and bytes are stored per part ``(variant, sequence)``
+(:mod:`.store`), so re-planning loses nothing. What RemoteReader gives a file is kept: every
+segment fetch is a command of the shared Downloader (the part under the cursor at High
+request priority, prefetch and size learning at Low, the stream's priority as for any
+stream); a read far from every running fetch cancels the prefetches it made useless; a
+random read of a clear segment fetches only the sub-range read (``min_fetch``), so a seek
+does not pull whole segments; sizes come from EXT-X-BYTERANGE, else from the first response
+of a segment or a HEAD.
+
+Ownership: ``self._cond`` guards all mutable state (plan, layout, sizes, part data, jobs,
+pattern, counters). Fetch threads do network I/O without it and take it to store each piece.
+Lock order: ``self._cond`` -> downloader lock. ``Downloader.cancel`` may complete a command
+synchronously, so it is only called with ``self._cond`` released. The live reload thread
+(:mod:`.live`) is owned by the reader and joined by ``close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+from ...downloader import Downloader, FetchCommand, Outcome
+from ...errors import StreamClosedError, StreamError
+from ...events import Event, EventBus, RequestCompleted, RequestFailed, VariantSwitched
+from ...options import StreamOptions
+from ...planning import Priority
+from ...stats import StreamStats
+from . import abr
+from .fetch import PartFetcher
+from .info import HlsInfo
+from .keys import KeyStore, check_supported
+from .layout import Layout
+from .playlist import MediaPlaylist, Resource, Segment, Variant, live_start
+from .store import PartData
+from .transport import Abort, Transport
+
+log = logging.getLogger(__name__)
+
+PartKey = Tuple[int, int]  # (variant, media sequence number); sequence -1: the init segment
+INIT = -1
+_PREFETCH_PARTS = 2  # whole parts fetched ahead of a sequential reader
+_SIZE_JOBS = 2  # size-learning requests in flight at once (background)
+_EOF = -1
+
+
+@dataclass
+class _Job:
+    cmd: FetchCommand
+    key: PartKey
+    start: int
+    end: Optional[int]  # None: to the end of the part
+    kind: str  # "data" or "size"
+    abort: Abort = field(default_factory=Abort)
+    began: float = 0.0
+    received: int = 0
+    dropped: bool = False  # an epoch cancel is on its way
+
+
+class HlsReader:
+    """Blocking positional reads of an HLS media playlist (or one variant of a master)."""
+
+    def __init__(
+        self,
+        url: str,
+        variants: Tuple[Variant, ...],
+        media: Dict[int, MediaPlaylist],
+        variant: int,
+        auto: bool,
+        transport: Transport,
+        downloader: Downloader,
+        options: StreamOptions,
+        priority: Priority = Priority.HIGH,
+    ) -> None:
+        self.url = url
+        self.events = EventBus(url)
+        self._variants = variants
+        self._media = dict(media)
+        self._transport = transport
+        self._downloader = downloader
+        self._opt = options
+        self._priority = priority
+        self._cond = threading.Condition()
+        self._auto = auto
+        self._estimator = abr.ThroughputEstimator()
+        self._segments: Dict[int, Dict[int, Segment]] = {v: {s.sequence: s for s in m.segments} for v, m in media.items()}
+        self._sizes: Dict[PartKey, int] = {}
+        self._data: Dict[PartKey, PartData] = {}
+        self._jobs: Dict[int, _Job] = {}
+        self._plan: List[PartKey] = []
+        self._layout = Layout()
+        self._cursor_part = 0  # part holding the last byte of the last read
+        self._last_end = 0  # end of the last read
+        self._sequential = True  # the last read continued the one before
+        self._size_waiters = 0
+        self._closed = False
+        self._error: Optional[BaseException] = None
+        self._pending: List[Event] = []  # published once self._cond is released
+        self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
+        self._keys = KeyStore(self._fetch_key)
+        self._fetcher = PartFetcher(transport, self._keys, options)
+        playlist = self._media[variant]
+        self._live = playlist.live
+        self._ended = not playlist.live
+        self._watcher = None
+        self.hls = HlsInfo(self)
+        first = live_start(playlist) if self._live else 0
+        self._build_plan(variant, [s.sequence for s in playlist.segments[first:]])
+        for key in self._plan:
+            check_supported(self._segment_key(key), url)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Start fetching the head and learning sizes; for a live playlist, its reloads."""
+        self._downloader.attach()
+        try:
+            with self._cond:
+                if self._plan:
+                    self._submit_locked(self._plan[0], 0, None if self._is_encrypted(self._plan[0]) else self._opt.first_fetch, "data", Priority.HIGH)
+                self._schedule_locked()
+            if self._live:
+                from .live import LiveWatcher
+
+                self._watcher = LiveWatcher(self, self._transport, self._opt.retry)
+                self._watcher.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            victims = list(self._jobs.values())
+            self._cond.notify_all()
+        self._cancel(victims)
+        if self._watcher is not None:
+            self._watcher.join()
+        deadline = time.monotonic() + self._opt.timeout.connect + 5.0
+        with self._cond:
+            while self._jobs and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            if self._jobs:
+                log.warning("closing %s: %d fetches did not stop in time", self.url, len(self._jobs))
+        self._downloader.detach()
+        self._transport.close()
+
+    # -- what a Stream asks ------------------------------------------------------------
+    @property
+    def size(self) -> Optional[int]:
+        """Total length once every size is known (blocks until then); None when live."""
+        if self._live:
+            return None
+        with self._cond:
+            self._size_waiters += 1
+            try:
+                while True:
+                    self._check_usable_locked()
+                    total = self._layout.total()
+                    if total is not None:
+                        return total
+                    self._schedule_locked()
+                    self._cond.wait()
+            finally:
+                self._size_waiters -= 1
+
+    @property
+    def seekable(self) -> bool:
+        return not self._live
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self._error
+
+    @property
+    def priority(self) -> Priority:
+        return self._priority
+
+    def set_priority(self, priority: Union[Priority, str]) -> None:
+        priority = Priority.parse(priority)
+        with self._cond:
+            if priority is self._priority:
+                return
+            self._priority = priority
+            self._downloader.reprioritize(self, priority)
+
+    def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
+        return (not self._live, None, None)
+
+    def stats(self) -> StreamStats:
+        with self._cond:
+            held = sum(d.held for d in self._data.values())
+            counts = {**self._counts, "requests": self._transport.requests, "retries": self._fetcher.retries}
+            return StreamStats(**{**counts, "bytes_cached": held})
+
+    def buffered(self) -> List[Tuple[int, int]]:
+        with self._cond:
+            out = []
+            for index, key in enumerate(self._plan):
+                offset, data = self._layout.offset(index), self._data.get(key)
+                if offset is None:
+                    break
+                if data is not None:
+                    out.extend((offset + a, offset + b) for a, b in data.present)
+            return out
+
+    def read_at(self, pos: int, out: memoryview) -> int:
+        """Fill ``out`` from ``pos``; fewer bytes only at the proven end."""
+        return self._read(pos, out)
+
+    def read_bytes(self, pos: int, n: int) -> bytes:
+        buf = bytearray(n)
+        got = self._read(pos, memoryview(buf))
+        del buf[got:]
+        return bytes(buf)
+
+    def _read(self, pos: int, out: memoryview) -> int:
+        done, waited, started = 0, False, time.monotonic()
+        with self._cond:
+            self._sequential = pos == self._last_end
+        while done < len(out):
+            victims: List[_Job] = []
+            with self._cond:
+                self._check_usable_locked()
+                step = self._copy_locked(pos + done, out[done:])
+                if step == _EOF:
+                    break
+                if step > 0:
+                    done += step
+                    continue
+                victims = self._demand_locked(pos + done, len(out) - done)
+                if not victims:
+                    waited = True
+                    self._cond.wait()
+            self._cancel(victims)
+            self._flush_events()
+        with self._cond:
+            self._last_end = pos + done
+            self._counts["bytes_served"] += done
+            self._counts["waits" if waited else "cache_hits"] += 1
+            if waited:
+                self._counts["time_waited"] += time.monotonic() - started
+            self._schedule_locked()
+        self._flush_events()
+        return done
+
+    # -- the variant API (stream.hls) --------------------------------------------------
+    @property
+    def variants(self) -> Tuple[Variant, ...]:
+        return self._variants
+
+    @property
+    def variant(self) -> int:
+        with self._cond:
+            return self._plan[min(self._cursor_part, len(self._plan) - 1)][0] if self._plan else 0
+
+    def segments(self) -> List[Tuple[int, float, Optional[int], int]]:
+        """``(sequence, duration, byte offset or None, variant)`` of the planned media segments."""
+        with self._cond:
+            out = []
+            for index, (variant, seq) in enumerate(self._plan):
+                if seq != INIT:
+                    out.append((seq, self._segments[variant][seq].duration, self._layout.offset(index), variant))
+            return out
+
+    def offset_of(self, seconds: float) -> int:
+        """Byte offset of the segment holding ``seconds`` (waits for the sizes before it)."""
+        with self._cond:
+            elapsed, target = 0.0, None
+            for index, (variant, seq) in enumerate(self._plan):
+                if seq == INIT:
+                    continue
+                target = index
+                elapsed += self._segments[variant][seq].duration
+                if elapsed > seconds:
+                    break
+            if target is None:
+                return 0
+            if seconds <= 0:
+                target = 0
+            self._size_waiters += 1
+            try:
+                while self._layout.offset(target) is None:
+                    self._check_usable_locked()
+                    self._schedule_locked()
+                    self._cond.wait()
+                return self._layout.offset(target)
+            finally:
+                self._size_waiters -= 1
+
+    def select(self, index: int) -> None:
+        """Pin variant ``index`` from the next segment boundary on (adaptive switching ends)."""
+        if not 0 <= index < len(self._variants):
+            raise ValueError(f"variant {index} out of range: the playlist has {len(self._variants)} variant(s)")
+        if index not in self._media:
+            self.add_media(index, self._load_media(index))
+        with self._cond:
+            self._auto = False
+            self._switch_locked(self._cursor_part + 1, index, "selected")
+            self._schedule_locked()
+            self._cond.notify_all()
+        self._flush_events()
+
+    def _load_media(self, index: int) -> MediaPlaylist:
+        from .loading import load_media
+
+        return load_media(self._transport, self._variants[index].uri, self._opt.retry)
+
+    def add_media(self, index: int, playlist: MediaPlaylist) -> None:
+        with self._cond:
+            self._media[index] = playlist
+            self._segments.setdefault(index, {}).update({s.sequence: s for s in playlist.segments})
+
+    # -- live (called by the LiveWatcher) ------------------------------------------------
+    def live_state(self) -> Tuple[bool, str, float]:
+        """``(still running, playlist URL, target duration)``."""
+        with self._cond:
+            variant = self._plan[-1][0] if self._plan else 0
+            playlist = self._media[variant]
+            return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
+
+    def wait_closed(self, seconds: float) -> bool:
+        with self._cond:
+            if not self._closed:
+                self._cond.wait(seconds)
+            return self._closed
+
+    def merge_live(self, playlist: MediaPlaylist) -> bool:
+        """Add what a reloaded playlist lists after the last planned segment; True if new."""
+        with self._cond:
+            variant = self._plan[-1][0] if self._plan else 0
+            self._media[variant] = playlist
+            known = self._segments.setdefault(variant, {})
+            last = max((seq for _, seq in self._plan if seq != INIT), default=None)
+            fresh = [s for s in playlist.segments if last is None or s.sequence > last]
+            if fresh and last is not None and fresh[0].sequence > last + 1:
+                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, last + 1, fresh[0].sequence - 1)
+            for seg in fresh:
+                check_supported(seg.key, self.url)
+                known[seg.sequence] = seg
+                self._append_part_locked((variant, seg.sequence))
+            if playlist.ended:
+                self._ended = True
+            self._schedule_locked()
+            self._cond.notify_all()
+            return bool(fresh) or playlist.ended
+
+    def fail(self, error: StreamError) -> None:
+        with self._cond:
+            self._fail_locked(error)
+
+    # -- plan ------------------------------------------------------------------------------
+    def _build_plan(self, variant: int, sequences: List[int]) -> None:
+        playlist = self._media[variant]
+        if playlist.segments and playlist.segments[0].init is not None:
+            self._append_part_locked((variant, INIT))
+        for seq in sequences:
+            self._append_part_locked((variant, seq))
+
+    def _append_part_locked(self, key: PartKey) -> None:
+        resource = self._resource(key)
+        if resource.byterange is not None and not self._is_encrypted(key):
+            self._sizes.setdefault(key, resource.byterange[1])
+        self._plan.append(key)
+        self._layout.append(self._sizes.get(key))
+
+    def _relayout_locked(self) -> None:
+        self._layout = Layout()
+        for key in self._plan:
+            self._layout.append(self._sizes.get(key))
+
+    def _switch_locked(self, start: int, target: int, reason: str) -> None:
+        """Re-plan every part from ``start`` on the ``target`` variant (an init segment first
+        when it has one). Parts before ``start`` (what the reader has read) stay."""
+        if start >= len(self._plan) or self._live:
+            return
+        current = self._plan[start][0]
+        if current == target:
+            return
+        sequences = [seq for _, seq in self._plan[start:] if seq != INIT]
+        available = self._segments.get(target, {})
+        if any(seq not in available for seq in sequences):
+            log.warning("%s: variant %d does not list the same segments: not switching", self.url, target)
+            return
+        self._plan = self._plan[:start]
+        if self._media[target].segments[0].init is not None:
+            self._plan.append((target, INIT))
+        for seq in sequences:
+            key = (target, seq)
+            resource = self._resource(key)
+            if resource.byterange is not None and not self._is_encrypted(key):
+                self._sizes.setdefault(key, resource.byterange[1])
+            self._plan.append(key)
+        self._relayout_locked()
+        self._pending.append(VariantSwitched(current, target, reason))
+        log.info("%s: variant %d -> %d (%s)", self.url, current, target, reason)
+
+    def _resource(self, key: PartKey) -> Resource:
+        variant, seq = key
+        if seq == INIT:
+            init = self._media[variant].segments[0].init
+            assert init is not None
+            return init
+        return self._segments[variant][seq].resource
+
+    def _segment_key(self, key: PartKey):
+        return None if key[1] == INIT else self._segments[key[0]][key[1]].key
+
+    def _is_encrypted(self, key: PartKey) -> bool:
+        return self._segment_key(key) is not None
+
+    # -- reading (self._cond held) -------------------------------------------------------
+    def _check_usable_locked(self) -> None:
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        if self._closed:
+            raise StreamClosedError("stream closed", url=self.url)
+
+    def _copy_locked(self, pos: int, out: memoryview) -> int:
+        """Copy what is present at ``pos``; 0: must wait; _EOF: the proven end."""
+        found = self._layout.locate(pos)
+        if found is None:
+            return _EOF if self._ended and self._layout.total() is not None else 0
+        index, offset = found
+        data = self._data.get(self._plan[index])
+        if data is None:
+            return 0
+        n = min(data.available(offset), len(out))
+        if n <= 0:
+            return 0
+        out[:n] = data.buf[offset : offset + n]
+        self._cursor_part = index
+        return n
+
+    def _demand_locked(self, pos: int, want: int) -> List[_Job]:
+        """The reader waits at ``pos``: make sure a fetch will bring it. Returns the fetches
+        this read made useless (epoch cancel), for the caller to cancel unlocked."""
+        found = self._layout.locate(pos)
+        if found is None:
+            return []  # live: the next reload brings more parts
+        index, offset = found
+        key = self._plan[index]
+        self._cursor_part = index
+        if self._covered_locked(key, offset):
+            return []
+        keep = set(self._plan[index : index + 2])
+        victims = [j for j in self._active() if j.kind == "data" and j.key not in keep]
+        size = self._sizes.get(key)
+        data = self._data.get(key)
+        if self._is_encrypted(key):
+            self._submit_locked(key, 0, None, "data", Priority.HIGH)
+        elif size is None and offset > (data.first_missing(0) if data else 0):
+            if not any(j.key == key for j in self._active()):  # where the part ends decides
+                self._submit_locked(key, 0, None, "size", Priority.HIGH)
+        else:
+            end = data.present.next_start(offset) if data else None
+            if not self._sequential:
+                limit = offset + max(self._opt.min_fetch, want)
+                end = limit if end is None else min(end, limit)
+            if size is not None:
+                end = size if end is None else min(end, size)
+            self._submit_locked(key, offset, end, "data", Priority.HIGH)
+        for job in victims:
+            job.dropped = True  # out of every decision now; cancelled once the lock is released
+        return victims
+
+    def _covered_locked(self, key: PartKey, offset: int) -> bool:
+        """Will a fetch already queued or running bring byte ``offset`` of part ``key``?"""
+        for job in self._active():
+            if job.key != key:
+                continue
+            if job.kind == "size":
+                return True  # the size decides where the byte is: wait for it
+            start = job.start + job.received if not self._is_encrypted(key) else 0
+            if start <= offset and (job.end is None or offset < job.end):
+                return True
+        return False
+
+    # -- scheduling (self._cond held) ----------------------------------------------------
+    def _schedule_locked(self) -> None:
+        if self._closed or self._error is not None:
+            return
+        if self._sequential:
+            self._prefetch_locked()
+        if not self._live and self._layout.total() is None:
+            self._learn_sizes_locked()
+        self._evict_locked()
+
+    def _prefetch_locked(self) -> None:
+        busy = sum(1 for j in self._active() if j.kind == "data")
+        index = self._cursor_part
+        while busy < self._opt.max_outstanding and index < min(len(self._plan), self._cursor_part + 1 + _PREFETCH_PARTS):
+            if index > self._cursor_part and self._auto:
+                self._adapt_locked(index)
+            key = self._plan[index]
+            index += 1
+            if any(j.key == key and j.kind == "data" for j in self._active()):
+                continue
+            data, size = self._data.get(key), self._sizes.get(key)
+            start = data.first_missing(0) if data else 0
+            if size is not None and start >= size:
+                continue
+            if self._is_encrypted(key):
+                start, end = 0, None
+            else:
+                end = data.present.next_start(start) if data else None
+            self._submit_locked(key, start, end, "data", Priority.LOW)
+            busy += 1
+
+    def _adapt_locked(self, index: int) -> None:
+        """ABR at the boundary before part ``index``, if nothing of it is fetched yet."""
+        key = self._plan[index]
+        if key in self._data or any(j.key == key for j in self._active()):
+            return
+        bandwidths = [v.bandwidth for v in self._variants]
+        target = abr.choose_variant(bandwidths, self._estimator.estimate, key[0])
+        if target != key[0] and target in self._media:
+            self._switch_locked(index, target, "throughput")
+
+    def _learn_sizes_locked(self) -> None:
+        urgent = self._size_waiters > 0
+        running = sum(1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._sizes))
+        limit = len(self._plan) if urgent else _SIZE_JOBS
+        for key in self._plan:
+            if running >= limit:
+                return
+            if key in self._sizes or any(j.key == key for j in self._active()):
+                continue
+            kind = "data" if self._is_encrypted(key) else "size"  # only decrypting proves a plaintext size
+            self._submit_locked(key, 0, None, kind, Priority.HIGH if urgent else Priority.LOW)
+            running += 1
+
+    def _evict_locked(self) -> None:
+        budget = self._opt.cache_budget
+        if budget is None:
+            return
+        held = sum(d.held for d in self._data.values())
+        if held <= budget:
+            return
+        where = {key: i for i, key in enumerate(self._plan)}
+        busy = {j.key for j in self._jobs.values()}
+        near = set(self._plan[max(0, self._cursor_part - 1) : self._cursor_part + 2 + _PREFETCH_PARTS])
+        victims = sorted(
+            (k for k in self._data if k not in busy and k not in near),
+            key=lambda k: -abs(where.get(k, 1 << 40) - self._cursor_part),
+        )
+        for key in victims:
+            if held <= budget:
+                break
+            held -= self._data.pop(key).held
+
+    def _active(self) -> List[_Job]:
+        """Jobs queued or running that no cancel has reached."""
+        return [j for j in self._jobs.values() if not j.dropped]
+
+    def _submit_locked(self, key: PartKey, start: int, end: Optional[int], kind: str, priority: Priority) -> None:
+        resource = self._resource(key)
+        cmd = FetchCommand(
+            self._run_job,
+            self._on_complete,
+            stream_priority=self._priority,
+            request_priority=priority,
+            label=f"{resource.uri} part {key} {kind} {start}-{'' if end is None else end}",
+            owner=self,
+            url=resource.uri,
+            byte_range=(start, end) if end is not None else None,
+            events=self.events,
+        )
+        job = self._jobs[cmd.id] = _Job(cmd, key, start, end, kind)
+        cmd.abort = job.abort.abort
+        self._downloader.submit(cmd)
+
+    def _cancel(self, victims: List[_Job]) -> None:
+        for job in victims:
+            job.abort.abort()
+            self._downloader.cancel(job.cmd)
+
+    # -- on a pool thread ------------------------------------------------------------------
+    def _run_job(self, cmd: FetchCommand) -> None:
+        with self._cond:
+            job = self._jobs.get(cmd.id)
+            if job is None:
+                return
+            job.began = time.monotonic()
+            resource, secret = self._resource(job.key), self._segment_key(job.key)
+            size = self._sizes.get(job.key)
+        if job.kind == "size":
+            learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
+            with self._cond:
+                self._learn_locked(job.key, learned)
+            return
+        self._fetcher.fetch(
+            resource, secret, job.key[1], job.start, job.end, size, job.abort, cmd.cancelled,
+            lambda total: self._on_size(job, total), lambda pos, data: self._on_data(job, pos, data),
+        )
+
+    def _on_size(self, job: _Job, total: int) -> None:
+        with self._cond:
+            self._learn_locked(job.key, total)
+
+    def _learn_locked(self, key: PartKey, size: Optional[int]) -> None:
+        if size is None or self._sizes.get(key) == size:
+            return
+        self._sizes[key] = size
+        data = self._data.get(key)
+        if data is not None:
+            data.set_size(size)
+        for index, planned in enumerate(self._plan):
+            if planned == key:
+                self._layout.set_size(index, size)
+        self._cond.notify_all()
+
+    def _on_data(self, job: _Job, pos: int, data: bytes) -> None:
+        with self._cond:
+            part = self._data.get(job.key)
+            if part is None:
+                part = self._data[job.key] = PartData(self._sizes.get(job.key))
+            part.write(pos, data)
+            job.received += len(data)
+            self._counts["bytes_fetched"] += len(data)
+            self._cond.notify_all()
+        self._downloader.note_progress(len(data), job.cmd)
+
+    def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
+        event: Optional[Event] = None
+        with self._cond:
+            job = self._jobs.pop(cmd.id, None)
+            if job is not None and outcome is Outcome.DONE and job.kind == "data":
+                duration = time.monotonic() - job.began
+                self._estimator.record(job.received, duration)
+                event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
+            elif outcome is Outcome.FAILED:
+                event = RequestFailed(cmd.id, error, cmd.url)
+                if job is not None and job.kind == "size" and not self._size_waiters:
+                    log.info("learning the size of %s failed: %s", cmd.url, error)  # a data fetch will tell
+                elif not self._closed:
+                    self._fail_locked(error)
+            elif outcome is Outcome.CANCELLED:
+                self._counts["cancels"] += 1
+            self._schedule_locked()
+            self._cond.notify_all()
+        if event is not None:
+            self._pending.append(event)
+        self._flush_events()
+
+    def _fail_locked(self, error: Optional[BaseException]) -> None:
+        if not isinstance(error, StreamError):
+            error = StreamError("HLS fetch failed unexpectedly", url=self.url, cause=error)
+        if self._error is None:
+            self._error = error
+            log.error("kithara-io: %s", error)
+        self._cond.notify_all()
+
+    def _flush_events(self) -> None:
+        with self._cond:
+            pending, self._pending = self._pending, []
+        for event in pending:
+            self.events.publish(event)
+
+    def _fetch_key(self, uri: str) -> bytes:
+        from .transport import with_retries
+
+        never = threading.Event()
+        return with_retries(lambda: self._transport.data(uri), self._opt.retry, never)
