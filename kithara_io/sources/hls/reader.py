@@ -102,6 +102,7 @@ class HlsReader:
         self._cursor_part = 0  # part holding the last byte of the last read
         self._last_end = 0  # end of the last read
         self._sequential = True  # the last read continued the one before
+        self._run = 0  # bytes read contiguously up to _last_end
         self._size_waiters = 0
         self._closed = False
         self._error: Optional[BaseException] = None
@@ -229,6 +230,8 @@ class HlsReader:
         done, waited, started = 0, False, time.monotonic()
         with self._cond:
             self._sequential = pos == self._last_end
+            if not self._sequential:
+                self._run = 0
         while done < len(out):
             victims: List[_Job] = []
             with self._cond:
@@ -238,6 +241,8 @@ class HlsReader:
                     break
                 if step > 0:
                     done += step
+                    self._last_end = pos + done
+                    self._run += step
                     continue
                 victims = self._demand_locked(pos + done, len(out) - done)
                 if not victims:
@@ -246,7 +251,6 @@ class HlsReader:
             self._cancel(victims)
             self._flush_events()
         with self._cond:
-            self._last_end = pos + done
             self._counts["bytes_served"] += done
             self._counts["waits" if waited else "cache_hits"] += 1
             if waited:
@@ -450,6 +454,8 @@ class HlsReader:
         if found is None:
             return []  # live: the next reload brings more parts
         index, offset = found
+        if offset == 0 and self._auto and index > 0:
+            self._adapt_locked(index)  # a segment boundary: ABR may switch here
         key = self._plan[index]
         self._cursor_part = index
         if self._covered_locked(key, offset):
@@ -464,13 +470,9 @@ class HlsReader:
             if not any(j.key == key for j in self._active()):  # where the part ends decides
                 self._submit_locked(key, 0, None, "size", Priority.HIGH)
         else:
-            end = data.present.next_start(offset) if data else None
-            if not self._sequential:
-                limit = offset + max(self._opt.min_fetch, want)
-                end = limit if end is None else min(end, limit)
-            if size is not None:
-                end = size if end is None else min(end, size)
-            self._submit_locked(key, offset, end, "data", Priority.HIGH)
+            gap = self._gap_locked(key, offset, offset + max(want, self._window()))
+            if gap is not None:
+                self._submit_locked(key, gap[0], gap[1], "data", Priority.HIGH)
         for job in victims:
             job.dropped = True  # out of every decision now; cancelled once the lock is released
         return victims
@@ -497,26 +499,59 @@ class HlsReader:
             self._learn_sizes_locked()
         self._evict_locked()
 
+    def _window(self) -> int:
+        """Read-ahead that follows the access pattern, like an OS page cache: a random
+        reader gets ``min_fetch``, a sequential one twice its run, up to ``read_ahead``."""
+        return min(self._opt.read_ahead, max(self._opt.min_fetch, 2 * self._run))
+
     def _prefetch_locked(self) -> None:
+        """Low-priority fetches of the gaps within the window after the last read."""
+        found = self._layout.locate(self._last_end)
+        if found is None:
+            return
+        index, offset = found
         busy = sum(1 for j in self._active() if j.kind == "data")
-        index = self._cursor_part
-        while busy < self._opt.max_outstanding and index < min(len(self._plan), self._cursor_part + 1 + _PREFETCH_PARTS):
-            if index > self._cursor_part and self._auto:
+        budget = self._window()
+        while budget > 0 and index < len(self._plan) and busy < self._opt.max_outstanding:
+            if offset == 0 and index > self._cursor_part and self._auto:
                 self._adapt_locked(index)
             key = self._plan[index]
-            index += 1
-            if any(j.key == key and j.kind == "data" for j in self._active()):
-                continue
-            data, size = self._data.get(key), self._sizes.get(key)
-            start = data.first_missing(0) if data else 0
-            if size is not None and start >= size:
-                continue
-            if self._is_encrypted(key):
-                start, end = 0, None
-            else:
-                end = data.present.next_start(start) if data else None
-            self._submit_locked(key, start, end, "data", Priority.LOW)
-            busy += 1
+            size = self._sizes.get(key)
+            gap = self._gap_locked(key, offset, offset + budget)
+            if gap is not None:
+                self._submit_locked(key, gap[0], gap[1], "data", Priority.LOW)
+                busy += 1
+            budget -= (size if size is not None else offset + budget) - offset
+            index, offset = index + 1, 0
+
+    def _gap_locked(self, key: PartKey, start: int, end: int) -> Optional[Tuple[int, Optional[int]]]:
+        """The first range of part ``key`` within ``[start, end)`` that is neither present
+        nor being fetched; an encrypted part is always one range (all of it)."""
+        jobs = [j for j in self._active() if j.key == key and j.kind == "data"]
+        data, size = self._data.get(key), self._sizes.get(key)
+        if self._is_encrypted(key):
+            return None if jobs or (data is not None and data.complete) else (0, None)
+        pos = start
+        while True:
+            if data is not None:
+                pos = data.first_missing(pos)
+            claimed = [j for j in jobs if j.start + j.received <= pos and (j.end is None or pos < j.end)]
+            if not claimed:
+                break
+            ends = [j.end for j in claimed]
+            if None in ends:
+                return None
+            pos = max(ends)
+        if size is not None and pos >= min(size, end):
+            return None
+        if pos >= end:
+            return None
+        stop = end if size is None else min(end, size)
+        nxt = data.present.next_start(pos) if data is not None else None
+        later = [j.start + j.received for j in jobs if j.start + j.received > pos]
+        for bound in ([nxt] if nxt is not None else []) + later:
+            stop = min(stop, bound)
+        return pos, stop
 
     def _adapt_locked(self, index: int) -> None:
         """ABR at the boundary before part ``index``, if nothing of it is fetched yet."""

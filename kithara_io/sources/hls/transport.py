@@ -48,7 +48,7 @@ class Abort:
 def _shutdown(response: urllib3.HTTPResponse) -> None:
     try:
         response.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, RuntimeError):  # RuntimeError: already back in the pool
         pass
 
 
