@@ -335,9 +335,14 @@ class HlsReader:
             return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
 
     def wait_closed(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until closed (the condition also wakes for other reasons)."""
+        deadline = time.monotonic() + seconds
         with self._cond:
-            if not self._closed:
-                self._cond.wait(seconds)
+            while not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
             return self._closed
 
     def merge_live(self, playlist: MediaPlaylist) -> bool:
@@ -531,6 +536,8 @@ class HlsReader:
         data, size = self._data.get(key), self._sizes.get(key)
         if self._is_encrypted(key):
             return None if jobs or (data is not None and data.complete) else (0, None)
+        if size is None and jobs:
+            return None  # where this part ends is not known yet: its first answer tells
         pos = start
         while True:
             if data is not None:
