@@ -79,8 +79,10 @@ class PartFetcher:
                 self._clear(resource, state, end, abort, cancelled, on_size, on_data)
                 return
             except StreamError as exc:
+                if cancelled.is_set() or abort.aborted:
+                    return  # cut on purpose: not a failure
                 failures = 1 if state.pos - before >= _MIN_PROGRESS else failures + 1
-                if cancelled.is_set() or abort.aborted or not self._retry.is_transient(exc) or failures >= self._retry.attempts:
+                if not self._retry.is_transient(exc) or failures >= self._retry.attempts:
                     raise
                 self._wait(failures, exc, cancelled)
 
@@ -141,8 +143,10 @@ class PartFetcher:
             try:
                 return call()
             except StreamError as exc:
+                if cancelled.is_set():
+                    return None  # cut on purpose: not a failure
                 failures += 1
-                if cancelled.is_set() or not self._retry.is_transient(exc) or failures >= self._retry.attempts:
+                if not self._retry.is_transient(exc) or failures >= self._retry.attempts:
                     raise
                 self._wait(failures, exc, cancelled)
 

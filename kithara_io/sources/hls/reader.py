@@ -32,7 +32,18 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ...downloader import Downloader, FetchCommand, Outcome
 from ...errors import StreamClosedError, StreamError
-from ...events import Event, EventBus, RequestCompleted, RequestFailed, VariantSwitched
+from ...events import (
+    Event,
+    EventBus,
+    FirstByte,
+    Progress,
+    ReaderResumed,
+    ReaderWaiting,
+    RequestCompleted,
+    RequestFailed,
+    Seek,
+    VariantSwitched,
+)
 from ...options import StreamOptions
 from ...planning import Priority
 from ...stats import StreamStats
@@ -232,6 +243,7 @@ class HlsReader:
             self._sequential = pos == self._last_end
             if not self._sequential:
                 self._run = 0
+                self._pending.append(Seek(self._last_end, pos, self._present_locked(pos)))
         while done < len(out):
             victims: List[_Job] = []
             with self._cond:
@@ -246,8 +258,11 @@ class HlsReader:
                     continue
                 victims = self._demand_locked(pos + done, len(out) - done)
                 if not victims:
-                    waited = True
-                    self._cond.wait()
+                    if not waited:  # announce the wait first (unlocked), then check again
+                        waited = True
+                        self._pending.append(ReaderWaiting(pos + done))
+                    else:
+                        self._cond.wait()
             self._cancel(victims)
             self._flush_events()
         with self._cond:
@@ -255,6 +270,7 @@ class HlsReader:
             self._counts["waits" if waited else "cache_hits"] += 1
             if waited:
                 self._counts["time_waited"] += time.monotonic() - started
+                self._pending.append(ReaderResumed(pos, time.monotonic() - started))
             self._schedule_locked()
         self._flush_events()
         return done
@@ -625,8 +641,7 @@ class HlsReader:
 
     def _cancel(self, victims: List[_Job]) -> None:
         for job in victims:
-            job.abort.abort()
-            self._downloader.cancel(job.cmd)
+            self._downloader.cancel(job.cmd)  # sets cmd.cancelled, then aborts (cmd.abort) if running
 
     # -- on a pool thread ------------------------------------------------------------------
     def _run_job(self, cmd: FetchCommand) -> None:
@@ -669,10 +684,15 @@ class HlsReader:
             if part is None:
                 part = self._data[job.key] = PartData(self._sizes.get(job.key))
             part.write(pos, data)
+            first = job.received == 0
             job.received += len(data)
             self._counts["bytes_fetched"] += len(data)
             self._cond.notify_all()
         self._downloader.note_progress(len(data), job.cmd)
+        if self.events.has_subscribers:
+            if first:
+                self.events.publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))
+            self.events.publish(Progress(job.cmd.id, len(data), job.received, job.cmd.url))
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         event: Optional[Event] = None
@@ -682,6 +702,8 @@ class HlsReader:
                 duration = time.monotonic() - job.began
                 self._estimator.record(job.received, duration)
                 event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
+            elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
+                self._counts["cancels"] += 1  # its connection was cut on purpose
             elif outcome is Outcome.FAILED:
                 event = RequestFailed(cmd.id, error, cmd.url)
                 if job is not None and job.kind == "size" and not self._size_waiters:
@@ -703,6 +725,13 @@ class HlsReader:
             self._error = error
             log.error("kithara-io: %s", error)
         self._cond.notify_all()
+
+    def _present_locked(self, pos: int) -> bool:
+        found = self._layout.locate(pos)
+        if found is None:
+            return False
+        data = self._data.get(self._plan[found[0]])
+        return data is not None and data.available(found[1]) > 0
 
     def _flush_events(self) -> None:
         with self._cond:
