@@ -13,6 +13,7 @@ from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
 from .sources import hls_entry as hls
+from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
@@ -64,9 +65,14 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     if hls.is_playlist_url(name):
         return _open_hls(name, None, headers, stream_priority, downloader, on_event, disk, variant, opts)
     http = HttpSource(
-        name, headers=headers, timeout=opts.timeout, verify=opts.verify, max_redirects=opts.max_redirects
+        name,
+        headers=headers,
+        timeout=opts.timeout,
+        verify=opts.verify,
+        cert=opts.cert,
+        max_redirects=opts.max_redirects,
     )
-    source: Union[HttpSource, DiskCachedSource] = http
+    source: Source = http
     if disk is not None:
         try:
             source = DiskCachedSource(http, disk.open_entry(name))

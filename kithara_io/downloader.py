@@ -40,13 +40,12 @@ stream leaves no thread behind, even on the shared default downloader.
 
 from __future__ import annotations
 
-import collections
-import enum
-import itertools
+
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple, Type, Union
 
@@ -60,293 +59,37 @@ from .events import (
     RequestStarted,
     Subscription,
 )
-from .planning import SLOT_COUNT, Priority, is_urgent, slot_index
+from .planning import Priority, is_urgent
+from .stats import DownloaderStats
+from .scheduling import FetchCommand, Outcome, SlotQueues, _State, may_start_inline, plan_pass
 from .watchdog import StallTracker, classify
 
 log = logging.getLogger(__name__)
 
-_ids = itertools.count(1)
 _THREAD_PREFIX = "kithara-fetch"
 
 Clock = Callable[[], float]
 
 
-class Outcome(enum.Enum):
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class _State(enum.Enum):
-    NEW = 0
-    QUEUED = 1
-    RUNNING = 2
-    FINISHED = 3
-
-
-class FetchCommand:
-    """One unit of work: ``run(cmd)`` on a pool thread (or on the caller of
-    :meth:`Downloader.try_run_inline`), then ``on_complete(cmd, outcome, error)`` exactly
-    once, also when cancelled while still queued.
-
-    ``owner``: any hashable token grouping the commands of one stream, for
-    :meth:`Downloader.reprioritize` and :meth:`Downloader.cancel_owner`. ``url`` and
-    ``byte_range`` (``(start, end)``, end exclusive) only describe the command in events.
-    ``events``: a bus (the stream's) that also receives the Downloader's events about this
-    command (RequestEnqueued, RequestStarted, RequestCancelled).
-    """
-
-    def __init__(
-        self,
-        run: Callable[["FetchCommand"], None],
-        on_complete: Callable[["FetchCommand", Outcome, Optional[BaseException]], None],
-        *,
-        stream_priority: Priority = Priority.HIGH,
-        request_priority: Priority = Priority.HIGH,
-        label: str = "",
-        owner: Optional[Hashable] = None,
-        url: str = "",
-        byte_range: Optional[Tuple[int, int]] = None,
-        events: Optional[EventBus] = None,
-    ) -> None:
-        self.id = next(_ids)
-        self.run = run
-        self.on_complete = on_complete
-        self.stream_priority = stream_priority
-        self.request_priority = request_priority
-        self.owner = owner
-        self.url = url
-        self.byte_range = byte_range
-        self.events = events
-        if not label and url:
-            label = url if byte_range is None else f"{url} bytes={byte_range[0]}-{byte_range[1] - 1}"
-        self.label = label
-        # Set by cancel(); the run function checks it between body chunks.
-        self.cancelled = threading.Event()
-        # Installed by the run function while it blocks on I/O; called by cancel() to unblock it.
-        self.abort: Optional[Callable[[], None]] = None
-        self._state = _State.NEW
-        self._cancel_reason: Optional[str] = None
-        self._enqueued_at = 0.0
-        self._started_at = 0.0
-        self._last_progress = 0.0
-        self._bytes = 0
-
-    @property
-    def slot(self) -> int:
-        return slot_index(self.stream_priority, self.request_priority)
-
-    @property
-    def enqueued_at(self) -> float:
-        """The Downloader clock's reading at submit (0.0 before)."""
-        return self._enqueued_at
-
-    @property
-    def started_at(self) -> float:
-        """The Downloader clock's reading at dispatch (0.0 before)."""
-        return self._started_at
-
-    @property
-    def bytes_received(self) -> int:
-        """Bytes reported for this command through ``Downloader.note_progress(n, cmd)``."""
-        return self._bytes
-
-    def __repr__(self) -> str:
-        return f"<FetchCommand {self.id} slot={self.slot} {self._state.name} {self.label}>"
-
-
-# -- pure scheduling ------------------------------------------------------------------------
-
-
-class SlotQueues:
-    """The four FIFO queues of queued commands (pure data: no threads, no locking).
-
-    A command is in at most one slot; it remembers the slot it was queued in, so it can be
-    removed even if its priorities were changed meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._slots: List["collections.OrderedDict[int, FetchCommand]"] = [
-            collections.OrderedDict() for _ in range(SLOT_COUNT)
-        ]
-        self._slot_of: Dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._slot_of)
-
-    def __contains__(self, cmd: object) -> bool:
-        return isinstance(cmd, FetchCommand) and cmd.id in self._slot_of
-
-    def push(self, cmd: FetchCommand) -> None:
-        """Append ``cmd`` to the end of its slot. Queuing a command twice is a ValueError."""
-        if cmd.id in self._slot_of:
-            raise ValueError(f"{cmd!r} is already queued")
-        slot = cmd.slot
-        self._slots[slot][cmd.id] = cmd
-        self._slot_of[cmd.id] = slot
-
-    def remove(self, cmd: FetchCommand) -> bool:
-        """Take ``cmd`` out; False if it was not queued."""
-        slot = self._slot_of.pop(cmd.id, None)
-        if slot is None:
-            return False
-        del self._slots[slot][cmd.id]
-        return True
-
-    def head_slot(self) -> Optional[int]:
-        """The slot the next ``pop()`` takes from, or None when empty."""
-        for index, slot in enumerate(self._slots):
-            if slot:
-                return index
-        return None
-
-    def pop(self) -> Optional[FetchCommand]:
-        """The oldest command of the first non-empty slot, or None."""
-        for slot in self._slots:
-            if slot:
-                _, cmd = slot.popitem(last=False)
-                del self._slot_of[cmd.id]
-                return cmd
-        return None
-
-    def take_owner(self, owner: Hashable) -> List[FetchCommand]:
-        """Remove and return every queued command of ``owner`` (slot order, then FIFO)."""
-        taken = [cmd for slot in self._slots for cmd in slot.values() if cmd.owner == owner]
-        for cmd in taken:
-            self.remove(cmd)
-        return taken
-
-    def reprioritize(self, owner: Hashable, stream_priority: Priority) -> List[FetchCommand]:
-        """Give ``owner``'s queued commands the new stream priority and move each whose slot
-        changes to the end of its new slot, keeping their relative order. Returns the moved."""
-        moved: List[FetchCommand] = []
-        for slot in self._slots:
-            for cmd in list(slot.values()):
-                if cmd.owner != owner:
-                    continue
-                cmd.stream_priority = stream_priority
-                if self._slot_of[cmd.id] != cmd.slot:
-                    moved.append(cmd)
-        # Each destination slot receives from one source slot only (the request priority is
-        # kept), so removing in slot/FIFO order and appending in that order keeps FIFO.
-        for cmd in moved:
-            self.remove(cmd)
-            self.push(cmd)
-        return moved
-
-    def clear(self) -> List[FetchCommand]:
-        """Remove and return everything (slot order, then FIFO)."""
-        everything = [cmd for slot in self._slots for cmd in slot.values()]
-        for slot in self._slots:
-            slot.clear()
-        self._slot_of.clear()
-        return everything
-
-    def snapshot(self) -> List[List[FetchCommand]]:
-        """The four slots, each oldest first."""
-        return [list(slot.values()) for slot in self._slots]
-
-    def counts(self) -> Tuple[int, ...]:
-        return tuple(len(slot) for slot in self._slots)
-
-
-def plan_pass(
-    queues: SlotQueues,
-    free: int,
-    now: float,
-    throttle: float,
-    deadline: Optional[float],
-    *,
-    yield_to_high: bool = False,
-    high_running: bool = False,
-) -> Tuple[List[FetchCommand], Optional[float]]:
-    """One dispatcher pass: pop the commands to start now, at most ``free`` of them.
-
-    Urgent commands (slots 0-1) always go. A Low-stream command (slots 2-3) goes only once
-    the demand-throttle pause is over: the pause starts (deadline = ``now + throttle``) at the
-    first pass where such a command could take a free place, and ``deadline`` is the pause
-    in progress, if any. With ``yield_to_high``, Low-stream work does not start at all while
-    High-stream work runs (``high_running``) or starts in this pass. Returns the commands in
-    start order and the pause still in progress (None when not throttling: the next pause
-    starts afresh).
-    """
-    batch: List[FetchCommand] = []
-    while len(batch) < free:
-        slot = queues.head_slot()
-        if slot is None:
-            break
-        if not is_urgent(slot) and yield_to_high and (high_running or any(is_urgent(c.slot) for c in batch)):
-            return batch, None
-        if not is_urgent(slot) and throttle > 0:
-            if deadline is None:
-                deadline = now + throttle
-            if now < deadline:
-                return batch, deadline
-        cmd = queues.pop()
-        assert cmd is not None
-        batch.append(cmd)
-    return batch, None
-
-
-def may_start_inline(
-    queues: SlotQueues,
-    slot: int,
-    free: int,
-    *,
-    throttle: float,
-    yield_to_high: bool,
-    high_running: bool,
-) -> bool:
-    """May a command of ``slot`` start now on its submitter's thread (``try_run_inline``)?
-
-    Only if a dispatcher pass would start it right now as the next command: a place is free,
-    nothing is queued in its slot (older, FIFO) or in a more urgent one, and, for Low-stream
-    work, no demand-throttle pause applies (``throttle`` 0) and it need not yield to running
-    High-stream work.
-    """
-    if free <= 0:
-        return False
-    head = queues.head_slot()
-    if head is not None and head <= slot:
-        return False
-    if is_urgent(slot):
-        return True
-    return throttle <= 0 and not (yield_to_high and high_running)
-
-
 # -- the threaded engine ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DownloaderStats:
-    """A snapshot of the Downloader's counters.
+@dataclass
+class _Counters:
+    """The Downloader's running totals (under its lock); see DownloaderStats."""
 
-    Every submitted command ends as exactly one of completed (DONE), failed or cancelled;
-    until then it is queued or running.
-    """
-
-    submitted: int
-    started: int
-    completed: int
-    failed: int
-    cancelled: int
-    running: int
-    queued: Tuple[int, ...]  # per slot
-    peak_running: int
-    stalls: int  # stalls reported by the watchdog
-    preempted: int = 0  # running Low-stream fetches cancelled for High-stream work (in cancelled)
-    bytes: int = 0  # reported through note_progress
-    throttling: bool = False  # Low-stream work is waiting out the demand-throttle pause
-    passes: int = 0  # dispatcher passes (it only wakes for a reason)
-    dispatcher_idle: bool = False  # the dispatcher waits without a timeout (nothing pending)
-
-    @property
-    def queued_total(self) -> int:
-        return sum(self.queued)
-
-    @property
-    def idle(self) -> bool:
-        return self.running == 0 and self.queued_total == 0
+    submitted: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    finished: int = 0  # all completions (the three above)
+    peak_running: int = 0
+    stalls: int = 0
+    preempted: int = 0
+    bytes: int = 0
+    passes: int = 0
+    dispatcher_idle: bool = False
 
 
 class _Workers:
@@ -415,19 +158,13 @@ class Downloader:
         self._bus = EventBus("downloader")
         self._throttle_deadline: Optional[float] = None
         self._throttling = False
-        # counters
-        self.peak_running = 0
-        self._submitted = 0
-        self._started = 0
-        self._completed = 0
-        self._failed = 0
-        self._cancelled = 0
-        self._finished = 0  # all completions (the three above)
-        self._bytes = 0
-        self._stalls = 0
-        self._preempted = 0
-        self._passes = 0
-        self._dispatcher_idle = False
+        self._count = _Counters()
+
+    @property
+    def peak_running(self) -> int:
+        """The most fetches that ever ran at once."""
+        with self._lock:
+            return self._count.peak_running
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> None:
@@ -463,7 +200,7 @@ class Downloader:
             self._cancel_queued_locked(cmd, "closed")
         self._throttle_deadline = None
         self._throttling = False
-        self._dispatcher_idle = False
+        self._count.dispatcher_idle = False
         if workers is not None:
             workers.stopping = True
             self._wake.notify_all()
@@ -520,7 +257,7 @@ class Downloader:
             if self._workers is not None:
                 cmd._state = _State.QUEUED
                 self._queues.push(cmd)
-                self._submitted += 1
+                self._count.submitted += 1
                 # Low work that arrives during the pause need not wake the dispatcher: the
                 # pause's deadline will.
                 if is_urgent(cmd.slot) or not self._throttling:
@@ -531,8 +268,7 @@ class Downloader:
             else:
                 # Detached between the check above and here: the command never entered the queue.
                 cmd._state = _State.FINISHED
-                cmd._cancel_reason = "closed"
-                cmd.cancelled.set()
+                cmd.cancel("closed")
                 preempted, refused = [], True
         _abort_all(preempted)
         if refused:
@@ -582,11 +318,11 @@ class Downloader:
                 cmd._enqueued_at = cmd._started_at = cmd._last_progress = now
                 cmd._state = _State.RUNNING
                 self._running[cmd.id] = cmd
-                self._submitted += 1
-                self._started += 1
-                self.peak_running = max(self.peak_running, len(self._running))
+                self._count.submitted += 1
+                self._count.started += 1
+                self._count.peak_running = max(self._count.peak_running, len(self._running))
                 preempted = self._preempt_low_locked() if is_urgent(cmd.slot) else []
-                if self._dispatcher_idle:
+                if self._count.dispatcher_idle:
                     self._wake.notify()  # parked without a timeout: its watchdog must see this run
                 self._bump_locked()
         if not inline:
@@ -613,9 +349,7 @@ class Downloader:
             state = cmd._state
             if state is _State.FINISHED:
                 return
-            if cmd._cancel_reason is None:
-                cmd._cancel_reason = reason
-            cmd.cancelled.set()
+            cmd.cancel(reason)
             abort = cmd.abort if state is _State.RUNNING else None
             if state is _State.QUEUED:
                 self._queues.remove(cmd)
@@ -642,9 +376,7 @@ class Downloader:
             running = [cmd for cmd in self._running.values() if cmd.owner == owner and not cmd.cancelled.is_set()]
             aborts = []
             for cmd in running:
-                if cmd._cancel_reason is None:
-                    cmd._cancel_reason = reason
-                cmd.cancelled.set()
+                cmd.cancel(reason)
                 if cmd.abort is not None:
                     aborts.append((cmd, cmd.abort))
             if queued or running:
@@ -680,7 +412,7 @@ class Downloader:
         """A fetch stored ``nbytes`` body bytes: the watchdog counts it as movement. Cheap (no
         wake-up); call it for every chunk, with the command when known."""
         with self._lock:
-            self._bytes += nbytes
+            self._count.bytes += nbytes
             if cmd is not None:
                 cmd._bytes += nbytes
                 cmd._last_progress = self._clock()
@@ -731,20 +463,10 @@ class Downloader:
 
     def _stats_locked(self) -> DownloaderStats:
         return DownloaderStats(
-            submitted=self._submitted,
-            started=self._started,
-            completed=self._completed,
-            failed=self._failed,
-            cancelled=self._cancelled,
             running=len(self._running),
             queued=self._queues.counts(),
-            peak_running=self.peak_running,
-            stalls=self._stalls,
-            preempted=self._preempted,
-            bytes=self._bytes,
             throttling=self._throttling,
-            passes=self._passes,
-            dispatcher_idle=self._dispatcher_idle,
+            **dataclasses.asdict(self._count),
         )
 
     def _preempt_low_locked(self) -> List[Tuple[FetchCommand, Callable[[], Any]]]:
@@ -756,9 +478,8 @@ class Downloader:
         for cmd in self._running.values():
             if is_urgent(cmd.slot) or cmd.cancelled.is_set():
                 continue
-            cmd._cancel_reason = cmd._cancel_reason or "preempted"
-            cmd.cancelled.set()
-            self._preempted += 1
+            cmd.cancel("preempted")
+            self._count.preempted += 1
             if cmd.abort is not None:
                 aborts.append((cmd, cmd.abort))
         return aborts
@@ -766,11 +487,9 @@ class Downloader:
     def _cancel_queued_locked(self, cmd: FetchCommand, reason: str) -> None:
         """Bookkeeping of a command leaving the queue cancelled (already out of the slots)."""
         cmd._state = _State.FINISHED
-        if cmd._cancel_reason is None:
-            cmd._cancel_reason = reason
-        cmd.cancelled.set()
-        self._cancelled += 1
-        self._finished += 1
+        cmd.cancel(reason)
+        self._count.cancelled += 1
+        self._count.finished += 1
 
     def _info_locked(self, cmd: FetchCommand, now: float, running: bool) -> FetchInfo:
         if running:
@@ -799,14 +518,14 @@ class Downloader:
     def _dispatch_loop(self, workers: _Workers) -> None:
         tracker = StallTracker(self.stall_window)
         with self._lock:
-            seen = (self._started, self._finished, self._bytes)
+            seen = (self._count.started, self._count.finished, self._count.bytes)
         while True:
             stalled: Optional[DownloaderStalled] = None
             rejected: List[FetchCommand] = []
             with self._lock:
                 if workers.stopping:
                     return
-                self._dispatcher_idle = False
+                self._count.dispatcher_idle = False
                 now = self._clock()
                 free = self.max_concurrent - len(self._running)
                 batch, self._throttle_deadline = plan_pass(
@@ -829,12 +548,12 @@ class Downloader:
                         self._cancel_queued_locked(cmd, "closed")
                         rejected.append(cmd)
                         continue
-                    self._started += 1
-                self.peak_running = max(self.peak_running, len(self._running))
+                    self._count.started += 1
+                self._count.peak_running = max(self._count.peak_running, len(self._running))
                 self._throttling = self._throttle_deadline is not None
-                self._passes += 1
+                self._count.passes += 1
                 self._bump_locked()
-                current = (self._started, self._finished, self._bytes)
+                current = (self._count.started, self._count.finished, self._count.bytes)
                 kind = classify(
                     queued=len(self._queues),
                     running=len(self._running),
@@ -847,11 +566,11 @@ class Downloader:
                 report = tracker.observe(kind, now, pending=pending)
                 if report is not None:
                     if report.first:
-                        self._stalls += 1
+                        self._count.stalls += 1
                     stalled = self._stalled_event_locked(report.stalled_for, now)
                 elif not rejected:
                     timeout = self._wait_timeout_locked(now, tracker)
-                    self._dispatcher_idle = timeout is None and not pending
+                    self._count.dispatcher_idle = timeout is None and not pending
                     self._wake.wait(timeout)
                     continue
             # Outside the lock: completions and subscribers may call back into us.
@@ -881,18 +600,17 @@ class Downloader:
                 self._running.pop(cmd.id, None)
                 cmd._state = _State.FINISHED
                 if interrupted:
-                    cmd._cancel_reason = cmd._cancel_reason or "interrupted"
-                    cmd.cancelled.set()
+                    cmd.cancel("interrupted")
                 if cmd.cancelled.is_set():
                     outcome = Outcome.CANCELLED
-                    self._cancelled += 1
+                    self._count.cancelled += 1
                 elif error is not None:
                     outcome = Outcome.FAILED
-                    self._failed += 1
+                    self._count.failed += 1
                 else:
                     outcome = Outcome.DONE
-                    self._completed += 1
-                self._finished += 1
+                    self._count.completed += 1
+                self._count.finished += 1
                 if not inline or self._queues:  # a place is free for queued work
                     self._wake.notify()
                 self._bump_locked()
@@ -911,7 +629,7 @@ class Downloader:
         """Publish RequestCancelled and call the completion of each (lock released)."""
         for cmd in cmds:
             if self._listened(cmd):
-                self._publish(cmd, RequestCancelled(cmd.id, cmd._cancel_reason or "cancelled", cmd.url))
+                self._publish(cmd, RequestCancelled(cmd.id, cmd.cancel_reason or "cancelled", cmd.url))
             _complete(cmd, Outcome.CANCELLED, None)
 
     def _listened(self, cmd: FetchCommand) -> bool:

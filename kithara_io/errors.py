@@ -64,6 +64,10 @@ class ConnectionFailedError(StreamError):
     """The server could not be reached or the connection broke, and retrying did not help."""
 
 
+class CertificateError(StreamError):
+    """The server's TLS certificate could not be verified (not retried: it will not change)."""
+
+
 class InvalidResponseError(StreamError):
     """The server's answer cannot be trusted: bad Content-Range, unexpected encoding, HTML page."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 from .retry import Retry, Timeout
 
@@ -26,7 +26,8 @@ class StreamOptions:
     cache_budget: Optional[int] = 64 * MiB  # memory for downloaded bytes; None: keep everything
     timeout: Timeout = field(default_factory=Timeout)
     retry: Retry = field(default_factory=Retry)
-    verify: bool = True  # verify TLS certificates; turning it off is explicit
+    verify: Union[bool, str] = True  # verify TLS certificates (or: a CA bundle path); off is explicit
+    cert: Union[None, str, Tuple[str, str]] = None  # a client certificate: path, or (cert, key)
     max_redirects: int = 10
 
     @classmethod

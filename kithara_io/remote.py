@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 from .cache import SparseCache, Wait
@@ -44,8 +44,7 @@ from .errors import (
 )
 from .options import StreamOptions
 from .planning import FetchPlan, Priority, first_missing, keep_running, next_fetch, tail_fetch
-from .sources.cached import AnyBody, DiskCachedSource
-from .sources.http import AbortHandle, HttpSource
+from .sources.base import Abort, Body, Source
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the r
 class _Fetch:
     cmd: FetchCommand
     plan: FetchPlan
-    handle: AbortHandle = field(default_factory=AbortHandle)
+    handle: Abort
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
 
@@ -118,7 +117,7 @@ class RemoteReader:
 
     def __init__(
         self,
-        source: Union[HttpSource, DiskCachedSource],
+        source: Source,
         downloader: Downloader,
         options: StreamOptions,
         priority: Priority = Priority.HIGH,
@@ -164,6 +163,8 @@ class RemoteReader:
             self._closed = True
             victims = list(self._active.values())
         self._cancel(victims)
+        if victims:
+            self._source.abort_all()  # also requests still waiting for their headers
         self._cache.close()
         deadline = time.monotonic() + self._opt.timeout.connect + 5.0
         with self._cond:
@@ -455,7 +456,7 @@ class RemoteReader:
             byte_range=byte_range,
             events=self.events,
         )
-        fetch = self._active[cmd.id] = _Fetch(cmd, plan)
+        fetch = self._active[cmd.id] = _Fetch(cmd, plan, self._source.new_abort())
         cmd.abort = fetch.handle.abort  # the Downloader may cancel it too (preemption)
         return cmd
 
@@ -562,7 +563,7 @@ class RemoteReader:
             with self._cond:
                 self._link.record(ttfb, delivered, time.monotonic() - started)
 
-    def _on_response(self, cmd: FetchCommand, body: AnyBody) -> None:
+    def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
         if body.total is None and body.ranged:
             raise InvalidResponseError("206 without a total length", url=body.url)
@@ -592,7 +593,7 @@ class RemoteReader:
         if plan is not None and not self._out_of_reach_locked(plan.start):
             self._submit_locked(plan)
 
-    def _copy_body(self, cmd: FetchCommand, body: AnyBody, pos: int) -> int:
+    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
         """Stream the body into the cache from ``pos``; returns the bytes stored."""
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk)
@@ -670,7 +671,7 @@ class RemoteReader:
         self._cache.fail(self._error)
 
 
-def _skip(body: AnyBody, count: int, chunk: int) -> None:
+def _skip(body: Body, count: int, chunk: int) -> None:
     """Discard ``count`` bytes of a body that started before the bytes we need."""
     scratch = memoryview(bytearray(min(count, chunk)))
     while count > 0:

@@ -1,8 +1,9 @@
-"""Per-stream counters, as a plain snapshot value."""
+"""Counters of a stream and of the Downloader, as plain snapshot values."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,36 @@ class StreamStats:
     cancels: int = 0  # fetches cancelled (seek far away, close)
     bytes_from_disk: int = 0  # bytes read from the disk cache (open(..., cache=...))
     bytes_cached: int = 0  # memory held for downloaded bytes now (bounded by cache_budget)
+
+
+@dataclass(frozen=True)
+class DownloaderStats:
+    """A snapshot of the Downloader's counters.
+
+    Every submitted command ends as exactly one of completed (DONE), failed or cancelled;
+    until then it is queued or running.
+    """
+
+    submitted: int
+    started: int
+    completed: int
+    failed: int
+    cancelled: int
+    running: int
+    queued: Tuple[int, ...]  # per slot
+    peak_running: int
+    stalls: int  # stalls reported by the watchdog
+    preempted: int = 0  # running Low-stream fetches cancelled for High-stream work (in cancelled)
+    bytes: int = 0  # reported through note_progress
+    throttling: bool = False  # Low-stream work is waiting out the demand-throttle pause
+    passes: int = 0  # dispatcher passes (it only wakes for a reason)
+    dispatcher_idle: bool = False  # the dispatcher waits without a timeout (nothing pending)
+    finished: int = 0  # completions of every kind: completed + failed + cancelled
+
+    @property
+    def queued_total(self) -> int:
+        return sum(self.queued)
+
+    @property
+    def idle(self) -> bool:
+        return self.running == 0 and self.queued_total == 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..sources.base import Validators
 from .files import DATA_PREFIX, INDEX_NAME, TMP_PREFIX, fsync_dir
 
 FORMAT = 1
@@ -29,15 +30,6 @@ Interval = Tuple[int, int]
 
 class CorruptIndex(ValueError):
     """The index cannot be trusted; the message says why."""
-
-
-@dataclass(frozen=True)
-class Validators:
-    """What identifies one version of a remote resource: its length, ETag and Last-Modified."""
-
-    size: int
-    etag: Optional[str] = None
-    last_modified: Optional[str] = None
 
 
 @dataclass(frozen=True)

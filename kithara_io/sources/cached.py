@@ -24,13 +24,13 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 from ..disk import CacheEntry
-from ..disk import Validators as CachedVersion
 from ..ranges import RangeSet
 from ..errors import StreamError, server_unreachable
-from .http import AbortHandle, Body, HttpSource, Validators
+from .base import Body, Validators
+from .http import AbortHandle, HttpSource
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,6 @@ class TeeBody:
         log.warning("disk cache: not caching more of %s: %s", self.url, exc)
 
 
-AnyBody = Union[Body, DiskBody, TeeBody]
-
-
 class DiskCachedSource:
     """An HttpSource backed by ``entry``; closing it closes both."""
 
@@ -162,6 +159,12 @@ class DiskCachedSource:
         with self._lock:
             return self._state is _State.OFFLINE
 
+    def abort_all(self) -> None:
+        self._http.abort_all()
+
+    def new_abort(self) -> AbortHandle:
+        return self._http.new_abort()
+
     def holds(self, pos: int) -> bool:
         """Whether byte ``pos`` of this stream's version is on disk."""
         return self._from_disk(pos, pos + 1) is not None
@@ -174,14 +177,14 @@ class DiskCachedSource:
             self._entry.close()
 
     # -- fetching ----------------------------------------------------------------------
-    def fetch(self, start: int, end: Optional[int], handle: Optional[AbortHandle] = None) -> AnyBody:
+    def fetch(self, start: int, end: Optional[int], abort: Optional[AbortHandle] = None) -> Body:
         """``[start, end)`` (``end`` None: to the end) from disk where present, else from
         the network up to the next present byte."""
         with self._lock:
             state = self._state
         asked = 0
         if state is _State.UNCHECKED:
-            body, asked = self._revalidate(start, end, handle)
+            body, asked = self._revalidate(start, end, abort)
             if body is not None:
                 return body
         disk = self._from_disk(start, end, requests_sent=asked)
@@ -190,22 +193,22 @@ class DiskCachedSource:
             disk = self._from_disk(start, end)
         if disk is not None:
             return disk
-        return self._tee(self._http.fetch(start, self._network_end(start, end), handle))
+        return self._tee(self._http.fetch(start, self._network_end(start, end), abort))
 
-    def fetch_suffix(self, length: int, handle: Optional[AbortHandle] = None) -> Optional[AnyBody]:
+    def fetch_suffix(self, length: int, abort: Optional[AbortHandle] = None) -> Optional[Body]:
         """The last ``length`` bytes beside the head request, as HttpSource does, for an entry
         that held nothing. Otherwise None: the length is known from the first fetch, which
         revalidates first, and the tail is then fetched by offset, from disk if it is there."""
         with self._lock:
             if self._state is not _State.FRESH:
                 return None
-        body = self._http.fetch_suffix(length, handle)
+        body = self._http.fetch_suffix(length, abort)
         return self._tee(body) if body is not None else None
 
     # -- internals ---------------------------------------------------------------------
     def _revalidate(
-        self, start: int, end: Optional[int], handle: Optional[AbortHandle]
-    ) -> Tuple[Optional[AnyBody], int]:
+        self, start: int, end: Optional[int], abort: Optional[AbortHandle]
+    ) -> Tuple[Optional[Body], int]:
         """Ask the server once whether the entry's version is current. Returns the answer's
         body when the server sent one (a changed resource, or no conditional support), None
         when the entry serves the range (304, offline) or another thread revalidated; and
@@ -219,14 +222,14 @@ class DiskCachedSource:
             on_disk = self._from_disk(start, end) is not None
             try:
                 if on_disk and (known.etag or known.last_modified):
-                    answer = self._http.fetch_if_modified(start, end, _http_validators(known), handle)
+                    answer = self._http.fetch_if_modified(start, end, known, abort)
                 else:
-                    answer = self._http.fetch(start, end, handle)
+                    answer = self._http.fetch(start, end, abort)
             except StreamError as exc:
-                if not on_disk or not server_unreachable(exc) or (handle is not None and handle.aborted):
+                if not on_disk or not server_unreachable(exc) or (abort is not None and abort.aborted):
                     raise
                 log.warning("disk cache: %s unreachable (%s); serving the cached copy unchecked", self.url, exc)
-                self._http.pin(_http_validators(known))  # a later answer must be this version too
+                self._http.pin(known)  # a later answer must be this version too
                 self._set_state(_State.OFFLINE)
                 return None, 0
             if answer is None:  # 304 Not Modified
@@ -253,20 +256,20 @@ class DiskCachedSource:
         stop = run_end if end is None else min(end, run_end)
         return DiskBody(self._entry, self.url, start, stop, version.size, requests_sent=requests_sent)
 
-    def _held(self) -> Optional[Tuple[CachedVersion, RangeSet]]:
+    def _held(self) -> Optional[Tuple[Validators, RangeSet]]:
         """The entry's version and ranges, if that version is the one this stream reads."""
         version = self._entry.validators()
         if version is None or version != self._version():
             return None
         return version, self._entry.present()
 
-    def _version(self) -> Optional[CachedVersion]:
+    def _version(self) -> Optional[Validators]:
         """The version this stream reads: what the server answered, else (before any answer,
         or offline) the entry's version as found at open; None before the first answer of a
         fresh entry."""
         pinned = self._http.pinned
         if pinned is not None:
-            return None if pinned.total is None else CachedVersion(pinned.total, pinned.etag, pinned.last_modified)
+            return None if pinned.size is None else pinned
         with self._lock:
             return None if self._state is _State.FRESH else self._known
 
@@ -280,14 +283,14 @@ class DiskCachedSource:
             return end
         return following if end is None else min(end, following)
 
-    def _tee(self, body: Body) -> AnyBody:
+    def _tee(self, body: Body) -> Body:
         """Write ``body`` through to the entry, first pinning the entry to the version the
         HttpSource pinned (resetting it if it held another). A body of unknown length is
         not cached."""
         pinned = self._http.pinned
-        if pinned is None or pinned.total is None:
+        if pinned is None or pinned.size is None:
             return body
-        version = CachedVersion(pinned.total, pinned.etag, pinned.last_modified)
+        version = pinned
         try:
             with self._lock:
                 held = self._entry.validators()
@@ -299,7 +302,3 @@ class DiskCachedSource:
             log.warning("disk cache: not caching %s: %s", self.url, exc)
             return body
         return TeeBody(body, self._entry, self._commit_every)
-
-
-def _http_validators(version: CachedVersion) -> Validators:
-    return Validators(etag=version.etag, last_modified=version.last_modified, total=version.size)

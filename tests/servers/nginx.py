@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Optional, TypeVar
 
+from .tls import TlsFiles
+
 _N = TypeVar("_N", bound="NginxServer")
 
 FALLBACK_PATH = "/usr/sbin/nginx"  # not always on a non-root PATH
@@ -40,8 +42,9 @@ http {{
     keepalive_timeout 75s;
     keepalive_requests 100000;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
         server_name localhost;
+        {tls}
         root {root};
         location / {{ }}
     }}
@@ -74,8 +77,9 @@ class NginxServer:
     supports_ranges = True
     config_template = _CONF  # formatted with ``_config_values()``
 
-    def __init__(self, root: "str | Path", start_timeout: float = 10.0) -> None:
+    def __init__(self, root: "str | Path", start_timeout: float = 10.0, tls: "Optional[TlsFiles]" = None) -> None:
         self.root = Path(root).resolve()
+        self.tls = tls  # serve https with these certificates
         binary = find_nginx()
         self._tmp = tempfile.TemporaryDirectory(prefix="kithara-nginx-")
         self.dir = Path(self._tmp.name)
@@ -97,7 +101,7 @@ class NginxServer:
             listener.bind(("127.0.0.1", 0))
             listener.listen(511)
             self.port: int = listener.getsockname()[1]
-            self.base_url = f"http://127.0.0.1:{self.port}"
+            self.base_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
             conf = self.dir / "nginx.conf"
             conf.write_text(self.config_template.format(**self._config_values()))
             fd = listener.fileno()
@@ -111,7 +115,12 @@ class NginxServer:
                 start_new_session=True,
             )
         # Our copy of the listener is closed: if nginx dies, the request below fails fast.
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout, context=self.tls.client_context()
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request("HEAD", "/")
             conn.getresponse().read()
@@ -129,6 +138,13 @@ class NginxServer:
             "port": self.port,
             "root": self.root,
             "user": "user root;" if os.geteuid() == 0 else "",
+            "ssl": " ssl" if self.tls else "",
+            "tls": (
+                f"ssl_certificate {self.tls.cert}; ssl_certificate_key {self.tls.key}; "
+                "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;"
+                if self.tls
+                else ""
+            ),
         }
 
     def _read_error_log(self) -> str:

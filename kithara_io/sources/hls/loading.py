@@ -47,7 +47,7 @@ def open_hls(
 ) -> HlsReader:
     """An opened HlsReader for the playlist at ``url`` (``first``: its text, already fetched).
     Raises a StreamError if it is not an HLS playlist or cannot be read."""
-    transport = Transport(headers, options.timeout, options.verify, options.max_redirects)
+    transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
     try:
         text, content_type, final = first if first is not None else load(transport, url, options.retry)
         if not looks_like_playlist(content_type, text[:4096].encode()):

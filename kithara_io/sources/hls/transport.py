@@ -1,7 +1,11 @@
 """HTTP for HLS: playlists, keys, segment (sub-)ranges over one urllib3 PoolManager.
 
 One ``Transport`` per stream: keep-alive connections to every host the playlists name,
-``Accept-Encoding: identity``, TLS verification as asked, redirects followed by urllib3.
+shared by all its segments (an ``HttpSource`` per segment file would hold a session, and so
+a connection, per segment: a TCP and TLS handshake for every 4 s of audio),
+``Accept-Encoding: identity``, TLS verification as asked (or a CA bundle path, and a client
+certificate), redirects followed by urllib3. Not used here (unlike HttpSource's first
+request through requests): environment proxies, netrc and cookies.
 Each call is one request; retrying is the caller's (it knows what progress was made).
 Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after``),
 ``ConnectionFailedError``, ``InvalidResponseError``, ``TruncatedBodyError``.
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import urllib3
 
@@ -92,16 +96,22 @@ class Transport:
         self,
         headers: Optional[Mapping[str, str]] = None,
         timeout: Timeout = Timeout(),
-        verify: bool = True,
+        verify: Union[bool, str] = True,
         max_redirects: int = 10,
+        cert: Union[None, str, Tuple[str, str]] = None,
     ) -> None:
+        tls: Dict[str, object] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+        if isinstance(verify, str):
+            tls["ca_certs"] = verify
+        if cert is not None:
+            tls["cert_file"], tls["key_file"] = (cert, None) if isinstance(cert, str) else cert
         self._count_lock = threading.Lock()
         self.requests = 0  # requests sent (all kinds)
         self._headers: Dict[str, str] = {"User-Agent": USER_AGENT, **dict(headers or {}), "Accept-Encoding": "identity"}
         self._pool = urllib3.PoolManager(
             num_pools=8,
             maxsize=5,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+            **tls,
             timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=max_redirects, raise_on_redirect=True),
         )

@@ -1,0 +1,115 @@
+"""The seams between the engine and where bytes come from.
+
+``RemoteReader`` (the engine) knows only these Protocols: a :class:`Source` answers
+``fetch(start, end)`` with a :class:`Body`, and the engine streams that body into its cache.
+HttpSource, DiskCachedSource and the live and HLS sources implement them; none of them is
+named by the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What identifies one version of a resource: its length, ETag and Last-Modified.
+
+    ``size`` is None only while the length is unknown (a response without one)."""
+
+    size: Optional[int]
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+
+    @property
+    def if_range(self) -> Optional[str]:
+        """A strong ETag, else Last-Modified (RFC 9110 allows both in If-Range)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def changes_from(self, seen: "Validators") -> list:
+        """What differs in ``seen`` (a later answer) from this pinned version, in words.
+        A validator either side lacks cannot differ."""
+        changes = []
+        if self.etag and seen.etag and self.etag != seen.etag:
+            changes.append(f"ETag {self.etag} -> {seen.etag}")
+        if self.last_modified and seen.last_modified and self.last_modified != seen.last_modified:
+            changes.append(f"Last-Modified {self.last_modified} -> {seen.last_modified}")
+        if self.size is not None and seen.size is not None and self.size != seen.size:
+            changes.append(f"length {self.size} -> {seen.size}")
+        return changes
+
+
+class Abort(Protocol):
+    """Lets another thread break the request a fetch is making, in any phase of it."""
+
+    aborted: bool
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class Body(Protocol):
+    """The bytes of one answer: ``[start, end)`` of the resource (``end`` None: unknown).
+
+    ``readinto`` returns what has arrived (at least 1 byte) or 0 at the end of the body; the
+    engine checks a 0 against ``end``. ``close`` releases the connection (kept alive only
+    when the body was read to its end)."""
+
+    url: str
+    start: int
+    end: Optional[int]
+    total: Optional[int]  # the resource's length, when the answer says it
+    ranged: bool  # False: the whole resource from byte 0 (a server ignoring Range)
+    position: int  # the resource offset of the next byte readinto returns
+    from_disk: bool  # bytes from a local copy, not the network (counters, link estimate)
+    requests_sent: int  # network requests this answer cost (0 from disk)
+
+    def readinto(self, buf: memoryview) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where a stream's bytes come from. Every method but ``close`` may run on any fetch
+    thread, concurrently; ``close`` only once no fetch runs."""
+
+    url: str
+
+    @property
+    def pinned(self) -> Optional[Validators]:
+        """The version first answered (later answers must match it); None before."""
+
+    @property
+    def supports_ranges(self) -> Optional[bool]:
+        """Whether ``fetch`` can start anywhere (None: not known yet)."""
+
+    @property
+    def offline(self) -> bool:
+        """Serving a local copy without having reached the server: a failed fetch of a
+        range it does not :meth:`holds` fails only the reader that reaches it."""
+
+    def holds(self, pos: int) -> bool:
+        """Whether byte ``pos`` can be had without the network."""
+
+    def new_abort(self) -> Abort:
+        """A fresh abort handle for one fetch."""
+
+    def fetch(self, start: int, end: Optional[int], abort: Optional[Abort] = None) -> Body:
+        """Answer ``[start, end)`` (``end`` None: to the end). Raises a StreamError."""
+
+    def fetch_suffix(self, length: int, abort: Optional[Abort] = None) -> Optional[Body]:
+        """The last ``length`` bytes, asked before the length is known; None when the
+        source cannot answer that way (the engine then fetches the tail by offset)."""
+
+    def abort_all(self) -> None:
+        """Break every request in flight, also those still waiting for an answer (the
+        stream is closing)."""
+
+    def close(self) -> None: ...
+
+
+__all__ = ["Validators", "Abort", "Body", "Source"]
