@@ -221,3 +221,60 @@ def test_throughput_estimate_moves_towards_new_samples() -> None:
     est.record(0, 1.0)  # ignored
     est.record(150_000, 1.0)
     assert 120_000 < est.estimate < 1_200_000 and est.samples == 2
+
+
+from kithara_io.ranges import RangeSet  # noqa: E402
+from kithara_io.sources.hls.gaps import evictions, next_gap  # noqa: E402
+
+
+def _ranges(*pairs) -> RangeSet:
+    rs = RangeSet()
+    for a, b in pairs:
+        rs.add(a, b)
+    return rs
+
+
+def test_next_gap_skips_stored_and_claimed_bytes() -> None:
+    assert next_gap(None, 100, [], 0, 50) == (0, 50)
+    assert next_gap(None, 100, [], 80, 500) == (80, 100)  # cut at the part's end
+    assert next_gap(None, 100, [], 100, 500) is None
+    assert next_gap(_ranges((0, 30)), 100, [], 0, 80) == (30, 80)
+    assert next_gap(_ranges((0, 30), (60, 70)), 100, [], 0, 80) == (30, 60)  # up to the next stored byte
+    assert next_gap(None, 100, [(0, 40)], 0, 80) == (40, 80)
+    assert next_gap(None, 100, [(0, 40), (50, 60)], 0, 80) == (40, 50)  # up to the next claim
+    assert next_gap(None, 100, [(0, None)], 0, 80) is None  # claimed to the end
+    assert next_gap(_ranges((0, 10)), 100, [(10, 40)], 0, 40) is None
+
+
+def test_next_gap_of_a_part_of_unknown_size() -> None:
+    assert next_gap(None, None, [], 0, 64) == (0, 64)
+    assert next_gap(None, None, [(0, 64)], 0, 200) is None  # wait for its first answer
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 99), st.integers(1, 30)), max_size=5),
+    st.lists(st.tuples(st.integers(0, 99), st.integers(1, 30)), max_size=4),
+    st.integers(0, 120),
+    st.integers(1, 80),
+)
+def test_next_gap_is_missing_and_unclaimed(stored, claimed, start, length) -> None:
+    size = 100
+    present = _ranges(*[(a, min(size, a + n)) for a, n in stored])
+    claims = [(a, min(size, a + n)) for a, n in claimed]
+    gap = next_gap(present, size, claims, start, start + length)
+    wanted = set(range(start, min(size, start + length)))
+    free = {p for p in wanted if not present.contains(p, p + 1) and not any(a <= p < b for a, b in claims)}
+    if gap is None:
+        assert not free
+    else:
+        a, b = gap
+        assert a == min(free) and a < b <= min(size, start + length)
+        assert all(p in free for p in range(a, b))
+
+
+def test_evictions_farthest_first_and_never_protected() -> None:
+    held = {"a": 10, "b": 10, "c": 10, "d": 10}
+    order = {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert evictions(held, order, cursor=3, keep={"d"}, budget=25) == ["a", "b"]
+    assert evictions(held, order, cursor=0, keep={"a"}, budget=100) == []
+    assert evictions({**held, "gone": 5}, order, cursor=2, keep=set(), budget=30) == ["gone", "a"]

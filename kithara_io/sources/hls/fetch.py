@@ -17,7 +17,7 @@ from ...errors import StreamError
 from ...options import StreamOptions
 from .keys import KeyStore, SegmentDecryptor, segment_iv
 from .playlist import Key, Resource
-from .transport import Abort, Transport, with_retries
+from .transport import Abort, Transport
 
 log = logging.getLogger(__name__)
 

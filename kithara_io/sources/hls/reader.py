@@ -51,15 +51,14 @@ from . import abr
 from .fetch import PartFetcher
 from .info import HlsInfo
 from .keys import KeyStore, check_supported
-from .layout import Layout
-from .playlist import MediaPlaylist, Resource, Segment, Variant, live_start
+from .gaps import evictions, next_gap
+from .plan import PartKey, Plan
+from .playlist import MediaPlaylist, Variant, live_start
 from .store import PartData
 from .transport import Abort, Transport
 
 log = logging.getLogger(__name__)
 
-PartKey = Tuple[int, int]  # (variant, media sequence number); sequence -1: the init segment
-INIT = -1
 _PREFETCH_PARTS = 2  # whole parts fetched ahead of a sequential reader
 _SIZE_JOBS = 2  # size-learning requests in flight at once (background)
 _EOF = -1
@@ -96,7 +95,6 @@ class HlsReader:
         self.url = url
         self.events = EventBus(url)
         self._variants = variants
-        self._media = dict(media)
         self._transport = transport
         self._downloader = downloader
         self._opt = options
@@ -104,12 +102,9 @@ class HlsReader:
         self._cond = threading.Condition()
         self._auto = auto
         self._estimator = abr.ThroughputEstimator()
-        self._segments: Dict[int, Dict[int, Segment]] = {v: {s.sequence: s for s in m.segments} for v, m in media.items()}
-        self._sizes: Dict[PartKey, int] = {}
+        self._plan = Plan(media)
         self._data: Dict[PartKey, PartData] = {}
         self._jobs: Dict[int, _Job] = {}
-        self._plan: List[PartKey] = []
-        self._layout = Layout()
         self._cursor_part = 0  # part holding the last byte of the last read
         self._last_end = 0  # end of the last read
         self._sequential = True  # the last read continued the one before
@@ -121,15 +116,15 @@ class HlsReader:
         self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
         self._keys = KeyStore(self._fetch_key)
         self._fetcher = PartFetcher(transport, self._keys, options)
-        playlist = self._media[variant]
+        playlist = self._plan.media[variant]
         self._live = playlist.live
         self._ended = not playlist.live
         self._watcher = None
         self.hls = HlsInfo(self)
         first = live_start(playlist) if self._live else 0
-        self._build_plan(variant, [s.sequence for s in playlist.segments[first:]])
-        for key in self._plan:
-            check_supported(self._segment_key(key), url)
+        self._plan.build(variant, [s.sequence for s in playlist.segments[first:]])
+        for key in self._plan.parts:
+            check_supported(self._plan.secret(key), url)
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -137,8 +132,8 @@ class HlsReader:
         self._downloader.attach()
         try:
             with self._cond:
-                if self._plan:
-                    self._submit_locked(self._plan[0], 0, None if self._is_encrypted(self._plan[0]) else self._opt.first_fetch, "data", Priority.HIGH)
+                if self._plan.parts:
+                    self._submit_locked(self._plan.parts[0], 0, None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch, "data", Priority.HIGH)
                 self._schedule_locked()
             if self._live:
                 from .live import LiveWatcher
@@ -179,7 +174,7 @@ class HlsReader:
             try:
                 while True:
                     self._check_usable_locked()
-                    total = self._layout.total()
+                    total = self._plan.layout.total()
                     if total is not None:
                         return total
                     self._schedule_locked()
@@ -219,8 +214,8 @@ class HlsReader:
     def buffered(self) -> List[Tuple[int, int]]:
         with self._cond:
             out = []
-            for index, key in enumerate(self._plan):
-                offset, data = self._layout.offset(index), self._data.get(key)
+            for index, key in enumerate(self._plan.parts):
+                offset, data = self._plan.layout.offset(index), self._data.get(key)
                 if offset is None:
                     break
                 if data is not None:
@@ -283,39 +278,26 @@ class HlsReader:
     @property
     def variant(self) -> int:
         with self._cond:
-            return self._plan[min(self._cursor_part, len(self._plan) - 1)][0] if self._plan else 0
+            return self._plan.parts[min(self._cursor_part, len(self._plan.parts) - 1)][0] if self._plan.parts else 0
 
     def segments(self) -> List[Tuple[int, float, Optional[int], int]]:
         """``(sequence, duration, byte offset or None, variant)`` of the planned media segments."""
         with self._cond:
-            out = []
-            for index, (variant, seq) in enumerate(self._plan):
-                if seq != INIT:
-                    out.append((seq, self._segments[variant][seq].duration, self._layout.offset(index), variant))
-            return out
+            return self._plan.media_segments()
 
     def offset_of(self, seconds: float) -> int:
         """Byte offset of the segment holding ``seconds`` (waits for the sizes before it)."""
         with self._cond:
-            elapsed, target = 0.0, None
-            for index, (variant, seq) in enumerate(self._plan):
-                if seq == INIT:
-                    continue
-                target = index
-                elapsed += self._segments[variant][seq].duration
-                if elapsed > seconds:
-                    break
+            target = self._plan.index_at(seconds)
             if target is None:
                 return 0
-            if seconds <= 0:
-                target = 0
             self._size_waiters += 1
             try:
-                while self._layout.offset(target) is None:
+                while self._plan.layout.offset(target) is None:
                     self._check_usable_locked()
                     self._schedule_locked()
                     self._cond.wait()
-                return self._layout.offset(target)
+                return self._plan.layout.offset(target)
             finally:
                 self._size_waiters -= 1
 
@@ -323,7 +305,7 @@ class HlsReader:
         """Pin variant ``index`` from the next segment boundary on (adaptive switching ends)."""
         if not 0 <= index < len(self._variants):
             raise ValueError(f"variant {index} out of range: the playlist has {len(self._variants)} variant(s)")
-        if index not in self._media:
+        if index not in self._plan.media:
             self.add_media(index, self._load_media(index))
         with self._cond:
             self._auto = False
@@ -339,15 +321,14 @@ class HlsReader:
 
     def add_media(self, index: int, playlist: MediaPlaylist) -> None:
         with self._cond:
-            self._media[index] = playlist
-            self._segments.setdefault(index, {}).update({s.sequence: s for s in playlist.segments})
+            self._plan.add_media(index, playlist)
 
     # -- live (called by the LiveWatcher) ------------------------------------------------
     def live_state(self) -> Tuple[bool, str, float]:
         """``(still running, playlist URL, target duration)``."""
         with self._cond:
-            variant = self._plan[-1][0] if self._plan else 0
-            playlist = self._media[variant]
+            variant = self._plan.parts[-1][0] if self._plan.parts else 0
+            playlist = self._plan.media[variant]
             return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
 
     def wait_closed(self, seconds: float) -> bool:
@@ -364,17 +345,12 @@ class HlsReader:
     def merge_live(self, playlist: MediaPlaylist) -> bool:
         """Add what a reloaded playlist lists after the last planned segment; True if new."""
         with self._cond:
-            variant = self._plan[-1][0] if self._plan else 0
-            self._media[variant] = playlist
-            known = self._segments.setdefault(variant, {})
-            last = max((seq for _, seq in self._plan if seq != INIT), default=None)
-            fresh = [s for s in playlist.segments if last is None or s.sequence > last]
-            if fresh and last is not None and fresh[0].sequence > last + 1:
-                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, last + 1, fresh[0].sequence - 1)
-            for seg in fresh:
+            for seg in playlist.segments:
                 check_supported(seg.key, self.url)
-                known[seg.sequence] = seg
-                self._append_part_locked((variant, seg.sequence))
+            variant = self._plan.parts[-1][0] if self._plan.parts else 0
+            fresh, gap = self._plan.merge(variant, playlist)
+            if gap is not None:
+                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, *gap)
             if playlist.ended:
                 self._ended = True
             self._schedule_locked()
@@ -385,67 +361,19 @@ class HlsReader:
         with self._cond:
             self._fail_locked(error)
 
-    # -- plan ------------------------------------------------------------------------------
-    def _build_plan(self, variant: int, sequences: List[int]) -> None:
-        playlist = self._media[variant]
-        if playlist.segments and playlist.segments[0].init is not None:
-            self._append_part_locked((variant, INIT))
-        for seq in sequences:
-            self._append_part_locked((variant, seq))
-
-    def _append_part_locked(self, key: PartKey) -> None:
-        resource = self._resource(key)
-        if resource.byterange is not None and not self._is_encrypted(key):
-            self._sizes.setdefault(key, resource.byterange[1])
-        self._plan.append(key)
-        self._layout.append(self._sizes.get(key))
-
-    def _relayout_locked(self) -> None:
-        self._layout = Layout()
-        for key in self._plan:
-            self._layout.append(self._sizes.get(key))
-
-    def _switch_locked(self, start: int, target: int, reason: str) -> None:
-        """Re-plan every part from ``start`` on the ``target`` variant (an init segment first
-        when it has one). Parts before ``start`` (what the reader has read) stay."""
-        if start >= len(self._plan) or self._live:
-            return
-        current = self._plan[start][0]
-        if current == target:
-            return
-        sequences = [seq for _, seq in self._plan[start:] if seq != INIT]
-        available = self._segments.get(target, {})
-        if any(seq not in available for seq in sequences):
-            log.warning("%s: variant %d does not list the same segments: not switching", self.url, target)
-            return
-        self._plan = self._plan[:start]
-        if self._media[target].segments[0].init is not None:
-            self._plan.append((target, INIT))
-        for seq in sequences:
-            key = (target, seq)
-            resource = self._resource(key)
-            if resource.byterange is not None and not self._is_encrypted(key):
-                self._sizes.setdefault(key, resource.byterange[1])
-            self._plan.append(key)
-        self._relayout_locked()
-        self._pending.append(VariantSwitched(current, target, reason))
-        log.info("%s: variant %d -> %d (%s)", self.url, current, target, reason)
-
-    def _resource(self, key: PartKey) -> Resource:
-        variant, seq = key
-        if seq == INIT:
-            init = self._media[variant].segments[0].init
-            assert init is not None
-            return init
-        return self._segments[variant][seq].resource
-
-    def _segment_key(self, key: PartKey):
-        return None if key[1] == INIT else self._segments[key[0]][key[1]].key
-
-    def _is_encrypted(self, key: PartKey) -> bool:
-        return self._segment_key(key) is not None
-
     # -- reading (self._cond held) -------------------------------------------------------
+    def _switch_locked(self, start: int, target: int, reason: str) -> None:
+        """Re-plan from part ``start`` on, and announce it (not for live playlists)."""
+        if self._live:
+            return
+        previous = self._plan.switch(start, target)
+        if previous is None:
+            if start < len(self._plan.parts) and self._plan.parts[start][0] != target:
+                log.warning("%s: variant %d does not list the same segments: not switching", self.url, target)
+            return
+        self._pending.append(VariantSwitched(previous, target, reason))
+        log.info("%s: variant %d -> %d (%s)", self.url, previous, target, reason)
+
     def _check_usable_locked(self) -> None:
         if self._error is not None:
             raise self._error.with_traceback(None)
@@ -454,11 +382,11 @@ class HlsReader:
 
     def _copy_locked(self, pos: int, out: memoryview) -> int:
         """Copy what is present at ``pos``; 0: must wait; _EOF: the proven end."""
-        found = self._layout.locate(pos)
+        found = self._plan.layout.locate(pos)
         if found is None:
-            return _EOF if self._ended and self._layout.total() is not None else 0
+            return _EOF if self._ended and self._plan.layout.total() is not None else 0
         index, offset = found
-        data = self._data.get(self._plan[index])
+        data = self._data.get(self._plan.parts[index])
         if data is None:
             return 0
         n = min(data.available(offset), len(out))
@@ -471,21 +399,21 @@ class HlsReader:
     def _demand_locked(self, pos: int, want: int) -> List[_Job]:
         """The reader waits at ``pos``: make sure a fetch will bring it. Returns the fetches
         this read made useless (epoch cancel), for the caller to cancel unlocked."""
-        found = self._layout.locate(pos)
+        found = self._plan.layout.locate(pos)
         if found is None:
             return []  # live: the next reload brings more parts
         index, offset = found
         if offset == 0 and self._auto and index > 0:
             self._adapt_locked(index)  # a segment boundary: ABR may switch here
-        key = self._plan[index]
+        key = self._plan.parts[index]
         self._cursor_part = index
         if self._covered_locked(key, offset):
             return []
-        keep = set(self._plan[index : index + 2])
+        keep = set(self._plan.parts[index : index + 2])
         victims = [j for j in self._active() if j.kind == "data" and j.key not in keep]
-        size = self._sizes.get(key)
+        size = self._plan.sizes.get(key)
         data = self._data.get(key)
-        if self._is_encrypted(key):
+        if self._plan.encrypted(key):
             self._submit_locked(key, 0, None, "data", Priority.HIGH)
         elif size is None and offset > (data.first_missing(0) if data else 0):
             if not any(j.key == key for j in self._active()):  # where the part ends decides
@@ -505,7 +433,7 @@ class HlsReader:
                 continue
             if job.kind == "size":
                 return True  # the size decides where the byte is: wait for it
-            start = job.start + job.received if not self._is_encrypted(key) else 0
+            start = job.start + job.received if not self._plan.encrypted(key) else 0
             if start <= offset and (job.end is None or offset < job.end):
                 return True
         return False
@@ -516,7 +444,7 @@ class HlsReader:
             return
         if self._sequential:
             self._prefetch_locked()
-        if not self._live and self._layout.total() is None:
+        if not self._live and self._plan.layout.total() is None:
             self._learn_sizes_locked()
         self._evict_locked()
 
@@ -527,17 +455,17 @@ class HlsReader:
 
     def _prefetch_locked(self) -> None:
         """Low-priority fetches of the gaps within the window after the last read."""
-        found = self._layout.locate(self._last_end)
+        found = self._plan.layout.locate(self._last_end)
         if found is None:
             return
         index, offset = found
         busy = sum(1 for j in self._active() if j.kind == "data")
         budget = self._window()
-        while budget > 0 and index < len(self._plan) and busy < self._opt.max_outstanding:
+        while budget > 0 and index < len(self._plan.parts) and busy < self._opt.max_outstanding:
             if offset == 0 and index > self._cursor_part and self._auto:
                 self._adapt_locked(index)
-            key = self._plan[index]
-            size = self._sizes.get(key)
+            key = self._plan.parts[index]
+            size = self._plan.sizes.get(key)
             gap = self._gap_locked(key, offset, offset + budget)
             if gap is not None:
                 self._submit_locked(key, gap[0], gap[1], "data", Priority.LOW)
@@ -549,53 +477,32 @@ class HlsReader:
         """The first range of part ``key`` within ``[start, end)`` that is neither present
         nor being fetched; an encrypted part is always one range (all of it)."""
         jobs = [j for j in self._active() if j.key == key and j.kind == "data"]
-        data, size = self._data.get(key), self._sizes.get(key)
-        if self._is_encrypted(key):
+        data = self._data.get(key)
+        if self._plan.encrypted(key):
             return None if jobs or (data is not None and data.complete) else (0, None)
-        if size is None and jobs:
-            return None  # where this part ends is not known yet: its first answer tells
-        pos = start
-        while True:
-            if data is not None:
-                pos = data.first_missing(pos)
-            claimed = [j for j in jobs if j.start + j.received <= pos and (j.end is None or pos < j.end)]
-            if not claimed:
-                break
-            ends = [j.end for j in claimed]
-            if None in ends:
-                return None
-            pos = max(ends)
-        if size is not None and pos >= min(size, end):
-            return None
-        if pos >= end:
-            return None
-        stop = end if size is None else min(end, size)
-        nxt = data.present.next_start(pos) if data is not None else None
-        later = [j.start + j.received for j in jobs if j.start + j.received > pos]
-        for bound in ([nxt] if nxt is not None else []) + later:
-            stop = min(stop, bound)
-        return pos, stop
+        claims = [(j.start + j.received, j.end) for j in jobs]
+        return next_gap(data.present if data else None, self._plan.sizes.get(key), claims, start, end)
 
     def _adapt_locked(self, index: int) -> None:
         """ABR at the boundary before part ``index``, if nothing of it is fetched yet."""
-        key = self._plan[index]
+        key = self._plan.parts[index]
         if key in self._data or any(j.key == key for j in self._active()):
             return
         bandwidths = [v.bandwidth for v in self._variants]
         target = abr.choose_variant(bandwidths, self._estimator.estimate, key[0])
-        if target != key[0] and target in self._media:
+        if target != key[0] and target in self._plan.media:
             self._switch_locked(index, target, "throughput")
 
     def _learn_sizes_locked(self) -> None:
         urgent = self._size_waiters > 0
-        running = sum(1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._sizes))
-        limit = len(self._plan) if urgent else _SIZE_JOBS
-        for key in self._plan:
+        running = sum(1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._plan.sizes))
+        limit = len(self._plan.parts) if urgent else _SIZE_JOBS
+        for key in self._plan.parts:
             if running >= limit:
                 return
-            if key in self._sizes or any(j.key == key for j in self._active()):
+            if key in self._plan.sizes or any(j.key == key for j in self._active()):
                 continue
-            kind = "data" if self._is_encrypted(key) else "size"  # only decrypting proves a plaintext size
+            kind = "data" if self._plan.encrypted(key) else "size"  # only decrypting proves a plaintext size
             self._submit_locked(key, 0, None, kind, Priority.HIGH if urgent else Priority.LOW)
             running += 1
 
@@ -603,27 +510,19 @@ class HlsReader:
         budget = self._opt.cache_budget
         if budget is None:
             return
-        held = sum(d.held for d in self._data.values())
-        if held <= budget:
-            return
-        where = {key: i for i, key in enumerate(self._plan)}
-        busy = {j.key for j in self._jobs.values()}
-        near = set(self._plan[max(0, self._cursor_part - 1) : self._cursor_part + 2 + _PREFETCH_PARTS])
-        victims = sorted(
-            (k for k in self._data if k not in busy and k not in near),
-            key=lambda k: -abs(where.get(k, 1 << 40) - self._cursor_part),
-        )
-        for key in victims:
-            if held <= budget:
-                break
-            held -= self._data.pop(key).held
+        held = {key: data.held for key, data in self._data.items()}
+        keep = {j.key for j in self._jobs.values()}
+        keep.update(self._plan.parts[max(0, self._cursor_part - 1) : self._cursor_part + 2 + _PREFETCH_PARTS])
+        order = {key: i for i, key in enumerate(self._plan.parts)}
+        for key in evictions(held, order, self._cursor_part, keep, budget):
+            del self._data[key]
 
     def _active(self) -> List[_Job]:
         """Jobs queued or running that no cancel has reached."""
         return [j for j in self._jobs.values() if not j.dropped]
 
     def _submit_locked(self, key: PartKey, start: int, end: Optional[int], kind: str, priority: Priority) -> None:
-        resource = self._resource(key)
+        resource = self._plan.resource(key)
         cmd = FetchCommand(
             self._run_job,
             self._on_complete,
@@ -650,8 +549,8 @@ class HlsReader:
             if job is None:
                 return
             job.began = time.monotonic()
-            resource, secret = self._resource(job.key), self._segment_key(job.key)
-            size = self._sizes.get(job.key)
+            resource, secret = self._plan.resource(job.key), self._plan.secret(job.key)
+            size = self._plan.sizes.get(job.key)
         if job.kind == "size":
             learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
             with self._cond:
@@ -667,22 +566,18 @@ class HlsReader:
             self._learn_locked(job.key, total)
 
     def _learn_locked(self, key: PartKey, size: Optional[int]) -> None:
-        if size is None or self._sizes.get(key) == size:
+        if size is None or not self._plan.learn(key, size):
             return
-        self._sizes[key] = size
         data = self._data.get(key)
         if data is not None:
             data.set_size(size)
-        for index, planned in enumerate(self._plan):
-            if planned == key:
-                self._layout.set_size(index, size)
         self._cond.notify_all()
 
     def _on_data(self, job: _Job, pos: int, data: bytes) -> None:
         with self._cond:
             part = self._data.get(job.key)
             if part is None:
-                part = self._data[job.key] = PartData(self._sizes.get(job.key))
+                part = self._data[job.key] = PartData(self._plan.sizes.get(job.key))
             part.write(pos, data)
             first = job.received == 0
             job.received += len(data)
@@ -727,10 +622,10 @@ class HlsReader:
         self._cond.notify_all()
 
     def _present_locked(self, pos: int) -> bool:
-        found = self._layout.locate(pos)
+        found = self._plan.layout.locate(pos)
         if found is None:
             return False
-        data = self._data.get(self._plan[found[0]])
+        data = self._data.get(self._plan.parts[found[0]])
         return data is not None and data.available(found[1]) > 0
 
     def _flush_events(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 import urllib3
 
@@ -24,6 +24,7 @@ from ...retry import Retry, Timeout, parse_retry_after
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 USER_AGENT = "kithara-io"
+T = TypeVar("T")
 
 
 class Abort:
@@ -221,7 +222,7 @@ def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
     return byterange[0], byterange[0] + byterange[1]
 
 
-def with_retries(call: Callable[[], "T"], retry: Retry, cancelled: threading.Event):  # type: ignore[name-defined]
+def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event) -> T:
     """``call()`` again after transient failures (backoff, interruptible by ``cancelled``)."""
     failures = 0
     while True:
