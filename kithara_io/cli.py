@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (s)")
         sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
         sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
+        sub.add_argument(
+            "--variant",
+            default=None,
+            metavar="auto|lowest|highest|N",
+            help="HLS: the variant to read (N: index in the master playlist; get: default highest)",
+        )
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display")
     common(play)
@@ -126,6 +132,8 @@ def _options(args: argparse.Namespace) -> Dict[str, Any]:
         options["cache"] = _disk_cache(args.cache_dir)
     elif args.cache:
         options["cache"] = "disk"
+    if getattr(args, "variant", None) is not None:
+        options["variant"] = int(args.variant) if args.variant.isdigit() else args.variant
     return options
 
 
@@ -165,7 +173,12 @@ def _http_details(stream: Any) -> tuple:
 
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:
-    track = _open_track(args)
+    try:
+        track = _open_track(args)
+    except SourceError:
+        if _hls_info(args, out):  # soundfile cannot read it: an HLS playlist?
+            return 0
+        raise
     try:
         details = describe(track)
     finally:
@@ -190,6 +203,49 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
     for name, value in rows:
         out.write(f"{name:<14}{value}\n")
     return 0
+
+
+def describe_hls(stream: Any) -> Dict[str, Any]:
+    """What ``info`` reports for an HLS stream."""
+    hls = stream.hls
+    segments = hls.segments
+    return {
+        "source": stream.name,
+        "format": "HLS",
+        "variants": [{"bandwidth": v.bandwidth, "codecs": v.codecs, "uri": v.uri} for v in hls.variants],
+        "variant": hls.variant,
+        "segments": len(segments),
+        "duration": sum(s.duration for s in segments),
+        "live": not stream.seekable(),
+        "size": stream.size,
+    }
+
+
+def _hls_info(args: argparse.Namespace, out: TextIO) -> bool:
+    try:
+        stream = open_stream(args.source, **_options(args))
+    except (StreamError, ValueError) as exc:
+        raise SourceError(_one_line(exc)) from None
+    with stream:
+        if stream.hls is None:
+            return False
+        details = describe_hls(stream)
+    if args.json:
+        out.write(json.dumps(details) + "\n")
+        return True
+    size = details["size"]
+    rows = [
+        ("source", details["source"]),
+        ("format", "HLS" + (" (live)" if details["live"] else "")),
+        ("duration", f"{format_time(details['duration'])} ({details['duration']:.3f} s, {details['segments']} segments)"),
+        ("size", "unknown (live)" if size is None else f"{format_bytes(size)} ({size} bytes)"),
+    ]
+    for index, variant in enumerate(details["variants"]):
+        chosen = " (chosen)" if index == details["variant"] else ""
+        rows.append((f"variant {index}", f"{variant['bandwidth']} bit/s {variant['codecs'] or ''} {variant['uri']}{chosen}"))
+    for name, value in rows:
+        out.write(f"{name:<14}{value}\n")
+    return True
 
 
 # -- play ------------------------------------------------------------------------------------
@@ -310,8 +366,10 @@ def _terminal_width() -> int:
 
 # -- get -------------------------------------------------------------------------------------
 def _get(args: argparse.Namespace, out: TextIO) -> int:
+    options = _options(args)
+    options.setdefault("variant", "highest")  # HLS: one variant, so the size holds
     try:
-        stream = open_stream(args.source, **_options(args))
+        stream = open_stream(args.source, **options)
     except (StreamError, ValueError) as exc:
         raise SourceError(_one_line(exc)) from None
     writer = LineWriter(out)

@@ -5,6 +5,7 @@ anything itself: the server's User-Agent log proves every request came from kith
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import time
 from pathlib import Path
@@ -302,3 +303,40 @@ def test_live_sliding_window(hls_media, no_leaks) -> None:
         assert 4.0 <= elapsed < 15, elapsed
         assert live.live.served_windows[-1][2]  # ended
         decode(data, "mpegts")
+
+
+def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
+    from kithara_io.cli import main
+
+    assert main(["info", server.url("ts/master.m3u8"), "--variant", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "format        HLS" in text and "8 segments" in text
+    assert f"variant 2     308000 bit/s mp4a.40.2 {server.url('ts/v2/index.m3u8')} (chosen)" in text
+    assert main(["info", server.url("ts/master.m3u8"), "--variant", "lowest", "--json"]) == 0
+    details = json.loads(capsys.readouterr().out)
+    assert details["variant"] == 1 and [v["bandwidth"] for v in details["variants"]] == [168000, 72000, 308000]
+
+
+def test_cli_get_downloads_one_variant(server, hls_media, tmp_path, capsys) -> None:
+    from kithara_io.cli import main
+
+    out = tmp_path / "media.ts"
+    assert main(["get", server.url("ts/master.m3u8"), "--variant", "0", "-o", str(out)]) == 0
+    assert out.read_bytes() == hls_media.local_bytes("ts/v1/index.m3u8")
+    out2 = tmp_path / "highest.ts"
+    assert main(["get", server.url("ts/master.m3u8"), "-o", str(out2)]) == 0  # default: highest
+    assert out2.read_bytes() == hls_media.local_bytes("ts/v2/index.m3u8")
+
+
+def test_missing_segment_is_an_error_naming_it(server, hls_media) -> None:
+    target = hls_media.root / "missing"
+    target.mkdir(exist_ok=True)
+    text = (hls_media.root / "ts" / "v0" / "index.m3u8").read_text().replace("seg", "../ts/v0/seg").replace("../ts/v0/seg003.ts", "gone.ts")
+    (target / "index.m3u8").write_text(text)
+    stream = kithara_io.open(server.url("missing/index.m3u8"))
+    assert stream.read(1000)  # segments 0-2 are there
+    with pytest.raises(kithara_io.HTTPStatusError, match=r"404.*missing/gone.ts"):
+        while stream.read(64 * 1024):
+            pass
+    with pytest.raises(kithara_io.HTTPStatusError):  # stored, raised again by close()
+        stream.close()
