@@ -176,6 +176,9 @@ class Stream(io.RawIOBase):
         data = bytearray(remaining)
         n = self.readinto(data)
         del data[n:]
+        if n == remaining and getattr(self._reader, "hls", None) is not None:
+            # An adaptive HLS stream's length changes when it switches variant: read on to the end.
+            data += b"".join(iter(lambda: self.read(1 << 20), b""))
         return bytes(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:

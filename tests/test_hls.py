@@ -340,3 +340,11 @@ def test_missing_segment_is_an_error_naming_it(server, hls_media) -> None:
             pass
     with pytest.raises(kithara_io.HTTPStatusError):  # stored, raised again by close()
         stream.close()
+
+
+def test_fmp4_master_auto_stays_on_one_variant(server, hls_media) -> None:
+    """One mp4 demuxer cannot take a second init segment: auto does not switch fMP4."""
+    with kithara_io.open(server.url("fmp4/master.m3u8")) as stream:
+        got = decode(stream, "mp4")
+        assert {s.variant for s in stream.hls.segments} == {0}
+    assert np.array_equal(got, decode(hls_media.local_bytes("fmp4/v1/index.m3u8"), "mp4"))

@@ -52,7 +52,7 @@ from .fetch import PartFetcher
 from .info import HlsInfo
 from .keys import KeyStore, check_supported
 from .gaps import evictions, next_gap
-from .plan import PartKey, Plan
+from .plan import INIT, PartKey, Plan
 from .playlist import MediaPlaylist, Variant, live_start
 from .store import PartData
 from .transport import Abort, Transport
@@ -488,6 +488,8 @@ class HlsReader:
         key = self._plan.parts[index]
         if key in self._data or any(j.key == key for j in self._active()):
             return
+        if self._plan.parts[0][1] == INIT:
+            return  # fMP4: one demuxer cannot take a second init segment mid-stream
         bandwidths = [v.bandwidth for v in self._variants]
         target = abr.choose_variant(bandwidths, self._estimator.estimate, key[0])
         if target != key[0] and target in self._plan.media:
