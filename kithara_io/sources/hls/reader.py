@@ -27,57 +27,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
-from ...downloader import Downloader, FetchCommand, Outcome
+from ...downloader import Downloader
 from ...errors import StreamClosedError, StreamError
-from ...events import (
-    Event,
-    EventBus,
-    FirstByte,
-    Progress,
-    ReaderResumed,
-    ReaderWaiting,
-    RequestCompleted,
-    RequestFailed,
-    Seek,
-    VariantSwitched,
-)
+from ...events import Event, EventBus, ReaderResumed, ReaderWaiting, Seek, VariantSwitched
 from ...options import StreamOptions
 from ...planning import Priority
 from ...stats import StreamStats
 from . import abr
 from .fetch import PartFetcher
 from .info import HlsInfo
-from .keys import KeyStore, check_supported
 from .gaps import evictions, next_gap
+from .jobs import Job, JobsMixin
+from .keys import KeyStore, check_supported
 from .plan import INIT, PartKey, Plan
 from .playlist import MediaPlaylist, Variant, live_start
 from .store import PartData
-from .transport import Abort, Transport
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
-_PREFETCH_PARTS = 2  # whole parts fetched ahead of a sequential reader
+_PREFETCH_PARTS = 2  # parts near the cursor kept from eviction
 _SIZE_JOBS = 2  # size-learning requests in flight at once (background)
 _EOF = -1
 
 
-@dataclass
-class _Job:
-    cmd: FetchCommand
-    key: PartKey
-    start: int
-    end: Optional[int]  # None: to the end of the part
-    kind: str  # "data" or "size"
-    abort: Abort = field(default_factory=Abort)
-    began: float = 0.0
-    received: int = 0
-    dropped: bool = False  # an epoch cancel is on its way
-
-
-class HlsReader:
+class HlsReader(JobsMixin):
     """Blocking positional reads of an HLS media playlist (or one variant of a master)."""
 
     def __init__(
@@ -104,7 +80,7 @@ class HlsReader:
         self._estimator = abr.ThroughputEstimator()
         self._plan = Plan(media)
         self._data: Dict[PartKey, PartData] = {}
-        self._jobs: Dict[int, _Job] = {}
+        self._jobs: Dict[int, Job] = {}
         self._cursor_part = 0  # part holding the last byte of the last read
         self._last_end = 0  # end of the last read
         self._sequential = True  # the last read continued the one before
@@ -240,7 +216,7 @@ class HlsReader:
                 self._run = 0
                 self._pending.append(Seek(self._last_end, pos, self._present_locked(pos)))
         while done < len(out):
-            victims: List[_Job] = []
+            victims: List[Job] = []
             with self._cond:
                 self._check_usable_locked()
                 step = self._copy_locked(pos + done, out[done:])
@@ -396,7 +372,7 @@ class HlsReader:
         self._cursor_part = index
         return n
 
-    def _demand_locked(self, pos: int, want: int) -> List[_Job]:
+    def _demand_locked(self, pos: int, want: int) -> List[Job]:
         """The reader waits at ``pos``: make sure a fetch will bring it. Returns the fetches
         this read made useless (epoch cancel), for the caller to cancel unlocked."""
         found = self._plan.layout.locate(pos)
@@ -519,102 +495,6 @@ class HlsReader:
         for key in evictions(held, order, self._cursor_part, keep, budget):
             del self._data[key]
 
-    def _active(self) -> List[_Job]:
-        """Jobs queued or running that no cancel has reached."""
-        return [j for j in self._jobs.values() if not j.dropped]
-
-    def _submit_locked(self, key: PartKey, start: int, end: Optional[int], kind: str, priority: Priority) -> None:
-        resource = self._plan.resource(key)
-        cmd = FetchCommand(
-            self._run_job,
-            self._on_complete,
-            stream_priority=self._priority,
-            request_priority=priority,
-            label=f"{resource.uri} part {key} {kind} {start}-{'' if end is None else end}",
-            owner=self,
-            url=resource.uri,
-            byte_range=(start, end) if end is not None else None,
-            events=self.events,
-        )
-        job = self._jobs[cmd.id] = _Job(cmd, key, start, end, kind)
-        cmd.abort = job.abort.abort
-        self._downloader.submit(cmd)
-
-    def _cancel(self, victims: List[_Job]) -> None:
-        for job in victims:
-            self._downloader.cancel(job.cmd)  # sets cmd.cancelled, then aborts (cmd.abort) if running
-
-    # -- on a pool thread ------------------------------------------------------------------
-    def _run_job(self, cmd: FetchCommand) -> None:
-        with self._cond:
-            job = self._jobs.get(cmd.id)
-            if job is None:
-                return
-            job.began = time.monotonic()
-            resource, secret = self._plan.resource(job.key), self._plan.secret(job.key)
-            size = self._plan.sizes.get(job.key)
-        if job.kind == "size":
-            learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
-            with self._cond:
-                self._learn_locked(job.key, learned)
-            return
-        self._fetcher.fetch(
-            resource, secret, job.key[1], job.start, job.end, size, job.abort, cmd.cancelled,
-            lambda total: self._on_size(job, total), lambda pos, data: self._on_data(job, pos, data),
-        )
-
-    def _on_size(self, job: _Job, total: int) -> None:
-        with self._cond:
-            self._learn_locked(job.key, total)
-
-    def _learn_locked(self, key: PartKey, size: Optional[int]) -> None:
-        if size is None or not self._plan.learn(key, size):
-            return
-        data = self._data.get(key)
-        if data is not None:
-            data.set_size(size)
-        self._cond.notify_all()
-
-    def _on_data(self, job: _Job, pos: int, data: bytes) -> None:
-        with self._cond:
-            part = self._data.get(job.key)
-            if part is None:
-                part = self._data[job.key] = PartData(self._plan.sizes.get(job.key))
-            part.write(pos, data)
-            first = job.received == 0
-            job.received += len(data)
-            self._counts["bytes_fetched"] += len(data)
-            self._cond.notify_all()
-        self._downloader.note_progress(len(data), job.cmd)
-        if self.events.has_subscribers:
-            if first:
-                self.events.publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))
-            self.events.publish(Progress(job.cmd.id, len(data), job.received, job.cmd.url))
-
-    def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
-        event: Optional[Event] = None
-        with self._cond:
-            job = self._jobs.pop(cmd.id, None)
-            if job is not None and outcome is Outcome.DONE and job.kind == "data":
-                duration = time.monotonic() - job.began
-                self._estimator.record(job.received, duration)
-                event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
-            elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
-                self._counts["cancels"] += 1  # its connection was cut on purpose
-            elif outcome is Outcome.FAILED:
-                event = RequestFailed(cmd.id, error, cmd.url)
-                if job is not None and job.kind == "size" and not self._size_waiters:
-                    log.info("learning the size of %s failed: %s", cmd.url, error)  # a data fetch will tell
-                elif not self._closed:
-                    self._fail_locked(error)
-            elif outcome is Outcome.CANCELLED:
-                self._counts["cancels"] += 1
-            self._schedule_locked()
-            self._cond.notify_all()
-        if event is not None:
-            self._pending.append(event)
-        self._flush_events()
-
     def _fail_locked(self, error: Optional[BaseException]) -> None:
         if not isinstance(error, StreamError):
             error = StreamError("HLS fetch failed unexpectedly", url=self.url, cause=error)
@@ -635,9 +515,3 @@ class HlsReader:
             pending, self._pending = self._pending, []
         for event in pending:
             self.events.publish(event)
-
-    def _fetch_key(self, uri: str) -> bytes:
-        from .transport import with_retries
-
-        never = threading.Event()
-        return with_retries(lambda: self._transport.data(uri), self._opt.retry, never)
