@@ -90,6 +90,8 @@ class PartFetcher:
         """One request from ``state.pos``; ``state`` keeps what was stored and learned."""
         base = resource.byterange[0] if resource.byterange else 0
         stop = end if end is not None else state.size
+        if stop is not None and state.size is not None:
+            stop = min(stop, state.size)  # never into the next part of a BYTERANGE file
         if stop is not None and state.pos >= stop:
             return
         body = self._transport.open(resource.uri, base + state.pos, None if stop is None else base + stop, abort)

@@ -383,10 +383,13 @@ class HlsReader(JobsMixin):
             self._adapt_locked(index)  # a segment boundary: ABR may switch here
         key = self._plan.parts[index]
         self._cursor_part = index
+        queued_low = [j for j in self._active() if j.key == key and j.cmd.request_priority is Priority.LOW and not j.began]
+        for job in queued_low:  # read-ahead still queued at Low: asked again at High
+            job.dropped = True
         if self._covered_locked(key, offset):
-            return []
+            return queued_low
         keep = set(self._plan.parts[index : index + 2])
-        victims = [j for j in self._active() if j.kind == "data" and j.key not in keep]
+        victims = queued_low + [j for j in self._active() if j.kind == "data" and j.key not in keep]
         size = self._plan.sizes.get(key)
         data = self._data.get(key)
         if self._plan.encrypted(key):

@@ -28,6 +28,10 @@ class PartData:
         self.size = size
 
     def write(self, pos: int, data: bytes) -> None:
+        if self.size is not None and pos + len(data) > self.size:
+            data = data[: max(0, self.size - pos)]
+        if not data:
+            return
         end = pos + len(data)
         if self.size is None and end > len(self.buf):
             self.buf.extend(bytes(end - len(self.buf)))
