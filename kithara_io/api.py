@@ -93,8 +93,6 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
 
 
 def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
-    if disk is not None:
-        log.warning("disk cache: not used for HLS streams yet (%s)", name)
     reader = hls.open_hls(
         name,
         variant=variant,
@@ -104,6 +102,7 @@ def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant
         on_event=on_event,
         options=opts,
         first=None if text is None else (text, None, name),
+        cache=disk,
     )
     return Stream(reader, name)
 

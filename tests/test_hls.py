@@ -348,3 +348,25 @@ def test_fmp4_master_auto_stays_on_one_variant(server, hls_media) -> None:
         got = decode(stream, "mp4")
         assert {s.variant for s in stream.hls.segments} == {0}
     assert np.array_equal(got, decode(hls_media.local_bytes("fmp4/v1/index.m3u8"), "mp4"))
+
+
+@pytest.mark.timeout(60)
+def test_disk_cache_replays_offline(hls_media, tmp_path, no_leaks) -> None:
+    from kithara_io.disk import DiskCache
+
+    cache = DiskCache(tmp_path / "cache")
+    local = hls_media.local_bytes("ts/v0/index.m3u8")
+    with HlsServer(hls_media.root) as srv:
+        url = srv.url("ts/master.m3u8")
+        with kithara_io.open(url, variant="lowest", cache=cache) as stream:
+            assert stream.read() == local
+            assert stream.stats().bytes_from_disk == 0
+        with kithara_io.open(url, variant="lowest", cache=cache) as stream:  # replay: no segment asked
+            srv.reset_log()
+            got = decode(stream, "mpegts")
+            assert stream.stats().bytes_from_disk >= len(local) and stream.stats().bytes_fetched == 0
+        assert not [r for r in srv.requests if r.path.endswith(".ts")]
+    # Server gone: playlists and segments from the disk copy.
+    with kithara_io.open(url, variant="lowest", cache=cache) as stream:
+        assert stream.read() == local
+    assert np.array_equal(got, decode(local, "mpegts"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping, Optional, Tuple, Union
 
+from ...disk import DiskCache
 from ...downloader import Downloader
 from ...errors import InvalidResponseError
 from ...events import Event
@@ -12,6 +13,7 @@ from ...options import StreamOptions
 from ...planning import Priority
 from ...retry import Retry
 from .abr import initial_variant
+from .disk import DiskTransport
 from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse_playlist
 from .reader import HlsReader
 from .transport import Transport, with_retries
@@ -44,10 +46,15 @@ def open_hls(
     on_event: Optional[Callable[[Event], None]] = None,
     options: StreamOptions,
     first: Optional[First] = None,
+    cache: Optional[DiskCache] = None,
 ) -> HlsReader:
-    """An opened HlsReader for the playlist at ``url`` (``first``: its text, already fetched).
+    """An opened HlsReader for the playlist at ``url`` (``first``: its text, already fetched;
+    ``cache``: keep playlists and segments on disk).
     Raises a StreamError if it is not an HLS playlist or cannot be read."""
-    transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
+    if cache is not None:
+        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert)
+    else:
+        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
     try:
         text, content_type, final = first if first is not None else load(transport, url, options.retry)
         if not looks_like_playlist(content_type, text[:4096].encode()):

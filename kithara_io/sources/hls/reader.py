@@ -184,7 +184,14 @@ class HlsReader(JobsMixin):
     def stats(self) -> StreamStats:
         with self._cond:
             held = sum(d.held for d in self._data.values())
-            counts = {**self._counts, "requests": self._transport.requests, "retries": self._fetcher.retries}
+            from_disk = getattr(self._transport, "bytes_from_disk", 0)
+            counts = {
+                **self._counts,
+                "requests": self._transport.requests,
+                "retries": self._fetcher.retries,
+                "bytes_fetched": self._counts["bytes_fetched"] - from_disk,
+                "bytes_from_disk": from_disk,
+            }
             return StreamStats(**{**counts, "bytes_cached": held})
 
     def buffered(self) -> List[Tuple[int, int]]:

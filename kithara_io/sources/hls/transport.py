@@ -132,7 +132,7 @@ class Transport:
 
     def data(self, url: str, byterange: Optional[Tuple[int, int]] = None) -> bytes:
         """GET a small whole resource (a key), or ``(offset, length)`` of it."""
-        body = self.open(url, *(_span(byterange)))
+        body = self._open_network(url, *(_span(byterange)))
         try:
             out = bytearray()
             while True:
@@ -153,6 +153,9 @@ class Transport:
     def open(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
         """Bytes ``[start, end)`` of ``url`` (``end`` None: to its end) as a streaming Body.
         A server ignoring Range answers 200: the prefix is skipped, the body cut at ``end``."""
+        return self._open_network(url, start, end, abort)
+
+    def _open_network(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
         ranged = start > 0 or end is not None
         header = f"bytes={start}-{'' if end is None else end - 1}" if ranged else None
         response = self._request("GET", url, header, abort, preload=False)
