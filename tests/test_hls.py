@@ -370,3 +370,15 @@ def test_disk_cache_replays_offline(hls_media, tmp_path, no_leaks) -> None:
     with kithara_io.open(url, variant="lowest", cache=cache) as stream:
         assert stream.read() == local
     assert np.array_equal(got, decode(local, "mpegts"))
+
+
+def test_transient_segment_failure_is_retried(server, hls_media) -> None:
+    from kithara_io.events import RequestRetrying
+
+    server.fail_once("/ts/v0/seg002.ts", 503)
+    retries: List[RequestRetrying] = []
+    with kithara_io.open(server.url("ts/v0/index.m3u8"), on_event=lambda e: retries.append(e) if isinstance(e, RequestRetrying) else None) as stream:
+        assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
+        assert stream.stats().retries == 1
+    assert [(r.attempt, r.url) for r in retries] == [(2, server.url("ts/v0/seg002.ts"))]
+    assert "503" in retries[0].cause

@@ -64,6 +64,11 @@ class HlsHandler(RangedHandler):
         return super()._start(status, headers, length, rng, if_range)
 
     def do_GET(self) -> None:
+        with self.server.agents_lock:
+            status = self.server.fail_next.pop(self.path, None)
+        if status is not None:  # an injected transient failure, once
+            self._start(status, [("Content-Type", "text/plain"), ("Retry-After", "0")], 0, self.headers.get("Range"), None)
+            return
         live = self.server.live
         if live is not None and self.path.split("?")[0] == "/live/live.m3u8":
             body = live.playlist()
@@ -84,6 +89,12 @@ class HlsServer(ServerBase):
         self.httpd.agents = []
         self.httpd.agents_lock = threading.Lock()
         self.httpd.live = _Live(self.root, live) if live is not None else None
+        self.httpd.fail_next = {}  # path -> status answered once to its next GET
+
+    def fail_once(self, path: str, status: int) -> None:
+        """Answer the next GET of ``path`` with ``status`` (a transient fault to retry)."""
+        with self.httpd.agents_lock:
+            self.httpd.fail_next[path] = status
 
     @property
     def agents(self) -> List[tuple]:

@@ -26,6 +26,7 @@ _READ = 16 * 1024  # one socket read: small enough for a slow link to deliver pr
 
 OnSize = Callable[[int], None]
 OnData = Callable[[int, bytes], None]
+OnRetry = Callable[[threading.Event, int, float, str], None]
 
 
 class _Progress:
@@ -35,10 +36,13 @@ class _Progress:
 
 
 class PartFetcher:
-    def __init__(self, transport: Transport, keys: KeyStore, options: StreamOptions) -> None:
+    def __init__(
+        self, transport: Transport, keys: KeyStore, options: StreamOptions, on_retry: Optional[OnRetry] = None
+    ) -> None:
         self._transport = transport
         self._keys = keys
         self._retry = options.retry
+        self._on_retry = on_retry  # (cancelled event of the fetch, attempt, delay, cause)
         self._lock = threading.Lock()
         self.retries = 0
 
@@ -157,4 +161,6 @@ class PartFetcher:
         log.info("retrying in %.2fs after %s", delay, exc)
         with self._lock:
             self.retries += 1
+        if self._on_retry is not None:
+            self._on_retry(cancelled, failures + 1, delay, str(exc))
         cancelled.wait(delay)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ...downloader import FetchCommand, Outcome
-from ...events import Event, FirstByte, Progress, RequestCompleted, RequestFailed
+from ...events import Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...planning import Priority
 from .plan import PartKey
 from .store import PartData
@@ -138,6 +138,15 @@ class JobsMixin:
             self._pending.append(event)
         self._flush_events()
 
+
+    def _on_retry(self, cancelled: threading.Event, attempt: int, delay: float, cause: str) -> None:
+        """A fetch retries: RequestRetrying for the job whose cancel event this is."""
+        if not self.events.has_subscribers:
+            return
+        with self._cond:
+            job = next((j for j in self._jobs.values() if j.cmd.cancelled is cancelled), None)
+        if job is not None:
+            self.events.publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
 
     def _fetch_key(self, uri: str) -> bytes:
         never = threading.Event()

@@ -91,7 +91,7 @@ class HlsReader(JobsMixin):
         self._pending: List[Event] = []  # published once self._cond is released
         self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
         self._keys = KeyStore(self._fetch_key)
-        self._fetcher = PartFetcher(transport, self._keys, options)
+        self._fetcher = PartFetcher(transport, self._keys, options, self._on_retry)
         playlist = self._plan.media[variant]
         self._live = playlist.live
         self._ended = not playlist.live
