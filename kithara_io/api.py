@@ -8,6 +8,7 @@ from typing import Callable, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
+from .errors import StreamError
 from .events import Event
 from .options import StreamOptions
 from .planning import Priority
@@ -85,7 +86,13 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
     reader.open()
-    playlist = hls.sniff(reader)
+    try:
+        playlist = hls.sniff(reader)
+    except StreamError:  # stored by the reader: the caller's first read raises it, as without HLS
+        playlist = None
+    except BaseException:
+        reader.close()
+        raise
     if playlist is not None:  # an HLS playlist behind a URL that does not say so
         reader.close()
         return _open_hls(name, playlist, headers, stream_priority, downloader, on_event, disk, variant, opts)
