@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _PREFETCH_PARTS = 2  # parts near the cursor kept from eviction
 _SIZE_JOBS = 2  # size-learning requests in flight at once (background)
+_SIZE_JOBS_URGENT = 8  # ... while a caller waits for the size
 _EOF = -1
 
 
@@ -484,7 +485,7 @@ class HlsReader(JobsMixin):
     def _learn_sizes_locked(self) -> None:
         urgent = self._size_waiters > 0
         running = sum(1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._plan.sizes))
-        limit = len(self._plan.parts) if urgent else _SIZE_JOBS
+        limit = _SIZE_JOBS_URGENT if urgent else _SIZE_JOBS
         for key in self._plan.parts:
             if running >= limit:
                 return
