@@ -8,7 +8,6 @@ import io
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Iterator, List
 
 import av
