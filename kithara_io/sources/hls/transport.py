@@ -73,7 +73,8 @@ class Body:
         """Up to ``limit`` bytes; b"" at the end. A body shorter than promised raises."""
         try:
             want = limit if self.end is None else min(limit, self.end - self.position)
-            data = self._response.read1(want) if want > 0 else b""
+            read = getattr(self._response, "read1", None) or self._response.read  # read1: urllib3 >= 2
+            data = read(want) if want > 0 else b""
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise errors.ConnectionFailedError("connection broke while reading", url=self.url, byte_range=(self.position, self.end), cause=exc) from None
         if not data and self.end is not None and self.position < self.end and limit > 0 and self._length_promised:
