@@ -381,3 +381,15 @@ def test_transient_segment_failure_is_retried(server, hls_media) -> None:
         assert stream.stats().retries == 1
     assert [(r.attempt, r.url) for r in retries] == [(2, server.url("ts/v0/seg002.ts"))]
     assert "503" in retries[0].cause
+
+
+def test_stream_priority_applies_to_segment_fetches(server) -> None:
+    enqueued: List[RequestEnqueued] = []
+    with kithara_io.open(server.url("ts/v1/index.m3u8"), priority="low", on_event=lambda e: enqueued.append(e) if isinstance(e, RequestEnqueued) else None) as stream:
+        stream.read(50_000)
+        assert stream.priority is Priority.LOW
+        stream.priority = "high"
+        count = len(enqueued)
+        stream.read()
+    assert enqueued[:count] and all(e.stream_priority is Priority.LOW for e in enqueued[:count])
+    assert enqueued[count:] and all(e.stream_priority is Priority.HIGH for e in enqueued[count:])
