@@ -24,6 +24,8 @@ from .transport import Abort, with_retries
 
 log = logging.getLogger(__name__)
 
+_MIN_SAMPLE = 16 * 1024  # smallest download that feeds the throughput estimate
+
 
 @dataclass
 class Job:
@@ -40,8 +42,9 @@ class Job:
     dropped: bool = False  # an epoch cancel is on its way
 
 
-
 class JobsMixin:
+    """Submitting, running and completing the HlsReader's fetch jobs (see the module doc)."""
+
     def _active(self) -> List[Job]:
         """Jobs queued or running that no cancel has reached."""
         return [j for j in self._jobs.values() if not j.dropped]
@@ -120,7 +123,8 @@ class JobsMixin:
             job = self._jobs.pop(cmd.id, None)
             if job is not None and outcome is Outcome.DONE and job.kind == "data":
                 duration = time.monotonic() - job.began
-                self._estimator.record(job.received, duration)
+                if job.received >= _MIN_SAMPLE:  # a tiny fetch measures latency, not throughput
+                    self._estimator.record(job.received, duration)
                 event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
             elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
                 self._counts["cancels"] += 1  # its connection was cut on purpose
@@ -132,12 +136,11 @@ class JobsMixin:
                     self._fail_locked(error)
             elif outcome is Outcome.CANCELLED:
                 self._counts["cancels"] += 1
+            if event is not None:
+                self._pending.append(event)
             self._schedule_locked()
             self._cond.notify_all()
-        if event is not None:
-            self._pending.append(event)
         self._flush_events()
-
 
     def _on_retry(self, cancelled: threading.Event, attempt: int, delay: float, cause: str) -> None:
         """A fetch retries: RequestRetrying for the job whose cancel event this is."""
