@@ -9,6 +9,12 @@ Every client is used the way its documentation shows, with its defaults:
                   clients, starts every measurement without warm keep-alive connections.
 * ``smart_open``  ``smart_open.open(url, "rb")``
 * ``floor``       the raw minimum for the access pattern (``requests`` or ``http.client``).
+
+Over https (``tls``: the run's :class:`tests.servers.tls.TlsFiles`) every client verifies the
+server against the run's CA, each the way its documentation says: kithara-io ``verify=<CA
+path>``, requests ``verify=<CA path>``, ``http.client.HTTPSConnection(context=...)``, fsspec
+``HTTPFileSystem(ssl=<SSLContext>)`` (a request option aiohttp takes), smart_open
+``transport_params={"session": <requests.Session with verify, trust_env off>}``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,16 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    import http.client
+
+    import requests
+
+    from tests.servers.tls import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -192,17 +206,21 @@ def ensure_audio(directory: Path, seconds: int) -> Dict[str, Path]:
 
 # -- clients ----------------------------------------------------------------------------------
 @contextlib.contextmanager
-def open_client(client: str, url: str, **kithara_kw) -> Iterator[Any]:
-    """A readable, seekable file object of ``url`` through one of the libraries, closed after."""
+def open_client(client: str, url: str, tls: "Optional[TlsFiles]" = None, **kithara_kw) -> Iterator[Any]:
+    """A readable, seekable file object of ``url`` through one of the libraries, closed after;
+    over https trusting ``tls.ca``."""
     if client == "kithara-io":
         import kithara_io
 
+        if tls is not None:
+            kithara_kw.setdefault("verify", str(tls.ca))
         with kithara_io.open(url, **kithara_kw) as f:
             yield f
     elif client == "fsspec":
         from fsspec.implementations.http import HTTPFileSystem
 
-        fs = HTTPFileSystem(skip_instance_cache=True)
+        request_options = {"ssl": tls.client_context()} if tls is not None else {}
+        fs = HTTPFileSystem(skip_instance_cache=True, **request_options)
         try:
             with fs.open(url, "rb") as f:
                 yield f
@@ -210,12 +228,47 @@ def open_client(client: str, url: str, **kithara_kw) -> Iterator[Any]:
             if fs._session is not None:  # otherwise closed only by a GC finaliser
                 HTTPFileSystem.close_session(fs.loop, fs._session)
     elif client == "smart_open":
+        import requests
         import smart_open
 
-        with smart_open.open(url, "rb") as f:
-            yield f
+        if tls is None:
+            with smart_open.open(url, "rb") as f:
+                yield f
+            return
+        with requests.Session() as session:
+            session.verify = str(tls.ca)
+            # smart_open passes no verify= per request, and then requests lets REQUESTS_CA_BUNDLE
+            # (set on many machines) override session.verify; loopback needs no proxy or netrc.
+            session.trust_env = False
+            with smart_open.open(url, "rb", transport_params={"session": session}) as f:
+                yield f
     else:
         raise ValueError(client)
+
+
+def floor_get(url: str, tls: "Optional[TlsFiles]" = None, **kw) -> "requests.Response":
+    """The raw floor's streaming ``requests.get`` (over https trusting ``tls.ca``)."""
+    import requests
+
+    return requests.get(url, stream=True, timeout=60, verify=str(tls.ca) if tls is not None else True, **kw)
+
+
+def http_connection(url: str, tls: "Optional[TlsFiles]" = None) -> "Tuple[http.client.HTTPConnection, str]":
+    """One keep-alive ``http.client`` connection to ``url``'s origin (``HTTPSConnection``
+    trusting ``tls.ca`` over https), and the request target of ``url``."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    if parts.scheme == "https":
+        if tls is None:
+            raise ValueError(f"{url}: https needs the run's TLS files")
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=30, context=tls.client_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    return conn, target
 
 
 def read_through(f, chunk: int, limit: int) -> int:

@@ -5,6 +5,7 @@
   status, body bytes sent, Range header and the request line (the query string carries a tag
   per run, so every request is attributed to one client and one run). It runs in the process
   group of the benchmark process, so killing that group takes nginx with it.
+  :func:`bench_nginx` starts it over http or https (certificates made per run, ``trustme``).
 * :class:`DelayProxy` - a TCP proxy that turns loopback into a long link (see its docstring).
 * :func:`shape_loopback` - ``tc tbf`` on ``lo`` inside a private network namespace.
 """
@@ -13,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, Iterator, List, Optional
 
 from _common import parse_access_log, settle
 from tests.servers.nginx import NginxServer
+from tests.servers.tls import TlsFiles, make_tls_files
 
 _LIVE: "set[Any]" = set()  # servers and proxies running in this process
 _LIVE_LOCK = threading.Lock()
@@ -75,8 +79,9 @@ http {{
     keepalive_requests 1000000;
     {limit_rate}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
         server_name localhost;
+        {tls}
         root {root};
         location / {{ }}
     }}
@@ -86,14 +91,22 @@ http {{
 
 class BenchNginx(NginxServer):
     """The test suite's nginx with the bench's configuration: an access log that attributes
-    requests and bytes to a run, and ``limit_rate`` (bytes/s, per connection)."""
+    requests and bytes to a run, ``limit_rate`` (bytes/s, per connection), and https with
+    ``tls`` (the test suite's TLS settings: TLS 1.2/1.3, a shared session cache)."""
 
     config_template = _CONF
 
-    def __init__(self, root: Path, *, limit_rate: Optional[int] = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        limit_rate: Optional[int] = None,
+        tls: Optional[TlsFiles] = None,
+        start_timeout: float = 10.0,
+    ) -> None:
         self._limit_rate = limit_rate
         _register(self)
-        super().__init__(root, start_timeout)
+        super().__init__(root, start_timeout, tls=tls)
 
     def _config_values(self) -> dict:
         rate = f"limit_rate {int(self._limit_rate)};" if self._limit_rate else ""
@@ -112,9 +125,41 @@ class BenchNginx(NginxServer):
         settle(lambda: (len(self.requests(tag)), sum(e["bytes"] for e in self.requests(tag))))
         return self.requests(tag)
 
+    def tls_version(self) -> Optional[str]:
+        """The TLS version a default client context negotiates with this server (None: http)."""
+        if self.tls is None:
+            return None
+        import http.client
+
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls.client_context())
+        try:
+            conn.connect()
+            return conn.sock.version()
+        finally:
+            conn.close()
+
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         _unregister(self)
+
+
+@contextlib.contextmanager
+def bench_nginx(root: Path, *, https: bool = False, limit_rate: Optional[int] = None) -> Iterator[BenchNginx]:
+    """A :class:`BenchNginx` over http, or over https with a CA and certificate made for this
+    run (``srv.tls``: what the clients must trust)."""
+    if not https:
+        with BenchNginx(root, limit_rate=limit_rate) as srv:
+            yield srv
+        return
+    with tempfile.TemporaryDirectory(prefix="kithara-bench-tls-") as d:
+        with BenchNginx(root, limit_rate=limit_rate, tls=make_tls_files(Path(d))) as srv:
+            yield srv
+
+
+def scheme_note(srv: BenchNginx) -> str:
+    """``", TLSv1.3 (...)"`` for an https server, ``""`` for http: the cases' set-up notes."""
+    version = srv.tls_version()
+    return f", {version} (a CA and certificate made for the run)" if version else ""
 
 
 # -- a long link ------------------------------------------------------------------------------
@@ -142,7 +187,9 @@ class DelayProxy:
       a connection sends are held until ``rtt`` after it was accepted (then the ``rtt / 2``
       propagation): a request on a fresh connection sees its first byte after 2 RTT, as with a
       real TCP handshake. TLS is not modelled, nor TCP slow start (large transfers on fresh
-      connections are therefore a little faster than on a real link).
+      connections are therefore a little faster than on a real link). Over https, the TLS
+      handshake's round trips cross the proxy like any other bytes (TLS 1.3: one more RTT
+      before a fresh connection's first response).
     * **Bandwidth**: ``bandwidth`` bytes/s downstream (server -> client), shared by all
       connections through one link that serves the connections' queues round-robin
       (fair queuing, like ``fq_codel``), one chunk of at most ``chunk`` bytes at a time. Each
@@ -160,8 +207,10 @@ class DelayProxy:
         bandwidth: Optional[float] = None,
         window: int = 1 << 20,
         chunk: int = 16 * 1024,
+        scheme: str = "http",
     ) -> None:
         self.upstream_port = upstream_port
+        self.scheme = scheme  # of the URLs it hands out: TLS passes through the proxy untouched
         self.rtt = rtt
         self.one_way = rtt / 2
         self.bandwidth = bandwidth
@@ -205,7 +254,7 @@ class DelayProxy:
         self._link_wakeup = asyncio.Event()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
         self.port = self._server.sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{self.scheme}://127.0.0.1:{self.port}"
         if self.bandwidth:
             self._link_task = asyncio.ensure_future(self._link())
 

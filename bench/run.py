@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kithara-io benchmark: kithara-io vs fsspec vs smart_open vs the raw floor, one table.
 
-    python bench/run.py                 # every case (~10 min), results in bench/results/
+    python bench/run.py                 # every case (~12 min), results in bench/results/
     python bench/run.py --quick         # smaller files, 1 repeat (results in bench/results/quick/)
     python bench/run.py --only seq,random
     python bench/run.py --update-readme # also put the table into README.md's Performance section

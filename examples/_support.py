@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -106,12 +107,21 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
                 remaining -= len(data)
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client that drops its connection (a cancelled fetch, a closed stream, a worker
+    process ending) is normal here, not a traceback on the terminal."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve(directory: Path, bandwidth: Optional[float] = None) -> Iterator[str]:
     """Serve ``directory`` on 127.0.0.1 (``bandwidth`` bytes/s per connection); yields the
     base URL; stops the server and joins its thread on exit."""
     handler = type("Handler", (_RangeHandler,), {"bandwidth": bandwidth})
-    server = http.server.ThreadingHTTPServer(
+    server = _QuietServer(
         ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(directory))
     )
     thread = threading.Thread(target=server.serve_forever, name="demo-http-server")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+import urllib3
 from typing import Callable, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
@@ -63,6 +65,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
+    _check_http_url(name)
     if hls.is_playlist_url(name):
         return _open_hls(name, None, headers, stream_priority, downloader, on_event, disk, variant, opts)
     http = HttpSource(
@@ -112,6 +115,20 @@ def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant
         cache=disk,
     )
     return Stream(reader, name)
+
+
+def _check_http_url(url: str) -> None:
+    """A URL that can never be fetched is the caller's mistake, told at once (not retried
+    as if the network had failed)."""
+    try:
+        parsed = urllib3.util.parse_url(url)
+        port = parsed.port
+    except (urllib3.exceptions.LocationParseError, ValueError) as exc:
+        raise ValueError(f"malformed URL {url!r}: {exc}") from None
+    if not parsed.host:
+        raise ValueError(f"URL without a host: {url!r}")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"URL with port {port} out of range 1-65535: {url!r}")
 
 
 def _disk_cache(cache: Union[None, str, DiskCache]) -> Optional[DiskCache]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -222,8 +223,9 @@ class Downloader:
     # -- events ------------------------------------------------------------------------
     @property
     def events(self) -> EventBus:
-        """The downloader's bus: RequestEnqueued, RequestStarted, RequestCancelled (of every
-        command) and DownloaderStalled."""
+        """The downloader's bus: every request event of every stream it serves (RequestEnqueued,
+        RequestStarted, FirstByte, Progress, RequestCompleted, RequestRetrying, RequestFailed,
+        RequestCancelled) and DownloaderStalled."""
         return self._bus
 
     def subscribe(self, callback: Callable[[Event], None], *types: Type[Event]) -> Subscription:
@@ -611,7 +613,7 @@ class Downloader:
                     outcome = Outcome.DONE
                     self._count.completed += 1
                 self._count.finished += 1
-                if not inline or self._queues:  # a place is free for queued work
+                if self._queues:  # a place is free for queued work
                     self._wake.notify()
                 self._bump_locked()
             if outcome is Outcome.CANCELLED:
@@ -672,3 +674,13 @@ def default_downloader() -> Downloader:
         if _default is None or _default.closed:
             _default = Downloader()
         return _default
+
+
+def _forget_default_in_child() -> None:
+    """A forked child has none of the parent's threads: it starts its own default Downloader."""
+    global _default, _default_lock
+    _default, _default_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)

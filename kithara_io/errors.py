@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
+
+# ``scheme://user:password@`` (or ``user@``): the userinfo part of a URL.
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/?#@\s]*@", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with the userinfo of every URL in it replaced by ``***``: credentials given
+    in a URL never show up in an error message or a log line."""
+    return _USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
 
 
 class StreamError(OSError):
@@ -31,7 +41,7 @@ class StreamError(OSError):
             text += f" [{self.url}]"
         if self.cause is not None:
             text += f": {type(self.cause).__name__}: {self.cause}"
-        return text
+        return redact(text)
 
     def __str__(self) -> str:
         return self._describe()

@@ -9,6 +9,10 @@ Two kinds of publisher exist:
 - each stream has its own bus for what only the stream knows: first byte, progress,
   completion, retries, failures, seeks and reader waits.
 
+A stream's bus receives the Downloader's events about its own requests too, and the
+Downloader's bus receives the request events (:data:`REQUEST_EVENTS`) of every stream it
+serves: one subscription there sees all downloads.
+
 Subscribers run synchronously on the publishing thread (a pool thread, the dispatcher or the
 caller of ``submit``/``cancel``), never while an engine lock is held. They must be quick and
 must not block on the engine; record ``time.monotonic()`` on receipt if a timeline is needed.
@@ -42,6 +46,7 @@ __all__ = [
     "ReaderResumed",
     "DownloaderStalled",
     "VariantSwitched",
+    "REQUEST_EVENTS",
     "EventBus",
     "Subscription",
 ]
@@ -141,6 +146,19 @@ class RequestCancelled(Event):
     request_id: int
     reason: str
     url: str = ""
+
+
+#: The events about one request; a stream forwards the ones it publishes to its Downloader's bus.
+REQUEST_EVENTS: Tuple[Type[Event], ...] = (
+    RequestEnqueued,
+    RequestStarted,
+    FirstByte,
+    Progress,
+    RequestCompleted,
+    RequestRetrying,
+    RequestFailed,
+    RequestCancelled,
+)
 
 
 # -- the reader ---------------------------------------------------------------------------

@@ -147,3 +147,56 @@ def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool
     if fetch_pos <= target < fetch_end and target - fetch_pos <= soon:
         return True
     return fetch_end - fetch_pos <= soon
+
+
+# -- what the reader and the link look like (pure state, updated under the stream's lock) --
+
+_SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
+_RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
+
+
+class LinkEstimate:
+    """Smoothed time-to-first-byte and bandwidth, to judge what 'soon' means."""
+
+    def __init__(self) -> None:
+        self.ttfb = 0.05
+        self.bandwidth = 1e6
+
+    def record(self, ttfb: float, nbytes: int, duration: float) -> None:
+        self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb
+        if nbytes >= 64 * 1024 and duration > 0:
+            self.bandwidth = 0.7 * self.bandwidth + 0.3 * (nbytes / duration)
+
+    def run_here_slack(self) -> int:
+        """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
+        return int(self.bandwidth * _RUN_HERE_EXTRA)
+
+    def soon_bytes(self, floor: int) -> int:
+        """Bytes a running fetch delivers in the time a new request needs for its first byte."""
+        return max(floor, int(self.bandwidth * self.ttfb))
+
+
+class AccessPattern:
+    """How the reader moves, to size read-ahead like an OS page cache does: a random reader
+    gets only what it asks for (no wasted fetches to cancel), a sequential one a window
+    that doubles with its run up to ``read_ahead``. Gaps behind the cursor are filled only
+    once the reader has been seen stepping back (FLAC and MP3 decoders do)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.end = 0  # end of the previous read
+        self.run = 0  # bytes read contiguously up to ``end``
+        self.went_back = False
+
+    def record(self, pos: int, end: int, read_behind: int) -> None:
+        if self.cursor <= pos <= self.end:
+            self.run += max(0, end - self.end)
+        elif pos < self.cursor and self.cursor - pos < min(read_behind, _SMALL_STEP_BACK):
+            self.went_back = True  # a decoder re-reading a little: keep the run
+        else:  # a jump: sequential only once the next read continues this one
+            self.run = 0
+            self.went_back = False
+        self.cursor, self.end = pos, max(end, pos)
+
+    def read_ahead(self, limit: int, floor: int) -> int:
+        return max(self.end - self.cursor, min(limit, max(floor, 2 * self.run)))

@@ -6,18 +6,36 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass, field
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Tuple
 
 from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
 
 
 @dataclass(frozen=True)
 class Timeout:
-    """``connect``: seconds to establish a connection. ``read``: the longest silence allowed
-    between two body chunks (an inactivity timeout, not a total one)."""
+    """How long waits may last, in seconds.
+
+    ``connect``: to establish a connection. ``read``: the longest silence allowed between
+    two pieces of an answer (an inactivity timeout, not a total one). ``open``: ``open()`` as
+    a whole, retries included (None: unbounded). ``speed_limit`` / ``speed_time``: a body
+    arriving slower than ``speed_limit`` bytes/s for ``speed_time`` seconds counts as cut
+    (retried, then a failure), as curl's ``--speed-limit``/``--speed-time``."""
 
     connect: float = 10.0
     read: float = 30.0
+    open: Optional[float] = 30.0
+    speed_limit: float = 1024.0
+    speed_time: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "open", "speed_time"):
+            value = getattr(self, name)
+            if value is None and name == "open":
+                continue
+            if not isinstance(value, (int, float)) or not value > 0 or value != value or value == float("inf"):
+                raise ValueError(f"Timeout.{name} must be a positive number of seconds, not {value!r}")
+        if not self.speed_limit >= 0:
+            raise ValueError(f"Timeout.speed_limit must be >= 0 bytes/s, not {self.speed_limit!r}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,23 @@ class Retry:
             return min(max(retry_after, 0.0), self.max_backoff)
         base = min(self.max_backoff, self.backoff * (2 ** max(failures - 1, 0)))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where one fetch stands with its retry policy: consecutive failures without progress.
+    ``after`` says how long to wait before the next try, or raises the error when the
+    policy gives up (not transient, or too many failures in a row)."""
+
+    policy: Retry
+    failures: int = 0
+
+    def after(self, error: BaseException, progressed: bool) -> "Tuple[Attempt, float]":
+        failures = 1 if progressed else self.failures + 1
+        if not self.policy.is_transient(error) or failures >= self.policy.attempts:
+            raise error
+        delay = self.policy.delay(failures, getattr(error, "retry_after", None))
+        return Attempt(self.policy, failures), delay
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -20,6 +21,27 @@ class StreamStats:
     cancels: int = 0  # fetches cancelled (seek far away, close)
     bytes_from_disk: int = 0  # bytes read from the disk cache (open(..., cache=...))
     bytes_cached: int = 0  # memory held for downloaded bytes now (bounded by cache_budget)
+
+
+@dataclass
+class StreamCounters:
+    """The running totals behind StreamStats (mutated under the stream's lock)."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    bytes_served: int = 0
+    cache_hits: int = 0
+    waits: int = 0
+    time_waited: float = 0.0
+    retries: int = 0
+    cancels: int = 0
+    bytes_from_disk: int = 0
+
+    def add(self, name: str, amount: float) -> None:
+        setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self, bytes_cached: int) -> StreamStats:
+        return StreamStats(**dataclasses.asdict(self), bytes_cached=bytes_cached)
 
 
 @dataclass(frozen=True)

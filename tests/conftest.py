@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import socket
 import threading
@@ -14,6 +15,8 @@ import pytest
 from tests.servers import REGISTRY, THREAD_PREFIX, NginxServer, RangedServer, StdlibServer
 from tests.servers.faults import FaultServer, running_fault_server
 from tests.servers.media import AUDIO_FILES, make_media
+from tests.servers.proxy import ProxyServer
+from tests.servers.tls import TlsFiles, make_tls_files
 
 __all__ = ["AUDIO_FILES"]
 
@@ -70,6 +73,54 @@ def fault_server() -> Iterator[FaultServer]:
     """A fresh fault-injecting server; the test fails if the server itself hit an error."""
     with running_fault_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA made for this session (trustme), a leaf for 127.0.0.1/::1/localhost and a client
+    certificate, as PEM files."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def nginx_tls_server(media_dir: Path, tls_files: TlsFiles) -> Iterator[NginxServer]:
+    """nginx serving media_dir over https with the session's certificates."""
+    with NginxServer(media_dir, tls=tls_files) as srv:
+        yield srv
+
+
+@pytest.fixture
+def tls_fault_server(tls_files: TlsFiles) -> Iterator[FaultServer]:
+    """A fresh fault-injecting server over https (the session's certificates)."""
+    with running_fault_server(tls=tls_files) as server:
+        yield server
+
+
+@pytest.fixture
+def make_fault_server() -> Iterator[Callable[..., FaultServer]]:
+    """Factory: ``make_fault_server(host=..., tls=..., auth=...)``; every server is stopped
+    when the test ends, and the test fails if one hit an error itself."""
+    with contextlib.ExitStack() as stack:
+        yield lambda **options: stack.enter_context(running_fault_server(**options))
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., ProxyServer]]:
+    """Factory: ``make_proxy(auth=...)`` forward proxies, stopped (threads joined, sockets
+    closed) when the test ends. Request it after ``no_leaks``, so the proxy's own upstream
+    sockets are closed before the leak check runs."""
+    proxies: list[ProxyServer] = []
+
+    def make(**options: Any) -> ProxyServer:
+        proxy = ProxyServer(**options)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+    for proxy in proxies:
+        assert proxy.errors == [], proxy.errors
 
 
 @pytest.fixture

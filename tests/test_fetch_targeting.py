@@ -9,7 +9,7 @@ import threading
 import kithara_io
 from kithara_io.downloader import Downloader
 from kithara_io.events import RequestEnqueued, RequestStarted
-from kithara_io.remote import AccessPattern
+from kithara_io.planning import AccessPattern
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -15,12 +15,21 @@ from typing import Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
-from .transport import NETWORK_ERRORS, AbortHandle, Answer, ConnectionRegistry, HttpBody, Route, connection_error, pool_for
+from .transport import (
+    NETWORK_ERRORS,
+    AbortHandle,
+    Answer,
+    ConnectionRegistry,
+    HttpBody,
+    Route,
+    TlsAdapter,
+    connection_error,
+    pool_for,
+)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
@@ -47,13 +56,22 @@ class HttpSource:
         self.final_url = url
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
-        self._adapter = HTTPAdapter()
+        self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
         self._session = requests.Session()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.max_redirects = max_redirects
         self._session.verify = _resolve_verify(verify)
         self._session.cert = cert
+        # The environment is read once here, as requests would read it on every request
+        # (and on every redirect hop): proxies, and netrc credentials for this URL's host
+        # only, so that a redirect elsewhere never carries them.
+        self._session.trust_env = False
+        self._proxies = requests.utils.get_environ_proxies(url)
+        self._session.proxies.update(self._proxies)
+        self._netrc = None  # for this URL's origin only: see _headers_for
+        if not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
+            self._netrc = _netrc_auth(url)
         self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, _route
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
@@ -153,24 +171,54 @@ class HttpSource:
             conditions["If-Modified-Since"] = known.last_modified
         abort = abort or AbortHandle()
         spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
-        answer = self._request(spec, (start, end), abort, conditions)
-        try:
-            if known is not None and answer.status == 304:
+        for attempt in range(2):
+            answer = self._request(spec, (start, end), abort, conditions)
+            try:
+                if known is not None and answer.status == 304:
+                    answer.close()
+                    self.pin(known, final_url=answer.url)
+                    return None
+                if answer.status == 416 and start == 0 and self._pinned is None and "Content-Range" not in answer.headers:
+                    # An empty file on a server that says so without the length (RangeHTTPServer):
+                    # ask without Range to learn it.
+                    answer.close()
+                    answer = self._request(None, (start, end), abort)
+                return self._validate(answer, start, end, abort)
+            except HTTPStatusError as exc:
                 answer.close()
-                self.pin(known, final_url=answer.url)
-                return None
-            return self._validate(answer, start, end, abort)
-        except BaseException:
-            answer.close()
-            raise
+                # A signed redirect target that expired (403/410...): resolve the URL the
+                # caller gave once more; the pinned validators still apply to the answer.
+                if attempt == 0 and exc.status in _EXPIRED and self._forget_redirect(answer.url):
+                    continue
+                raise
+            except BaseException:
+                answer.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _forget_redirect(self, failed_url: str) -> bool:
+        """``failed_url`` was reached through a redirect: go back to the caller's URL (other
+        fetches that failed there too share the one reset). False if it was not redirected."""
+        if failed_url == self.url:
+            return False
+        with self._lock:
+            if self.final_url == failed_url:
+                self.final_url, self._route = self.url, None
+        return True
 
     def _request(
-        self, range_spec: str, span: Optional[tuple], abort: AbortHandle, conditions: Optional[Mapping[str, str]] = None
+        self,
+        range_spec: Optional[str],
+        span: Optional[tuple],
+        abort: AbortHandle,
+        conditions: Optional[Mapping[str, str]] = None,
     ) -> Answer:
-        headers = {"Accept-Encoding": "identity", "Range": range_spec, **(conditions or {})}
-        pinned = self._pinned
-        if pinned is not None and pinned.if_range:
-            headers["If-Range"] = pinned.if_range
+        headers = {"Accept-Encoding": "identity", **(conditions or {})}
+        if range_spec is not None:
+            headers["Range"] = range_spec
+            pinned = self._pinned
+            if pinned is not None and pinned.if_range:
+                headers["If-Range"] = pinned.if_range
         with self._lock:
             route, url = self._route, self.final_url
         if abort.aborted:
@@ -184,17 +232,20 @@ class HttpSource:
                     answer = None
             if answer is None:
                 self._track(url)
+                home = _origin(url) == _origin(self.url)
                 response = self._session.get(
                     url,
+                    auth=self._netrc if home else None,
                     headers={**self._headers_for(url), **headers},
                     stream=True,
                     timeout=self._timeout,
-                    verify=self._session.verify,  # else REQUESTS_CA_BUNDLE would override it
                 )
                 answer = Answer.of_requests(response)
                 self._route_from(response)
         except requests.TooManyRedirects as exc:
             raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
+        except _BAD_LOCATION as exc:  # a redirect to ftp:, file:, a bad port...: not transient
+            raise InvalidResponseError("redirected to a URL that cannot be fetched", url=url, cause=exc) from exc
         except NETWORK_ERRORS as exc:
             raise connection_error(exc, url, span) from exc
         abort.attach(answer.raw.connection)
@@ -203,7 +254,7 @@ class HttpSource:
     def _track(self, url: str) -> None:
         """Register the connections of the pool the next requests-path request takes."""
         prepared = self._session.prepare_request(requests.Request("GET", url, headers=self._headers_for(url)))
-        self._registry.track(pool_for(self._session, self._adapter, prepared, self._session.verify)[0])
+        self._registry.track(pool_for(self._session, prepared, self._proxies)[0])
 
     def _headers_for(self, url: str) -> Mapping[str, str]:
         """The caller's headers, less its credentials when ``url`` is on another origin
@@ -217,7 +268,7 @@ class HttpSource:
         the origin it came from, with the headers requests sent there."""
         if not 200 <= response.status_code < 300 and response.status_code not in (304, 416):
             return
-        route = Route.of(self._session, self._adapter, response)
+        route = Route.of(self._session, response, self._proxies)
         self._registry.track(route.pool)
         with self._lock:
             self._route = route
@@ -244,7 +295,7 @@ class HttpSource:
                     byte_range=span,
                 )
             content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if content_type == "text/html":
+            if content_type == "text/html" and not _path_ends(url, (".html", ".htm", ".xhtml")):
                 raise InvalidResponseError(
                     "server answered with an HTML page, not the file (an error page or captive portal?)",
                     url=url,
@@ -315,10 +366,12 @@ def _origin(url: str) -> tuple:
 
 
 def _check_encodings(answer: Answer, span: tuple) -> None:
-    """Only identity content and plain chunked framing are stored as the file's bytes."""
+    """Only the stored bytes are kept: identity content, or an encoding the file itself has
+    (a ``.gz`` that werkzeug, Flask or twisted label ``Content-Encoding: gzip``); compression
+    applied on the fly is refused. Only plain chunked framing is read."""
     url = answer.url
     encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    if encoding not in ("", "identity") and not _path_ends(url, _STORED_SUFFIXES.get(encoding, ())):
         raise InvalidResponseError(
             f"server sent Content-Encoding {encoding!r} although identity was asked", url=url, byte_range=span
         )
@@ -327,12 +380,51 @@ def _check_encodings(answer: Answer, span: tuple) -> None:
         raise InvalidResponseError(f"server sent an unsupported Transfer-Encoding {transfer!r}", url=url, byte_range=span)
 
 
+_STORED_SUFFIXES = {
+    "gzip": (".gz", ".tgz"),
+    "x-gzip": (".gz", ".tgz"),
+    "bzip2": (".bz2",),
+    "x-bzip2": (".bz2",),
+    "xz": (".xz",),
+    "br": (".br",),
+    "zstd": (".zst",),
+    "compress": (".z",),
+}
+_EXPIRED = (401, 403, 404, 410)  # what a signed URL answers once its signature is stale
+_BAD_LOCATION = (
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    urllib3.exceptions.LocationParseError,
+)
+
+
+def _path_ends(url: str, suffixes: Tuple[str, ...]) -> bool:
+    path = (urllib3.util.parse_url(url).path or "").lower()
+    return bool(suffixes) and path.endswith(suffixes)
+
+
 def _resolve_verify(verify: Union[bool, str]) -> Union[bool, str]:
-    """``verify`` as given; True also honours ``SSL_CERT_FILE`` (requests itself reads
-    ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, which take precedence)."""
-    if verify is True and not (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")):
-        return os.environ.get("SSL_CERT_FILE") or True
+    """``verify`` as given; True takes a CA bundle from the environment as requests and
+    OpenSSL do (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, then ``SSL_CERT_FILE``)."""
+    if verify is True:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            if os.environ.get(name):
+                return os.environ[name]
     return verify
+
+
+def _userinfo(url: str) -> bool:
+    return bool(urllib3.util.parse_url(url).auth)
+
+
+def _netrc_auth(url: str):
+    """Credentials for ``url``'s host from ~/.netrc (or $NETRC), as requests finds them;
+    a netrc that cannot be read is ignored, as requests does."""
+    try:
+        return requests.utils.get_netrc_auth(url)
+    except Exception:  # noqa: BLE001 - a broken netrc must not break the stream
+        return None
 
 
 def _content_length(answer: Answer) -> Optional[int]:

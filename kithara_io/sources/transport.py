@@ -10,18 +10,23 @@ urllib3's own retries and redirects are off; ours apply.
 
 from __future__ import annotations
 
+import functools
 import http.client
+import os
+import re
 import socket
 import ssl
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
-from ..errors import CertificateError, ConnectionFailedError
+from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError
 
 NETWORK_ERRORS = (
     http.client.HTTPException,
@@ -31,7 +36,62 @@ NETWORK_ERRORS = (
 )
 
 # Per-request headers of ours, never carried over from the answered request to later ones.
+_PIECE_TIME = 0.05  # a piece returns after this long with what it has: waiting readers see it
 _PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length")
+
+
+class TlsAdapter(HTTPAdapter):
+    """requests' adapter, with one ``SSLContext`` per CA bundle and client certificate.
+
+    Given a CA bundle path (``verify=path``, ``REQUESTS_CA_BUNDLE``, certifi's bundle for
+    ``verify=True``), urllib3 loads it into a fresh context for every new connection: 0.2 s
+    of CPU for the system bundle, paid again by each parallel request of a stream. Here the
+    bundle (and the client certificate) is loaded once into a context the pools share, as
+    requests itself does for its default bundle; a changed file is loaded again."""
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Tuple[dict, dict]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        context = _shared_context(host_params.get("scheme"), verify, cert)
+        if context is not None:
+            for key in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
+                pool_kwargs.pop(key, None)
+            pool_kwargs["ssl_context"] = context
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # checks that the files exist
+        if _shared_context(urllib3.util.parse_url(url).scheme, verify, cert) is not None:
+            conn.ca_certs = conn.ca_cert_dir = conn.cert_file = conn.key_file = None  # in the context
+
+
+def _shared_context(scheme: Optional[str], verify: Any, cert: Any) -> Optional[ssl.SSLContext]:
+    """The shared context for these settings; None where urllib3's own handling is kept
+    (plain http, ``verify=False``, a bundle or certificate file that does not exist)."""
+    if (scheme or "").lower() != "https" or not verify:
+        return None
+    ca = verify if isinstance(verify, str) else requests.certs.where()
+    cert_file, key_file = (cert if isinstance(cert, tuple) else (cert, None)) if cert else (None, None)
+    try:
+        stamps = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) if p else None for p in (ca, cert_file, key_file))
+    except OSError:
+        return None  # requests reports the missing file itself
+    with _CONTEXT_LOCK:  # the head and tail requests of a stream would load it twice at once
+        return _load_context(ca, cert_file, key_file, stamps)
+
+
+_CONTEXT_LOCK = threading.Lock()  # guards _load_context's cache fill; held while loading
+
+
+@functools.lru_cache(maxsize=16)
+def _load_context(ca: str, cert_file: Optional[str], key_file: Optional[str], stamps: tuple) -> ssl.SSLContext:
+    context = urllib3.util.create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    if os.path.isdir(ca):
+        context.load_verify_locations(capath=ca)
+    else:
+        context.load_verify_locations(cafile=ca)
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 class AbortHandle:
@@ -127,9 +187,9 @@ class Route:
     headers: Mapping[str, str]
 
     @classmethod
-    def of(cls, session: requests.Session, adapter: requests.adapters.HTTPAdapter, response: requests.Response) -> "Route":
+    def of(cls, session: requests.Session, response: requests.Response, proxies: Mapping[str, str]) -> "Route":
         prepared = response.request
-        pool, target = pool_for(session, adapter, prepared, session.verify)
+        pool, target = pool_for(session, prepared, proxies)
         headers = {k: v for k, v in prepared.headers.items() if k.lower() not in _PER_REQUEST}
         return cls(prepared.url, pool, target, headers)
 
@@ -148,16 +208,12 @@ class Route:
         )
 
 
-def pool_for(
-    session: requests.Session, adapter: requests.adapters.HTTPAdapter, prepared: Any, verify: Any
-) -> Tuple[Any, str]:
-    """The pool requests' adapter uses for ``prepared`` (with the session's TLS, proxy and
-    certificate settings, the environment's proxies included), and the request target."""
-    settings = session.merge_environment_settings(prepared.url, {}, True, verify, session.cert)
-    pool = adapter.get_connection_with_tls_context(
-        prepared, settings["verify"], proxies=settings["proxies"], cert=settings["cert"]
-    )
-    return pool, adapter.request_url(prepared, settings["proxies"])
+def pool_for(session: requests.Session, prepared: Any, proxies: Mapping[str, str]) -> Tuple[Any, str]:
+    """The pool requests' adapter uses for ``prepared`` through ``proxies`` with the
+    session's TLS settings (the same pool requests itself sends on), and the request target."""
+    adapter = session.get_adapter(prepared.url)
+    pool = adapter.get_connection_with_tls_context(prepared, session.verify, proxies=dict(proxies), cert=session.cert)
+    return pool, adapter.request_url(prepared, dict(proxies))
 
 
 @dataclass
@@ -220,7 +276,8 @@ class HttpBody:
         if self._broken is not None:
             raise self._broken
         n, want = 0, len(buf)
-        while n < want:
+        started = time.monotonic()
+        while n < want and (n == 0 or time.monotonic() - started < _PIECE_TIME):
             try:
                 data = self._raw.read1(want - n, decode_content=False)
             except NETWORK_ERRORS as exc:
@@ -252,25 +309,60 @@ class HttpBody:
             raw.release_conn()
 
 
-def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> ConnectionFailedError:
+def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> StreamError:
     """The StreamError for a request that got no answer: a certificate that cannot be
-    verified is its own, permanent error; anything else is a (transient) connection failure."""
-    if _certificate_failure(exc):
+    verified is its own, permanent error; a proxy refusing the tunnel is its HTTP status
+    (407 is not retried, 5xx are); anything else is a (transient) connection failure."""
+    failure = _certificate_failure(exc)
+    if failure is not None:
         host = urllib3.util.parse_url(url).host
-        return CertificateError(
-            f"the TLS certificate of {host} could not be verified", url=url, byte_range=span, cause=exc
-        )
+        reason = getattr(failure, "verify_message", None) or "certificate verify failed"
+        # The reason in the user's terms; the library's wrappers stay in __cause__.
+        return CertificateError(f"the TLS certificate of {host} could not be verified: {reason}", url=url, byte_range=span)
+    refusal = _tunnel_refusal(exc)
+    if refusal is not None:
+        status, reason = refusal
+        return HTTPStatusError(status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span)
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
 
 
-def _certificate_failure(exc: Optional[BaseException]) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:  # bounded: cause chains can loop
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return True
-        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return True
-        nested = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        exc = getattr(exc, "reason", None) or nested or exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+def _chain(exc: Optional[BaseException]) -> list:
+    """``exc`` and what it wraps (urllib3's ``reason`` / ``original_error``, exception
+    arguments, ``__cause__``, ``__context__``), outermost first; bounded, as chains can loop."""
+    found: list = []
+    while exc is not None and len(found) < 10 and exc not in found:
+        found.append(exc)
+        nested = next((a for a in exc.args if isinstance(a, BaseException)), None)
+        exc = (
+            getattr(exc, "reason", None)
+            if isinstance(getattr(exc, "reason", None), BaseException)
+            else getattr(exc, "original_error", None) or nested or exc.__cause__ or exc.__context__
+        )
+    return found
+
+
+def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException]:
+    """The certificate verification failure in ``exc``'s chain: the ``ssl`` error itself,
+    else a wrapper that says so; None if the failure was something else."""
+    chain = _chain(exc)
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link
+    for link in chain:
+        if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(link):
+            return link
+    return None
+
+
+# http.client's words when a proxy answers CONNECT with an error status.
+_TUNNEL_FAILED = re.compile(r"^Tunnel connection failed: (\d{3})\b ?(.*)$")
+
+
+def _tunnel_refusal(exc: Optional[BaseException]) -> Optional[Tuple[int, str]]:
+    """(status, reason) if a proxy refused to open the tunnel."""
+    for link in _chain(exc):
+        if type(link) is OSError and link.args and isinstance(link.args[0], str):
+            match = _TUNNEL_FAILED.match(link.args[0])
+            if match:
+                return int(match.group(1)), match.group(2).strip()
+    return None

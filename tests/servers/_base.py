@@ -110,8 +110,10 @@ class TrackingHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, handler: Any, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
+    def __init__(self, handler: Any, name: str, host: str = "127.0.0.1") -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, 0), handler)
         self.name = name
         self.stop_event = threading.Event()
         self.log = RequestLog()
@@ -182,17 +184,22 @@ class ServerBase:
     supports_ranges = False
 
     def __init__(
-        self, root: "str | Path", handler: Any, config: Any = None, join_timeout: float = 10.0
+        self,
+        root: "str | Path",
+        handler: Any,
+        config: Any = None,
+        join_timeout: float = 10.0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.root = Path(root).resolve()
         self._join_timeout = join_timeout
         self._stop_lock = threading.Lock()
         self._stopped = False
-        self.httpd = TrackingHTTPServer(handler, self.kind)
+        self.httpd = TrackingHTTPServer(handler, self.kind, host)
         self.httpd.root = self.root
         self.httpd.config = config
         self.port: int = self.httpd.server_port
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         REGISTRY.add(self.port, self.root)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever,

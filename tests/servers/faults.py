@@ -45,6 +45,7 @@ import itertools
 import math
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -109,6 +110,7 @@ class _Plan:
         self.total: Optional[int] = None  # ChangedLength: the total shown in 416/HEAD
         self.etag: Optional[str] = None
         self.gzip = False
+        self.extra_headers: List[Tuple[str, str]] = []
         self.chunked = False
         self.no_length = False
         self.stalls: List[Tuple[int, float]] = []  # (after_bytes, seconds; inf = until stop)
@@ -290,6 +292,18 @@ class Gzip(Fault):
 
 
 @dataclasses.dataclass(frozen=True)
+class Header(Fault):
+    """An extra response header, the body unchanged (e.g. ``Content-Encoding: gzip`` on a
+    stored ``.gz``, as werkzeug and twisted send it)."""
+
+    name: str
+    value: str
+
+    def _apply(self, plan: _Plan) -> None:
+        plan.extra_headers.append((self.name, self.value))
+
+
+@dataclasses.dataclass(frozen=True)
 class Redirect(Fault):
     """Redirect to ``location`` (relative or absolute) with ``code`` (301/302/303/307/308)."""
 
@@ -452,7 +466,8 @@ _QUIET_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCO
 
 
 def _is_disconnect(exc: BaseException) -> bool:
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)) or (
+    # Over TLS a client that goes away mid-response shows as an EOF in the TLS layer.
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
         isinstance(exc, OSError) and exc.errno in _QUIET_ERRNOS
     )
 
@@ -475,6 +490,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         self.conn_id = self.server.owner._next_conn_id()
+        self.tls_failed = False
+        if isinstance(self.connection, ssl.SSLSocket):
+            # The handshake runs here, on the connection's thread, not in the accept loop.
+            try:
+                self.connection.do_handshake()
+            except (OSError, ValueError) as exc:  # refused by the client, or cut by stop()
+                self.tls_failed = True
+                self.server.owner._record_tls_failure(exc)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
@@ -483,6 +506,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     def handle(self) -> None:
+        if self.tls_failed:
+            return
         try:
             super().handle()
         except Exception as exc:
@@ -516,6 +541,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner._begin(rec)
         outcome = "ok"
         try:
+            if owner.auth is not None and self.headers.get("Authorization") != owner.auth:
+                headers = [("WWW-Authenticate", 'Basic realm="faults"'), ("Content-Type", "text/plain")]
+                outcome = self._send(rec, method, 401, headers, b"unauthorized\n", _Plan()) or "ok"
+                return
             outcome = self._respond(rec, method, path, _make_plan(fault)) or "ok"
         except _Stopped:
             outcome = "stopped"
@@ -614,7 +643,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         plan: _Plan,
         head_length: Optional[int] = None,
     ) -> Optional[str]:
-        headers = list(headers)
+        headers = list(headers) + plan.extra_headers
         if plan.gzip:
             body = _gzip.compress(bytes(body), mtime=0)
             headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
@@ -762,9 +791,21 @@ class FaultServer:
     """In-memory HTTP/1.1 keep-alive range server on 127.0.0.1 with scripted faults.
 
     Starts serving on construction; use as a context manager or call :meth:`stop`.
+    ``host``: the loopback address to listen on (``127.0.0.2`` for a second "host").
+    ``tls``: an ``ssl.SSLContext`` (server side) or an object with ``server_context()``
+    (``tests.servers.tls.TlsFiles``): serve https; each connection's handshake runs on its
+    own thread, and a failed one is counted in ``tls_failures``, not in ``errors``.
+    ``auth``: the exact ``Authorization`` value every request must carry, else 401.
     """
 
-    def __init__(self, *, join_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        join_timeout: float = 5.0,
+        host: str = "127.0.0.1",
+        tls: Any = None,
+        auth: Optional[str] = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._stop_event = threading.Event()
@@ -782,12 +823,19 @@ class FaultServer:
         self._conn_ids = itertools.count(1)
         self._version = itertools.count(1)
         self.errors: List[BaseException] = []  # unexpected server-side exceptions (bugs)
+        self.tls_failures: List[BaseException] = []  # handshakes that failed (client refused us)
+        self.auth = auth
 
-        self.httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = _HTTPServer((host, 0), _Handler)
         self.httpd.owner = self
-        self.host = "127.0.0.1"
+        if tls is not None:
+            context = tls if isinstance(tls, ssl.SSLContext) else tls.server_context()
+            self.httpd.socket = context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.host = host
         self.port: int = self.httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls is not None else 'http'}://{host}:{self.port}"
         _REGISTRY.add(self.port, Path(f"/nonexistent/fault-server-{self.port}"))
         self._serve_thread = threading.Thread(
             target=self.httpd.serve_forever,
@@ -1062,14 +1110,18 @@ class FaultServer:
         with self._lock:
             self.errors.append(exc)
 
+    def _record_tls_failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self.tls_failures.append(exc)
+
     def __repr__(self) -> str:
         return f"<FaultServer {self.base_url}>"
 
 
 @contextlib.contextmanager
-def running_fault_server() -> Iterator[FaultServer]:
-    """A FaultServer, stopped afterwards; fails if the server itself hit an error."""
-    server = FaultServer()
+def running_fault_server(**options: Any) -> Iterator[FaultServer]:
+    """A FaultServer(**options), stopped afterwards; fails if the server itself hit an error."""
+    server = FaultServer(**options)
     try:
         yield server
     finally:

@@ -249,6 +249,7 @@ class RangedServer(ServerBase):
         latency: float = 0.0,
         chunk_size: Optional[int] = None,
         timeout: float = 60.0,
+        host: str = "127.0.0.1",
     ) -> None:
         if chunk_size is None:
             chunk_size = 64 * 1024
@@ -257,4 +258,4 @@ class RangedServer(ServerBase):
         self.bandwidth = bandwidth
         self.latency = latency
         bucket = TokenBucket(bandwidth, chunk_size) if bandwidth is not None else None
-        super().__init__(root, RangedHandler, RangedConfig(latency, chunk_size, bucket, timeout))
+        super().__init__(root, RangedHandler, RangedConfig(latency, chunk_size, bucket, timeout), host=host)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ...downloader import FetchCommand, Outcome
-from ...events import Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
+from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...planning import Priority
 from .plan import PartKey
 from .store import PartData
@@ -112,10 +112,10 @@ class JobsMixin:
             self._counts["bytes_fetched"] += len(data)
             self._cond.notify_all()
         self._downloader.note_progress(len(data), job.cmd)
-        if self.events.has_subscribers:
+        if self._listened():
             if first:
-                self.events.publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))
-            self.events.publish(Progress(job.cmd.id, len(data), job.received, job.cmd.url))
+                self._publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))
+            self._publish(Progress(job.cmd.id, len(data), job.received, job.cmd.url))
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         event: Optional[Event] = None
@@ -142,14 +142,24 @@ class JobsMixin:
             self._cond.notify_all()
         self._flush_events()
 
+    def _listened(self) -> bool:
+        return self.events.has_subscribers or self._downloader.events.has_subscribers
+
+    def _publish(self, event: Event) -> None:
+        """To this stream's bus; request events also to the Downloader's (it sees all streams)."""
+        if self.events.has_subscribers:
+            self.events.publish(event)
+        if isinstance(event, REQUEST_EVENTS):
+            self._downloader.events.publish(event)
+
     def _on_retry(self, cancelled: threading.Event, attempt: int, delay: float, cause: str) -> None:
         """A fetch retries: RequestRetrying for the job whose cancel event this is."""
-        if not self.events.has_subscribers:
+        if not self._listened():
             return
         with self._cond:
             job = next((j for j in self._jobs.values() if j.cmd.cancelled is cancelled), None)
         if job is not None:
-            self.events.publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
+            self._publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
 
     def _fetch_key(self, uri: str) -> bytes:
         never = threading.Event()

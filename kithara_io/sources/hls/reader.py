@@ -525,4 +525,4 @@ class HlsReader(JobsMixin):
         with self._cond:
             pending, self._pending = self._pending, []
         for event in pending:
-            self.events.publish(event)
+            self._publish(event)

@@ -1,0 +1,235 @@
+"""The fetch loop of one stream: a command's request, its body in pieces into the cache,
+resume after a cut, and the suffix request sent at open (the tail probe).
+
+It runs on a Downloader pool thread (or on a reader that runs its own fetch) and knows its
+stream only through :class:`FetchHost` (RemoteReader): which fetch a command is, counters,
+events, and "the length is known now". Bytes go to the SparseCache under the claim the
+host made for the command; nothing here holds the host's lock while it does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from .cache import SparseCache
+from .downloader import Downloader
+from .errors import ConnectionFailedError, InvalidResponseError, StreamError, TruncatedBodyError
+from .events import Event, FirstByte, Progress, RequestRetrying
+from .options import StreamOptions
+from .planning import FetchPlan, LinkEstimate
+from .retry import Attempt, Timeout
+from .scheduling import FetchCommand
+from .sources.base import Abort, Body, Source
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
+_MIN_READ = 16 * 1024  # smallest piece read into the cache
+_MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
+
+
+@dataclass
+class Fetch:
+    """A command of this stream, as the host tracks it."""
+
+    cmd: FetchCommand
+    plan: FetchPlan
+    handle: Abort
+    started: bool = False
+    began: float = 0.0  # time.monotonic() when the run function started
+
+
+class FetchHost(Protocol):
+    """What the fetch loop needs of its stream (RemoteReader)."""
+
+    def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
+        """Mark the command's fetch started; None if the stream dropped it meanwhile."""
+
+    def count(self, name: str, amount: float) -> None:
+        """Add to one of the stream's counters (StreamStats fields)."""
+
+    def publish(self, event: Event) -> None: ...
+
+    def learned_length(self, total: int, from_tail_probe: bool) -> None:
+        """The first answer that told the resource's length (set it, schedule more)."""
+
+    def record_link(self, ttfb: float, nbytes: int, duration: float) -> None: ...
+
+
+class FetchLoop:
+    """Runs one stream's fetch commands against its Source, into its SparseCache."""
+
+    def __init__(
+        self,
+        host: FetchHost,
+        source: Source,
+        cache: SparseCache,
+        options: StreamOptions,
+        link: LinkEstimate,
+        downloader: Downloader,
+    ) -> None:
+        self._host = host
+        self._source = source
+        self._cache = cache
+        self._opt = options
+        self._link = link
+        self._downloader = downloader
+
+    def run(self, cmd: FetchCommand) -> None:
+        """Fetch the command's claim, resuming after cuts while the retry policy allows."""
+        fetch = self._host.begin_fetch(cmd)
+        if fetch is None:
+            return
+        attempt = Attempt(self._opt.retry)
+        while not cmd.cancelled.is_set():
+            claim = self._cache.claim_progress(cmd.id)
+            if claim is None or claim[0] >= claim[1]:
+                return
+            pos = claim[0]
+            try:
+                self._fetch_once(cmd, fetch, pos, claim[1])
+                return
+            except StreamError as exc:
+                if cmd.cancelled.is_set() or fetch.handle.aborted:
+                    return
+                now = self._cache.claim_progress(cmd.id)
+                # Progress is a real step forward (or the end), so a server that cuts every
+                # answer after a few bytes ends in an error instead of crawling for hours.
+                progressed = now is not None and (now[0] - pos >= _MIN_PROGRESS or now[0] >= now[1])
+                attempt, delay = attempt.after(exc, progressed)  # raises exc when it is over
+                log.info("retrying %s in %.2fs after %s", cmd.label, delay, exc)
+                self._host.publish(RequestRetrying(cmd.id, attempt.failures + 1, delay, str(exc), self._source.url))
+                self._host.count("retries", 1)
+                cmd.cancelled.wait(delay)  # interruptible backoff
+
+    def run_tail_probe(self, cmd: FetchCommand) -> None:
+        """Store what the suffix answer holds that nobody else fetches. Any failure here is
+        quiet: the tail is then fetched by offset like any other gap."""
+        fetch = self._host.begin_fetch(cmd)
+        if fetch is None:
+            return
+        try:
+            body = self._source.fetch_suffix(self._opt.tail, fetch.handle)
+        except StreamError as exc:
+            log.debug("tail request of %s failed: %s", self._source.url, exc)
+            return
+        if body is None:
+            return
+        self._host.publish(FirstByte(cmd.id, time.monotonic() - fetch.began, self._source.url))
+        try:
+            self._host.count("requests", body.requests_sent)
+            if body.total is not None:
+                self._host.learned_length(body.total, from_tail_probe=True)
+            claim = self._cache.claim_progress(cmd.id)
+            if claim is not None and claim[0] < claim[1]:
+                self._copy_body(cmd, body, claim[0])
+        except StreamError as exc:
+            log.debug("tail request of %s broke off: %s", self._source.url, exc)
+        finally:
+            body.close()
+
+    def _fetch_once(self, cmd: FetchCommand, fetch: Fetch, pos: int, claim_end: int) -> None:
+        started = time.monotonic()
+        request_end = None if claim_end >= UNKNOWN_END else claim_end
+        body = self._source.fetch(pos, request_end, fetch.handle)
+        ttfb = time.monotonic() - started
+        self._host.publish(FirstByte(cmd.id, ttfb, self._source.url))
+        self._host.count("requests", body.requests_sent)
+        try:
+            self._on_response(cmd, body)
+            delivered = self._copy_body(cmd, body, pos)
+        finally:
+            body.close()
+        if not body.from_disk:  # the link estimate is of the network
+            self._host.record_link(ttfb, delivered, time.monotonic() - started)
+
+    def _on_response(self, cmd: FetchCommand, body: Body) -> None:
+        """Learn the length from the first response and fit the claim to the body."""
+        if body.total is None and body.ranged:
+            raise InvalidResponseError("206 without a total length", url=body.url)
+        if not body.ranged:  # the whole body: the claim becomes exactly its extent
+            self._cache.extend_claim(cmd.id, body.end if body.end is not None else UNKNOWN_END)
+            if body.end is not None:
+                self._cache.shrink_claim(cmd.id, body.end)
+        elif body.end is not None:
+            self._cache.shrink_claim(cmd.id, body.end)
+        if self._cache.size is None and body.total is not None:
+            self._host.learned_length(body.total, from_tail_probe=False)
+
+    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
+        """Stream the body into the cache from ``pos``; returns the bytes stored."""
+        if body.start < pos:
+            _skip(body, pos - body.start, self._opt.chunk)
+        stored = 0
+        started = time.monotonic()
+        rate = self._link.bandwidth
+        counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
+        speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
+        while not cmd.cancelled.is_set():
+            # One piece per commit: up to ~50 ms of transfer, so a reader waiting on the
+            # first bytes of it does not wait long on a slow link, while a fast link commits,
+            # counts and notifies once per chunk instead of once per socket read.
+            elapsed = time.monotonic() - started
+            if stored >= _MIN_READ and elapsed > 0:
+                rate = stored / elapsed
+            limit = max(_MIN_READ, min(self._opt.chunk, int(rate * 0.05)))
+            buf = self._cache.write_buffer(cmd.id, pos, limit)
+            if buf is None:
+                break
+            n = body.readinto(buf)
+            if n == 0:
+                if body.end is None:  # length unknown: the end is proven here
+                    self._cache.set_size(pos)
+                    self._cache.shrink_claim(cmd.id, pos)
+                    break
+                raise TruncatedBodyError(
+                    f"body ended after {body.position - body.start} of {body.end - body.start} bytes",
+                    url=body.url,
+                    byte_range=(body.start, body.end),
+                )
+            if speed is not None:
+                speed.check(n, body)
+            self._cache.commit(cmd.id, pos, n)
+            self._host.count(counter, n)
+            pos += n
+            stored += n
+            self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
+            self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
+        return stored
+
+
+class _SpeedCheck:
+    """Fails a body that arrives slower than ``speed_limit`` bytes/s over each span of
+    ``speed_time`` seconds (a trickle never trips the per-gap read timeout)."""
+
+    def __init__(self, timeout: Timeout, now: float) -> None:
+        self._limit = timeout.speed_limit
+        self._span = timeout.speed_time
+        self._since = now
+        self._bytes = 0
+
+    def check(self, n: int, body: Body) -> None:
+        self._bytes += n
+        now = time.monotonic()
+        if now - self._since < self._span:
+            return
+        if self._bytes < self._limit * (now - self._since):
+            raise ConnectionFailedError(
+                f"transfer slower than {self._limit:g} bytes/s for {self._span:g} s",
+                url=body.url,
+                byte_range=(body.position, body.end),
+            )
+        self._since, self._bytes = now, 0
+
+
+def _skip(body: Body, count: int, chunk: int) -> None:
+    """Discard ``count`` bytes of a body that started before the bytes we need."""
+    scratch = memoryview(bytearray(min(count, chunk)))
+    while count > 0:
+        n = body.readinto(scratch[: min(count, len(scratch))])
+        if n == 0:
+            raise TruncatedBodyError("body ended while skipping its prefix", url=body.url)
+        count -= n
