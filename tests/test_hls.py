@@ -393,3 +393,17 @@ def test_stream_priority_applies_to_segment_fetches(server) -> None:
         stream.read()
     assert enqueued[:count] and all(e.stream_priority is Priority.LOW for e in enqueued[:count])
     assert enqueued[count:] and all(e.stream_priority is Priority.HIGH for e in enqueued[count:])
+
+
+def test_request_events_reach_the_downloader_bus(server, no_leaks) -> None:
+    from kithara_io.events import RequestCompleted
+
+    downloader = kithara_io.Downloader()
+    seen: List[RequestCompleted] = []
+    downloader.subscribe(lambda e: seen.append(e) if isinstance(e, RequestCompleted) else None)
+    try:
+        with kithara_io.open(server.url("ts/v0/index.m3u8"), downloader=downloader) as stream:
+            stream.read()
+    finally:
+        downloader.close()
+    assert seen and all(e.url.startswith(server.url("ts/v0/seg")) for e in seen)
