@@ -407,3 +407,15 @@ def test_request_events_reach_the_downloader_bus(server, no_leaks) -> None:
     finally:
         downloader.close()
     assert seen and all(e.url.startswith(server.url("ts/v0/seg")) for e in seen)
+
+
+def test_open_of_an_unreachable_playlist_fails_within_timeout_open(no_leaks) -> None:
+    import socket
+
+    with socket.socket() as s:  # bound, never listening: every connect is refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/x/master.m3u8"
+        started = time.monotonic()
+        with pytest.raises(kithara_io.ConnectionFailedError, match="master.m3u8"):
+            kithara_io.open(url, retry=kithara_io.Retry(attempts=50, backoff=0.2, jitter=0), timeout=kithara_io.Timeout(open=1.0))
+        assert time.monotonic() - started < 2.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Mapping, Optional, Tuple, Union
 
 from ...disk import DiskCache
@@ -22,12 +23,12 @@ First = Tuple[str, Optional[str], str]  # (text, content type, final URL)
 VariantChoice = Union[str, int]
 
 
-def load(transport: Transport, url: str, retry: Retry) -> First:
-    return with_retries(lambda: transport.text(url), retry, threading.Event())
+def load(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> First:
+    return with_retries(lambda: transport.text(url), retry, threading.Event(), deadline)
 
 
-def load_media(transport: Transport, url: str, retry: Retry) -> MediaPlaylist:
-    text, content_type, final = load(transport, url, retry)
+def load_media(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> MediaPlaylist:
+    text, content_type, final = load(transport, url, retry, deadline)
     if not looks_like_playlist(content_type, text[:4096].encode()):
         raise InvalidResponseError("variant URI does not answer with an HLS playlist", url=url)
     playlist = parse_playlist(text, final)
@@ -55,8 +56,10 @@ def open_hls(
         transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert)
     else:
         transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
+    limit = options.timeout.open
+    deadline = None if limit is None else time.monotonic() + limit  # Timeout.open: retries stop here
     try:
-        text, content_type, final = first if first is not None else load(transport, url, options.retry)
+        text, content_type, final = first if first is not None else load(transport, url, options.retry, deadline)
         if not looks_like_playlist(content_type, text[:4096].encode()):
             raise InvalidResponseError("not an HLS playlist", url=url)
         parsed = parse_playlist(text, final)
@@ -65,7 +68,7 @@ def open_hls(
             index = initial_variant([v.bandwidth for v in variants], variant)
             auto = variant == "auto"
             wanted = range(len(variants)) if auto else [index]
-            media = {i: load_media(transport, variants[i].uri, options.retry) for i in wanted}
+            media = {i: load_media(transport, variants[i].uri, options.retry, deadline) for i in wanted}
         else:
             variants = (Variant(0, None, final),)
             index = initial_variant([0], variant)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 import urllib3
@@ -226,8 +227,9 @@ def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
     return byterange[0], byterange[0] + byterange[1]
 
 
-def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event) -> T:
-    """``call()`` again after transient failures (backoff, interruptible by ``cancelled``)."""
+def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None) -> T:
+    """``call()`` again after transient failures (backoff, interruptible by ``cancelled``);
+    no retry would start after ``deadline`` (a ``time.monotonic()`` value): the error is raised."""
     failures = 0
     while True:
         try:
@@ -236,5 +238,8 @@ def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event
             failures += 1
             if cancelled.is_set() or not retry.is_transient(exc) or failures >= retry.attempts:
                 raise
-            if cancelled.wait(retry.delay(failures, getattr(exc, "retry_after", None))):
+            delay = retry.delay(failures, getattr(exc, "retry_after", None))
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise
+            if cancelled.wait(delay):
                 raise
