@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class _DiskBody:
     """``[start, end)`` of a resource read from its disk entry (the Body interface)."""
 
-    def __init__(self, entry: CacheEntry, url: str, start: int, end: int, total: int) -> None:
-        self._entry = entry
+    def __init__(self, entry: CacheEntry, owner: "DiskTransport", url: str, start: int, end: int, total: int) -> None:
+        self._entry, self._owner = entry, owner
         self.url, self.start, self.end, self.total, self.position = url, start, end, total, start
 
     def read(self, limit: int) -> bytes:
@@ -38,6 +38,7 @@ class _DiskBody:
         out = bytearray(n)
         self._entry.read_into(self.position, memoryview(out))
         self.position += n
+        self._owner._count_disk(n)
         return bytes(out)
 
     def close(self) -> None:
@@ -101,9 +102,7 @@ class DiskTransport(Transport):
         if entry is not None and held is not None and held.size is not None:
             stop = held.size if end is None else min(end, held.size)
             if start < stop and entry.present().contains(start, stop):
-                with self._lock:
-                    self.bytes_from_disk += stop - start
-                return _DiskBody(entry, url, start, stop, held.size)
+                return _DiskBody(entry, self, url, start, stop, held.size)
         body = self._open_network(url, start, end, abort)
         if entry is None or body.total is None or not self._pin(entry, body.total):
             return body
@@ -142,6 +141,10 @@ class DiskTransport(Transport):
                 self._stop(exc)
                 return None
             return entry
+
+    def _count_disk(self, n: int) -> None:
+        with self._lock:
+            self.bytes_from_disk += n
 
     def _pin(self, entry: CacheEntry, total: int) -> bool:
         try:

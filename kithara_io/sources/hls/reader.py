@@ -391,7 +391,11 @@ class HlsReader(JobsMixin):
             self._adapt_locked(index)  # a segment boundary: ABR may switch here
         key = self._plan.parts[index]
         self._cursor_part = index
-        queued_low = [j for j in self._active() if j.key == key and j.cmd.request_priority is Priority.LOW and not j.began]
+        queued_low = [
+            j
+            for j in self._active()
+            if j.key == key and j.cmd.request_priority is Priority.LOW and not j.began and _covers(j, offset)
+        ]
         for job in queued_low:  # read-ahead still queued at Low: asked again at High
             job.dropped = True
         if self._covered_locked(key, offset):
@@ -420,8 +424,7 @@ class HlsReader(JobsMixin):
                 continue
             if job.kind == "size":
                 return True  # the size decides where the byte is: wait for it
-            start = job.start + job.received if not self._plan.encrypted(key) else 0
-            if start <= offset and (job.end is None or offset < job.end):
+            if self._plan.encrypted(key) or _covers(job, offset):
                 return True
         return False
 
@@ -526,3 +529,8 @@ class HlsReader(JobsMixin):
             pending, self._pending = self._pending, []
         for event in pending:
             self._publish(event)
+
+
+def _covers(job: Job, offset: int) -> bool:
+    """Will this data job write byte ``offset`` of its part?"""
+    return job.start + job.received <= offset and (job.end is None or offset < job.end)
