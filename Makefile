@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := nginx-light libportaudio2 jackd2
+DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl
 PYTEST_ARGS ?=
 
 .PHONY: test demo bench deps venv clean

@@ -64,6 +64,7 @@ def _line(playback_line, status, stream, rate) -> str:
     return playback_line(
         state=status.state.value, position=status.position, duration=status.duration,
         ranges=stream.buffered(), size=stream.size, rate=rate, underruns=status.underruns,
+        codec=status.codec, samplerate=status.samplerate, output_rate=status.output_samplerate,
         width=max(40, shutil.get_terminal_size((80, 24)).columns - 1) if sys.stdout.isatty() else 100,
     )  # fmt: skip
 

@@ -1,5 +1,6 @@
 """A playlist: track 1 plays at High priority while track 2 preloads at Low priority, and
-playback moves on to track 2 with no gap (same sample rate and channels).
+playback moves on to track 2 with no gap (at any sample rate or channel count: each track is
+resampled and mapped to the output).
 
     python examples/playlist.py [URL1 URL2]   (no URLs: two generated tracks served locally)
 """

@@ -5,6 +5,9 @@
         data, rate = sf.read(f)
 """
 
+import logging as _logging
+import sys as _sys
+
 from .api import open
 from .downloader import Downloader, default_downloader
 from .errors import (
@@ -15,7 +18,9 @@ from .errors import (
     StreamClosedError,
     StreamError,
     TruncatedBodyError,
+    redacting_logger as _redacting_logger,
 )
+from .live import LiveStream
 from .options import StreamOptions
 from .retry import Retry, Timeout
 from .stats import StreamStats
@@ -23,9 +28,17 @@ from .stream import Stream
 
 __version__ = "0.1.0"
 
+# The library prints nothing itself: without a handler configured by the application, its
+# warnings and errors go nowhere (not to stderr through logging's last resort).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+# No log record of any module carries a URL password (filters act per logger, not on children).
+for _name in [__name__] + [m for m in list(_sys.modules) if m.startswith(__name__ + ".")]:
+    _redacting_logger(_name)
+
 __all__ = [
     "open",
     "Stream",
+    "LiveStream",
     "Downloader",
     "default_downloader",
     "StreamOptions",

@@ -12,17 +12,22 @@ from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
 from .errors import StreamError
 from .events import Event
+from .live import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
 from .sources import hls_entry as hls
+from .sources.hls.stream import HlsStream
 from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
+from .sources.stations import read_playlist, resolve
 from .stream import Stream
 
 log = logging.getLogger(__name__)
+
+MAX_PLAYLIST_DEPTH = 2  # a playlist may name a playlist, once
 
 
 def open(  # noqa: A001 - mirrors builtins.open on purpose
@@ -37,6 +42,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
+
+    A source without a known length (a radio station, a response without one, a FIFO,
+    ``-`` for stdin) gives a :class:`~kithara_io.live.LiveStream`: not seekable, ``size``
+    None, ``open`` returns once its first bytes are in.
 
     Blocks until the total length is known (the first response); raises a
     :class:`~kithara_io.StreamError` naming the URL and the cause if the resource cannot be
@@ -58,16 +67,44 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         raise TypeError(f"unknown option(s) {unknown}; valid: {StreamOptions.names()}") from None
     stream_priority = Priority.parse(priority)
     disk = _disk_cache(cache)
+    # Radio servers send titles in the stream only when asked; other servers ignore it.
+    headers = {"Icy-MetaData": "1", **dict(headers or {})}
     path = path_from_source(name)
     if path is not None:
+        fd = local_stream_fd(path)
+        if fd is not None:  # a FIFO, stdin ("-") or a device: read like a live stream
+            return open_pipe(name, fd, options=opts, priority=stream_priority, on_event=on_event)
         local = LocalFileReader(path)
         local.set_priority(stream_priority)
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
+    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, variant, depth=0)
+
+
+def _open_remote(name, headers, opts, priority, downloader, on_event, disk, variant, depth: int) -> Stream:
+    """An http(s) stream; a station playlist (.pls/.m3u) opens its first entry that answers."""
+    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk, variant)
+    if depth >= MAX_PLAYLIST_DEPTH or stream.hls is not None:
+        return stream
+    try:
+        urls = read_playlist(stream, name, getattr(stream, "content_type", None))
+    except BaseException:
+        stream.close()
+        raise
+    if urls is None:
+        return stream
+    stream.close()
+    log.info("station playlist %s: %d entries", name, len(urls))
+    return resolve(
+        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, variant, depth + 1)
+    )
+
+
+def _open_http(name, headers, opts, priority, downloader, on_event, disk, variant) -> Stream:
     _check_http_url(name)
     if hls.is_playlist_url(name):
-        return _open_hls(name, None, headers, stream_priority, downloader, on_event, disk, variant, opts)
+        return _open_hls(name, None, headers, priority, downloader, on_event, disk, variant, opts)
     http = HttpSource(
         name,
         headers=headers,
@@ -85,21 +122,30 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         except BaseException:
             http.close()
             raise
-    reader = RemoteReader(source, downloader or default_downloader(), opts, stream_priority)
+    reader = RemoteReader(source, downloader or default_downloader(), opts, priority)
     if on_event is not None:  # before open(): the first fetch's events are seen too
         reader.events.subscribe(on_event)
-    reader.open()
-    try:
-        playlist = hls.sniff(reader)
-    except StreamError:  # stored by the reader: the caller's first read raises it, as without HLS
-        playlist = None
-    except BaseException:
-        reader.close()
-        raise
-    if playlist is not None:  # an HLS playlist behind a URL that does not say so
-        reader.close()
-        return _open_hls(name, playlist, headers, stream_priority, downloader, on_event, disk, variant, opts)
-    return Stream(reader, name)
+    handed = reader.open()
+    if handed is None:
+        try:
+            playlist = hls.sniff(reader)
+        except StreamError:  # stored by the reader: the caller's first read raises it, as without HLS
+            playlist = None
+        except BaseException:
+            reader.close()
+            raise
+        if playlist is not None:  # an HLS playlist behind a URL that does not say so
+            reader.close()
+            return _open_hls(name, playlist, headers, priority, downloader, on_event, disk, variant, opts)
+        return Stream(reader, name)
+    # No length: a radio station or a body without one. Read by a live reader of its own.
+    body, abort = handed
+    first = None
+    if HandedBody.fits(body):
+        first = HandedBody(body, abort)
+    else:  # another source's body: ask again, as a listener
+        body.close()
+    return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
 
 
 def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
@@ -114,7 +160,7 @@ def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant
         first=None if text is None else (text, None, name),
         cache=disk,
     )
-    return Stream(reader, name)
+    return HlsStream(reader, name)
 
 
 def _check_http_url(url: str) -> None:

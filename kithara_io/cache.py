@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import mmap
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -71,6 +72,14 @@ class SparseCache:
         self._size: Optional[int] = None
         self._error: Optional[BaseException] = None
         self._closed = False
+        self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the fetches and waiters of the parent are gone (their claims
+        with them), and a lock one of them held would never be released."""
+        self._cond = threading.Condition()
+        self._claims.clear()
+        self._needs = {}
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -88,6 +97,13 @@ class SparseCache:
         with self._cond:
             if self._error is None:
                 self._error = error
+            self._cond.notify_all()
+
+    def interrupt(self) -> None:
+        """The reader waiting for bytes now (else the next one that has to wait) raises
+        ``InterruptedError`` once; nothing else changes."""
+        with self._cond:
+            self._interrupt = True
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -165,6 +181,9 @@ class SparseCache:
                     return Wait.READY, consume(self._views(pos, n))
                 if not self._is_claimed(missing):
                     return Wait.UNCLAIMED, None
+                if self._interrupt:
+                    self._interrupt = False
+                    raise InterruptedError("read interrupted (Stream.interrupt)")
                 self._wait_locked((pos, end))
 
     def _wait_locked(self, need: Optional[Tuple[int, int]] = None) -> None:
@@ -303,13 +322,14 @@ class _BlockPool:
                 if (len(spare) + 1) * len(block) <= self._limit:
                     spare.append(block)
 
-    def clear(self) -> None:
-        """Drop every spare block (after fork, the child starts without them)."""
-        with self._lock:
-            self._spare.clear()
+    def _after_fork_in_child(self) -> None:
+        """A parent thread may have held the lock at the fork: start over, empty."""
+        self._lock = threading.Lock()
+        self._spare = {}
 
 
 _POOL = _BlockPool(limit=32 * BLOCK_SIZE)
+os.register_at_fork(after_in_child=_POOL._after_fork_in_child)
 
 
 def _new_block(size: int, fills: bool) -> Block:

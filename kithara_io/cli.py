@@ -11,17 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import select
+import stat
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from . import __version__
+from . import __version__, cli_live
 from .api import open as open_stream
 from .disk import DiskCache, EntryInfo
-from .errors import StreamError
-from .playback import NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
+from .disk.store import default_path
+from .errors import StreamError, describe_cause
+from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import (
     LineWriter,
     RateMeter,
@@ -52,16 +56,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {PROG} --help)")
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Play, inspect and download audio over HTTP.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
+    def common(sub: argparse.ArgumentParser, many: bool = False) -> None:
+        if many:
+            sub.add_argument("source", metavar="URL_OR_PATH", nargs="+", help="http(s) URLs, file:// URLs or local paths, played in turn")
+        else:
+            sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
-        sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (s)")
+        sub.add_argument(
+            "--timeout", type=_seconds, default=10.0, metavar="S", help="longest wait to connect or for data (s)"
+        )
         sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
         sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
         sub.add_argument(
@@ -72,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display")
-    common(play)
+    common(play, many=True)
     play.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start position")
+    play.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)")
+    play.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS", help="crossfade between tracks")
+    play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
@@ -81,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     get = commands.add_parser("get", help="download to a file, resuming a partial one")
     common(get)
-    get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write")
+    get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-': standard output)")
+    get.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="a live stream: stop recording after this long (default: Ctrl-C or its end)")
     cache = commands.add_parser("cache", help="list, measure or clear the disk cache")
     actions = cache.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -100,8 +125,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "retries", 1) < 1:
             raise UsageError("--retries must be >= 1")
-        if getattr(args, "volume", 1.0) < 0:
-            raise UsageError("--volume must be >= 0")
+        for option in ("volume", "start", "crossfade"):
+            value = getattr(args, option, 0.0)
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"--{option} must be a number >= 0, not {value}")
+        if getattr(args, "samplerate", None) is not None and args.samplerate < 1:
+            raise UsageError("--samplerate must be >= 1")
         handler = {"play": _play, "info": _info, "get": _get, "cache": _cache}[args.command]
         return handler(args, sys.stdout)
     except UsageError as exc:
@@ -114,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"{_one_line(exc)} (see 'Playback and command line' in the README)", 1)
     except (StreamError, PlaybackError, OSError) as exc:
         return _fail(_one_line(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - a one-line error, never a traceback
+        return _fail(f"unexpected failure: {describe_cause(exc)}", 1)
 
 
 def _fail(message: str, code: int) -> int:
@@ -127,7 +158,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _options(args: argparse.Namespace) -> Dict[str, Any]:
-    options: Dict[str, Any] = {"retry": Retry(attempts=args.retries), "timeout": Timeout(connect=args.timeout)}
+    # --timeout bounds every wait: connecting, and each silence while waiting for data.
+    timeout = Timeout(connect=args.timeout, read=args.timeout, open=args.timeout)
+    options: Dict[str, Any] = {"retry": Retry(attempts=args.retries), "timeout": timeout}
     if args.cache_dir is not None:
         options["cache"] = _disk_cache(args.cache_dir)
     elif args.cache:
@@ -137,29 +170,21 @@ def _options(args: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-def _open_track(args: argparse.Namespace) -> Track:
-    """The source, opened and decodable; SourceError (exit 2) if not."""
-    try:
-        return Track(args.source, _options(args))
-    except (StreamError, ValueError, UnsupportedFormatError) as exc:
-        raise SourceError(_one_line(exc)) from None
-
-
 # -- info ------------------------------------------------------------------------------------
 def describe(track: Track) -> Dict[str, Any]:
     """What ``info`` reports, as plain values."""
-    sound, stream = track.sound, track.stream
+    decoder, stream = track.decoder, track.stream  # soundfile or PyAV: the same fields
     ranges, etag, last_modified = _http_details(stream)
     return {
         "source": track.name,
-        "format": sound.format,
-        "format_name": sound.format_info,
-        "subtype": sound.subtype,
-        "subtype_name": sound.subtype_info,
-        "channels": sound.channels,
-        "samplerate": sound.samplerate,
-        "frames": sound.frames,
-        "duration": sound.frames / sound.samplerate,
+        "format": decoder.format,
+        "format_name": decoder.format_info,
+        "subtype": decoder.codec,
+        "subtype_name": decoder.codec_info,
+        "channels": decoder.channels,
+        "samplerate": decoder.samplerate,
+        "frames": decoder.frames,
+        "duration": decoder.duration,
         "size": stream.size,
         "ranges": ranges,
         "etag": etag,
@@ -173,12 +198,23 @@ def _http_details(stream: Any) -> tuple:
 
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:
+    stream = _open_source(args)
+    if stream.hls is not None:
+        with stream:
+            _write_hls_info(describe_hls(stream), args.json, out)
+        return 0
+    if cli_live.is_live(stream):
+        with stream:
+            details = cli_live.live_details(stream)
+        if args.json:
+            out.write(json.dumps(details) + "\n")
+        else:
+            cli_live.write_live_info(details, out)
+        return 0
     try:
-        track = _open_track(args)
-    except SourceError:
-        if _hls_info(args, out):  # soundfile cannot read it: an HLS playlist?
-            return 0
-        raise
+        track = Track(stream)
+    except (StreamError, ValueError, UnsupportedFormatError) as exc:
+        raise SourceError(_one_line(exc)) from None
     try:
         details = describe(track)
     finally:
@@ -221,18 +257,10 @@ def describe_hls(stream: Any) -> Dict[str, Any]:
     }
 
 
-def _hls_info(args: argparse.Namespace, out: TextIO) -> bool:
-    try:
-        stream = open_stream(args.source, **_options(args))
-    except (StreamError, ValueError) as exc:
-        raise SourceError(_one_line(exc)) from None
-    with stream:
-        if stream.hls is None:
-            return False
-        details = describe_hls(stream)
-    if args.json:
+def _write_hls_info(details: Dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
         out.write(json.dumps(details) + "\n")
-        return True
+        return
     size = details["size"]
     rows = [
         ("source", details["source"]),
@@ -245,7 +273,6 @@ def _hls_info(args: argparse.Namespace, out: TextIO) -> bool:
         rows.append((f"variant {index}", f"{variant['bandwidth']} bit/s {variant['codecs'] or ''} {variant['uri']}{chosen}"))
     for name, value in rows:
         out.write(f"{name:<14}{value}\n")
-    return True
 
 
 # -- play ------------------------------------------------------------------------------------
@@ -289,18 +316,24 @@ def _stdin_is_terminal() -> bool:
 
 def _play(args: argparse.Namespace, out: TextIO) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    sources: List[str] = args.source
+    options = _options(args)
     try:
-        player = Player(args.source, device=device, start=args.start, volume=args.volume, **_options(args))
+        player = Player(
+            sources[0], device=device, start=args.start, volume=args.volume, decoder=args.decoder,
+            crossfade=args.crossfade, samplerate=args.samplerate, **options,
+        )  # fmt: skip
     except (StreamError, ValueError, UnsupportedFormatError) as exc:
         raise SourceError(_one_line(exc)) from None
     writer = LineWriter(out)
-    track = player.tracks[0]
-    writer.message(
-        f"{track.name}: {track.format}/{track.subtype}, {track.samplerate} Hz, {track.channels} ch, "
-        f"{format_time(track.duration)}"
-    )
     started = time.monotonic()
     try:
+        try:
+            for source in sources[1:]:  # opened now, at Low priority: they preload
+                player.enqueue(source, decoder=args.decoder, **options)
+        except (StreamError, ValueError, UnsupportedFormatError) as exc:
+            raise SourceError(_one_line(exc)) from None
+        writer.message(_track_line(player.tracks[0]))
         player.play()
         if writer.tty and _stdin_is_terminal():
             writer.message("keys: space pause/resume, left/right -/+10 s, q quit")
@@ -309,7 +342,10 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _ui_loop(player, writer, None)
         stream = player.stream
-        ranges, size, fetched = stream.buffered(), stream.size, stream.stats().bytes_fetched
+        ranges, size, fetched = stream.buffered(), _size(stream), stream.stats().bytes_fetched
+    except BaseException:
+        writer.end_line()  # an error or Ctrl-C's message starts on a line of its own
+        raise
     finally:
         player.close()
     status = player.status()
@@ -320,9 +356,23 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _track_line(track: Track) -> str:
+    """``name: FORMAT/CODEC, 44100 Hz, 2 ch, 3:45`` (``live`` when the duration is unknown)."""
+    length = "live" if track.duration is None else format_time(track.duration)
+    return f"{track.name}: {track.format}/{track.subtype}, {track.samplerate} Hz, {track.channels} ch, {length}"
+
+
+def _size(stream: Any) -> int:
+    try:
+        return int(stream.size or 0)
+    except (TypeError, ValueError, OSError):
+        return 0  # a live stream has no length
+
+
 def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) -> None:
     """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s."""
     meter = RateMeter()
+    shown = 0
     while True:
         if keyboard is not None:
             for command in keyboard.commands(0.1):
@@ -338,11 +388,15 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
                 return
         elif player.wait(0.25):
             return
+        status = player.status()
+        if status.track != shown:  # the next track started (gapless or crossfaded)
+            shown = status.track
+            writer.message(_track_line(player.tracks[shown]))
         stream = player.stream
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
-        writer.update(_status_line(player.status(), stream.buffered(), stream.size, rate, writer))
+        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer))
 
 
 def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter) -> str:
@@ -355,6 +409,11 @@ def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], wri
         rate=rate,
         underruns=status.underruns,
         width=_terminal_width() if writer.tty else 100,
+        codec=status.codec,
+        samplerate=status.samplerate,
+        output_rate=status.output_samplerate,
+        live=status.duration is None,
+        title=status.title,
     )
 
 
@@ -365,34 +424,59 @@ def _terminal_width() -> int:
 
 
 # -- get -------------------------------------------------------------------------------------
-def _get(args: argparse.Namespace, out: TextIO) -> int:
-    options = _options(args)
-    options.setdefault("variant", "highest")  # HLS: one variant, so the size holds
+def _open_source(args: argparse.Namespace, **defaults: Any) -> Any:
     try:
-        stream = open_stream(args.source, **options)
+        return open_stream(args.source, **{**defaults, **_options(args)})
     except (StreamError, ValueError) as exc:
         raise SourceError(_one_line(exc)) from None
-    writer = LineWriter(out)
+
+
+def _get(args: argparse.Namespace, out: TextIO) -> int:
+    to_stdout = args.output == "-"
+    stream = _open_source(args, variant="highest")  # HLS: one variant, so the size holds
+    if cli_live.is_live(stream):
+        if args.duration is not None and args.duration <= 0:
+            stream.close()
+            raise UsageError("--duration must be > 0")
+        with stream:
+            cli_live.record(stream, args.output, args.duration, out, _terminal_width())
+        return 0
+    writer = LineWriter(sys.stderr if to_stdout else out)  # stdout carries the data then
+    where = "standard output" if to_stdout else args.output
     with stream:
         size = stream.size
-        start = _resume_point(stream, args.output, size, writer)
-        if start == size:
+        regular = not to_stdout and _regular_or_missing(args.output)
+        start = _resume_point(stream, args.output, size, writer) if regular else 0
+        if start == size and regular and os.path.exists(args.output):
             writer.message(f"{args.output} is already complete ({size} bytes)")
             return 0
-        mode = "r+b" if start else "wb"
         started = time.monotonic()
-        with open(args.output, mode) as f:
-            f.seek(start)
-            f.truncate(start)
-            done = _copy(stream, f, start, size, writer)
+        if to_stdout:
+            target = sys.stdout.buffer
+            done = _copy(stream, target, start, size, writer)
+            target.flush()
+        else:
+            with open(args.output, "r+b" if start else "wb") as f:
+                if regular:  # a device or pipe (/dev/null) cannot seek or be truncated
+                    f.seek(start)
+                    f.truncate(start)
+                done = _copy(stream, f, start, size, writer)
         elapsed = max(time.monotonic() - started, 1e-9)
     if done != size:
         raise StreamError(f"download ended at {done} of {size} bytes; run again to resume", url=args.source)
     rate = (done - start) / elapsed
     width = _terminal_width() if writer.tty else 100
     writer.finish(download_line(done=done, total=size, rate=rate, width=width))
-    writer.message(f"saved {args.output} ({format_bytes(size)}, {size} bytes)")
+    writer.message(f"saved {where} ({format_bytes(size)}, {size} bytes)")
     return 0
+
+
+def _regular_or_missing(path: str) -> bool:
+    """A path that names a regular file or nothing yet: one that can be resumed."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def _resume_point(stream: Any, path: str, size: int, writer: LineWriter) -> int:
@@ -457,22 +541,29 @@ def _disk_cache(directory: Optional[str]) -> DiskCache:
 
 
 def _cache(args: argparse.Namespace, out: TextIO) -> int:
-    cache = _disk_cache(args.cache_dir)
+    root = Path(args.cache_dir) if args.cache_dir else default_path()
+    # Listing, measuring or clearing a cache that does not exist must not create it.
+    cache = _disk_cache(args.cache_dir) if root.exists() else None
+    entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True) if cache else []
     if args.action == "ls":
-        entries = sorted(cache.entries(), key=lambda e: e.last_used, reverse=True)
         if args.json:
             out.write(json.dumps([_entry_json(e) for e in entries]) + "\n")
+        elif not entries:
+            out.write(f"cache is empty ({root})\n")
         else:
             out.writelines(_entry_line(e) + "\n" for e in entries)
     elif args.action == "size":
-        entries = cache.entries()
         total = sum(e.bytes_present for e in entries)
-        out.write(f"{format_bytes(total)} ({total} bytes) in {len(entries)} entries, {cache.path}\n")
+        out.write(f"{format_bytes(total)} ({total} bytes) in {_count(len(entries), 'entry', 'entries')}, {root}\n")
     else:
-        removed = cache.clear()
-        kept = len(cache.entries())
-        out.write(f"removed {removed} entries" + (f"; {kept} in use kept" if kept else "") + "\n")
+        removed = cache.clear() if cache else 0
+        kept = len(cache.entries()) if cache else 0
+        out.write(f"removed {_count(removed, 'entry', 'entries')}" + (f"; {kept} in use kept" if kept else "") + "\n")
     return 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _entry_json(entry: EntryInfo) -> Dict[str, Any]:

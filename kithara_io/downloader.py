@@ -160,12 +160,35 @@ class Downloader:
         self._throttle_deadline: Optional[float] = None
         self._throttling = False
         self._count = _Counters()
+        self._pid = os.getpid()  # the process whose threads this state describes
 
     @property
     def peak_running(self) -> int:
         """The most fetches that ever ran at once."""
         with self._lock:
             return self._count.peak_running
+
+    def _after_fork_in_child(self) -> "Downloader":
+        """In a forked child, where none of the parent's threads exist: the Downloader its
+        streams use there. The parent's default is replaced by the child's own; any other
+        starts over in place (fresh locks, nothing queued or running, no threads until the
+        next ``attach``). The commands it held belong to readers, which submit them again."""
+        _replace_default_in_child()
+        if self is _parent_default:
+            return default_downloader()
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock = threading.Lock()  # a parent thread may have held the old one
+            self._wake = threading.Condition(self._lock)
+            self._changed = threading.Condition(self._lock)
+            self._queues = SlotQueues()
+            self._running = {}
+            self._users = 0
+            self._workers = None
+            self._throttle_deadline = None
+            self._throttling = False
+            self._count.dispatcher_idle = False
+        return self
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> None:
@@ -665,6 +688,20 @@ def _abort_all(aborts: List[Tuple[FetchCommand, Callable[[], Any]]]) -> None:
 
 _default: Optional[Downloader] = None
 _default_lock = threading.Lock()
+_parent_default: Optional[Downloader] = None  # in a forked child: the parent's default
+_default_pid = os.getpid()
+
+
+def _replace_default_in_child() -> None:
+    """Once per process: a forked child gets its own default Downloader."""
+    global _default, _default_lock, _parent_default, _default_pid
+    if _default_pid != os.getpid():
+        _default_pid = os.getpid()
+        _default_lock = threading.Lock()
+        _parent_default, _default = _default, None
+
+
+os.register_at_fork(after_in_child=_replace_default_in_child)
 
 
 def default_downloader() -> Downloader:

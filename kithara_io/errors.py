@@ -1,18 +1,121 @@
-"""Every error kithara-io raises about a resource derives from :class:`StreamError`."""
+"""Every error kithara-io raises about a resource derives from :class:`StreamError`.
+
+Messages are in the user's terms: :func:`describe_cause` turns the exception a transport
+raised (urllib3, requests, sockets, TLS) into a short phrase, and :func:`redact` hides the
+password of ``user:password@`` URLs, in error text and (:func:`redacting_logger`) in logs.
+"""
 
 from __future__ import annotations
 
+import errno
+import http.client
+import logging
 import re
-from typing import Optional, Tuple
+import socket
+import ssl
+from typing import Iterator, List, Optional, Tuple
 
-# ``scheme://user:password@`` (or ``user@``): the userinfo part of a URL.
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/?#@\s]*@", re.I)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]*@")
+# "_TrackedHTTPPool(host='h', port=9): ", "NewConnectionError(" and the like: internal names.
+_POOL_PREFIX = re.compile(r"\b\w+\(host=[^)]*\):\s*")
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Warning|Timeout):\s*)+")
+_CAUSED_BY = re.compile(r"\s*\(Caused by .*\)\s*$", re.S)
 
 
 def redact(text: str) -> str:
-    """``text`` with the userinfo of every URL in it replaced by ``***``: credentials given
-    in a URL never show up in an error message or a log line."""
-    return _USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
+    """``text`` with the password of every ``scheme://user:password@`` replaced by ``***``."""
+    return _USERINFO.sub(r"\1:***@", text) if "@" in text else text
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            message = record.getMessage()
+            record.msg, record.args = message, ()
+        else:
+            message = str(record.msg)
+        if "@" in message:
+            record.msg = redact(message)
+        return True
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` whose records never carry a URL password."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _RedactFilter) for f in logger.filters):
+        logger.addFilter(_RedactFilter())
+    return logger
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``,
+    exceptions among ``args``), outermost first, each once, bounded."""
+    seen: List[int] = []
+    todo = [exc]
+    while todo and len(seen) < 16:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.append(id(current))
+        yield current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        inner += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        todo.extend(e for e in inner if isinstance(e, BaseException))
+
+
+def _phrase(exc: BaseException) -> Optional[str]:
+    """The short phrase for a well-known cause, or None."""
+    name = type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = getattr(exc, "verify_message", None)
+        return "TLS certificate verification failed" + (f" ({detail})" if detail else "")
+    if isinstance(exc, socket.gaierror) or name == "NameResolutionError":
+        return "host name could not be resolved"
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
+        return "connection reset by the server"
+    if name == "ConnectTimeoutError" or name == "ConnectTimeout":
+        return "timed out connecting"
+    if name in ("ReadTimeoutError", "ReadTimeout"):
+        return "timed out waiting for data"
+    if isinstance(exc, (TimeoutError, socket.timeout)) or getattr(exc, "errno", None) == errno.ETIMEDOUT:
+        return "timed out"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the connection closed before the body was complete"
+    if isinstance(exc, BrokenPipeError):
+        return "the server closed the connection"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "TLS certificate verification failed"
+    return None
+
+
+def _plain(exc: BaseException) -> str:
+    """``str(exc)`` without internal class names (pool reprs, ``NameError:`` prefixes)."""
+    if isinstance(exc, StreamError):
+        return exc.message + (f": {describe_cause(exc.cause)}" if exc.cause is not None else "")
+    if isinstance(exc, OSError) and exc.strerror and not exc.args[2:]:
+        return exc.strerror
+    text = _CAUSED_BY.sub("", str(exc))
+    text = _POOL_PREFIX.sub("", text)
+    text = _CLASS_PREFIX.sub("", text.strip())
+    return text.strip(" :") or "unexpected error"
+
+
+def describe_cause(exc: BaseException) -> str:
+    """What went wrong, in the user's terms: a short phrase for the common network causes
+    (connection refused, timed out, name resolution, reset, certificate) found anywhere in
+    its chain of causes, else its message without internal class names. Passwords in URLs
+    are redacted."""
+    if isinstance(exc, StreamError):
+        return redact(_plain(exc))
+    for item in _chain(exc):
+        phrase = _phrase(item)
+        if phrase is not None:
+            return phrase
+    return redact(_plain(exc))
 
 
 class StreamError(OSError):
@@ -26,8 +129,8 @@ class StreamError(OSError):
         byte_range: Optional[Tuple[int, Optional[int]]] = None,
         cause: Optional[BaseException] = None,
     ) -> None:
-        self.message = message
-        self.url = url
+        self.message = redact(message)
+        self.url = redact(url) if url else url
         self.byte_range = byte_range
         self.cause = cause
         super().__init__(self._describe())
@@ -40,7 +143,7 @@ class StreamError(OSError):
         if self.url:
             text += f" [{self.url}]"
         if self.cause is not None:
-            text += f": {type(self.cause).__name__}: {self.cause}"
+            text += f": {describe_cause(self.cause)}"
         return redact(text)
 
     def __str__(self) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, Mapping, Optional, Tuple, Type, Union
 
 from .planning import Priority
 
@@ -47,6 +47,8 @@ __all__ = [
     "DownloaderStalled",
     "VariantSwitched",
     "REQUEST_EVENTS",
+    "StreamGap",
+    "MetadataChanged",
     "EventBus",
     "Subscription",
 ]
@@ -196,6 +198,27 @@ class VariantSwitched(Event):
     from_variant: int
     to_variant: int
     reason: str
+
+
+# -- live streams (radio, pipes) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamGap(Event):
+    """A live connection dropped and a new one took over: the bytes from ``position`` on come
+    from the new connection, so a decoder resyncs there (audio in between was missed)."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class MetadataChanged(Event):
+    """The station sent new metadata (a title change): ``metadata`` is the whole dict as
+    ``stream.metadata`` will show it once the reader reaches ``position``, the audio byte
+    offset where it applies. Published when the metadata arrives, ahead of the reader."""
+
+    metadata: Mapping[str, Union[str, int]]
+    position: int
 
 
 # -- the downloader -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from .cache import SparseCache
 from .downloader import Downloader
@@ -40,6 +40,11 @@ class Fetch:
     handle: Abort
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
+    handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
+
+    def abort(self) -> None:
+        if not self.handed:
+            self.handle.abort()
 
 
 class FetchHost(Protocol):
@@ -57,6 +62,10 @@ class FetchHost(Protocol):
         """The first answer that told the resource's length (set it, schedule more)."""
 
     def record_link(self, ttfb: float, nbytes: int, duration: float) -> None: ...
+
+    def takes_over(self, fetch: Fetch, body: Body) -> bool:
+        """Keep ``body`` (the first answer, without a length) for a live reader: True if the
+        host took it, and the fetch must neither read nor close it."""
 
 
 class FetchLoop:
@@ -138,6 +147,8 @@ class FetchLoop:
         ttfb = time.monotonic() - started
         self._host.publish(FirstByte(cmd.id, ttfb, self._source.url))
         self._host.count("requests", body.requests_sent)
+        if self._host.takes_over(fetch, body):
+            return
         try:
             self._on_response(cmd, body)
             delivered = self._copy_body(cmd, body, pos)
@@ -162,7 +173,7 @@ class FetchLoop:
     def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
         """Stream the body into the cache from ``pos``; returns the bytes stored."""
         if body.start < pos:
-            _skip(body, pos - body.start, self._opt.chunk)
+            _skip(body, pos - body.start, self._opt.chunk, lambda n: self._downloader.note_progress(n, cmd))
         stored = 0
         started = time.monotonic()
         rate = self._link.bandwidth
@@ -225,11 +236,13 @@ class _SpeedCheck:
         self._since, self._bytes = now, 0
 
 
-def _skip(body: Body, count: int, chunk: int) -> None:
-    """Discard ``count`` bytes of a body that started before the bytes we need."""
+def _skip(body: Body, count: int, chunk: int, progress: Callable[[int], None]) -> None:
+    """Discard ``count`` bytes of a body that started before the bytes we need, telling
+    ``progress(n)`` (the watchdog) that bytes arrive meanwhile."""
     scratch = memoryview(bytearray(min(count, chunk)))
     while count > 0:
         n = body.readinto(scratch[: min(count, len(scratch))])
         if n == 0:
             raise TruncatedBodyError("body ended while skipping its prefix", url=body.url)
+        progress(n)
         count -= n

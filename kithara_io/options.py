@@ -35,10 +35,27 @@ class StreamOptions:
         return [f.name for f in fields(cls)]
 
     def __post_init__(self) -> None:
+        """Every field checked, so a wrong value fails here, naming the option, and not later
+        deep inside a fetch."""
         for name in ("read_ahead", "first_fetch", "min_fetch", "max_fetch", "chunk", "max_outstanding"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("read_behind", "tail"):
+            _check_int(name, getattr(self, name), minimum=0)
+        _check_int("max_redirects", self.max_redirects, minimum=0)
+        if self.cache_budget is not None:
+            _check_int("cache_budget", self.cache_budget, minimum=1, extra=" (or None)")
+        if not isinstance(self.timeout, Timeout):
+            raise ValueError(f"option timeout must be a kithara_io.Timeout, not {self.timeout!r}")
+        if not isinstance(self.retry, Retry):
+            raise ValueError(f"option retry must be a kithara_io.Retry, not {self.retry!r}")
+        if not isinstance(self.verify, (bool, str)):
+            raise ValueError(f"option verify must be True, False or a CA bundle path, not {self.verify!r}")
         if self.cache_budget is not None and self.cache_budget < 2 * self.max_fetch:
-            raise ValueError("cache_budget must be at least 2 * max_fetch (or None)")
+            raise ValueError("option cache_budget must be at least 2 * max_fetch (or None)")
         if self.min_fetch > self.max_fetch:
-            raise ValueError("min_fetch must be <= max_fetch")
+            raise ValueError("option min_fetch must be <= max_fetch")
+
+
+def _check_int(name: str, value: object, *, minimum: int, extra: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"option {name} must be an integer >= {minimum}{extra}, not {value!r}")

@@ -74,6 +74,19 @@ def range_bar(ranges: Ranges, size: int, width: int, cursor: Optional[float] = N
     return "".join(cells)
 
 
+RATE_WIDTH = len("1023.9 KiB/s")  # the download rate is padded to this: the bar keeps its width
+
+
+def audio_format(codec: Optional[str], samplerate: Optional[int], output_rate: Optional[int]) -> str:
+    """``aac 44100 Hz``, with ``-> 48000 Hz`` when the output runs at another rate."""
+    if not codec and not samplerate:
+        return ""
+    text = " ".join(part for part in (codec, f"{samplerate} Hz" if samplerate else "") if part)
+    if output_rate and samplerate and output_rate != samplerate:
+        text += f" -> {output_rate} Hz"
+    return text
+
+
 def playback_line(
     *,
     state: str,
@@ -84,10 +97,28 @@ def playback_line(
     rate: Optional[float],
     underruns: int,
     width: int = 80,
+    codec: Optional[str] = None,
+    samplerate: Optional[int] = None,
+    output_rate: Optional[int] = None,
+    live: bool = False,
+    title: Optional[str] = None,
 ) -> str:
-    """``playing 0:12 / 3:45 [##|##....] 1.2 MiB/s underruns 0``, fitted to ``width``."""
-    head = f"{state:<9} {format_time(position)} / {format_time(duration)} "
-    tail = f" {format_rate(rate)} underruns {underruns}"
+    """``playing 0:12 / 3:45 [##|##....] aac 44100 Hz   1.2 MiB/s underruns 0``, fitted to
+    ``width``; the bar's width depends on ``width`` only (every field around it has a fixed
+    width while playing). A ``live`` stream shows the elapsed time and its ``title`` instead
+    of a duration and a bar."""
+    fmt = audio_format(codec, samplerate, output_rate)
+    tail = f" {fmt}" if fmt else ""
+    tail += f" {format_rate(rate):>{RATE_WIDTH}} underruns {underruns}"
+    if live:
+        head = f"{state:<9} {format_time(position)} live"
+        room = width - len(head) - len(tail)
+        name = f" {title}" if title else ""
+        if len(name) > room:
+            name = name[: max(0, room - 3)] + "..." if room > 4 else ""
+        return (head + name + " " * max(0, room - len(name)) + tail)[:width]
+    total = format_time(duration)
+    head = f"{state:<9} {format_time(position):>{len(total)}} / {total} "
     room = width - len(head) - len(tail) - 2
     if room < 8:  # too narrow for a useful bar: drop it
         return (head.rstrip() + tail)[:width]
@@ -202,6 +233,13 @@ class LineWriter:
             self._drawn = False
         self._out.write(text + "\n")
         self._out.flush()
+
+    def end_line(self) -> None:
+        """End a status line drawn in place, so what is written next starts a line."""
+        if self.tty and self._drawn:
+            self._out.write("\n")
+            self._out.flush()
+            self._drawn = False
 
     def finish(self, line: str) -> None:
         """The final status line, always written, ending with a newline."""

@@ -34,6 +34,7 @@ from .events import (
 )
 from .errors import (
     ConnectionFailedError,
+    StreamClosedError,
     StreamError,
     server_unreachable,
 )
@@ -49,7 +50,7 @@ from .planning import (
     next_fetch,
     tail_fetch,
 )
-from .sources.base import Source
+from .sources.base import Abort, Body, Source
 from .stats import StreamCounters, StreamStats
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,21 @@ class RemoteReader:
         self._counts = StreamCounters()
         self._fetcher = FetchLoop(self, source, self._cache, options, self._link, downloader)
         self.events = EventBus(source.url)  # this stream's events (issue #4)
+        self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
+        self._forked = False  # in a forked child, until the first read attaches again
 
     # -- lifecycle ---------------------------------------------------------------------
-    def open(self) -> None:
-        """Start the first fetch and block until the total length is known."""
-        self._downloader.attach()
+    def open(self) -> Optional[Tuple[Body, Abort]]:
+        """Start the first fetch and block until the total length is known.
+
+        If the first answer has no length (a live stream, a chunked or close-delimited
+        body), this reader cannot serve it: it closes and returns that answer's body and
+        abort handle instead, unread and open; the caller owns them from then on."""
+        try:
+            self._downloader.attach()
+        except RuntimeError:  # closed: say it in the stream's terms
+            self._source.close()
+            raise StreamClosedError("cannot open: the downloader was closed", url=self._source.url) from None
         try:
             with self._cond:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
@@ -95,10 +106,36 @@ class RemoteReader:
                     self._submit_tail_probe_locked()
             limit = self._opt.timeout.open
             if self._cache.wait_for_size(limit) is None:
-                raise ConnectionFailedError(f"no answer within {limit:g} s (Timeout.open)", url=self._source.url)
+                raise ConnectionFailedError(f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url)
+        except UnknownLength:
+            self.close()
+            return self._handover
         except BaseException:
             self.close()
             raise
+        return None
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (only the forking thread exists; called by ``stream``'s fork
+        hook): drop the fetches, whose threads are gone, forget the parent's connections,
+        and take fresh locks. The first read attaches to the child's Downloader and fetches
+        what it needs again."""
+        self._cond = threading.Condition()
+        self._cache._after_fork_in_child()
+        self._active.clear()
+        self._tail_probe = None
+        self._source._after_fork_in_child()
+        self._downloader = self._downloader._after_fork_in_child()
+        self._forked = not self._closed
+
+    def _attach_after_fork(self) -> None:
+        with self._cond:
+            if not self._forked:
+                return
+            self._forked = False
+            self._downloader.attach()
+            if self._cache.size is None:
+                self._restart_head_locked()
 
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
@@ -107,9 +144,11 @@ class RemoteReader:
             if self._closed:
                 return
             self._closed = True
+            detach = not self._forked  # a forked child's reader that never read is not attached
+            self._forked = False
             victims = list(self._active.values())
         self._cancel(victims)
-        if victims:
+        if victims and self._handover is None:  # (that would break the handed-over body too)
             self._source.abort_all()  # also requests still waiting for their headers
         self._cache.close()
         deadline = time.monotonic() + self._opt.timeout.connect + 5.0
@@ -123,11 +162,14 @@ class RemoteReader:
             stopped = not self._active
         if stopped:  # else a late fetch may still write into a block
             self._cache.recycle()
-        self._downloader.detach()
+        if detach:
+            self._downloader.detach()
         self._source.close()
 
     @property
     def size(self) -> int:
+        if self._forked:
+            self._attach_after_fork()
         return self._cache.wait_for_size()
 
     @property
@@ -174,6 +216,10 @@ class RemoteReader:
             return self._counts.snapshot(self._cache.bytes_held)
 
     # -- reading -----------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``)."""
+        self._cache.interrupt()
+
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
 
@@ -191,6 +237,8 @@ class RemoteReader:
         return self._read(pos, n, b"".join) or b""
 
     def _read(self, pos: int, n: int, consume):
+        if self._forked:
+            self._attach_after_fork()
         size = self.size
         if pos >= size or n <= 0:
             return None
@@ -204,7 +252,7 @@ class RemoteReader:
         waited_from = time.monotonic()
         while True:
             if here is not None:
-                self._downloader.try_run_inline(here)
+                self._hand_over(here, inline=True)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
@@ -332,7 +380,7 @@ class RemoteReader:
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return here
         slack = self._link.run_here_slack()
-        while len(self._active) < self._opt.max_outstanding:
+        while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
@@ -374,7 +422,7 @@ class RemoteReader:
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
         if not here:
-            self._downloader.submit(cmd)
+            self._hand_over(cmd)
         return cmd
 
     def _submit_tail_probe_locked(self) -> None:
@@ -387,7 +435,23 @@ class RemoteReader:
             byte_range=None,
         )
         self._tail_probe = cmd.id
-        self._downloader.submit(cmd)
+        self._hand_over(cmd)
+
+    def _hand_over(self, cmd: FetchCommand, inline: bool = False) -> None:
+        """Submit ``cmd`` (or run it here, see ``_read``). A Downloader closed under the
+        stream fails it with StreamClosedError instead of raising its RuntimeError."""
+        try:
+            if inline:
+                self._downloader.try_run_inline(cmd)
+            else:
+                self._downloader.submit(cmd)
+        except RuntimeError:
+            if not self._downloader.closed:
+                raise
+            with self._cond:  # reentrant: callers may hold it
+                self._active.pop(cmd.id, None)
+                self._cache.release(cmd.id)
+                self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
 
     def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
         cmd = FetchCommand(
@@ -402,7 +466,7 @@ class RemoteReader:
             events=self.events,
         )
         fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort())
-        cmd.abort = fetch.handle.abort  # the Downloader may cancel it too (preemption)
+        cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
         return cmd
 
     def _claim_tail_for_probe_locked(self) -> None:
@@ -417,10 +481,9 @@ class RemoteReader:
 
     def _cancel(self, victims: List[Fetch]) -> None:
         for fetch in victims:
-            fetch.handle.abort()
+            fetch.abort()
             self._downloader.cancel(fetch.cmd)
 
-    # -- on a pool thread --------------------------------------------------------------
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
         with self._cond:
@@ -451,6 +514,20 @@ class RemoteReader:
     def record_link(self, ttfb: float, nbytes: int, duration: float) -> None:
         with self._cond:
             self._link.record(ttfb, nbytes, duration)
+
+    def takes_over(self, fetch: Fetch, body: Body) -> bool:
+        """The first answer has no length: keep it, unread, for open() to hand over (a live
+        stream is read by a reader of its own), and stop this reader."""
+        if body.total is not None or body.ranged or self._cache.size is not None:
+            return False
+        with self._cond:
+            if self._closed or self._error is not None or self._handover is not None:
+                return False
+            self._handover = (body, fetch.handle)
+            fetch.handed = True
+            self._error = UnknownLength("the first answer has no length", url=body.url)
+        self._cache.fail(self._error)  # wakes open()
+        return True
 
     def _schedule_tail_locked(self) -> None:
         if self._closed or not self._source.supports_ranges:
@@ -497,3 +574,7 @@ class RemoteReader:
             self._error = error
             log.error("kithara-io: %s", error)
         self._cache.fail(self._error)
+
+
+class UnknownLength(StreamError):
+    """Internal: the first answer has no length; open() hands it over."""

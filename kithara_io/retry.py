@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,13 +30,12 @@ class Timeout:
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "open", "speed_time"):
-            value = getattr(self, name)
-            if value is None and name == "open":
+            if name == "open" and self.open is None:
                 continue
-            if not isinstance(value, (int, float)) or not value > 0 or value != value or value == float("inf"):
-                raise ValueError(f"Timeout.{name} must be a positive number of seconds, not {value!r}")
-        if not self.speed_limit >= 0:
-            raise ValueError(f"Timeout.speed_limit must be >= 0 bytes/s, not {self.speed_limit!r}")
+            _check_seconds(f"Timeout.{name}", getattr(self, name), positive=True)
+        limit = self.speed_limit
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit < float("inf"):
+            raise ValueError(f"Timeout.speed_limit must be a finite number of bytes/s >= 0, not {limit!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ class Retry:
     max_backoff: float = 10.0
     jitter: float = 0.25
     statuses: FrozenSet[int] = field(default=frozenset({408, 429, 500, 502, 503, 504}))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"Retry.attempts must be an integer >= 1, not {self.attempts!r}")
+        for name in ("backoff", "max_backoff", "jitter"):
+            _check_seconds(f"Retry.{name}", getattr(self, name), positive=False)
 
     def is_transient(self, error: BaseException) -> bool:
         if isinstance(error, HTTPStatusError):
@@ -81,6 +87,14 @@ class Attempt:
             raise error
         delay = self.policy.delay(failures, getattr(error, "retry_after", None))
         return Attempt(self.policy, failures), delay
+
+
+def _check_seconds(name: str, value: object, *, positive: bool) -> None:
+    """A finite number of seconds, > 0 (``positive``) or >= 0; else a ValueError naming it."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, not {value!r}")
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

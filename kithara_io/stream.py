@@ -5,6 +5,11 @@ unless the end of the resource is reached, and returns 0 at or after the end; ``
 ``tell`` are O(1) and never touch the network; seeking past the end is allowed; a negative
 position raises ``OSError(EINVAL)``; any operation on a closed stream raises ``ValueError``.
 
+Threads: every call is atomic, as with ``io.FileIO``: ``_lock`` guards the cursor and is held
+for the whole of a read or seek, so reads from several threads each get their own bytes and
+every byte is read once. ``tell`` reads the cursor without it (the position after the last
+completed call), and ``close`` never takes it, so it can wake a read blocked on the network.
+
 A permanent download failure is stored: it is raised by the read that hits it and again by
 the next ``read``/``seek``/``close`` call, so a decoder that swallows exceptions raised inside
 its read callback (soundfile does) cannot make the failure disappear.
@@ -14,11 +19,17 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import threading
+import weakref
 from typing import Callable, List, Optional, Protocol, Tuple, Type, Union
 
 from .events import Event, EventBus, Subscription
 from .planning import Priority
 from .stats import StreamStats
+
+_READALL_MIN = 1 << 20  # readall's first piece; each next one is as large as all before it
+_READALL_MAX = 16 << 20  # well below the default cache budget, which holds a piece whole until read
 
 
 class _Reader(Protocol):
@@ -31,7 +42,7 @@ class _Reader(Protocol):
     def set_priority(self, priority: Union[Priority, str]) -> None: ...
 
     @property
-    def size(self) -> Optional[int]: ...
+    def size(self) -> int: ...
 
     @property
     def error(self) -> Optional[BaseException]: ...
@@ -48,6 +59,8 @@ class _Reader(Protocol):
 
     def close(self) -> None: ...
 
+    def _after_fork_in_child(self) -> None: ...
+
 
 class Stream(io.RawIOBase):
     """A remote (or local) resource as a seekable binary file. Create it with ``kithara_io.open``."""
@@ -55,6 +68,8 @@ class Stream(io.RawIOBase):
     def __init__(self, reader: _Reader, name: str) -> None:
         super().__init__()
         self._reader = reader
+        self._lock = threading.Lock()  # the cursor: held across each read and seek
+        _live_streams.add(self)
         self._pos = 0
         self.name = name
 
@@ -76,7 +91,7 @@ class Stream(io.RawIOBase):
 
     def seekable(self) -> bool:
         self._check_closed()
-        return getattr(self._reader, "seekable", True)  # a live HLS stream is not
+        return True
 
     def writable(self) -> bool:
         self._check_closed()
@@ -88,15 +103,16 @@ class Stream(io.RawIOBase):
 
     # -- data ----------------------------------------------------------------------------
     @property
-    def size(self) -> Optional[int]:
-        """Total length of the resource in bytes (None for a live stream)."""
+    def size(self) -> int:
+        """Total length of the resource in bytes."""
         self._check_closed()
         return self._reader.size
 
     @property
     def hls(self):
-        """A :class:`~kithara_io.sources.hls.HlsInfo` for an HLS stream, else None."""
-        return getattr(self._reader, "hls", None)
+        """None; an HLS stream (:class:`~kithara_io.sources.hls.HlsStream`) tells its
+        variants and segments here."""
+        return None
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -150,11 +166,22 @@ class Stream(io.RawIOBase):
 
     def readinto(self, b) -> int:
         self._check_closed()
-        self._check_failed()
-        with memoryview(b) as view, view.cast("B") as out:
-            n = self._reader.read_at(self._pos, out)
-        self._pos += n
+        with self._lock:
+            self._check_failed()
+            with memoryview(b) as view, view.cast("B") as out:
+                n = self._reader.read_at(self._pos, out)
+            self._pos += n
         return n
+
+    def interrupt(self) -> None:
+        """Make a read blocked in another thread, waiting for bytes, raise ``InterruptedError``
+        now (or, if none waits, the next read that has to wait); the stream stays usable and
+        no fetch is cancelled. A player uses it to drop a read a seek made useless. A no-op
+        for a local file, whose reads never wait."""
+        self._check_closed()
+        interrupt = getattr(self._reader, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left if negative); fewer only at the end.
@@ -162,44 +189,44 @@ class Stream(io.RawIOBase):
         self._check_closed()
         if size is None or size < 0:
             return self.readall()
-        self._check_failed()
-        data = self._reader.read_bytes(self._pos, size)
-        self._pos += len(data)
+        with self._lock:
+            self._check_failed()
+            data = self._reader.read_bytes(self._pos, size)
+            self._pos += len(data)
         return data
 
     def readall(self) -> bytes:
+        """Everything from the cursor to the end. Read in growing pieces, so memory follows
+        the bytes received, not the length the server claims."""
         self._check_closed()
-        size = self._reader.size
-        if size is None:  # live: until the end is proven
-            return b"".join(iter(lambda: self.read(1 << 20), b""))
-        remaining = max(0, size - self._pos)
-        data = bytearray(remaining)
-        n = self.readinto(data)
-        del data[n:]
-        if n == remaining and getattr(self._reader, "hls", None) is not None:
-            # An adaptive HLS stream's length changes when it switches variant: read on to the end.
-            data += b"".join(iter(lambda: self.read(1 << 20), b""))
-        return bytes(data)
+        pieces: List[bytes] = []
+        with self._lock:
+            self._check_failed()
+            start = self._pos
+            while True:
+                want = min(_READALL_MAX, max(_READALL_MIN, self._pos - start))
+                piece = self._reader.read_bytes(self._pos, want)
+                if not piece:
+                    break
+                pieces.append(piece)
+                self._pos += len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_closed()
-        self._check_failed()
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            size = self._reader.size
-            if size is None:
-                raise io.UnsupportedOperation("seek from the end: the length of a live stream is unknown")
-            pos = size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if pos < 0:
-            raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
-        if pos != self._pos and not getattr(self._reader, "seekable", True):
-            raise io.UnsupportedOperation("seek: a live stream is not seekable")
-        self._pos = pos
+        with self._lock:
+            self._check_failed()
+            if whence == io.SEEK_SET:
+                pos = offset
+            elif whence == io.SEEK_CUR:
+                pos = self._pos + offset
+            elif whence == io.SEEK_END:
+                pos = self._reader.size + offset
+            else:
+                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            if pos < 0:
+                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+            self._pos = pos
         return pos
 
     def tell(self) -> int:
@@ -238,3 +265,19 @@ class Stream(io.RawIOBase):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pos={self._pos}"
         return f"<kithara_io.Stream {self.name!r} {state}>"
+
+
+_live_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child only the forking thread exists: every live stream gets a free
+    cursor lock (a parent thread may have held it) and its reader drops what belonged to
+    the parent's threads (``_after_fork_in_child`` of RemoteReader / LocalFileReader)."""
+    for stream in list(_live_streams):
+        stream._lock = threading.Lock()
+        if not stream.closed:
+            stream._reader._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -5,6 +5,7 @@ what reached the device, from the device itself.
 
 CONFIG: ``urls`` (the first is played, the others enqueued at Low priority), ``out``
 (directory for ``capture.npy`` and ``result.json``), ``capture_seconds``, ``timeout``,
+optional ``capture_rate`` (the JACK server's rate, default 44100),
 optional ``seek`` ``[at, to]`` (seconds), ``player`` (Player keyword arguments) and
 ``open_options`` (kithara_io.open keyword arguments). PortAudio is initialised here, in a
 process of its own, after the test has set ``JACK_DEFAULT_SERVER``.
@@ -29,7 +30,7 @@ def main(config_path: str) -> int:
 
     from kithara_io.playback import Player
 
-    rate = 44100
+    rate = cfg.get("capture_rate", 44100)
     capture = np.zeros((int(cfg["capture_seconds"] * rate), 2), dtype=np.float32)
     written = [0]
     tail = {"target": None}
@@ -75,6 +76,8 @@ def main(config_path: str) -> int:
         result["tail_recorded"] = tail_reached.wait(5.0)
     result.update(
         state=status.state.value,
+        samplerate=status.samplerate,
+        output_samplerate=status.output_samplerate,
         underruns=status.underruns,
         silence=status.silence,
         device_underflows=status.device_underflows,

@@ -178,7 +178,7 @@ def test_bad_url_is_a_one_line_error_with_exit_2(ranged_server, tmp_path, comman
 @pytest.mark.parametrize(
     "source, fragment",
     [
-        ("http://127.0.0.1:1/x.flac", "Connection refused"),
+        ("http://127.0.0.1:1/x.flac", "connection refused"),
         ("ftp://example.org/x.flac", "unsupported URL scheme"),
         ("/nonexistent/x.flac", "cannot open local file"),
     ],

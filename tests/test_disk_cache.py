@@ -491,11 +491,11 @@ def test_cli_ls_size_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 
     with cache.open_entry("https://a/x.flac"):
         assert main(["cache", "clear", *where]) == 0
-        assert capsys.readouterr().out == "removed 1 entries; 1 in use kept\n"
+        assert capsys.readouterr().out == "removed 1 entry; 1 in use kept\n"
         assert main(["cache", "ls", *where]) == 0
         assert capsys.readouterr().out.rstrip().endswith("https://a/x.flac  [in use]")
     assert main(["cache", "clear", *where]) == 0
-    assert capsys.readouterr().out == "removed 1 entries\n"
+    assert capsys.readouterr().out == "removed 1 entry\n"
     assert main(["cache", "size", *where]) == 0
     assert capsys.readouterr().out.startswith("0 B (0 bytes) in 0 entries")
 

@@ -21,7 +21,6 @@ import soundfile as sf
 import kithara_io
 from kithara_io.playback import (
     Player,
-    PlaybackError,
     RingBuffer,
     State,
     UnsupportedFormatError,
@@ -196,14 +195,6 @@ def test_enqueued_track_follows_without_a_gap(media, no_leaks) -> None:
     both = np.concatenate([first, second])
     assert np.array_equal(played[: len(both)], both)
     assert status.track == 1 and status.position == pytest.approx(4.0)
-
-
-def test_enqueue_refuses_a_track_that_cannot_follow_gaplessly(media, tmp_path, no_leaks) -> None:
-    mono = tmp_path / "mono.wav"
-    sf.write(mono, signal(0.5, 48000)[:, 0], 48000)
-    with Player(media["tone.wav"], output=ManualOutputs()) as player:
-        with pytest.raises(PlaybackError, match="48000 Hz/1 ch"):
-            player.enqueue(mono)
 
 
 def test_unsupported_format_is_a_clear_error_and_closes_the_stream(ranged_server, no_leaks) -> None:

@@ -79,10 +79,36 @@ def test_playback_line_content_and_width() -> None:
         underruns=2, width=72,
     )  # fmt: skip
     assert line.startswith("playing   0:12 / 3:45 [")
-    assert line.endswith("] 1.5 MiB/s underruns 2")
+    assert line.endswith("] " + "1.5 MiB/s".rjust(12) + " underruns 2")  # padded: a fixed-width bar
     assert len(line) == 72
     bar = line[line.index("[") + 1 : line.index("]")]
     assert "|" in bar and bar.count("#") + bar.count("+") >= len(bar) // 2 - 1
+
+
+def test_playback_line_bar_width_is_fixed_and_shows_the_audio_format() -> None:
+    widths = set()
+    for rate in (None, 10.0, 1.5 * 2**20, 999.9 * 2**10):
+        line = playback_line(
+            state="playing", position=3, duration=225, ranges=[], size=1000, rate=rate, underruns=0,
+            width=90, codec="aac", samplerate=44100, output_rate=48000,
+        )  # fmt: skip
+        assert len(line) == 90 and "] aac 44100 Hz -> 48000 Hz " in line
+        widths.add(line.index("]") - line.index("["))
+    assert len(widths) == 1
+
+
+def test_playback_line_of_a_live_stream_shows_elapsed_time_and_title() -> None:
+    line = playback_line(
+        state="playing", position=83, duration=None, ranges=[], size=0, rate=16000.0, underruns=0,
+        width=80, codec="mp3", samplerate=44100, live=True, title="Artist - Song",
+    )  # fmt: skip
+    assert line.startswith("playing   1:23 live Artist - Song ") and "[" not in line
+    assert line.endswith("mp3 44100 Hz" + " " + "15.6 KiB/s".rjust(12) + " underruns 0") and len(line) == 80
+    long = playback_line(
+        state="playing", position=83, duration=None, ranges=[], size=0, rate=None, underruns=0,
+        width=60, live=True, title="x" * 200,
+    )  # fmt: skip
+    assert len(long) == 60 and "..." in long
 
 
 def test_playback_line_drops_the_bar_when_narrow() -> None:

@@ -30,11 +30,13 @@ import filelock
 from ..ranges import RangeSet
 from .files import (
     DATA_PREFIX,
+    FILE_MODE,
     INDEX_NAME,
     LOCK_NAME,
     DataFile,
     create_sparse,
     hold_in_use,
+    make_private_dir,
     pread_into,
     pwrite_all,
     release_in_use,
@@ -50,7 +52,7 @@ _OPEN_ATTEMPTS = 16  # open_entry racing with evictors that remove the directory
 
 def entry_lock(directory: Path) -> filelock.FileLock:
     """The cross-process lock that guards the entry's index and data file names."""
-    return filelock.FileLock(directory / LOCK_NAME, timeout=LOCK_TIMEOUT, thread_local=False)
+    return filelock.FileLock(directory / LOCK_NAME, timeout=LOCK_TIMEOUT, thread_local=False, mode=FILE_MODE)
 
 
 def read_trusted(directory: Path, key: str) -> Optional[Index]:
@@ -86,7 +88,8 @@ class CacheEntry:
         self._commit_lock = threading.Lock()
         self._filelock = entry_lock(directory)
         self._lock = threading.Lock()
-        self._index = Index(url=url, key=key)  # the version this object is bound to
+        # The index records the key, never the full URL (it may carry a signature).
+        self._index = Index(url=key, key=key)  # the version this object is bound to
         self._file: Optional[DataFile] = None
         self._present = RangeSet()  # committed (durable) ranges of that version
         self._pending = RangeSet()  # written, not yet committed
@@ -95,7 +98,7 @@ class CacheEntry:
         self._mark = _hold(directory)
         try:
             with self._filelock:
-                self._attach(load_index(directory, url, key))
+                self._attach(load_index(directory, key, key))
         except BaseException:
             release_in_use(self._mark)
             raise
@@ -108,6 +111,13 @@ class CacheEntry:
 
     def __repr__(self) -> str:
         return f"CacheEntry({self.url!r}, present={self.present()!r})"
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: fresh locks (a parent thread may have held one). The in-use
+        mark's flock is the parent's too, and stays until both have closed it."""
+        self._commit_lock = threading.Lock()
+        self._filelock = entry_lock(self.directory)
+        self._lock = threading.Lock()
 
     # -- state ---------------------------------------------------------------------------
     def validators(self) -> Optional[Validators]:
@@ -221,7 +231,7 @@ class CacheEntry:
                         self._attach(disk)
                     return
                 generation = new_generation()
-                index = Index(self.url, self._key, generation, validators)
+                index = Index(self._key, self._key, generation, validators)
                 create_sparse(self.directory / (DATA_PREFIX + generation), validators.size)
                 write_index(self.directory, index)
                 with self._lock:
@@ -302,7 +312,7 @@ class CacheEntry:
                     merged = self._present.copy()
                 for start, end in list(batch) + list(disk.ranges if disk else ()):
                     merged.add(start, end)
-                index = Index(self.url, self._key, mine.generation, mine.validators, tuple(merged))
+                index = Index(self._key, self._key, mine.generation, mine.validators, tuple(merged))
                 write_index(self.directory, index)
             with self._lock:
                 self._present = merged
@@ -317,7 +327,7 @@ def _hold(directory: Path) -> int:
     """Create the entry directory if needed and mark it in use; an evictor may remove it
     between the mkdir and the mark, so this retries a bounded number of times."""
     for _ in range(_OPEN_ATTEMPTS):
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         fd = hold_in_use(directory)
         if fd is not None:
             return fd

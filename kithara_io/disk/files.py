@@ -24,6 +24,8 @@ TMP_PREFIX = INDEX_NAME + ".tmp."  # + "<pid>.<token>": an index being written
 DATA_PREFIX = "data."  # + generation: the sparse data file of one version of the resource
 LOCK_NAME = "lock"  # filelock: one commit at a time, across processes
 INUSE_NAME = "inuse"  # flock LOCK_SH while open; its mtime is the entry's last use
+FILE_MODE = 0o600  # cached bytes and URLs are the user's business: private, whatever the umask
+DIR_MODE = 0o700
 
 _CONTENDED = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 
@@ -55,9 +57,37 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_private_dir(path: Path) -> None:
+    """Create the directory ``path`` (parents as needed) readable by the user only; an
+    existing one is left as it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    os.chmod(path, DIR_MODE)  # the umask may have taken bits away
+
+
+def create_private(path: Path, flags: int) -> int:
+    """``os.open(path, flags | O_CREAT)`` of a file readable by the user only; an existing
+    file of ours is made private too (a cache written by an older version)."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    except PermissionError:  # not our file (a shared directory): leave its mode alone
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def create_sparse(path: Path, size: int) -> None:
     """Create ``path`` (it must not exist) with ``size`` bytes and no blocks, durably."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = create_private(path, os.O_RDWR | os.O_EXCL)
     try:
         os.ftruncate(fd, size)
         os.fsync(fd)
@@ -78,7 +108,7 @@ def same_file(fd: int, path: Path) -> bool:
 
 def _open_mark(directory: Path) -> Optional[int]:
     try:
-        return os.open(directory / INUSE_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return create_private(directory / INUSE_NAME, os.O_RDWR)
     except FileNotFoundError:  # the directory was just evicted
         return None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..sources.base import Validators
-from .files import DATA_PREFIX, INDEX_NAME, TMP_PREFIX, fsync_dir
+from .files import DATA_PREFIX, INDEX_NAME, TMP_PREFIX, create_private, fsync_dir
 
 FORMAT = 1
 _GENERATION = re.compile(r"[0-9a-f]{16}\Z")
@@ -35,7 +35,9 @@ class CorruptIndex(ValueError):
 @dataclass(frozen=True)
 class Index:
     """One entry's committed state. ``generation`` names the data file (``data.<generation>``)
-    and is new at every reset; it and ``validators`` are None until validators are pinned."""
+    and is new at every reset; it and ``validators`` are None until validators are pinned.
+    ``url`` is what listings show: the key (the URL itself, unless a key function strips a
+    signature, which must then not be stored either)."""
 
     url: str
     key: str
@@ -159,7 +161,7 @@ def write_index(directory: Path, index: Index) -> None:
     """Replace the entry's index atomically and durably. The caller holds the entry's filelock."""
     tmp = directory / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
     raw = encode(index)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = create_private(tmp, os.O_WRONLY | os.O_EXCL)
     try:
         try:
             view = memoryview(raw)

@@ -25,7 +25,7 @@ import filelock
 import platformdirs
 
 from .entry import CacheEntry, entry_lock
-from .files import INUSE_NAME, try_exclusive
+from .files import INUSE_NAME, make_private_dir, try_exclusive
 from .index import CorruptIndex, Index, read_index, remove_orphans
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class DiskCache:
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
-        self.path = Path(path if path is not None else platformdirs.user_cache_dir("kithara-io"))
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path) if path is not None else default_path()
+        make_private_dir(self.path)
         self.max_bytes = max_bytes
         self._key = key or (lambda url: url)
 
@@ -158,6 +158,11 @@ class DiskCache:
 
 _default: Optional[DiskCache] = None
 _default_lock = threading.Lock()
+
+
+def default_path() -> Path:
+    """Where ``DiskCache()`` keeps its entries: the user cache directory (not created here)."""
+    return Path(platformdirs.user_cache_dir("kithara-io"))
 
 
 def default_disk_cache() -> DiskCache:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from ..disk import CacheEntry
 from ..ranges import RangeSet
@@ -75,15 +75,18 @@ class DiskBody:
 
 class TeeBody:
     """A network Body whose bytes are also written to the cache entry. A disk that fails
-    (full, read-only) is logged once and only stops the caching, never the stream."""
+    (full, read-only) only stops the caching (``on_disk_failure(exc)``), never the stream."""
 
     from_disk = False
     requests_sent = 1
 
-    def __init__(self, body: Body, entry: CacheEntry, commit_every: int) -> None:
+    def __init__(
+        self, body: Body, entry: CacheEntry, commit_every: int, on_disk_failure: Callable[[BaseException], None]
+    ) -> None:
         self._body = body
         self._entry = entry
         self._commit_every = commit_every
+        self._on_disk_failure = on_disk_failure
         self._uncommitted = 0
         self._writing = True
         self.url, self.start, self.end, self.total, self.ranged = body.url, body.start, body.end, body.total, body.ranged
@@ -119,7 +122,7 @@ class TeeBody:
 
     def _stop_writing(self, exc: BaseException) -> None:
         self._writing = False
-        log.warning("disk cache: not caching more of %s: %s", self.url, exc)
+        self._on_disk_failure(exc)
 
 
 class DiskCachedSource:
@@ -132,6 +135,7 @@ class DiskCachedSource:
         self._lock = threading.Lock()
         self._revalidating = threading.Lock()
         self._known = entry.validators()
+        self._disk_failed = False  # the disk failed once (full, read-only): no more writing
         has_bytes = self._known is not None and bool(entry.present())
         self._state = _State.UNCHECKED if has_bytes else _State.FRESH
 
@@ -169,12 +173,30 @@ class DiskCachedSource:
         """Whether byte ``pos`` of this stream's version is on disk."""
         return self._from_disk(pos, pos + 1) is not None
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: new locks (a parent thread may have held one), new connections."""
+        self._lock = threading.Lock()
+        self._revalidating = threading.Lock()
+        self._entry._after_fork_in_child()
+        self._http._after_fork_in_child()
+
     def close(self) -> None:
-        """Close the connections, then the entry (which commits what is pending)."""
+        """Close the connections, then the entry (which commits what is pending). A disk
+        that fails here is logged, not raised: the stream itself did not fail."""
         try:
             self._http.close()
         finally:
-            self._entry.close()
+            try:
+                self._entry.close()
+            except OSError as exc:
+                self._disk_failure(exc)
+
+    def _disk_failure(self, exc: BaseException) -> None:
+        """Stop caching, with one warning (the disk is full, read-only or failing)."""
+        with self._lock:
+            first, self._disk_failed = not self._disk_failed, True
+        if first:
+            log.warning("disk cache: stopped caching %s: %s", self.url, exc)
 
     # -- fetching ----------------------------------------------------------------------
     def fetch(self, start: int, end: Optional[int], abort: Optional[AbortHandle] = None) -> Body:
@@ -288,7 +310,7 @@ class DiskCachedSource:
         HttpSource pinned (resetting it if it held another). A body of unknown length is
         not cached."""
         pinned = self._http.pinned
-        if pinned is None or pinned.size is None:
+        if pinned is None or pinned.size is None or self._disk_failed:
             return body
         version = pinned
         try:
@@ -299,6 +321,6 @@ class DiskCachedSource:
                         log.info("disk cache: %s changed on the server; dropping the cached copy", self.url)
                     self._entry.reset(version)
         except (OSError, ValueError, StreamError) as exc:
-            log.warning("disk cache: not caching %s: %s", self.url, exc)
+            self._disk_failure(exc)
             return body
-        return TeeBody(body, self._entry, self._commit_every)
+        return TeeBody(body, self._entry, self._commit_every, self._disk_failure)

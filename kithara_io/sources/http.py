@@ -16,9 +16,10 @@ from typing import Mapping, Optional, Tuple, Union
 import requests
 import urllib3
 
-from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
+from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
+from .shoutcast import is_icy_status_line, request_icy
 from .transport import (
     NETWORK_ERRORS,
     AbortHandle,
@@ -33,6 +34,7 @@ from .transport import (
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+_MAX_TOTAL = 1 << 62  # larger claimed lengths are refused: no real resource, and they overflow
 
 Body = HttpBody  # the Body this source answers with
 
@@ -57,16 +59,13 @@ class HttpSource:
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
         self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
-        self._session = requests.Session()
-        self._session.mount("http://", self._adapter)
-        self._session.mount("https://", self._adapter)
+        self._session = _session_like(requests.Session(), self._adapter)
         self._session.max_redirects = max_redirects
         self._session.verify = _resolve_verify(verify)
         self._session.cert = cert
         # The environment is read once here, as requests would read it on every request
         # (and on every redirect hop): proxies, and netrc credentials for this URL's host
         # only, so that a redirect elsewhere never carries them.
-        self._session.trust_env = False
         self._proxies = requests.utils.get_environ_proxies(url)
         self._session.proxies.update(self._proxies)
         self._netrc = None  # for this URL's origin only: see _headers_for
@@ -107,6 +106,17 @@ class HttpSource:
     def abort_all(self) -> None:
         """Break every request in flight, also those still waiting for their answer."""
         self._registry.shutdown_all()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's connections without closing them in any
+        way the parent's peers would see (no shutdown), and use a new session with the same
+        settings from now on."""
+        old = self._session
+        self._adapter = TlsAdapter()
+        self._session = _session_like(old, self._adapter)
+        self._lock = threading.Lock()
+        self._registry = ConnectionRegistry()
+        self._route = None
 
     def close(self) -> None:
         """Close every connection. Call only when no fetch is running."""
@@ -149,7 +159,10 @@ class HttpSource:
             header = answer.headers.get("Content-Range", "")
             match = _CONTENT_RANGE.match(header)
             total = int(match.group(3)) if match and match.group(3) != "*" else None
-            if total is None or (int(match.group(1)), int(match.group(2))) != (max(0, total - length), total - 1):
+            if total is None or total > _MAX_TOTAL or (int(match.group(1)), int(match.group(2))) != (
+                max(0, total - length),
+                total - 1,
+            ):
                 raise InvalidResponseError(
                     f"Content-Range {header!r} does not match the requested last {length} bytes", url=answer.url
                 )
@@ -247,9 +260,25 @@ class HttpSource:
         except _BAD_LOCATION as exc:  # a redirect to ftp:, file:, a bad port...: not transient
             raise InvalidResponseError("redirected to a URL that cannot be fetched", url=url, cause=exc) from exc
         except NETWORK_ERRORS as exc:
-            raise connection_error(exc, url, span) from exc
+            if not is_icy_status_line(exc):
+                raise connection_error(exc, url, span) from exc
+            answer = self._icy_request(url, headers, span)
         abort.attach(answer.raw.connection)
         return answer
+
+    def _icy_request(self, url: str, headers: Mapping[str, str], span: Optional[tuple]) -> Answer:
+        """The same request over a plain socket: old Shoutcast servers answer ``ICY 200 OK``,
+        a status line http.client refuses (see :mod:`.shoutcast`)."""
+        try:
+            response = request_icy(
+                url, {**self._headers_for(url), **headers},
+                self._timeout.connect_timeout, self._timeout.read_timeout, self._session.verify,
+            )
+        except StreamError:
+            raise
+        except OSError as exc:
+            raise connection_error(exc, url, span) from exc
+        return Answer(response.status, response.reason, response.headers, url, response)
 
     def _track(self, url: str) -> None:
         """Register the connections of the pool the next requests-path request takes."""
@@ -285,6 +314,8 @@ class HttpSource:
             return HttpBody(url, answer, body_start, body_end, total, True, abort)
         if status == 200:
             total = _content_length(answer)
+            if total is not None and total > _MAX_TOTAL:
+                raise InvalidResponseError(f"absurd Content-Length {total}", url=url, byte_range=span)
             if self._ranged:
                 # We sent If-Range with the pinned validator: a 200 means it no longer
                 # matches, unless something on the way ignored the Range header.
@@ -325,6 +356,8 @@ class HttpSource:
             )
         first, last = int(match.group(1)), int(match.group(2))
         total = None if match.group(3) == "*" else int(match.group(3))
+        if max(last, total or 0) > _MAX_TOTAL:
+            raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
         clamped_end = end if total is None or end is None else min(end, total)
         expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
         # A shorter answer that starts right is honest (CDNs cap slice sizes): the caller
@@ -357,6 +390,20 @@ class HttpSource:
 
 
 _CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
+def _session_like(old: requests.Session, adapter: TlsAdapter) -> requests.Session:
+    """A new Session over ``adapter`` with ``old``'s settings (``old`` itself when new)."""
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    for name in ("max_redirects", "verify", "cert", "auth"):
+        setattr(session, name, getattr(old, name))
+    session.trust_env = False  # the environment is read once, by HttpSource
+    session.proxies.update(old.proxies)
+    session.headers = old.headers.copy()
+    session.cookies.update(old.cookies)
+    return session
 
 
 def _origin(url: str) -> tuple:

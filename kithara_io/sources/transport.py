@@ -82,6 +82,14 @@ def _shared_context(scheme: Optional[str], verify: Any, cert: Any) -> Optional[s
 _CONTEXT_LOCK = threading.Lock()  # guards _load_context's cache fill; held while loading
 
 
+def _fresh_context_lock() -> None:
+    global _CONTEXT_LOCK
+    _CONTEXT_LOCK = threading.Lock()  # a parent thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_fresh_context_lock)
+
+
 @functools.lru_cache(maxsize=16)
 def _load_context(ca: str, cert_file: Optional[str], key_file: Optional[str], stamps: tuple) -> ssl.SSLContext:
     context = urllib3.util.create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
@@ -130,7 +138,7 @@ class AbortHandle:
 
 
 def _shutdown(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
+    sock = getattr(conn, "sock", None) or getattr(conn, "kept_sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -172,6 +180,10 @@ class ConnectionRegistry:
 
 def _registered_connect(self: Any) -> None:
     super(type(self), self).connect()
+    # On a "Connection: close" answer (HTTP/1.0, a close-delimited body) http.client drops
+    # ``sock`` once the headers are in, the response alone reading it: keep it, so an abort
+    # can still break that body's reads.
+    self.kept_sock = self.sock
     self.registry.add(self)
 
 
@@ -262,6 +274,8 @@ class HttpBody:
         self.total = total
         self.ranged = ranged
         self.position = start
+        # The answer's headers: a live stream reads its ICY fields (icy-metaint) here.
+        self.headers: Mapping[str, str] = answer.headers if answer is not None else {}
         self._raw = answer.raw if answer is not None else None
         self._abort = abort
         self._broken: Optional[ConnectionFailedError] = None
@@ -295,6 +309,23 @@ class HttpBody:
         self.position += n
         return n
 
+    def readinto1(self, buf: memoryview) -> int:
+        """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
+        the reader of a live stream must not wait for a piece of a slow station to fill."""
+        if self._raw is None:
+            return 0
+        if self._broken is not None:
+            raise self._broken
+        try:
+            data = self._raw.read1(len(buf), decode_content=False)
+        except NETWORK_ERRORS as exc:
+            raise ConnectionFailedError(
+                "connection broke while reading the body", url=self.url, byte_range=(self.position, self.end), cause=exc
+            ) from exc
+        buf[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
     def close(self) -> None:
         """Return the connection to its pool if the body was read to its end, else drop it."""
         raw, self._raw = self._raw, None
@@ -326,7 +357,7 @@ def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> Str
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
 
 
-def _chain(exc: Optional[BaseException]) -> list:
+def cause_chain(exc: Optional[BaseException]) -> list:
     """``exc`` and what it wraps (urllib3's ``reason`` / ``original_error``, exception
     arguments, ``__cause__``, ``__context__``), outermost first; bounded, as chains can loop."""
     found: list = []
@@ -344,7 +375,7 @@ def _chain(exc: Optional[BaseException]) -> list:
 def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException]:
     """The certificate verification failure in ``exc``'s chain: the ``ssl`` error itself,
     else a wrapper that says so; None if the failure was something else."""
-    chain = _chain(exc)
+    chain = cause_chain(exc)
     for link in chain:
         if isinstance(link, ssl.SSLCertVerificationError):
             return link
@@ -360,7 +391,7 @@ _TUNNEL_FAILED = re.compile(r"^Tunnel connection failed: (\d{3})\b ?(.*)$")
 
 def _tunnel_refusal(exc: Optional[BaseException]) -> Optional[Tuple[int, str]]:
     """(status, reason) if a proxy refused to open the tunnel."""
-    for link in _chain(exc):
+    for link in cause_chain(exc):
         if type(link) is OSError and link.args and isinstance(link.args[0], str):
             match = _TUNNEL_FAILED.match(link.args[0])
             if match:

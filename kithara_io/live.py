@@ -1,0 +1,452 @@
+"""Live streams: radio stations, responses without a length, pipes.
+
+A :class:`LiveReader` reads one :class:`~kithara_io.sources.live.LiveBody` on its own thread
+(a station plays for hours: it must not hold one of the Downloader's fetch slots) into a
+bounded :class:`~kithara_io.livebuffer.LiveBuffer`, strips ICY metadata when the answer has
+``icy-metaint``, and reconnects with the retry policy when a live connection drops
+(``StreamGap``). :class:`LiveStream` is the file the caller gets: not seekable (like a pipe)
+until a finite body's end is proven with every byte still held.
+
+Threads and locks: the live thread (``kithara-live-N``) owns the current body and is the
+buffer's only writer; ``close()`` breaks the body, wakes the buffer and joins the thread.
+``_lock`` guards the metadata, the pending changes, the current body and the counters; the
+buffer has its own condition; the two are never held together. Events are published with
+no lock held.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import os
+import stat
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+
+from .errors import ConnectionFailedError, StreamError
+from .events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
+from .livebuffer import LiveBuffer
+from .options import StreamOptions
+from .planning import Priority
+from .sources.icy import IcyDemuxer, Metadata, metaint, station_metadata
+from .sources.live import AbortSlot, IcyLiveBody, LiveBody, PipeBody, open_http, open_icy
+from .stats import StreamStats
+from .stream import Stream
+
+log = logging.getLogger(__name__)
+
+#: Bytes kept behind the reader of a station (nothing can seek there).
+STATION_WINDOW = 64 * 1024
+#: A connection that delivered this much counts as progress: the retry count starts over.
+PROGRESS = 16 * 1024
+READ_SIZE = 64 * 1024
+
+_ids = itertools.count(1)
+Reconnect = Callable[[AbortSlot], LiveBody]
+
+
+def is_station(headers) -> bool:
+    """An answer from a radio server (ICY headers): its end is a dropped connection."""
+    return any(name.lower().startswith("icy-") for name in headers)
+
+
+class LiveReader:
+    """The reader protocol of :class:`~kithara_io.stream.Stream` over a live body."""
+
+    def __init__(
+        self,
+        url: str,
+        first: LiveBody,
+        reconnect: Optional[Reconnect],
+        options: StreamOptions,
+        *,
+        slot: Optional[AbortSlot] = None,
+        priority: Priority = Priority.HIGH,
+        events: Optional[EventBus] = None,
+        station: Optional[bool] = None,
+    ) -> None:
+        self.url = url
+        self.events = events or EventBus(url)
+        self._priority = priority
+        self._opts = options
+        self._reconnect = reconnect
+        self._slot = slot or AbortSlot()
+        self.station = is_station(first.headers) if station is None else station
+        budget = options.cache_budget or (64 << 20)
+        self._buffer = LiveBuffer(budget, STATION_WINDOW if self.station else budget, url)
+        self._lock = threading.Lock()
+        self._body: Optional[LiveBody] = first
+        self.content_type: Optional[str] = first.headers.get("Content-Type")
+        self._station_fields = station_metadata(first.headers)
+        self._metadata: Metadata = dict(self._station_fields)
+        self._pending: Deque[Tuple[int, Metadata]] = deque()
+        self._requests = 1
+        self._retries = 0
+        self._fetched = 0
+        self._closing = threading.Event()  # also what backoff waits on
+        self._thread = threading.Thread(target=self._run, name=f"kithara-live-{next(_ids)}", daemon=True)
+
+    def open(self) -> None:
+        """Start reading; returns once the first bytes (or the end, or a failure) are in."""
+        self._thread.start()
+        try:
+            self._buffer.wait_started()
+        except BaseException:  # Ctrl-C while waiting: leave nothing running
+            self.close()
+            raise
+        error = self._buffer.error
+        if error is not None and not self._buffer.end:
+            self.close()
+            raise error.with_traceback(None)
+
+    # -- the reader protocol ---------------------------------------------------------------
+    @property
+    def size(self) -> Optional[int]:
+        return self._buffer.end if self._buffer.complete() else None
+
+    def seekable(self) -> bool:
+        return self._buffer.complete()
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self._buffer.error
+
+    @property
+    def priority(self) -> Priority:
+        return self._priority
+
+    def set_priority(self, priority: Union[Priority, str]) -> None:
+        self._priority = Priority.parse(priority)  # no queued fetches to move
+
+    def metadata_at(self, pos: int) -> Metadata:
+        """The metadata as at read position ``pos``: changes up to there applied."""
+        with self._lock:
+            while self._pending and self._pending[0][0] <= pos:
+                self._metadata = self._pending.popleft()[1]
+            return dict(self._metadata)
+
+    def read_at(self, pos: int, out: memoryview) -> int:
+        if not len(out):
+            return 0
+        if not self._buffer.has_data(pos):
+            self.events.publish(ReaderWaiting(pos))
+            began = time.monotonic()
+            n = self._buffer.read_into(pos, out)
+            self.events.publish(ReaderResumed(pos, time.monotonic() - began))
+        else:
+            n = self._buffer.read_into(pos, out)
+        return n
+
+    def read_bytes(self, pos: int, n: int) -> bytes:
+        data = bytearray(n)
+        got = self.read_at(pos, memoryview(data))
+        del data[got:]
+        return bytes(data)
+
+    def buffered(self) -> List[Tuple[int, int]]:
+        start, end = self._buffer.held()
+        return [(start, end)] if end > start else []
+
+    def stats(self) -> StreamStats:
+        served, waits, waited, held = self._buffer.counters()
+        with self._lock:
+            requests, retries, fetched = self._requests, self._retries, self._fetched
+        return StreamStats(
+            requests=requests, bytes_fetched=fetched, bytes_served=served, waits=waits,
+            time_waited=waited, retries=retries, bytes_cached=held,
+        )
+
+    def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
+        return False, None, None  # no ranges, no validators
+
+    def interrupt(self) -> None:
+        """A read waiting for bytes raises ``InterruptedError`` (see ``LiveBuffer.interrupt``)."""
+        self._buffer.interrupt()
+
+    def close(self) -> None:
+        """Break the connection, wake every wait, join the live thread. Idempotent."""
+        self._closing.set()
+        self._buffer.close()
+        self._slot.abort()
+        with self._lock:  # (held: the live thread closes a body under it, never mid-abort)
+            if self._body is not None:
+                self._body.abort()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            body, self._body = self._body, None
+        if body is not None:  # the thread never started
+            body.close()
+
+    # -- metadata --------------------------------------------------------------------------
+    def _changed(self, position: int, fields: Dict[str, str]) -> None:
+        with self._lock:
+            metadata: Metadata = dict(self._station_fields)
+            metadata.update({k: v for k, v in fields.items() if k in ("title", "url")})
+            self._pending.append((position, metadata))
+        self.events.publish(MetadataChanged(dict(metadata), position))
+
+    # -- the live thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._closing.is_set():
+            with self._lock:
+                body = self._body
+            assert body is not None
+            start = self._buffer.end
+            try:
+                cause = self._pump(body, start)
+            except BaseException as exc:  # never let the thread die silently
+                log.exception("live stream %s: reader thread failed", self.url)
+                self._buffer.fail(StreamError("live stream failed", url=self.url, cause=exc))
+                cause = None
+            finally:
+                self._drop_body()
+            if self._closing.is_set() or self._buffer.error is not None:
+                return
+            if cause is None and not self.station:
+                self._buffer.finish()  # a clean end of a finite body
+                return
+            if self._reconnect is None:
+                self._buffer.fail(cause or ConnectionFailedError("stream ended", url=self.url))
+                return
+            failures = 0 if self._buffer.end - start >= PROGRESS else failures
+            failures = self._connect_again(failures, cause)
+            if failures < 0:
+                return
+            self.events.publish(StreamGap(self._buffer.end))
+
+    def _pump(self, body: LiveBody, start: int) -> Optional[StreamError]:
+        """Read ``body`` into the buffer until it ends (None) or breaks (the error)."""
+        headers = body.headers
+        interval = metaint(headers)
+        demuxer = IcyDemuxer(interval) if interval else None
+        buf = bytearray(READ_SIZE)
+        view = memoryview(buf)
+        while not self._closing.is_set():
+            try:
+                n = body.readinto(view)
+            except StreamError as exc:
+                return exc
+            if n == 0:
+                return None
+            with self._lock:
+                self._fetched += n
+            if demuxer is None:
+                data = bytes(view[:n])
+            else:
+                data, changes = demuxer.feed(view[:n])
+                for position, fields in changes:
+                    self._changed(start + position, fields)
+            if not self._buffer.put(data):
+                return None  # closed
+        return None
+
+    def _connect_again(self, failures: int, cause: Optional[BaseException]) -> int:
+        """Reconnect with the retry policy: the new failure count, or -1 when giving up
+        (the failure is stored) or closing."""
+        retry = self._opts.retry
+        while True:
+            failures += 1
+            if failures > retry.attempts:
+                self._buffer.fail(
+                    ConnectionFailedError(
+                        f"live stream dropped and {retry.attempts} reconnection attempts failed",
+                        url=self.url,
+                        cause=cause,
+                    )
+                )
+                return -1
+            delay = retry.delay(failures, getattr(cause, "retry_after", None))
+            with self._lock:
+                self._retries += 1
+            self.events.publish(RequestRetrying(0, failures, delay, str(cause or "connection closed"), self.url))
+            if self._closing.wait(delay):
+                return -1
+            try:
+                body = self._reconnect(self._slot)  # type: ignore[misc]
+            except StreamError as exc:
+                if not retry.is_transient(exc):
+                    self._buffer.fail(exc)
+                    return -1
+                cause = exc
+                continue
+            with self._lock:
+                self._requests += 1
+                self._body = body
+                self._station_fields = station_metadata(body.headers) or self._station_fields
+            if self._closing.is_set():
+                return -1
+            return failures
+
+    def _drop_body(self) -> None:
+        with self._lock:
+            body, self._body = self._body, None
+            if body is not None:
+                body.close()
+
+
+class LiveStream(Stream):
+    """A :class:`~kithara_io.stream.Stream` over a live source.
+
+    Like a pipe: ``size`` is None, ``seekable()`` is False, ``seek`` raises
+    ``io.UnsupportedOperation`` except to the current position, ``tell()`` counts the bytes
+    read, and a read returns as soon as some bytes are there (fewer than asked is not the
+    end; ``b""`` is). A finite body becomes an ordinary seekable file once its end is proven
+    with every byte still held. ``metadata``: the station's fields and the title at the
+    read position.
+    """
+
+    _reader: LiveReader
+
+    def seekable(self) -> bool:
+        self._check_closed()
+        return self._reader.seekable()
+
+    @property
+    def size(self) -> Optional[int]:  # type: ignore[override]
+        """None while the length is unknown (always, for a station)."""
+        self._check_closed()
+        return self._reader.size
+
+    @property
+    def metadata(self) -> Metadata:
+        """``name``, ``genre``, ``description``, ``bitrate``, ``station_url`` (from the
+        ``icy-*`` headers) and ``title``, ``url`` (from the stream) as at ``tell()``."""
+        return self._reader.metadata_at(self._pos)  # also once closed: players ask from other threads
+
+    def interrupt(self) -> None:
+        """Make a read waiting for bytes in another thread raise ``InterruptedError`` now
+        (or the next read that has to wait); the stream stays usable."""
+        self._check_closed()
+        self._reader.interrupt()
+
+    @property
+    def content_type(self) -> Optional[str]:
+        """The first answer's Content-Type (``audio/mpeg``, ``audio/aac``, ``audio/ogg``...),
+        which tells PyAV's ``format=``; None for a pipe."""
+        return self._reader.content_type
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_closed()
+        if self._reader.seekable():
+            return super().seek(offset, whence)
+        self._check_failed()
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            raise io.UnsupportedOperation("seek from the end: a live stream has no known length")
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if target != self._pos:
+            raise io.UnsupportedOperation("seek: a live stream is not seekable (only to tell())")
+        return target
+
+    def readall(self) -> bytes:
+        """Everything up to the end of the stream (which a station never reaches)."""
+        self._check_closed()
+        out = bytearray()
+        while True:
+            chunk = self.read(READ_SIZE)
+            if not chunk:
+                return bytes(out)
+            out += chunk
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pos={self._pos} live"
+        return f"<kithara_io.LiveStream {self.name!r} {state}>"
+
+
+class HandedBody:
+    """The first answer of an engine fetch, handed over unread because it has no length
+    (see ``RemoteReader.open``): its Body and abort handle as a LiveBody."""
+
+    def __init__(self, body, abort) -> None:
+        self.url = body.url
+        self.headers = body.headers
+        self._body = body
+        self._abort = abort
+
+    @staticmethod
+    def fits(body) -> bool:
+        """Whether ``body`` tells its headers and can return what has arrived."""
+        return hasattr(body, "headers") and hasattr(body, "readinto1")
+
+    def readinto(self, buf: memoryview) -> int:
+        return self._body.readinto1(buf)  # what arrived: a slow station is not held back
+
+    def abort(self) -> None:
+        self._abort.abort()
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def open_url(
+    url: str,
+    *,
+    headers=None,
+    options: StreamOptions = StreamOptions(),
+    priority: Priority = Priority.HIGH,
+    on_event=None,
+    first: Optional[LiveBody] = None,
+    slot: Optional[AbortSlot] = None,
+) -> LiveStream:
+    """A live stream of ``url``; ``first`` is its first answer when a fetch already has it
+    (ownership passes here), else it is requested now. Reconnections ask ``url`` again."""
+    slot = slot or AbortSlot()
+    opts = options
+
+    def connect(slot: AbortSlot) -> LiveBody:
+        return open_http(url, headers, opts.timeout, opts.verify, opts.max_redirects, slot)
+
+    def connect_icy(slot: AbortSlot) -> LiveBody:  # no HTTP attempt first: we know the server
+        return open_icy(url, headers, opts.timeout, opts.verify, slot)
+
+    body = first if first is not None else connect(slot)
+    try:
+        reader = LiveReader(url, body, connect_icy if isinstance(body, IcyLiveBody) else connect, opts,
+                            slot=slot, priority=priority)
+    except BaseException:
+        body.close()
+        raise
+    if on_event is not None:
+        reader.events.subscribe(on_event)
+    reader.open()
+    return LiveStream(reader, url)
+
+
+def local_stream_fd(path: str) -> Optional[int]:
+    """An fd for ``path`` when it is a pipe or device rather than a regular file (``-`` is
+    stdin, duplicated so that closing the stream leaves stdin open); None for a file.
+    Opening a FIFO waits for its writer, as any reader of a FIFO does."""
+    if path == "-":
+        return os.dup(0)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # LocalFileReader reports it
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
+        return None
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise StreamError("cannot open", url=path, cause=exc) from exc
+
+
+def open_pipe(name: str, fd: int, *, options: StreamOptions = StreamOptions(),
+              priority: Priority = Priority.HIGH, on_event=None) -> LiveStream:
+    """A live stream of a local FIFO, stdin or character device; takes ownership of ``fd``."""
+    reader = LiveReader(name, PipeBody(name, fd), None, options, priority=priority, station=False)
+    if on_event is not None:
+        reader.events.subscribe(on_event)
+    reader.open()
+    return LiveStream(reader, name)
+
+
+__all__ = ["HandedBody", "LiveReader", "LiveStream", "is_station", "open_pipe", "open_url"]

@@ -1,0 +1,223 @@
+"""The FFmpeg decoder (PyAV): AAC/M4A (moov at the start or the end), ALAC, Opus and Vorbis
+in WebM/MKV/Ogg, MP3 (ID3v2 tags), MPEG-TS and ADTS, live streams without a duration.
+
+Seeking is sample-exact: FFmpeg seeks to the key point at or before a little before the
+target (the pre-roll lets MDCT codecs and Opus settle), the decoder decodes from there and
+the samples before the target are dropped, each frame placed by its timestamp.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator, List, Optional, Tuple
+
+import av
+import numpy as np
+
+from .channels import channel_matrix, map_channels
+
+PREROLL = 0.2  # seconds decoded before a seek target and dropped
+SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
+
+
+class PyAVOpenError(Exception):
+    """FFmpeg cannot open the data as audio."""
+
+
+_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+def frame_to_float32(frame: "av.AudioFrame") -> np.ndarray:
+    """A decoded frame as ``samples x channels`` float32 (any FFmpeg sample format)."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.T
+    else:
+        data = data.reshape(-1, channels)
+    name = frame.format.name.rstrip("p")
+    if name in _SCALE:
+        if name == "u8":
+            return ((data.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+        return (data / _SCALE[name]).astype(np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+class PyAVDecoder:
+    """Decodes the first audio stream of what FFmpeg recognises in the file."""
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+        self._container = None
+        self._open()
+        context = self._stream.codec_context
+        self.samplerate: int = int(context.sample_rate)
+        self.channels: int = len(context.layout.channels) or 1
+        container_format = self._container.format
+        names = container_format.name.split(",")  # "mov,mp4,m4a,3gp,3g2,mj2": say mp4
+        self.format: str = "mp4" if "mp4" in names else names[0]
+        self.format_info: str = container_format.long_name
+        self.codec: str = context.codec.name
+        self.codec_info: str = context.codec.long_name
+        self._time_base = self._stream.time_base
+        self._start = self._stream.start_time or 0
+        self.frames: Optional[int] = self._length()
+        # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
+        self._limit = self.frames if self.format == "mp4" else None
+        self._position = 0  # file frame of the next frame read() returns
+        self._target: Optional[int] = None  # after a seek: drop frames before it
+        self._offset = 0  # frames counted from the start minus frames placed by timestamp
+        self._calibrate()
+
+    def _open(self) -> None:
+        """Open the container (again) from the first byte; the decoder is at frame 0."""
+        if self._container is not None:
+            self._container.close()
+            self._reader.seek(0)
+        try:
+            self._container = av.open(self._reader, mode="r", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            raise PyAVOpenError(_message(exc)) from None
+        try:
+            audio = self._container.streams.audio
+            if not audio:
+                raise PyAVOpenError("no audio stream")
+            self._stream = audio[0]
+            context = self._stream.codec_context
+            if not context.sample_rate or not context.codec:
+                raise PyAVOpenError("no decodable audio stream")
+        except BaseException:
+            self._container.close()
+            raise
+        self._pending: List[np.ndarray] = []
+        self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
+        # Container tags (title, artist...), copied: other threads read them, not the container.
+        self.metadata = {**dict(self._container.metadata), **dict(self._stream.metadata)}
+
+    @property
+    def duration(self) -> Optional[float]:
+        return None if self.frames is None else self.frames / self.samplerate
+
+    def _length(self) -> Optional[int]:
+        if self._stream.duration is not None and self._time_base is not None:
+            return int(round(self._stream.duration * self._time_base * self.samplerate))
+        if self._container.duration is not None:  # microseconds (av.time_base)
+            return int(round(self._container.duration * self.samplerate / av.time_base))
+        return None
+
+    def read(self, frames: int) -> np.ndarray:
+        if self._limit is not None:
+            frames = max(0, min(frames, self._limit - self._position))
+        have = sum(len(p) for p in self._pending)
+        while have < frames:
+            block = self._next_block()
+            if block is None:
+                break
+            self._pending.append(block)
+            have += len(block)
+        if not self._pending:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        out, rest = joined[:frames], joined[frames:]
+        self._pending = [rest] if len(rest) else []
+        self._position += len(out)
+        return out
+
+    def seek(self, frame: int) -> None:
+        frame = max(0, int(frame))
+        self._pending = []
+        self._position = frame
+        self._target = frame
+        if frame < PREROLL * self.samplerate:
+            # Near the start, decode from the first packet as a fresh open does: codec delay
+            # and priming are trimmed only there (FFmpeg skips them on the first packet).
+            self._open()
+            self._frames = self._decode(counted=True)
+        else:
+            self._seek_before(frame / self.samplerate - PREROLL)
+
+    def close(self) -> None:
+        self._frames = None
+        self._container.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _calibrate(self) -> None:
+        """Decode the first two frames (kept for read()) and compare the second one's
+        timestamp with its place counted from the start: containers with coarse timestamps
+        (WebM: milliseconds) round the codec delay, and seeks must land where a decode from
+        the start would be."""
+        kept: List[np.ndarray] = []
+        self._frames = self._decode()
+        for first, data in itertools.islice(self._frames, 2):
+            if len(kept) == 1 and first is not None:
+                self._offset = len(kept[0]) - first
+            kept.append(data)
+        self._pending = kept
+
+    def _seek_before(self, seconds: float) -> None:
+        # May be before the first timestamp (priming packets have negative ones): backward
+        # seeking then lands on the first packet.
+        offset = self._start + int(seconds / self._time_base)
+        try:
+            self._container.seek(offset, stream=self._stream, backward=True)
+        except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
+            self._container.seek(max(offset, self._start), stream=self._stream, backward=True)
+        self._stream.codec_context.flush_buffers()
+        self._frames = self._decode()
+
+    def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
+        """(first frame, samples) of each decoded frame: placed by its timestamp, or
+        ``counted`` from 0 (decoding from the first packet)."""
+        count = 0
+        for packet in self._container.demux(self._stream):
+            try:
+                decoded = packet.decode()
+            except av.InvalidDataError:
+                continue  # a damaged packet (a live stream joined mid-frame): skip it
+            for frame in decoded:
+                first, data = self._placed(frame)
+                yield (count if counted else first), data
+                count += len(data)
+
+    def _placed(self, frame: "av.AudioFrame"):
+        data = frame_to_float32(frame)
+        if data.shape[1] != self.channels:  # the layout changed mid-stream (a live stream)
+            data = map_channels(data, channel_matrix(data.shape[1], self.channels))
+        if frame.pts is None or frame.time_base is None:
+            return None, data
+        first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate)) + self._offset
+        return first, data
+
+    def _next_block(self) -> Optional[np.ndarray]:
+        """The next decoded samples from ``_position`` on; None at the end. Bounded: each
+        pass consumes a decoded frame, and at most SEEK_RETRIES passes seek back."""
+        if self._frames is None:
+            self._frames = self._decode()
+        retries = 0
+        while True:
+            item = next(self._frames, None)
+            if item is None:
+                return None
+            first, data = item
+            target = self._target
+            if target is None:
+                return data
+            if first is None:  # no timestamp: trust FFmpeg's landing
+                self._target = None
+                return data
+            if first > target and target > 0 and retries < SEEK_RETRIES:
+                retries += 1  # landed after the target: seek further back
+                self._seek_before(target / self.samplerate - PREROLL * 4**retries)
+                continue
+            if first + len(data) <= target:
+                continue
+            self._target = None
+            return data[max(0, target - first) :]
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    # "[Errno 1094995529] Invalid data found when processing input: '<none>'" -> the cause
+    if "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(": '", 1)[0]

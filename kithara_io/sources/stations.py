@@ -1,0 +1,108 @@
+"""Station playlists: the ``.pls`` and ``.m3u`` files radio directories hand out.
+
+Such a playlist is a short text list of stream URLs (mirrors of one station), not an HLS
+playlist: a text with ``#EXT-X-`` tags is left alone (None). :func:`resolve` tries the
+entries in order and returns the first stream that answers. Pure code apart from the
+``open_entry`` callable it is given.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Callable, List, Optional, TypeVar
+
+from ..errors import StreamError
+
+T = TypeVar("T")
+
+#: Largest playlist read: a station list is a few hundred bytes.
+MAX_PLAYLIST_BYTES = 64 * 1024
+
+_PLS_TYPES = {"audio/x-scpls", "application/pls+xml", "audio/scpls"}
+_M3U_TYPES = {"audio/x-mpegurl", "audio/mpegurl"}
+_PLS_FILE = re.compile(r"^\s*file(\d+)\s*=\s*(.+?)\s*$", re.I)
+
+
+def playlist_kind(url: str, content_type: Optional[str]) -> Optional[str]:
+    """``"pls"`` or ``"m3u"`` when a response is (probably) a station playlist, by its
+    Content-Type or, for the generic types servers use, the extension of its URL path."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in _PLS_TYPES:
+        return "pls"
+    if ctype in _M3U_TYPES:
+        return "m3u"
+    path = urllib.parse.urlsplit(url).path.lower()
+    if ctype in ("", "text/plain", "application/octet-stream", "audio/x-mpegurl"):
+        if path.endswith(".pls"):
+            return "pls"
+        if path.endswith(".m3u"):
+            return "m3u"
+    return None
+
+
+def parse_playlist(text: str, base_url: str, kind: Optional[str] = None) -> Optional[List[str]]:
+    """The stream URLs of a station playlist, in order, relative ones resolved against
+    ``base_url``; None when ``text`` is an HLS playlist (``#EXT-X-`` tags) or lists nothing.
+    ``kind`` (``"pls"``/``"m3u"``) is a hint; the text itself decides."""
+    text = text.lstrip("\ufeff")
+    lines = text.splitlines()
+    if any(line.lstrip().upper().startswith("#EXT-X-") for line in lines):
+        return None
+    is_pls = kind == "pls" or any(line.strip().lower() == "[playlist]" for line in lines)
+    entries = _pls_entries(lines) if is_pls else _m3u_entries(lines)
+    urls = [urllib.parse.urljoin(base_url, entry) for entry in entries]
+    return urls or None
+
+
+def _pls_entries(lines: List[str]) -> List[str]:
+    numbered = []
+    for line in lines:
+        match = _PLS_FILE.match(line)
+        if match:
+            numbered.append((int(match.group(1)), match.group(2)))
+    return [url for _, url in sorted(numbered, key=lambda item: item[0])]
+
+
+def _m3u_entries(lines: List[str]) -> List[str]:
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_playlist(stream, url: str, content_type: Optional[str]) -> Optional[List[str]]:
+    """The entries of ``stream`` when it is a station playlist (by Content-Type or URL), else
+    None with ``stream`` rewound when it can be (nothing read when it is not one)."""
+    kind = playlist_kind(url, content_type)
+    if kind is None:
+        return None
+    data = bytearray()
+    while len(data) <= MAX_PLAYLIST_BYTES:
+        chunk = stream.read(MAX_PLAYLIST_BYTES + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    urls = None
+    if len(data) <= MAX_PLAYLIST_BYTES:
+        try:
+            urls = parse_playlist(bytes(data).decode("utf-8"), url, kind)
+        except UnicodeDecodeError:
+            urls = None  # not text: a stream served under a playlist's name
+    if urls is None and stream.seekable():
+        stream.seek(0)
+    return urls
+
+
+def resolve(playlist_url: str, urls: List[str], open_entry: Callable[[str], T]) -> T:
+    """``open_entry(url)`` for each entry in turn; the first that returns wins. If every
+    entry fails, a StreamError naming the playlist, with the last entry's failure as cause."""
+    last: Optional[BaseException] = None
+    for url in urls:
+        try:
+            return open_entry(url)
+        except StreamError as exc:
+            last = exc
+    raise StreamError(
+        f"none of the {len(urls)} stream(s) of the station playlist answered", url=playlist_url, cause=last
+    )
+
+
+__all__ = ["MAX_PLAYLIST_BYTES", "parse_playlist", "playlist_kind", "read_playlist", "resolve"]

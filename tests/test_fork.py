@@ -1,0 +1,145 @@
+"""A stream opened before ``os.fork()`` works in the child (fresh Downloader threads and
+connections), and the parent is unaffected (issue #18)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import signal
+import pytest
+
+import kithara_io
+from kithara_io.disk import DiskCache
+from tests.servers.faults import Throttle
+
+SIZE = 8 << 20
+CHILD_POS, CHILD_LEN = 6 << 20, 300_000
+WAIT = 30.0
+
+
+@pytest.fixture
+def data() -> bytes:
+    return os.urandom(SIZE)
+
+
+def in_child(f, pos: int, n: int) -> bytes:
+    f.seek(pos)
+    got = f.read(n)
+    f.close()
+    return got
+
+
+def fork_and_read(f, pos: int, n: int, work=in_child) -> bytes:
+    """Fork; the child reads ``[pos, pos + n)`` of ``f`` (``work(f, pos, n)``) and sends
+    it through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(r)
+            got = work(f, pos, n)
+            view = memoryview(got)
+            while view:
+                view = view[os.write(w, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    received = bytearray()
+    ended = False
+    try:
+        with os.fdopen(r, "rb", buffering=0) as pipe:
+            while True:
+                ready, _, _ = select.select([pipe], [], [], WAIT)
+                assert ready, "the child hangs"
+                chunk = pipe.read(1 << 20)
+                if not chunk:
+                    ended = True  # the child closed its end: it is exiting
+                    break
+                received += chunk
+    finally:
+        if not ended:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return bytes(received)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cached", [False, True], ids=["memory", "disk-cache"])
+def test_child_reads_a_range_not_fetched_yet_while_the_parent_keeps_reading(
+    fault_server, data, tmp_path, cached, no_leaks
+):
+    url = fault_server.add("/a.bin", data)
+    # Slow enough that read-ahead fetches are running when the process forks.
+    fault_server.always("/a.bin", Throttle(4_000_000))
+    options = {"cache": DiskCache(tmp_path / "cache")} if cached else {}
+    with kithara_io.open(url, **options) as f:
+        assert f.read(100_000) == data[:100_000]
+        assert not any(start <= CHILD_POS < end for start, end in f.buffered())
+        got = fork_and_read(f, CHILD_POS, CHILD_LEN)
+        assert got == data[CHILD_POS : CHILD_POS + CHILD_LEN]
+        # The parent's fetches and connections are its own still.
+        assert f.tell() == 100_000
+        assert f.read() == data[100_000:]
+
+
+def _mp_child(f, conn) -> None:
+    conn.send_bytes(in_child(f, CHILD_POS, CHILD_LEN))
+    conn.close()
+
+
+@pytest.mark.timeout(60)
+def test_multiprocessing_fork_context(fault_server, data, no_leaks):
+    url = fault_server.add("/a.bin", data)
+    ctx = multiprocessing.get_context("fork")
+    with kithara_io.open(url) as f:
+        assert f.read(1000) == data[:1000]
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_mp_child, args=(f, child_end))
+        proc.start()
+        child_end.close()
+        try:
+            assert parent_end.poll(WAIT), "the child hangs"
+            assert parent_end.recv_bytes() == data[CHILD_POS : CHILD_POS + CHILD_LEN]
+        finally:
+            parent_end.close()
+            proc.join(WAIT)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        assert proc.exitcode == 0
+        f.seek(2 << 20)
+        assert f.read(1 << 20) == data[2 << 20 : 3 << 20]
+    proc.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_local_file_after_fork(tmp_path, data, no_leaks):
+    path = tmp_path / "a.bin"
+    path.write_bytes(data)
+    with kithara_io.open(str(path)) as f:
+        assert f.read(10) == data[:10]
+        assert fork_and_read(f, CHILD_POS, CHILD_LEN) == data[CHILD_POS : CHILD_POS + CHILD_LEN]
+        assert f.read(10) == data[10:20]
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_opened_in_the_child_uses_a_fresh_default_downloader(fault_server, data, no_leaks):
+    """The parent's default Downloader (with its threads) is not the child's."""
+    url = fault_server.add("/a.bin", data)
+    with kithara_io.open(url) as f:  # the parent's default downloader has threads now
+        assert f.read(10) == data[:10]
+        parent_default = kithara_io.default_downloader()
+
+        def fresh(g, pos, n):
+            assert kithara_io.default_downloader() is not parent_default
+            with kithara_io.open(url) as h:
+                h.seek(pos)
+                return h.read(n)
+
+        got = fork_and_read(f, CHILD_POS, CHILD_LEN, work=fresh)
+        assert got == data[CHILD_POS : CHILD_POS + CHILD_LEN]
+        assert kithara_io.default_downloader() is parent_default

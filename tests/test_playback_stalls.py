@@ -1,0 +1,218 @@
+"""The player and ``kithara-io play`` when the network stalls and the user acts: a seek back
+into downloaded audio resumes at once, ``q`` stops cleanly, Ctrl-C's message gets a line of
+its own; and the play options that are usage errors."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pty
+import select
+import signal as signals
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kithara_io.playback import Player, State
+from tests.audio_devices import ManualOutputs, jack  # noqa: F401 - fixture
+from tests.servers import RangedServer
+from tests.servers.media import signal
+from kithara_io.cli import main
+from tests.test_cli import Terminal
+from tests.test_playback import StallingBucket
+
+REPO = Path(__file__).resolve().parent.parent
+RATE = 44100
+BLOCK = 1024
+
+
+@pytest.fixture(scope="module")
+def long_flac(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("stall-media") / "10s.flac"
+    sf.write(path, signal(10.0), RATE, format="FLAC", subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def stalling_server(long_flac) -> Iterator[RangedServer]:
+    """Serves at 4x the FLAC's bitrate until a third of it went, then sends nothing for 60 s."""
+    size = long_flac.stat().st_size
+    rate = 4 * size / 10
+    with RangedServer(long_flac.parent, bandwidth=rate) as server:
+        config = server.httpd.config
+        config.bucket = StallingBucket(rate, config.chunk_size, after=size // 3, stall=60.0)
+        yield server
+
+
+@pytest.mark.timeout(30)
+def test_seek_back_after_a_stall_resumes_at_once_on_the_target_frame(stalling_server, long_flac) -> None:
+    threads_before = set(threading.enumerate())
+    expected = sf.read(long_flac, dtype="float32", always_2d=True)[0]
+    outputs = ManualOutputs()
+    player = Player(stalling_server.url(long_flac.name), output=outputs, blocksize=BLOCK)
+    try:
+        player.play()
+        output = outputs[0]
+        for _ in range(10 * RATE // BLOCK):  # bounded: the whole track
+            player.wait_ready(0.05)
+            output.pull()
+            if player.status().underruns:
+                break
+        stalled = player.status()
+        assert stalled.underruns == 1 and stalled.state is State.BUFFERING, stalled
+        assert stalled.position > 2.0  # the stall: a third of the file (~3.3 s) was downloaded
+        started = time.monotonic()
+        assert player.seek(1.0)
+        assert player.wait_ready(5), "a seek into downloaded audio must not wait for the stalled server"
+        waited = time.monotonic() - started
+        after = []
+        for _ in range(RATE // BLOCK):  # one second, each block once the ring is ready
+            assert player.wait_ready(5)
+            after.append(output.pull())
+        after = np.concatenate(after)
+        status = player.status()
+        print(f"stalled at {stalled.position:.2f} s; ready {waited * 1000:.0f} ms after the seek back")
+        assert waited < 1.0
+        assert status.state is State.PLAYING and status.underruns == 1 and status.error is None
+        assert np.array_equal(after, expected[RATE : RATE + len(after)])  # exactly from 1.0 s on
+    finally:
+        started = time.monotonic()
+        player.close()
+        assert time.monotonic() - started < 5
+    gc.collect()
+    assert [t for t in threading.enumerate() if t not in threads_before and t.is_alive()
+            and not t.name.startswith("test-server")] == []  # fmt: skip
+
+
+@pytest.mark.timeout(40)
+def test_q_during_a_stall_stops_cleanly(jack, stalling_server, long_flac) -> None:
+    term = Terminal(["play", stalling_server.url(long_flac.name)], jack.env)
+    try:
+        term.expect("\rbuffering ", timeout=20)  # playing caught up with the stalled download
+        term.type(b"q")
+        term.expect("stopped ")
+        code = term.proc.wait(10)
+        err = term.proc.stderr.read().decode(errors="replace")
+    finally:
+        term.close()
+    assert code == 0 and err == "", err
+
+
+class SharedTerminal:
+    """``kithara-io`` with stdout *and* stderr on one pseudo-terminal, as in a shell."""
+
+    def __init__(self, args, env) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kithara_io", *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def read_until(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the program exited and its output is all read
+                    return text in self.screen
+                if not chunk:
+                    return text in self.screen
+                self.screen += chunk.decode(errors="replace")
+        return True
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            os.close(self.master)
+
+
+@pytest.mark.timeout(30)
+def test_ctrl_c_message_starts_on_a_new_line(jack, ranged_server) -> None:
+    term = SharedTerminal(["play", ranged_server.url("tone.wav")], jack.env)
+    try:
+        assert term.read_until("\rplaying ", 10), term.screen
+        term.proc.send_signal(signals.SIGINT)
+        assert term.read_until("kithara-io: error: interrupted", 10), term.screen
+    finally:
+        code = term.close()
+    assert code == 130
+    before = term.screen.split("kithara-io: error: interrupted")[0]
+    assert before.endswith("\n"), repr(before[-120:])  # not glued to the status line
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--volume", "nan"], "--volume"),
+    (["--volume", "inf"], "--volume"),
+    (["--start", "-5"], "--start"),
+    (["--start", "nan"], "--start"),
+    (["--crossfade", "-1"], "--crossfade"),
+    (["--decoder", "ffmpeg"], "--decoder"),
+    (["--samplerate", "0"], "--samplerate"),
+])  # fmt: skip
+def test_bad_play_options_are_usage_errors(media, args, option, capsys) -> None:
+    assert main(["play", *args, str(media["tone.wav"])]) == 2  # in process: checked before any I/O
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kithara-io: error: ") and option in lines[0], lines
+
+
+@pytest.mark.timeout(30)
+def test_stream_interrupt_wakes_a_waiting_read_once_and_the_stream_stays_usable(stalling_server, long_flac) -> None:
+    import kithara_io
+
+    data = long_flac.read_bytes()
+    size = len(data)
+    config = stalling_server.httpd.config
+    with kithara_io.open(stalling_server.url(long_flac.name)) as stream:
+        assert stream.read(4096) == data[:4096]
+        # From now on the server sends nothing (for 60 s): any read of a new range waits.
+        config.bucket = StallingBucket(config.bucket.rate, config.chunk_size, after=0, stall=60.0)
+        outcome: dict = {}
+
+        def read_past_the_stall() -> None:
+            stream.seek(size // 2)
+            try:
+                outcome["data"] = stream.read(4096)
+            except InterruptedError as exc:
+                outcome["error"] = exc
+
+        reader = threading.Thread(target=read_past_the_stall)
+        reader.start()
+        # Bounded: 10 s. Waiting for the reader to block is what the test is about, so poll
+        # its observable state (the stream's wait counter) rather than sleep a guessed time.
+        deadline = time.monotonic() + 10
+        while stream.stats().waits == 0 and time.monotonic() < deadline and reader.is_alive():
+            reader.join(0.01)
+        started = time.monotonic()
+        stream.interrupt()
+        reader.join(5)
+        assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
+        assert time.monotonic() - started < 1.0
+        stream.seek(0)
+        assert stream.read(4096) == data[:4096]  # usable: downloaded bytes read as before
+        stream.interrupt()  # nobody waits: the next read that has to wait raises, once
+        stream.seek(size // 2)
+        with pytest.raises(InterruptedError):
+            stream.read(4096)
+    gc.collect()
