@@ -420,3 +420,25 @@ def test_open_of_an_unreachable_playlist_fails_within_timeout_open(no_leaks) -> 
         with pytest.raises(kithara_io.ConnectionFailedError, match="master.m3u8"):
             kithara_io.open(url, retry=kithara_io.Retry(attempts=50, backoff=0.2, jitter=0), timeout=kithara_io.Timeout(open=1.0))
         assert time.monotonic() - started < 2.5
+
+
+def test_player_plays_an_hls_stream(server, hls_media, no_leaks) -> None:
+    """The Player (PyAV decoder) plays HLS: the samples PyAV decodes from the local segments."""
+    from kithara_io.playback import Player, State
+    from tests.audio_devices import ManualOutputs
+
+    outputs = ManualOutputs()
+    with Player(server.url("ts/master.m3u8"), output=outputs, blocksize=1024, variant="lowest") as player:
+        player.play()
+        blocks = []
+        for _ in range(3000):
+            if outputs[0].finished:
+                break
+            assert player.wait_ready(10)
+            blocks.append(outputs[0].pull())
+        state = player.status().state
+    played = np.concatenate(blocks)
+    expected = decode(hls_media.local_bytes("ts/v0/index.m3u8"), "mpegts").T.astype(np.float32)
+    assert state is State.FINISHED
+    assert np.array_equal(played[: len(expected)], expected)
+    assert not played[len(expected) :].any()
