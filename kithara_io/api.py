@@ -10,11 +10,14 @@ from typing import Callable, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
+from .errors import StreamError
 from .events import Event
 from .live import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources import hls_entry as hls
+from .sources.hls.stream import HlsStream
 from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
@@ -35,6 +38,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     downloader: Optional[Downloader] = None,
     on_event: Optional[Callable[[Event], None]] = None,
     cache: Union[None, str, DiskCache] = None,
+    variant: Union[str, int] = "auto",
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
@@ -50,6 +54,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     ``cache="disk"`` (the user cache directory) or a :class:`~kithara_io.disk.DiskCache`
     keeps the fetched bytes on disk: a later open serves them without the network after one
     revalidation request, and offline when the server cannot be reached.
+
+    An HLS playlist (master or media) opens as the byte stream of its media: ``variant``
+    is ``"auto"`` (adaptive), ``"lowest"``, ``"highest"`` or the index of a variant in the
+    master playlist; ``stream.hls`` tells the variants and segments (see the README).
     """
     name = os.fspath(source)
     try:
@@ -71,13 +79,13 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
-    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, depth=0)
+    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, variant, depth=0)
 
 
-def _open_remote(name, headers, opts, priority, downloader, on_event, disk, depth: int) -> Stream:
+def _open_remote(name, headers, opts, priority, downloader, on_event, disk, variant, depth: int) -> Stream:
     """An http(s) stream; a station playlist (.pls/.m3u) opens its first entry that answers."""
-    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk)
-    if depth >= MAX_PLAYLIST_DEPTH:
+    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk, variant)
+    if depth >= MAX_PLAYLIST_DEPTH or stream.hls is not None:
         return stream
     try:
         urls = read_playlist(stream, name, getattr(stream, "content_type", None))
@@ -89,12 +97,14 @@ def _open_remote(name, headers, opts, priority, downloader, on_event, disk, dept
     stream.close()
     log.info("station playlist %s: %d entries", name, len(urls))
     return resolve(
-        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, depth + 1)
+        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, variant, depth + 1)
     )
 
 
-def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Stream:
+def _open_http(name, headers, opts, priority, downloader, on_event, disk, variant) -> Stream:
     _check_http_url(name)
+    if hls.is_playlist_url(name):
+        return _open_hls(name, None, headers, priority, downloader, on_event, disk, variant, opts)
     http = HttpSource(
         name,
         headers=headers,
@@ -117,6 +127,16 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Str
         reader.events.subscribe(on_event)
     handed = reader.open()
     if handed is None:
+        try:
+            playlist = hls.sniff(reader)
+        except StreamError:  # stored by the reader: the caller's first read raises it, as without HLS
+            playlist = None
+        except BaseException:
+            reader.close()
+            raise
+        if playlist is not None:  # an HLS playlist behind a URL that does not say so
+            reader.close()
+            return _open_hls(name, playlist, headers, priority, downloader, on_event, disk, variant, opts)
         return Stream(reader, name)
     # No length: a radio station or a body without one. Read by a live reader of its own.
     body, abort = handed
@@ -126,6 +146,21 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk) -> Str
     else:  # another source's body: ask again, as a listener
         body.close()
     return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
+
+
+def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
+    reader = hls.open_hls(
+        name,
+        variant=variant,
+        headers=headers,
+        priority=priority,
+        downloader=downloader or default_downloader(),
+        on_event=on_event,
+        options=opts,
+        first=None if text is None else (text, None, name),
+        cache=disk,
+    )
+    return HlsStream(reader, name)
 
 
 def _check_http_url(url: str) -> None:

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--cache", action="store_true", help="keep the bytes in the disk cache; replay from it")
         sub.add_argument("--cache-dir", metavar="DIR", default=None, help="disk cache directory (implies --cache)")
+        sub.add_argument(
+            "--variant",
+            default=None,
+            metavar="auto|lowest|highest|N",
+            help="HLS: the variant to read (N: index in the master playlist; get: default highest)",
+        )
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display")
     common(play, many=True)
@@ -159,6 +165,8 @@ def _options(args: argparse.Namespace) -> Dict[str, Any]:
         options["cache"] = _disk_cache(args.cache_dir)
     elif args.cache:
         options["cache"] = "disk"
+    if getattr(args, "variant", None) is not None:
+        options["variant"] = int(args.variant) if args.variant.isdigit() else args.variant
     return options
 
 
@@ -191,6 +199,10 @@ def _http_details(stream: Any) -> tuple:
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:
     stream = _open_source(args)
+    if stream.hls is not None:
+        with stream:
+            _write_hls_info(describe_hls(stream), args.json, out)
+        return 0
     if cli_live.is_live(stream):
         with stream:
             details = cli_live.live_details(stream)
@@ -227,6 +239,40 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
     for name, value in rows:
         out.write(f"{name:<14}{value}\n")
     return 0
+
+
+def describe_hls(stream: Any) -> Dict[str, Any]:
+    """What ``info`` reports for an HLS stream."""
+    hls = stream.hls
+    segments = hls.segments
+    return {
+        "source": stream.name,
+        "format": "HLS",
+        "variants": [{"bandwidth": v.bandwidth, "codecs": v.codecs, "uri": v.uri} for v in hls.variants],
+        "variant": hls.variant,
+        "segments": len(segments),
+        "duration": sum(s.duration for s in segments),
+        "live": not stream.seekable(),
+        "size": stream.size,
+    }
+
+
+def _write_hls_info(details: Dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(details) + "\n")
+        return
+    size = details["size"]
+    rows = [
+        ("source", details["source"]),
+        ("format", "HLS" + (" (live)" if details["live"] else "")),
+        ("duration", f"{format_time(details['duration'])} ({details['duration']:.3f} s, {details['segments']} segments)"),
+        ("size", "unknown (live)" if size is None else f"{format_bytes(size)} ({size} bytes)"),
+    ]
+    for index, variant in enumerate(details["variants"]):
+        chosen = " (chosen)" if index == details["variant"] else ""
+        rows.append((f"variant {index}", f"{variant['bandwidth']} bit/s {variant['codecs'] or ''} {variant['uri']}{chosen}"))
+    for name, value in rows:
+        out.write(f"{name:<14}{value}\n")
 
 
 # -- play ------------------------------------------------------------------------------------
@@ -378,16 +424,16 @@ def _terminal_width() -> int:
 
 
 # -- get -------------------------------------------------------------------------------------
-def _open_source(args: argparse.Namespace) -> Any:
+def _open_source(args: argparse.Namespace, **defaults: Any) -> Any:
     try:
-        return open_stream(args.source, **_options(args))
+        return open_stream(args.source, **{**defaults, **_options(args)})
     except (StreamError, ValueError) as exc:
         raise SourceError(_one_line(exc)) from None
 
 
 def _get(args: argparse.Namespace, out: TextIO) -> int:
     to_stdout = args.output == "-"
-    stream = _open_source(args)
+    stream = _open_source(args, variant="highest")  # HLS: one variant, so the size holds
     if cli_live.is_live(stream):
         if args.duration is not None and args.duration <= 0:
             stream.close()

@@ -45,6 +45,7 @@ __all__ = [
     "ReaderWaiting",
     "ReaderResumed",
     "DownloaderStalled",
+    "VariantSwitched",
     "REQUEST_EVENTS",
     "StreamGap",
     "MetadataChanged",
@@ -187,6 +188,16 @@ class ReaderResumed(Event):
 
     position: int
     waited: float
+
+
+@dataclass(frozen=True)
+class VariantSwitched(Event):
+    """An HLS stream reads its next segments from another variant (indexes in the master
+    playlist's order); ``reason``: ``"throughput"`` (adaptive) or ``"selected"``."""
+
+    from_variant: int
+    to_variant: int
+    reason: str
 
 
 # -- live streams (radio, pipes) -------------------------------------------------------------

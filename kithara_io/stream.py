@@ -109,6 +109,12 @@ class Stream(io.RawIOBase):
         return self._reader.size
 
     @property
+    def hls(self):
+        """None; an HLS stream (:class:`~kithara_io.sources.hls.HlsStream`) tells its
+        variants and segments here."""
+        return None
+
+    @property
     def error(self) -> Optional[BaseException]:
         """The permanent failure of this stream's download, if any."""
         return self._reader.error

@@ -1,0 +1,59 @@
+"""``stream.hls``: the variants, the segments and their offsets, and the variant controls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+from .playlist import Variant
+
+if TYPE_CHECKING:
+    from .reader import HlsReader
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A planned media segment: ``offset`` is its byte offset in the stream (None while a
+    size before it is unknown); ``variant`` the variant it is read from."""
+
+    sequence: int
+    duration: float
+    offset: Optional[int]
+    variant: int
+    start: float  # seconds from the start of the stream
+
+
+class HlsInfo:
+    """What ``stream.hls`` tells about an HLS stream, and the variant controls."""
+
+    def __init__(self, reader: "HlsReader") -> None:
+        self._reader = reader
+
+    @property
+    def variants(self) -> Tuple[Variant, ...]:
+        """The master playlist's variants in its order (one entry for a media playlist)."""
+        return self._reader.variants
+
+    @property
+    def variant(self) -> int:
+        """Index of the variant being read now."""
+        return self._reader.variant
+
+    @property
+    def segments(self) -> List[SegmentInfo]:
+        out, start = [], 0.0
+        for sequence, duration, offset, variant in self._reader.segments():
+            out.append(SegmentInfo(sequence, duration, offset, variant, start))
+            start += duration
+        return out
+
+    def offset_of(self, seconds: float) -> int:
+        """Byte offset of the segment holding ``seconds`` (waits until it is known)."""
+        return self._reader.offset_of(seconds)
+
+    def select(self, index: int) -> None:
+        """Read variant ``index`` from the next segment on; adaptive switching stops."""
+        self._reader.select(index)
+
+    def __repr__(self) -> str:
+        return f"<HlsInfo variant={self.variant} of {len(self.variants)}>"

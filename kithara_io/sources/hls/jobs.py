@@ -1,0 +1,166 @@
+"""The fetch jobs of an HlsReader: submitting them to the Downloader, running them on a
+pool thread (PartFetcher), storing what they bring, and their completions.
+
+A mixin of :class:`~.reader.HlsReader`, split out to keep each module to one job: it uses
+the reader's state under the reader's condition (``self._cond``), with the same rules:
+network I/O without the lock, each piece stored under it, ``Downloader.cancel`` only with
+the lock released, events published once it is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ...downloader import FetchCommand, Outcome
+from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
+from ...planning import Priority
+from .plan import PartKey
+from .store import PartData
+from .transport import Abort, with_retries
+
+log = logging.getLogger(__name__)
+
+_MIN_SAMPLE = 16 * 1024  # smallest download that feeds the throughput estimate
+
+
+@dataclass
+class Job:
+    """One FetchCommand of the reader: bytes ``[start, end)`` of a part, or its size."""
+
+    cmd: FetchCommand
+    key: PartKey
+    start: int
+    end: Optional[int]  # None: to the end of the part
+    kind: str  # "data" or "size"
+    abort: Abort = field(default_factory=Abort)
+    began: float = 0.0
+    received: int = 0
+    dropped: bool = False  # an epoch cancel is on its way
+
+
+class JobsMixin:
+    """Submitting, running and completing the HlsReader's fetch jobs (see the module doc)."""
+
+    def _active(self) -> List[Job]:
+        """Jobs queued or running that no cancel has reached."""
+        return [j for j in self._jobs.values() if not j.dropped]
+
+    def _submit_locked(self, key: PartKey, start: int, end: Optional[int], kind: str, priority: Priority) -> None:
+        resource = self._plan.resource(key)
+        cmd = FetchCommand(
+            self._run_job,
+            self._on_complete,
+            stream_priority=self._priority,
+            request_priority=priority,
+            label=f"{resource.uri} part {key} {kind} {start}-{'' if end is None else end}",
+            owner=self,
+            url=resource.uri,
+            byte_range=(start, end) if end is not None else None,
+            events=self.events,
+        )
+        job = self._jobs[cmd.id] = Job(cmd, key, start, end, kind)
+        cmd.abort = job.abort.abort
+        self._downloader.submit(cmd)
+
+    def _cancel(self, victims: List[Job]) -> None:
+        for job in victims:
+            self._downloader.cancel(job.cmd)  # sets cmd.cancelled, then aborts (cmd.abort) if running
+
+    # -- on a pool thread ------------------------------------------------------------------
+    def _run_job(self, cmd: FetchCommand) -> None:
+        with self._cond:
+            job = self._jobs.get(cmd.id)
+            if job is None:
+                return
+            job.began = time.monotonic()
+            resource, secret = self._plan.resource(job.key), self._plan.secret(job.key)
+            size = self._plan.sizes.get(job.key)
+        if job.kind == "size":
+            learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
+            with self._cond:
+                self._learn_locked(job.key, learned)
+            return
+        self._fetcher.fetch(
+            resource, secret, job.key[1], job.start, job.end, size, job.abort, cmd.cancelled,
+            lambda total: self._on_size(job, total), lambda pos, data: self._on_data(job, pos, data),
+        )
+
+    def _on_size(self, job: Job, total: int) -> None:
+        with self._cond:
+            self._learn_locked(job.key, total)
+
+    def _learn_locked(self, key: PartKey, size: Optional[int]) -> None:
+        if size is None or not self._plan.learn(key, size):
+            return
+        data = self._data.get(key)
+        if data is not None:
+            data.set_size(size)
+        self._cond.notify_all()
+
+    def _on_data(self, job: Job, pos: int, data: bytes) -> None:
+        with self._cond:
+            part = self._data.get(job.key)
+            if part is None:
+                part = self._data[job.key] = PartData(self._plan.sizes.get(job.key))
+            part.write(pos, data)
+            first = job.received == 0
+            job.received += len(data)
+            self._counts["bytes_fetched"] += len(data)
+            self._cond.notify_all()
+        self._downloader.note_progress(len(data), job.cmd)
+        if self._listened():
+            if first:
+                self._publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))
+            self._publish(Progress(job.cmd.id, len(data), job.received, job.cmd.url))
+
+    def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
+        event: Optional[Event] = None
+        with self._cond:
+            job = self._jobs.pop(cmd.id, None)
+            if job is not None and outcome is Outcome.DONE and job.kind == "data":
+                duration = time.monotonic() - job.began
+                if job.received >= _MIN_SAMPLE:  # a tiny fetch measures latency, not throughput
+                    self._estimator.record(job.received, duration)
+                event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
+            elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
+                self._counts["cancels"] += 1  # its connection was cut on purpose
+            elif outcome is Outcome.FAILED:
+                event = RequestFailed(cmd.id, error, cmd.url)
+                if job is not None and job.kind == "size" and not self._size_waiters:
+                    log.info("learning the size of %s failed: %s", cmd.url, error)  # a data fetch will tell
+                elif not self._closed:
+                    self._fail_locked(error)
+            elif outcome is Outcome.CANCELLED:
+                self._counts["cancels"] += 1
+            if event is not None:
+                self._pending.append(event)
+            self._schedule_locked()
+            self._cond.notify_all()
+        self._flush_events()
+
+    def _listened(self) -> bool:
+        return self.events.has_subscribers or self._downloader.events.has_subscribers
+
+    def _publish(self, event: Event) -> None:
+        """To this stream's bus; request events also to the Downloader's (it sees all streams)."""
+        if self.events.has_subscribers:
+            self.events.publish(event)
+        if isinstance(event, REQUEST_EVENTS):
+            self._downloader.events.publish(event)
+
+    def _on_retry(self, cancelled: threading.Event, attempt: int, delay: float, cause: str) -> None:
+        """A fetch retries: RequestRetrying for the job whose cancel event this is."""
+        if not self._listened():
+            return
+        with self._cond:
+            job = next((j for j in self._jobs.values() if j.cmd.cancelled is cancelled), None)
+        if job is not None:
+            self._publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
+
+    def _fetch_key(self, uri: str) -> bytes:
+        never = threading.Event()
+        return with_retries(lambda: self._transport.data(uri), self._opt.retry, never)

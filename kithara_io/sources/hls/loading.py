@@ -1,0 +1,83 @@
+"""Fetching and parsing playlists, and building an HlsReader from the first one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Mapping, Optional, Tuple, Union
+
+from ...disk import DiskCache
+from ...downloader import Downloader
+from ...errors import InvalidResponseError
+from ...events import Event
+from ...options import StreamOptions
+from ...planning import Priority
+from ...retry import Retry
+from .abr import initial_variant
+from .disk import DiskTransport
+from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse_playlist
+from .reader import HlsReader
+from .transport import Transport, with_retries
+
+First = Tuple[str, Optional[str], str]  # (text, content type, final URL)
+VariantChoice = Union[str, int]
+
+
+def load(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> First:
+    return with_retries(lambda: transport.text(url), retry, threading.Event(), deadline)
+
+
+def load_media(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> MediaPlaylist:
+    text, content_type, final = load(transport, url, retry, deadline)
+    if not looks_like_playlist(content_type, text[:4096].encode()):
+        raise InvalidResponseError("variant URI does not answer with an HLS playlist", url=url)
+    playlist = parse_playlist(text, final)
+    if not isinstance(playlist, MediaPlaylist):
+        raise InvalidResponseError("a variant of the master playlist is itself a master playlist", url=url)
+    return playlist
+
+
+def open_hls(
+    url: str,
+    *,
+    variant: VariantChoice = "auto",
+    headers: Optional[Mapping[str, str]] = None,
+    priority: Priority = Priority.HIGH,
+    downloader: Downloader,
+    on_event: Optional[Callable[[Event], None]] = None,
+    options: StreamOptions,
+    first: Optional[First] = None,
+    cache: Optional[DiskCache] = None,
+) -> HlsReader:
+    """An opened HlsReader for the playlist at ``url`` (``first``: its text, already fetched;
+    ``cache``: keep playlists and segments on disk).
+    Raises a StreamError if it is not an HLS playlist or cannot be read."""
+    if cache is not None:
+        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert)
+    else:
+        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
+    limit = options.timeout.open
+    deadline = None if limit is None else time.monotonic() + limit  # Timeout.open: retries stop here
+    try:
+        text, content_type, final = first if first is not None else load(transport, url, options.retry, deadline)
+        if not looks_like_playlist(content_type, text[:4096].encode()):
+            raise InvalidResponseError("not an HLS playlist", url=url)
+        parsed = parse_playlist(text, final)
+        if isinstance(parsed, MasterPlaylist):
+            variants = parsed.variants
+            index = initial_variant([v.bandwidth for v in variants], variant)
+            auto = variant == "auto"
+            wanted = range(len(variants)) if auto else [index]
+            media = {i: load_media(transport, variants[i].uri, options.retry, deadline) for i in wanted}
+        else:
+            variants = (Variant(0, None, final),)
+            index = initial_variant([0], variant)
+            media, auto = {0: parsed}, False
+        reader = HlsReader(url, variants, media, index, auto, transport, downloader, options, priority)
+    except BaseException:
+        transport.close()
+        raise
+    if on_event is not None:
+        reader.events.subscribe(on_event)
+    reader.open()
+    return reader

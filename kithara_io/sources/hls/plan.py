@@ -1,0 +1,126 @@
+"""Plan: which part sits at each place of the stream, and the layout of their bytes.
+
+A part is ``(variant, media sequence number)``; sequence ``INIT`` (-1) is the variant's
+EXT-X-MAP init segment. The plan is the list of parts the stream is made of, in order (an
+init segment first for fMP4, then the media segments); the layout gives their offsets from
+the sizes known so far. ``switch`` re-plans the tail on another variant at a segment
+boundary (an init segment of the new variant goes in first when it has one).
+
+Not thread-safe: the HlsReader's condition guards it.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from .layout import Layout
+from .playlist import Key, MediaPlaylist, Resource, Segment
+
+PartKey = Tuple[int, int]
+INIT = -1
+
+
+class Plan:
+    def __init__(self, media: Dict[int, MediaPlaylist]) -> None:
+        self.media: Dict[int, MediaPlaylist] = dict(media)
+        self.segments: Dict[int, Dict[int, Segment]] = {v: {s.sequence: s for s in m.segments} for v, m in media.items()}
+        self.sizes: Dict[PartKey, int] = {}  # known sizes (plaintext for encrypted parts)
+        self.parts: List[PartKey] = []
+        self.layout = Layout()
+
+    def build(self, variant: int, sequences: List[int]) -> None:
+        if self.media[variant].segments and self.media[variant].segments[0].init is not None:
+            self.append((variant, INIT))
+        for seq in sequences:
+            self.append((variant, seq))
+
+    def append(self, key: PartKey) -> None:
+        self._size_from_playlist(key)
+        self.parts.append(key)
+        self.layout.append(self.sizes.get(key))
+
+    def _size_from_playlist(self, key: PartKey) -> None:
+        resource = self.resource(key)
+        if resource.byterange is not None and not self.encrypted(key):
+            self.sizes.setdefault(key, resource.byterange[1])
+
+    def add_media(self, variant: int, playlist: MediaPlaylist) -> None:
+        self.media[variant] = playlist
+        self.segments.setdefault(variant, {}).update({s.sequence: s for s in playlist.segments})
+
+    def resource(self, key: PartKey) -> Resource:
+        variant, seq = key
+        if seq == INIT:
+            init = self.media[variant].segments[0].init
+            assert init is not None
+            return init
+        return self.segments[variant][seq].resource
+
+    def secret(self, key: PartKey) -> Optional[Key]:
+        return None if key[1] == INIT else self.segments[key[0]][key[1]].key
+
+    def encrypted(self, key: PartKey) -> bool:
+        return self.secret(key) is not None
+
+    def learn(self, key: PartKey, size: int) -> bool:
+        """Record a part's size; True if it was news."""
+        if self.sizes.get(key) == size:
+            return False
+        self.sizes[key] = size
+        for index, planned in enumerate(self.parts):
+            if planned == key:
+                self.layout.set_size(index, size)
+        return True
+
+    def switch(self, start: int, target: int) -> Optional[int]:
+        """Re-plan every part from ``start`` on the ``target`` variant; the variant it
+        replaces, or None when nothing changed (same variant, or segments not aligned)."""
+        if start >= len(self.parts) or self.parts[start][0] == target:
+            return None
+        current = self.parts[start][0]
+        sequences = [seq for _, seq in self.parts[start:] if seq != INIT]
+        if any(seq not in self.segments.get(target, {}) for seq in sequences):
+            return None
+        self.parts = self.parts[:start]
+        if self.media[target].segments[0].init is not None:
+            self.parts.append((target, INIT))
+        self.parts.extend((target, seq) for seq in sequences)
+        for key in self.parts[start:]:
+            self._size_from_playlist(key)
+        self.layout = Layout()
+        for key in self.parts:
+            self.layout.append(self.sizes.get(key))
+        return current
+
+    def merge(self, variant: int, playlist: MediaPlaylist) -> Tuple[List[Segment], Optional[Tuple[int, int]]]:
+        """Append what a reloaded live playlist lists after the last planned segment.
+        Returns the new segments and, if the window moved past unplanned ones, their range."""
+        self.add_media(variant, playlist)
+        last = max((seq for _, seq in self.parts if seq != INIT), default=None)
+        fresh = [s for s in playlist.segments if last is None or s.sequence > last]
+        gap = (last + 1, fresh[0].sequence - 1) if fresh and last is not None and fresh[0].sequence > last + 1 else None
+        for seg in fresh:
+            self.append((variant, seg.sequence))
+        return fresh, gap
+
+    def media_segments(self) -> List[Tuple[int, float, Optional[int], int]]:
+        """``(sequence, duration, byte offset or None, variant)`` of the planned media segments."""
+        return [
+            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant)
+            for index, (variant, seq) in enumerate(self.parts)
+            if seq != INIT
+        ]
+
+    def index_at(self, seconds: float) -> Optional[int]:
+        """Index of the part holding media time ``seconds`` (0 at or before the start)."""
+        if seconds <= 0:
+            return 0 if self.parts else None
+        elapsed, target = 0.0, None
+        for index, (variant, seq) in enumerate(self.parts):
+            if seq == INIT:
+                continue
+            target = index
+            elapsed += self.segments[variant][seq].duration
+            if elapsed > seconds:
+                break
+        return target

@@ -1,0 +1,43 @@
+"""HlsStream: the Stream of an HLS presentation (``stream.hls``; live playlists like a pipe)."""
+
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+from ...stream import Stream
+from .info import HlsInfo
+
+
+class HlsStream(Stream):
+    """A :class:`~kithara_io.stream.Stream` over an :class:`~.reader.HlsReader`.
+
+    ``hls`` tells the variants and segments. A VOD playlist is an ordinary seekable file
+    (``size`` blocks until every segment size is known). A live playlist is like a pipe:
+    ``size`` is None, ``seekable()`` is False and ``seek`` raises ``io.UnsupportedOperation``
+    except to the current position; it ends once ``#EXT-X-ENDLIST`` appears.
+    """
+
+    @property
+    def hls(self) -> HlsInfo:
+        return self._reader.hls
+
+    def seekable(self) -> bool:
+        self._check_closed()
+        return self._reader.seekable
+
+    @property
+    def size(self) -> Optional[int]:  # type: ignore[override]
+        """Total length once every segment size is known; None for a live playlist."""
+        self._check_closed()
+        return self._reader.size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_closed()
+        if not self._reader.seekable:
+            here = self.tell()
+            target = offset if whence == io.SEEK_SET else here + offset if whence == io.SEEK_CUR else None
+            if target != here:
+                raise io.UnsupportedOperation("seek: a live HLS stream is not seekable")
+            return here
+        return super().seek(offset, whence)

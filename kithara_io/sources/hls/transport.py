@@ -1,0 +1,245 @@
+"""HTTP for HLS: playlists, keys, segment (sub-)ranges over one urllib3 PoolManager.
+
+One ``Transport`` per stream: keep-alive connections to every host the playlists name,
+shared by all its segments (an ``HttpSource`` per segment file would hold a session, and so
+a connection, per segment: a TCP and TLS handshake for every 4 s of audio),
+``Accept-Encoding: identity``, TLS verification as asked (or a CA bundle path, and a client
+certificate), redirects followed by urllib3. Not used here (unlike HttpSource's first
+request through requests): environment proxies, netrc and cookies.
+Each call is one request; retrying is the caller's (it knows what progress was made).
+Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after``),
+``ConnectionFailedError``, ``InvalidResponseError``, ``TruncatedBodyError``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
+
+import urllib3
+
+from ... import errors
+from ...retry import Retry, Timeout, parse_retry_after
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+USER_AGENT = "kithara-io"
+T = TypeVar("T")
+
+
+class Abort:
+    """Lets another thread cut a blocked body read (a cancelled or preempted fetch)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._response: Optional[urllib3.HTTPResponse] = None
+        self.aborted = False
+
+    def attach(self, response: Optional[urllib3.HTTPResponse]) -> None:
+        with self._lock:
+            self._response = response
+            aborted = self.aborted
+        if aborted and response is not None:
+            _shutdown(response)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            response = self._response
+        if response is not None:
+            _shutdown(response)
+
+
+def _shutdown(response: urllib3.HTTPResponse) -> None:
+    try:
+        response.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
+    except (AttributeError, OSError, RuntimeError):  # RuntimeError: already back in the pool
+        pass
+
+
+class Body:
+    """A response body of ``[start, end)`` of ``url`` (``total``: the resource length)."""
+
+    def __init__(self, response: urllib3.HTTPResponse, url: str, start: int, end: Optional[int], total: Optional[int]):
+        self._response = response
+        self.url = url
+        self.start = start
+        self.end = end  # None: until the connection closes
+        self.total = total
+        self.position = start
+        self._length_promised = True  # set False for a 200 without Content-Length cut at ``end``
+
+    def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes; b"" at the end. A body shorter than promised raises."""
+        try:
+            want = limit if self.end is None else min(limit, self.end - self.position)
+            read = getattr(self._response, "read1", None) or self._response.read  # read1: urllib3 >= 2
+            data = read(want) if want > 0 else b""
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.ConnectionFailedError("connection broke while reading", url=self.url, byte_range=(self.position, self.end), cause=exc) from None
+        if not data and self.end is not None and self.position < self.end and limit > 0 and self._length_promised:
+            raise errors.TruncatedBodyError(
+                f"body ended after {self.position - self.start} of {self.end - self.start} bytes",
+                url=self.url,
+                byte_range=(self.start, self.end),
+            )
+        self.position += len(data)
+        return data
+
+    def close(self) -> None:
+        if self.end is not None and self.position >= self.end:
+            self._response.release_conn()  # read to its end: the connection is reusable
+        else:
+            self._response.close()
+
+
+class Transport:
+    def __init__(
+        self,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = Timeout(),
+        verify: Union[bool, str] = True,
+        max_redirects: int = 10,
+        cert: Union[None, str, Tuple[str, str]] = None,
+    ) -> None:
+        tls: Dict[str, object] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+        if isinstance(verify, str):
+            tls["ca_certs"] = verify
+        if cert is not None:
+            tls["cert_file"], tls["key_file"] = (cert, None) if isinstance(cert, str) else cert
+        self._count_lock = threading.Lock()
+        self.requests = 0  # requests sent (all kinds)
+        self._headers: Dict[str, str] = {"User-Agent": USER_AGENT, **dict(headers or {}), "Accept-Encoding": "identity"}
+        self._pool = urllib3.PoolManager(
+            num_pools=8,
+            maxsize=5,
+            **tls,
+            timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
+            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=max_redirects, raise_on_redirect=True),
+        )
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def text(self, url: str, abort: Optional[Abort] = None) -> Tuple[str, Optional[str], str]:
+        """GET a small text resource (a playlist): ``(text, content type, final URL)``."""
+        response = self._request("GET", url, None, abort, preload=True)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        final = response.url if response.url and response.url.startswith(("http://", "https://")) else url
+        return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), final
+
+    def data(self, url: str, byterange: Optional[Tuple[int, int]] = None) -> bytes:
+        """GET a small whole resource (a key), or ``(offset, length)`` of it."""
+        body = self._open_network(url, *(_span(byterange)))
+        try:
+            out = bytearray()
+            while True:
+                piece = body.read(64 * 1024)
+                if not piece:
+                    return bytes(out)
+                out += piece
+        finally:
+            body.close()
+
+    def head_length(self, url: str, abort: Optional[Abort] = None) -> Optional[int]:
+        """The resource length from a HEAD (None if the server does not say)."""
+        response = self._request("HEAD", url, None, abort, preload=True)
+        response.release_conn()
+        value = response.headers.get("Content-Length")
+        return int(value) if value and value.isdigit() else None
+
+    def open(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
+        """Bytes ``[start, end)`` of ``url`` (``end`` None: to its end) as a streaming Body.
+        A server ignoring Range answers 200: the prefix is skipped, the body cut at ``end``."""
+        return self._open_network(url, start, end, abort)
+
+    def _open_network(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
+        ranged = start > 0 or end is not None
+        header = f"bytes={start}-{'' if end is None else end - 1}" if ranged else None
+        response = self._request("GET", url, header, abort, preload=False)
+        try:
+            body = self._body(response, url, start, end)
+        except BaseException:
+            response.close()
+            raise
+        if abort is not None:
+            abort.attach(response)
+        return body
+
+    def _body(self, response: urllib3.HTTPResponse, url: str, start: int, end: Optional[int]) -> Body:
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise errors.InvalidResponseError(f"unexpected Content-Encoding {encoding!r}", url=url)
+        length = response.headers.get("Content-Length")
+        length_value = int(length) if length and length.isdigit() else None
+        if response.status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != start or (end is not None and int(match.group(2)) >= end):
+                raise errors.InvalidResponseError(
+                    f"Content-Range {response.headers.get('Content-Range')!r} does not match the request", url=url, byte_range=(start, end)
+                )
+            total = None if match.group(3) == "*" else int(match.group(3))
+            return Body(response, url, start, int(match.group(2)) + 1, total)
+        body = Body(response, url, 0, length_value, length_value)  # 200: the whole resource
+        while body.position < start:
+            if not body.read(min(64 * 1024, start - body.position)):
+                raise errors.TruncatedBodyError("body ended before the requested range", url=url, byte_range=(start, end))
+        if end is not None and (body.end is None or body.end > end):
+            body._length_promised = body.end is not None
+            body.end = end  # read no further than asked; the rest is dropped with the connection
+        return body
+
+    def _request(self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, preload: bool) -> urllib3.HTTPResponse:
+        headers = dict(self._headers)
+        if range_header:
+            headers["Range"] = range_header
+        if abort is not None and abort.aborted:
+            raise errors.ConnectionFailedError("cancelled", url=url)
+        with self._count_lock:
+            self.requests += 1
+        try:
+            response = self._pool.request(method, url, headers=headers, preload_content=preload, redirect=True)
+        except urllib3.exceptions.MaxRetryError as exc:
+            if isinstance(exc.reason, urllib3.exceptions.ResponseError):
+                raise errors.InvalidResponseError("too many redirects", url=url, cause=exc.reason) from None
+            raise errors.ConnectionFailedError("cannot reach the server", url=url, cause=exc.reason) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.ConnectionFailedError("request failed", url=url, cause=exc) from None
+        if response.status >= 400:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if not preload:
+                response.close()
+            else:
+                response.release_conn()
+            error = errors.HTTPStatusError(response.status, response.reason or "", url=url)
+            error.retry_after = retry_after
+            raise error
+        return response
+
+
+def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
+    if byterange is None:
+        return 0, None
+    return byterange[0], byterange[0] + byterange[1]
+
+
+def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None) -> T:
+    """``call()`` again after transient failures (backoff, interruptible by ``cancelled``);
+    no retry would start after ``deadline`` (a ``time.monotonic()`` value): the error is raised."""
+    failures = 0
+    while True:
+        try:
+            return call()
+        except errors.StreamError as exc:
+            failures += 1
+            if cancelled.is_set() or not retry.is_transient(exc) or failures >= retry.attempts:
+                raise
+            delay = retry.delay(failures, getattr(exc, "retry_after", None))
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise
+            if cancelled.wait(delay):
+                raise

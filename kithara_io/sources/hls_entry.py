@@ -1,0 +1,33 @@
+"""How ``kithara_io.open`` finds HLS: by the URL, or by the first bytes of a small resource."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Optional
+
+from .hls.loading import open_hls
+from .hls.playlist import looks_like_playlist
+
+__all__ = ["is_playlist_url", "open_hls", "sniff"]
+
+_SNIFF_LIMIT = 1 << 20  # playlists are small: a larger resource is not sniffed
+
+
+def is_playlist_url(url: str) -> bool:
+    """An http(s) URL whose path ends in ``.m3u8`` (its answer is still checked)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and parts.path.lower().endswith(".m3u8")
+
+
+def sniff(reader) -> Optional[str]:
+    """The playlist text if an opened resource of another name is an HLS playlist
+    (``#EXTM3U`` with ``#EXT-X-`` tags), else None. Costs one read of its first bytes."""
+    size = reader.size
+    if size is None or not 7 <= size <= _SNIFF_LIMIT:
+        return None
+    if not reader.read_bytes(0, 7) == b"#EXTM3U":
+        return None
+    data = reader.read_bytes(0, size)
+    if not looks_like_playlist(None, data[:4096]):
+        return None
+    return data.decode("utf-8-sig", errors="replace")

@@ -1,0 +1,111 @@
+"""A ranged file server for HLS tests: a User-Agent log, and a live sliding-window playlist.
+
+``HlsServer(root, bandwidth=..., live=LiveConfig(...))`` serves the files under ``root`` like
+:class:`RangedServer` (ranges, validators, a shared token bucket) and records every request's
+User-Agent (``agents``), so a test can assert that every request came from kithara-io and not
+from FFmpeg. ``GET /live/live.m3u8`` answers a live media playlist made from
+``live/source.m3u8``: a window of ``window`` segments whose live edge advances one segment
+per ``period`` seconds from the first request on, ``#EXT-X-ENDLIST`` once ``publish``
+segments are out (bounded: a live test always ends).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import m3u8
+
+from ._base import ServerBase
+from .ranged import RangedConfig, RangedHandler, TokenBucket
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveConfig:
+    window: int = 5  # segments listed at once
+    period: float = 1.0  # seconds between two new segments (the target duration)
+    publish: int = 10  # segments published in all, then ENDLIST
+
+
+class _Live:
+    def __init__(self, root: Path, config: LiveConfig) -> None:
+        self.config = config
+        self.source = m3u8.load(str(root / "live" / "source.m3u8"))
+        self._lock = threading.Lock()
+        self._t0: Optional[float] = None
+        self.served_windows: List[tuple] = []  # (first sequence, last sequence, ended)
+
+    def playlist(self) -> bytes:
+        cfg = self.config
+        with self._lock:
+            if self._t0 is None:
+                self._t0 = time.monotonic()
+            elapsed = time.monotonic() - self._t0
+        published = min(cfg.publish, len(self.source.segments), cfg.window + int(elapsed / cfg.period))
+        first = max(0, published - cfg.window)
+        ended = published >= min(cfg.publish, len(self.source.segments))
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(cfg.period + 0.999)}", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for seg in self.source.segments[first:published]:
+            lines += [f"#EXTINF:{seg.duration:.6f},", seg.uri]
+        if ended:
+            lines.append("#EXT-X-ENDLIST")
+        with self._lock:
+            self.served_windows.append((first, published - 1, ended))
+        return ("\n".join(lines) + "\n").encode()
+
+
+class HlsHandler(RangedHandler):
+    def _start(self, status, headers, length, rng, if_range):
+        with self.server.agents_lock:
+            self.server.agents.append((self.path, self.headers.get("User-Agent", "")))
+        return super()._start(status, headers, length, rng, if_range)
+
+    def do_GET(self) -> None:
+        with self.server.agents_lock:
+            status = self.server.fail_next.pop(self.path, None)
+        if status is not None:  # an injected transient failure, once
+            self._start(status, [("Content-Type", "text/plain"), ("Retry-After", "0")], 0, self.headers.get("Range"), None)
+            return
+        live = self.server.live
+        if live is not None and self.path.split("?")[0] == "/live/live.m3u8":
+            body = live.playlist()
+            self._start(200, [("Content-Type", "application/vnd.apple.mpegurl"), ("Cache-Control", "no-cache")], len(body), None, None)
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+
+class HlsServer(ServerBase):
+    kind = "hls"
+    supports_ranges = True
+
+    def __init__(self, root, *, bandwidth: Optional[float] = None, latency: float = 0.0, live: Optional[LiveConfig] = None) -> None:
+        chunk = 64 * 1024 if bandwidth is None else int(min(64 * 1024, max(1024, bandwidth / 50)))
+        bucket = TokenBucket(bandwidth, chunk) if bandwidth is not None else None
+        super().__init__(root, HlsHandler, RangedConfig(latency, chunk, bucket, 60.0))
+        self.httpd.agents = []
+        self.httpd.agents_lock = threading.Lock()
+        self.httpd.live = _Live(self.root, live) if live is not None else None
+        self.httpd.fail_next = {}  # path -> status answered once to its next GET
+
+    def fail_once(self, path: str, status: int) -> None:
+        """Answer the next GET of ``path`` with ``status`` (a transient fault to retry)."""
+        with self.httpd.agents_lock:
+            self.httpd.fail_next[path] = status
+
+    @property
+    def agents(self) -> List[tuple]:
+        with self.httpd.agents_lock:
+            return list(self.httpd.agents)
+
+    @property
+    def live(self) -> Optional[_Live]:
+        return self.httpd.live
+
+    def reset_log(self) -> None:
+        super().reset_log()
+        with self.httpd.agents_lock:
+            self.httpd.agents.clear()

@@ -1,0 +1,444 @@
+"""HLS end to end: playlists written by FFmpeg's HLS muxer, served on 127.0.0.1, read through
+``kithara_io.open`` and decoded by PyAV with ``format=`` given (so FFmpeg never fetches
+anything itself: the server's User-Agent log proves every request came from kithara-io)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from typing import Iterator, List
+
+import av
+import m3u8
+import numpy as np
+import pytest
+
+import kithara_io
+from kithara_io.events import RequestCancelled, RequestEnqueued, VariantSwitched
+from kithara_io.planning import Priority
+from kithara_io.sources.hls.transport import USER_AGENT
+from tests.servers.hls import HlsServer, LiveConfig
+from tests.servers.hls_media import BITRATES, MASTER_ORDER, HlsMedia, make_hls_media
+
+
+@pytest.fixture(scope="session")
+def hls_media(tmp_path_factory: pytest.TempPathFactory) -> HlsMedia:
+    return make_hls_media(tmp_path_factory.mktemp("hls").resolve())
+
+
+@pytest.fixture(scope="session")
+def hls_server(hls_media: HlsMedia) -> Iterator[HlsServer]:
+    with HlsServer(hls_media.root) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server(hls_server: HlsServer) -> Iterator[HlsServer]:
+    """The shared server with a fresh log; afterwards, every request must be kithara-io's:
+    its HLS transport, or (for a URL that does not say .m3u8) its HTTP source, never FFmpeg."""
+    hls_server.reset_log()
+    yield hls_server
+    assert all(agent == USER_AGENT or agent.startswith("python-requests/") for _, agent in hls_server.agents), hls_server.agents
+
+
+def decode(data, fmt: str) -> np.ndarray:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with av.open(source, format=fmt) as container:
+        return np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+
+
+def variant_bytes(media: HlsMedia, kind: str, variant: int, segments: List[int]) -> bytes:
+    """The local files of ``segments`` of one variant (``kind`` ts), joined."""
+    base = media.root / kind / f"v{variant}"
+    return b"".join((base / f"seg{i:03d}.ts").read_bytes() for i in segments)
+
+
+MEDIA_CASES = [
+    ("ts/v0/index.m3u8", "mpegts"),
+    ("ts/v2/index.m3u8", "mpegts"),
+    ("fmp4/v1/index.m3u8", "mp4"),
+    ("single_ts/index.m3u8", "mpegts"),  # EXT-X-BYTERANGE into one file
+    ("single_fmp4/index.m3u8", "mp4"),  # BYTERANGE, and an EXT-X-MAP with a BYTERANGE
+    ("aes/index.m3u8", "mpegts"),  # AES-128
+]
+
+
+@pytest.mark.parametrize("playlist, fmt", MEDIA_CASES)
+def test_media_playlist_decodes_like_the_local_segments(server, hls_media, playlist, fmt, no_leaks) -> None:
+    local = hls_media.local_bytes(playlist)
+    with kithara_io.open(server.url(playlist)) as stream:
+        got = decode(stream, fmt)
+        assert stream.size == len(local)
+        assert stream.hls is not None and len(stream.hls.variants) == 1
+        stream.seek(0)
+        assert stream.read() == local
+    assert np.array_equal(got, decode(local, fmt))
+    assert got.shape[1] > 29 * 44100
+    assert {agent for _, agent in server.agents} == {USER_AGENT}  # FFmpeg fetched nothing
+
+
+def test_byterange_and_aes_need_no_size_requests(server, hls_media) -> None:
+    with kithara_io.open(server.url("single_ts/index.m3u8")) as stream:
+        assert stream.size == len(hls_media.local_bytes("single_ts/index.m3u8"))  # from BYTERANGE
+        stream.read()
+    methods = {r.method for r in server.requests}
+    assert methods == {"GET"}
+    assert {r.path for r in server.requests} == {"/single_ts/index.m3u8", "/single_ts/index.ts"}
+
+
+def test_aes_key_fetched_once(server, hls_media) -> None:
+    with kithara_io.open(server.url("aes/index.m3u8")) as stream:
+        stream.read()
+    assert [r.path for r in server.requests].count("/aes/key.bin") == 1
+
+
+@pytest.mark.parametrize("choice, variant_index", [("lowest", 1), ("highest", 2), (0, 0), (2, 2)])
+def test_master_playlist_variant_choice(server, hls_media, choice, variant_index) -> None:
+    local_variant = MASTER_ORDER[variant_index]
+    with kithara_io.open(server.url("ts/master.m3u8"), variant=choice) as stream:
+        info = stream.hls
+        assert [(v.bandwidth, v.codecs) for v in info.variants] == [(BITRATES[i] + 8000, "mp4a.40.2") for i in MASTER_ORDER]
+        assert info.variants[0].uri == server.url("ts/v1/index.m3u8")
+        assert info.variant == variant_index
+        data = stream.read()
+    assert data == hls_media.local_bytes(f"ts/v{local_variant}/index.m3u8")
+    fetched = {r.path.split("/")[2] for r in server.requests if r.path.endswith(".ts")}
+    assert fetched == {f"v{local_variant}"}  # one variant's segments only
+
+
+def test_bad_variant_choice_is_refused(server) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        kithara_io.open(server.url("ts/master.m3u8"), variant=3)
+    with pytest.raises(ValueError):
+        kithara_io.open(server.url("ts/master.m3u8"), variant="best")
+
+
+def test_seek_fetches_only_the_segments_it_needs(server, hls_media, no_leaks) -> None:
+    """container.seek(20 s) on a 30 s, 8-segment variant: well under half the bytes."""
+    local = hls_media.local_bytes("ts/v2/index.m3u8")
+
+    def frames_after_seek(source) -> np.ndarray:
+        with av.open(source, format="mpegts") as container:
+            audio = container.streams.audio[0]
+            container.seek(int(20 / audio.time_base), stream=audio)
+            frames = []
+            for frame in container.decode(audio):
+                frames.append(frame.to_ndarray())
+                if len(frames) == 40:
+                    break
+            return np.concatenate(frames, axis=1)
+
+    downloader = kithara_io.Downloader()
+    try:
+        with kithara_io.open(server.url("ts/v2/index.m3u8"), downloader=downloader) as stream:
+            got = frames_after_seek(stream)
+            assert downloader.wait_idle(10)  # the read-ahead it started is counted too
+            fetched = stream.stats().bytes_fetched
+    finally:
+        downloader.close()
+    assert np.array_equal(got, frames_after_seek(io.BytesIO(local)))
+    sent = sum(r.bytes_sent for r in server.requests if r.path.endswith(".ts"))
+    assert fetched <= sent  # a cancelled fetch's bytes in flight are sent, not stored
+    print(f"seek to 20 s: server sent {sent} of {len(local)} bytes ({sent / len(local):.2f})")
+    assert sent < 0.45 * len(local)
+    whole = {r.path for r in server.requests if r.method == "GET" and r.range is None and r.path.endswith(".ts")}
+    assert not whole  # sub-ranges only: no segment was pulled whole for a seek
+
+
+def test_eof_only_when_proven_and_sizes_learned(server, hls_media) -> None:
+    local = hls_media.local_bytes("ts/v1/index.m3u8")
+    with kithara_io.open(server.url("ts/v1/index.m3u8")) as stream:
+        # A read far into the stream before any size is known: placed right, not an early EOF.
+        stream.seek(len(local) - 100)
+        assert stream.read(1000) == local[-100:]
+        assert stream.read(10) == b""
+        stream.seek(len(local) + 5000)
+        assert stream.read(10) == b""
+        assert stream.size == len(local)
+        offsets = [s.offset for s in stream.hls.segments]
+        assert offsets == list(np.cumsum([0] + [(hls_media.root / f"ts/v1/seg{i:03d}.ts").stat().st_size for i in range(7)]))
+        assert stream.hls.offset_of(20.5) == offsets[5]
+        assert stream.hls.offset_of(0) == 0
+        durations = [s.duration for s in stream.hls.segments]
+        assert len(durations) == 8 and abs(sum(durations) - 30) < 0.1
+    assert any(r.method == "HEAD" for r in server.requests)  # sizes learned in the background
+
+
+def test_segment_under_the_cursor_high_prefetch_low(server) -> None:
+    enqueued: List[RequestEnqueued] = []
+    with kithara_io.open(server.url("ts/v2/index.m3u8"), on_event=lambda e: enqueued.append(e) if isinstance(e, RequestEnqueued) else None) as stream:
+        while stream.read(32 * 1024):
+            pass
+    segment = [e for e in enqueued if e.url.endswith(".ts")]
+    assert {e.priority for e in segment} == {Priority.HIGH, Priority.LOW}
+    assert segment[0].priority is Priority.HIGH and segment[0].url.endswith("seg000.ts")
+
+
+@pytest.mark.timeout(60)
+def test_far_seek_cancels_prefetches(hls_media, no_leaks) -> None:
+    with HlsServer(hls_media.root, bandwidth=200_000) as slow:
+        cancelled: List[RequestCancelled] = []
+        with kithara_io.open(slow.url("ts/v2/index.m3u8"), on_event=lambda e: cancelled.append(e) if isinstance(e, RequestCancelled) else None) as stream:
+            for _ in range(4):
+                stream.read(32 * 1024)  # a sequential reader: prefetch runs at Low
+            stream.seek(stream.hls.offset_of(26))
+            assert stream.read(1000)
+        assert cancelled, "the prefetch near the start was not cancelled"
+
+
+def test_sample_aes_is_a_clear_error(server, hls_media) -> None:
+    target = hls_media.root / "sample_aes"
+    target.mkdir(exist_ok=True)
+    text = (hls_media.root / "aes" / "index.m3u8").read_text().replace("METHOD=AES-128", "METHOD=SAMPLE-AES")
+    (target / "index.m3u8").write_text(text.replace("seg0", "../aes/seg0").replace('URI="key.bin"', 'URI="../aes/key.bin"'))
+    with pytest.raises(kithara_io.StreamError, match=r"SAMPLE-AES is not supported.*sample_aes/index.m3u8"):
+        kithara_io.open(server.url("sample_aes/index.m3u8"))
+
+
+def test_playlist_found_by_its_body(server, hls_media) -> None:
+    """A playlist at a URL that does not end in .m3u8 is still recognised."""
+    shutil.copy(hls_media.root / "ts" / "v0" / "index.m3u8", hls_media.root / "ts" / "v0" / "playlist")
+    with kithara_io.open(server.url("ts/v0/playlist")) as stream:
+        assert stream.hls is not None
+        assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
+
+
+def test_not_hls_has_no_hls_info(server, hls_media) -> None:
+    with kithara_io.open(server.url("ts/v0/seg000.ts")) as stream:
+        assert stream.hls is None
+        assert stream.read() == (hls_media.root / "ts/v0/seg000.ts").read_bytes()
+
+
+def _played(stream, hls_media) -> bytes:
+    """The local bytes of the segments the stream planned, variant by variant."""
+    return b"".join(
+        (hls_media.root / "ts" / f"v{MASTER_ORDER[s.variant]}" / f"seg{s.sequence:03d}.ts").read_bytes()
+        for s in stream.hls.segments
+    )
+
+
+def test_auto_switches_up_on_a_fast_link(server, hls_media, no_leaks) -> None:
+    switches: List[VariantSwitched] = []
+    with kithara_io.open(server.url("ts/master.m3u8"), on_event=lambda e: switches.append(e) if isinstance(e, VariantSwitched) else None) as stream:
+        assert stream.hls.variant == 0  # RFC 8216: the first listed variant starts
+        got = decode(stream, "mpegts")
+        stream.seek(0)
+        data = stream.read()
+        assert data == _played(stream, hls_media)
+        variants = [s.variant for s in stream.hls.segments]
+    assert switches and switches[0] == VariantSwitched(0, 2, "throughput")
+    assert variants[0] == 0 and variants[-1] == 2  # 308 kbit/s is the highest
+    assert np.array_equal(got, decode(data, "mpegts"))  # decodable across the switch
+    assert got.shape[1] > 29 * 44100
+
+
+@pytest.mark.timeout(60)
+def test_auto_settles_on_the_lowest_on_a_120_kbit_link(hls_media, no_leaks) -> None:
+    """Variants of 72/168/308 kbit/s (64/160/300 kbit/s audio) on a 120 kbit/s link."""
+    with HlsServer(hls_media.root, bandwidth=120_000 / 8) as slow:
+        switches: List[VariantSwitched] = []
+        with kithara_io.open(slow.url("ts/master.m3u8"), on_event=lambda e: switches.append(e) if isinstance(e, VariantSwitched) else None) as stream:
+            started = time.monotonic()
+            data = bytearray()
+            while len([s for s in stream.hls.segments if s.offset is not None and s.offset < len(data)]) < 3:
+                piece = stream.read(16 * 1024)  # read on into the third segment
+                assert piece
+                data += piece
+            segments = stream.hls.segments
+            elapsed = time.monotonic() - started
+        assert switches[0] == VariantSwitched(0, 1, "throughput"), switches
+        assert [s.variant for s in segments[:3]] == [0, 1, 1]
+        assert all(s.variant == 1 for s in segments[1:])  # settled: no switch back up
+        expected = _played_prefix(hls_media, segments, len(data))
+        assert bytes(data) == expected
+        assert decode(bytes(data), "mpegts").shape[1] > 8 * 44100  # playback continues
+        print(f"120 kbit/s: switched to 72 kbit/s after segment 0, 3 segments in {elapsed:.1f} s")
+        assert {agent for _, agent in slow.agents} == {USER_AGENT}
+
+
+def _played_prefix(hls_media, segments, length: int) -> bytes:
+    data = b"".join(
+        (hls_media.root / "ts" / f"v{MASTER_ORDER[s.variant]}" / f"seg{s.sequence:03d}.ts").read_bytes() for s in segments
+    )
+    return data[:length]
+
+
+def test_select_pins_a_variant(server, hls_media) -> None:
+    switches: List[VariantSwitched] = []
+    with kithara_io.open(server.url("ts/master.m3u8"), variant="lowest", on_event=lambda e: switches.append(e) if isinstance(e, VariantSwitched) else None) as stream:
+        head = stream.read(10_000)  # inside segment 0
+        stream.hls.select(2)
+        rest = stream.read()
+        variants = [s.variant for s in stream.hls.segments]
+        assert head + rest == _played(stream, hls_media)
+    assert switches == [VariantSwitched(1, 2, "selected")]
+    assert variants == [1] + [2] * 7
+    decode(head + rest, "mpegts")
+
+
+@pytest.mark.timeout(40)
+def test_live_sliding_window(hls_media, no_leaks) -> None:
+    config = LiveConfig(window=5, period=1.0, publish=10)
+    with HlsServer(hls_media.root, live=config) as live:
+        started = time.monotonic()
+        with kithara_io.open(live.url("live/live.m3u8")) as stream:
+            assert stream.size is None and not stream.seekable()
+            with pytest.raises(io.UnsupportedOperation):
+                stream.seek(0, io.SEEK_END)
+            data = stream.read()  # until #EXT-X-ENDLIST and the last segment
+            sequences = [s.sequence for s in stream.hls.segments]
+        elapsed = time.monotonic() - started
+        # Started three target durations (3 s) from the live edge of the first window (0-4).
+        durations = [s.duration for s in m3u8.load(str(hls_media.root / "live" / "source.m3u8")).segments]
+        first = max(i for i in range(5) if sum(durations[i:5]) >= 3 * config.period)
+        assert first in (1, 2)
+        assert sequences == list(range(first, 10))
+        base = hls_media.root / "live"
+        assert data == b"".join((base / f"seg{i:03d}.ts").read_bytes() for i in sequences)
+        reloads = [r for r in live.requests if r.path == "/live/live.m3u8"]
+        assert 5 <= len(reloads) <= 16, len(reloads)  # about one per target duration
+        assert 4.0 <= elapsed < 15, elapsed
+        assert live.live.served_windows[-1][2]  # ended
+        decode(data, "mpegts")
+
+
+def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
+    from kithara_io.cli import main
+
+    assert main(["info", server.url("ts/master.m3u8"), "--variant", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "format        HLS" in text and "8 segments" in text
+    assert f"variant 2     308000 bit/s mp4a.40.2 {server.url('ts/v2/index.m3u8')} (chosen)" in text
+    assert main(["info", server.url("ts/master.m3u8"), "--variant", "lowest", "--json"]) == 0
+    details = json.loads(capsys.readouterr().out)
+    assert details["variant"] == 1 and [v["bandwidth"] for v in details["variants"]] == [168000, 72000, 308000]
+
+
+def test_cli_get_downloads_one_variant(server, hls_media, tmp_path, capsys) -> None:
+    from kithara_io.cli import main
+
+    out = tmp_path / "media.ts"
+    assert main(["get", server.url("ts/master.m3u8"), "--variant", "0", "-o", str(out)]) == 0
+    assert out.read_bytes() == hls_media.local_bytes("ts/v1/index.m3u8")
+    out2 = tmp_path / "highest.ts"
+    assert main(["get", server.url("ts/master.m3u8"), "-o", str(out2)]) == 0  # default: highest
+    assert out2.read_bytes() == hls_media.local_bytes("ts/v2/index.m3u8")
+
+
+def test_missing_segment_is_an_error_naming_it(server, hls_media) -> None:
+    target = hls_media.root / "missing"
+    target.mkdir(exist_ok=True)
+    text = (hls_media.root / "ts" / "v0" / "index.m3u8").read_text().replace("seg", "../ts/v0/seg").replace("../ts/v0/seg003.ts", "gone.ts")
+    (target / "index.m3u8").write_text(text)
+    stream = kithara_io.open(server.url("missing/index.m3u8"))
+    assert stream.read(1000)  # segments 0-2 are there
+    with pytest.raises(kithara_io.HTTPStatusError, match=r"404.*missing/gone.ts"):
+        while stream.read(64 * 1024):
+            pass
+    with pytest.raises(kithara_io.HTTPStatusError):  # stored, raised again by close()
+        stream.close()
+
+
+def test_fmp4_master_auto_stays_on_one_variant(server, hls_media) -> None:
+    """One mp4 demuxer cannot take a second init segment: auto does not switch fMP4."""
+    with kithara_io.open(server.url("fmp4/master.m3u8")) as stream:
+        got = decode(stream, "mp4")
+        assert {s.variant for s in stream.hls.segments} == {0}
+    assert np.array_equal(got, decode(hls_media.local_bytes("fmp4/v1/index.m3u8"), "mp4"))
+
+
+@pytest.mark.timeout(60)
+def test_disk_cache_replays_offline(hls_media, tmp_path, no_leaks) -> None:
+    from kithara_io.disk import DiskCache
+
+    cache = DiskCache(tmp_path / "cache")
+    local = hls_media.local_bytes("ts/v0/index.m3u8")
+    with HlsServer(hls_media.root) as srv:
+        url = srv.url("ts/master.m3u8")
+        with kithara_io.open(url, variant="lowest", cache=cache) as stream:
+            assert stream.read() == local
+            assert stream.stats().bytes_from_disk == 0
+        with kithara_io.open(url, variant="lowest", cache=cache) as stream:  # replay: no segment asked
+            srv.reset_log()
+            got = decode(stream, "mpegts")
+            stats = stream.stats()
+        asked = [(r.method, r.path, r.range) for r in srv.requests if r.path.endswith(".ts")]
+        assert not asked and stats.bytes_fetched == 0 and stats.bytes_from_disk >= len(local), (asked, stats)
+    # Server gone: playlists and segments from the disk copy.
+    with kithara_io.open(url, variant="lowest", cache=cache) as stream:
+        assert stream.read() == local
+    assert np.array_equal(got, decode(local, "mpegts"))
+
+
+def test_transient_segment_failure_is_retried(server, hls_media) -> None:
+    from kithara_io.events import RequestRetrying
+
+    server.fail_once("/ts/v0/seg002.ts", 503)
+    retries: List[RequestRetrying] = []
+    with kithara_io.open(server.url("ts/v0/index.m3u8"), on_event=lambda e: retries.append(e) if isinstance(e, RequestRetrying) else None) as stream:
+        assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
+        assert stream.stats().retries == 1
+    assert [(r.attempt, r.url) for r in retries] == [(2, server.url("ts/v0/seg002.ts"))]
+    assert "503" in retries[0].cause
+
+
+def test_stream_priority_applies_to_segment_fetches(server) -> None:
+    enqueued: List[RequestEnqueued] = []
+    with kithara_io.open(server.url("ts/v1/index.m3u8"), priority="low", on_event=lambda e: enqueued.append(e) if isinstance(e, RequestEnqueued) else None) as stream:
+        stream.read(50_000)
+        assert stream.priority is Priority.LOW
+        stream.priority = "high"
+        count = len(enqueued)
+        stream.read()
+    assert enqueued[:count] and all(e.stream_priority is Priority.LOW for e in enqueued[:count])
+    assert enqueued[count:] and all(e.stream_priority is Priority.HIGH for e in enqueued[count:])
+
+
+def test_request_events_reach_the_downloader_bus(server, no_leaks) -> None:
+    from kithara_io.events import RequestCompleted
+
+    downloader = kithara_io.Downloader()
+    seen: List[RequestCompleted] = []
+    downloader.subscribe(lambda e: seen.append(e) if isinstance(e, RequestCompleted) else None)
+    try:
+        with kithara_io.open(server.url("ts/v0/index.m3u8"), downloader=downloader) as stream:
+            stream.read()
+    finally:
+        downloader.close()
+    assert seen and all(e.url.startswith(server.url("ts/v0/seg")) for e in seen)
+
+
+def test_open_of_an_unreachable_playlist_fails_within_timeout_open(no_leaks) -> None:
+    import socket
+
+    with socket.socket() as s:  # bound, never listening: every connect is refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/x/master.m3u8"
+        started = time.monotonic()
+        with pytest.raises(kithara_io.ConnectionFailedError, match="master.m3u8"):
+            kithara_io.open(url, retry=kithara_io.Retry(attempts=50, backoff=0.2, jitter=0), timeout=kithara_io.Timeout(open=1.0))
+        assert time.monotonic() - started < 2.5
+
+
+def test_player_plays_an_hls_stream(server, hls_media, no_leaks) -> None:
+    """The Player (PyAV decoder) plays HLS: the samples PyAV decodes from the local segments."""
+    from kithara_io.playback import Player, State
+    from tests.audio_devices import ManualOutputs
+
+    outputs = ManualOutputs()
+    with Player(server.url("ts/master.m3u8"), output=outputs, blocksize=1024, variant="lowest") as player:
+        player.play()
+        blocks = []
+        for _ in range(3000):
+            if outputs[0].finished:
+                break
+            assert player.wait_ready(10)
+            blocks.append(outputs[0].pull())
+        state = player.status().state
+    played = np.concatenate(blocks)
+    expected = decode(hls_media.local_bytes("ts/v0/index.m3u8"), "mpegts").T.astype(np.float32)
+    assert state is State.FINISHED
+    assert np.array_equal(played[: len(expected)], expected)
+    assert not played[len(expected) :].any()
