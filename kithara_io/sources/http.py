@@ -308,12 +308,6 @@ class HttpSource:
         status = answer.status
         if status in (200, 206):
             _check_encodings(answer, span)
-            if "icy-metaint" in answer.headers and (status == 206 or _content_length(answer) is not None):
-                # Metadata interleaved every N bytes of a file with a length: its offsets
-                # would not be the file's. Only a live answer (no length) is demuxed.
-                raise InvalidResponseError(
-                    "server interleaves ICY metadata in a file of known length", url=url, byte_range=span
-                )
         if status == 206:
             body_start, body_end, total = self._parse_content_range(answer, start, end)
             self._pin(answer, total, ranged=True)
@@ -428,6 +422,10 @@ def _check_encodings(answer: Answer, span: tuple) -> None:
         raise InvalidResponseError(
             f"server sent Content-Encoding {encoding!r} although identity was asked", url=url, byte_range=span
         )
+    if "icy-metaint" in answer.headers and (answer.status == 206 or _content_length(answer) is not None):
+        # Metadata interleaved every N bytes of a file with a length: its offsets would not
+        # be the file's. Only a live answer (no length) is demuxed, by the live reader.
+        raise InvalidResponseError("server interleaves ICY metadata in a file of known length", url=url, byte_range=span)
     transfer = answer.headers.get("Transfer-Encoding")
     if transfer is not None and transfer.strip().lower() not in ("", "chunked"):
         raise InvalidResponseError(f"server sent an unsupported Transfer-Encoding {transfer!r}", url=url, byte_range=span)

@@ -37,7 +37,9 @@ NETWORK_ERRORS = (
 
 # Per-request headers of ours, never carried over from the answered request to later ones.
 _PIECE_TIME = 0.05  # a piece returns after this long with what it has: waiting readers see it
-_PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length")
+# (Icy-MetaData asks a radio station for titles: a resource that answered with a length
+# and ranges is no station, and leaving it out saves a header on every range request.)
+_PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length", "icy-metadata")
 
 
 class TlsAdapter(HTTPAdapter):
