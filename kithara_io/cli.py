@@ -349,6 +349,10 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         player.close()
     status = player.status()
+    if isinstance(status.error, KeyboardInterrupt):
+        # Ctrl-C can surface in the decoder thread instead of this one (a lock wait the
+        # signal woke, seen with a live stream on JACK): still the user's Ctrl-C.
+        raise KeyboardInterrupt
     average = fetched / max(time.monotonic() - started, 1e-9) if fetched else None
     writer.finish(_status_line(status, ranges, size, average, writer))
     if status.error is not None:
@@ -373,6 +377,7 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
     """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s."""
     meter = RateMeter()
     shown = 0
+    title: Optional[str] = None
     while True:
         if keyboard is not None:
             for command in keyboard.commands(0.1):
@@ -392,6 +397,10 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
         if status.track != shown:  # the next track started (gapless or crossfaded)
             shown = status.track
             writer.message(_track_line(player.tracks[shown]))
+        if status.title != title:  # a radio station's next song
+            title = status.title
+            if title and not writer.tty:  # on a terminal the status line shows it
+                writer.message(f"now playing: {title}")
         stream = player.stream
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)

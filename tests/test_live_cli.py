@@ -86,3 +86,50 @@ def test_get_stops_cleanly_on_ctrl_c(icy_server, mp3, tmp_path):
     data = out.read_bytes()
     assert data == station_bytes(mp3, head_listeners(icy_server.listeners("/ctrlc.mp3"))[0].joined_at, len(data))
     assert f"saved {out} ({len(data)} bytes)" in stdout.decode()
+
+
+@pytest.mark.timeout(60)
+def test_play_a_radio_station_on_a_device(icy_server, mp3):
+    """``kithara-io play RADIO_URL``: PyAV decodes the live MP3 (libsndfile cannot read a
+    pipe), the status line shows the elapsed time and the title, each title change is
+    printed on a pipe, and Ctrl-C stops it (exit 130, one line)."""
+    from tests.audio_devices import JackServer, jack_missing
+
+    reason = jack_missing()
+    if reason:
+        pytest.skip(reason)
+    rate = 20_000  # about the MP3's own byte rate (160 kbit/s): real time
+    station = Station(payload=mp3, rate=rate, burst=8000, metaint=8000, title_every=30_000,
+                      titles=["First Song", "Second Song"])  # fmt: skip
+    url = icy_server.add("/play.mp3", station)
+    with JackServer(f"kithara-live-{os.getpid()}", period=2048) as jack:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kithara_io", "play", url],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **jack.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            lines = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len([x for x in lines if x.startswith("now playing")]) < 2:
+                line = proc.stdout.readline()  # the status line comes about once a second
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+            proc.send_signal(signal.SIGINT)
+            rest, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    assert proc.returncode == 130, err
+    assert err == "kithara-io: error: interrupted\n"
+    assert lines[0].startswith(url + ": mp3/") and lines[0].endswith(", live"), lines
+    titles = [line.split(": ", 1)[1] for line in lines if line.startswith("now playing: ")]
+    assert len(titles) == 2 and set(titles) <= {"First Song", "Second Song"} and titles[0] != titles[1], lines
+    status = [line for line in lines if line.startswith("playing ")]
+    assert status and all(" live " in line and "underruns 0" in line for line in status), status
+    assert any(titles[0] in line for line in status), status
