@@ -328,7 +328,7 @@ class _BlockPool:
         self._spare = {}
 
 
-_POOL = _BlockPool(limit=32 * BLOCK_SIZE)
+_POOL = _BlockPool(limit=8 * BLOCK_SIZE)
 os.register_at_fork(after_in_child=_POOL._after_fork_in_child)
 
 
