@@ -305,3 +305,25 @@ def test_cache_disk_uses_the_user_cache_directory_or_warns(ranged_server, media,
     with caplog.at_level("WARNING", logger="kithara_io"):
         assert read_all(url, "disk") == media["small.bin"].read_bytes()
     assert any("user cache directory" in r.getMessage() for r in caplog.records)
+
+
+def test_bytes_vanishing_under_a_disk_read_are_a_transient_error(tmp_path):
+    """Between the check that a range is held and its read, another process can take the
+    entry over (two processes pinning one URL at once: seen once under load in
+    test_two_processes_streaming_one_url_share_the_cache). The read must then fail
+    transiently (retried, the bytes then come from the network), never as 'fetch failed
+    unexpectedly'. The entry's own refusal (ValueError: not all present) is what it raises."""
+    from kithara_io.disk import DiskCache, Validators
+    from kithara_io.errors import ConnectionFailedError
+    from kithara_io.retry import Retry
+    from kithara_io.sources.cached import DiskBody
+
+    url = "http://127.0.0.1:9/x.bin"
+    with DiskCache(tmp_path).open_entry(url) as entry:
+        entry.reset(Validators(1000, '"v1"'))
+        entry.write(0, b"x" * 500)
+        entry.commit()
+        body = DiskBody(entry, url, 0, 1000, 1000)  # as if [0, 1000) had been found held
+        with pytest.raises(ConnectionFailedError, match="changed while being read") as info:
+            body.readinto(memoryview(bytearray(1000)))
+        assert Retry().is_transient(info.value) and isinstance(info.value.cause, ValueError)

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Tuple
 
 from ..disk import CacheEntry
 from ..ranges import RangeSet
-from ..errors import StreamError, server_unreachable
+from ..errors import ConnectionFailedError, StreamError, server_unreachable
 from .base import Body, Validators
 from .http import AbortHandle, HttpSource
 
@@ -65,7 +65,15 @@ class DiskBody:
         n = min(len(buf), self.end - self.position)
         if n <= 0:
             return 0
-        self._entry.read_into(self.position, buf[:n])
+        try:
+            self._entry.read_into(self.position, buf[:n])
+        except ValueError as exc:
+            # Another process reset the entry between the check that the bytes are held and
+            # this read (two processes pinning the same URL at once; the later reset wins).
+            # Transient: the retry asks again, and the bytes then come from the network.
+            raise ConnectionFailedError(
+                "the disk cache entry changed while being read", url=self.url, byte_range=(self.position, self.end), cause=exc
+            ) from exc
         self.position += n
         return n
 
