@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 import ssl
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]*@")
 # "_TrackedHTTPPool(host='h', port=9): ", "NewConnectionError(" and the like: internal names.
@@ -47,20 +47,22 @@ def redacting_logger(name: str) -> logging.Logger:
     return logger
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``,
-    exceptions among ``args``), outermost first, each once, bounded."""
-    seen: List[int] = []
-    todo = [exc]
-    while todo and len(seen) < 16:
+def cause_chain(exc: Optional[BaseException]) -> List[BaseException]:
+    """``exc`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason`` and
+    ``original_error``, exceptions among ``args``), outermost first, each once; bounded, as
+    chains can loop."""
+    found: List[BaseException] = []
+    todo = [exc] if exc is not None else []
+    while todo and len(found) < 16:
         current = todo.pop(0)
-        if id(current) in seen:
+        if any(current is seen for seen in found):
             continue
-        seen.append(id(current))
-        yield current
-        inner = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        found.append(current)
+        inner = [current.__cause__, current.__context__]
+        inner += [getattr(current, "reason", None), getattr(current, "original_error", None)]
         inner += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
         todo.extend(e for e in inner if isinstance(e, BaseException))
+    return found
 
 
 def _phrase(exc: BaseException) -> Optional[str]:
@@ -111,7 +113,7 @@ def describe_cause(exc: BaseException) -> str:
     are redacted."""
     if isinstance(exc, StreamError):
         return redact(_plain(exc))
-    for item in _chain(exc):
+    for item in cause_chain(exc):
         phrase = _phrase(item)
         if phrase is not None:
             return phrase

@@ -41,6 +41,7 @@ class Fetch:
     started: bool = False
     began: float = 0.0  # time.monotonic() when the run function started
     handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
+    for_reader: bool = False  # handed to a waiting reader to run itself (try_run_inline)
 
     def abort(self) -> None:
         if not self.handed:

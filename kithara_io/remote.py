@@ -86,7 +86,6 @@ class RemoteReader:
         self.events = EventBus(source.url)  # this stream's events (issue #4)
         self._handover: Optional[Tuple[Body, Abort]] = None  # a first answer without a length
         self._forked = False  # in a forked child, until the first read attaches again
-        self._inline: set = set()  # ids of the fetches readers run on their own threads
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> Optional[Tuple[Body, Abort]]:
@@ -223,7 +222,7 @@ class RemoteReader:
         blocked on a stalled server."""
         self._cache.interrupt()
         with self._cond:
-            inline = [self._active[i] for i in self._inline if i in self._active]
+            inline = [f for f in self._active.values() if f.for_reader and f.started]
         self._cancel(inline)
 
     def read_at(self, pos: int, out: memoryview) -> int:
@@ -258,13 +257,7 @@ class RemoteReader:
         waited_from = time.monotonic()
         while True:
             if here is not None:
-                with self._cond:
-                    self._inline.add(here.id)
-                try:
-                    self._hand_over(here, inline=True)
-                finally:
-                    with self._cond:
-                        self._inline.discard(here.id)
+                self._hand_over(here, inline=True)
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
                 break
@@ -433,7 +426,9 @@ class RemoteReader:
             byte_range=(plan.start, plan.end) if plan.end < UNKNOWN_END else None,
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
-        if not here:
+        if here:
+            self._active[cmd.id].for_reader = True
+        else:
             self._hand_over(cmd)
         return cmd
 

@@ -59,7 +59,7 @@ class HttpSource:
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
         self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
-        self._session = _session_like(requests.Session(), self._adapter)
+        self._session = _new_session(self._adapter)
         self._session.max_redirects = max_redirects
         self._session.verify = _resolve_verify(verify)
         self._session.cert = cert
@@ -244,12 +244,13 @@ class HttpSource:
                     answer.close()
                     answer = None
             if answer is None:
-                self._track(url)
                 home = _origin(url) == _origin(self.url)
+                mine = self._headers_for(home)
+                self._track(url, mine)
                 response = self._session.get(
                     url,
                     auth=self._netrc if home else None,
-                    headers={**self._headers_for(url), **headers},
+                    headers={**mine, **headers},
                     stream=True,
                     timeout=self._timeout,
                 )
@@ -271,7 +272,7 @@ class HttpSource:
         a status line http.client refuses (see :mod:`.shoutcast`)."""
         try:
             response = request_icy(
-                url, {**self._headers_for(url), **headers},
+                url, {**self._headers_for(_origin(url) == _origin(self.url)), **headers},
                 self._timeout.connect_timeout, self._timeout.read_timeout, self._session.verify,
             )
         except StreamError:
@@ -280,15 +281,16 @@ class HttpSource:
             raise connection_error(exc, url, span) from exc
         return Answer(response.status, response.reason, response.headers, url, response)
 
-    def _track(self, url: str) -> None:
+    def _track(self, url: str, headers: Mapping[str, str]) -> None:
         """Register the connections of the pool the next requests-path request takes."""
-        prepared = self._session.prepare_request(requests.Request("GET", url, headers=self._headers_for(url)))
+        prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
         self._registry.track(pool_for(self._session, prepared, self._proxies)[0])
 
-    def _headers_for(self, url: str) -> Mapping[str, str]:
-        """The caller's headers, less its credentials when ``url`` is on another origin
-        than the one they were given for (requests does the same on each redirect hop)."""
-        if _origin(url) == _origin(self.url):
+    def _headers_for(self, home: bool) -> Mapping[str, str]:
+        """The caller's headers, less its credentials for a URL on another origin than
+        the one they were given for (``home`` False; requests does the same on each
+        redirect hop)."""
+        if home:
             return self._headers
         return {k: v for k, v in self._headers.items() if k.lower() not in _CREDENTIALS}
 
@@ -392,14 +394,19 @@ class HttpSource:
 _CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
 
 
-def _session_like(old: requests.Session, adapter: TlsAdapter) -> requests.Session:
-    """A new Session over ``adapter`` with ``old``'s settings (``old`` itself when new)."""
+def _new_session(adapter: TlsAdapter) -> requests.Session:
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    session.trust_env = False  # the environment is read once, by HttpSource
+    return session
+
+
+def _session_like(old: requests.Session, adapter: TlsAdapter) -> requests.Session:
+    """A new Session over ``adapter`` with ``old``'s settings (a forked child's)."""
+    session = _new_session(adapter)
     for name in ("max_redirects", "verify", "cert", "auth"):
         setattr(session, name, getattr(old, name))
-    session.trust_env = False  # the environment is read once, by HttpSource
     session.proxies.update(old.proxies)
     session.headers = old.headers.copy()
     session.cookies.update(old.cookies)

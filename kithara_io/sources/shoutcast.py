@@ -16,9 +16,8 @@ from typing import Mapping, Optional, Tuple, Union
 
 import urllib3
 
-from ..errors import ConnectionFailedError, InvalidResponseError
+from ..errors import ConnectionFailedError, InvalidResponseError, cause_chain
 
-from .transport import cause_chain
 
 MAX_HEAD = 64 * 1024  # the most header bytes accepted
 

@@ -26,7 +26,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError
+from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError, cause_chain
 
 NETWORK_ERRORS = (
     http.client.HTTPException,
@@ -35,8 +35,8 @@ NETWORK_ERRORS = (
     OSError,  # ConnectionError, socket.timeout, ssl.SSLError
 )
 
-# Per-request headers of ours, never carried over from the answered request to later ones.
 _PIECE_TIME = 0.05  # a piece returns after this long with what it has: waiting readers see it
+# Per-request headers of ours, never carried over from the answered request to later ones.
 # (Icy-MetaData asks a radio station for titles: a resource that answered with a length
 # and ranges is no station, and leaving it out saves a header on every range request.)
 _PER_REQUEST = ("range", "if-range", "if-none-match", "if-modified-since", "content-length", "icy-metadata")
@@ -297,9 +297,7 @@ class HttpBody:
             try:
                 data = self._raw.read1(want - n, decode_content=False)
             except NETWORK_ERRORS as exc:
-                error = ConnectionFailedError(
-                    "connection broke while reading the body", url=self.url, byte_range=(self.position + n, self.end), cause=exc
-                )
+                error = self._broke_at(self.position + n, exc)
                 if n == 0:
                     raise error from exc
                 self._broken = error
@@ -321,12 +319,15 @@ class HttpBody:
         try:
             data = self._raw.read1(len(buf), decode_content=False)
         except NETWORK_ERRORS as exc:
-            raise ConnectionFailedError(
-                "connection broke while reading the body", url=self.url, byte_range=(self.position, self.end), cause=exc
-            ) from exc
+            raise self._broke_at(self.position, exc) from exc
         buf[: len(data)] = data
         self.position += len(data)
         return len(data)
+
+    def _broke_at(self, pos: int, exc: BaseException) -> ConnectionFailedError:
+        return ConnectionFailedError(
+            "connection broke while reading the body", url=self.url, byte_range=(pos, self.end), cause=exc
+        )
 
     def close(self) -> None:
         """Return the connection to its pool if the body was read to its end, else drop it."""
@@ -357,21 +358,6 @@ def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> Str
         status, reason = refusal
         return HTTPStatusError(status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span)
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
-
-
-def cause_chain(exc: Optional[BaseException]) -> list:
-    """``exc`` and what it wraps (urllib3's ``reason`` / ``original_error``, exception
-    arguments, ``__cause__``, ``__context__``), outermost first; bounded, as chains can loop."""
-    found: list = []
-    while exc is not None and len(found) < 10 and exc not in found:
-        found.append(exc)
-        nested = next((a for a in exc.args if isinstance(a, BaseException)), None)
-        exc = (
-            getattr(exc, "reason", None)
-            if isinstance(getattr(exc, "reason", None), BaseException)
-            else getattr(exc, "original_error", None) or nested or exc.__cause__ or exc.__context__
-        )
-    return found
 
 
 def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException]:
