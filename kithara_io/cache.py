@@ -28,7 +28,7 @@ from .errors import StreamClosedError, StreamError
 from .ranges import RangeSet
 
 BLOCK_SIZE = 1 << 20
-Block = Union[bytearray, mmap.mmap]
+Block = Union[bytearray, mmap.mmap, bytes]  # bytes: a whole block as a body handed it over
 T = TypeVar("T")
 
 
@@ -258,25 +258,61 @@ class SparseCache:
                 fills = min(claim.end, (index + 1) * self._block_size) - pos >= self._block_size // 2
                 block = _POOL.take(self._block_size, fills)
                 self._blocks[index] = block
+            elif isinstance(block, bytes):  # read-only: written again only when a server
+                writable = _POOL.take(self._block_size, True)  # ignoring Range resends it
+                writable[: len(block)] = block
+                block = self._blocks[index] = writable
             n = min(limit, claim.end - pos, self._block_size - offset)
             claim.granted = pos + n
             return memoryview(block)[offset : offset + n]
+
+    def room(self, fetch_id: int, pos: int, limit: int) -> int:
+        """How many bytes (at most ``limit``) the fetch may store at ``pos`` in one piece:
+        up to the end of its claim and of the block; 0 when the claim ends at ``pos``.
+        Those bytes are the fetch's from now on (as for ``write_buffer``)."""
+        with self._cond:
+            claim = self._claims.get(fetch_id)
+            if claim is None or self._closed or pos >= claim.end:
+                return 0
+            n = min(limit, claim.end - pos, self._block_size - pos % self._block_size)
+            claim.granted = pos + n
+            return n
+
+    def store(self, fetch_id: int, pos: int, data: bytes) -> None:
+        """Commit ``data`` at ``pos`` (within what ``room`` granted). A piece that is a
+        whole block (or the whole last one) becomes that block as it is, uncopied; a
+        reader of exactly that block gets it back the same way (see :func:`joined`)."""
+        n = len(data)
+        index, offset = divmod(pos, self._block_size)
+        with self._cond:
+            if offset == 0 and index not in self._blocks and (n == self._block_size or pos + n == self._size):
+                if not self._closed and fetch_id in self._claims:
+                    self._blocks[index] = data
+                    self._commit_locked(fetch_id, pos, n)
+                return
+        view = self.write_buffer(fetch_id, pos, n)
+        if view is not None:  # None: closed or released meanwhile, the bytes are not needed
+            n = len(view)
+            view[:] = data[:n]
+            self.commit(fetch_id, pos, n)
 
     def commit(self, fetch_id: int, pos: int, n: int) -> None:
         """``n`` bytes at ``pos`` were written by the fetch: they are present now."""
         if n <= 0:
             return
         with self._cond:
-            if self._closed:
-                return
-            self._present.add(pos, pos + n)
-            claim = self._claims.get(fetch_id)
-            if claim is not None:
-                claim.start = max(claim.start, pos + n)
-            if self._budget is not None and len(self._blocks) * self._block_size > self._budget:
-                self._evict_locked()
-            if any(self._present.covered_until(p) >= e for p, e in self._needs.values()):
-                self._cond.notify_all()
+            if not self._closed:
+                self._commit_locked(fetch_id, pos, n)
+
+    def _commit_locked(self, fetch_id: int, pos: int, n: int) -> None:
+        self._present.add(pos, pos + n)
+        claim = self._claims.get(fetch_id)
+        if claim is not None:
+            claim.start = max(claim.start, pos + n)
+        if self._budget is not None and len(self._blocks) * self._block_size > self._budget:
+            self._evict_locked()
+        if any(self._present.covered_until(p) >= e for p, e in self._needs.values()):
+            self._cond.notify_all()
 
     def _evict_locked(self) -> None:
         """Drop whole blocks outside the reader's window and every claim, farthest from the
@@ -318,6 +354,8 @@ class _BlockPool:
     def give(self, blocks: List[Block]) -> None:
         with self._lock:
             for block in blocks:
+                if isinstance(block, bytes):
+                    continue  # read-only: freed (malloc reuses its memory), never written
                 spare = self._spare.setdefault(len(block), [])
                 if (len(spare) + 1) * len(block) <= self._limit:
                     spare.append(block)
@@ -340,6 +378,16 @@ def _new_block(size: int, fills: bool) -> Block:
     bytearray: its pages are all needed anyway, and malloc reuses freed memory (an mmap
     populated up front measured ~10% slower on sequential reads)."""
     return bytearray(size) if fills else mmap.mmap(-1, size)
+
+
+def joined(pieces: List[memoryview]) -> bytes:
+    """The pieces as one ``bytes``: the block object itself when they are exactly one
+    whole read-only block (a body's piece kept as it came, see ``store``), else one copy."""
+    if len(pieces) == 1:
+        whole = pieces[0].obj
+        if type(whole) is bytes and len(whole) == len(pieces[0]):
+            return whole
+    return b"".join(pieces)
 
 
 __all__ = ["SparseCache", "CacheView", "Wait", "BLOCK_SIZE", "StreamError"]

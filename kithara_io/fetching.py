@@ -22,12 +22,14 @@ from .options import StreamOptions
 from .planning import FetchPlan, LinkEstimate
 from .retry import Attempt, Timeout
 from .scheduling import FetchCommand
-from .sources.base import Abort, Body, Source
+from .sources.base import Abort, Body, Source, WholePieces
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_END = 1 << 62  # claim end while a body's length is unknown
 _MIN_READ = 16 * 1024  # smallest piece read into the cache
+_PIECE_TIME = 0.05  # a piece is about this much transfer: waiting readers see bytes soon
+_TRUSTED_RATE = 256 * 1024  # bytes of a body after which its measured rate sizes whole pieces
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 
 
@@ -178,8 +180,10 @@ class FetchLoop:
         stored = 0
         started = time.monotonic()
         rate = self._link.bandwidth
+        trusted = self._link.measured  # else the rate of this body once it has delivered enough
         counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
         speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
+        pieces = isinstance(body, WholePieces)
         while not cmd.cancelled.is_set():
             # One piece per commit: up to ~50 ms of transfer, so a reader waiting on the
             # first bytes of it does not wait long on a slow link, while a fast link commits,
@@ -187,11 +191,24 @@ class FetchLoop:
             elapsed = time.monotonic() - started
             if stored >= _MIN_READ and elapsed > 0:
                 rate = stored / elapsed
-            limit = max(_MIN_READ, min(self._opt.chunk, int(rate * 0.05)))
-            buf = self._cache.write_buffer(cmd.id, pos, limit)
-            if buf is None:
-                break
-            n = body.readinto(buf)
+            limit = max(_MIN_READ, min(self._opt.chunk, int(rate * _PIECE_TIME)))
+            if pieces and (trusted or stored >= _TRUSTED_RATE):
+                # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
+                # one call and keep the object (no copy into a block, no Python per read).
+                n = self._cache.room(cmd.id, pos, limit)
+                if n == 0:
+                    break
+                data = body.read_piece(n)
+                n = len(data)
+                if n:
+                    self._cache.store(cmd.id, pos, data)
+            else:
+                buf = self._cache.write_buffer(cmd.id, pos, limit)
+                if buf is None:
+                    break
+                n = body.readinto(buf)
+                if n:
+                    self._cache.commit(cmd.id, pos, n)
             if n == 0:
                 if body.end is None:  # length unknown: the end is proven here
                     self._cache.set_size(pos)
@@ -204,7 +221,6 @@ class FetchLoop:
                 )
             if speed is not None:
                 speed.check(n, body)
-            self._cache.commit(cmd.id, pos, n)
             self._host.count(counter, n)
             pos += n
             stored += n

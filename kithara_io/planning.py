@@ -85,14 +85,21 @@ def run_before(present: RangeSet, claimed: RangeSet, start: int) -> int:
     return start - pos
 
 
-def fetch_length(present: RangeSet, claimed: RangeSet, start: int, min_fetch: int, max_fetch: int) -> int:
+def fetch_length(
+    present: RangeSet, claimed: RangeSet, start: int, min_fetch: int, max_fetch: int, amortize: int = 0
+) -> int:
     """Adaptive size: as long as the run of bytes just before ``start`` that are present or
     already being fetched, within bounds.
 
     A sequential reader doubles its fetch size each time (throughput), also while the
     previous fetch is still running (pipelining); a fresh seek starts small (fast first byte).
+    A continuing run asks for at least ``amortize`` bytes: enough that the request's own
+    cost (its first-byte time) is a small part of the transfer (see LinkEstimate).
     """
-    return max(min_fetch, min(max_fetch, run_before(present, claimed, start)))
+    run = run_before(present, claimed, start)
+    if run > 0:
+        run = max(run, amortize)
+    return max(min_fetch, min(max_fetch, run))
 
 
 def next_fetch(
@@ -105,6 +112,7 @@ def next_fetch(
     read_behind: int,
     min_fetch: int,
     max_fetch: int,
+    amortize: int = 0,
 ) -> Optional[FetchPlan]:
     """The next range one stream should fetch, or None when its windows are complete.
 
@@ -117,7 +125,7 @@ def next_fetch(
     start = first_missing(present, claimed, cursor)
     if start < ahead_limit:
         end = _gap_end(present, claimed, start, size)
-        length = fetch_length(present, claimed, start, min_fetch, max_fetch)
+        length = fetch_length(present, claimed, start, min_fetch, max_fetch, amortize)
         return FetchPlan(start, min(end, start + length), Priority.HIGH)
     behind_limit = max(0, cursor - read_behind)
     pos = behind_limit
@@ -152,6 +160,8 @@ def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool
 # -- what the reader and the link look like (pure state, updated under the stream's lock) --
 
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
+_AMORTIZE = 20  # a request's first-byte time is about 1/20 of its transfer time
+_AMORTIZE_TIME = 0.05  # ... as long as that transfer takes no longer than this
 _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 
 
@@ -161,15 +171,30 @@ class LinkEstimate:
     def __init__(self) -> None:
         self.ttfb = 0.05
         self.bandwidth = 1e6
+        self.measured = False  # bandwidth is a guess until a body of 64 KiB or more was timed
+        self._answered = False  # ttfb is a guess until the first answer
 
     def record(self, ttfb: float, nbytes: int, duration: float) -> None:
-        self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb
+        self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb if self._answered else ttfb
+        self._answered = True
         if nbytes >= 64 * 1024 and duration > 0:
-            self.bandwidth = 0.7 * self.bandwidth + 0.3 * (nbytes / duration)
+            rate = nbytes / duration
+            self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate if self.measured else rate
+            self.measured = True
 
     def run_here_slack(self) -> int:
         """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
         return int(self.bandwidth * _RUN_HERE_EXTRA)
+
+    def amortizing_bytes(self) -> int:
+        """The length of a request whose first-byte time is ~5% of its transfer time, but
+        at most ``_AMORTIZE_TIME`` of transfer (0 while the link is not measured): on a fast
+        link the sequential reader's requests reach ``max_fetch`` at once instead of paying
+        a request per doubling; on a slow one, sizes grow as before (a big request running
+        beside the one the reader waits on would halve the bandwidth it gets)."""
+        if not self.measured:
+            return 0
+        return int(self.bandwidth * min(self.ttfb * _AMORTIZE, _AMORTIZE_TIME))
 
     def soon_bytes(self, floor: int) -> int:
         """Bytes a running fetch delivers in the time a new request needs for its first byte."""

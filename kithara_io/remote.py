@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from .cache import CacheView, SparseCache, Wait
+from .cache import CacheView, SparseCache, Wait, joined
 from .downloader import Downloader, FetchCommand, Outcome
 from .events import (
     REQUEST_EVENTS,
@@ -239,7 +239,7 @@ class RemoteReader:
 
     def read_bytes(self, pos: int, n: int) -> bytes:
         """``n`` bytes from ``pos`` (fewer only at the end) in one copy out of the cache."""
-        return self._read(pos, n, b"".join) or b""
+        return self._read(pos, n, joined) or b""
 
     def _read(self, pos: int, n: int, consume):
         if self._forked:
@@ -372,6 +372,7 @@ class RemoteReader:
             read_behind=self._opt.read_behind if self._pattern.went_back else 0,
             min_fetch=self._opt.min_fetch,
             max_fetch=self._opt.max_fetch,
+            amortize=self._link.amortizing_bytes(),
         )
 
     def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:

@@ -143,3 +143,53 @@ def test_evicted_bytes_become_missing_again():
     write(cache, 1, 0, b"a" * 64)
     cache.release(1)
     assert wait_for(cache, 0, 16) is Wait.UNCLAIMED
+
+
+def test_a_whole_block_piece_is_kept_and_read_back_uncopied():
+    from kithara_io.cache import joined
+
+    cache = SparseCache(block_size=16)
+    cache.set_size(40)
+    cache.claim(1, 0, 40)
+    whole, tail = bytes(range(16)), bytes(range(100, 108))
+    assert cache.room(1, 0, 64) == 16  # a piece never crosses a block
+    cache.store(1, 0, whole)
+    assert cache.room(1, 16, 5) == 5
+    cache.store(1, 16, b"abcde")  # part of a block: copied into a writable one
+    assert cache.room(1, 21, 64) == 11
+    cache.store(1, 21, b"x" * 11)
+    assert cache.room(1, 32, 64) == 8
+    cache.store(1, 32, tail)  # the whole last block (it ends at the size)
+    assert cache.room(1, 40, 64) == 0  # the claim ends here
+    ready, first = cache.read_when_present(0, 16, joined)
+    assert ready is Wait.READY and first is whole  # the same object: no copy either way
+    assert cache.read_when_present(32, 8, joined)[1] is tail
+    assert read(cache, 0, 40) == whole + b"abcde" + b"x" * 11 + tail
+    assert cache.read_when_present(4, 8, joined)[1] == whole[4:12]  # part of it: a copy
+
+
+def test_a_kept_block_written_again_becomes_writable_with_its_bytes():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 16)
+    cache.store(1, 0, bytes(range(16)))
+    cache.release(1)
+    cache.claim(2, 0, 16)  # a server that ignores Range sends the block again
+    view = cache.write_buffer(2, 4, 4)
+    assert view is not None and bytes(view) == bytes(range(4, 8))
+    view[:] = b"WXYZ"
+    cache.commit(2, 4, 4)
+    assert read(cache, 0, 16) == bytes(range(4)) + b"WXYZ" + bytes(range(8, 16))
+
+
+def test_store_after_close_or_release_keeps_nothing():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 32)
+    assert cache.room(1, 0, 16) == 16
+    cache.release(1)
+    cache.store(1, 0, bytes(16))
+    assert cache.present().total == 0
+    cache.claim(2, 16, 32)
+    assert cache.room(2, 16, 16) == 16
+    cache.close()
+    cache.store(2, 16, bytes(16))
+    assert cache.present().total == 0

@@ -170,3 +170,23 @@ def test_never_plans_present_or_claimed_bytes(present, claimed, cursor, read_ahe
         assert all(p.contains(b, b + 1) or c.contains(b, b + 1) for b in range(min(cursor, size), got.start))
     else:
         assert got.end <= cursor
+
+
+def test_a_continuing_run_asks_for_at_least_the_amortizing_length():
+    present, none = RangeSet([(0, 50)]), RangeSet()
+    assert fetch_length(present, none, 50, 10, 1000, amortize=400) == 400
+    assert fetch_length(present, none, 50, 10, 300, amortize=400) == 300  # still capped
+    assert fetch_length(present, none, 70, 10, 1000, amortize=400) == 10  # a fresh seek: small
+
+
+def test_amortizing_length_follows_the_measured_link():
+    from kithara_io.planning import LinkEstimate
+
+    link = LinkEstimate()
+    assert link.amortizing_bytes() == 0  # a guess is not a measurement
+    link.record(ttfb=0.001, nbytes=10_000_000, duration=0.01)  # 1 GB/s, 1 ms to first byte
+    assert link.measured and link.bandwidth == pytest.approx(1e9)
+    assert link.amortizing_bytes() == pytest.approx(20e6)  # 20 first-byte times of transfer
+    slow = LinkEstimate()
+    slow.record(ttfb=0.2, nbytes=100_000, duration=0.4)  # 250 kB/s behind a 200 ms first byte
+    assert slow.amortizing_bytes() == pytest.approx(250e3 * 0.05)  # at most 50 ms of transfer

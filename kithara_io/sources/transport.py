@@ -309,6 +309,21 @@ class HttpBody:
         self.position += n
         return n
 
+    def read_piece(self, n: int) -> bytes:
+        """``n`` bytes in one object (fewer only at the end; see ``WholePieces``): one call
+        into http.client, whose buffered reader loops over socket reads and TLS records in C,
+        straight into the object returned."""
+        if self._raw is None:
+            return b""
+        if self._broken is not None:
+            raise self._broken
+        try:
+            data = self._raw.read(n, decode_content=False)
+        except NETWORK_ERRORS as exc:
+            raise self._broke_at(self.position, exc) from exc
+        self.position += len(data)
+        return data
+
     def readinto1(self, buf: memoryview) -> int:
         """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
         the reader of a live stream must not wait for a piece of a slow station to fill."""
