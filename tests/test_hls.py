@@ -304,6 +304,38 @@ def test_live_sliding_window(hls_media, no_leaks) -> None:
         decode(data, "mpegts")
 
 
+@pytest.mark.timeout(40)
+def test_event_playlist_seeks_within_what_it_lists(hls_media, no_leaks) -> None:
+    """An EVENT playlist (append-only, then ENDLIST): reloaded like live, but it starts at
+    the first segment, seeks within what it lists, and has a size once it ends."""
+    config = LiveConfig(window=3, period=1.0, publish=8, event=True)
+    local = [(hls_media.root / "live" / f"seg{i:03d}.ts").read_bytes() for i in range(8)]
+    with HlsServer(hls_media.root, live=config) as event:
+        with kithara_io.open(event.url("live/live.m3u8")) as stream:
+            assert stream.seekable() and stream.size is None
+            with pytest.raises(io.UnsupportedOperation):
+                stream.seek(0, io.SEEK_END)  # no end yet
+            assert [s.sequence for s in stream.hls.segments] == [0, 1, 2]  # from the first one
+            listed = sum(len(b) for b in local[:3])
+            head = stream.read(listed + 1000)  # past what is listed: waits for a reload
+            assert head == b"".join(local)[: listed + 1000]
+            assert len(stream.hls.segments) >= 4 and stream.size is None  # not ended yet
+            second = stream.hls.segments[1]
+            assert stream.hls.offset_of(second.start + 0.5) == second.offset == len(local[0])
+            assert stream.seek(second.offset) == len(local[0])  # back to segment 1
+            rest = stream.read()  # until ENDLIST and its last segment: EOF only when proven
+            assert stream.read(10) == b""
+            assert stream.size == sum(len(b) for b in local)
+            assert [s.sequence for s in stream.hls.segments] == list(range(8))
+            stream.seek(0)
+            whole = decode(stream, "mpegts")
+        assert event.live.served_windows[-1] == (0, 7, True)
+        assert {agent for _, agent in event.agents} == {USER_AGENT}
+    assert rest == b"".join(local[1:])
+    assert np.array_equal(decode(rest, "mpegts"), decode(b"".join(local[1:]), "mpegts"))
+    assert np.array_equal(whole, decode(b"".join(local), "mpegts"))
+
+
 def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
     from kithara_io.cli import main
 
