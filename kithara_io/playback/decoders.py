@@ -93,6 +93,14 @@ class SafeReader(io.RawIOBase):
             except ValueError:  # closed meanwhile
                 pass
 
+    @property
+    def hls(self) -> Any:
+        """The stream's ``hls`` (None when it is not an HLS stream)."""
+        try:
+            return getattr(self._file, "hls", None)
+        except (ValueError, OSError):  # closed
+            return None
+
     def rewind(self) -> None:
         """Back to the first byte (after a probe); raises what the file raises."""
         self._file.seek(0)
