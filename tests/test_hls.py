@@ -336,6 +336,32 @@ def test_event_playlist_seeks_within_what_it_lists(hls_media, no_leaks) -> None:
     assert np.array_equal(whole, decode(b"".join(local), "mpegts"))
 
 
+@pytest.mark.timeout(40)
+def test_player_plays_an_event_playlist_before_it_ends(hls_media, no_leaks) -> None:
+    """Until ENDLIST an EVENT stream has no end to ask for: the Player plays it as a live
+    stream, from its first segment to the last one listed once it ends."""
+    from kithara_io.playback import Player, State
+    from tests.audio_devices import ManualOutputs
+
+    local = b"".join((hls_media.root / "live" / f"seg{i:03d}.ts").read_bytes() for i in range(8))
+    with HlsServer(hls_media.root, live=LiveConfig(window=3, period=1.0, publish=8, event=True)) as event:
+        outputs = ManualOutputs()
+        with Player(event.url("live/live.m3u8"), output=outputs, blocksize=1024) as player:
+            assert player.duration is None  # not ended: no length yet
+            player.play()
+            blocks = []
+            for _ in range(2000):  # 8 s of audio is ~350 blocks
+                if outputs[0].finished:
+                    break
+                assert player.wait_ready(10)
+                blocks.append(outputs[0].pull())
+            status = player.status()
+    assert status.state is State.FINISHED and status.error is None, status
+    played, expected = np.concatenate(blocks), decode(local, "mpegts").T.astype(np.float32)
+    assert np.array_equal(played[: len(expected)], expected)
+    assert not played[len(expected) :].any()
+
+
 def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
     from kithara_io.cli import main
 
