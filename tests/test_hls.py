@@ -441,6 +441,7 @@ def test_fmp4_auto_switches_with_restarts_on_a_120_kbit_link(hls_media, no_leaks
             restarts = stream.hls.restarts
         assert switches[0] == VariantSwitched(0, 1, "throughput"), switches
         j = moved[0]  # the first segment read from the 72 kbit/s variant
+        assert j == 1  # read-ahead waited at the first boundary for a throughput sample
         assert [s.variant for s in segments] == [0] * j + [1] * (len(segments) - j)  # settled
         first, second = _fmp4_local(hls_media, 0, list(range(j))), _fmp4_local(hls_media, 1, [j, j + 1])
         assert restarts[0] == len(first) and segments[j].offset == len(first) + len(_fmp4_local(hls_media, 1, []))

@@ -41,6 +41,7 @@ from .fetch import PartFetcher
 from .info import HlsInfo
 from .gaps import evictions, next_gap
 from .jobs import Job, JobsMixin
+from .live import LiveWatcher, ReloadMixin
 from .keys import KeyStore, check_supported
 from .kind import PlaylistKind
 from .plan import PartKey, Plan
@@ -57,7 +58,7 @@ _SIZE_JOBS_URGENT = 8  # ... while a caller waits for the size
 _EOF = -1
 
 
-class HlsReader(SwitchingMixin, JobsMixin):
+class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
     """Blocking positional reads of an HLS media playlist (or one variant of a master)."""
 
     def __init__(
@@ -117,8 +118,6 @@ class HlsReader(SwitchingMixin, JobsMixin):
                     self._submit_locked(self._plan.parts[0], 0, None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch, "data", Priority.HIGH)
                 self._schedule_locked()
             if not self._ended:
-                from .live import LiveWatcher
-
                 self._watcher = LiveWatcher(self, self._transport, self._opt.retry)
                 self._watcher.start()
         except BaseException:
@@ -302,40 +301,6 @@ class HlsReader(SwitchingMixin, JobsMixin):
         with self._cond:
             self._plan.add_media(index, playlist)
 
-    # -- live (called by the LiveWatcher) ------------------------------------------------
-    def live_state(self) -> Tuple[bool, str, float]:
-        """``(still running, playlist URL, target duration)``."""
-        with self._cond:
-            variant = self._plan.parts[-1][0] if self._plan.parts else 0
-            playlist = self._plan.media[variant]
-            return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
-
-    def wait_closed(self, seconds: float) -> bool:
-        """Wait ``seconds`` or until closed (the condition also wakes for other reasons)."""
-        deadline = time.monotonic() + seconds
-        with self._cond:
-            while not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return self._closed
-
-    def merge_live(self, playlist: MediaPlaylist) -> bool:
-        """Add what a reloaded playlist lists after the last planned segment; True if new."""
-        with self._cond:
-            for seg in playlist.segments:
-                check_supported(seg.key, self.url)
-            variant = self._plan.parts[-1][0] if self._plan.parts else 0
-            fresh, gap = self._plan.merge(variant, playlist)
-            if gap is not None:
-                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, *gap)
-            if playlist.ended:
-                self._ended = True
-            self._schedule_locked()
-            self._cond.notify_all()
-            return bool(fresh) or playlist.ended
-
     def fail(self, error: StreamError) -> None:
         with self._cond:
             self._fail_locked(error)
@@ -436,7 +401,8 @@ class HlsReader(SwitchingMixin, JobsMixin):
         budget = self._window()
         while budget > 0 and index < len(self._plan.parts) and busy < self._opt.max_outstanding:
             if offset == 0 and index > self._cursor_part and self._auto:
-                self._adapt_locked(index)
+                if not self._adapt_locked(index, deferrable=True):
+                    break  # the boundary waits for the first throughput sample
             key = self._plan.parts[index]
             size = self._plan.sizes.get(key)
             gap = self._gap_locked(key, offset, offset + budget)

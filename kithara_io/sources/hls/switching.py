@@ -82,14 +82,21 @@ class SwitchingMixin:
         self._pending.append(VariantSwitched(previous, target, reason))
         log.info("%s: variant %d -> %d (%s)", self.url, previous, target, reason)
 
-    def _adapt_locked(self, index: int) -> None:
-        """ABR at the boundary before part ``index``, if nothing of it is fetched yet."""
+    def _adapt_locked(self, index: int, deferrable: bool = False) -> bool:
+        """ABR at the boundary before part ``index``, if nothing of it is fetched yet. False
+        (only when ``deferrable``, for read-ahead): not decided, because no throughput sample
+        exists yet but a download that will give one is running; read-ahead then waits at
+        the boundary (an fMP4 stream's first part, its init segment, is too small to be one)."""
         key = self._plan.parts[index]
         if key in self._data or any(j.key == key for j in self._active()):
-            return
+            return True
         if self._plan.parts[0][1] == INIT and not self._restartable:
-            return  # fMP4 for a reader that cannot re-open its demuxer (module doc)
+            return True  # fMP4 for a reader that cannot re-open its demuxer (module doc)
+        estimate = self._estimator.estimate
+        if estimate is None and deferrable and any(j.kind == "data" for j in self._active()):
+            return False
         bandwidths = [v.bandwidth for v in self._variants]
-        target = abr.choose_variant(bandwidths, self._estimator.estimate, key[0])
+        target = abr.choose_variant(bandwidths, estimate, key[0])
         if target != key[0] and target in self._plan.media:
             self._switch_locked(index, target, "throughput")
+        return True
