@@ -61,6 +61,7 @@ class PyAVDecoder:
         self._container = None
         self._hls = getattr(reader, "hls", None)
         self._window: Optional[RestartWindow] = None
+        self._limit: Optional[int] = None
         if self._hls is not None:
             self._hls.enable_restarts()  # this decoder re-opens its demuxer at init segments
         self._open()
@@ -77,7 +78,9 @@ class PyAVDecoder:
         self._start = self._stream.start_time or 0
         self.frames: Optional[int] = self._length()
         # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
-        self._limit = self.frames if self.format == "mp4" else None
+        # An HLS window's demuxer knows where its window ends (the fragments carry the stream's
+        # time): the limit moves on at each restart, and the last window's is the stream's end.
+        self._limit = self._container_length() if self.format == "mp4" else None
         self._position = 0  # file frame of the next frame read() returns
         self._target: Optional[int] = None  # after a seek: drop frames before it
         self._offset = 0  # frames counted from the start minus frames placed by timestamp
@@ -121,28 +124,30 @@ class PyAVDecoder:
         return None if self.frames is None else self.frames / self.samplerate
 
     def _length(self) -> Optional[int]:
-        if self._stream.duration is not None and self._time_base is not None:
-            frames = int(round(self._stream.duration * self._time_base * self.samplerate))
-        elif self._container.duration is not None:  # microseconds (av.time_base)
-            frames = int(round(self._container.duration * self.samplerate / av.time_base))
-        else:
-            return None
-        if self._hls is not None and self.format == "mp4":
-            # The first demuxer sees its window only; the playlist tells the whole (FFmpeg's
-            # HLS muxer writes EXTINF from the exact fragment durations).
+        frames = self._container_length()
+        if frames is not None and self._hls is not None and self.format == "mp4":
+            # The first demuxer sees its window only: the playlist tells the whole duration.
             frames = int(round(sum(s.duration for s in self._hls.segments) * self.samplerate))
         return frames
 
+    def _container_length(self) -> Optional[int]:
+        """Frames from the start to the end of what this container holds."""
+        if self._stream.duration is not None and self._stream.time_base is not None:
+            return int(round(self._stream.duration * self._stream.time_base * self.samplerate))
+        if self._container.duration is not None:  # microseconds (av.time_base)
+            return int(round(self._container.duration * self.samplerate / av.time_base))
+        return None
+
     def read(self, frames: int) -> np.ndarray:
-        if self._limit is not None:
-            frames = max(0, min(frames, self._limit - self._position))
         have = sum(len(p) for p in self._pending)
-        while have < frames:
+        while have < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
             block = self._next_block()
             if block is None:
                 break
             self._pending.append(block)
             have += len(block)
+        if self._limit is not None:  # after decoding: a restart may have moved the limit on
+            frames = max(0, min(frames, self._limit - self._position))
         if not self._pending:
             return np.zeros((0, self.channels), dtype=np.float32)
         joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
@@ -206,6 +211,10 @@ class PyAVDecoder:
         if self._window is None or start != self._window.start:
             self._open_container(start)
 
+    def _window_ends(self) -> bool:
+        """Does the current HLS window end at a restart offset (more follows it)?"""
+        return self._window is not None and self._window.end is not None
+
     def _next_window(self) -> bool:
         """At the end of a window that ended at a restart offset: open the next one."""
         window, reader = self._window, self._reader
@@ -215,6 +224,8 @@ class PyAVDecoder:
             return False  # not the window's end: the owner handles it
         self._open_container(window.end)
         self._frames = self._decode()
+        if self._limit is not None:
+            self._limit = max(self._limit, self._container_length() or 0)
         return True
 
     def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
