@@ -4,8 +4,8 @@ Why a reader of its own, not an ``HlsSource`` under RemoteReader: RemoteReader n
 total length at open and one fixed byte space. HLS has neither: segment sizes are learned as
 they arrive (and EOF must not be claimed before every size is known), the variant of a
 segment not yet read changes with ABR (so every later offset moves), and a live playlist
-grows (an EVENT playlist by appending: :mod:`.kind`). So here the *plan* (which variant's part sits at each place: init segment, media
-segments) and the *layout* (offsets from the sizes known so far, :mod:`.layout`) are
+grows (an EVENT playlist by appending: :mod:`.kind`). So here the *plan* (which variant's
+part sits at each place: init segment, media segments) and the *layout* (offsets from the sizes known so far, :mod:`.layout`) are
 re-derived on every change, and bytes are stored per part ``(variant, sequence)``
 (:mod:`.store`), so re-planning loses nothing. What RemoteReader gives a file is kept: every
 segment fetch is a command of the shared Downloader (the part under the cursor at High
