@@ -304,6 +304,64 @@ def test_live_sliding_window(hls_media, no_leaks) -> None:
         decode(data, "mpegts")
 
 
+@pytest.mark.timeout(40)
+def test_event_playlist_seeks_within_what_it_lists(hls_media, no_leaks) -> None:
+    """An EVENT playlist (append-only, then ENDLIST): reloaded like live, but it starts at
+    the first segment, seeks within what it lists, and has a size once it ends."""
+    config = LiveConfig(window=3, period=1.0, publish=8, event=True)
+    local = [(hls_media.root / "live" / f"seg{i:03d}.ts").read_bytes() for i in range(8)]
+    with HlsServer(hls_media.root, live=config) as event:
+        with kithara_io.open(event.url("live/live.m3u8")) as stream:
+            assert stream.seekable() and stream.size is None
+            with pytest.raises(io.UnsupportedOperation):
+                stream.seek(0, io.SEEK_END)  # no end yet
+            assert [s.sequence for s in stream.hls.segments] == [0, 1, 2]  # from the first one
+            listed = sum(len(b) for b in local[:3])
+            head = stream.read(listed + 1000)  # past what is listed: waits for a reload
+            assert head == b"".join(local)[: listed + 1000]
+            assert len(stream.hls.segments) >= 4 and stream.size is None  # not ended yet
+            second = stream.hls.segments[1]
+            assert stream.hls.offset_of(second.start + 0.5) == second.offset == len(local[0])
+            assert stream.seek(second.offset) == len(local[0])  # back to segment 1
+            rest = stream.read()  # until ENDLIST and its last segment: EOF only when proven
+            assert stream.read(10) == b""
+            assert stream.size == sum(len(b) for b in local)
+            assert [s.sequence for s in stream.hls.segments] == list(range(8))
+            stream.seek(0)
+            whole = decode(stream, "mpegts")
+        assert event.live.served_windows[-1] == (0, 7, True)
+        assert {agent for _, agent in event.agents} == {USER_AGENT}
+    assert rest == b"".join(local[1:])
+    assert np.array_equal(decode(rest, "mpegts"), decode(b"".join(local[1:]), "mpegts"))
+    assert np.array_equal(whole, decode(b"".join(local), "mpegts"))
+
+
+@pytest.mark.timeout(40)
+def test_player_plays_an_event_playlist_before_it_ends(hls_media, no_leaks) -> None:
+    """Until ENDLIST an EVENT stream has no end to ask for: the Player plays it as a live
+    stream, from its first segment to the last one listed once it ends."""
+    from kithara_io.playback import Player, State
+    from tests.audio_devices import ManualOutputs
+
+    local = b"".join((hls_media.root / "live" / f"seg{i:03d}.ts").read_bytes() for i in range(8))
+    with HlsServer(hls_media.root, live=LiveConfig(window=3, period=1.0, publish=8, event=True)) as event:
+        outputs = ManualOutputs()
+        with Player(event.url("live/live.m3u8"), output=outputs, blocksize=1024) as player:
+            assert player.duration is None  # not ended: no length yet
+            player.play()
+            blocks = []
+            for _ in range(2000):  # 8 s of audio is ~350 blocks
+                if outputs[0].finished:
+                    break
+                assert player.wait_ready(10)
+                blocks.append(outputs[0].pull())
+            status = player.status()
+    assert status.state is State.FINISHED and status.error is None, status
+    played, expected = np.concatenate(blocks), decode(local, "mpegts").T.astype(np.float32)
+    assert np.array_equal(played[: len(expected)], expected)
+    assert not played[len(expected) :].any()
+
+
 def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
     from kithara_io.cli import main
 
@@ -342,11 +400,59 @@ def test_missing_segment_is_an_error_naming_it(server, hls_media) -> None:
 
 
 def test_fmp4_master_auto_stays_on_one_variant(server, hls_media) -> None:
-    """One mp4 demuxer cannot take a second init segment: auto does not switch fMP4."""
+    """A reader that did not ``enable_restarts`` (one plain mp4 demuxer): auto does not switch fMP4."""
     with kithara_io.open(server.url("fmp4/master.m3u8")) as stream:
         got = decode(stream, "mp4")
         assert {s.variant for s in stream.hls.segments} == {0}
     assert np.array_equal(got, decode(hls_media.local_bytes("fmp4/v1/index.m3u8"), "mp4"))
+
+
+def _fmp4_local(hls_media, variant: int, sequences: List[int]) -> bytes:
+    """The local init segment and ``sequences`` of one master variant (fMP4), joined."""
+    base = hls_media.root / "fmp4" / f"v{MASTER_ORDER[variant]}"
+    return (base / "init.mp4").read_bytes() + b"".join((base / f"seg{i:03d}.m4s").read_bytes() for i in sequences)
+
+
+def decode_restarting(data: bytes, restarts: List[int]) -> np.ndarray:
+    """What a reader that opens a fresh mp4 demuxer at every restart offset decodes."""
+    bounds = [0] + restarts + [len(data)]
+    return np.concatenate([decode(data[a:b], "mp4") for a, b in zip(bounds, bounds[1:])], axis=1)
+
+
+@pytest.mark.timeout(60)
+def test_fmp4_auto_switches_with_restarts_on_a_120_kbit_link(hls_media, no_leaks) -> None:
+    """fMP4 variants of 72/168/308 kbit/s on a 120 kbit/s link, for a reader that re-opens its
+    demuxer at each init segment: the switch puts the new init segment in, at a restart offset."""
+    with HlsServer(hls_media.root, bandwidth=120_000 / 8) as slow:
+        switches: List[VariantSwitched] = []
+        with kithara_io.open(slow.url("fmp4/master.m3u8"), on_event=lambda e: switches.append(e) if isinstance(e, VariantSwitched) else None) as stream:
+            stream.hls.enable_restarts()
+            data, short = bytearray(), 0
+            while True:  # until two segments of the variant switched to are read (bounded: timeout)
+                segments = stream.hls.segments
+                moved = [i for i, s in enumerate(segments) if s.variant != 0][:1]
+                if moved and moved[0] + 2 < len(segments) and segments[moved[0] + 2].offset is not None:
+                    if len(data) >= segments[moved[0] + 2].offset:
+                        break
+                piece = stream.read(16 * 1024)
+                assert piece
+                short += len(piece) < 16 * 1024
+                data += piece
+            restarts = stream.hls.restarts
+        assert switches[0] == VariantSwitched(0, 1, "throughput"), switches
+        j = moved[0]  # the first segment read from the 72 kbit/s variant
+        assert j == 1  # read-ahead waited at the first boundary for a throughput sample
+        assert [s.variant for s in segments] == [0] * j + [1] * (len(segments) - j)  # settled
+        first, second = _fmp4_local(hls_media, 0, list(range(j))), _fmp4_local(hls_media, 1, [j, j + 1])
+        assert restarts[0] == len(first) and segments[j].offset == len(first) + len(_fmp4_local(hls_media, 1, []))
+        assert short >= 1  # the read before the restart offset stopped there
+        end = len(first) + len(second)
+        assert bytes(data[:end]) == first + second
+        got = decode_restarting(bytes(data[:end]), [r for r in restarts if r < end])
+        assert np.array_equal(got, np.concatenate([decode(first, "mp4"), decode(second, "mp4")], axis=1))
+        assert got.shape[1] > (j + 2) * 3.9 * 44100
+        print(f"fMP4 at 120 kbit/s: switched to 72 kbit/s before segment {j}, restarts at {restarts}")
+        assert {agent for _, agent in slow.agents} == {USER_AGENT}
 
 
 @pytest.mark.timeout(60)
@@ -442,3 +548,43 @@ def test_player_plays_an_hls_stream(server, hls_media, no_leaks) -> None:
     assert state is State.FINISHED
     assert np.array_equal(played[: len(expected)], expected)
     assert not played[len(expected) :].any()
+
+
+@pytest.mark.timeout(60)
+def test_player_plays_fmp4_auto_across_a_switch(server, hls_media, no_leaks) -> None:
+    """The Player re-opens its demuxer at each restart offset: an fMP4 auto stream that
+    switches plays through, the samples PyAV decodes from the local files of the variants read
+    (init segment and segments of each run), with no underrun at a device pulling at 4x real time."""
+    from kithara_io.playback import Player, State
+    from tests.audio_devices import ManualOutputs
+
+    outputs, switches = ManualOutputs(), []
+    on_event = lambda e: switches.append(e) if isinstance(e, VariantSwitched) else None  # noqa: E731
+    with Player(server.url("fmp4/master.m3u8"), output=outputs, blocksize=1024, on_event=on_event) as player:
+        player.play()
+        assert player.wait_ready(10)
+        blocks, period, tick = [], 1024 / 44100 / 4, time.monotonic()
+        for _ in range(3000):  # 30 s of audio is ~1300 blocks
+            if outputs[0].finished:
+                break
+            blocks.append(outputs[0].pull())
+            tick += period
+            time.sleep(max(0.0, tick - time.monotonic()))  # the device's clock, 4x real time
+        status = player.status()
+        segments, restarts = player.stream.hls.segments, player.stream.hls.restarts
+    assert status.state is State.FINISHED and status.error is None
+    assert status.underruns == 0, status
+    assert switches and switches[0].reason == "throughput", switches
+    runs: List[List] = []
+    for s in segments:  # consecutive segments of one variant: one demuxer's window
+        if runs and runs[-1][0].variant == s.variant:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    assert len(runs) >= 2 and len(restarts) == len(runs) - 1
+    expected = np.concatenate([decode(_fmp4_local(hls_media, r[0].variant, [s.sequence for s in r]), "mp4") for r in runs], axis=1).T
+    played = np.concatenate(blocks)
+    frames = int(round(sum(s.duration for s in segments) * 44100))  # the mp4 length (edit list)
+    assert np.array_equal(played[:frames], expected[:frames].astype(np.float32))
+    assert not played[frames:].any()
+    print(f"Player fMP4 auto: variants {[r[0].variant for r in runs]}, restarts at {restarts}")

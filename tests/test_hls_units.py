@@ -278,3 +278,54 @@ def test_evictions_farthest_first_and_never_protected() -> None:
     assert evictions(held, order, cursor=3, keep={"d"}, budget=25) == ["a", "b"]
     assert evictions(held, order, cursor=0, keep={"a"}, budget=100) == []
     assert evictions({**held, "gone": 5}, order, cursor=2, keep=set(), budget=30) == ["gone", "a"]
+
+
+from kithara_io.sources.hls.kind import PlaylistKind  # noqa: E402
+from kithara_io.sources.hls.plan import INIT, Plan  # noqa: E402
+
+
+def _fmp4(variant: str, ended: bool = True, kind: str = "") -> str:
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"] + ([f"#EXT-X-PLAYLIST-TYPE:{kind}"] if kind else [])
+    lines.append('#EXT-X-MAP:URI="init.mp4"')
+    for i in range(4):
+        lines += ["#EXTINF:4.0,", f"{variant}/s{i}.m4s"]
+    return "\n".join(lines + (["#EXT-X-ENDLIST"] if ended else [])) + "\n"
+
+
+def test_playlist_kind() -> None:
+    of = lambda text: PlaylistKind.of(parse_playlist(text, "http://h/x.m3u8"))  # noqa: E731
+    assert of(_fmp4("a")) is PlaylistKind.VOD
+    assert of(_fmp4("a", ended=True, kind="EVENT")) is PlaylistKind.VOD  # an ended EVENT is complete
+    assert of(_fmp4("a", ended=False, kind="EVENT")) is PlaylistKind.EVENT
+    assert of(_fmp4("a", ended=False)) is PlaylistKind.LIVE
+    assert [k.seekable for k in PlaylistKind] == [True, True, False]
+    assert [k.from_live_edge for k in PlaylistKind] == [False, False, True]
+    assert [k.switchable for k in PlaylistKind] == [True, False, False]
+
+
+def test_fmp4_switch_inserts_the_init_segment_and_not_when_switching_back() -> None:
+    media = {i: parse_playlist(_fmp4(name), f"http://h/{name}.m3u8") for i, name in enumerate("ab")}
+    plan = Plan(media)
+    plan.build(0, [0, 1, 2, 3])
+    assert plan.switch(2, 1) == 0  # before segment 1
+    assert plan.parts == [(0, INIT), (0, 0), (1, INIT), (1, 1), (1, 2), (1, 3)]
+    assert plan.switch(2, 0) == 1  # the planned switch taken back before it is read
+    assert plan.parts == [(0, INIT), (0, 0), (0, 1), (0, 2), (0, 3)]  # no second init of variant 0
+    assert len(plan.layout) == len(plan.parts)
+
+
+def test_restart_window_ends_at_the_next_restart_offset() -> None:
+    import io
+
+    from kithara_io.playback.windows import RestartWindow
+
+    data = bytes(range(100)) + bytes(50)
+    stream, known = io.BytesIO(data), []
+    first = RestartWindow(stream, 0, lambda: list(known))
+    assert first.read(64) == data[:64] and first.end is None  # no restart fixed yet
+    known.append(100)  # the boundary got fixed
+    assert first.read(64) == data[64:100] and first.read(64) == b"" and first.end == 100
+    assert first.seek(0, io.SEEK_END) == 100
+    second = RestartWindow(stream, 100, lambda: list(known))
+    assert second.seek(0, io.SEEK_END) == 50 and second.seek(10) == 10  # to the stream's end
+    assert second.read() == data[110:]

@@ -65,7 +65,11 @@ class SafeReader(io.RawIOBase):
 
     def seekable(self) -> bool:
         try:
-            return bool(self._file.seekable())
+            if not self._file.seekable():
+                return False
+            # An HLS EVENT playlist before its ENDLIST is seekable but has no end yet, and both
+            # decoders ask a seekable file for its end at open: it plays as a live stream.
+            return getattr(self._file, "hls", None) is None or self._file.size is not None
         except (AttributeError, ValueError, OSError):
             return False
 
@@ -92,6 +96,14 @@ class SafeReader(io.RawIOBase):
                 interrupt()
             except ValueError:  # closed meanwhile
                 pass
+
+    @property
+    def hls(self) -> Any:
+        """The stream's ``hls`` (None when it is not an HLS stream)."""
+        try:
+            return getattr(self._file, "hls", None)
+        except (ValueError, OSError):  # closed
+            return None
 
     def rewind(self) -> None:
         """Back to the first byte (after a probe); raises what the file raises."""

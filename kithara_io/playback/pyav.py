@@ -4,6 +4,15 @@ in WebM/MKV/Ogg, MP3 (ID3v2 tags), MPEG-TS and ADTS, live streams without a dura
 Seeking is sample-exact: FFmpeg seeks to the key point at or before a little before the
 target (the pre-roll lets MDCT codecs and Opus settle), the decoder decodes from there and
 the samples before the target are dropped, each frame placed by its timestamp.
+
+HLS: the decoder tells the stream it re-opens its demuxer at restart offsets
+(``stream.hls.enable_restarts``), so ``variant="auto"`` may switch fMP4 variants. Each demuxer
+reads one :class:`~.windows.RestartWindow` (an init segment and its fragments); at a window's
+end the next one is opened and decoding continues. The fragments carry the stream's time
+(``tfdt``), so the frames of the new demuxer follow the old ones sample for sample (measured:
+no frame missing or doubled). What is lost: the new AAC decoder starts from silence, so the
+first frame after a switch (1024 samples, 23 ms at 44.1 kHz) is decoded without its
+predecessor's overlap and differs from a continuous decode (it fades in).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import av
 import numpy as np
 
 from .channels import channel_matrix, map_channels
+from .windows import RestartWindow
 
 PREROLL = 0.2  # seconds decoded before a seek target and dropped
 SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
@@ -49,6 +59,11 @@ class PyAVDecoder:
     def __init__(self, reader) -> None:
         self._reader = reader
         self._container = None
+        self._hls = getattr(reader, "hls", None)
+        self._window: Optional[RestartWindow] = None
+        self._limit: Optional[int] = None
+        if self._hls is not None:
+            self._hls.enable_restarts()  # this decoder re-opens its demuxer at init segments
         self._open()
         context = self._stream.codec_context
         self.samplerate: int = int(context.sample_rate)
@@ -63,7 +78,9 @@ class PyAVDecoder:
         self._start = self._stream.start_time or 0
         self.frames: Optional[int] = self._length()
         # MP4 knows its exact length (the edit list); the last AAC packet decodes padding past it.
-        self._limit = self.frames if self.format == "mp4" else None
+        # An HLS window's demuxer knows where its window ends (the fragments carry the stream's
+        # time): the limit moves on at each restart, and the last window's is the stream's end.
+        self._limit = self._container_length() if self.format == "mp4" else None
         self._position = 0  # file frame of the next frame read() returns
         self._target: Optional[int] = None  # after a seek: drop frames before it
         self._offset = 0  # frames counted from the start minus frames placed by timestamp
@@ -71,11 +88,23 @@ class PyAVDecoder:
 
     def _open(self) -> None:
         """Open the container (again) from the first byte; the decoder is at frame 0."""
+        self._open_container(0)
+        self._pending: List[np.ndarray] = []
+        self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
+        # Container tags (title, artist...), copied: other threads read them, not the container.
+        self.metadata = {**dict(self._container.metadata), **dict(self._stream.metadata)}
+
+    def _open_container(self, start: int) -> None:
+        """A fresh demuxer at byte ``start`` (0, or an HLS restart offset)."""
         if self._container is not None:
             self._container.close()
             self._reader.seek(0)
+        source = self._reader
+        if self._hls is not None:
+            hls = self._hls
+            source = self._window = RestartWindow(self._reader, start, lambda: hls.restarts)
         try:
-            self._container = av.open(self._reader, mode="r", metadata_errors="ignore")
+            self._container = av.open(source, mode="r", metadata_errors="ignore")
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise PyAVOpenError(_message(exc)) from None
         try:
@@ -89,32 +118,36 @@ class PyAVDecoder:
         except BaseException:
             self._container.close()
             raise
-        self._pending: List[np.ndarray] = []
-        self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
-        # Container tags (title, artist...), copied: other threads read them, not the container.
-        self.metadata = {**dict(self._container.metadata), **dict(self._stream.metadata)}
 
     @property
     def duration(self) -> Optional[float]:
         return None if self.frames is None else self.frames / self.samplerate
 
     def _length(self) -> Optional[int]:
-        if self._stream.duration is not None and self._time_base is not None:
-            return int(round(self._stream.duration * self._time_base * self.samplerate))
+        frames = self._container_length()
+        if frames is not None and self._hls is not None and self.format == "mp4":
+            # The first demuxer sees its window only: the playlist tells the whole duration.
+            frames = int(round(sum(s.duration for s in self._hls.segments) * self.samplerate))
+        return frames
+
+    def _container_length(self) -> Optional[int]:
+        """Frames from the start to the end of what this container holds."""
+        if self._stream.duration is not None and self._stream.time_base is not None:
+            return int(round(self._stream.duration * self._stream.time_base * self.samplerate))
         if self._container.duration is not None:  # microseconds (av.time_base)
             return int(round(self._container.duration * self.samplerate / av.time_base))
         return None
 
     def read(self, frames: int) -> np.ndarray:
-        if self._limit is not None:
-            frames = max(0, min(frames, self._limit - self._position))
         have = sum(len(p) for p in self._pending)
-        while have < frames:
+        while have < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
             block = self._next_block()
             if block is None:
                 break
             self._pending.append(block)
             have += len(block)
+        if self._limit is not None:  # after decoding: a restart may have moved the limit on
+            frames = max(0, min(frames, self._limit - self._position))
         if not self._pending:
             return np.zeros((0, self.channels), dtype=np.float32)
         joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
@@ -157,13 +190,43 @@ class PyAVDecoder:
     def _seek_before(self, seconds: float) -> None:
         # May be before the first timestamp (priming packets have negative ones): backward
         # seeking then lands on the first packet.
-        offset = self._start + int(seconds / self._time_base)
+        if self._hls is not None:
+            self._enter_window(seconds)
+        base = self._stream.time_base  # a later HLS window's stream may count in another unit
+        start = self._start if base == self._time_base else int(self._start * self._time_base / base)
+        offset = start + int(seconds / base)
         try:
             self._container.seek(offset, stream=self._stream, backward=True)
         except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
-            self._container.seek(max(offset, self._start), stream=self._stream, backward=True)
+            self._container.seek(max(offset, start), stream=self._stream, backward=True)
         self._stream.codec_context.flush_buffers()
         self._frames = self._decode()
+
+    def _enter_window(self, seconds: float) -> None:
+        """Open the window holding ``seconds`` if it is not the current one (HLS)."""
+        if self._window is not None and self._window.start == 0 and not self._hls.restarts:
+            return  # one window (MPEG-TS, or no switch yet): no need to wait for offsets
+        offset = self._hls.offset_of(max(0.0, seconds))
+        start = max([0] + [r for r in self._hls.restarts if r <= offset])
+        if self._window is None or start != self._window.start:
+            self._open_container(start)
+
+    def _window_ends(self) -> bool:
+        """Does the current HLS window end at a restart offset (more follows it)?"""
+        return self._window is not None and self._window.end is not None
+
+    def _next_window(self) -> bool:
+        """At the end of a window that ended at a restart offset: open the next one."""
+        window, reader = self._window, self._reader
+        if window is None or window.end is None:
+            return False
+        if getattr(reader, "error", None) is not None or getattr(reader, "interrupted", False) or getattr(reader, "cancelled", False):
+            return False  # not the window's end: the owner handles it
+        self._open_container(window.end)
+        self._frames = self._decode()
+        if self._limit is not None:
+            self._limit = max(self._limit, self._container_length() or 0)
+        return True
 
     def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
@@ -185,7 +248,7 @@ class PyAVDecoder:
             data = map_channels(data, channel_matrix(data.shape[1], self.channels))
         if frame.pts is None or frame.time_base is None:
             return None, data
-        first = int(round((frame.pts - self._start) * frame.time_base * self.samplerate)) + self._offset
+        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset
         return first, data
 
     def _next_block(self) -> Optional[np.ndarray]:
@@ -197,6 +260,8 @@ class PyAVDecoder:
         while True:
             item = next(self._frames, None)
             if item is None:
+                if self._next_window():
+                    continue
                 return None
             first, data = item
             target = self._target

@@ -6,7 +6,8 @@ User-Agent (``agents``), so a test can assert that every request came from kitha
 from FFmpeg. ``GET /live/live.m3u8`` answers a live media playlist made from
 ``live/source.m3u8``: a window of ``window`` segments whose live edge advances one segment
 per ``period`` seconds from the first request on, ``#EXT-X-ENDLIST`` once ``publish``
-segments are out (bounded: a live test always ends).
+segments are out (bounded: a live test always ends). ``LiveConfig(event=True)``: the same as
+an EVENT playlist, which only ever appends (it starts with ``window`` segments).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class LiveConfig:
     window: int = 5  # segments listed at once
     period: float = 1.0  # seconds between two new segments (the target duration)
     publish: int = 10  # segments published in all, then ENDLIST
+    event: bool = False  # an EVENT playlist: append-only (``window`` segments at first), typed EVENT
 
 
 class _Live:
@@ -45,9 +47,11 @@ class _Live:
                 self._t0 = time.monotonic()
             elapsed = time.monotonic() - self._t0
         published = min(cfg.publish, len(self.source.segments), cfg.window + int(elapsed / cfg.period))
-        first = max(0, published - cfg.window)
+        first = 0 if cfg.event else max(0, published - cfg.window)
         ended = published >= min(cfg.publish, len(self.source.segments))
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(cfg.period + 0.999)}", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        if cfg.event:
+            lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
         for seg in self.source.segments[first:published]:
             lines += [f"#EXTINF:{seg.duration:.6f},", seg.uri]
         if ended:

@@ -51,6 +51,19 @@ class HlsInfo:
         """Byte offset of the segment holding ``seconds`` (waits until it is known)."""
         return self._reader.offset_of(seconds)
 
+    @property
+    def restarts(self) -> List[int]:
+        """Byte offsets after the start where an init segment begins (an fMP4 variant
+        switch): a fresh demuxer must be opened at each. Only boundaries already fixed are
+        listed (the stream has read or is fetching the init segment); empty for MPEG-TS."""
+        return self._reader.restarts()
+
+    def enable_restarts(self) -> None:
+        """Say that the reader re-opens its demuxer at every offset in ``restarts``: with
+        ``variant="auto"`` fMP4 variants then switch too, and a read stops short before a
+        restart offset (the next read starts with the init segment)."""
+        self._reader.enable_restarts()
+
     def select(self, index: int) -> None:
         """Read variant ``index`` from the next segment on; adaptive switching stops."""
         self._reader.select(index)

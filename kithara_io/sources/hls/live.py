@@ -1,6 +1,7 @@
-"""LiveWatcher: reloads a live media playlist about every target duration (RFC 8216 6.3.4).
+"""LiveWatcher: reloads a live or EVENT media playlist about every target duration (RFC 8216
+6.3.4), and the HlsReader's side of it (:class:`ReloadMixin`).
 
-One thread per live stream, owned by its HlsReader: started by ``open()``, stopped and
+One thread per live or EVENT stream, owned by its HlsReader: started by ``open()``, stopped and
 joined by ``close()``. It waits on the reader's condition (woken at close), reloads, and
 hands the new playlist to ``HlsReader.merge_live``; an unchanged playlist is asked again
 after half a target duration. It ends when the playlist gains ``#EXT-X-ENDLIST``.
@@ -11,17 +12,58 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Tuple
 
 from ...errors import StreamError
 from ...retry import Retry
-from .loading import load_media
+from .keys import check_supported
+from .playlist import MediaPlaylist
 
 if TYPE_CHECKING:
     from .reader import HlsReader
     from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+
+class ReloadMixin:
+    """The HlsReader's side of the reloads (called by the LiveWatcher; ``self._cond`` taken
+    here). A live playlist's window may have moved past segments not read (skipped, with a
+    warning); an EVENT playlist only appends."""
+
+    def live_state(self) -> Tuple[bool, str, float]:
+        """``(still running, playlist URL, target duration)``."""
+        with self._cond:
+            variant = self._plan.parts[-1][0] if self._plan.parts else 0
+            playlist = self._plan.media[variant]
+            return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
+
+    def wait_closed(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until closed (the condition also wakes for other reasons)."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            while not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._closed
+
+    def merge_live(self, playlist: MediaPlaylist) -> bool:
+        """Add what a reloaded playlist lists after the last planned segment; True if new."""
+        with self._cond:
+            for seg in playlist.segments:
+                check_supported(seg.key, self.url)
+            variant = self._plan.parts[-1][0] if self._plan.parts else 0
+            fresh, gap = self._plan.merge(variant, playlist)
+            if gap is not None:
+                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, *gap)
+            if playlist.ended:
+                self._ended = True
+            self._schedule_locked()
+            self._cond.notify_all()
+            return bool(fresh) or playlist.ended
 
 
 class LiveWatcher:
@@ -39,6 +81,8 @@ class LiveWatcher:
             self._thread.join()
 
     def _loop(self) -> None:
+        from .loading import load_media  # loading imports the reader, which imports this module
+
         reader = self._reader
         running, url, target = reader.live_state()
         delay = target

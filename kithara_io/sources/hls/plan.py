@@ -4,7 +4,8 @@ A part is ``(variant, media sequence number)``; sequence ``INIT`` (-1) is the va
 EXT-X-MAP init segment. The plan is the list of parts the stream is made of, in order (an
 init segment first for fMP4, then the media segments); the layout gives their offsets from
 the sizes known so far. ``switch`` re-plans the tail on another variant at a segment
-boundary (an init segment of the new variant goes in first when it has one).
+boundary (an init segment of the new variant goes in first when it has one, unless the
+switch goes back to the variant of the part before).
 
 Not thread-safe: the HlsReader's condition guards it.
 """
@@ -82,7 +83,8 @@ class Plan:
         if any(seq not in self.segments.get(target, {}) for seq in sequences):
             return None
         self.parts = self.parts[:start]
-        if self.media[target].segments[0].init is not None:
+        continues = bool(self.parts) and self.parts[-1][0] == target  # back to the variant before
+        if self.media[target].segments[0].init is not None and not continues:
             self.parts.append((target, INIT))
         self.parts.extend((target, seq) for seq in sequences)
         for key in self.parts[start:]:

@@ -4,8 +4,8 @@ Why a reader of its own, not an ``HlsSource`` under RemoteReader: RemoteReader n
 total length at open and one fixed byte space. HLS has neither: segment sizes are learned as
 they arrive (and EOF must not be claimed before every size is known), the variant of a
 segment not yet read changes with ABR (so every later offset moves), and a live playlist
-grows. So here the *plan* (which variant's part sits at each place: init segment, media
-segments) and the *layout* (offsets from the sizes known so far, :mod:`.layout`) are
+grows (an EVENT playlist by appending: :mod:`.kind`). So here the *plan* (which variant's
+part sits at each place: init segment, media segments) and the *layout* (offsets from the sizes known so far, :mod:`.layout`) are
 re-derived on every change, and bytes are stored per part ``(variant, sequence)``
 (:mod:`.store`), so re-planning loses nothing. What RemoteReader gives a file is kept: every
 segment fetch is a command of the shared Downloader (the part under the cursor at High
@@ -18,8 +18,9 @@ of a segment or a HEAD.
 Ownership: ``self._cond`` guards all mutable state (plan, layout, sizes, part data, jobs,
 pattern, counters). Fetch threads do network I/O without it and take it to store each piece.
 Lock order: ``self._cond`` -> downloader lock. ``Downloader.cancel`` may complete a command
-synchronously, so it is only called with ``self._cond`` released. The live reload thread
-(:mod:`.live`) is owned by the reader and joined by ``close()``.
+synchronously, so it is only called with ``self._cond`` released. The reload thread of a
+live or EVENT playlist (:mod:`.live`) is owned by the reader and joined by ``close()``.
+ABR, ``select`` and restart offsets: :mod:`.switching`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ...downloader import Downloader
 from ...errors import StreamClosedError, StreamError
-from ...events import Event, EventBus, ReaderResumed, ReaderWaiting, Seek, VariantSwitched
+from ...events import Event, EventBus, ReaderResumed, ReaderWaiting, Seek
 from ...options import StreamOptions
 from ...planning import Priority
 from ...stats import StreamStats
@@ -40,10 +41,13 @@ from .fetch import PartFetcher
 from .info import HlsInfo
 from .gaps import evictions, next_gap
 from .jobs import Job, JobsMixin
+from .live import LiveWatcher, ReloadMixin
 from .keys import KeyStore, check_supported
-from .plan import INIT, PartKey, Plan
+from .kind import PlaylistKind
+from .plan import PartKey, Plan
 from .playlist import MediaPlaylist, Variant, live_start
 from .store import PartData
+from .switching import SwitchingMixin
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ _SIZE_JOBS_URGENT = 8  # ... while a caller waits for the size
 _EOF = -1
 
 
-class HlsReader(JobsMixin):
+class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
     """Blocking positional reads of an HLS media playlist (or one variant of a master)."""
 
     def __init__(
@@ -94,11 +98,12 @@ class HlsReader(JobsMixin):
         self._keys = KeyStore(self._fetch_key)
         self._fetcher = PartFetcher(transport, self._keys, options, self._on_retry)
         playlist = self._plan.media[variant]
-        self._live = playlist.live
-        self._ended = not playlist.live
+        self._kind = PlaylistKind.of(playlist)
+        self._ended = self._kind is PlaylistKind.VOD  # an EVENT or live playlist ends at ENDLIST
+        self._restartable = False  # the reader re-opens its demuxer at init segments (switching)
         self._watcher = None
         self.hls = HlsInfo(self)
-        first = live_start(playlist) if self._live else 0
+        first = live_start(playlist) if self._kind.from_live_edge else 0
         self._plan.build(variant, [s.sequence for s in playlist.segments[first:]])
         for key in self._plan.parts:
             check_supported(self._plan.secret(key), url)
@@ -112,9 +117,7 @@ class HlsReader(JobsMixin):
                 if self._plan.parts:
                     self._submit_locked(self._plan.parts[0], 0, None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch, "data", Priority.HIGH)
                 self._schedule_locked()
-            if self._live:
-                from .live import LiveWatcher
-
+            if not self._ended:
                 self._watcher = LiveWatcher(self, self._transport, self._opt.retry)
                 self._watcher.start()
         except BaseException:
@@ -143,10 +146,11 @@ class HlsReader(JobsMixin):
     # -- what a Stream asks ------------------------------------------------------------
     @property
     def size(self) -> Optional[int]:
-        """Total length once every size is known (blocks until then); None when live."""
-        if self._live:
-            return None
+        """Total length once every size is known (blocks until then); None for a live
+        playlist, and for an EVENT playlist until it ends."""
         with self._cond:
+            if not self._ended or not self._kind.seekable:
+                return None
             self._size_waiters += 1
             try:
                 while True:
@@ -161,7 +165,7 @@ class HlsReader(JobsMixin):
 
     @property
     def seekable(self) -> bool:
-        return not self._live
+        return self._kind.seekable
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -180,7 +184,7 @@ class HlsReader(JobsMixin):
             self._downloader.reprioritize(self, priority)
 
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
-        return (not self._live, None, None)
+        return (self._kind.seekable, None, None)
 
     def stats(self) -> StreamStats:
         with self._cond:
@@ -207,7 +211,8 @@ class HlsReader(JobsMixin):
             return out
 
     def read_at(self, pos: int, out: memoryview) -> int:
-        """Fill ``out`` from ``pos``; fewer bytes only at the proven end."""
+        """Fill ``out`` from ``pos``; fewer bytes only at the proven end, or (after
+        ``enable_restarts``) before a restart offset."""
         return self._read(pos, out)
 
     def read_bytes(self, pos: int, n: int) -> bytes:
@@ -227,6 +232,8 @@ class HlsReader(JobsMixin):
             victims: List[Job] = []
             with self._cond:
                 self._check_usable_locked()
+                if done and self._stops_before_locked(pos + done):
+                    break  # an init segment: the reader opens a fresh demuxer here
                 step = self._copy_locked(pos + done, out[done:])
                 if step == _EOF:
                     break
@@ -285,19 +292,6 @@ class HlsReader(JobsMixin):
             finally:
                 self._size_waiters -= 1
 
-    def select(self, index: int) -> None:
-        """Pin variant ``index`` from the next segment boundary on (adaptive switching ends)."""
-        if not 0 <= index < len(self._variants):
-            raise ValueError(f"variant {index} out of range: the playlist has {len(self._variants)} variant(s)")
-        if index not in self._plan.media:
-            self.add_media(index, self._load_media(index))
-        with self._cond:
-            self._auto = False
-            self._switch_locked(self._cursor_part + 1, index, "selected")
-            self._schedule_locked()
-            self._cond.notify_all()
-        self._flush_events()
-
     def _load_media(self, index: int) -> MediaPlaylist:
         from .loading import load_media
 
@@ -307,57 +301,11 @@ class HlsReader(JobsMixin):
         with self._cond:
             self._plan.add_media(index, playlist)
 
-    # -- live (called by the LiveWatcher) ------------------------------------------------
-    def live_state(self) -> Tuple[bool, str, float]:
-        """``(still running, playlist URL, target duration)``."""
-        with self._cond:
-            variant = self._plan.parts[-1][0] if self._plan.parts else 0
-            playlist = self._plan.media[variant]
-            return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
-
-    def wait_closed(self, seconds: float) -> bool:
-        """Wait ``seconds`` or until closed (the condition also wakes for other reasons)."""
-        deadline = time.monotonic() + seconds
-        with self._cond:
-            while not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return self._closed
-
-    def merge_live(self, playlist: MediaPlaylist) -> bool:
-        """Add what a reloaded playlist lists after the last planned segment; True if new."""
-        with self._cond:
-            for seg in playlist.segments:
-                check_supported(seg.key, self.url)
-            variant = self._plan.parts[-1][0] if self._plan.parts else 0
-            fresh, gap = self._plan.merge(variant, playlist)
-            if gap is not None:
-                log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, *gap)
-            if playlist.ended:
-                self._ended = True
-            self._schedule_locked()
-            self._cond.notify_all()
-            return bool(fresh) or playlist.ended
-
     def fail(self, error: StreamError) -> None:
         with self._cond:
             self._fail_locked(error)
 
     # -- reading (self._cond held) -------------------------------------------------------
-    def _switch_locked(self, start: int, target: int, reason: str) -> None:
-        """Re-plan from part ``start`` on, and announce it (not for live playlists)."""
-        if self._live:
-            return
-        previous = self._plan.switch(start, target)
-        if previous is None:
-            if start < len(self._plan.parts) and self._plan.parts[start][0] != target:
-                log.warning("%s: variant %d does not list the same segments: not switching", self.url, target)
-            return
-        self._pending.append(VariantSwitched(previous, target, reason))
-        log.info("%s: variant %d -> %d (%s)", self.url, previous, target, reason)
-
     def _check_usable_locked(self) -> None:
         if self._error is not None:
             raise self._error.with_traceback(None)
@@ -434,7 +382,7 @@ class HlsReader(JobsMixin):
             return
         if self._sequential:
             self._prefetch_locked()
-        if not self._live and self._plan.layout.total() is None:
+        if self._kind.seekable and self._plan.layout.total() is None:
             self._learn_sizes_locked()
         self._evict_locked()
 
@@ -453,7 +401,8 @@ class HlsReader(JobsMixin):
         budget = self._window()
         while budget > 0 and index < len(self._plan.parts) and busy < self._opt.max_outstanding:
             if offset == 0 and index > self._cursor_part and self._auto:
-                self._adapt_locked(index)
+                if not self._adapt_locked(index, deferrable=True):
+                    break  # the boundary waits for the first throughput sample
             key = self._plan.parts[index]
             size = self._plan.sizes.get(key)
             gap = self._gap_locked(key, offset, offset + budget)
@@ -472,18 +421,6 @@ class HlsReader(JobsMixin):
             return None if jobs or (data is not None and data.complete) else (0, None)
         claims = [(j.start + j.received, j.end) for j in jobs]
         return next_gap(data.present if data else None, self._plan.sizes.get(key), claims, start, end)
-
-    def _adapt_locked(self, index: int) -> None:
-        """ABR at the boundary before part ``index``, if nothing of it is fetched yet."""
-        key = self._plan.parts[index]
-        if key in self._data or any(j.key == key for j in self._active()):
-            return
-        if self._plan.parts[0][1] == INIT:
-            return  # fMP4: one demuxer cannot take a second init segment mid-stream
-        bandwidths = [v.bandwidth for v in self._variants]
-        target = abr.choose_variant(bandwidths, self._estimator.estimate, key[0])
-        if target != key[0] and target in self._plan.media:
-            self._switch_locked(index, target, "throughput")
 
     def _learn_sizes_locked(self) -> None:
         urgent = self._size_waiters > 0

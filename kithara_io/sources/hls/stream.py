@@ -15,7 +15,10 @@ class HlsStream(Stream):
     ``hls`` tells the variants and segments. A VOD playlist is an ordinary seekable file
     (``size`` blocks until every segment size is known). A live playlist is like a pipe:
     ``size`` is None, ``seekable()`` is False and ``seek`` raises ``io.UnsupportedOperation``
-    except to the current position; it ends once ``#EXT-X-ENDLIST`` appears.
+    except to the current position; it ends once ``#EXT-X-ENDLIST`` appears. An EVENT
+    playlist is seekable within what it lists (a read past it waits for a reload); ``size``
+    is None until ``#EXT-X-ENDLIST`` appears, so a seek from the end raises
+    ``io.UnsupportedOperation`` until then.
     """
 
     @property
@@ -28,7 +31,8 @@ class HlsStream(Stream):
 
     @property
     def size(self) -> Optional[int]:  # type: ignore[override]
-        """Total length once every segment size is known; None for a live playlist."""
+        """Total length once every segment size is known; None for a live playlist, and for
+        an EVENT playlist until it ends."""
         self._check_closed()
         return self._reader.size
 
@@ -40,4 +44,6 @@ class HlsStream(Stream):
             if target != here:
                 raise io.UnsupportedOperation("seek: a live HLS stream is not seekable")
             return here
+        if whence == io.SEEK_END and self._reader.size is None:
+            raise io.UnsupportedOperation("seek from the end: the HLS EVENT playlist has not ended yet")
         return super().seek(offset, whence)
