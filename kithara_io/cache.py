@@ -7,9 +7,10 @@ claimed region) and take the lock only to commit. Readers wait on the condition 
 waiter polls and no wait has a timeout. A commit wakes the readers only once the range one
 of them waits for is complete (a 1 MiB read is not woken for every piece of it).
 
-Blocks are recycled through one process-wide pool (:data:`_POOL`, its own lock): an evicted
-block, and every block of a cache whose fetches have all stopped (``recycle``), serves the
-next block any stream needs, already faulted in.
+Blocks (:mod:`.blocks`) are writable ones that fetches copy into, or the bodies' own
+``bytes`` pieces kept uncopied. Writable ones are recycled through one process-wide pool
+(:data:`.blocks.POOL`, its own lock): an evicted block, and every block of a cache whose
+fetches have all stopped (``recycle``), serves the next block any stream needs.
 
 Lock order: a caller may hold its own lock when calling in here; nothing in here calls out.
 """
@@ -17,18 +18,15 @@ Lock order: a caller may hold its own lock when calling in here; nothing in here
 from __future__ import annotations
 
 import enum
-import mmap
-import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
+from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from .errors import StreamClosedError, StreamError
 from .ranges import RangeSet
 
-BLOCK_SIZE = 1 << 20
-Block = Union[bytearray, mmap.mmap, bytes]  # bytes: a whole block as a body handed it over
 T = TypeVar("T")
 
 
@@ -118,7 +116,7 @@ class SparseCache:
         with self._cond:
             blocks, self._blocks = list(self._blocks.values()), {}
             self._present = RangeSet()
-        _POOL.give(blocks)
+        POOL.give(blocks)
 
     def present(self) -> RangeSet:
         with self._cond:
@@ -206,10 +204,10 @@ class SparseCache:
         views, bs = [], self._block_size
         while n > 0:
             index, offset = divmod(pos, bs)
-            take = min(bs - offset, n)
-            views.append(memoryview(self._blocks[index])[offset : offset + take])
-            pos += take
-            n -= take
+            view = block_view(self._blocks[index], offset, min(bs - offset, n))
+            views.append(view)
+            pos += len(view)
+            n -= len(view)
         return views
 
     # -- claims and writing ------------------------------------------------------------
@@ -256,10 +254,12 @@ class SparseCache:
             if block is None:
                 # Will this fetch fill most of the block, or a small part of it?
                 fills = min(claim.end, (index + 1) * self._block_size) - pos >= self._block_size // 2
-                block = _POOL.take(self._block_size, fills)
+                block = POOL.take(self._block_size, fills)
                 self._blocks[index] = block
+            elif isinstance(block, Pieces):  # a readinto body writes beside stored pieces
+                block = self._blocks[index] = block.writable(self._block_size)
             elif isinstance(block, bytes):  # read-only: written again only when a server
-                writable = _POOL.take(self._block_size, True)  # ignoring Range resends it
+                writable = POOL.take(self._block_size, True)  # ignoring Range resends it
                 writable[: len(block)] = block
                 block = self._blocks[index] = writable
             n = min(limit, claim.end - pos, self._block_size - offset)
@@ -279,21 +279,28 @@ class SparseCache:
             return n
 
     def store(self, fetch_id: int, pos: int, data: bytes) -> None:
-        """Commit ``data`` at ``pos`` (within what ``room`` granted). A piece that is a
-        whole block (or the whole last one) becomes that block as it is, uncopied; a
-        reader of exactly that block gets it back the same way (see :func:`joined`)."""
+        """Commit ``data`` at ``pos`` (within what ``room`` granted), uncopied unless its
+        block is a writable one already: a whole block (or the whole last one) becomes that
+        block as it is, a part of one a piece of it (see :mod:`.blocks`); a reader of exactly
+        that piece gets it back the same way (see :func:`joined`)."""
         n = len(data)
         index, offset = divmod(pos, self._block_size)
         with self._cond:
-            if offset == 0 and index not in self._blocks and (n == self._block_size or pos + n == self._size):
+            block = self._blocks.get(index)
+            if block is None or isinstance(block, Pieces):
                 if not self._closed and fetch_id in self._claims:
-                    self._blocks[index] = data
+                    if block is None and offset == 0 and (n == self._block_size or pos + n == self._size):
+                        self._blocks[index] = data
+                    else:
+                        if block is None:
+                            block = self._blocks[index] = Pieces()
+                        block.add(offset, data)
                     self._commit_locked(fetch_id, pos, n)
                 return
         view = self.write_buffer(fetch_id, pos, n)
         if view is not None:  # None: closed or released meanwhile, the bytes are not needed
             n = len(view)
-            view[:] = data[:n]
+            view[:] = data if n == len(data) else memoryview(data)[:n]
             self.commit(fetch_id, pos, n)
 
     def commit(self, fetch_id: int, pos: int, n: int) -> None:
@@ -316,78 +323,26 @@ class SparseCache:
 
     def _evict_locked(self) -> None:
         """Drop whole blocks outside the reader's window and every claim, farthest from the
-        window first, until the blocks fit the budget (or nothing more may go)."""
+        window first, until the blocks fit the budget less 1/16 of it (or nothing more may
+        go): the scan then runs once every few blocks, not at every commit."""
         bs = self._block_size
         lo, hi = self._window
-        busy = [(c.start, max(c.end, c.granted)) for c in self._claims.values()]
-        victims = [
-            i
-            for i in self._blocks
-            if (i + 1) * bs <= lo or i * bs >= hi
-            if not any(s < (i + 1) * bs and i * bs < e for s, e in busy)
-        ]
-        victims.sort(key=lambda i: lo - (i + 1) * bs if (i + 1) * bs <= lo else i * bs - hi, reverse=True)
-        for i in victims:
-            if len(self._blocks) * bs <= self._budget:
+        target = self._budget - self._budget // 16
+        busy = [(c.start // bs, (max(c.end, c.granted) - 1) // bs) for c in self._claims.values()]
+        distance = {}  # victim block -> how far it lies outside the window
+        for i in self._blocks:
+            if lo < (i + 1) * bs and i * bs < hi:
+                continue
+            for first, last in busy:
+                if first <= i <= last:
+                    break
+            else:
+                distance[i] = lo - (i + 1) * bs if (i + 1) * bs <= lo else i * bs - hi
+        for i in sorted(distance, key=distance.__getitem__, reverse=True):
+            if len(self._blocks) * bs <= target:
                 break
             self._present.remove(i * bs, (i + 1) * bs)
-            _POOL.give([self._blocks.pop(i)])  # outside every claim: no fetch writes it
+            POOL.give([self._blocks.pop(i)])  # outside every claim: no fetch writes it
 
 
-class _BlockPool:
-    """Spare blocks shared by every cache of the process, at most ``limit`` bytes of them.
-    A reused block costs no page faults and no zeroing, which a fresh one does (up to 2 ms
-    per MiB on a VM): a stream opened after another one closed starts with warm memory."""
-
-    def __init__(self, limit: int) -> None:
-        self._lock = threading.Lock()
-        self._limit = limit
-        self._spare: Dict[int, List[Block]] = {}  # block size -> blocks
-
-    def take(self, size: int, fills: bool) -> Block:
-        with self._lock:
-            spare = self._spare.get(size)
-            if spare:
-                return spare.pop()
-        return _new_block(size, fills)
-
-    def give(self, blocks: List[Block]) -> None:
-        with self._lock:
-            for block in blocks:
-                if isinstance(block, bytes):
-                    continue  # read-only: freed (malloc reuses its memory), never written
-                spare = self._spare.setdefault(len(block), [])
-                if (len(spare) + 1) * len(block) <= self._limit:
-                    spare.append(block)
-
-    def _after_fork_in_child(self) -> None:
-        """A parent thread may have held the lock at the fork: start over, empty."""
-        self._lock = threading.Lock()
-        self._spare = {}
-
-
-_POOL = _BlockPool(limit=8 * BLOCK_SIZE)
-os.register_at_fork(after_in_child=_POOL._after_fork_in_child)
-
-
-def _new_block(size: int, fills: bool) -> Block:
-    """Memory for one block. When the fetch writes only a small part of it, anonymous
-    memory that the kernel maps page by page on first write: a random 64 KiB read then pays
-    for 16 pages, where ``bytearray(size)`` zero-fills (faults in) the whole MiB first,
-    several times the cost of the loopback request itself. When the fetch ``fills`` it, a
-    bytearray: its pages are all needed anyway, and malloc reuses freed memory (an mmap
-    populated up front measured ~10% slower on sequential reads)."""
-    return bytearray(size) if fills else mmap.mmap(-1, size)
-
-
-def joined(pieces: List[memoryview]) -> bytes:
-    """The pieces as one ``bytes``: the block object itself when they are exactly one
-    whole read-only block (a body's piece kept as it came, see ``store``), else one copy."""
-    if len(pieces) == 1:
-        whole = pieces[0].obj
-        if type(whole) is bytes and len(whole) == len(pieces[0]):
-            return whole
-    return b"".join(pieces)
-
-
-__all__ = ["SparseCache", "CacheView", "Wait", "BLOCK_SIZE", "StreamError"]
+__all__ = ["SparseCache", "CacheView", "Wait", "BLOCK_SIZE", "StreamError", "joined"]

@@ -22,7 +22,7 @@ from .options import StreamOptions
 from .planning import FetchPlan, LinkEstimate
 from .retry import Attempt, Timeout
 from .scheduling import FetchCommand
-from .sources.base import Abort, Body, Source, WholePieces
+from .sources.base import Abort, Body, Source
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class FetchLoop:
         trusted = self._link.measured  # else the rate of this body once it has delivered enough
         counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
         speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
-        pieces = isinstance(body, WholePieces)
+        pieces = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
         while not cmd.cancelled.is_set():
             # One piece per commit: up to ~50 ms of transfer, so a reader waiting on the
             # first bytes of it does not wait long on a slow link, while a fast link commits,

@@ -193,3 +193,21 @@ def test_store_after_close_or_release_keeps_nothing():
     cache.close()
     cache.store(2, 16, bytes(16))
     assert cache.present().total == 0
+
+
+def test_parts_of_a_block_are_kept_as_pieces_and_read_across():
+    from kithara_io.cache import joined
+
+    cache = SparseCache(block_size=64)
+    cache.claim(1, 8, 24)
+    cache.claim(2, 24, 40)
+    first, second = bytes(range(8, 24)), bytes(range(24, 40))
+    assert cache.room(2, 24, 64) == 16
+    cache.store(2, 24, second)  # stored before the piece in front of it
+    assert cache.room(1, 8, 64) == 16
+    cache.store(1, 8, first)
+    assert cache.read_when_present(8, 16, joined)[1] is first  # exactly one piece: itself
+    assert read(cache, 10, 28) == bytes(range(10, 38))  # across both pieces
+    cache.claim(3, 40, 48)  # a body read with readinto beside them: the block becomes writable
+    write(cache, 3, 40, bytes(range(40, 48)))
+    assert read(cache, 8, 40) == bytes(range(8, 48))
