@@ -17,7 +17,6 @@ from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
 from .sources import hls_entry as hls
-from .sources.hls.stream import HlsStream
 from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
@@ -160,6 +159,8 @@ def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant
         first=None if text is None else (text, None, name),
         cache=disk,
     )
+    from .sources.hls.stream import HlsStream  # see hls_entry.open_hls
+
     return HlsStream(reader, name)
 
 

@@ -2,13 +2,12 @@
 
 A block is one of:
 
-- a writable ``bytearray`` or anonymous ``mmap`` that pieces are copied into (``write_buffer``);
-- a ``bytes``: a whole block exactly as a body handed it over (``store``), never copied;
+- a writable ``bytearray`` or anonymous ``mmap`` that pieces are copied into;
 - :class:`Pieces`: part of a block as bodies handed it over, piece by piece, never copied
   (a random 64 KiB read costs no copy and touches no fresh page).
 
-Writable blocks are recycled through one process-wide pool (:data:`POOL`, its own lock); the
-read-only forms are simply freed, and malloc reuses their memory.
+Writable blocks are recycled through one process-wide pool (:data:`POOL`, its own lock);
+Pieces are simply freed, and malloc reuses their memory.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ class Pieces:
 
 
 Writable = Union[bytearray, mmap.mmap]
-Block = Union[bytearray, mmap.mmap, bytes, Pieces]
+Block = Union[bytearray, mmap.mmap, Pieces]
 
 
 def block_view(block: Block, offset: int, n: int) -> memoryview:
@@ -62,7 +61,7 @@ def block_view(block: Block, offset: int, n: int) -> memoryview:
 
 def joined(pieces: List[memoryview]) -> bytes:
     """The pieces as one ``bytes``: a body's piece itself when they are exactly one whole
-    piece it handed over (a whole block, or all of a Pieces piece), else one copy."""
+    piece it handed over (all of a Pieces piece), else one copy."""
     if len(pieces) == 1:
         whole = pieces[0].obj
         if type(whole) is bytes and len(whole) == len(pieces[0]):

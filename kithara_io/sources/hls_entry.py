@@ -5,12 +5,17 @@ from __future__ import annotations
 import urllib.parse
 from typing import Optional
 
-from .hls.loading import open_hls
-from .hls.playlist import looks_like_playlist
-
 __all__ = ["is_playlist_url", "open_hls", "sniff"]
 
 _SNIFF_LIMIT = 1 << 20  # playlists are small: a larger resource is not sniffed
+
+
+def open_hls(*args, **kwargs):
+    """:func:`.hls.loading.open_hls`, imported on first use: m3u8 and cryptography cost
+    ~14 MB of resident memory and their import time in every process that never opens HLS."""
+    from .hls.loading import open_hls as open_playlist
+
+    return open_playlist(*args, **kwargs)
 
 
 def is_playlist_url(url: str) -> bool:
@@ -27,6 +32,8 @@ def sniff(reader) -> Optional[str]:
         return None
     if not reader.read_bytes(0, 7) == b"#EXTM3U":
         return None
+    from .hls.playlist import looks_like_playlist
+
     data = reader.read_bytes(0, size)
     if not looks_like_playlist(None, data[:4096]):
         return None
