@@ -372,7 +372,7 @@ class RemoteReader:
             read_behind=self._opt.read_behind if self._pattern.went_back else 0,
             min_fetch=self._opt.min_fetch,
             max_fetch=self._opt.max_fetch,
-            amortize=self._link.amortizing_bytes(),
+            amortize=self._link.amortizing_bytes() if self._pattern.run > 0 else 0,  # a reader reading on
         )
 
     def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:

@@ -61,6 +61,19 @@ def test_random_reads_fetch_only_what_is_read(make_ranged_server, media):
     assert sum(e - s for s, e in fetched) <= (len(positions) + 2) * 64 * KiB, str(fetched)
 
 
+def test_a_jump_next_to_cached_bytes_fetches_only_what_is_read(make_ranged_server, media):
+    """A random read that starts where cached bytes end is no sequential run: on a measured
+    (fast) link it still gets ``min_fetch``, not the large requests of a reader reading on."""
+    server = make_ranged_server()
+    data = media["random.bin"].read_bytes()
+    with kithara_io.open(server.url("random.bin"), tail=64 * KiB) as f:
+        for pos in (512 * KiB, 128 * KiB, 64 * KiB, 576 * KiB):  # the last two start where cached bytes end
+            f.seek(pos)
+            assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
+    fetched = ranges_of(server, "random.bin", len(data))
+    assert sum(e - s for s, e in fetched) <= 6 * 64 * KiB, sorted(fetched)  # head, tail and 4 x min_fetch
+
+
 def test_sequential_read_grows_fetches_and_never_refetches(make_ranged_server, media):
     server = make_ranged_server()
     data = media["random.bin"].read_bytes()
