@@ -183,7 +183,7 @@ class FetchLoop:
         trusted = self._link.measured  # else the rate of this body once it has delivered enough
         counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
         speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
-        pieces = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
+        one_call = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
         while not cmd.cancelled.is_set():
             # One piece per commit: up to ~50 ms of transfer, so a reader waiting on the
             # first bytes of it does not wait long on a slow link, while a fast link commits,
@@ -192,9 +192,9 @@ class FetchLoop:
             if stored >= _MIN_READ and elapsed > 0:
                 rate = stored / elapsed
             limit = max(_MIN_READ, min(self._opt.chunk, int(rate * _PIECE_TIME)))
-            if pieces and (trusted or stored >= _TRUSTED_RATE):
+            if one_call and (trusted or stored >= _TRUSTED_RATE):
                 # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
-                # one call and keep the object (no copy into a block, no Python per read).
+                # one call (no Python per socket read or TLS record); see SparseCache.store.
                 n = self._cache.room(cmd.id, pos, limit)
                 if n == 0:
                     break

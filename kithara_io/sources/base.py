@@ -75,10 +75,11 @@ class Body(Protocol):
 @runtime_checkable
 class WholePieces(Protocol):
     """A body that can also hand over a piece as one new ``bytes`` object, read in one
-    call that blocks until all ``n`` bytes are in (fewer only at the end of the body).
-    The cache keeps such an object as it is, where ``readinto`` costs a copy into a block;
-    the fetch loop uses it only once it has measured that ``n`` bytes arrive quickly. A
-    connection that breaks within such a read loses what arrived of that piece."""
+    call that blocks until all ``n`` bytes are in (fewer only at the end of the body):
+    fewer Python-level calls than ``readinto``, and a piece that fills only part of a block
+    is kept as it is. The fetch loop uses it only once it has measured that ``n`` bytes
+    arrive quickly. A connection that stalls or breaks within such a read holds back or
+    loses what arrived of that piece."""
 
     def read_piece(self, n: int) -> bytes: ...
 
