@@ -1,7 +1,7 @@
 """Audio outputs for tests on machines without a sound card.
 
 - :class:`ManualOutput`: a ``Player(output=...)`` device the test drives block by block
-  (deterministic, in-process, no PortAudio).
+  (deterministic, in-process, no PortAudio); :func:`pull_all` drives one to the end.
 - :class:`JackServer`: a private ``jackd`` with the dummy driver (a real-time clock) and two
   loopback ports, so what a client plays to the ``loopback`` device can be recorded bit-exact
   from the same device.
@@ -81,6 +81,19 @@ class ManualOutput:
     def close(self) -> None:
         self._finish()
         self.closed = True
+
+
+def pull_all(player: Any, output: "ManualOutput", limit: int) -> np.ndarray:
+    """Pull device blocks, each only once the ring is ready, until the player finishes
+    (at most ``limit`` blocks)."""
+    blocks = []
+    for _ in range(limit):
+        if output.finished:
+            break
+        assert player.wait_ready(10)
+        blocks.append(output.pull())
+    assert output.finished, "playback did not finish"
+    return np.concatenate(blocks)
 
 
 class ManualOutputs(list):

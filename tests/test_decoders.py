@@ -15,6 +15,7 @@ from kithara_io.playback import Player, State, Track, UnsupportedFormatError
 from kithara_io.playback.channels import MINUS_3DB, channel_matrix, equal_power_gains
 from kithara_io.playback.decoders import SafeReader, open_decoder
 from tests.audio_devices import ManualOutputs
+from tests.audio_devices import pull_all as pull_device
 from tests.av_media import AV_FORMATS, decode_all, encode, make_av_media
 from tests.servers import RangedServer
 from tests.servers.media import signal
@@ -43,15 +44,8 @@ def read_all(decoder, chunk: int = 3000) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def pull_all(player: Player, output, limit: int = 4000) -> np.ndarray:
-    blocks = []
-    for _ in range(limit):
-        if output.finished:
-            break
-        assert player.wait_ready(10)
-        blocks.append(output.pull())
-    assert output.finished, "playback did not finish"
-    return np.concatenate(blocks)
+def pull_all(player: Player, output) -> np.ndarray:
+    return pull_device(player, output, limit=4000)
 
 
 def snr_db(signal_: np.ndarray, reference: np.ndarray) -> float:

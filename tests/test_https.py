@@ -9,9 +9,7 @@ that rely on the environment set it to the test CA themselves.
 
 from __future__ import annotations
 
-import functools
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from kithara_io import InvalidResponseError, ResourceChangedError, Retry, Stream
 from kithara_io.errors import CertificateError
 from tests.conftest import AUDIO_FILES
 from tests.servers.faults import ChangedETag, Redirect, Reset, Stall, Status, Truncate, WrongContentRange
+from tests.servers.media import decoded, media_bytes
 from tests.servers.tls import make_tls_files
 
 pytestmark = pytest.mark.timeout(30)
@@ -35,14 +34,6 @@ SMALL = dict(FAST, tail=0, max_outstanding=1, first_fetch=64 * KiB, min_fetch=64
 CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-@functools.lru_cache(maxsize=None)
-def _bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
-
-
-@functools.lru_cache(maxsize=None)
-def _decoded(path: str) -> np.ndarray:
-    return sf.read(path, dtype="int16")[0]
 
 
 def read_all(f, step: int = 64 * KiB) -> bytes:
@@ -77,7 +68,7 @@ def test_sf_read_over_https_equals_local(nginx_tls_server, tls_files, media, nam
 
 
 def test_random_seek_and_read_over_https_equals_local(nginx_tls_server, tls_files, media, no_leaks):
-    local = _bytes(str(media["random.bin"]))
+    local = media_bytes(media, "random.bin")
     rng = np.random.default_rng(1313)
     before = nginx_hits(nginx_tls_server, "random.bin")
     with kithara_io.open(
@@ -99,7 +90,7 @@ def test_ca_bundle_from_the_environment_is_honoured(nginx_tls_server, tls_files,
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, str(tls_files.ca))
     with kithara_io.open(nginx_tls_server.url("tone.flac"), **SMALL) as f:
-        assert read_all(f) == _bytes(str(media["tone.flac"]))
+        assert read_all(f) == media_bytes(media, "tone.flac")
         assert f.stats().requests >= 8
 
 
@@ -109,14 +100,14 @@ def test_explicit_ca_bundle_wins_over_the_environment(nginx_tls_server, tls_file
     for name in CA_ENV:
         monkeypatch.setenv(name, system)
     with kithara_io.open(nginx_tls_server.url("small.bin"), verify=str(tls_files.ca), **SMALL) as f:
-        assert f.read() == _bytes(str(media["small.bin"]))
+        assert f.read() == media_bytes(media, "small.bin")
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # urllib3's, asked for
 def test_verify_false_reads_from_an_unverified_server(nginx_tls_server, media, monkeypatch, no_leaks):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # must not override False
     with kithara_io.open(nginx_tls_server.url("tone.wav"), verify=False, **SMALL) as f:
-        assert read_all(f) == _bytes(str(media["tone.wav"]))
+        assert read_all(f) == media_bytes(media, "tone.wav")
         assert f.stats().requests > 10
 
 
@@ -131,7 +122,7 @@ def test_unknown_ca_is_refused_at_open_at_once(make_fault_server, tls_files, med
     else:
         srv = make_fault_server(tls=tls_files)
         verify = True if trust == "system" else str(make_tls_files(tmp_path / "other").ca)
-    url = srv.add("/f.flac", _bytes(str(media["tone.flac"])))
+    url = srv.add("/f.flac", media_bytes(media, "tone.flac"))
     started = time.monotonic()
     with pytest.raises(CertificateError) as info:
         kithara_io.open(url, verify=verify, tail=tail)  # default retry policy: 5 attempts
@@ -153,7 +144,7 @@ def test_unknown_ca_is_refused_at_open_at_once(make_fault_server, tls_files, med
 @pytest.mark.parametrize("form", ["pair", "one-file"])
 def test_client_certificate_is_presented_on_every_connection(make_fault_server, tls_files, media, tmp_path, form, no_leaks):
     srv = make_fault_server(tls=tls_files.server_context(require_client_cert=True))
-    data = _bytes(str(media["random.bin"]))[: 1 * MiB]
+    data = media_bytes(media, "random.bin")[: 1 * MiB]
     url = srv.add("/f", data)
     if form == "pair":
         cert = (str(tls_files.client_cert), str(tls_files.client_key))
@@ -192,12 +183,12 @@ SURVIVABLE = [
 @pytest.mark.parametrize("where", ["open", "later"])
 def test_survivable_fault_over_https_decodes_exactly(tls_fault_server, tls_files, media, fault, where, no_leaks):
     srv = tls_fault_server
-    url = srv.add("/tone.flac", _bytes(str(media["tone.flac"])))
+    url = srv.add("/tone.flac", media_bytes(media, "tone.flac"))
     srv.script("/tone.flac", [fault, fault] if where == "open" else [None, None, fault, None, fault])
     with kithara_io.open(url, verify=str(tls_files.ca), **dict(FAST, min_fetch=32 * KiB, max_fetch=128 * KiB)) as f:
         got, _ = sf.read(f, dtype="int16")
         assert f.error is None
-    np.testing.assert_array_equal(got, _decoded(str(media["tone.flac"])))
+    np.testing.assert_array_equal(got, decoded(media, "tone.flac"))
     assert f.stats().retries <= 2
     assert srv.pending("/tone.flac") == 0  # every injected fault was met
 
@@ -209,7 +200,7 @@ def test_survivable_fault_over_https_decodes_exactly(tls_fault_server, tls_files
 )
 def test_permanent_fault_over_https_is_the_right_error(tls_fault_server, tls_files, media, fault, error, no_leaks):
     srv = tls_fault_server
-    data = _bytes(str(media["random.bin"]))[: 1 * MiB]
+    data = media_bytes(media, "random.bin")[: 1 * MiB]
     url = srv.add("/f", data)
     srv.script("/f", [None, fault])
     f = kithara_io.open(url, verify=str(tls_files.ca), **SMALL)
@@ -237,7 +228,7 @@ def test_redirect_from_http_to_https_sends_every_later_request_to_https(
     with kithara_io.open(
         fault_server.url("/random.bin"), verify=str(tls_files.ca), **dict(SMALL, max_fetch=256 * KiB, read_ahead=256 * KiB)
     ) as f:
-        assert read_all(f) == _bytes(str(media["random.bin"]))
+        assert read_all(f) == media_bytes(media, "random.bin")
         requests = f.stats().requests
     assert requests >= 32
     assert fault_server.count("/random.bin") == 1  # only the first request asked the http origin
@@ -246,7 +237,7 @@ def test_redirect_from_http_to_https_sends_every_later_request_to_https(
 
 def test_connections_are_reused_across_range_requests(tls_fault_server, tls_files, media, no_leaks):
     srv = tls_fault_server
-    data = _bytes(str(media["random.bin"]))[: 2 * MiB]
+    data = media_bytes(media, "random.bin")[: 2 * MiB]
     url = srv.add("/f", data)
     with kithara_io.open(url, verify=str(tls_files.ca), **dict(FAST, min_fetch=64 * KiB, max_fetch=64 * KiB, read_ahead=256 * KiB)) as f:
         assert read_all(f) == data
@@ -270,7 +261,7 @@ def test_ca_bundle_is_loaded_once_not_per_connection(make_fault_server, tls_file
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
     bundle = tmp_path / "bundle.pem"  # a file no earlier test loaded
     bundle.write_bytes(tls_files.ca.read_bytes())
-    data = _bytes(str(media["random.bin"]))[: 2 * MiB]
+    data = media_bytes(media, "random.bin")[: 2 * MiB]
     for _ in range(2):
         srv = make_fault_server(tls=tls_files)
         url = srv.add("/f", data)

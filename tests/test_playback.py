@@ -26,6 +26,7 @@ from kithara_io.playback import (
     UnsupportedFormatError,
 )
 from tests.audio_devices import JackServer, ManualOutputs, jack  # noqa: F401 - fixture
+from tests.audio_devices import pull_all as pull_device
 from tests.servers import RangedServer
 from tests.servers.faults import FaultServer, Status
 from tests.servers.media import signal
@@ -58,16 +59,8 @@ def nonsilent(frames: np.ndarray) -> np.ndarray:
     return frames[np.any(frames != 0, axis=1)]
 
 
-def pull_all(player: Player, output, limit: int = 2000) -> np.ndarray:
-    """Pull device blocks, each only once the ring is ready, until the player finishes."""
-    blocks = []
-    for _ in range(limit):
-        if output.finished:
-            break
-        assert player.wait_ready(10)
-        blocks.append(output.pull())
-    assert output.finished, "playback did not finish"
-    return np.concatenate(blocks)
+def pull_all(player: Player, output) -> np.ndarray:
+    return pull_device(player, output, limit=2000)
 
 
 def test_ring_buffer_is_a_bounded_fifo_across_the_wrap() -> None:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import functools
 import socket
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -65,6 +63,7 @@ from tests.servers.faults import (
     Truncate,
     WrongContentRange,
 )
+from tests.servers.media import decoded, media_bytes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,24 +94,6 @@ BOUND = 10.0  # seconds: a permanent fault must surface well within this
 @pytest.fixture
 def srv(fault_server: FaultServer) -> FaultServer:
     return fault_server
-
-
-@functools.lru_cache(maxsize=None)
-def _bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
-
-
-@functools.lru_cache(maxsize=None)
-def _decoded(path: str) -> np.ndarray:
-    return sf.read(path, dtype="int16")[0]
-
-
-def media_bytes(media, name: str) -> bytes:
-    return _bytes(str(media[name]))
-
-
-def decoded(media, name: str) -> np.ndarray:
-    return _decoded(str(media[name]))
 
 
 def blob(media, size: int = 1 * MiB) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,23 @@ def make_media(directory: Path) -> dict[str, Path]:
         files[name] = directory / name
         files[name].write_bytes(rng.bytes(size))
     return files
+
+
+@functools.lru_cache(maxsize=None)
+def _file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def _file_samples(path: str) -> np.ndarray:
+    return sf.read(path, dtype="int16")[0]
+
+
+def media_bytes(media: dict, name: str) -> bytes:
+    """The bytes of one generated media file (read once per session)."""
+    return _file_bytes(str(media[name]))
+
+
+def decoded(media: dict, name: str) -> np.ndarray:
+    """soundfile's int16 decode of one generated media file (decoded once per session)."""
+    return _file_samples(str(media[name]))
