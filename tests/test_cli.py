@@ -5,8 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -20,6 +18,7 @@ import soundfile as sf
 from kithara_io.cli import main
 from tests.audio_devices import alsa_config, jack  # noqa: F401 - fixture
 from tests.servers.ranged import RangedServer
+from tests.terminal import Terminal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -272,50 +271,6 @@ def test_ctrl_c_stops_cleanly(jack, ranged_server) -> None:
             proc.communicate()
     assert proc.returncode == 130
     assert err == "kithara-io: error: interrupted\n"
-
-
-class Terminal:
-    """A pseudo-terminal running ``kithara-io``: type keys, wait for text on the screen."""
-
-    def __init__(self, args, env) -> None:
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kithara_io", *args],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-            stdin=slave,
-            stdout=slave,
-            stderr=subprocess.PIPE,
-        )
-        os.close(slave)
-        self.screen = ""
-        self._seen = 0  # expect() looks only at output after its previous match
-
-    def expect(self, text: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen[self._seen :]:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"{text!r} not shown; screen: {self.screen!r}"
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    self.screen += os.read(self.master, 4096).decode(errors="replace")
-                except OSError:  # the program exited and its output is all read
-                    assert text in self.screen[self._seen :], f"{text!r} not shown: {self.screen!r}"
-        self._seen = self.screen.index(text, self._seen) + len(text)
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc.stderr.close()
-            os.close(self.master)
 
 
 @pytest.mark.timeout(30)

@@ -5,12 +5,7 @@ its own; and the play options that are usage errors."""
 from __future__ import annotations
 
 import gc
-import os
-import pty
-import select
 import signal as signals
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,10 +20,9 @@ from tests.audio_devices import ManualOutputs, jack  # noqa: F401 - fixture
 from tests.servers import RangedServer
 from tests.servers.media import signal
 from kithara_io.cli import main
-from tests.test_cli import Terminal
+from tests.terminal import Terminal
 from tests.test_playback import StallingBucket
 
-REPO = Path(__file__).resolve().parent.parent
 RATE = 44100
 BLOCK = 1024
 
@@ -107,52 +101,9 @@ def test_q_during_a_stall_stops_cleanly(jack, stalling_server, long_flac) -> Non
     assert code == 0 and err == "", err
 
 
-class SharedTerminal:
-    """``kithara-io`` with stdout *and* stderr on one pseudo-terminal, as in a shell."""
-
-    def __init__(self, args, env) -> None:
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kithara_io", *args],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-        )
-        os.close(slave)
-        self.screen = ""
-
-    def read_until(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:  # the program exited and its output is all read
-                    return text in self.screen
-                if not chunk:
-                    return text in self.screen
-                self.screen += chunk.decode(errors="replace")
-        return True
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            os.close(self.master)
-
-
 @pytest.mark.timeout(30)
 def test_ctrl_c_message_starts_on_a_new_line(jack, ranged_server) -> None:
-    term = SharedTerminal(["play", ranged_server.url("tone.wav")], jack.env)
+    term = Terminal(["play", ranged_server.url("tone.wav")], jack.env, shared_stderr=True)
     try:
         assert term.read_until("\rplaying ", 10), term.screen
         term.proc.send_signal(signals.SIGINT)
