@@ -253,6 +253,19 @@ def floor_get(url: str, tls: "Optional[TlsFiles]" = None, **kw) -> "requests.Res
     return requests.get(url, stream=True, timeout=60, verify=str(tls.ca) if tls is not None else True, **kw)
 
 
+def floor_read(url: str, size: "Optional[int]" = None, tls: "Optional[TlsFiles]" = None) -> int:
+    """The floor's whole read: one streaming GET read with ``iter_content(1 MiB)``, up to
+    ``size`` bytes (None: to the end); returns the bytes read."""
+    n = 0
+    with floor_get(url, tls) as r:
+        r.raise_for_status()
+        for piece in r.iter_content(MiB):
+            n += len(piece)
+            if size is not None and n >= size:
+                break
+    return n
+
+
 def http_connection(url: str, tls: "Optional[TlsFiles]" = None) -> "Tuple[http.client.HTTPConnection, str]":
     """One keep-alive ``http.client`` connection to ``url``'s origin (``HTTPSConnection``
     trusting ``tls.ca`` over https), and the request target of ``url``."""

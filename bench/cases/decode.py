@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any, Dict
 
-import requests
 import soundfile as sf
 
-from _common import CLIENTS, MiB, Context, ensure_audio, kithara_stats, log, open_client, row, tagged
+from _common import CLIENTS, Context, ensure_audio, floor_read, kithara_stats, log, open_client, row, tagged
 from _servers import BenchNginx
 
 NAME = "decode"
@@ -24,10 +23,7 @@ TIMEOUT = 300
 def decode(client: str, url: str, frames: int, extra: Dict[str, Any]) -> float:
     started = time.perf_counter()
     if client == "floor":
-        with requests.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            for _ in r.iter_content(MiB):
-                pass
+        floor_read(url)
         return time.perf_counter() - started
     got = 0
     with open_client(client, url) as f:

@@ -42,17 +42,10 @@ def files(ctx: Context) -> List[Path]:
 
 # -- child process: one client ----------------------------------------------------------------
 def _read_stream(client: str, url: str, size: int, tls) -> int:
-    from _common import floor_get, open_client, read_through
+    from _common import floor_read, open_client, read_through
 
     if client == "floor":
-        n = 0
-        with floor_get(url, tls) as r:
-            r.raise_for_status()
-            for piece in r.iter_content(MiB):
-                n += len(piece)
-                if n >= size:
-                    break
-        return n
+        return floor_read(url, size, tls)
     with open_client(client, url, tls) as f:
         return read_through(f, MiB, size)
 

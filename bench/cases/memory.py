@@ -36,17 +36,12 @@ def _child(client: str, url: str, size: str) -> None:
         import fsspec.implementations.http  # noqa: F401
     elif client == "smart_open":
         import smart_open  # noqa: F401
-    from _common import open_client
+    from _common import floor_read, open_client
 
     baseline = vm_status("VmRSS")
     started = time.perf_counter()
     if client == "floor":
-        import requests
-
-        n = 0
-        with requests.get(url, stream=True, timeout=60) as r:
-            for piece in r.iter_content(MiB):
-                n += len(piece)
+        n = floor_read(url)
     else:
         options = {"cache_budget": BUDGET} if client == "kithara-io" else {}
         with open_client(client, url, **options) as f:

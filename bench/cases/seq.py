@@ -17,7 +17,7 @@ from _common import (
     MB,
     MiB,
     Context,
-    floor_get,
+    floor_read,
     kithara_stats,
     log,
     median,
@@ -39,13 +39,7 @@ def read_once(client: str, url: str, size: int, tls=None) -> Dict[str, Any]:
     started = time.perf_counter()
     extra: Dict[str, Any] = {}
     if client == "floor":
-        n = 0
-        with floor_get(url, tls) as r:
-            r.raise_for_status()
-            for piece in r.iter_content(MiB):
-                n += len(piece)
-                if n >= size:
-                    break
+        n = floor_read(url, size, tls)
     else:
         with open_client(client, url, tls) as f:
             n = read_through(f, MiB, size)
