@@ -224,10 +224,15 @@ def test_stream_failure_mid_play_ends_failed_with_the_error(media) -> None:
     threads_before = set(threading.enumerate())
     with FaultServer() as server:
         url = server.add("/tone.wav", media["tone.wav"].read_bytes())
-        server.script("/tone.wav", [None, None])  # open() and its tail prefetch succeed
+        # open(), its tail prefetch and the one read-ahead fetch the decoder's open starts
+        # succeed (64 KiB fetches: the third is bytes 64-128 KiB); every later one fails. With
+        # only the first two passing, that read-ahead could fail while the decoder was still
+        # opening (a Player that fails to open, not a failure mid-play: 1 run in ~12).
+        server.script("/tone.wav", [None, None, None])
         server.always("/tone.wav", Status(500))
         outputs = ManualOutputs()
-        with Player(url, output=outputs, blocksize=BLOCK, retry=kithara_io.Retry(attempts=1)) as player:
+        options = {"retry": kithara_io.Retry(attempts=1), "max_fetch": 64 * 1024}
+        with Player(url, output=outputs, blocksize=BLOCK, **options) as player:
             player.play()
             played = pull_all(player, outputs[0])
             status = player.status()
