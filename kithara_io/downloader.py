@@ -25,13 +25,12 @@ the two thread hand-offs (dispatcher, pool thread) that dominate a small random 
 Watchdog. Every pass is classified (:mod:`kithara_io.watchdog`): Idle, Advanced or Stalled.
 Work pending and nothing moving (no dispatch, no completion, no bytes reported through
 :meth:`Downloader.note_progress`) for ``stall_window`` seconds publishes a
-:class:`~kithara_io.events.DownloaderStalled` dump and logs a warning. The dispatcher waits with
-a timeout only while work is pending; idle, it waits without one.
+:class:`~kithara_io.events.DownloaderStalled` dump and logs a warning.
 
-Ownership: ``self._lock`` guards the slots, the running map, the counters and the worker
-generation; ``self._wake`` (the dispatcher) and ``self._changed`` (``wait_until``) are
-conditions on it. Nothing is called out while it is held: completions, aborts and event
-subscribers run after it is released, so a callback may submit or cancel freely.
+Ownership: the state shared with the threads (:mod:`kithara_io.board`: slots, running map,
+counters) is guarded by the board's lock; so are ``_workers`` and ``_users`` here. Nothing is
+called out while it is held: completions, aborts and event subscribers run after it is
+released, so a callback may submit or cancel freely. The threads: :mod:`kithara_io.dispatcher`.
 
 Threads (one dispatcher and at most ``max_concurrent`` pool workers) exist only while at
 least one stream is attached; the last ``detach()`` stops and joins them, so closing every
@@ -45,73 +44,21 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Hashable, List, Optional, Tuple, Type, Union
 
-from .events import (
-    DownloaderStalled,
-    Event,
-    EventBus,
-    FetchInfo,
-    RequestCancelled,
-    RequestEnqueued,
-    RequestStarted,
-    Subscription,
-)
+from .board import Aborts, Board
+from .dispatcher import Workers
+from .events import DownloaderStalled, Event, EventBus, RequestCancelled, RequestEnqueued, RequestStarted, Subscription
 from .planning import Priority, is_urgent
 from .stats import DownloaderStats
 from .scheduling import FetchCommand, Outcome, SlotQueues, _State, may_start_inline, plan_pass
-from .watchdog import StallTracker, classify
+from .watchdog import StallTracker
 
 log = logging.getLogger(__name__)
 
-_THREAD_PREFIX = "kithara-fetch"
-
 Clock = Callable[[], float]
 
-
-# -- the threaded engine ----------------------------------------------------------------------
-
-
-@dataclass
-class _Counters:
-    """The Downloader's running totals (under its lock); see DownloaderStats."""
-
-    submitted: int = 0
-    started: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    finished: int = 0  # all completions (the three above)
-    peak_running: int = 0
-    stalls: int = 0
-    preempted: int = 0
-    bytes: int = 0
-    passes: int = 0
-    dispatcher_idle: bool = False
-
-
-class _Workers:
-    """One generation of threads: a dispatcher and a pool, started and stopped together."""
-
-    def __init__(self, owner: "Downloader") -> None:
-        self.stopping = False
-        self.pool = ThreadPoolExecutor(owner.max_concurrent, thread_name_prefix=_THREAD_PREFIX)
-        self.dispatcher = threading.Thread(
-            target=owner._dispatch_loop, args=(self,), name=f"{_THREAD_PREFIX}-dispatcher", daemon=True
-        )
-        self.dispatcher.start()
-
-    def join(self) -> None:
-        me = threading.current_thread()
-        if me is self.dispatcher or me.name.startswith(_THREAD_PREFIX + "_"):
-            # Detached from inside one of our own threads: cannot join ourselves.
-            self.pool.shutdown(wait=False)
-            return
-        self.dispatcher.join()
-        self.pool.shutdown(wait=True)
+__all__ = ["Downloader", "FetchCommand", "Outcome", "SlotQueues", "default_downloader", "may_start_inline", "plan_pass"]
 
 
 class Downloader:
@@ -147,26 +94,18 @@ class Downloader:
         self.yield_to_high = yield_to_high
         self.stall_window = stall_window
         self._clock = clock
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)  # the dispatcher waits here
-        self._changed = threading.Condition(self._lock)  # wait_until() waits here
-        self._version = 0
-        self._queues = SlotQueues()
-        self._running: Dict[int, FetchCommand] = {}
+        self._board = Board()
         self._users = 0
-        self._workers: Optional[_Workers] = None
+        self._workers: Optional[Workers] = None
         self._closed = False
         self._bus = EventBus("downloader")
-        self._throttle_deadline: Optional[float] = None
-        self._throttling = False
-        self._count = _Counters()
         self._pid = os.getpid()  # the process whose threads this state describes
 
     @property
     def peak_running(self) -> int:
         """The most fetches that ever ran at once."""
-        with self._lock:
-            return self._count.peak_running
+        with self._board.lock:
+            return self._board.count.peak_running
 
     def _after_fork_in_child(self) -> "Downloader":
         """In a forked child, where none of the parent's threads exist: the Downloader its
@@ -178,32 +117,35 @@ class Downloader:
             return default_downloader()
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._lock = threading.Lock()  # a parent thread may have held the old one
-            self._wake = threading.Condition(self._lock)
-            self._changed = threading.Condition(self._lock)
-            self._queues = SlotQueues()
-            self._running = {}
+            self._board = Board(self._board.count)  # a parent thread may have held the old lock
             self._users = 0
             self._workers = None
-            self._throttle_deadline = None
-            self._throttling = False
-            self._count.dispatcher_idle = False
         return self
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> None:
         """A stream starts using this downloader (threads start if needed)."""
-        with self._lock:
+        with self._board.lock:
             if self._closed:
                 raise RuntimeError("Downloader is closed")
             self._users += 1
             if self._workers is None:
-                self._workers = _Workers(self)
+                self._workers = Workers(
+                    self._board,
+                    max_concurrent=self.max_concurrent,
+                    demand_throttle=self.demand_throttle,
+                    yield_to_high=self.yield_to_high,
+                    stall_window=self.stall_window,
+                    clock=self._clock,
+                    run=self._run,
+                    on_rejected=self._complete_cancelled,
+                    on_stall=self._report_stall,
+                )
 
     def detach(self) -> None:
         """A stream is done; the last one out cancels what is still queued and stops and
         joins the threads."""
-        with self._lock:
+        with self._board.lock:
             self._users -= 1
             stopped = self._stop_workers_locked() if self._users <= 0 else None
         self._finish(stopped)
@@ -211,27 +153,19 @@ class Downloader:
     def close(self) -> None:
         """Cancel everything queued and stop the threads (running fetches finish first).
         Idempotent."""
-        with self._lock:
+        with self._board.lock:
             self._closed = True
             stopped = self._stop_workers_locked()
         self._finish(stopped)
 
-    def _stop_workers_locked(self) -> Tuple[Optional[_Workers], List[FetchCommand]]:
+    def _stop_workers_locked(self) -> Tuple[Optional[Workers], List[FetchCommand]]:
         self._users = max(self._users, 0)
         workers, self._workers = self._workers, None
-        queued = self._queues.clear()
-        for cmd in queued:
-            self._cancel_queued_locked(cmd, "closed")
-        self._throttle_deadline = None
-        self._throttling = False
-        self._count.dispatcher_idle = False
         if workers is not None:
-            workers.stopping = True
-            self._wake.notify_all()
-        self._bump_locked()
-        return workers, queued
+            workers.stop_locked()
+        return workers, self._board.clear_locked()
 
-    def _finish(self, stopped: Optional[Tuple[Optional[_Workers], List[FetchCommand]]]) -> None:
+    def _finish(self, stopped: Optional[Tuple[Optional[Workers], List[FetchCommand]]]) -> None:
         if stopped is None:
             return
         workers, queued = stopped
@@ -270,25 +204,20 @@ class Downloader:
         cmd._enqueued_at = self._clock()
         # Published before the command can start, so RequestEnqueued precedes RequestStarted.
         if self._listened(cmd):
-            self._publish(
-                cmd,
-                RequestEnqueued(
-                    cmd.id, cmd.url, cmd.byte_range, cmd.request_priority, cmd.stream_priority, cmd.slot
-                ),
-            )
-        with self._lock:
+            self._publish(cmd, _enqueued(cmd))
+        with self._board.lock:
             if cmd._state is not _State.NEW:
                 return  # cancelled meanwhile, and completed by cancel()
             if self._workers is not None:
                 cmd._state = _State.QUEUED
-                self._queues.push(cmd)
-                self._count.submitted += 1
+                self._board.queues.push(cmd)
+                self._board.count.submitted += 1
                 # Low work that arrives during the pause need not wake the dispatcher: the
                 # pause's deadline will.
-                if is_urgent(cmd.slot) or not self._throttling:
-                    self._wake.notify()
+                if is_urgent(cmd.slot) or not self._board.throttling:
+                    self._board.wake.notify()
                 preempted = self._preempt_low_locked() if is_urgent(cmd.slot) else []
-                self._bump_locked()
+                self._board.bump_locked()
                 refused = False
             else:
                 # Detached between the check above and here: the command never entered the queue.
@@ -327,40 +256,32 @@ class Downloader:
             if cmd.cancelled.is_set():
                 return False
             raise ValueError(f"{cmd!r} was submitted already")
-        with self._lock:
+        with self._board.lock:
             if cmd._state is not _State.NEW:
                 return False  # cancelled meanwhile, and completed by cancel()
             inline = self._workers is not None and may_start_inline(
-                self._queues,
+                self._board.queues,
                 cmd.slot,
-                self.max_concurrent - len(self._running),
+                self._board.free_locked(self.max_concurrent),
                 throttle=self.demand_throttle,
                 yield_to_high=self.yield_to_high,
-                high_running=any(is_urgent(c.slot) for c in self._running.values()),
+                high_running=self._board.high_running_locked(),
             )
             if inline:
-                now = self._clock()
-                cmd._enqueued_at = cmd._started_at = cmd._last_progress = now
-                cmd._state = _State.RUNNING
-                self._running[cmd.id] = cmd
-                self._count.submitted += 1
-                self._count.started += 1
-                self._count.peak_running = max(self._count.peak_running, len(self._running))
+                cmd._enqueued_at = now = self._clock()
+                self._board.start_locked(cmd, now)
+                self._board.count.submitted += 1
+                self._board.counted_start_locked()
                 preempted = self._preempt_low_locked() if is_urgent(cmd.slot) else []
-                if self._count.dispatcher_idle:
-                    self._wake.notify()  # parked without a timeout: its watchdog must see this run
-                self._bump_locked()
+                if self._board.count.dispatcher_idle:
+                    self._board.wake.notify()  # parked without a timeout: its watchdog must see this run
+                self._board.bump_locked()
         if not inline:
             self.submit(cmd)
             return False
         _abort_all(preempted)
         if self._listened(cmd):
-            self._publish(
-                cmd,
-                RequestEnqueued(
-                    cmd.id, cmd.url, cmd.byte_range, cmd.request_priority, cmd.stream_priority, cmd.slot
-                ),
-            )
+            self._publish(cmd, _enqueued(cmd))
             self._publish(cmd, RequestStarted(cmd.id, 0.0, cmd.url))
         self._execute(cmd, inline=True)
         return True
@@ -370,16 +291,16 @@ class Downloader:
         stop (``cmd.cancelled``) and its blocking I/O aborted; a finished one is left alone.
         One never submitted completes CANCELLED now too (no event, not counted) and a later
         ``submit`` of it is ignored. ``reason`` goes into the RequestCancelled event."""
-        with self._lock:
+        with self._board.lock:
             state = cmd._state
             if state is _State.FINISHED:
                 return
             cmd.cancel(reason)
             abort = cmd.abort if state is _State.RUNNING else None
             if state is _State.QUEUED:
-                self._queues.remove(cmd)
-                self._cancel_queued_locked(cmd, reason)
-                self._bump_locked()
+                self._board.queues.remove(cmd)
+                self._board.cancel_queued_locked(cmd, reason)
+                self._board.bump_locked()
             elif state is _State.NEW:  # never submitted: complete it, submit() will ignore it
                 cmd._state = _State.FINISHED
         if state is _State.QUEUED:
@@ -394,18 +315,18 @@ class Downloader:
         completes exactly once, as CANCELLED (running ones when their run function returns)."""
         if owner is None:
             raise ValueError("owner must not be None")
-        with self._lock:
-            queued = self._queues.take_owner(owner)
+        with self._board.lock:
+            queued = self._board.queues.take_owner(owner)
             for cmd in queued:
-                self._cancel_queued_locked(cmd, reason)
-            running = [cmd for cmd in self._running.values() if cmd.owner == owner and not cmd.cancelled.is_set()]
+                self._board.cancel_queued_locked(cmd, reason)
+            running = [cmd for cmd in self._board.running.values() if cmd.owner == owner and not cmd.cancelled.is_set()]
             aborts = []
             for cmd in running:
                 cmd.cancel(reason)
                 if cmd.abort is not None:
                     aborts.append((cmd, cmd.abort))
             if queued or running:
-                self._bump_locked()
+                self._board.bump_locked()
         self._complete_cancelled(queued)
         _abort_all(aborts)
         return len(queued) + len(running)
@@ -419,191 +340,72 @@ class Downloader:
         if owner is None:
             raise ValueError("owner must not be None")
         priority = Priority.parse(stream_priority)
-        with self._lock:
-            moved = self._queues.reprioritize(owner, priority)
-            for cmd in self._running.values():
+        with self._board.lock:
+            moved = self._board.queues.reprioritize(owner, priority)
+            for cmd in self._board.running.values():
                 if cmd.owner == owner:
                     cmd.stream_priority = priority
             preempted = []
             if moved:
-                self._wake.notify()
+                self._board.wake.notify()
                 if any(is_urgent(cmd.slot) for cmd in moved):
                     preempted = self._preempt_low_locked()
-                self._bump_locked()
+                self._board.bump_locked()
         _abort_all(preempted)
         return len(moved)
 
     def note_progress(self, nbytes: int, cmd: Optional[FetchCommand] = None) -> None:
         """A fetch stored ``nbytes`` body bytes: the watchdog counts it as movement. Cheap (no
         wake-up); call it for every chunk, with the command when known."""
-        with self._lock:
-            self._count.bytes += nbytes
+        with self._board.lock:
+            self._board.count.bytes += nbytes
             if cmd is not None:
                 cmd._bytes += nbytes
                 cmd._last_progress = self._clock()
 
     def queued(self) -> List[List[FetchCommand]]:
         """A snapshot of the four slots."""
-        with self._lock:
-            return self._queues.snapshot()
+        with self._board.lock:
+            return self._board.queues.snapshot()
 
     def in_flight(self) -> List[FetchCommand]:
         """A snapshot of the running commands, in dispatch order."""
-        with self._lock:
-            return list(self._running.values())
+        with self._board.lock:
+            return list(self._board.running.values())
 
     def running_count(self) -> int:
-        with self._lock:
-            return len(self._running)
+        with self._board.lock:
+            return len(self._board.running)
 
     def stats(self) -> DownloaderStats:
         """A snapshot of the counters."""
-        with self._lock:
-            return self._stats_locked()
+        with self._board.lock:
+            return self._board.stats_locked()
 
     def wait_until(self, predicate: Callable[[DownloaderStats], bool], timeout: Optional[float] = None) -> bool:
         """Block until ``predicate(stats())`` holds (re-checked after every change of state;
         bytes alone do not count as one); False on timeout (seconds, real time)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            version, snap = self._version, self._stats_locked()
+        with self._board.lock:
+            version, snap = self._board.version, self._board.stats_locked()
         while not predicate(snap):
-            with self._lock:
-                while self._version == version:
+            with self._board.lock:
+                while self._board.version == version:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self._changed.wait(remaining)
-                version, snap = self._version, self._stats_locked()
+                    self._board.changed.wait(remaining)
+                version, snap = self._board.version, self._board.stats_locked()
         return True
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Block until nothing is queued or running; False on timeout."""
         return self.wait_until(lambda s: s.idle, timeout)
 
-    # -- internals (self._lock held) ---------------------------------------------------------
-    def _bump_locked(self) -> None:
-        self._version += 1
-        self._changed.notify_all()
-
-    def _stats_locked(self) -> DownloaderStats:
-        return DownloaderStats(
-            running=len(self._running),
-            queued=self._queues.counts(),
-            throttling=self._throttling,
-            **dataclasses.asdict(self._count),
-        )
-
-    def _preempt_low_locked(self) -> List[Tuple[FetchCommand, Callable[[], Any]]]:
-        """High-stream work arrived: tell every running Low-stream fetch to stop. Returns
-        the aborts to call once the lock is released."""
-        aborts: List[Tuple[FetchCommand, Callable[[], Any]]] = []
-        if not self.yield_to_high:
-            return aborts
-        for cmd in self._running.values():
-            if is_urgent(cmd.slot) or cmd.cancelled.is_set():
-                continue
-            cmd.cancel("preempted")
-            self._count.preempted += 1
-            if cmd.abort is not None:
-                aborts.append((cmd, cmd.abort))
-        return aborts
-
-    def _cancel_queued_locked(self, cmd: FetchCommand, reason: str) -> None:
-        """Bookkeeping of a command leaving the queue cancelled (already out of the slots)."""
-        cmd._state = _State.FINISHED
-        cmd.cancel(reason)
-        self._count.cancelled += 1
-        self._count.finished += 1
-
-    def _info_locked(self, cmd: FetchCommand, now: float, running: bool) -> FetchInfo:
-        if running:
-            return FetchInfo(
-                cmd.id, cmd.label, cmd.slot, now - cmd._started_at, cmd._bytes, now - cmd._last_progress
-            )
-        return FetchInfo(cmd.id, cmd.label, cmd.slot, now - cmd._enqueued_at)
-
-    def _stalled_event_locked(self, stalled_for: float, now: float) -> DownloaderStalled:
-        slots = tuple(
-            tuple(self._info_locked(cmd, now, False) for cmd in slot) for slot in self._queues.snapshot()
-        )
-        in_flight = tuple(self._info_locked(cmd, now, True) for cmd in self._running.values())
-        return DownloaderStalled(stalled_for, slots, in_flight)
-
-    def _wait_timeout_locked(self, now: float, tracker: StallTracker) -> Optional[float]:
-        """Time-limited only while work is pending (watchdog, throttle); idle: no timeout."""
-        if not self._queues and not self._running:
-            return None
-        deadlines = [d for d in (tracker.deadline(), self._throttle_deadline) if d is not None]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
+    def _preempt_low_locked(self) -> Aborts:
+        return self._board.preempt_low_locked() if self.yield_to_high else []
 
     # -- threads -----------------------------------------------------------------------
-    def _dispatch_loop(self, workers: _Workers) -> None:
-        tracker = StallTracker(self.stall_window)
-        with self._lock:
-            seen = (self._count.started, self._count.finished, self._count.bytes)
-        while True:
-            stalled: Optional[DownloaderStalled] = None
-            rejected: List[FetchCommand] = []
-            with self._lock:
-                if workers.stopping:
-                    return
-                self._count.dispatcher_idle = False
-                now = self._clock()
-                free = self.max_concurrent - len(self._running)
-                batch, self._throttle_deadline = plan_pass(
-                    self._queues,
-                    free,
-                    now,
-                    self.demand_throttle,
-                    self._throttle_deadline,
-                    yield_to_high=self.yield_to_high,
-                    high_running=any(is_urgent(cmd.slot) for cmd in self._running.values()),
-                )
-                for cmd in batch:
-                    cmd._state = _State.RUNNING
-                    cmd._started_at = cmd._last_progress = now
-                    self._running[cmd.id] = cmd
-                    try:
-                        workers.pool.submit(self._run, cmd)
-                    except RuntimeError:  # the pool refuses work (interpreter shutdown)
-                        del self._running[cmd.id]
-                        self._cancel_queued_locked(cmd, "closed")
-                        rejected.append(cmd)
-                        continue
-                    self._count.started += 1
-                self._count.peak_running = max(self._count.peak_running, len(self._running))
-                self._throttling = self._throttle_deadline is not None
-                self._count.passes += 1
-                self._bump_locked()
-                current = (self._count.started, self._count.finished, self._count.bytes)
-                kind = classify(
-                    queued=len(self._queues),
-                    running=len(self._running),
-                    drained=current[0] - seen[0],
-                    completed=current[1] - seen[1],
-                    nbytes=current[2] - seen[2],
-                )
-                seen = current
-                pending = bool(self._queues) or bool(self._running)
-                report = tracker.observe(kind, now, pending=pending)
-                if report is not None:
-                    if report.first:
-                        self._count.stalls += 1
-                    stalled = self._stalled_event_locked(report.stalled_for, now)
-                elif not rejected:
-                    timeout = self._wait_timeout_locked(now, tracker)
-                    self._count.dispatcher_idle = timeout is None and not pending
-                    self._wake.wait(timeout)
-                    continue
-            # Outside the lock: completions and subscribers may call back into us.
-            self._complete_cancelled(rejected)
-            if stalled is not None:
-                log.warning("kithara-io: %s", stalled.describe())
-                self._bus.publish(stalled)
-
     def _run(self, cmd: FetchCommand) -> None:
         """A dispatched command, on a pool thread."""
         if self._listened(cmd):
@@ -621,24 +423,8 @@ class Downloader:
         # Interrupting the caller of try_run_inline (Ctrl-C) is not a failure of the fetch.
         interrupted = inline and error is not None and not isinstance(error, Exception)
         try:
-            with self._lock:
-                self._running.pop(cmd.id, None)
-                cmd._state = _State.FINISHED
-                if interrupted:
-                    cmd.cancel("interrupted")
-                if cmd.cancelled.is_set():
-                    outcome = Outcome.CANCELLED
-                    self._count.cancelled += 1
-                elif error is not None:
-                    outcome = Outcome.FAILED
-                    self._count.failed += 1
-                else:
-                    outcome = Outcome.DONE
-                    self._count.completed += 1
-                self._count.finished += 1
-                if self._queues:  # a place is free for queued work
-                    self._wake.notify()
-                self._bump_locked()
+            with self._board.lock:
+                outcome = self._board.finish_locked(cmd, error, interrupted)
             if outcome is Outcome.CANCELLED:
                 self._complete_cancelled([cmd])
             else:
@@ -649,6 +435,10 @@ class Downloader:
             # The traceback references this frame: without this, error -> traceback -> frame
             # -> error is a cycle that keeps the failed request's socket open until a GC pass.
             error = None
+
+    def _report_stall(self, stalled: DownloaderStalled) -> None:
+        log.warning("kithara-io: %s", stalled.describe())
+        self._bus.publish(stalled)
 
     def _complete_cancelled(self, cmds: List[FetchCommand]) -> None:
         """Publish RequestCancelled and call the completion of each (lock released)."""
@@ -667,6 +457,10 @@ class Downloader:
             cmd.events.publish(event)
 
 
+def _enqueued(cmd: FetchCommand) -> RequestEnqueued:
+    return RequestEnqueued(cmd.id, cmd.url, cmd.byte_range, cmd.request_priority, cmd.stream_priority, cmd.slot)
+
+
 def _complete(cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
     try:
         cmd.on_complete(cmd, outcome, error)
@@ -681,7 +475,7 @@ def _call_abort(cmd: FetchCommand, abort: Callable[[], Any]) -> None:
         log.exception("abort of %r failed", cmd)
 
 
-def _abort_all(aborts: List[Tuple[FetchCommand, Callable[[], Any]]]) -> None:
+def _abort_all(aborts: Aborts) -> None:
     for cmd, abort in aborts:
         _call_abort(cmd, abort)
 
@@ -712,12 +506,3 @@ def default_downloader() -> Downloader:
             _default = Downloader()
         return _default
 
-
-def _forget_default_in_child() -> None:
-    """A forked child has none of the parent's threads: it starts its own default Downloader."""
-    global _default, _default_lock
-    _default, _default_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_default_in_child)

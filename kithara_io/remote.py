@@ -1,6 +1,7 @@
-"""RemoteReader: the fetch scheduling of one remote resource.
+"""RemoteReader: blocking positional reads of one remote resource, and its fetches' host.
 
-It decides (through the pure functions in ``planning``) which bytes to fetch next, submits
+It decides (with ``reader_schedule.FetchScheduling``, which the pure functions in
+``planning`` advise) which bytes to fetch next, submits
 fetch commands to the shared Downloader (their bodies go into the SparseCache through the
 fetch loop, ``fetching.FetchLoop``, to which it is the ``FetchHost``), and cancels fetches
 the reader no longer needs after a far seek (epoch cancel). A reader that
@@ -20,7 +21,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from .cache import CacheView, SparseCache, Wait, joined
+from .cache import SparseCache, Wait, joined
 from .downloader import Downloader, FetchCommand, Outcome
 from .events import (
     REQUEST_EVENTS,
@@ -39,24 +40,16 @@ from .errors import (
     server_unreachable,
 )
 from .options import StreamOptions
-from .fetching import UNKNOWN_END, Fetch, FetchLoop
-from .planning import (
-    AccessPattern,
-    FetchPlan,
-    LinkEstimate,
-    Priority,
-    first_missing,
-    keep_running,
-    next_fetch,
-    tail_fetch,
-)
+from .fetching import Fetch, FetchLoop
+from .reader_schedule import FetchScheduling
+from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
 from .sources.base import Abort, Body, Source
 from .stats import StreamCounters, StreamStats
 
 log = logging.getLogger(__name__)
 
 
-class RemoteReader:
+class RemoteReader(FetchScheduling):
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
 
     def __init__(
@@ -274,224 +267,6 @@ class RemoteReader:
                 self._counts.time_waited += waited
         return result
 
-    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand]]:
-        """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
-        longer needs (epoch cancel). Tops up read-ahead. Returns whether the bytes are
-        present, and a fetch of bytes the reader waits for, for it to run (see ``_read``)."""
-        victims: List[Fetch] = []
-        here = None
-        with self._cond:
-            self._pattern.record(pos, end, self._opt.read_behind)
-            self._cache.set_window(
-                max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
-            )
-            view = self._cache.view()
-            missing = view.present.covered_until(pos)
-            hit = missing >= end
-            if not hit and self._source.supports_ranges:
-                soon = self._link.soon_bytes(self._opt.min_fetch)
-                if not any(self._keeps(f, missing, soon, view) for f in self._active.values()):
-                    # A new epoch: what served the old reading position goes.
-                    victims = [
-                        f
-                        for f in self._active.values()
-                        if f.cmd.id != self._tail_probe and not self._keeps(f, missing, soon, view)
-                    ]  # the tail probe is small and decoders need the tail: never cut
-                    for f in victims:
-                        self._cache.shrink_claim(f.cmd.id, 0)
-            if not victims:
-                here = self._schedule_locked(need=(pos, end))
-        self._cancel(victims)
-        if victims:
-            with self._cond:
-                here = self._schedule_locked(need=(pos, end))
-        return hit, here
-
-    def _keeps(self, fetch: Fetch, target: int, soon: int, view: CacheView) -> bool:
-        """Is this fetch still useful for a reader at ``target``?"""
-        if fetch.cmd.id == self._tail_probe:
-            return view.size is not None and target >= view.size - self._opt.tail
-        claim = view.claims.get(fetch.cmd.id)
-        if claim is None:
-            return False
-        pos, end = claim
-        if not fetch.started:
-            return pos <= target < end
-        return keep_running(pos, end, target, soon)
-
-    def _demand(self, pos: int, end: int) -> Optional[FetchCommand]:
-        """The reader waits on bytes of ``[pos, end)`` nobody fetches: fetch the first such
-        gap now, whatever the read-ahead window says (returned for the reader to run if it
-        lies within ``[pos, end)``)."""
-        with self._cond:
-            if self._closed or self._error is not None:
-                return None  # the cache raises for the waiter
-            if not self._source.supports_ranges:
-                self._restart_whole_body_locked()
-                return None
-            if self._out_of_reach_locked(pos):
-                self._fail_locked(
-                    ConnectionFailedError(
-                        "bytes not in the disk cache, and the server is unreachable",
-                        url=self._source.url,
-                        byte_range=(pos, end),
-                        cause=self._unreachable,
-                    )
-                )
-                return None
-            view = self._cache.view()
-            start = first_missing(view.present, view.claimed, pos)
-            if start >= end:
-                return None  # claimed meanwhile
-            plan = next_fetch(
-                view.present,
-                view.claimed,
-                cursor=start,
-                size=view.size,
-                read_ahead=end - start,
-                read_behind=0,
-                min_fetch=self._opt.min_fetch,
-                max_fetch=self._opt.max_fetch,
-            )
-            assert plan is not None and plan.start == start, (plan, start)
-            here = plan.end <= end + self._link.run_here_slack()
-            cmd = self._submit_locked(plan, here=here)
-            return cmd if here else None
-
-    # -- scheduling (self._cond held) ----------------------------------------------------
-    def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
-        view = self._cache.view()
-        if view.size is None:
-            return None
-        return next_fetch(
-            view.present,
-            view.claimed,
-            cursor=cursor,
-            size=view.size,
-            read_ahead=self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch),
-            read_behind=self._opt.read_behind if self._pattern.went_back else 0,
-            min_fetch=self._opt.min_fetch,
-            max_fetch=self._opt.max_fetch,
-            amortize=self._link.amortizing_bytes() if self._pattern.run > 0 else 0,  # a reader reading on
-        )
-
-    def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:
-        """Keep up to ``max_outstanding`` fetches going for the read-ahead window.
-
-        ``need``: the ``[pos, end)`` a reader is about to block on. The first fetch lying
-        inside it (or reaching past it by what the link moves in ``_RUN_HERE_EXTRA``) is
-        registered but not submitted: it is returned, for the reader to run itself
-        (``Downloader.try_run_inline``), as it waits for (nearly) all of it anyway."""
-        here = None
-        if self._closed or self._error is not None or not self._source.supports_ranges:
-            return here
-        slack = self._link.run_here_slack()
-        while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
-            plan = self._plan_locked(self._pattern.cursor)
-            if plan is None or self._out_of_reach_locked(plan.start):
-                break
-            inside = (
-                here is None and need is not None and need[0] <= plan.start < need[1] and plan.end <= need[1] + slack
-            )
-            cmd = self._submit_locked(plan, here=inside)
-            if inside:
-                here = cmd
-        return here
-
-    def _out_of_reach_locked(self, pos: int) -> bool:
-        """Offline after a failed fetch, and byte ``pos`` is not on disk: no fetch can bring it."""
-        return self._unreachable is not None and not self._source.holds(pos)
-
-    def _restart_head_locked(self) -> None:
-        if self._closed or self._error is not None:
-            return
-        start = self._cache.view().present.covered_until(0)
-        self._submit_locked(FetchPlan(start, start + self._opt.first_fetch, Priority.HIGH))
-
-    def _restart_whole_body_locked(self) -> None:
-        """A server without Range support: one streaming GET of everything (prefix skipped)."""
-        if self._active or self._closed:
-            return
-        view = self._cache.view()
-        size, start = view.size, view.present.covered_until(0)
-        if size is not None and start >= size:
-            return
-        self._submit_locked(FetchPlan(start, size if size is not None else UNKNOWN_END, Priority.HIGH))
-
-    def _submit_locked(self, plan: FetchPlan, here: bool = False) -> FetchCommand:
-        """Register and claim a fetch; submit it unless the reader runs it ``here``."""
-        cmd = self._register_locked(
-            self._fetcher.run,
-            plan,
-            label=f"{self._source.url} bytes={plan.start}-{plan.end - 1}",
-            byte_range=(plan.start, plan.end) if plan.end < UNKNOWN_END else None,
-        )
-        self._cache.claim(cmd.id, plan.start, plan.end)
-        if here:
-            self._active[cmd.id].for_reader = True
-        else:
-            self._hand_over(cmd)
-        return cmd
-
-    def _submit_tail_probe_locked(self) -> None:
-        """Ask for the last bytes together with the head: containers read their end at open
-        (Ogg duration, ID3v1), and the length is not known yet to ask for it by offset."""
-        cmd = self._register_locked(
-            self._fetcher.run_tail_probe,
-            FetchPlan(0, 0, Priority.HIGH),
-            label=f"{self._source.url} last {self._opt.tail} bytes",
-            byte_range=None,
-        )
-        self._tail_probe = cmd.id
-        self._hand_over(cmd)
-
-    def _hand_over(self, cmd: FetchCommand, inline: bool = False) -> None:
-        """Submit ``cmd`` (or run it here, see ``_read``). A Downloader closed under the
-        stream fails it with StreamClosedError instead of raising its RuntimeError."""
-        try:
-            if inline:
-                self._downloader.try_run_inline(cmd)
-            else:
-                self._downloader.submit(cmd)
-        except RuntimeError:
-            if not self._downloader.closed:
-                raise
-            with self._cond:  # reentrant: callers may hold it
-                self._active.pop(cmd.id, None)
-                self._cache.release(cmd.id)
-                self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
-
-    def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
-        cmd = FetchCommand(
-            run,
-            self._on_complete,
-            stream_priority=self._priority,
-            request_priority=plan.priority,
-            label=label,
-            owner=self,
-            url=self._source.url,
-            byte_range=byte_range,
-            events=self.events,
-        )
-        fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort())
-        cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
-        return cmd
-
-    def _claim_tail_for_probe_locked(self) -> None:
-        """Once the length is known, the pending tail probe claims the tail's gap, so a
-        reader waiting there waits for it instead of fetching the same bytes again."""
-        view = self._cache.view()
-        if self._tail_probe is None or view.size is None:
-            return
-        plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
-        if plan is not None:  # claims change only under self._cond, which is held
-            self._cache.claim(self._tail_probe, plan.start, plan.end)
-
-    def _cancel(self, victims: List[Fetch]) -> None:
-        for fetch in victims:
-            fetch.abort()
-            self._downloader.cancel(fetch.cmd)
-
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
         with self._cond:
@@ -536,14 +311,6 @@ class RemoteReader:
             self._error = UnknownLength("the first answer has no length", url=body.url)
         self._cache.fail(self._error)  # wakes open()
         return True
-
-    def _schedule_tail_locked(self) -> None:
-        if self._closed or not self._source.supports_ranges:
-            return
-        view = self._cache.view()
-        plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
-        if plan is not None and not self._out_of_reach_locked(plan.start):
-            self._submit_locked(plan)
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         self._cache.release(cmd.id)

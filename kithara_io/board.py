@@ -1,0 +1,156 @@
+"""The Downloader's shared state: the four slots, the running commands and the counters.
+
+Ownership: ``Board.lock`` guards every field; ``wake`` (the dispatcher waits on it) and
+``changed`` (``Downloader.wait_until`` waits on it) are conditions on that lock. Methods
+named ``..._locked`` expect it held. Nothing here calls out: aborts to call and commands to
+complete are returned, for the caller to handle once the lock is released.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .events import DownloaderStalled, FetchInfo
+from .planning import is_urgent
+from .scheduling import FetchCommand, Outcome, SlotQueues, _State
+from .stats import DownloaderStats
+from .watchdog import StallTracker
+
+Aborts = List[Tuple[FetchCommand, Callable[[], Any]]]
+
+
+@dataclass
+class Counters:
+    """The Downloader's running totals (see DownloaderStats)."""
+
+    submitted: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    finished: int = 0  # all completions (the three above)
+    peak_running: int = 0
+    stalls: int = 0
+    preempted: int = 0
+    bytes: int = 0
+    passes: int = 0
+    dispatcher_idle: bool = False
+
+
+class Board:
+    """What is queued, what runs, and the counters, under one lock."""
+
+    def __init__(self, count: Optional[Counters] = None) -> None:
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)
+        self.version = 0  # bumped at every change of state (wait_until re-checks then)
+        self.queues = SlotQueues()
+        self.running: Dict[int, FetchCommand] = {}
+        self.count = count if count is not None else Counters()
+        self.count.dispatcher_idle = False
+        self.throttle_deadline: Optional[float] = None
+        self.throttling = False  # Low-stream work waits out the demand-throttle pause
+
+    def bump_locked(self) -> None:
+        self.version += 1
+        self.changed.notify_all()
+
+    def stats_locked(self) -> DownloaderStats:
+        return DownloaderStats(
+            running=len(self.running),
+            queued=self.queues.counts(),
+            throttling=self.throttling,
+            **dataclasses.asdict(self.count),
+        )
+
+    def high_running_locked(self) -> bool:
+        return any(is_urgent(cmd.slot) for cmd in self.running.values())
+
+    def free_locked(self, max_concurrent: int) -> int:
+        return max_concurrent - len(self.running)
+
+    def start_locked(self, cmd: FetchCommand, now: float) -> None:
+        """``cmd`` runs from now on (on a pool thread or inline)."""
+        cmd._state = _State.RUNNING
+        cmd._started_at = cmd._last_progress = now
+        self.running[cmd.id] = cmd
+
+    def counted_start_locked(self) -> None:
+        self.count.started += 1
+        self.count.peak_running = max(self.count.peak_running, len(self.running))
+
+    def finish_locked(self, cmd: FetchCommand, error: Optional[BaseException], interrupted: bool) -> Outcome:
+        """A run function returned (or raised ``error``): the command's outcome, counted."""
+        self.running.pop(cmd.id, None)
+        cmd._state = _State.FINISHED
+        if interrupted:
+            cmd.cancel("interrupted")
+        if cmd.cancelled.is_set():
+            outcome = Outcome.CANCELLED
+            self.count.cancelled += 1
+        elif error is not None:
+            outcome = Outcome.FAILED
+            self.count.failed += 1
+        else:
+            outcome = Outcome.DONE
+            self.count.completed += 1
+        self.count.finished += 1
+        if self.queues:  # a place is free for queued work
+            self.wake.notify()
+        self.bump_locked()
+        return outcome
+
+    def preempt_low_locked(self) -> Aborts:
+        """High-stream work arrived: tell every running Low-stream fetch to stop. Returns
+        the aborts to call once the lock is released."""
+        aborts: Aborts = []
+        for cmd in self.running.values():
+            if is_urgent(cmd.slot) or cmd.cancelled.is_set():
+                continue
+            cmd.cancel("preempted")
+            self.count.preempted += 1
+            if cmd.abort is not None:
+                aborts.append((cmd, cmd.abort))
+        return aborts
+
+    def cancel_queued_locked(self, cmd: FetchCommand, reason: str) -> None:
+        """Bookkeeping of a command leaving the queue cancelled (already out of the slots)."""
+        cmd._state = _State.FINISHED
+        cmd.cancel(reason)
+        self.count.cancelled += 1
+        self.count.finished += 1
+
+    def clear_locked(self) -> List[FetchCommand]:
+        """Every queued command leaves, cancelled ("closed"); returns them, to complete."""
+        queued = self.queues.clear()
+        for cmd in queued:
+            self.cancel_queued_locked(cmd, "closed")
+        self.throttle_deadline = None
+        self.throttling = False
+        self.count.dispatcher_idle = False
+        self.bump_locked()
+        return queued
+
+    def stalled_event_locked(self, stalled_for: float, now: float) -> DownloaderStalled:
+        slots = tuple(tuple(_info(cmd, now, False) for cmd in slot) for slot in self.queues.snapshot())
+        in_flight = tuple(_info(cmd, now, True) for cmd in self.running.values())
+        return DownloaderStalled(stalled_for, slots, in_flight)
+
+    def wait_timeout_locked(self, now: float, tracker: StallTracker) -> Optional[float]:
+        """Time-limited only while work is pending (watchdog, throttle); idle: no timeout."""
+        if not self.queues and not self.running:
+            return None
+        deadlines = [d for d in (tracker.deadline(), self.throttle_deadline) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+
+def _info(cmd: FetchCommand, now: float, running: bool) -> FetchInfo:
+    if running:
+        return FetchInfo(cmd.id, cmd.label, cmd.slot, now - cmd._started_at, cmd._bytes, now - cmd._last_progress)
+    return FetchInfo(cmd.id, cmd.label, cmd.slot, now - cmd._enqueued_at)
