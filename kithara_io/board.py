@@ -8,49 +8,29 @@ complete are returned, for the caller to handle once the lock is released.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .events import DownloaderStalled, FetchInfo
 from .planning import is_urgent
 from .scheduling import FetchCommand, Outcome, SlotQueues, _State
-from .stats import DownloaderStats
+from .stats import DownloaderCounters, DownloaderStats
 from .watchdog import StallTracker
 
 Aborts = List[Tuple[FetchCommand, Callable[[], Any]]]
 
 
-@dataclass
-class Counters:
-    """The Downloader's running totals (see DownloaderStats)."""
-
-    submitted: int = 0
-    started: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    finished: int = 0  # all completions (the three above)
-    peak_running: int = 0
-    stalls: int = 0
-    preempted: int = 0
-    bytes: int = 0
-    passes: int = 0
-    dispatcher_idle: bool = False
-
-
 class Board:
     """What is queued, what runs, and the counters, under one lock."""
 
-    def __init__(self, count: Optional[Counters] = None) -> None:
+    def __init__(self, count: Optional[DownloaderCounters] = None) -> None:
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
         self.changed = threading.Condition(self.lock)
         self.version = 0  # bumped at every change of state (wait_until re-checks then)
         self.queues = SlotQueues()
         self.running: Dict[int, FetchCommand] = {}
-        self.count = count if count is not None else Counters()
+        self.count = count if count is not None else DownloaderCounters()
         self.count.dispatcher_idle = False
         self.throttle_deadline: Optional[float] = None
         self.throttling = False  # Low-stream work waits out the demand-throttle pause
@@ -60,12 +40,7 @@ class Board:
         self.changed.notify_all()
 
     def stats_locked(self) -> DownloaderStats:
-        return DownloaderStats(
-            running=len(self.running),
-            queued=self.queues.counts(),
-            throttling=self.throttling,
-            **dataclasses.asdict(self.count),
-        )
+        return self.count.snapshot(len(self.running), self.queues.counts(), self.throttling)
 
     def high_running_locked(self) -> bool:
         return any(is_urgent(cmd.slot) for cmd in self.running.values())

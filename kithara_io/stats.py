@@ -75,3 +75,24 @@ class DownloaderStats:
     @property
     def idle(self) -> bool:
         return self.running == 0 and self.queued_total == 0
+
+
+@dataclass
+class DownloaderCounters:
+    """The running totals behind DownloaderStats (mutated under the Downloader's lock)."""
+
+    submitted: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    finished: int = 0  # all completions (the three above)
+    peak_running: int = 0
+    stalls: int = 0
+    preempted: int = 0
+    bytes: int = 0
+    passes: int = 0
+    dispatcher_idle: bool = False
+
+    def snapshot(self, running: int, queued: Tuple[int, ...], throttling: bool) -> DownloaderStats:
+        return DownloaderStats(running=running, queued=queued, throttling=throttling, **dataclasses.asdict(self))

@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import requests
 import urllib3
@@ -315,29 +315,27 @@ class HttpBody:
         straight into the object returned."""
         if self._raw is None:
             return b""
-        if self._broken is not None:
-            raise self._broken
-        try:
-            data = self._raw.read(n, decode_content=False)
-        except NETWORK_ERRORS as exc:
-            raise self._broke_at(self.position, exc) from exc
-        self.position += len(data)
-        return data
+        return self._read_raw(self._raw.read, n)
 
     def readinto1(self, buf: memoryview) -> int:
         """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
         the reader of a live stream must not wait for a piece of a slow station to fill."""
         if self._raw is None:
             return 0
+        data = self._read_raw(self._raw.read1, len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def _read_raw(self, read: Callable[..., bytes], n: int) -> bytes:
+        """One urllib3 read of at most ``n`` bytes; a network error names the cut."""
         if self._broken is not None:
             raise self._broken
         try:
-            data = self._raw.read1(len(buf), decode_content=False)
+            data = read(n, decode_content=False)
         except NETWORK_ERRORS as exc:
             raise self._broke_at(self.position, exc) from exc
-        buf[: len(data)] = data
         self.position += len(data)
-        return len(data)
+        return data
 
     def _broke_at(self, pos: int, exc: BaseException) -> ConnectionFailedError:
         return ConnectionFailedError(
