@@ -176,8 +176,8 @@ class Stream(io.RawIOBase):
     def interrupt(self) -> None:
         """Make a read blocked in another thread, waiting for bytes, raise ``InterruptedError``
         now (or, if none waits, the next read that has to wait); the stream stays usable and
-        no fetch is cancelled. A player uses it to drop a read a seek made useless. A no-op
-        for a local file, whose reads never wait."""
+        no fetch is cancelled. A player uses it to drop a read a seek made useless. Remote
+        files, HLS and live streams; a no-op for a local file, whose reads never wait."""
         self._check_closed()
         interrupt = getattr(self._reader, "interrupt", None)
         if interrupt is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 import time
 from typing import Iterator, List
 
@@ -16,11 +17,12 @@ import numpy as np
 import pytest
 
 import kithara_io
-from kithara_io.events import RequestCancelled, RequestEnqueued, VariantSwitched
+from kithara_io.events import ReaderWaiting, RequestCancelled, RequestEnqueued, VariantSwitched
 from kithara_io.planning import Priority
 from kithara_io.sources.hls.transport import USER_AGENT
 from tests.servers.hls import HlsServer, LiveConfig
 from tests.servers.hls_media import BITRATES, MASTER_ORDER, HlsMedia, make_hls_media
+from tests.servers.ranged import StallingBucket
 
 
 @pytest.fixture(scope="session")
@@ -383,6 +385,45 @@ def test_cli_get_downloads_one_variant(server, hls_media, tmp_path, capsys) -> N
     out2 = tmp_path / "highest.ts"
     assert main(["get", server.url("ts/master.m3u8"), "-o", str(out2)]) == 0  # default: highest
     assert out2.read_bytes() == hls_media.local_bytes("ts/v2/index.m3u8")
+
+
+@pytest.mark.timeout(30)
+def test_stream_interrupt_wakes_a_waiting_hls_read_once(hls_media, no_leaks) -> None:
+    """Stream.interrupt on an HLS stream: a read waiting on a stalled server raises
+    InterruptedError at once; the stream stays usable (what it read reads as before), and
+    with nobody waiting the next read that has to wait raises, once."""
+    local = hls_media.local_bytes("ts/v1/index.m3u8")
+    far = len(local) - 10_000  # in the last segment
+    with HlsServer(hls_media.root) as srv:
+        # Fast for the first 200 kB the server sends, then nothing for 60 s.
+        srv.httpd.config.bucket = StallingBucket(50e6, srv.httpd.config.chunk_size, after=200_000, stall=60.0)
+        waiting = threading.Event()
+        with kithara_io.open(srv.url("ts/v1/index.m3u8"), on_event=lambda e: waiting.set() if isinstance(e, ReaderWaiting) and e.position >= far else None) as stream:
+            assert stream.read(4096) == local[:4096]
+            outcome: dict = {}
+
+            def read_far() -> None:
+                stream.seek(far)
+                try:
+                    outcome["data"] = stream.read(4096)
+                except InterruptedError as exc:
+                    outcome["error"] = exc
+
+            reader = threading.Thread(target=read_far)
+            reader.start()
+            assert waiting.wait(10), "the far read never waited"
+            started = time.monotonic()
+            stream.interrupt()
+            reader.join(5)
+            assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
+            assert time.monotonic() - started < 1.0
+            stream.seek(0)
+            assert stream.read(4096) == local[:4096]  # usable: what it has reads as before
+            stream.interrupt()  # nobody waits: the next read that has to wait raises, once
+            stream.seek(far)
+            with pytest.raises(InterruptedError):
+                stream.read(4096)
+            assert stream.tell() == far
 
 
 def test_missing_segment_is_an_error_naming_it(server, hls_media) -> None:

@@ -30,7 +30,7 @@ from tests.audio_devices import pull_all as pull_device
 from tests.servers import RangedServer
 from tests.servers.faults import FaultServer, Status
 from tests.servers.media import signal
-from tests.servers.ranged import TokenBucket
+from tests.servers.ranged import StallingBucket
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = 44100
@@ -366,27 +366,6 @@ def test_realtime_flac_at_twice_its_bitrate_plays_without_underruns(jack, long_m
     assert result["underruns"] == 0 and result["state"] == "finished", f"ring ran low: {low}"
     assert 20.0 <= result["elapsed"] < 24.0  # real time (the device clock), not faster
     assert np.array_equal(nonsilent(capture), source_frames(path))
-
-
-class StallingBucket(TokenBucket):
-    """The server's one link, which stops for ``stall`` seconds once ``after`` bytes went."""
-
-    def __init__(self, rate: float, burst: int, after: int, stall: float) -> None:
-        super().__init__(rate, burst)
-        self.after, self.stall = after, stall
-        self._sent = 0
-        self._resume_at = None
-        self._stall_lock = threading.Lock()
-
-    def take(self, n, wait) -> None:
-        with self._stall_lock:
-            self._sent += n
-            if self._resume_at is None and self._sent >= self.after:
-                self._resume_at = time.monotonic() + self.stall
-            resume_at = self._resume_at
-        if resume_at is not None and resume_at > time.monotonic():
-            wait(resume_at - time.monotonic())
-        super().take(n, wait)
 
 
 @pytest.mark.timeout(60)

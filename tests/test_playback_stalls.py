@@ -21,7 +21,7 @@ from tests.servers import RangedServer
 from tests.servers.media import signal
 from kithara_io.cli import main
 from tests.terminal import Terminal
-from tests.test_playback import StallingBucket
+from tests.servers.ranged import StallingBucket
 
 RATE = 44100
 BLOCK = 1024

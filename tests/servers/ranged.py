@@ -72,6 +72,27 @@ class TokenBucket:
             wait(debt / self.rate)
 
 
+class StallingBucket(TokenBucket):
+    """The server's one link, which stops for ``stall`` seconds once ``after`` bytes went."""
+
+    def __init__(self, rate: float, burst: int, after: int, stall: float) -> None:
+        super().__init__(rate, burst)
+        self.after, self.stall = after, stall
+        self._sent = 0
+        self._resume_at = None
+        self._stall_lock = threading.Lock()
+
+    def take(self, n, wait) -> None:
+        with self._stall_lock:
+            self._sent += n
+            if self._resume_at is None and self._sent >= self.after:
+                self._resume_at = time.monotonic() + self.stall
+            resume_at = self._resume_at
+        if resume_at is not None and resume_at > time.monotonic():
+            wait(resume_at - time.monotonic())
+        super().take(n, wait)
+
+
 @dataclasses.dataclass
 class RangedConfig:
     latency: float

@@ -92,6 +92,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         self._run = 0  # bytes read contiguously up to _last_end
         self._size_waiters = 0
         self._closed = False
+        self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
         self._error: Optional[BaseException] = None
         self._pending: List[Event] = []  # published once self._cond is released
         self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
@@ -222,7 +223,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         return bytes(buf)
 
     def _read(self, pos: int, out: memoryview) -> int:
-        done, waited, started = 0, False, time.monotonic()
+        done, waited, interrupted, started = 0, False, False, time.monotonic()
         with self._cond:
             self._sequential = pos == self._last_end
             if not self._sequential:
@@ -247,10 +248,18 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
                     if not waited:  # announce the wait first (unlocked), then check again
                         waited = True
                         self._pending.append(ReaderWaiting(pos + done))
+                    elif self._interrupt:
+                        self._interrupt = False
+                        self._last_end, self._run = pos, max(0, self._run - done)  # this read did nothing
+                        interrupted = True
+                        break
                     else:
                         self._cond.wait()
             self._cancel(victims)
             self._flush_events()
+        if interrupted:
+            self._flush_events()
+            raise InterruptedError("read interrupted (Stream.interrupt)")
         with self._cond:
             self._counts["bytes_served"] += done
             self._counts["waits" if waited else "cache_hits"] += 1
@@ -304,6 +313,13 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
     def fail(self, error: StreamError) -> None:
         with self._cond:
             self._fail_locked(error)
+
+    def interrupt(self) -> None:
+        """The read waiting for bytes now, else the next one that has to wait, raises
+        ``InterruptedError`` once; nothing else changes (as for a remote file)."""
+        with self._cond:
+            self._interrupt = True
+            self._cond.notify_all()
 
     # -- reading (self._cond held) -------------------------------------------------------
     def _check_usable_locked(self) -> None:
