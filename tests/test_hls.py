@@ -22,6 +22,7 @@ from kithara_io.planning import Priority
 from kithara_io.sources.hls.transport import USER_AGENT
 from tests.servers.hls import HlsServer, LiveConfig
 from tests.servers.hls_media import BITRATES, MASTER_ORDER, HlsMedia, make_hls_media
+from tests.interrupts import check_interrupt_wakes_a_waiting_read
 from tests.servers.ranged import StallingBucket
 
 
@@ -400,29 +401,7 @@ def test_stream_interrupt_wakes_a_waiting_hls_read_once(hls_media, no_leaks) -> 
         waiting = threading.Event()
         with kithara_io.open(srv.url("ts/v1/index.m3u8"), on_event=lambda e: waiting.set() if isinstance(e, ReaderWaiting) and e.position >= far else None) as stream:
             assert stream.read(4096) == local[:4096]
-            outcome: dict = {}
-
-            def read_far() -> None:
-                stream.seek(far)
-                try:
-                    outcome["data"] = stream.read(4096)
-                except InterruptedError as exc:
-                    outcome["error"] = exc
-
-            reader = threading.Thread(target=read_far)
-            reader.start()
-            assert waiting.wait(10), "the far read never waited"
-            started = time.monotonic()
-            stream.interrupt()
-            reader.join(5)
-            assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
-            assert time.monotonic() - started < 1.0
-            stream.seek(0)
-            assert stream.read(4096) == local[:4096]  # usable: what it has reads as before
-            stream.interrupt()  # nobody waits: the next read that has to wait raises, once
-            stream.seek(far)
-            with pytest.raises(InterruptedError):
-                stream.read(4096)
+            check_interrupt_wakes_a_waiting_read(stream, local[:4096], far, waiting.is_set)
             assert stream.tell() == far
 
 

@@ -21,6 +21,7 @@ from tests.servers import RangedServer
 from tests.servers.media import signal
 from kithara_io.cli import main
 from tests.terminal import Terminal
+from tests.interrupts import check_interrupt_wakes_a_waiting_read
 from tests.servers.ranged import StallingBucket
 
 RATE = 44100
@@ -141,31 +142,5 @@ def test_stream_interrupt_wakes_a_waiting_read_once_and_the_stream_stays_usable(
         assert stream.read(4096) == data[:4096]
         # From now on the server sends nothing (for 60 s): any read of a new range waits.
         config.bucket = StallingBucket(config.bucket.rate, config.chunk_size, after=0, stall=60.0)
-        outcome: dict = {}
-
-        def read_past_the_stall() -> None:
-            stream.seek(size // 2)
-            try:
-                outcome["data"] = stream.read(4096)
-            except InterruptedError as exc:
-                outcome["error"] = exc
-
-        reader = threading.Thread(target=read_past_the_stall)
-        reader.start()
-        # Bounded: 10 s. Waiting for the reader to block is what the test is about, so poll
-        # its observable state (the stream's wait counter) rather than sleep a guessed time.
-        deadline = time.monotonic() + 10
-        while stream.stats().waits == 0 and time.monotonic() < deadline and reader.is_alive():
-            reader.join(0.01)
-        started = time.monotonic()
-        stream.interrupt()
-        reader.join(5)
-        assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
-        assert time.monotonic() - started < 1.0
-        stream.seek(0)
-        assert stream.read(4096) == data[:4096]  # usable: downloaded bytes read as before
-        stream.interrupt()  # nobody waits: the next read that has to wait raises, once
-        stream.seek(size // 2)
-        with pytest.raises(InterruptedError):
-            stream.read(4096)
+        check_interrupt_wakes_a_waiting_read(stream, data[:4096], size // 2, lambda: stream.stats().waits > 0)
     gc.collect()
