@@ -246,19 +246,21 @@ class SparseCache:
         """A writable view of at most ``limit`` bytes at ``pos`` inside the fetch's claim,
         or None when the claim ends at ``pos`` (finished or cancelled)."""
         with self._cond:
-            claim = self._claims.get(fetch_id)
-            if claim is None or self._closed or pos >= claim.end:
-                return None
-            index, offset = divmod(pos, self._block_size)
-            block = self._blocks.get(index)
-            if block is None:
-                self._make_room_locked()
-                block = self._blocks[index] = POOL.take(self._block_size, self._fills(claim, pos))
-            elif isinstance(block, Pieces):  # a readinto body writes beside stored pieces
-                block = self._blocks[index] = block.writable(self._block_size)
-            n = min(limit, claim.end - pos, self._block_size - offset)
-            claim.granted = pos + n
-            return memoryview(block)[offset : offset + n]
+            return self._write_buffer_locked(self._claims.get(fetch_id), pos, limit)
+
+    def _write_buffer_locked(self, claim: Optional[_Claim], pos: int, limit: int) -> Optional[memoryview]:
+        if claim is None or self._closed or pos >= claim.end:
+            return None
+        index, offset = divmod(pos, self._block_size)
+        block = self._blocks.get(index)
+        if block is None:
+            self._make_room_locked()
+            block = self._blocks[index] = POOL.take(self._block_size, self._fills(claim, pos))
+        elif isinstance(block, Pieces):  # a readinto body writes beside stored pieces
+            block = self._blocks[index] = block.writable(self._block_size)
+        n = min(limit, claim.end - pos, self._block_size - offset)
+        claim.granted = pos + n
+        return memoryview(block)[offset : offset + n]
 
     def _make_room_locked(self) -> None:
         """Before a new block: evict first if it would pass the budget (the blocks never
@@ -304,7 +306,7 @@ class SparseCache:
                     block.add(offset, data)
                     self._commit_locked(fetch_id, pos, n)
                 return
-        view = self.write_buffer(fetch_id, pos, n)
+            view = self._write_buffer_locked(claim, pos, n)  # the copy below runs unlocked
         if view is not None:  # None: closed or released meanwhile, the bytes are not needed
             n = len(view)
             view[:] = data if n == len(data) else memoryview(data)[:n]
