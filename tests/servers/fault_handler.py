@@ -3,7 +3,6 @@ connections (a thread each) and the handler that answers each request from its f
 
 from __future__ import annotations
 
-import errno
 import gzip as _gzip
 import http.server
 import math
@@ -18,7 +17,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 from . import ranged
-from ._base import THREAD_PREFIX
+from ._base import THREAD_PREFIX, is_disconnect
 from .fault_kinds import _HTML_PAGE, Disconnect, HtmlPage, Redirect, Status, _make_plan, _Plan
 from .fault_log import RequestRecord
 
@@ -57,14 +56,9 @@ class _Stopped(Exception):
     pass
 
 
-_QUIET_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.EBADF}
-
-
 def _is_disconnect(exc: BaseException) -> bool:
     # Over TLS a client that goes away mid-response shows as an EOF in the TLS layer.
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
-        isinstance(exc, OSError) and exc.errno in _QUIET_ERRNOS
-    )
+    return is_disconnect(exc) or isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
 
 
 # --------------------------------------------------------------------------------------------
