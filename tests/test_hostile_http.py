@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import socket
 import socketserver
 import threading
@@ -151,6 +152,34 @@ def test_a_trickling_body_fails_by_the_speed_limit(fault_server, no_leaks) -> No
             f.read(100_000)
     assert time.monotonic() - started < 10
     assert fault_server.count("/f") >= 2  # retried before failing
+
+
+def _trickle_bound(retry: Retry, timeout: Timeout) -> float:
+    """The longest a trickle may last before its failure: every attempt one ``speed_time``,
+    every backoff at its longest (jitter up)."""
+    backoffs = sum(min(retry.max_backoff, retry.backoff * 2 ** (n - 1)) for n in range(1, retry.attempts))
+    return retry.attempts * timeout.speed_time + backoffs * (1 + retry.jitter)
+
+
+def test_the_default_policy_gives_a_trickle_at_most_three_minutes() -> None:
+    """The README's promise, from the defaults: 5 attempts x 30 s plus backoff."""
+    assert _trickle_bound(Retry(), Timeout()) <= 180
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("speed_time", [1.0, 30.0] if os.environ.get("KITHARA_LONG") else [1.0])
+def test_a_body_at_one_byte_per_second_fails_within_the_policys_bound(fault_server, no_leaks, speed_time) -> None:
+    """A body at 1 byte/s under the default retry policy fails within attempts x speed_time
+    plus backoff, as measured (``KITHARA_LONG=1`` also runs the defaults themselves: ~156 s)."""
+    url = fault_server.add("/f", bytes(range(256)) * 1024)
+    fault_server.always("/f", Throttle(1))
+    timeout = Timeout(speed_time=speed_time)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailedError, match="slower than 1024 bytes/s"):
+        with kithara_io.open(url, timeout=timeout) as f:
+            f.read(100_000)
+    took = time.monotonic() - started
+    assert (Retry().attempts - 1) * speed_time <= took <= _trickle_bound(Retry(), timeout) + 3, took
 
 
 def test_a_steady_slow_body_above_the_limit_is_fine(fault_server, no_leaks) -> None:

@@ -175,7 +175,7 @@ def test_finite_body_without_length_becomes_seekable_at_its_end(icy_server, fram
     with kithara_io.open(url) as f:
         assert f.size is None and not f.seekable()
         data = read_to_end(f)
-        payload = station_bytes(payload, head_listeners(icy_server.listeners(path))[0].joined_at, len(payload))
+        payload = station_bytes(payload, head_listeners(icy_server.listeners(path))[-1].joined_at, len(payload))
         assert data == payload
         assert f.seekable() and f.size == len(payload)
         f.seek(1000)
@@ -183,7 +183,9 @@ def test_finite_body_without_length_becomes_seekable_at_its_end(icy_server, fram
         f.seek(-5, io.SEEK_END)
         assert f.read() == payload[-5:]
         assert f.read() == b""
-    assert len(head_listeners(icy_server.listeners(path))) == 1
+    # The answer to the first (ranged) request might have been just the range: asked again
+    # without Range (tests/test_ambiguous_answers.py); a station (icy-*) is asked once.
+    assert len(head_listeners(icy_server.listeners(path))) == 2
 
 
 def test_finite_body_larger_than_the_budget_stays_a_pipe(icy_server, no_leaks):

@@ -19,6 +19,7 @@ import urllib3
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
+from .icy import is_station
 from .shoutcast import is_icy_status_line, request_icy
 from .transport import (
     NETWORK_ERRORS,
@@ -159,6 +160,8 @@ class HttpSource:
             header = answer.headers.get("Content-Range", "")
             match = _CONTENT_RANGE.match(header)
             total = int(match.group(3)) if match and match.group(3) != "*" else None
+            if match and total is not None:
+                _check_content_range_itself(header, int(match.group(1)), int(match.group(2)), total, answer.url, None)
             if total is None or total > _MAX_TOTAL or (int(match.group(1)), int(match.group(2))) != (
                 max(0, total - length),
                 total - 1,
@@ -194,6 +197,12 @@ class HttpSource:
                 if answer.status == 416 and start == 0 and self._pinned is None and "Content-Range" not in answer.headers:
                     # An empty file on a server that says so without the length (RangeHTTPServer):
                     # ask without Range to learn it.
+                    answer.close()
+                    answer = self._request(None, (start, end), abort)
+                elif answer.status == 200 and not self._ranged and _may_be_a_slice(answer, start, end):
+                    # Some servers (fsspec's test server, broken proxies) answer a range with
+                    # 200 and just the bytes asked: such a body cannot be told from a whole
+                    # file of that length. The answer to a request without Range can.
                     answer.close()
                     answer = self._request(None, (start, end), abort)
                 return self._validate(answer, start, end, abort)
@@ -360,6 +369,7 @@ class HttpSource:
         total = None if match.group(3) == "*" else int(match.group(3))
         if max(last, total or 0) > _MAX_TOTAL:
             raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
+        _check_content_range_itself(header, first, last, total, url, (start, end))
         clamped_end = end if total is None or end is None else min(end, total)
         expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
         # A shorter answer that starts right is honest (CDNs cap slice sizes): the caller
@@ -483,6 +493,30 @@ def _netrc_auth(url: str):
         return requests.utils.get_netrc_auth(url)
     except Exception:  # noqa: BLE001 - a broken netrc must not break the stream
         return None
+
+
+def _check_content_range_itself(
+    header: str, first: int, last: int, total: Optional[int], url: str, span: Optional[tuple]
+) -> None:
+    """A Content-Range that contradicts itself is refused with what is wrong in it."""
+    if last < first:
+        raise InvalidResponseError(
+            f"Content-Range {header!r}: last byte {last} is before the first {first}", url=url, byte_range=span
+        )
+    if total is not None and last >= total:
+        raise InvalidResponseError(
+            f"Content-Range {header!r}: last byte {last} is past the total length {total}", url=url, byte_range=span
+        )
+
+
+def _may_be_a_slice(answer: Answer, start: int, end: Optional[int]) -> bool:
+    """Whether a 200 to ``Range: bytes=start-(end-1)`` may hold only the bytes asked rather
+    than the whole resource from byte 0 (it does if its length is at most the range's, or
+    unknown). A station's answer is a live stream, never a slice."""
+    length = _content_length(answer)
+    if start == 0:
+        return end is not None and (length is None or length == end) and not is_station(answer.headers)
+    return (length is None or end is None or length <= end - start) and not is_station(answer.headers)
 
 
 def _content_length(answer: Answer) -> Optional[int]:

@@ -31,6 +31,11 @@ BLOCK_KEYS = {"StreamTitle": "title", "StreamUrl": "url"}
 _FIELD = re.compile(r"(\w+)='(.*?)';(?=\s*\w+='|\s*$)", re.S)
 
 
+def is_station(headers: Mapping[str, str]) -> bool:
+    """An answer from a radio server (``icy-*`` headers): its end is a dropped connection."""
+    return any(name.lower().startswith("icy-") for name in headers)
+
+
 def station_metadata(headers: Mapping[str, str]) -> Metadata:
     """The station fields of a response's ``icy-*`` headers (``bitrate`` as an int when it
     is one). ``headers`` may be any mapping; names are matched case-insensitively."""

@@ -215,9 +215,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             value = plan.content_range(first, last, total)
         else:
             value = f"bytes {first}-{last}/{total}"
+        body = memoryview(data)[first : last + 1]
+        if plan.slice_as_200:
+            return self._send(rec, method, 200, headers, body, plan)
         if value is not None:
             headers.append(("Content-Range", value))
-        body = memoryview(data)[first : last + 1]
         return self._send(rec, method, 206, headers, body, plan)
 
     # -- response --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ class _Plan:
         self.answer: Optional[Fault] = None  # Disconnect / Status / Redirect / HtmlPage
         self.ignore_range = False
         self.cap: Optional[int] = None
+        self.slice_as_200 = False
         # (first, last, total) -> Content-Range value, or None to omit it; forces a 206
         self.content_range: Optional[Callable[[int, int, int], Optional[str]]] = None
         self.total: Optional[int] = None  # ChangedLength: the total shown in 416/HEAD
@@ -176,6 +177,16 @@ class CapRange(Fault):
 
     def _apply(self, plan: _Plan) -> None:
         plan.cap = self.max_bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeAs200(Fault):
+    """A broken server or proxy (fsspec's own test server): a range request gets ``200``
+    with only the bytes asked and no Content-Range, so the answer looks like a whole file
+    of that length. Requests without Range are unaffected."""
+
+    def _apply(self, plan: _Plan) -> None:
+        plan.slice_as_200 = True
 
 
 @dataclasses.dataclass(frozen=True)

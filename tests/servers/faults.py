@@ -22,8 +22,8 @@ faults combined in one response, e.g. ``(Latency(0.2), Throttle(50_000), Reset(1
 
 Where a fault acts:
   before headers    Latency, Disconnect, Status, Redirect, HtmlPage (these replace the answer)
-  in the headers    IgnoreRange, CapRange, WrongContentRange, BadContentRange, NoContentRange,
-                    ChangedLength, ChangedETag, Gzip, Chunked, NoContentLength
+  in the headers    IgnoreRange, CapRange, RangeAs200, WrongContentRange, BadContentRange,
+                    NoContentRange, ChangedLength, ChangedETag, Gzip, Chunked, NoContentLength
   in the body       Reset, Truncate, Stall, StallForever, Throttle (counted in payload bytes;
                     they also apply to the bodies of Status/HtmlPage answers)
 
@@ -69,6 +69,7 @@ from .fault_kinds import (
     NoContentLength,
     NoContentRange,
     Normal,
+    RangeAs200,
     Redirect,
     Reset,
     Stall,
@@ -98,6 +99,7 @@ __all__ = [
     "NoContentRange",
     "IgnoreRange",
     "CapRange",
+    "RangeAs200",
     "ChangedETag",
     "ChangedLength",
     "HtmlPage",
