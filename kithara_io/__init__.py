@@ -11,12 +11,14 @@ import sys as _sys
 from .api import open
 from .downloader import Downloader, default_downloader
 from .errors import (
+    CertificateError,
     ConnectionFailedError,
     HTTPStatusError,
     InvalidResponseError,
     ResourceChangedError,
     StreamClosedError,
     StreamError,
+    TlsError,
     TruncatedBodyError,
     redacting_logger as _redacting_logger,
 )
@@ -48,6 +50,8 @@ __all__ = [
     "StreamError",
     "HTTPStatusError",
     "ConnectionFailedError",
+    "TlsError",
+    "CertificateError",
     "InvalidResponseError",
     "TruncatedBodyError",
     "ResourceChangedError",

@@ -179,7 +179,12 @@ class ConnectionFailedError(StreamError):
     """The server could not be reached or the connection broke, and retrying did not help."""
 
 
-class CertificateError(StreamError):
+class TlsError(StreamError):
+    """The TLS handshake failed for a reason retrying will not change: the server does not
+    speak TLS (an ``https://`` URL to a plain-http port), or its certificate (below)."""
+
+
+class CertificateError(TlsError):
     """The server's TLS certificate could not be verified (not retried: it will not change)."""
 
 

@@ -110,11 +110,12 @@ def hostile_sources(fault_server, tmp_path) -> dict:
         "directory": (str(tmp_path), "is a directory"),
         "password": ("http://alice:s3cr3t@127.0.0.1:9/x.wav", "connection refused"),
         "not audio": (fault_server.add("/noise.wav", DATA), "cannot decode"),
+        "https to http": (fault_server.add("/plain.wav", DATA).replace("http://", "https://"), "does not speak TLS"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["absurd length", "html page", "directory", "password", "not audio"]
+    "case", ["absurd length", "html page", "directory", "password", "not audio", "https to http"]
 )
 def test_info_failures_are_one_line_never_a_traceback(hostile_sources, case, capsys) -> None:
     source, fragment = hostile_sources[case]

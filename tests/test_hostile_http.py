@@ -16,7 +16,7 @@ from typing import Callable, Iterator, List
 import pytest
 
 import kithara_io
-from kithara_io import ConnectionFailedError, InvalidResponseError, Retry, Timeout
+from kithara_io import ConnectionFailedError, InvalidResponseError, Retry, Timeout, TlsError
 from tests.servers import RangedServer, StdlibServer
 from tests.servers.faults import Header, Latency, Redirect, Status, Throttle
 
@@ -281,3 +281,25 @@ def test_icy_metadata_in_a_file_of_known_length_is_refused(fault_server, no_leak
     fault_server.always("/song.mp3", Header("icy-metaint", "16000"))
     with pytest.raises(InvalidResponseError, match="ICY metadata"):
         kithara_io.open(url, retry=QUICK)
+
+
+@pytest.mark.parametrize("path", ["/song.flac", "/list.m3u8"])
+def test_https_to_a_plain_http_port_fails_at_once_saying_so(fault_server, no_leaks, path) -> None:
+    """The TLS handshake reads an HTTP answer: not retried (it will not change), one
+    sentence that says what is wrong, for files and for HLS playlists alike."""
+    url = fault_server.add(path, b"#EXTM3U\n" if path.endswith(".m3u8") else b"x" * 1000)
+    url = url.replace("http://", "https://")
+    started = time.monotonic()
+    with pytest.raises(TlsError, match=r"does not speak TLS") as caught:
+        kithara_io.open(url, retry=Retry(attempts=5, backoff=0.5))
+    assert time.monotonic() - started < 1.0
+    assert "Max retries" not in str(caught.value) and "SSLError" not in str(caught.value)
+
+
+def test_a_live_reconnection_to_a_plain_http_port_is_a_tls_error(fault_server) -> None:
+    """The live sources' own connections classify the handshake failure the same way."""
+    from kithara_io.sources.live import AbortSlot, open_http
+
+    url = fault_server.add("/live.mp3", b"x" * 1000).replace("http://", "https://")
+    with pytest.raises(TlsError, match=r"does not speak TLS"):
+        open_http(url, None, Timeout(connect=2, read=2), True, 3, AbortSlot())

@@ -25,6 +25,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from ..errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
 from ..retry import Timeout, parse_retry_after
 from .shoutcast import IcyResponse, is_icy_status_line, request_icy
+from .transport import connection_error
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -141,7 +142,7 @@ def open_http(
             raise
         except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
             conn.close()
-            raise ConnectionFailedError("request failed", url=url, cause=exc) from exc
+            raise connection_error(exc, url, None) from exc
         if response.status in _REDIRECTS and response.headers.get("Location"):
             url = urllib.parse.urljoin(url, response.headers["Location"])
             response.close()
@@ -223,7 +224,7 @@ def open_icy(
     except StreamError:
         raise
     except OSError as exc:
-        raise ConnectionFailedError("request failed", url=url, cause=exc) from exc
+        raise connection_error(exc, url, None) from exc
     try:
         check_answer(url, response.status, response.reason, response.headers)
     except BaseException:

@@ -26,7 +26,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError, cause_chain
+from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError, TlsError, cause_chain
 
 NETWORK_ERRORS = (
     http.client.HTTPException,
@@ -366,6 +366,10 @@ def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> Str
         reason = getattr(failure, "verify_message", None) or "certificate verify failed"
         # The reason in the user's terms; the library's wrappers stay in __cause__.
         return CertificateError(f"the TLS certificate of {host} could not be verified: {reason}", url=url, byte_range=span)
+    if _speaks_no_tls(exc):
+        parsed = urllib3.util.parse_url(url)
+        where = f"{parsed.host}:{parsed.port or 443}"
+        return TlsError(f"the server at {where} does not speak TLS (a plain http:// server?)", url=url, byte_range=span)
     refusal = _tunnel_refusal(exc)
     if refusal is not None:
         status, reason = refusal
@@ -384,6 +388,23 @@ def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException
         if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(link):
             return link
     return None
+
+
+# OpenSSL's reasons when the bytes that came back are no TLS record (an HTTP answer, mostly).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+
+
+def _speaks_no_tls(exc: Optional[BaseException]) -> bool:
+    """Whether the TLS handshake in ``exc``'s chain failed because the peer answered with
+    something else than TLS (a plain-http server): retrying will not change it."""
+    for link in cause_chain(exc):
+        if isinstance(link, ssl.SSLError) and link.reason in _NOT_TLS:
+            return True
+        if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and any(
+            f"[SSL: {reason}]" in str(link) for reason in _NOT_TLS
+        ):
+            return True
+    return False
 
 
 # http.client's words when a proxy answers CONNECT with an error status.

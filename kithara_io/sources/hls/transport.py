@@ -22,6 +22,7 @@ import urllib3
 
 from ... import errors
 from ...retry import Retry, Timeout, parse_retry_after
+from ..transport import connection_error
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 USER_AGENT = "kithara-io"
@@ -206,9 +207,9 @@ class Transport:
         except urllib3.exceptions.MaxRetryError as exc:
             if isinstance(exc.reason, urllib3.exceptions.ResponseError):
                 raise errors.InvalidResponseError("too many redirects", url=url, cause=exc.reason) from None
-            raise errors.ConnectionFailedError("cannot reach the server", url=url, cause=exc.reason) from None
+            raise connection_error(exc.reason, url, None) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.ConnectionFailedError("request failed", url=url, cause=exc) from None
+            raise connection_error(exc, url, None) from None
         if response.status >= 400:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if not preload:
