@@ -135,7 +135,9 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, varian
             raise
         if playlist is not None:  # an HLS playlist behind a URL that does not say so
             reader.close()
-            return _open_hls(name, playlist, headers, priority, downloader, on_event, disk, variant, opts)
+            # Its URIs are relative to the URL that answered, after redirects (RFC 8216).
+            first = (playlist, None, http.final_url)
+            return _open_hls(name, first, headers, priority, downloader, on_event, disk, variant, opts)
         return Stream(reader, name)
     # No length: a radio station or a body without one. Read by a live reader of its own.
     body, abort = handed
@@ -147,7 +149,8 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, varian
     return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
 
 
-def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
+def _open_hls(name, first, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
+    """``first``: the playlist already fetched, as (text, content type, final URL), or None."""
     reader = hls.open_hls(
         name,
         variant=variant,
@@ -156,7 +159,7 @@ def _open_hls(name, text, headers, priority, downloader, on_event, disk, variant
         downloader=downloader or default_downloader(),
         on_event=on_event,
         options=opts,
-        first=None if text is None else (text, None, name),
+        first=first,
         cache=disk,
     )
     from .sources.hls.stream import HlsStream  # see hls_entry.open_hls

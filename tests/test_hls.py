@@ -208,6 +208,25 @@ def test_playlist_found_by_its_body(server, hls_media) -> None:
         assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
 
 
+@pytest.mark.parametrize("name", ["index.m3u8", "playlist"])
+@pytest.mark.parametrize("location", ["relative", "absolute"])
+def test_a_playlist_behind_a_redirect_resolves_its_uris_against_the_final_url(hls_media, name, location, no_leaks) -> None:
+    """RFC 8216 4.1 (and every player): a playlist's URIs are relative to the URL that
+    answered. Here the segments exist only beside the redirect target."""
+    from tests.servers.faults import Redirect, running_fault_server
+
+    folder = hls_media.root / "ts" / "v0"
+    with running_fault_server() as srv:
+        for path in folder.iterdir():
+            srv.add(f"/real/{path.name}", path.read_bytes())
+        srv.add(f"/real/{name}", (folder / "index.m3u8").read_bytes(), content_type="application/octet-stream")
+        target = f"../real/{name}" if location == "relative" else srv.url(f"/real/{name}")
+        srv.always(f"/moved/{name}", Redirect(target))
+        with kithara_io.open(srv.url(f"/moved/{name}")) as stream:
+            assert stream.hls is not None
+            assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
+
+
 def test_not_hls_has_no_hls_info(server, hls_media) -> None:
     with kithara_io.open(server.url("ts/v0/seg000.ts")) as stream:
         assert stream.hls is None

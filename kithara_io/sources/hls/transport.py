@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 import urllib3
@@ -130,8 +131,7 @@ class Transport:
             data = response.data
         finally:
             response.release_conn()
-        final = response.url if response.url and response.url.startswith(("http://", "https://")) else url
-        return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), final
+        return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), _final_url(url, response)
 
     def data(self, url: str, byterange: Optional[Tuple[int, int]] = None) -> bytes:
         """GET a small whole resource (a key), or ``(offset, length)`` of it."""
@@ -226,6 +226,17 @@ def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
     if byterange is None:
         return 0, None
     return byterange[0], byterange[0] + byterange[1]
+
+
+def _final_url(url: str, response: urllib3.HTTPResponse) -> str:
+    """The URL that answered, after redirects: each ``Location`` (relative ones too, which
+    ``response.url`` leaves unresolved) taken against the URL before it (RFC 8216 resolves
+    a playlist's URIs against it)."""
+    history = response.retries.history if response.retries is not None else ()
+    for hop in history:
+        if hop.redirect_location:
+            url = urllib.parse.urljoin(url, hop.redirect_location)
+    return url
 
 
 def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None) -> T:
