@@ -301,8 +301,11 @@ def test_select_pins_a_variant(server, hls_media) -> None:
 
 
 @pytest.mark.timeout(40)
-def test_live_sliding_window(hls_media, no_leaks) -> None:
-    config = LiveConfig(window=5, period=1.0, publish=10)
+@pytest.mark.parametrize("low_latency", [False, True])
+def test_live_sliding_window(hls_media, no_leaks, low_latency) -> None:
+    """Joined near the live edge, read to the end; an LL-HLS playlist plays its full
+    segments (parts and preload hints are not segments)."""
+    config = LiveConfig(window=5, period=1.0, publish=10, low_latency=low_latency)
     with HlsServer(hls_media.root, live=config) as live:
         started = time.monotonic()
         with kithara_io.open(live.url("live/live.m3u8")) as stream:

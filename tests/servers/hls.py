@@ -8,6 +8,8 @@ from FFmpeg. ``GET /live/live.m3u8`` answers a live media playlist made from
 per ``period`` seconds from the first request on, ``#EXT-X-ENDLIST`` once ``publish``
 segments are out (bounded: a live test always ends). ``LiveConfig(event=True)``: the same as
 an EVENT playlist, which only ever appends (it starts with ``window`` segments).
+``LiveConfig(low_latency=True)``: LL-HLS, each segment also listed as two ``#EXT-X-PART``
+byte ranges, the first part of the segment being made and an ``#EXT-X-PRELOAD-HINT``.
 """
 
 from __future__ import annotations
@@ -30,15 +32,24 @@ class LiveConfig:
     period: float = 1.0  # seconds between two new segments (the target duration)
     publish: int = 10  # segments published in all, then ENDLIST
     event: bool = False  # an EVENT playlist: append-only (``window`` segments at first), typed EVENT
+    low_latency: bool = False  # LL-HLS: parts of each segment, parts of the next one and a preload hint
 
 
 class _Live:
     def __init__(self, root: Path, config: LiveConfig) -> None:
         self.config = config
+        self.root = root
         self.source = m3u8.load(str(root / "live" / "source.m3u8"))
         self._lock = threading.Lock()
         self._t0: Optional[float] = None
         self.served_windows: List[tuple] = []  # (first sequence, last sequence, ended)
+
+    def _parts(self, seg, count: int) -> List[str]:
+        """``#EXT-X-PART`` lines for the first ``count`` halves of ``seg``'s file."""
+        size = (self.root / "live" / seg.uri).stat().st_size
+        half = size // 2
+        spans = [(half, 0), (size - half, half)][:count]
+        return [f'#EXT-X-PART:DURATION={seg.duration / 2:.6f},URI="{seg.uri}",BYTERANGE="{n}@{at}"' for n, at in spans]
 
     def playlist(self) -> bytes:
         cfg = self.config
@@ -52,10 +63,22 @@ class _Live:
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(cfg.period + 0.999)}", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
         if cfg.event:
             lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+        if cfg.low_latency:
+            lines[1] = "#EXT-X-VERSION:9"
+            lines += [f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=NO,PART-HOLD-BACK={3 * cfg.period / 2:.3f}",
+                      f"#EXT-X-PART-INF:PART-TARGET={cfg.period / 2:.3f}"]
         for seg in self.source.segments[first:published]:
+            if cfg.low_latency:
+                lines += self._parts(seg, 2)
             lines += [f"#EXTINF:{seg.duration:.6f},", seg.uri]
         if ended:
             lines.append("#EXT-X-ENDLIST")
+        elif cfg.low_latency and published < len(self.source.segments):
+            # The segment being made: its first part out, the next one hinted.
+            coming = self.source.segments[published]
+            lines += self._parts(coming, 1)
+            size = (self.root / "live" / coming.uri).stat().st_size
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{coming.uri}",BYTERANGE-START={size // 2}')
         with self._lock:
             self.served_windows.append((first, published - 1, ended))
         return ("\n".join(lines) + "\n").encode()

@@ -107,6 +107,8 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
     segments: List[Segment] = []
     next_offset = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
     for index, seg in enumerate(parsed.segments):
+        if not seg.uri:  # LL-HLS: parts of a segment still being made, not a segment yet
+            continue
         uri = seg.absolute_uri
         byterange = _byterange(seg.byterange, next_offset.get(uri, 0))
         if byterange is not None:
