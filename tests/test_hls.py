@@ -233,12 +233,25 @@ def test_not_hls_has_no_hls_info(server, hls_media) -> None:
         assert stream.read() == (hls_media.root / "ts/v0/seg000.ts").read_bytes()
 
 
-def _played(stream, hls_media) -> bytes:
+def _played(stream, hls_media, kind: str = "ts") -> bytes:
     """The local bytes of the segments the stream planned, variant by variant."""
     return b"".join(
-        (hls_media.root / "ts" / f"v{MASTER_ORDER[s.variant]}" / f"seg{s.sequence:03d}.ts").read_bytes()
+        (hls_media.root / kind / f"v{MASTER_ORDER[s.variant]}" / f"seg{s.sequence:03d}.ts").read_bytes()
         for s in stream.hls.segments
     )
+
+
+def test_auto_switches_up_with_segments_smaller_than_one_sample(server, hls_media, no_leaks) -> None:
+    """Half-second audio segments of 4-19 KB: each alone is too small to time a link, pooled
+    they still feed the estimate (they left ABR on the first variant forever)."""
+    sizes = [p.stat().st_size for p in (hls_media.root / "short" / "v1").glob("seg*.ts")]
+    assert max(sizes) < 16 * 1024  # the variant it starts on never gave one sample alone
+    with kithara_io.open(server.url("short/master.m3u8")) as stream:
+        data = stream.read()
+        variants = [s.variant for s in stream.hls.segments]
+        assert data == _played(stream, hls_media, "short")
+    assert variants[0] == 0 and variants[-1] == 2, variants
+    decode(data, "mpegts")
 
 
 def test_auto_switches_up_on_a_fast_link(server, hls_media, no_leaks) -> None:

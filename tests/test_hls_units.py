@@ -216,11 +216,23 @@ def test_abr_choice() -> None:
 def test_throughput_estimate_moves_towards_new_samples() -> None:
     est = ThroughputEstimator()
     assert est.estimate is None
-    est.record(15_000, 1.0)
-    assert est.estimate == 120_000
+    est.record(20_000, 1.0)
+    assert est.estimate == 160_000
     est.record(0, 1.0)  # ignored
-    est.record(150_000, 1.0)
-    assert 120_000 < est.estimate < 1_200_000 and est.samples == 2
+    est.record(200_000, 1.0)
+    assert 160_000 < est.estimate < 1_600_000 and est.samples == 2
+
+
+def test_small_downloads_are_pooled_into_one_sample() -> None:
+    """Downloads below MIN_SAMPLE add up (bytes and times) until they span one."""
+    est = ThroughputEstimator(min_sample=16_000)
+    for _ in range(3):
+        est.record(5_000, 0.5)
+        assert est.estimate is None
+    est.record(5_000, 0.5)  # 20,000 bytes in 2 s
+    assert est.estimate == 80_000 and est.samples == 1
+    est.record(1_000, 0.1)  # pooled afresh
+    assert est.estimate == 80_000 and est.samples == 1
 
 
 from kithara_io.ranges import RangeSet  # noqa: E402

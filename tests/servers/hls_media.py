@@ -141,8 +141,11 @@ def make_hls_media(directory: Path) -> HlsMedia:
     for index, aac in enumerate(encoded):
         _write_hls(directory / "ts" / f"v{index}", aac, {"hls_segment_type": "mpegts"}, "ts")
         _write_hls(directory / "fmp4" / f"v{index}", aac, fmp4, "m4s")
+        # Half-second segments: 4-19 KB each, mostly below one throughput sample.
+        _write_hls(directory / "short" / f"v{index}", aac, {"hls_segment_type": "mpegts", "hls_time": "0.5"}, "ts")
     _master(directory / "ts" / "master.m3u8", MASTER_ORDER, "mp4a.40.2")
     _master(directory / "fmp4" / "master.m3u8", MASTER_ORDER, "mp4a.40.2")
+    _master(directory / "short" / "master.m3u8", MASTER_ORDER, "mp4a.40.2")
     single = {"hls_flags": "single_file"}
     _write_hls(directory / "single_ts", encoded[1], {**single, "hls_segment_type": "mpegts"}, "ts")
     _write_hls(directory / "single_fmp4", encoded[1], {**single, **fmp4}, "m4s")

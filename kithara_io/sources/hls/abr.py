@@ -13,18 +13,33 @@ SAFETY = 0.7  # use at most this share of the measured throughput
 _ALPHA = 0.5  # weight of the newest sample in the moving average
 
 
-class ThroughputEstimator:
-    """Exponentially weighted average of segment download rates, in bits per second."""
+MIN_SAMPLE = 16 * 1024  # bytes one sample spans: a tiny download alone measures latency
 
-    def __init__(self) -> None:
+
+class ThroughputEstimator:
+    """Exponentially weighted average of segment download rates, in bits per second.
+
+    Downloads smaller than ``MIN_SAMPLE`` are pooled (their bytes and times added up) until
+    they span that much: short audio segments of a few KB still feed the estimate, with
+    their request latency counted as it costs them."""
+
+    def __init__(self, min_sample: int = MIN_SAMPLE) -> None:
         self._estimate: Optional[float] = None
+        self._min_sample = min_sample
+        self._pooled_bytes = 0
+        self._pooled_seconds = 0.0
         self.samples = 0
 
     def record(self, nbytes: int, seconds: float) -> None:
         """One download: ``nbytes`` received in ``seconds`` (request to last byte)."""
         if nbytes <= 0 or seconds <= 0:
             return
-        rate = nbytes * 8 / seconds
+        self._pooled_bytes += nbytes
+        self._pooled_seconds += seconds
+        if self._pooled_bytes < self._min_sample:
+            return
+        rate = self._pooled_bytes * 8 / self._pooled_seconds
+        self._pooled_bytes, self._pooled_seconds = 0, 0.0
         self._estimate = rate if self._estimate is None else _ALPHA * rate + (1 - _ALPHA) * self._estimate
         self.samples += 1
 

@@ -24,7 +24,6 @@ from .transport import Abort, with_retries
 
 log = logging.getLogger(__name__)
 
-_MIN_SAMPLE = 16 * 1024  # smallest download that feeds the throughput estimate
 
 
 @dataclass
@@ -123,8 +122,7 @@ class JobsMixin:
             job = self._jobs.pop(cmd.id, None)
             if job is not None and outcome is Outcome.DONE and job.kind == "data":
                 duration = time.monotonic() - job.began
-                if job.received >= _MIN_SAMPLE:  # a tiny fetch measures latency, not throughput
-                    self._estimator.record(job.received, duration)
+                self._estimator.record(job.received, duration)  # tiny ones are pooled
                 event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
             elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
                 self._counts["cancels"] += 1  # its connection was cut on purpose
