@@ -324,10 +324,6 @@ class RemoteReader(FetchScheduling):
                 event = RequestCompleted(cmd.id, nbytes, duration, bandwidth, self._source.url)
             elif outcome is Outcome.FAILED:
                 event = RequestFailed(cmd.id, error, self._source.url)
-            if cmd.id == self._tail_probe:
-                self._tail_probe = None
-                if self._cache.size is not None:
-                    self._schedule_tail_locked()  # whatever the probe did not bring
             if outcome is Outcome.CANCELLED:
                 self._counts.cancels += 1
             elif outcome is Outcome.FAILED and not self._closed:
@@ -338,6 +334,10 @@ class RemoteReader(FetchScheduling):
             # Released only now, under self._cond: a reader the release wakes finds the
             # failure recorded, and does not send the gap's fetch again at once (_demand).
             self._cache.release(cmd.id)
+            if cmd.id == self._tail_probe:
+                self._tail_probe = None
+                if self._cache.size is not None:
+                    self._schedule_tail_locked()  # whatever the probe did not bring
             if self._cache.size is None and not self._active:
                 self._restart_head_locked()  # preempted before the length was known
             self._schedule_locked()
