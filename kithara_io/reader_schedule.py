@@ -89,14 +89,19 @@ class FetchScheduling:
     def _demand(self, pos: int, end: int) -> Optional[FetchCommand]:
         """The reader waits on bytes of ``[pos, end)`` nobody fetches: fetch the first such
         gap now, whatever the read-ahead window says (returned for the reader to run if it
-        lies within ``[pos, end)``)."""
+        lies within ``[pos, end)``). Offline, a gap no fetch can bring fails the stream:
+        the gap, not ``pos`` (a read may start in bytes held on disk and end in a gap)."""
         with self._cond:
             if self._closed or self._error is not None:
                 return None  # the cache raises for the waiter
             if not self._source.supports_ranges:
                 self._restart_whole_body_locked()
                 return None
-            if self._out_of_reach_locked(pos):
+            view = self._cache.view()
+            start = first_missing(view.present, view.claimed, pos)
+            if start >= end:
+                return None  # claimed meanwhile
+            if self._out_of_reach_locked(start):
                 self._fail_locked(
                     ConnectionFailedError(
                         "bytes not in the disk cache, and the server is unreachable",
@@ -106,10 +111,6 @@ class FetchScheduling:
                     )
                 )
                 return None
-            view = self._cache.view()
-            start = first_missing(view.present, view.claimed, pos)
-            if start >= end:
-                return None  # claimed meanwhile
             plan = next_fetch(
                 view.present,
                 view.claimed,

@@ -70,8 +70,9 @@ class RemoteReader(FetchScheduling):
         self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
         self._closed = False
         self._error: Optional[BaseException] = None
-        # Offline replay of a disk cache: the failure of a fetch the reader did not wait on.
-        # Only bytes held on disk are fetched from then on; a reader reaching a gap fails.
+        # Offline replay of a disk cache: the failure of a network fetch, once its retries
+        # are spent. Only bytes held on disk are fetched from then on; a read reaching a gap
+        # fails (ConnectionFailedError), so a gap costs one fetch's attempts, not a loop.
         self._unreachable: Optional[StreamError] = None
         self._link = LinkEstimate()
         self._counts = StreamCounters()
@@ -313,7 +314,6 @@ class RemoteReader(FetchScheduling):
         return True
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
-        self._cache.release(cmd.id)
         event: Optional[Event] = None
         with self._cond:
             fetch = self._active.pop(cmd.id, None)
@@ -324,10 +324,6 @@ class RemoteReader(FetchScheduling):
                 event = RequestCompleted(cmd.id, nbytes, duration, bandwidth, self._source.url)
             elif outcome is Outcome.FAILED:
                 event = RequestFailed(cmd.id, error, self._source.url)
-            if cmd.id == self._tail_probe:
-                self._tail_probe = None
-                if self._cache.size is not None:
-                    self._schedule_tail_locked()  # whatever the probe did not bring
             if outcome is Outcome.CANCELLED:
                 self._counts.cancels += 1
             elif outcome is Outcome.FAILED and not self._closed:
@@ -335,6 +331,13 @@ class RemoteReader(FetchScheduling):
                     self._unreachable = error  # a reader fails only on reaching a gap (_demand)
                 else:
                     self._fail_locked(error)
+            # Released only now, under self._cond: a reader the release wakes finds the
+            # failure recorded, and does not send the gap's fetch again at once (_demand).
+            self._cache.release(cmd.id)
+            if cmd.id == self._tail_probe:
+                self._tail_probe = None
+                if self._cache.size is not None:
+                    self._schedule_tail_locked()  # whatever the probe did not bring
             if self._cache.size is None and not self._active:
                 self._restart_head_locked()  # preempted before the length was known
             self._schedule_locked()

@@ -10,6 +10,7 @@ import kithara_io
 from kithara_io.downloader import Downloader
 from kithara_io.events import RequestEnqueued, RequestStarted
 from kithara_io.planning import AccessPattern
+from tests.servers.faults import Truncate
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -97,6 +98,32 @@ def test_open_fetches_head_and_tail(make_ranged_server, media):
         assert f.read() == data[-100:]
     fetched = ranges_of(server, "random.bin", len(data))
     assert sorted(fetched) == [(0, 64 * KiB), (size - 64 * KiB, size)], fetched  # sent together
+
+
+def test_a_tail_request_cut_short_is_completed_when_it_ends(fault_server, no_leaks):
+    """The suffix request sent at open breaks off after 8 KiB: the rest of the tail is
+    fetched as soon as it ends, before any reader asks for it (the probe's claim is given
+    back before the tail is planned again)."""
+    data = bytes(range(256)) * (4 * MiB // 256)
+    url = fault_server.add("/t.bin", data)
+    fault_server.script("/t.bin", [Truncate(after_bytes=8 * KiB), Truncate(after_bytes=8 * KiB)])  # head and tail
+    tail = (len(data) - 64 * KiB, len(data))
+    rest_asked = threading.Event()  # a request for the rest of the tail (by offset)
+    downloader = Downloader()
+    downloader.events.subscribe(
+        lambda e: e.range is not None and tail[0] < e.range[0] and rest_asked.set(), RequestEnqueued
+    )
+    try:
+        with kithara_io.open(url, downloader=downloader, tail=64 * KiB, read_ahead=64 * KiB, max_fetch=64 * KiB) as f:
+            assert f.read(4096) == data[:4096]
+            assert rest_asked.wait(10), f.buffered()
+            assert downloader.wait_idle(10)
+            assert any(s <= tail[0] and tail[1] <= e for s, e in f.buffered()), f.buffered()
+            f.seek(tail[0])
+            assert f.read() == data[tail[0] :]
+    finally:
+        downloader.close()
+    assert fault_server.pending("/t.bin") == 0
 
 
 def test_slow_link_hands_over_bytes_before_the_fetch_ends(make_ranged_server, media):

@@ -12,7 +12,8 @@ asked for with a conditional GET (If-None-Match / If-Modified-Since; 304 means c
 any other range with a plain ranged GET whose validators are compared. A changed resource
 resets the entry: the old bytes are dropped, never mixed with the new ones. When the
 server cannot be reached (or answers 5xx) and the range is on disk, the stream replays
-offline: cached bytes are served, gaps fail as they would without a cache.
+offline: cached bytes are served; a read reaching a gap fails once the gap's one fetch has
+spent its retries (RemoteReader: ``_unreachable``).
 
 Thread safety: ``_lock`` guards ``_state`` and the entry's pinning (``_adopt``);
 ``_revalidating`` serialises the one revalidation, so fetch threads arriving meanwhile
