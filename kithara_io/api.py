@@ -38,6 +38,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     on_event: Optional[Callable[[Event], None]] = None,
     cache: Union[None, str, DiskCache] = None,
     variant: Union[str, int] = "auto",
+    audio: Optional[str] = None,
     **options,
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
@@ -56,7 +57,9 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
 
     An HLS playlist (master or media) opens as the byte stream of its media: ``variant``
     is ``"auto"`` (adaptive), ``"lowest"``, ``"highest"`` or the index of a variant in the
-    master playlist; ``stream.hls`` tells the variants and segments (see the README).
+    master playlist; ``audio`` the language or name of the audio rendition to read where
+    the audio is apart from the video (``#EXT-X-MEDIA``); ``stream.hls`` tells the variants,
+    renditions and segments (see the README).
     """
     name = os.fspath(source)
     try:
@@ -78,12 +81,12 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         if on_event is not None:
             local.events.subscribe(on_event)
         return Stream(local, name)
-    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, variant, depth=0)
+    return _open_remote(name, headers, opts, stream_priority, downloader, on_event, disk, (variant, audio), depth=0)
 
 
-def _open_remote(name, headers, opts, priority, downloader, on_event, disk, variant, depth: int) -> Stream:
+def _open_remote(name, headers, opts, priority, downloader, on_event, disk, choice, depth: int) -> Stream:
     """An http(s) stream; a station playlist (.pls/.m3u) opens its first entry that answers."""
-    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk, variant)
+    stream = _open_http(name, headers, opts, priority, downloader, on_event, disk, choice)
     if depth >= MAX_PLAYLIST_DEPTH or stream.hls is not None:
         return stream
     try:
@@ -96,14 +99,15 @@ def _open_remote(name, headers, opts, priority, downloader, on_event, disk, vari
     stream.close()
     log.info("station playlist %s: %d entries", name, len(urls))
     return resolve(
-        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, variant, depth + 1)
+        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, choice, depth + 1)
     )
 
 
-def _open_http(name, headers, opts, priority, downloader, on_event, disk, variant) -> Stream:
+def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice) -> Stream:
+    """``choice``: the ``(variant, audio)`` of an HLS playlist."""
     _check_http_url(name)
     if hls.is_playlist_url(name):
-        return _open_hls(name, None, headers, priority, downloader, on_event, disk, variant, opts)
+        return _open_hls(name, None, headers, priority, downloader, on_event, disk, choice, opts)
     http = HttpSource(
         name,
         headers=headers,
@@ -137,7 +141,7 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, varian
             reader.close()
             # Its URIs are relative to the URL that answered, after redirects (RFC 8216).
             first = (playlist, None, http.final_url)
-            return _open_hls(name, first, headers, priority, downloader, on_event, disk, variant, opts)
+            return _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts)
         return Stream(reader, name)
     # No length: a radio station or a body without one. Read by a live reader of its own.
     body, abort = handed
@@ -149,11 +153,13 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, varian
     return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
 
 
-def _open_hls(name, first, headers, priority, downloader, on_event, disk, variant, opts) -> Stream:
+def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts) -> Stream:
     """``first``: the playlist already fetched, as (text, content type, final URL), or None."""
+    variant, audio = choice
     reader = hls.open_hls(
         name,
         variant=variant,
+        audio=audio,
         headers=headers,
         priority=priority,
         downloader=downloader or default_downloader(),

@@ -341,3 +341,39 @@ def test_restart_window_ends_at_the_next_restart_offset() -> None:
     second = RestartWindow(stream, 100, lambda: list(known))
     assert second.seek(0, io.SEEK_END) == 50 and second.seek(10) == 10  # to the stream's end
     assert second.read() == data[110:]
+
+
+from kithara_io.sources.hls.playlist import Rendition, Variant  # noqa: E402
+from kithara_io.sources.hls.renditions import audio_variants, is_audio_only  # noqa: E402
+
+
+def _rendition(group: str, uri: str, language: str = "en", default: bool = True) -> Rendition:
+    return Rendition(group, language.upper(), language, default, True, "2", uri)
+
+
+def test_audio_groups_become_the_variants_abr_chooses_between() -> None:
+    """Two video variants naming audio groups of their own: two audio variants, with the
+    video variants' bandwidths (ABR picks the group as it would pick the variant)."""
+    videos = (Variant(800_000, "avc1.4d401f,mp4a.40.2", "v/low.m3u8", "lo"), Variant(3_000_000, "avc1.4d401f,mp4a.40.2", "v/hi.m3u8", "hi"))
+    groups = (_rendition("lo", "a/64k.m3u8"), _rendition("hi", "a/192k.m3u8"))
+    variants, read = audio_variants(videos, groups)
+    assert [(v.bandwidth, v.codecs, v.uri) for v in variants] == [(800_000, "mp4a.40.2", "a/64k.m3u8"), (3_000_000, "mp4a.40.2", "a/192k.m3u8")]
+    assert read == groups
+
+
+def test_one_group_shared_by_every_variant_is_read_once() -> None:
+    videos = (Variant(3_000_000, None, "v/hi.m3u8", "aud"), Variant(800_000, None, "v/low.m3u8", "aud"))
+    variants, read = audio_variants(videos, (_rendition("aud", "a/en.m3u8"),))
+    assert [(v.bandwidth, v.uri) for v in variants] == [(800_000, "a/en.m3u8")]  # the lowest: a slow link may pick it
+    assert len(read) == 1
+
+
+def test_renditions_without_a_uri_leave_the_variant_as_it_is() -> None:
+    videos = (Variant(800_000, None, "v/low.m3u8", "aud"),)
+    variants, read = audio_variants(videos, (_rendition("aud", None),))  # type: ignore[arg-type]
+    assert variants == videos and read == (None,)
+
+
+@pytest.mark.parametrize("codecs, audio_only", [("mp4a.40.2", True), ("mp4a.40.2,avc1.42e01e", False), ("ac-3", True), ("hvc1.1.6.L93.90", False), (None, False)])
+def test_audio_only_variants_are_told_by_their_codecs(codecs, audio_only) -> None:
+    assert is_audio_only(Variant(1, codecs, "x.m3u8")) is audio_only

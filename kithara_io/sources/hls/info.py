@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from .playlist import Variant
+from .playlist import Rendition, Variant
 
 if TYPE_CHECKING:
     from .reader import HlsReader
@@ -38,6 +38,19 @@ class HlsInfo:
     def variant(self) -> int:
         """Index of the variant being read now."""
         return self._reader.variant
+
+    @property
+    def renditions(self) -> Tuple[Rendition, ...]:
+        """The master playlist's audio renditions (``#EXT-X-MEDIA:TYPE=AUDIO``): group,
+        name, language, default, autoselect, channels, uri. Empty when it has none."""
+        return self._reader.renditions
+
+    @property
+    def audio(self) -> Optional[Rendition]:
+        """The audio rendition being read now; None when the variant's own stream is read."""
+        reading = self._reader.reading
+        index = self._reader.variant
+        return reading[index] if index < len(reading) else None
 
     @property
     def segments(self) -> List[SegmentInfo]:

@@ -15,7 +15,8 @@ from ...planning import Priority
 from ...retry import Retry
 from .abr import initial_variant
 from .disk import DiskTransport
-from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse_playlist
+from .playlist import MasterPlaylist, MediaPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
+from .renditions import audio_variants
 from .reader import HlsReader
 from .transport import Transport, with_retries
 
@@ -48,9 +49,11 @@ def open_hls(
     options: StreamOptions,
     first: Optional[First] = None,
     cache: Optional[DiskCache] = None,
+    audio: Optional[str] = None,
 ) -> HlsReader:
     """An opened HlsReader for the playlist at ``url`` (``first``: its text, already fetched;
-    ``cache``: keep playlists and segments on disk).
+    ``cache``: keep playlists and segments on disk; ``audio``: the language or name of the
+    audio rendition to read, see :mod:`.renditions`).
     Raises a StreamError if it is not an HLS playlist or cannot be read."""
     if cache is not None:
         transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert)
@@ -63,17 +66,23 @@ def open_hls(
         if not looks_like_playlist(content_type, text[:4096].encode()):
             raise InvalidResponseError("not an HLS playlist", url=url)
         parsed = parse_playlist(text, final)
+        renditions: Tuple[Rendition, ...] = ()
+        reading: Tuple[Optional[Rendition], ...] = ()
         if isinstance(parsed, MasterPlaylist):
-            variants = parsed.variants
+            renditions = parsed.renditions
+            variants, reading = audio_variants(parsed.variants, renditions, audio)
             index = initial_variant([v.bandwidth for v in variants], variant)
             auto = variant == "auto"
             wanted = range(len(variants)) if auto else [index]
             media = {i: load_media(transport, variants[i].uri, options.retry, deadline) for i in wanted}
         else:
+            if audio is not None:
+                raise ValueError(f"audio={audio!r}: a media playlist has no audio renditions to choose from")
             variants = (Variant(0, None, final),)
             index = initial_variant([0], variant)
             media, auto = {0: parsed}, False
         reader = HlsReader(url, variants, media, index, auto, transport, downloader, options, priority)
+        reader.renditions, reader.reading = renditions, reading
     except BaseException:
         transport.close()
         raise

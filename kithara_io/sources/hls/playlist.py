@@ -19,11 +19,26 @@ PLAYLIST_TYPES = frozenset({"application/vnd.apple.mpegurl", "application/x-mpeg
 
 @dataclass(frozen=True)
 class Variant:
-    """One ``#EXT-X-STREAM-INF`` entry of a master playlist."""
+    """One ``#EXT-X-STREAM-INF`` entry of a master playlist (or, for a master whose audio
+    is in renditions, the audio rendition read for it: see :mod:`.renditions`)."""
 
     bandwidth: int  # bits per second, as the playlist declares
     codecs: Optional[str]
     uri: str  # absolute URL of its media playlist
+    audio: Optional[str] = None  # the GROUP-ID of its ``AUDIO`` renditions, if any
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One ``#EXT-X-MEDIA:TYPE=AUDIO`` entry: an audio rendition of a group."""
+
+    group: str
+    name: str
+    language: Optional[str]
+    default: bool
+    autoselect: bool
+    channels: Optional[str]
+    uri: Optional[str]  # absolute URL of its media playlist; None: in the variant's own stream
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,7 @@ class MediaPlaylist:
 class MasterPlaylist:
     uri: str
     variants: Tuple[Variant, ...]
+    renditions: Tuple[Rendition, ...] = ()  # the audio ones
 
 
 def looks_like_playlist(content_type: Optional[str], head: bytes) -> bool:
@@ -94,12 +110,29 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         raise InvalidResponseError("not a valid HLS playlist", url=url, cause=exc) from None
     if parsed.is_variant:
         variants = tuple(
-            Variant(p.stream_info.bandwidth or 0, p.stream_info.codecs, p.absolute_uri) for p in parsed.playlists
+            Variant(p.stream_info.bandwidth or 0, p.stream_info.codecs, p.absolute_uri, p.stream_info.audio or None)
+            for p in parsed.playlists
         )
         if not variants:
             raise InvalidResponseError("HLS master playlist without variants", url=url)
-        return MasterPlaylist(url, variants)
+        return MasterPlaylist(url, variants, _renditions(parsed))
     return _media(parsed, url)
+
+
+def _renditions(parsed: m3u8.M3U8) -> Tuple[Rendition, ...]:
+    return tuple(
+        Rendition(
+            m.group_id or "",
+            m.name or "",
+            m.language or None,
+            (m.default or "").upper() == "YES",
+            (m.autoselect or "").upper() == "YES",
+            m.channels or None,
+            m.absolute_uri if m.uri else None,
+        )
+        for m in parsed.media
+        if (m.type or "").upper() == "AUDIO"
+    )
 
 
 def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:

@@ -45,7 +45,7 @@ from .live import LiveWatcher, ReloadMixin
 from .keys import KeyStore, check_supported
 from .kind import PlaylistKind
 from .plan import PartKey, Plan
-from .playlist import MediaPlaylist, Variant, live_start
+from .playlist import MediaPlaylist, Rendition, Variant, live_start
 from .store import PartData
 from .switching import SwitchingMixin
 from .transport import Transport
@@ -76,6 +76,8 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         self.url = url
         self.events = EventBus(url)
         self._variants = variants
+        self.renditions: Tuple[Rendition, ...] = ()  # the master's audio renditions (loading)
+        self.reading: Tuple[Optional[Rendition], ...] = ()  # the one each variant reads, or None
         self._transport = transport
         self._downloader = downloader
         self._opt = options
