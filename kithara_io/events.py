@@ -46,6 +46,7 @@ __all__ = [
     "ReaderResumed",
     "DownloaderStalled",
     "VariantSwitched",
+    "Discontinuity",
     "REQUEST_EVENTS",
     "StreamGap",
     "MetadataChanged",
@@ -198,6 +199,16 @@ class VariantSwitched(Event):
     from_variant: int
     to_variant: int
     reason: str
+
+
+@dataclass(frozen=True)
+class Discontinuity(Event):
+    """A read of an HLS stream reached an ``#EXT-X-DISCONTINUITY`` (an ad break, a stitched
+    stream): at byte ``position``, ``seconds`` into the stream, timestamps restart and the
+    codec or rate may change; a fresh demuxer must read on from there (``hls.restarts``)."""
+
+    position: int
+    seconds: float
 
 
 # -- live streams (radio, pipes) -------------------------------------------------------------

@@ -21,6 +21,7 @@ class SegmentInfo:
     offset: Optional[int]
     variant: int
     start: float  # seconds from the start of the stream
+    discontinuity: bool = False  # a fresh demuxer starts here (#EXT-X-DISCONTINUITY, MPEG-TS)
 
 
 class HlsInfo:
@@ -55,8 +56,8 @@ class HlsInfo:
     @property
     def segments(self) -> List[SegmentInfo]:
         out, start = [], 0.0
-        for sequence, duration, offset, variant in self._reader.segments():
-            out.append(SegmentInfo(sequence, duration, offset, variant, start))
+        for sequence, duration, offset, variant, discontinuity in self._reader.segments():
+            out.append(SegmentInfo(sequence, duration, offset, variant, start, discontinuity))
             start += duration
         return out
 
@@ -65,10 +66,18 @@ class HlsInfo:
         return self._reader.offset_of(seconds)
 
     @property
+    def discontinuities(self) -> List[Tuple[Optional[int], float]]:
+        """``(byte offset, seconds)`` of each ``#EXT-X-DISCONTINUITY`` of an MPEG-TS stream
+        (the offset None while a size before it is unknown). Timestamps restart there and
+        the codec or rate may change: each offset is also in ``restarts`` once fixed, and
+        an ``events.Discontinuity`` is published when a read reaches it."""
+        return self._reader.discontinuities()
+
+    @property
     def restarts(self) -> List[int]:
         """Byte offsets after the start where an init segment begins (an fMP4 variant
-        switch): a fresh demuxer must be opened at each. Only boundaries already fixed are
-        listed (the stream has read or is fetching the init segment); empty for MPEG-TS."""
+        switch) or an MPEG-TS discontinuity: a fresh demuxer must be opened at each. Only
+        boundaries already fixed are listed (the stream has read or is fetching that part)."""
         return self._reader.restarts()
 
     def enable_restarts(self) -> None:

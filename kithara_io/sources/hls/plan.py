@@ -105,13 +105,37 @@ class Plan:
             self.append((variant, seg.sequence))
         return fresh, gap
 
-    def media_segments(self) -> List[Tuple[int, float, Optional[int], int]]:
-        """``(sequence, duration, byte offset or None, variant)`` of the planned media segments."""
+    def media_segments(self) -> List[Tuple[int, float, Optional[int], int, bool]]:
+        """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the
+        planned media segments (``discontinuity``: a fresh demuxer starts there)."""
         return [
-            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant)
+            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant, self.restarts_at(index))
             for index, (variant, seq) in enumerate(self.parts)
             if seq != INIT
         ]
+
+    def restarts_at(self, index: int) -> bool:
+        """Must a fresh demuxer start at part ``index`` (not the first)? At an init segment,
+        and at an MPEG-TS segment after ``#EXT-X-DISCONTINUITY`` (timestamps restart, the
+        codec or rate may change). (An fMP4 discontinuity keeps its demuxer: a new one
+        would need the init segment again.)"""
+        if index <= 0 or index >= len(self.parts):
+            return False
+        variant, seq = self.parts[index]
+        if seq == INIT:
+            return True
+        return self.segments[variant][seq].discontinuity and self.media[variant].segments[0].init is None
+
+    def discontinuities(self) -> List[Tuple[Optional[int], float]]:
+        """``(byte offset or None, start in seconds)`` of each planned discontinuity."""
+        out, elapsed = [], 0.0
+        for index, (variant, seq) in enumerate(self.parts):
+            if seq == INIT:
+                continue
+            if self.restarts_at(index):
+                out.append((self.layout.offset(index), elapsed))
+            elapsed += self.segments[variant][seq].duration
+        return out
 
     def index_at(self, seconds: float) -> Optional[int]:
         """Index of the part holding media time ``seconds`` (0 at or before the start)."""

@@ -67,6 +67,7 @@ class Segment:
     resource: Resource
     key: Optional[Key]  # None or method NONE: clear
     init: Optional[Resource]  # the EXT-X-MAP in force (fMP4), None for MPEG-TS
+    discontinuity: bool = False  # #EXT-X-DISCONTINUITY before it: timestamps, codec may change
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,9 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
         init = None
         if seg.init_section is not None:
             init = Resource(seg.init_section.absolute_uri, _byterange(seg.init_section.byterange, 0))
-        segments.append(Segment(first + index, float(seg.duration or 0.0), Resource(uri, byterange), _key(seg.key), init))
+        segments.append(
+            Segment(first + index, float(seg.duration or 0.0), Resource(uri, byterange), _key(seg.key), init, bool(seg.discontinuity))
+        )
     if not segments and parsed.is_endlist:
         raise InvalidResponseError("HLS media playlist without segments", url=url)
     return MediaPlaylist(

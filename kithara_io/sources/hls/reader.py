@@ -104,6 +104,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         self._kind = PlaylistKind.of(playlist)
         self._ended = self._kind is PlaylistKind.VOD  # an EVENT or live playlist ends at ENDLIST
         self._restartable = False  # the reader re-opens its demuxer at init segments (switching)
+        self._announced: set = set()  # offsets of the discontinuities published (switching)
         self._watcher = None
         self.hls = HlsInfo(self)
         first = live_start(playlist) if self._kind.from_live_edge else 0
@@ -264,6 +265,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
             raise InterruptedError("read interrupted (Stream.interrupt)")
         with self._cond:
             self._counts["bytes_served"] += done
+            self._announce_discontinuities_locked(pos, pos + done)
             self._counts["waits" if waited else "cache_hits"] += 1
             if waited:
                 self._counts["time_waited"] += time.monotonic() - started
@@ -282,8 +284,8 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         with self._cond:
             return self._plan.parts[min(self._cursor_part, len(self._plan.parts) - 1)][0] if self._plan.parts else 0
 
-    def segments(self) -> List[Tuple[int, float, Optional[int], int]]:
-        """``(sequence, duration, byte offset or None, variant)`` of the planned media segments."""
+    def segments(self) -> List[Tuple[int, float, Optional[int], int, bool]]:
+        """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the planned media segments."""
         with self._cond:
             return self._plan.media_segments()
 

@@ -1,5 +1,5 @@
 """Variant switching of an HlsReader: ABR at segment boundaries, ``select``, and the restart
-points an fMP4 switch creates.
+points an fMP4 switch or an ``#EXT-X-DISCONTINUITY`` (MPEG-TS) creates.
 
 A mixin of :class:`~.reader.HlsReader` (same lock rules: every ``_locked`` method runs with
 ``self._cond`` held; events go to ``self._pending`` and are published once it is released).
@@ -18,9 +18,9 @@ being fetched, so ABR no longer re-plans it.
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import List, Optional, Tuple
 
-from ...events import VariantSwitched
+from ...events import Discontinuity, VariantSwitched
 from . import abr
 from .plan import INIT
 
@@ -50,8 +50,8 @@ class SwitchingMixin:
             self._restartable = True
 
     def restarts(self) -> List[int]:
-        """Byte offsets after the start where an init segment begins (a fresh demuxer must
-        be opened there), for the boundaries fixed so far, in stream order."""
+        """Byte offsets after the start where an init segment or a discontinuity begins (a
+        fresh demuxer must be opened there), for the boundaries fixed so far, in order."""
         with self._cond:
             return [
                 offset
@@ -59,9 +59,21 @@ class SwitchingMixin:
                 if self._fixed_restart_locked(index) and (offset := self._plan.layout.offset(index)) is not None
             ]
 
+    def discontinuities(self) -> List[Tuple[Optional[int], float]]:
+        """``(byte offset or None, seconds)`` of each ``#EXT-X-DISCONTINUITY`` planned."""
+        with self._cond:
+            return self._plan.discontinuities()
+
     def _fixed_restart_locked(self, index: int) -> bool:
         key = self._plan.parts[index]
-        return key[1] == INIT and (key in self._data or any(j.key == key for j in self._active()))
+        return self._plan.restarts_at(index) and (key in self._data or any(j.key == key for j in self._active()))
+
+    def _announce_discontinuities_locked(self, start: int, end: int) -> None:
+        """A read returned ``[start, end)``: publish each discontinuity it reached first."""
+        for offset, seconds in self._plan.discontinuities():
+            if offset is not None and start <= offset < end and offset not in self._announced:
+                self._announced.add(offset)
+                self._pending.append(Discontinuity(offset, seconds))
 
     def _stops_before_locked(self, pos: int) -> bool:
         """Must a read that has copied bytes stop at ``pos`` (a fixed restart offset)?"""

@@ -1,0 +1,91 @@
+"""``#EXT-X-DISCONTINUITY`` (issue #25): a playlist stitched from 44.1 kHz AAC, 48 kHz AAC and
+MP3, each part written by FFmpeg. The boundaries are exposed (offsets, times, events), and a
+demuxer re-opened at each (the documented PyAV pattern: ``enable_restarts`` and
+``RestartWindow``) decodes every part exactly as its own files decode."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterator, List
+
+import av
+import numpy as np
+import pytest
+
+import kithara_io
+from kithara_io.events import Discontinuity
+from kithara_io.playback.windows import RestartWindow
+from tests.servers.hls import HlsServer
+from tests.servers.hls_discontinuity import make_stitched_media
+
+
+@pytest.fixture(scope="module")
+def stitched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("stitched").resolve()
+    make_stitched_media(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(stitched: Path) -> Iterator[HlsServer]:
+    with HlsServer(stitched) as srv:
+        yield srv
+
+
+def _part_bytes(root: Path, name: str) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((root / "stitched").glob(f"{name}[0-9][0-9][0-9].ts")))
+
+
+def _decode(data) -> tuple:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with av.open(source, format="mpegts") as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+        return stream.codec_context.name, stream.rate, samples
+
+
+def test_boundaries_are_exposed_with_offsets_times_and_events(server, stitched, no_leaks) -> None:
+    parts = [_part_bytes(stitched, n) for n in "abc"]
+    seen: List[Discontinuity] = []
+    with kithara_io.open(server.url("stitched/index.m3u8"), on_event=lambda e: seen.append(e) if isinstance(e, Discontinuity) else None) as f:
+        data = f.read()
+        bounds = f.hls.discontinuities
+        segments = f.hls.segments
+    assert data == b"".join(parts)
+    offsets = [len(parts[0]), len(parts[0]) + len(parts[1])]
+    assert [offset for offset, _ in bounds] == offsets
+    starts = [s.start for s in segments if s.discontinuity]
+    assert [seconds for _, seconds in bounds] == starts and len(starts) == 2
+    assert [(e.position, e.seconds) for e in seen] == list(bounds)
+
+
+def test_a_demuxer_per_part_decodes_each_part_as_its_own_files(server, stitched, no_leaks) -> None:
+    """The documented PyAV pattern: one demuxer per window between restart offsets."""
+    got = []
+    with kithara_io.open(server.url("stitched/index.m3u8")) as f:
+        f.hls.enable_restarts()
+        start = 0
+        for _ in range(5):  # bounded: three parts
+            window = RestartWindow(f, start, lambda: f.hls.restarts)
+            got.append(_decode(window))
+            if window.end is None:
+                break
+            start = window.end
+    expected = [_decode(_part_bytes(stitched, n)) for n in "abc"]
+    assert [(codec, rate) for codec, rate, _ in got] == [("aac", 44100), ("aac", 48000), ("mp3float", 44100)]
+    for (_, _, samples), (_, _, own) in zip(got, expected):
+        assert np.array_equal(samples, own)
+    assert len(got) == 3
+
+
+def test_seeking_into_a_later_part_starts_at_its_boundary(server, stitched, no_leaks) -> None:
+    with kithara_io.open(server.url("stitched/index.m3u8")) as f:
+        (_, b_start), (_, c_start) = f.hls.discontinuities  # offsets None: sizes still unknown
+        c_offset = f.hls.offset_of(c_start + 0.5)  # waits for the sizes before it
+        assert f.hls.discontinuities[1] == (c_offset, c_start)
+        f.hls.enable_restarts()
+        window = RestartWindow(f, c_offset, lambda: f.hls.restarts)
+        codec, rate, samples = _decode(window)
+    assert (codec, rate) == ("mp3float", 44100)
+    assert np.array_equal(samples, _decode(_part_bytes(stitched, "c"))[2])
