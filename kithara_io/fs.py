@@ -27,7 +27,7 @@ from . import api
 from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
-from .fs_ranges import StreamPool, as_offset, per_range, plan_ranges, range_tuning, read_range
+from .fs_ranges import StreamPool, as_offset, block_tuning, per_range, plan_ranges, range_tuning, read_range
 from .options import StreamOptions
 from .planning import Priority
 from .stream import Stream
@@ -63,6 +63,8 @@ class KitharaFileSystem(AbstractFileSystem):
     ) -> None:
         # fsspec's own options (listings cache, instance cache) go to the base class.
         own = {k: options.pop(k) for k in list(options) if k in _FSSPEC_OPTIONS}
+        # HTTPFileSystem's file options: defaults of the same keywords of open()
+        self._file_options = {k: options.pop(k) for k in list(options) if k in _FILE_OPTIONS}
         super().__init__(**own)
         self._fo = fo
         self._options = {**(target_options or {}), **options}
@@ -108,9 +110,10 @@ class KitharaFileSystem(AbstractFileSystem):
         if mode != "rb":
             raise NotImplementedError(f"kithara: read-only filesystem (mode {mode!r})")
         url = self._url(path)
-        stream = self._stream(url, kwargs)
-        if cache_type != "none":
-            return stream
+        if (cache_type or self._file_options.get("cache_type")) != "none":
+            return self._stream(url, kwargs)
+        block_size = block_size or self._file_options.get("block_size") or KitharaBufferedFile.DEFAULT_BLOCK_SIZE
+        stream = self._stream(url, kwargs, **block_tuning(block_size))
         # the path as given: the caching filesystem files its blocks under it
         return KitharaBufferedFile(self, path, stream, block_size=block_size, cache_options=cache_options)
 
@@ -138,7 +141,7 @@ class KitharaFileSystem(AbstractFileSystem):
         """``name``, ``size``, ``type`` ("file"), and ``ETag`` / ``Last-Modified`` when the
         server sent them. One 1-byte range request (through the disk cache, if one is set)."""
         url = self._url(path)
-        with self._stream(url, kwargs, first_fetch=1, tail=0) as f:
+        with self._stream(url, kwargs, first_fetch=1, tail=0, read_ahead=1, read_behind=0) as f:
             out: Dict[str, Any] = {"name": url, "size": f.size, "type": "file"}
             if f.etag is not None:
                 out["ETag"] = f.etag
@@ -253,3 +256,5 @@ _FSSPEC_OPTIONS = frozenset(
 )
 # Per-call options of fsspec's own buffered files and listings.
 _FSSPEC_CALL_OPTIONS = frozenset({"cache_type", "cache_options", "block_size", "refresh", "size", "autocommit"})
+# Options of fsspec's HTTPFileSystem for its files, taken by KitharaFileSystem too.
+_FILE_OPTIONS = frozenset({"cache_type", "cache_options", "block_size"})

@@ -73,6 +73,13 @@ def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
     return tuning
 
 
+def block_tuning(block_size: int) -> Dict[str, int]:
+    """Stream options for a file read in blocks (fsspec's block caches): each block one
+    request (up to ``max_fetch``), nothing fetched that no block asked for."""
+    return {"first_fetch": 1, "tail": 0, "min_fetch": max(1, min(block_size, StreamOptions.max_fetch)),
+            "read_ahead": 1, "read_behind": 0}
+
+
 def read_range(f: Stream, start: Optional[int], end: Optional[int]) -> bytes:
     """Bytes ``[start, end)`` of ``f``; negative values count from the end, as in slices."""
     size = f.size
