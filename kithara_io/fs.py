@@ -149,6 +149,15 @@ class KitharaFileSystem(AbstractFileSystem):
                 out["Last-Modified"] = f.last_modified
         return out
 
+    def expand_path(self, path: Any, recursive: bool = False, maxdepth: Optional[int] = None,
+                    **kwargs: Any) -> List[str]:
+        """The URLs as given, in order: HTTP cannot list, so no URL is a pattern (a ``?``
+        starts a query; fsspec's default would glob it, and drop the URL from ``cat``)."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        paths = [path] if isinstance(path, str) else list(path)
+        return list(dict.fromkeys(self._strip_protocol(p) for p in paths))
+
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> List[Any]:
         """HTTP cannot list: a URL lists as itself."""
         entry = self.info(path, **kwargs)

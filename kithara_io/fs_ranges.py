@@ -62,8 +62,10 @@ def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
     start at 0 and learns the length) that is the range itself when it starts there. A
     range of at most ``max_fetch`` bytes is fetched as one request and nothing past it
     (no read-ahead); a longer one streams, read-ahead pipelining its requests."""
-    tuning = {"first_fetch": 1, "tail": 0}
     lo = start or 0
+    if lo == 0 and end is None:  # the whole body: the first request brings its first bytes
+        return {"tail": 0}
+    tuning = {"first_fetch": 1, "tail": 0}
     if lo == 0 and end is not None and end > 0:
         tuning["first_fetch"] = min(end, StreamOptions.first_fetch)
     if lo >= 0 and end is not None and 0 < end - lo <= StreamOptions.max_fetch:

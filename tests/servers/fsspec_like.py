@@ -8,7 +8,8 @@ configures fsspec's ``http`` filesystem and ``kithara::`` alike:
   ``ignore_range``: the whole body. ``give_length``: a Content-Length (of the slice);
   with ``gzip_encoding`` too, the body gzip-compressed whatever the client accepts.
   ``give_range``: a Content-Range and no length. ``give_mimetype``: ``text/html``.
-  ``redirect``: 301 to ``/index/realfile`` (except for that file itself).
+  ``redirect``: 301 to ``/index/realfile`` (except for that file itself). ``give_path``:
+  the request's path, as JSON.
 - HEAD: 405 unless ``head_ok``; ``head_not_auth``: 403. With ``give_length`` or
   ``head_give_length``: the length (``zero_length``: 0); ``give_etag``: ``ETag: xxx``;
   ``accept_range: none``: ``Accept-Ranges: none``.
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import json
+import random
+import urllib.parse
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -26,8 +30,10 @@ from ._base import RequestRecord, ServerBase, TrackingHTTPServer, is_disconnect
 
 #: The body fsspec's tests serve: 14,999 bytes.
 DATA = b"\n".join([b"some test data"] * 1000)
+#: A body longer than one first request of kithara-io (64 KiB): 200,000 bytes.
+BIG = random.Random(23).randbytes(200_000)
 REALFILE = "/index/realfile"
-FILES: Dict[str, bytes] = {REALFILE: DATA, "/index/otherfile": DATA}
+FILES: Dict[str, bytes] = {REALFILE: DATA, "/index/otherfile": DATA, "/index/bigfile": BIG}
 
 
 class FsspecLikeHandler(http.server.BaseHTTPRequestHandler):
@@ -56,11 +62,13 @@ class FsspecLikeHandler(http.server.BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         path = self.path
+        if self._has("give_path"):
+            return self._send(200, [], json.dumps({"path": path}).encode())
         if self._has("redirect") and path != REALFILE:
             return self._send(301, [("Location", f"http://127.0.0.1:{self.server.server_port}{REALFILE}")])
         if path == "/unauthorized":
             return self._send(401)
-        body = FILES.get(path)
+        body = FILES.get(urllib.parse.urlsplit(path).path)  # a query does not name another file
         if body is None:
             return self._send(404)
         status, total = 200, len(body)
