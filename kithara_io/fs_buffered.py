@@ -4,6 +4,9 @@ fsspec's caching filesystems (``blockcache::``, ``cached::``) only wrap files of
 they replace the file's cache with their own, which calls ``_fetch_range(start, end)`` for
 each block of ``blocksize`` bytes. Here ``_fetch_range`` reads the block from one
 :class:`~kithara_io.Stream` (its own cache, retries and validators apply underneath).
+
+Threads: one lock per file makes each ``_fetch_range`` (a seek and a read of the one stream)
+a single step; it is taken before the stream's own lock, never the other way.
 """
 
 from __future__ import annotations

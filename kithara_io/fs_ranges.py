@@ -4,6 +4,9 @@
 whose length is known only at its end. :func:`plan_ranges` merges nearby ranges of one URL
 into blocks with fsspec's own ``merge_offset_ranges``; :class:`StreamPool` lends the streams
 the ``cat_ranges`` threads read the blocks from.
+
+Threads: the pool's lock guards its lists of streams only; it is never held while a stream
+is opened, read or closed (each stream has its own lock, taken by the one thread using it).
 """
 
 from __future__ import annotations

@@ -105,6 +105,21 @@ def test_touching_ranges_are_one_request_by_default(make_ranged_server, media, n
     assert [r.range for r in gets] == ["bytes=0-0", "bytes=300000-349999"]
 
 
+def test_merged_blocks_stay_within_max_fetch(make_ranged_server, media, no_leaks):
+    """A merged block is at most ``max_fetch`` long (the user's, when set): touching ranges
+    over 800 kB are several requests of at most 256 KiB, read concurrently."""
+    srv = make_ranged_server()
+    url = srv.url("random.bin")
+    local = media["random.bin"].read_bytes()
+    starts = list(range(0, 800_000, 20_000))
+    ends = [s + 20_000 for s in starts]
+    srv.reset_log()
+    assert _fs(max_fetch=256 << 10).cat_ranges([url] * 40, starts, ends) == [local[s:e] for s, e in zip(starts, ends)]
+    sizes = [r.bytes_sent for r in srv.requests if r.method == "GET" and r.range != "bytes=0-0"]
+    assert 4 <= len(sizes) <= 8 and max(sizes) <= 256 << 10, sizes
+    assert sum(sizes) == 800_000
+
+
 @pytest.mark.timeout(60)
 def test_merged_ranges_in_any_order_split_back_exactly(media, nginx_server, no_leaks):
     """Random ranges of two URLs, unsorted, overlapping, nested, repeated, empty and from
@@ -220,3 +235,20 @@ def test_blockcache_fetches_only_the_blocks_read(make_ranged_server, media, tmp_
         assert f.read() == local[-1:]
     sent = sum(r.bytes_sent for r in srv.requests)
     assert sent <= 3 << 16, [(r.range, r.bytes_sent) for r in srv.requests]
+
+
+def test_blockcache_refuses_a_live_stream_naming_the_disk_cache(tmp_path, no_leaks):
+    """A radio station has no length for fsspec's block cache to cut into blocks: refused,
+    pointing to kithara-io's own options, and the station's stream closed."""
+    import io
+
+    from tests.servers.icy import IcyServer, Station
+
+    with IcyServer() as radio:
+        url = radio.add("/live.mp3", Station(payload=bytes(range(256)) * 256, metaint=None, rate=32_000))
+        fs = fsspec.filesystem("blockcache", fs=_fs(), cache_storage=str(tmp_path), skip_instance_cache=True)
+        with pytest.raises(io.UnsupportedOperation, match="cache='disk'") as failure:
+            fs.open(url, "rb")
+        assert url in str(failure.value)
+        with _fs().open(url, "rb") as f:  # the stream itself still plays
+            assert len(f.read(1000)) > 0
