@@ -27,7 +27,7 @@ from . import api
 from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
-from .fs_ranges import StreamPool, as_offset, block_tuning, per_range, plan_ranges, range_tuning, read_range
+from .fs_ranges import PROBE, StreamPool, as_offset, block_tuning, per_range, plan_ranges, range_tuning, read_range
 from .options import StreamOptions
 from .planning import Priority
 from .stream import Stream
@@ -139,9 +139,9 @@ class KitharaFileSystem(AbstractFileSystem):
     # -- metadata ------------------------------------------------------------------------
     def info(self, path: str, **kwargs: Any) -> Dict[str, Any]:
         """``name``, ``size``, ``type`` ("file"), and ``ETag`` / ``Last-Modified`` when the
-        server sent them. One 1-byte range request (through the disk cache, if one is set)."""
+        server sent them. One request of a few bytes (through the disk cache, if one is set)."""
         url = self._url(path)
-        with self._stream(url, kwargs, first_fetch=1, tail=0, read_ahead=1, read_behind=0) as f:
+        with self._stream(url, kwargs, first_fetch=PROBE, tail=0, read_ahead=1, read_behind=0) as f:
             out: Dict[str, Any] = {"name": url, "size": f.size, "type": "file"}
             if f.etag is not None:
                 out["ETag"] = f.etag

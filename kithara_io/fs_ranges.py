@@ -25,6 +25,10 @@ from .options import StreamOptions
 from .stream import Stream
 
 _PIECE = 8 << 20  # ranges are read in pieces of this size: memory stays near cache_budget
+# The first request of a stream opened for a range elsewhere: it learns the length, and holds
+# the 7 bytes kithara_io.open reads of a file up to 1 MiB to tell an HLS playlist (with
+# fewer, that read would cost a request of min_fetch bytes nobody asked for).
+PROBE = 16
 
 Range = Tuple[str, Optional[int], Optional[int]]
 
@@ -68,7 +72,7 @@ def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
     lo = start or 0
     if lo == 0 and end is None:  # the whole body: the first request brings its first bytes
         return {"tail": 0}
-    tuning = {"first_fetch": 1, "tail": 0}
+    tuning = {"first_fetch": PROBE, "tail": 0}
     if lo == 0 and end is not None and end > 0:
         tuning["first_fetch"] = min(end, StreamOptions.first_fetch)
     if lo >= 0 and end is not None and 0 < end - lo <= StreamOptions.max_fetch:
@@ -81,7 +85,7 @@ def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
 def block_tuning(block_size: int) -> Dict[str, int]:
     """Stream options for a file read in blocks (fsspec's block caches): each block one
     request (up to ``max_fetch``), nothing fetched that no block asked for."""
-    return {"first_fetch": 1, "tail": 0, "min_fetch": max(1, min(block_size, StreamOptions.max_fetch)),
+    return {"first_fetch": PROBE, "tail": 0, "min_fetch": max(1, min(block_size, StreamOptions.max_fetch)),
             "read_ahead": 1, "read_behind": 0}
 
 

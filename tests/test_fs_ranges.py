@@ -91,6 +91,22 @@ def test_max_gap_merges_nearby_ranges_into_one_request(make_ranged_server, media
     assert sum(r.bytes_sent for r in merged) <= ends[-1] + 1
 
 
+@pytest.mark.parametrize("name", ["tone.wav", "random.bin"])  # under and over 1 MiB (HLS sniffing)
+def test_a_range_costs_its_bytes_and_a_probe(make_ranged_server, media, name, no_leaks):
+    """cat_file of a range: a 16-byte first request (the length) and the range as one
+    request, no read-ahead; info: the probe alone."""
+    srv = make_ranged_server()
+    url = srv.url(name)
+    local = media[name].read_bytes()
+    fs = _fs()
+    srv.reset_log()
+    assert fs.cat_file(url, 300_000, 400_000) == local[300_000:400_000]
+    assert [(r.range, r.bytes_sent) for r in srv.requests] == [("bytes=0-15", 16), ("bytes=300000-399999", 100_000)]
+    srv.reset_log()
+    assert fs.info(url)["size"] == len(local)
+    assert [(r.range, r.bytes_sent) for r in srv.requests] == [("bytes=0-15", 16)]
+
+
 def test_touching_ranges_are_one_request_by_default(make_ranged_server, media, no_leaks):
     """max_gap=None merges ranges that touch or overlap (fsspec's merge_offset_ranges
     default, 0): never a byte nobody asked for."""
@@ -102,7 +118,7 @@ def test_touching_ranges_are_one_request_by_default(make_ranged_server, media, n
     srv.reset_log()
     assert _fs().cat_ranges([url] * 51, starts, ends) == [local[s:e] for s, e in zip(starts, ends)]
     gets = [r for r in srv.requests if r.method == "GET"]
-    assert [r.range for r in gets] == ["bytes=0-0", "bytes=300000-349999"]
+    assert [r.range for r in gets] == ["bytes=0-15", "bytes=300000-349999"]
 
 
 def test_merged_blocks_stay_within_max_fetch(make_ranged_server, media, no_leaks):
@@ -115,7 +131,7 @@ def test_merged_blocks_stay_within_max_fetch(make_ranged_server, media, no_leaks
     ends = [s + 20_000 for s in starts]
     srv.reset_log()
     assert _fs(max_fetch=256 << 10).cat_ranges([url] * 40, starts, ends) == [local[s:e] for s, e in zip(starts, ends)]
-    sizes = [r.bytes_sent for r in srv.requests if r.method == "GET" and r.range != "bytes=0-0"]
+    sizes = [r.bytes_sent for r in srv.requests if r.method == "GET" and r.range != "bytes=0-15"]
     assert 4 <= len(sizes) <= 8 and max(sizes) <= 256 << 10, sizes
     assert sum(sizes) == 800_000
 
