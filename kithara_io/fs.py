@@ -19,7 +19,7 @@ one); the disk cache (``cache="disk"``) is shared by the processes of one machin
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from fsspec import AbstractFileSystem
 
@@ -27,7 +27,9 @@ from . import api
 from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
-from .fs_ranges import PROBE, StreamPool, as_offset, block_tuning, per_range, plan_ranges, range_tuning, read_range
+from .fs_ranges import (
+    PROBE, Range, StreamPool, as_offset, block_tuning, is_empty, per_range, plan_ranges, range_tuning, read_range,
+)
 from .options import StreamOptions
 from .planning import Priority
 from .stream import Stream
@@ -187,6 +189,8 @@ class KitharaFileSystem(AbstractFileSystem):
         A body without a length is read up to ``end`` (to its end when counting from it)."""
         start, end = as_offset(start, "start"), as_offset(end, "end")
         url = self._url(path)
+        if is_empty(start, end):  # as cat_ranges and fsspec's http: no request
+            return b""
         with self._stream(url, kwargs, **range_tuning(start, end)) as f:
             return read_range(f, start, end)
 
@@ -225,7 +229,7 @@ class KitharaFileSystem(AbstractFileSystem):
                 out.append(data[lo:hi])
         return out
 
-    def _read_blocks(self, blocks: List[Tuple[str, Optional[int], Optional[int]]], overrides: Dict[str, Any]) -> List[Any]:
+    def _read_blocks(self, blocks: List[Range], overrides: Dict[str, Any]) -> List[Any]:
         """Each block's bytes, or the exception that reading it raised."""
         if not blocks:
             return []

@@ -65,21 +65,20 @@ def per_range(values: Any, n: int, name: str) -> List[Optional[int]]:
 
 
 def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
-    """Stream options for reading one range: no tail prefetch; a first request (which must
-    start at 0 and learns the length) that is the range itself when it starts there. A
-    range of at most ``max_fetch`` bytes is fetched as one request and nothing past it
-    (no read-ahead); a longer one streams, read-ahead pipelining its requests."""
+    """Stream options for reading one range: no tail prefetch. A range of at most
+    ``max_fetch`` bytes is one request (the one open() makes, when it starts at 0) and
+    nothing is fetched past it; the whole body, or a longer range, streams as usual."""
     lo = start or 0
-    if lo == 0 and end is None:  # the whole body: the first request brings its first bytes
-        return {"tail": 0}
-    tuning = {"first_fetch": PROBE, "tail": 0}
-    if lo == 0 and end is not None and end > 0:
-        tuning["first_fetch"] = min(end, StreamOptions.first_fetch)
     if lo >= 0 and end is not None and 0 < end - lo <= StreamOptions.max_fetch:
-        tuning.update(min_fetch=end - lo, read_ahead=1, read_behind=0)
-        if lo == 0:
-            tuning["first_fetch"] = end
-    return tuning
+        return {"tail": 0, "first_fetch": end if lo == 0 else PROBE, "min_fetch": end - lo,
+                "read_ahead": 1, "read_behind": 0}
+    return {"tail": 0, "first_fetch": StreamOptions.first_fetch if lo == 0 else PROBE}
+
+
+def is_empty(start: Optional[int], end: Optional[int]) -> bool:
+    """Whether ``[start, end)`` selects no byte of any file (known without its length)."""
+    lo = start or 0
+    return lo >= 0 and end is not None and 0 <= end <= lo
 
 
 def block_tuning(block_size: int) -> Dict[str, int]:
@@ -170,11 +169,12 @@ def plan_ranges(
     pieces: List[Optional[Tuple[int, int, Optional[int]]]] = [None] * len(urls)
     mergeable: List[int] = []
     for i, (url, start, end) in enumerate(zip(urls, starts, ends)):
-        lo = start or 0
-        if lo < 0 or (end is not None and end < 0):
+        if is_empty(start, end):
+            continue
+        if (start or 0) < 0 or (end is not None and end < 0):
             pieces[i] = (len(blocks), 0, None)
             blocks.append((url, start, end))
-        elif end is None or end > lo:
+        else:
             mergeable.append(i)
     if not mergeable:
         return RangePlan(blocks, pieces)

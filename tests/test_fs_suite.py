@@ -149,7 +149,8 @@ def test_random_access(server, headers, no_leaks):
 
 
 @pytest.mark.parametrize(
-    "headers", [{"use_206": "true", "head_ok": "true", "head_give_length": "true"}, {"use_206": "true", "give_length": "true"}],
+    "headers",
+    [{"use_206": "true", "head_ok": "true", "head_give_length": "true"}, {"use_206": "true", "give_length": "true"}],
     ids=json.dumps,
 )
 def test_206_without_content_range_is_refused(server, headers, no_leaks):
