@@ -28,18 +28,21 @@ class KitharaBufferedFile(AbstractBufferedFile):
                  cache_type: str = "none", cache_options: Any = None, **kwargs: Any) -> None:
         self._stream = stream
         self._lock = threading.Lock()  # _fetch_range seeks and reads the one stream
-        size = stream.size
-        if size is None and stream.seekable():  # a length known only at the end of the body
-            size = stream.seek(0, io.SEEK_END)
-        if size is None:
+        try:
+            size = stream.size
+            if size is None and stream.seekable():  # a length known only at the end of the body
+                size = stream.seek(0, io.SEEK_END)
+            if size is None:
+                raise io.UnsupportedOperation(
+                    f"kithara: {stream.name} has no length (a live stream): fsspec's block caches need"
+                    " one; read it with fsspec.open('kithara::URL') instead, or keep it on disk with"
+                    " the storage option cache='disk'"
+                )
+            super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
+                             cache_options=cache_options, size=size, **kwargs)
+        except BaseException:
             stream.close()
-            raise io.UnsupportedOperation(
-                f"kithara: {stream.name} has no length (a live stream): fsspec's block caches need one;"
-                " read it with fsspec.open('kithara::URL') instead, or keep it on disk with"
-                " the storage option cache='disk'"
-            )
-        super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
-                         cache_options=cache_options, size=size, **kwargs)
+            raise
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         with self._lock:
