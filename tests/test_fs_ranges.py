@@ -44,6 +44,21 @@ def test_cat_file_of_a_body_without_a_length(fault_server, framing, no_leaks):
     assert fs.cat_ranges([url] * len(SLICES), list(starts), list(ends)) == [data[s:e] for s, e in SLICES]
 
 
+@pytest.mark.timeout(30)
+def test_a_range_of_a_body_without_a_length_needs_only_its_bytes(fault_server, no_leaks):
+    """The body stops after 100 kB and never ends: ranges before that point are read
+    without waiting for the end (which would hang until the test's timeout)."""
+    from tests.servers.faults import StallForever
+
+    data = os.urandom(300_000)
+    url = fault_server.add("/slow.bin", data)
+    fault_server.always("/slow.bin", (IgnoreRange(), Chunked(), StallForever(after_bytes=100_000)))
+    fs = _fs()
+    assert fs.cat_file(url, 0, 50_000) == data[:50_000]
+    assert fs.cat_file(url, 1000, 60_000) == data[1000:60_000]
+    assert fs.cat_ranges([url, url], [10, 70_000], [20, 99_000]) == [data[10:20], data[70_000:99_000]]
+
+
 # -- cat_ranges: numpy, negative starts, max_gap -------------------------------------------------
 
 
