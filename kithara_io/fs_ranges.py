@@ -218,20 +218,22 @@ def _covering(blocks: List[Range], block_starts: List[int], indexes: List[int], 
 
 
 class StreamPool:
-    """Idle streams by URL, shared by the threads of one ``cat_ranges`` call: a thread
-    takes one (or opens a new one) for each block and gives it back. Closed on exit.
-    A stream that cannot seek (a body without a length, read as it comes) is not lent
-    twice: it is closed after its read."""
+    """Idle streams by URL and tuning, shared by the threads of one ``cat_ranges`` call: a
+    thread takes one (or opens a new one) for each block and gives it back. Closed on exit.
+    Only a stream tuned for blocks of the same length is reused, so that each block is
+    still one request of its own bytes. A stream that cannot seek (a body without a length,
+    read as it comes) is not lent twice: it is closed after its read."""
 
     def __init__(self, open_stream: Callable[[str, Dict[str, int]], Stream]) -> None:
         self._open = open_stream
         self._lock = threading.Lock()  # guards _idle and _all
-        self._idle: Dict[str, List[Stream]] = {}
+        self._idle: Dict[Tuple[str, Tuple[Tuple[str, int], ...]], List[Stream]] = {}
         self._all: List[Stream] = []
 
     def read(self, url: str, start: Optional[int], end: Optional[int], tuning: Dict[str, int]) -> bytes:
+        key = (url, tuple(sorted(tuning.items())))
         with self._lock:
-            idle = self._idle.get(url)
+            idle = self._idle.get(key)
             stream = idle.pop() if idle else None
         if stream is None:
             stream = self._open(url, tuning)
@@ -245,7 +247,7 @@ class StreamPool:
         finally:
             if reusable:
                 with self._lock:
-                    self._idle.setdefault(url, []).append(stream)
+                    self._idle.setdefault(key, []).append(stream)
             else:
                 _close_quietly(stream)
 

@@ -136,6 +136,22 @@ def test_touching_ranges_are_one_request_by_default(make_ranged_server, media, n
     assert [r.range for r in gets] == ["bytes=0-15", "bytes=300000-349999"]
 
 
+def test_ranges_of_mixed_lengths_fetch_each_byte_once(make_ranged_server, media, no_leaks):
+    """Ranges of 1 kB to 2 MB, some touching or inside others: the bytes sent are those of
+    the ranges (each once) and the 16-byte first requests; each block is one request."""
+    srv = make_ranged_server()
+    url = srv.url("random.bin")
+    local = media["random.bin"].read_bytes()
+    starts = [1000, 2_000_000, 4_000_000, 4_000_500, 5_000_000, 6_000_000, 100_000, 2_500_000]
+    ends = [2000, 4_000_000, 4_000_500, 5_000_000, 5_001_000, 6_001_000, 101_000, 2_501_000]
+    srv.reset_log()
+    assert _fs().cat_ranges([url] * len(starts), starts, ends) == [local[s:e] for s, e in zip(starts, ends)]
+    blocks = sorted(r.range for r in srv.requests if r.range != "bytes=0-15")
+    assert blocks == ["bytes=1000-1999", "bytes=100000-100999", "bytes=2000000-5000999", "bytes=6000000-6000999"]
+    probes = [r for r in srv.requests if r.range == "bytes=0-15"]
+    assert sum(r.bytes_sent for r in srv.requests) == 3 * 1000 + 3_001_000 + 16 * len(probes)
+
+
 def test_merged_blocks_stay_within_max_fetch(make_ranged_server, media, no_leaks):
     """A merged block is at most ``max_fetch`` long (the user's, when set): touching ranges
     over 800 kB are several requests of at most 256 KiB, read concurrently."""
