@@ -49,8 +49,11 @@ class KitharaFileSystem(AbstractFileSystem):
 
     ``KitharaFileSystem(headers=None, priority="high", cache=None, downloader=None,
     **stream_options)``; ``fo`` is the URL of a chained ``kithara::URL`` (fsspec opens the
-    path ``""`` then; ``target_protocol`` is not needed: the URL names its scheme). ``downloader`` (default: the process's own) does not survive pickling
-    to another process; every other option does.
+    path ``""`` then; ``target_protocol`` is not needed: the URL names its scheme).
+    ``downloader`` (default: the process's own) does not survive pickling to another
+    process; every other option does. ``block_size``, ``cache_type`` and ``cache_options``,
+    the file options of fsspec's ``HTTPFileSystem``, are defaults of the same keywords of
+    :meth:`open`.
     """
 
     protocol = (_PROTOCOL,)
