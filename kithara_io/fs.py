@@ -18,15 +18,18 @@ one); the disk cache (``cache="disk"``) is shared by the processes of one machin
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from fsspec import AbstractFileSystem
 
 from . import api
 from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
+from .fs_buffered import KitharaBufferedFile
+from .fs_ranges import (
+    PROBE, Range, StreamPool, as_offset, block_tuning, is_empty, per_range, plan_ranges, range_tuning, read_range,
+)
 from .options import StreamOptions
 from .planning import Priority
 from .stream import Stream
@@ -35,7 +38,6 @@ __all__ = ["KitharaFileSystem", "RemoteFileNotFoundError"]
 
 _PROTOCOL = "kithara"
 _OPEN_ARGS = ("headers", "priority", "cache", "downloader")
-_PIECE = 8 << 20  # cat_file reads in pieces of this size: memory stays near cache_budget
 
 
 class RemoteFileNotFoundError(HTTPStatusError, FileNotFoundError):
@@ -47,8 +49,11 @@ class KitharaFileSystem(AbstractFileSystem):
 
     ``KitharaFileSystem(headers=None, priority="high", cache=None, downloader=None,
     **stream_options)``; ``fo`` is the URL of a chained ``kithara::URL`` (fsspec opens the
-    path ``""`` then; ``target_protocol`` is not needed: the URL names its scheme). ``downloader`` (default: the process's own) does not survive pickling
-    to another process; every other option does.
+    path ``""`` then; ``target_protocol`` is not needed: the URL names its scheme).
+    ``downloader`` (default: the process's own) does not survive pickling to another
+    process; every other option does. ``block_size``, ``cache_type`` and ``cache_options``,
+    the file options of fsspec's ``HTTPFileSystem``, are defaults of the same keywords of
+    :meth:`open`.
     """
 
     protocol = (_PROTOCOL,)
@@ -63,6 +68,8 @@ class KitharaFileSystem(AbstractFileSystem):
     ) -> None:
         # fsspec's own options (listings cache, instance cache) go to the base class.
         own = {k: options.pop(k) for k in list(options) if k in _FSSPEC_OPTIONS}
+        # HTTPFileSystem's file options: defaults of the same keywords of open()
+        self._file_options = {k: options.pop(k) for k in list(options) if k in _FILE_OPTIONS}
         super().__init__(**own)
         self._fo = fo
         self._options = {**(target_options or {}), **options}
@@ -93,14 +100,27 @@ class KitharaFileSystem(AbstractFileSystem):
         return url
 
     # -- opening -------------------------------------------------------------------------
-    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
-              cache_options: Any = None, **kwargs: Any) -> Stream:
+    def _open(self, path: str, mode: str = "rb", block_size: Optional[int] = None, autocommit: bool = True,
+              cache_options: Any = None, cache_type: Optional[str] = None, size: Optional[int] = None,
+              **kwargs: Any) -> Any:
         """The kithara-io Stream itself: an ``io.RawIOBase`` whose reads return fewer bytes
         only at the end, seekable with O(1) ``tell`` and a ``size``: everything fsspec's
-        readers ask of a ``"rb"`` file (buffering it again would only add a copy)."""
+        readers ask of a ``"rb"`` file (buffering it again would only add a copy).
+
+        ``cache_type="none"``, which fsspec's caching filesystems (``blockcache::``) ask
+        for because they put their own cache in its place, gives a
+        :class:`~kithara_io.fs_buffered.KitharaBufferedFile` of ``block_size`` blocks
+        instead. ``size`` and ``autocommit`` are accepted and not needed: the length comes
+        with the first response."""
         if mode != "rb":
             raise NotImplementedError(f"kithara: read-only filesystem (mode {mode!r})")
-        return self._stream(self._url(path), kwargs)
+        url = self._url(path)
+        if (cache_type or self._file_options.get("cache_type")) != "none":
+            return self._stream(url, kwargs)
+        block_size = block_size or self._file_options.get("block_size") or KitharaBufferedFile.DEFAULT_BLOCK_SIZE
+        stream = self._stream(url, kwargs, **block_tuning(block_size))
+        # the path as given: the caching filesystem files its blocks under it
+        return KitharaBufferedFile(self, path, stream, block_size=block_size, cache_options=cache_options)
 
     def _stream(self, url: str, overrides: Dict[str, Any], **tuning: Any) -> Stream:
         # fsspec's per-call settings (xarray passes cache_type, ls passes refresh) mean
@@ -110,6 +130,8 @@ class KitharaFileSystem(AbstractFileSystem):
         _check_options(options)
         for name, value in tuning.items():
             options.setdefault(name, value)
+        if "min_fetch" in tuning:  # a range's own request size, within the caller's bound
+            options["min_fetch"] = min(options["min_fetch"], options.get("max_fetch", StreamOptions.max_fetch))
         try:
             return api.open(url, **options)
         except HTTPStatusError as exc:
@@ -122,9 +144,9 @@ class KitharaFileSystem(AbstractFileSystem):
     # -- metadata ------------------------------------------------------------------------
     def info(self, path: str, **kwargs: Any) -> Dict[str, Any]:
         """``name``, ``size``, ``type`` ("file"), and ``ETag`` / ``Last-Modified`` when the
-        server sent them. One 1-byte range request (through the disk cache, if one is set)."""
+        server sent them. One request of a few bytes (through the disk cache, if one is set)."""
         url = self._url(path)
-        with self._stream(url, kwargs, first_fetch=1, tail=0) as f:
+        with self._stream(url, kwargs, first_fetch=PROBE, tail=0, read_ahead=1, read_behind=0) as f:
             out: Dict[str, Any] = {"name": url, "size": f.size, "type": "file"}
             if f.etag is not None:
                 out["ETag"] = f.etag
@@ -132,16 +154,30 @@ class KitharaFileSystem(AbstractFileSystem):
                 out["Last-Modified"] = f.last_modified
         return out
 
+    def expand_path(self, path: Any, recursive: bool = False, maxdepth: Optional[int] = None,
+                    **kwargs: Any) -> List[str]:
+        """The URLs as given, in order: HTTP cannot list, so no URL is a pattern (a ``?``
+        starts a query; fsspec's default would glob it, and drop the URL from ``cat``)."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        paths = [path] if isinstance(path, str) else list(path)
+        return list(dict.fromkeys(self._strip_protocol(p) for p in paths))
+
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> List[Any]:
         """HTTP cannot list: a URL lists as itself."""
         entry = self.info(path, **kwargs)
         return [entry] if detail else [entry["name"]]
 
-    def exists(self, path: str, **kwargs: Any) -> bool:
-        """False for 404/410; other failures (server unreachable, 403...) are raised."""
+    def exists(self, path: str, strict: bool = True, **kwargs: Any) -> bool:
+        """False for 404/410. Other failures (server unreachable, 401, 403...) are raised;
+        with ``strict=False`` (the default of fsspec's ``http``) they are False too."""
         try:
             self.info(path, **kwargs)
         except FileNotFoundError:
+            return False
+        except StreamError:
+            if strict:
+                raise
             return False
         return True
 
@@ -152,106 +188,68 @@ class KitharaFileSystem(AbstractFileSystem):
 
     # -- bytes ---------------------------------------------------------------------------
     def cat_file(self, path: str, start: Optional[int] = None, end: Optional[int] = None, **kwargs: Any) -> bytes:
-        """Bytes ``[start, end)`` of the URL; negative values count from the end, as slices."""
+        """Bytes ``[start, end)`` of the URL; negative values count from the end, as slices.
+        A body without a length is read up to ``end`` (to its end when counting from it)."""
+        start, end = as_offset(start, "start"), as_offset(end, "end")
         url = self._url(path)
-        with self._stream(url, kwargs, **_range_tuning(start, end)) as f:
-            return _read_range(f, start, end)
+        if is_empty(start, end):  # as cat_ranges and fsspec's http: no request
+            return b""
+        with self._stream(url, kwargs, **range_tuning(start, end)) as f:
+            return read_range(f, start, end)
 
-    def cat_ranges(self, paths: List[str], starts: Any, ends: Any, max_gap: Any = None,
+    def cat_ranges(self, paths: Sequence[str], starts: Any, ends: Any, max_gap: Optional[int] = None,
                    on_error: str = "return", **kwargs: Any) -> List[Any]:
-        """Many ranges at once: the reads run concurrently (one thread per free fetch
-        place of the Downloader), each on a stream of its URL from a small pool, so the
-        Downloader has them all in flight. Failures are returned in place (``on_error=
-        "return"``) or raised."""
-        if max_gap is not None:
-            raise NotImplementedError("kithara: max_gap is not supported")
-        if not isinstance(paths, list):
-            raise TypeError("paths must be a list")
-        starts = starts if isinstance(starts, list) else [starts] * len(paths)
-        ends = ends if isinstance(ends, list) else [ends] * len(paths)
-        if not len(starts) == len(ends) == len(paths):
-            raise ValueError("paths, starts and ends differ in length")
-        if not paths:
+        """Many ranges at once. ``starts``/``ends``: one value for all, or one per path (a
+        list or a numpy array); negative values count from the end. Ranges of one URL whose
+        gap is at most ``max_gap`` bytes (None: 0, ranges that touch or overlap, as fsspec's
+        ``merge_offset_ranges``) are read as one block, at most ``max_fetch`` long, and split
+        back. The blocks are read concurrently (one thread per free fetch place of the
+        Downloader), each on a stream of its URL from a small pool. Failures are returned in
+        place (``on_error="return"``) or raised."""
+        if isinstance(paths, str):
+            raise TypeError("paths must be a list of URLs, not one URL")
+        urls = [self._url(p) for p in paths]
+        starts = per_range(starts, len(urls), "starts")
+        ends = per_range(ends, len(urls), "ends")
+        gap = 0 if max_gap is None else as_offset(max_gap, "max_gap")
+        if gap < 0:
+            raise ValueError(f"max_gap must be >= 0, not {gap}")
+        max_block = {**self._options, **kwargs}.get("max_fetch", StreamOptions.max_fetch)
+        plan = plan_ranges(urls, starts, ends, gap, max_block)
+        blocks = self._read_blocks(plan.blocks, kwargs)
+        out: List[Any] = []
+        for piece in plan.pieces:
+            if piece is None:
+                out.append(b"")
+                continue
+            block, lo, hi = piece
+            data = blocks[block]
+            if isinstance(data, BaseException):
+                if on_error != "return":
+                    raise data
+                out.append(data)
+            else:
+                out.append(data[lo:hi])
+        return out
+
+    def _read_blocks(self, blocks: List[Range], overrides: Dict[str, Any]) -> List[Any]:
+        """Each block's bytes, or the exception that reading it raised."""
+        if not blocks:
             return []
-        workers = min(len(paths), self._downloader().max_concurrent)
-        with _StreamPool(self, kwargs) as pool, ThreadPoolExecutor(workers, "kithara-cat") as threads:
-            futures = [
-                threads.submit(pool.read, self._url(p), s, e) for p, s, e in zip(paths, starts, ends)
-            ]
+        workers = min(len(blocks), self._downloader().max_concurrent)
+        with StreamPool(lambda url, tuning: self._stream(url, overrides, **tuning)) as pool, \
+                ThreadPoolExecutor(workers, "kithara-cat") as threads:
+            futures = [threads.submit(pool.read, u, s, e, range_tuning(s, e)) for u, s, e in blocks]
             out: List[Any] = []
             for future in futures:
                 try:
                     out.append(future.result())
                 except Exception as exc:
-                    if on_error != "return":
-                        raise
                     out.append(exc)
         return out
 
     def _downloader(self) -> Downloader:
         return self._options.get("downloader") or default_downloader()
-
-
-class _StreamPool:
-    """Idle streams by URL, shared by the threads of one ``cat_ranges`` call: a thread
-    takes one (or opens a new one) for each range and gives it back. Closed on exit."""
-
-    def __init__(self, fs: KitharaFileSystem, overrides: Dict[str, Any]) -> None:
-        self._fs = fs
-        self._overrides = overrides
-        self._lock = threading.Lock()  # guards _idle and _all
-        self._idle: Dict[str, List[Stream]] = {}
-        self._all: List[Stream] = []
-
-    def read(self, url: str, start: Optional[int], end: Optional[int]) -> bytes:
-        with self._lock:
-            idle = self._idle.get(url)
-            stream = idle.pop() if idle else None
-        if stream is None:
-            stream = self._fs._stream(url, self._overrides, **_range_tuning(start, end))
-            with self._lock:
-                self._all.append(stream)
-        try:
-            return _read_range(stream, start, end)
-        finally:
-            with self._lock:
-                self._idle.setdefault(url, []).append(stream)
-
-    def __enter__(self) -> "_StreamPool":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            streams, self._all, self._idle = self._all, [], {}
-        for stream in streams:
-            try:
-                stream.close()
-            except StreamError:  # its failure was already raised by (or returned for) a read
-                pass
-
-
-def _range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
-    """Stream options for reading one range: no tail prefetch, and a first request (which
-    must start at 0 and learns the length) that is the range itself when it starts there."""
-    if (start or 0) == 0 and end is not None and end > 0:
-        return {"first_fetch": min(end, StreamOptions.first_fetch), "tail": 0}
-    return {"first_fetch": 1, "tail": 0}
-
-
-def _read_range(f: Stream, start: Optional[int], end: Optional[int]) -> bytes:
-    size = f.size
-    lo, hi, _ = slice(start, end).indices(size)
-    out = bytearray(max(0, hi - lo))
-    f.seek(lo)
-    done = 0
-    with memoryview(out) as view:
-        while done < len(out):
-            n = f.readinto(view[done : done + _PIECE])
-            if n == 0:  # cannot happen before the size learned at open; guards the loop
-                break
-            done += n
-    del out[done:]
-    return bytes(out)
 
 
 def _check_options(options: Dict[str, Any]) -> None:
@@ -273,4 +271,6 @@ _FSSPEC_OPTIONS = frozenset(
     {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache", "asynchronous", "loop"}
 )
 # Per-call options of fsspec's own buffered files and listings.
-_FSSPEC_CALL_OPTIONS = frozenset({"cache_type", "cache_options", "block_size", "refresh"})
+_FSSPEC_CALL_OPTIONS = frozenset({"cache_type", "cache_options", "block_size", "refresh", "size", "autocommit"})
+# Options of fsspec's HTTPFileSystem for its files, taken by KitharaFileSystem too.
+_FILE_OPTIONS = frozenset({"cache_type", "cache_options", "block_size"})
