@@ -29,13 +29,6 @@ import kithara_io  # noqa: E402
 from kithara_io.errors import HTTPStatusError, InvalidResponseError  # noqa: E402
 from tests.servers.fsspec_like import BIG, DATA, FsspecLikeServer  # noqa: E402
 
-# The server answers "Range: bytes=0-0" with a 200 and a body of exactly the range asked
-# (with or without a Content-Length of 1): the lead's fix in kithara_io/sources/http.py
-# (issue 23, "a 200 whose length equals the length of the range asked is ambiguous") makes
-# kithara-io confirm such a 200 before believing it. Until it is merged these fail.
-AMBIGUOUS_200 = pytest.mark.xfail(
-    strict=True, reason="a 200 carrying only the range asked: needs the HTTP-level fix of issue 23"
-)
 
 # Modes in which the server is honest about ranges: 206 with Content-Range, or no ranges.
 HONEST = [
@@ -241,17 +234,15 @@ def test_cat_file_range(server, headers, no_leaks):
     _cat_file_range(kithara(headers=headers), server.url("/index/bigfile"), BIG)
 
 
-@AMBIGUOUS_200
 @pytest.mark.parametrize("headers", [{"give_length": "true", "head_ok": "true"}, {}], ids=json.dumps)
 def test_cat_file_range_when_200_answers_a_range(server, headers, reference, no_leaks):
     """fsspec's own case: a 200 carrying only the bytes asked (with or without a length).
     fsspec's http gets them right (it trusts its Range, and asks HEAD for the length);
-    kithara-io must too."""
+    kithara-io asks again without Range (sources/http.py) and gets them right too."""
     assert reference["ranges"] == [DATA[s:e] for s, e in CAT_CASES]
     _cat_file_range(kithara(headers=headers), server.realfile, DATA)
 
 
-@AMBIGUOUS_200
 def test_open_read_when_200_answers_a_range(server, no_leaks):
     """200,000 bytes; "Range: bytes=0-65535" answered with 200 and Content-Length 65536."""
     with kithara(headers={"give_length": "true"}).open(server.url("/index/bigfile"), "rb") as f:
