@@ -29,7 +29,6 @@ import kithara_io  # noqa: E402
 from kithara_io.errors import HTTPStatusError, InvalidResponseError  # noqa: E402
 from tests.servers.fsspec_like import BIG, DATA, FsspecLikeServer  # noqa: E402
 
-
 # Modes in which the server is honest about ranges: 206 with Content-Range, or no ranges.
 HONEST = [
     {"use_206": "true", "give_range": "true"},
