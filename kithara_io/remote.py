@@ -205,8 +205,9 @@ class RemoteReader(FetchScheduling):
         )
 
     def stats(self) -> StreamStats:
+        offline = self._source.offline  # the source's own lock, not taken under ours
         with self._cond:
-            return self._counts.snapshot(self._cache.bytes_held)
+            return self._counts.snapshot(self._cache.bytes_held, offline)
 
     # -- reading -----------------------------------------------------------------------
     def interrupt(self) -> None:

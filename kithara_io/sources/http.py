@@ -8,6 +8,7 @@ carries ``If-Range``). How requests travel is in :mod:`.transport`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -32,6 +33,8 @@ from .transport import (
     connection_error,
     pool_for,
 )
+
+log = logging.getLogger(__name__)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
@@ -264,6 +267,8 @@ class HttpSource:
                     timeout=self._timeout,
                 )
                 answer = Answer.of_requests(response)
+                if response.history:  # for the -v of the command line: where requests went
+                    log.info("%s redirected to %s", url, response.url)
                 self._route_from(response)
         except requests.TooManyRedirects as exc:
             raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
