@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+import re
 import stat
 import sys
 import threading
@@ -92,7 +93,8 @@ def _target_path(output: Optional[str], stream: Any, source: str) -> str:
     directory = output or "."
     if not os.path.isdir(directory):
         raise UsageError(f"-o {output}: no such directory")
-    name = safe_name(getattr(stream, "filename", None)) or url_name(source)
+    suggested = stream.filename  # as the server sent it: like curl -OJ, only its last part
+    name = safe_name(re.split(r"[/\\]", suggested)[-1] if suggested else None) or url_name(source)
     if name is None:
         raise UsageError(f"cannot name a file after {source} (its path has no file name); give -o FILE")
     return os.path.join(directory, name) if output else name

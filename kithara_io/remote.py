@@ -196,6 +196,10 @@ class RemoteReader(FetchScheduling):
         if isinstance(event, REQUEST_EVENTS):  # the Downloader's bus sees every stream's requests
             self._downloader.events.publish(event)
 
+    @property
+    def filename(self) -> Optional[str]:
+        return self._source.filename
+
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         pinned = self._source.pinned
         return (

@@ -145,7 +145,7 @@ def test_get_starts_over_when_the_partial_file_is_not_the_source(
 ) -> None:
     target = tmp_path / "out.bin"
     target.write_bytes(b"x" * 300_000)
-    assert main(["get", ranged_server.url("random.bin"), "-o", str(target)]) == 0
+    assert main(["get", ranged_server.url("random.bin"), "-o", str(target), "--force"]) == 0
     assert target.read_bytes() == media["random.bin"].read_bytes()
     assert "does not match the source: starting over" in capsys.readouterr().out
 
@@ -193,7 +193,8 @@ def test_unsupported_format_exits_2(ranged_server) -> None:
 
 def test_usage_errors_exit_2() -> None:
     assert_one_line_error(run_cli(), 2, "required")
-    assert_one_line_error(run_cli("get", "http://x/y"), 2, "-o")
+    assert_one_line_error(run_cli("get"), 2, "required", "URL_OR_PATH")
+    assert_one_line_error(run_cli("play"), 2, "required", "URL_OR_PATH")
     assert_one_line_error(run_cli("play", "x", "--volume", "-1"), 2, "--volume")
 
 
