@@ -119,7 +119,11 @@ def test_get_through_the_disk_cache_works_again_with_the_server_stopped(media_di
         server.stop()
     assert main(["get", url, "-o", str(tmp_path / "two.mp3"), "--cache-dir", str(cache_dir), "--retries", "1"]) == 0
     assert (tmp_path / "two.mp3").read_bytes() == media["tone.mp3"].read_bytes()
-    capsys.readouterr()
+    saved = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saved ")]
+    assert saved[0].endswith("bytes)")  # the server answered
+    assert saved[1].startswith(f"saved {tmp_path / 'two.mp3'} (") and saved[1].endswith(
+        "bytes) from the disk cache, the server unreachable"
+    )
     assert main(["cache", "ls", "--json", "--cache-dir", str(cache_dir)]) == 0
     [entry] = json.loads(capsys.readouterr().out)
     assert entry["url"] == url and entry["complete"] and not entry["in_use"]
