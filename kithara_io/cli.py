@@ -1,32 +1,34 @@
-"""The ``kithara-io`` command: ``play``, ``info``, ``get`` and ``cache ls|size|clear``.
+"""The ``kithara-io`` command: ``play``, ``info``, ``get``, ``devices`` and ``cache ls|size|clear``.
 
 Exit codes: 0 success; 2 bad usage, a source that cannot be opened (bad URL, HTTP error,
 unreachable host) or an unsupported format; 1 any other failure (no output device, the
 download failing part-way, a file that cannot be written); 130 interrupted (Ctrl-C).
-Expected errors are one line, ``kithara-io: error: <message>``, on stderr.
+Expected errors are one line, ``kithara-io: error: <message>``, on stderr. ``-v``/``-vv``
+show the library's log on stderr (``cli_log``), ``-q`` only errors.
 
 This module parses the command line, maps errors to exit codes and runs ``info``; ``play``,
-``get`` and ``cache`` live in ``cli_play``, ``cli_get`` and ``cli_cache``, what they share in
-``cli_common``, and live streams' ``info``/``get`` in ``cli_live``.
+``get``, ``devices`` and ``cache`` live in ``cli_play``, ``cli_get``, ``cli_devices`` and
+``cli_cache``, what they share in ``cli_common``, and live streams' ``info``/``get`` in ``cli_live``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from typing import Any, Dict, Optional, Sequence, TextIO
 
 from . import __version__, cli_live
 from .cli_cache import _cache
-from .cli_common import SourceError, UsageError, _one_line, _open_source
+from .cli_common import DISCARD, SourceError, UsageError, _one_line, _open_source
+from .cli_devices import _devices
 from .cli_get import COPY_CHUNK, VERIFY_BYTES, _get
+from .cli_log import library_log
 from .cli_play import SEEK_STEP, _play
 from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
-from .progress import format_bytes, format_time
+from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
 
 # The public names, also those that moved to the per-command modules.
 __all__ = [
@@ -44,8 +46,27 @@ __all__ = [
 
 PROG = "kithara-io"
 
+EXAMPLES = f"""\
+examples:
+  {PROG} play https://example.org/a.flac     play: status line, keys
+  {PROG} play --start 1:23 a.mp3 b.ogg       from 1 min 23 s, then b.ogg
+  {PROG} play --device loopback URL          another output (see: devices)
+  {PROG} info --json URL                     format, duration, size as JSON
+  {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
+  {PROG} get -o music/ URL                   into a directory (-f: overwrite)
+  {PROG} -v play --cache URL                 show retries, redirects, offline
+
+status line:  playing 0:12 / 3:45 [###|+...] flac 44100 Hz  1.2 MiB/s underruns 0
+  {BAR_LEGEND}
+  "offline (cache)" instead of the rate: the disk cache's copy, server unreachable
+"""
+
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {PROG} --help)")
 
@@ -61,15 +82,34 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _time(text: str) -> float:
+    """A position: seconds, m:ss or h:mm:ss (argparse type)."""
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-v/-q, before or after the command (after it, a default of SUPPRESS keeps the one before)."""
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="show the library's log on stderr (retries, redirects, offline); -vv: debug")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress or messages, only errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Play, inspect and download audio over HTTP.")
+    parser = _Parser(prog=PROG, description="Play, inspect and download audio over HTTP.", epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _verbosity(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     def common(sub: argparse.ArgumentParser, many: bool = False) -> None:
+        _verbosity(sub, argparse.SUPPRESS)
         if many:
-            sub.add_argument("source", metavar="URL_OR_PATH", nargs="+", help="http(s) URLs, file:// URLs or local paths, played in turn")
+            sub.add_argument("source", metavar="URL_OR_PATH", nargs="*",
+                             help="http(s) URLs, file:// URLs or local paths, played in turn")
         else:
             sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
@@ -85,22 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
             help="HLS: the variant to read (N: index in the master playlist; get: default highest)",
         )
 
-    play = commands.add_parser("play", help="play through the sound card, with a progress display")
+    play = commands.add_parser("play", help="play through the sound card, with a progress display", epilog=EXAMPLES)
     common(play, many=True)
-    play.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start position")
+    play.add_argument("--start", type=_time, default=0.0, metavar="TIME",
+                      help="start position: seconds, m:ss or h:mm:ss (1:23)")
     play.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)")
     play.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS", help="crossfade between tracks")
     play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
+    play.add_argument("--list-devices", action="store_true", help="list the output devices and exit")
     play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
     common(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    get = commands.add_parser("get", help="download to a file, resuming a partial one")
+    get = commands.add_parser("get", help="download to a file, resuming a partial one", epilog=EXAMPLES)
     common(get)
-    get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-': standard output)")
+    get.add_argument("-o", "--output", default=None, metavar="FILE|DIR/",
+                     help="where to write ('-': standard output; a directory: into it; "
+                     "default: the name in the URL or Content-Disposition, in the current directory)")
+    get.add_argument("-f", "--force", action="store_true", help="overwrite an existing file that is not this source")
     get.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="a live stream: stop recording after this long (default: Ctrl-C or its end)")
+    devices = commands.add_parser("devices", help="list the audio output devices (* marks the default)")
+    _verbosity(devices, argparse.SUPPRESS)
+    devices.add_argument("--json", action="store_true", help="print one JSON array")
     cache = commands.add_parser("cache", help="list, measure or clear the disk cache")
     actions = cache.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -113,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
-    # Failures are reported once, as the one-line error below, not also by the engine's log.
-    logging.getLogger("kithara_io").addHandler(logging.NullHandler())
     try:
         args = build_parser().parse_args(argv)
+        if args.verbose and args.quiet:
+            raise UsageError("-v and -q exclude each other")
         if getattr(args, "retries", 1) < 1:
             raise UsageError("--retries must be >= 1")
         for option in ("volume", "start", "crossfade"):
@@ -125,14 +173,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise UsageError(f"--{option} must be a number >= 0, not {value}")
         if getattr(args, "samplerate", None) is not None and args.samplerate < 1:
             raise UsageError("--samplerate must be >= 1")
-        handler = {"play": _play, "info": _info, "get": _get, "cache": _cache}[args.command]
-        return handler(args, sys.stdout)
+        if args.command == "play" and args.list_devices:
+            return _devices(args, sys.stdout)
+        if args.command == "play" and not args.source:
+            raise UsageError("the following arguments are required: URL_OR_PATH")
+        handler = {"play": _play, "info": _info, "get": _get, "devices": _devices, "cache": _cache}[args.command]
+        out = DISCARD if args.quiet and args.command in ("play", "get") else sys.stdout
+        with library_log(PROG, args.verbose or 0):
+            return handler(args, out)
     except UsageError as exc:
         return _fail(str(exc), 2)
     except SourceError as exc:
         return _fail(str(exc), 2)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        return _fail(str(exc) or "interrupted", 130)
     except NoOutputDeviceError as exc:
         return _fail(f"{_one_line(exc)} (see 'Playback and command line' in the README)", 1)
     except (StreamError, PlaybackError, OSError) as exc:

@@ -1,15 +1,29 @@
 """What the ``kithara-io`` sub-commands share: the exit-2 errors, the engine options the common
-flags give, opening the source, the disk cache and the terminal width."""
+flags give, opening the source, the disk cache, the terminal width and ``-q``'s sink."""
 
 from __future__ import annotations
 
 import argparse
+import io
 from typing import Any, Dict, Optional
 
 from .api import open as open_stream
 from .disk import DiskCache
 from .errors import StreamError
 from .retry import Retry, Timeout
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that keeps nothing (``-q``: progress and messages go here)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+DISCARD = _Discard()
 
 
 class UsageError(Exception):

@@ -9,7 +9,8 @@ import sys
 import time
 from typing import Any, List, Optional, TextIO
 
-from .cli_common import SourceError, _one_line, _options, _terminal_width
+from .cli_common import SourceError, UsageError, _one_line, _options, _terminal_width
+from .cli_devices import checked_device
 from .errors import StreamError
 from .playback import PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
@@ -56,7 +57,7 @@ def _stdin_is_terminal() -> bool:
 
 
 def _play(args: argparse.Namespace, out: TextIO) -> int:
-    device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    device = checked_device(args.device)  # an unknown one: an error naming those there are
     sources: List[str] = args.source
     options = _options(args)
     try:
@@ -74,6 +75,7 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
                 player.enqueue(source, decoder=args.decoder, **options)
         except (StreamError, ValueError, UnsupportedFormatError) as exc:
             raise SourceError(_one_line(exc)) from None
+        _check_start(args.start, player.tracks[0])
         writer.message(_track_line(player.tracks[0]))
         player.play()
         if writer.tty and _stdin_is_terminal():
@@ -83,7 +85,7 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _ui_loop(player, writer, None)
         stream = player.stream
-        ranges, size, fetched = stream.buffered(), _size(stream), stream.stats().bytes_fetched
+        ranges, size, stats = stream.buffered(), _size(stream), stream.stats()
     except BaseException:
         writer.end_line()  # an error or Ctrl-C's message starts on a line of its own
         raise
@@ -94,11 +96,18 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         # Ctrl-C can surface in the decoder thread instead of this one (a lock wait the
         # signal woke, seen with a live stream on JACK): still the user's Ctrl-C.
         raise KeyboardInterrupt
-    average = fetched / max(time.monotonic() - started, 1e-9) if fetched else None
-    writer.finish(_status_line(status, ranges, size, average, writer))
+    average = stats.bytes_fetched / max(time.monotonic() - started, 1e-9) if stats.bytes_fetched else None
+    writer.finish(_status_line(status, ranges, size, average, writer, stats.offline))
     if status.error is not None:
         raise PlaybackError(f"playback failed: {_one_line(status.error)}")
     return 0
+
+
+def _check_start(start: float, track: Track) -> None:
+    """``--start`` at or past the end of a track of known length is a usage error."""
+    if start and track.duration is not None and start >= track.duration:
+        length = f"{format_time(track.duration)}, {track.duration:.3f} s"
+        raise UsageError(f"--start {start:g} s is past the end of {track.name} (duration {length})")
 
 
 def _track_line(track: Track) -> str:
@@ -146,10 +155,12 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
-        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer))
+        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer, stats.offline))
 
 
-def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter) -> str:
+def _status_line(
+    status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, offline: bool = False
+) -> str:
     return playback_line(
         state=status.state.value,
         position=status.position,
@@ -164,4 +175,5 @@ def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], wri
         output_rate=status.output_samplerate,
         live=status.duration is None,
         title=status.title,
+        offline=offline,
     )

@@ -8,12 +8,18 @@ at a bounded rate when the output is a pipe or a file.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from typing import Callable, Deque, List, Optional, Sequence, TextIO, Tuple
 
 Ranges = Sequence[Tuple[int, int]]
 
 FULL, PARTIAL, EMPTY, CURSOR = "#", "+", ".", "|"
+
+#: What the bar's characters mean, for ``--help`` and the README.
+BAR_LEGEND = f"bar: {FULL} downloaded  {PARTIAL} partly  {EMPTY} not yet  {CURSOR} play position (cells: equal parts)"
+
+OFFLINE = "offline (cache)"  # shown instead of the download rate when the server was not reached
 
 
 def format_time(seconds: Optional[float]) -> str:
@@ -26,6 +32,21 @@ def format_time(seconds: Optional[float]) -> str:
     if hours:
         return f"{hours}:{minutes:02d}:{secs:02d}"
     return f"{minutes}:{secs:02d}"
+
+
+_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_time(text: str) -> float:
+    """Seconds from ``83``, ``83.5``, ``1:23``, ``1:23.5`` or ``1:02:03`` (``h:mm:ss``).
+    ValueError for anything else: a sign, ``nan``, minutes or seconds after a colon past 59."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a time: {text!r} (seconds, m:ss or h:mm:ss)")
+    hours, minutes, seconds = match.groups()
+    if minutes is not None and float(seconds) >= 60 or hours is not None and int(minutes) >= 60:
+        raise ValueError(f"not a time: {text!r} (minutes and seconds after a colon are 0-59)")
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
 
 
 def format_bytes(count: Optional[float]) -> str:
@@ -102,14 +123,16 @@ def playback_line(
     output_rate: Optional[int] = None,
     live: bool = False,
     title: Optional[str] = None,
+    offline: bool = False,
 ) -> str:
     """``playing 0:12 / 3:45 [##|##....] aac 44100 Hz   1.2 MiB/s underruns 0``, fitted to
     ``width``; the bar's width depends on ``width`` only (every field around it has a fixed
     width while playing). A ``live`` stream shows the elapsed time and its ``title`` instead
-    of a duration and a bar."""
+    of a duration and a bar. ``offline``: a disk cache serves the stream without having
+    reached the server; ``offline (cache)`` replaces the download rate."""
     fmt = audio_format(codec, samplerate, output_rate)
     tail = f" {fmt}" if fmt else ""
-    tail += f" {format_rate(rate):>{RATE_WIDTH}} underruns {underruns}"
+    tail += f" {OFFLINE if offline else format_rate(rate):>{RATE_WIDTH}} underruns {underruns}"
     if live:
         head = f"{state:<9} {format_time(position)} live"
         room = width - len(head) - len(tail)

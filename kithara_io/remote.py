@@ -197,6 +197,10 @@ class RemoteReader(FetchScheduling):
         if isinstance(event, REQUEST_EVENTS):  # the Downloader's bus sees every stream's requests
             self._downloader.events.publish(event)
 
+    @property
+    def filename(self) -> Optional[str]:
+        return self._source.filename
+
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         pinned = self._source.pinned
         return (
@@ -206,8 +210,9 @@ class RemoteReader(FetchScheduling):
         )
 
     def stats(self) -> StreamStats:
+        offline = self._source.offline  # the source's own lock, not taken under ours
         with self._cond:
-            return self._counts.snapshot(self._cache.bytes_held)
+            return self._counts.snapshot(self._cache.bytes_held, offline)
 
     # -- reading -----------------------------------------------------------------------
     def interrupt(self) -> None:

@@ -21,6 +21,7 @@ class StreamStats:
     cancels: int = 0  # fetches cancelled (seek far away, close)
     bytes_from_disk: int = 0  # bytes read from the disk cache (open(..., cache=...))
     bytes_cached: int = 0  # memory held for downloaded bytes now (bounded by cache_budget)
+    offline: bool = False  # a disk cache serves its copy: the server could not be reached
 
 
 @dataclass
@@ -40,8 +41,8 @@ class StreamCounters:
     def add(self, name: str, amount: float) -> None:
         setattr(self, name, getattr(self, name) + amount)
 
-    def snapshot(self, bytes_cached: int) -> StreamStats:
-        return StreamStats(**dataclasses.asdict(self), bytes_cached=bytes_cached)
+    def snapshot(self, bytes_cached: int, offline: bool = False) -> StreamStats:
+        return StreamStats(**dataclasses.asdict(self), bytes_cached=bytes_cached, offline=offline)
 
 
 @dataclass(frozen=True)

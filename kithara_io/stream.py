@@ -160,6 +160,13 @@ class Stream(io.RawIOBase):
         return self._reader.resource()[1]
 
     @property
+    def filename(self) -> Optional[str]:
+        """The file name the server suggested (Content-Disposition ``filename`` or
+        ``filename*``), exactly as sent: it may hold ``/`` or ``..``, so check it before
+        writing a file under it. None when the server sent none (or for a local file)."""
+        return getattr(self._reader, "filename", None)
+
+    @property
     def last_modified(self) -> Optional[str]:
         """The Last-Modified pinned at open (None if the server sent none, or for a local file)."""
         return self._reader.resource()[2]

@@ -119,7 +119,11 @@ def test_get_through_the_disk_cache_works_again_with_the_server_stopped(media_di
         server.stop()
     assert main(["get", url, "-o", str(tmp_path / "two.mp3"), "--cache-dir", str(cache_dir), "--retries", "1"]) == 0
     assert (tmp_path / "two.mp3").read_bytes() == media["tone.mp3"].read_bytes()
-    capsys.readouterr()
+    saved = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saved ")]
+    assert saved[0].endswith("bytes)")  # the server answered
+    assert saved[1].startswith(f"saved {tmp_path / 'two.mp3'} (") and saved[1].endswith(
+        "bytes) from the disk cache, the server unreachable"
+    )
     assert main(["cache", "ls", "--json", "--cache-dir", str(cache_dir)]) == 0
     [entry] = json.loads(capsys.readouterr().out)
     assert entry["url"] == url and entry["complete"] and not entry["in_use"]
@@ -145,7 +149,7 @@ def test_get_starts_over_when_the_partial_file_is_not_the_source(
 ) -> None:
     target = tmp_path / "out.bin"
     target.write_bytes(b"x" * 300_000)
-    assert main(["get", ranged_server.url("random.bin"), "-o", str(target)]) == 0
+    assert main(["get", ranged_server.url("random.bin"), "-o", str(target), "--force"]) == 0
     assert target.read_bytes() == media["random.bin"].read_bytes()
     assert "does not match the source: starting over" in capsys.readouterr().out
 
@@ -193,7 +197,8 @@ def test_unsupported_format_exits_2(ranged_server) -> None:
 
 def test_usage_errors_exit_2() -> None:
     assert_one_line_error(run_cli(), 2, "required")
-    assert_one_line_error(run_cli("get", "http://x/y"), 2, "-o")
+    assert_one_line_error(run_cli("get"), 2, "required", "URL_OR_PATH")
+    assert_one_line_error(run_cli("play"), 2, "required", "URL_OR_PATH")
     assert_one_line_error(run_cli("play", "x", "--volume", "-1"), 2, "--volume")
 
 

@@ -17,6 +17,7 @@ from kithara_io.progress import (
     format_rate,
     format_time,
     parse_keys,
+    parse_time,
     playback_line,
     range_bar,
 )
@@ -109,6 +110,34 @@ def test_playback_line_of_a_live_stream_shows_elapsed_time_and_title() -> None:
         width=60, live=True, title="x" * 200,
     )  # fmt: skip
     assert len(long) == 60 and "..." in long
+
+
+def test_playback_line_says_offline_instead_of_the_rate() -> None:
+    line = playback_line(
+        state="playing", position=3, duration=225, ranges=[(0, 1000)], size=1000, rate=None, underruns=0,
+        width=90, codec="flac", samplerate=44100, offline=True,
+    )  # fmt: skip
+    assert line.endswith("] flac 44100 Hz offline (cache) underruns 0") and len(line) == 90
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("83", 83.0), ("83.5", 83.5), (".5", 0.5), ("1:23", 83.0), ("1:23.25", 83.25), ("0:59.9", 59.9),
+    ("90:00", 5400.0), ("1:02:03", 3723.0), ("10:00:00", 36000.0), (" 1:23 ", 83.0),
+])  # fmt: skip
+def test_parse_time(text, seconds) -> None:
+    assert parse_time(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "-1", "+1", "nan", "inf", "1e3", "1:60", "1:60:00", "1::2", ":30", "1:2:3:4", "a"])
+def test_parse_time_refuses(text) -> None:
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time(text)
+
+
+@given(st.integers(0, 99), st.integers(0, 59), st.integers(0, 59))
+def test_parse_time_reads_what_format_time_writes(hours, minutes, seconds) -> None:
+    total = hours * 3600 + minutes * 60 + seconds
+    assert parse_time(format_time(total)) == total
 
 
 def test_playback_line_drops_the_bar_when_narrow() -> None:

@@ -90,6 +90,7 @@ class Source(Protocol):
     thread, concurrently; ``close`` only once no fetch runs."""
 
     url: str
+    filename: Optional[str]  # Content-Disposition's file name, as sent (unchecked); None if none
 
     @property
     def pinned(self) -> Optional[Validators]:

@@ -158,6 +158,10 @@ class DiskCachedSource:
         return self._http.pinned
 
     @property
+    def filename(self) -> Optional[str]:
+        return self._http.filename  # None when served from disk without the server
+
+    @property
     def supports_ranges(self) -> Optional[bool]:
         ranged = self._http.supports_ranges
         with self._lock:

@@ -8,10 +8,12 @@ carries ``If-Range``). How requests travel is in :mod:`.transport`.
 
 from __future__ import annotations
 
+import email.message
+import logging
 import os
 import re
 import threading
-from typing import Mapping, Optional, Tuple, Union
+from typing import FrozenSet, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
@@ -32,6 +34,8 @@ from .transport import (
     connection_error,
     pool_for,
 )
+
+log = logging.getLogger(__name__)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
@@ -57,6 +61,8 @@ class HttpSource:
     ) -> None:
         self.url = url
         self.final_url = url
+        self.filename: Optional[str] = None  # Content-Disposition's, from the first answer
+        self._redirects_told: FrozenSet[str] = frozenset()
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
         self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
@@ -72,7 +78,7 @@ class HttpSource:
         self._netrc = None  # for this URL's origin only: see _headers_for
         if not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
             self._netrc = _netrc_auth(url)
-        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, _route
+        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _route, _redirects_told
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
         self._route: Optional[Route] = None  # set by the first answer: later requests' path
@@ -264,6 +270,8 @@ class HttpSource:
                     timeout=self._timeout,
                 )
                 answer = Answer.of_requests(response)
+                if response.history:
+                    self._tell_redirect(url, response.url)
                 self._route_from(response)
         except requests.TooManyRedirects as exc:
             raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
@@ -289,6 +297,13 @@ class HttpSource:
         except OSError as exc:
             raise connection_error(exc, url, span) from exc
         return Answer(response.status, response.reason, response.headers, url, response)
+
+    def _tell_redirect(self, url: str, target: str) -> None:
+        """Log a redirect once per target (the command line's ``-v`` shows it)."""
+        with self._lock:
+            told, self._redirects_told = target in self._redirects_told, self._redirects_told | {target}
+        if not told:
+            log.info("%s redirected to %s", url, target)
 
     def _track(self, url: str, headers: Mapping[str, str]) -> None:
         """Register the connections of the pool the next requests-path request takes."""
@@ -393,6 +408,7 @@ class HttpSource:
                 self._pinned = seen
                 self._ranged = ranged
                 self.final_url = answer.url or self.final_url
+                self.filename = disposition_filename(answer.headers.get("Content-Disposition"))
                 return
             if self._ranged is None:  # pinned by a 304, which says nothing about ranges
                 self._ranged = ranged
@@ -402,6 +418,20 @@ class HttpSource:
 
 
 _CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
+def disposition_filename(header: Optional[str]) -> Optional[str]:
+    """The ``filename`` (or RFC 6266 ``filename*``) of a Content-Disposition header, as sent:
+    it may hold a path or ``..``; whoever writes a file under it must check it."""
+    if not header:
+        return None
+    message = email.message.Message()
+    message["Content-Disposition"] = header
+    try:
+        name = message.get_filename()
+    except (ValueError, LookupError):  # a malformed RFC 2231 value or unknown charset
+        return None
+    return name or None
 
 
 def _new_session(adapter: TlsAdapter) -> requests.Session:
