@@ -60,7 +60,15 @@ class LiveFileReader(LiveReader):
 
     def wait_size(self) -> int:
         """The length, once the body's end has arrived (waits for it)."""
-        return self._buffer.wait_length()
+        size = self._buffer.length
+        if size is not None:
+            return size
+        pos = self._buffer.held()[1]  # the next byte to arrive
+        self.events.publish(ReaderWaiting(pos))
+        began = time.monotonic()
+        size = self._buffer.wait_length()
+        self.events.publish(ReaderResumed(pos, time.monotonic() - began))
+        return size
 
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:
         etag, modified = self._validators

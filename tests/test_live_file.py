@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import time
 
 import pytest
 import soundfile as sf
 
 import kithara_io
-from kithara_io import ConnectionFailedError, ResourceChangedError, Retry, StreamError, Timeout
+from kithara_io import ConnectionFailedError, ResourceChangedError, Retry, StreamClosedError, StreamError, Timeout
+from kithara_io.events import ReaderWaiting
+from tests.interrupts import check_interrupt_wakes_a_waiting_read
 from tests.servers.faults import ChangedETag, Chunked, IgnoreRange, NoContentLength, StallForever
 
 KiB = 1024
@@ -134,3 +137,40 @@ def test_another_version_is_never_mixed_in(fault_server, change, no_leaks):
         with pytest.raises(ResourceChangedError):
             later()
     assert fault_server.count("/v.bin") == 2
+
+
+def in_thread(call):
+    """Run ``call`` in a thread; its result or exception lands in the returned dict."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_interrupt_and_close_end_a_wait_for_the_end(fault_server, no_leaks):
+    data = payload(600 * KiB)
+    url = serve(fault_server, "/i.bin", data, first=[StallForever(200 * KiB)])
+    waiting = threading.Event()
+    on_event = lambda e: waiting.set() if isinstance(e, ReaderWaiting) else None  # noqa: E731
+    f = kithara_io.open(url, timeout=Timeout(read=30), tail=0, on_event=on_event)  # the stall holds
+    check_interrupt_wakes_a_waiting_read(f, data[:4096], 400 * KiB, waiting.is_set)
+    for end in ("interrupt", "close"):
+        waiting.clear()
+        thread, outcome = in_thread(lambda: f.seek(0, io.SEEK_END))
+        assert waiting.wait(10)
+        began = time.monotonic()
+        f.interrupt() if end == "interrupt" else f.close()
+        thread.join(5)
+        assert not thread.is_alive() and time.monotonic() - began < 1.0
+        expected = InterruptedError if end == "interrupt" else StreamClosedError
+        assert isinstance(outcome.get("error"), expected), outcome
+        if end == "interrupt":
+            assert f.seekable() and f.size is None  # usable, nothing changed
+    assert f.closed and fault_server.count("/i.bin") == 1
