@@ -36,6 +36,7 @@ from .sources.live import LiveBody
 log = logging.getLogger(__name__)
 
 END, BROKEN = "end", "broken"
+_PIECE = 1 << 20  # a read larger than this is filled piece by piece: the length may be unknown
 
 
 class LiveFileReader(LiveReader):
@@ -89,6 +90,20 @@ class LiveFileReader(LiveReader):
             self.events.publish(ReaderResumed(pos, time.monotonic() - began))
         return done
 
+    def read_bytes(self, pos: int, n: int) -> bytes:
+        size = self._buffer.length
+        if size is not None:
+            n = max(0, min(n, size - pos))
+        if n <= _PIECE:
+            return super().read_bytes(pos, n)
+        out = bytearray()  # grows with what arrives, not with what was asked
+        while len(out) < n:
+            piece = super().read_bytes(pos + len(out), min(n - len(out), _PIECE))
+            if not piece:
+                break
+            out += piece
+        return bytes(out)
+
     # -- the live thread -------------------------------------------------------------------
     def _run(self) -> None:
         failures, skip = 0, 0
@@ -107,17 +122,16 @@ class LiveFileReader(LiveReader):
                 self._drop_body()
             if self._closing.is_set() or self._buffer.error is not None or outcome == CLOSED:
                 return
-            if outcome == END:
-                if self._buffer.holds_all():
-                    return  # every byte is here for good: no read needs the network again
-                target = self._buffer.take_restart(wait=True)
-                if target is None:
-                    return  # closed
+            if outcome == END and self._buffer.holds_all():
+                return  # every byte is here for good: no read needs the network again
+            # A read before the window (asked now, or awaited after the end) decides where
+            # the next request starts; else a broken body resumes where it broke.
+            target = self._buffer.take_restart(wait=outcome == END)
+            if target is not None:
                 failures, skip, cause = 0, target, None
-            elif outcome == RESTART:
-                target = self._buffer.take_restart(wait=False)
-                failures, skip, cause = 0, (self._buffer.end if target is None else target), None
-            else:  # broken: request again, read forward to where it broke
+            elif outcome != BROKEN:
+                return  # closed
+            else:
                 failures = 0 if self._buffer.end - start >= PROGRESS else failures
                 skip = self._buffer.end
             failures = self._request_again(failures, cause)
@@ -189,8 +203,10 @@ class LiveFileReader(LiveReader):
             difference = _differs(self._validators, _validators(body.headers), body.headers, self._buffer.length)
             with self._lock:
                 self._requests += 1
-                self._body = body
+                if difference is None:
+                    self._body = body
             if difference is not None:
+                body.close()
                 self._refuse(difference)
                 return -1
             return -1 if self._closing.is_set() else failures
