@@ -43,9 +43,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
 ) -> Stream:
     """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
 
-    A source without a known length (a radio station, a response without one, a FIFO,
-    ``-`` for stdin) gives a :class:`~kithara_io.live.LiveStream`: not seekable, ``size``
-    None, ``open`` returns once its first bytes are in.
+    A source without a known length gives a :class:`~kithara_io.live.LiveStream`; ``open``
+    returns once its first bytes are in. A radio station (``icy-*`` headers), a FIFO or ``-``
+    (stdin) is not seekable and ``size`` is None; any other HTTP response without a length
+    is a file whose length comes at its end: seekable, ``size`` None until then.
 
     Blocks until the total length is known (the first response); raises a
     :class:`~kithara_io.StreamError` naming the URL and the cause if the resource cannot be
@@ -143,7 +144,7 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
             first = (playlist, None, http.final_url)
             return _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts)
         return Stream(reader, name)
-    # No length: a radio station or a body without one. Read by a live reader of its own.
+    # No length: a radio station or a file without one. Read by a live reader of its own.
     body, abort = handed
     first = None
     if HandedBody.fits(body):

@@ -233,7 +233,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
         with stream:
             _write_hls_info(describe_hls(stream), args.json, out)
         return 0
-    if cli_live.is_live(stream):
+    if not stream.seekable():  # a station or a pipe (a file without a length decodes as a file)
         with stream:
             details = cli_live.live_details(stream)
         if args.json:

@@ -29,7 +29,8 @@ _FIELDS = [
 
 
 def is_live(stream: Any) -> bool:
-    """A stream of unknown length (a station, a pipe, a response without a length)."""
+    """A stream of unknown length (a station, a pipe, a response without a length): ``get``
+    records it from start to end."""
     return stream.size is None
 
 

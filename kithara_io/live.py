@@ -4,8 +4,9 @@ A :class:`LiveReader` reads one :class:`~kithara_io.sources.live.LiveBody` on it
 (a station plays for hours: it must not hold one of the Downloader's fetch slots) into a
 bounded :class:`~kithara_io.livebuffer.LiveBuffer`, strips ICY metadata when the answer has
 ``icy-metaint``, and reconnects with the retry policy when a live connection drops
-(``StreamGap``). :class:`LiveStream` is the file the caller gets: not seekable (like a pipe)
-until a finite body's end is proven with every byte still held.
+(``StreamGap``). :class:`LiveStream` is the file the caller gets: a station or a pipe is not
+seekable; an HTTP body without a length that is not a station is a file whose length comes
+at its end (``LiveFileReader`` in :mod:`kithara_io.livefile`).
 
 Threads and locks: the live thread (``kithara-live-N``) owns the current body and is the
 buffer's only writer; ``close()`` breaks the body, wakes the buffer and joins the thread.
@@ -75,8 +76,7 @@ class LiveReader:
         self._reconnect = reconnect
         self._slot = slot or AbortSlot()
         self.station = is_station(first.headers) if station is None else station
-        budget = options.cache_budget or (64 << 20)
-        self._buffer = LiveBuffer(budget, STATION_WINDOW if self.station else budget, url)
+        self._buffer = self._new_buffer(options.cache_budget or (64 << 20))
         self._lock = threading.Lock()
         self._body: Optional[LiveBody] = first
         self.content_type: Optional[str] = first.headers.get("Content-Type")
@@ -88,6 +88,9 @@ class LiveReader:
         self._fetched = 0
         self._closing = threading.Event()  # also what backoff waits on
         self._thread = threading.Thread(target=self._run, name=f"kithara-live-{next(_ids)}", daemon=True)
+
+    def _new_buffer(self, budget: int) -> LiveBuffer:
+        return LiveBuffer(budget, STATION_WINDOW if self.station else budget, self.url)
 
     def open(self) -> None:
         """Start reading; returns once the first bytes (or the end, or a failure) are in."""
@@ -109,6 +112,9 @@ class LiveReader:
 
     def seekable(self) -> bool:
         return self._buffer.complete()
+
+    def wait_size(self) -> Optional[int]:
+        return self.size  # known only once complete: nothing to wait for
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -292,12 +298,16 @@ class LiveReader:
 class LiveStream(Stream):
     """A :class:`~kithara_io.stream.Stream` over a live source.
 
-    Like a pipe: ``size`` is None, ``seekable()`` is False, ``seek`` raises
-    ``io.UnsupportedOperation`` except to the current position, ``tell()`` counts the bytes
-    read, and a read returns as soon as some bytes are there (fewer than asked is not the
-    end; ``b""`` is). A finite body becomes an ordinary seekable file once its end is proven
-    with every byte still held. ``metadata``: the station's fields and the title at the
-    read position.
+    A radio station (``icy-*`` headers), a FIFO or stdin reads like a pipe: ``size`` is None,
+    ``seekable()`` is False, ``seek`` raises ``io.UnsupportedOperation`` except to the
+    current position, ``tell()`` counts the bytes read, and a read returns as soon as some
+    bytes are there (fewer than asked is not the end; ``b""`` is); a pipe's finite body
+    becomes seekable once its end is proven with every byte still held.
+
+    Any other HTTP body without a length is a file whose length becomes known at its end
+    (:mod:`kithara_io.livefile`): ``seekable()`` is True throughout, ``size`` is None until
+    the end arrives, reads fill their buffer, ``seek(0, SEEK_END)`` waits for the end.
+    ``metadata``: the station's fields and the title at the read position.
     """
 
     _reader: LiveReader
@@ -333,6 +343,10 @@ class LiveStream(Stream):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_closed()
         if self._reader.seekable():
+            if whence == io.SEEK_END:  # a file without a length: wait for its end
+                with self._lock:
+                    self._check_failed()
+                    offset, whence = self._reader.wait_size() + offset, io.SEEK_SET
             return super().seek(offset, whence)
         self._check_failed()
         if whence == io.SEEK_SET:
@@ -408,10 +422,15 @@ def open_url(
     def connect_icy(slot: AbortSlot) -> LiveBody:  # no HTTP attempt first: we know the server
         return open_icy(url, headers, opts.timeout, opts.verify, slot)
 
+    from .livefile import LiveFileReader  # (it builds on LiveReader)
+
     body = first if first is not None else connect(slot)
     try:
-        reader = LiveReader(url, body, connect_icy if isinstance(body, IcyLiveBody) else connect, opts,
-                            slot=slot, priority=priority)
+        if isinstance(body, IcyLiveBody) or is_station(body.headers):
+            reader = LiveReader(url, body, connect_icy if isinstance(body, IcyLiveBody) else connect, opts,
+                                slot=slot, priority=priority, station=True)
+        else:  # a file without a length
+            reader = LiveFileReader(url, body, connect, opts, slot=slot, priority=priority)
     except BaseException:
         body.close()
         raise

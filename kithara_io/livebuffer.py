@@ -6,17 +6,24 @@ are kept up to ``keep_behind`` and dropped first whenever the held bytes pass ``
 Once the writer says the end is proven (``finish``) and nothing was ever dropped, every byte
 is still here and the stream can be read anywhere, like a file.
 
+:class:`FileWindow` is the same buffer for a body without a length that is a file, not a
+station (see :mod:`kithara_io.livefile`): a window of the body that reads move.
+
 One condition variable guards every field; nothing is called while it is held.
 """
 
 from __future__ import annotations
 
 import bisect
+import sys
 import threading
 import time
 from typing import List, Optional, Tuple
 
 from .errors import StreamClosedError
+
+#: What ``FileWindow.append`` tells the writer.
+APPENDED, CLOSED, RESTART = "appended", "closed", "restart"
 
 
 class LiveBuffer:
@@ -169,3 +176,170 @@ class LiveBuffer:
     def counters(self) -> Tuple[int, int, float, int]:
         with self._cond:
             return self.served, self.waits, self.time_waited, self.end - self.start
+
+
+class FileWindow(LiveBuffer):
+    """A body without a length read as a file: at most ``budget`` bytes of it, ``[start, end)``.
+
+    The writer waits while ``budget`` bytes wait ahead of the reader's reach (the furthest byte
+    it read or waits for). A reader waiting beyond the window (a forward seek; ``wait_length``
+    for a seek from the end) lets the writer go on, dropping the oldest bytes to stay within
+    ``budget``: the tail is held. A read before the window asks for a restart: the writer
+    empties the window, moves it to ``restart`` and reads the body again from its first byte
+    (a new request), dropping what comes before. ``length`` is the body's length once a pass
+    reached its end; it never changes afterwards (a pass that ends elsewhere is an error).
+    """
+
+    def __init__(self, budget: Optional[int], name: str = "") -> None:
+        budget = budget or sys.maxsize  # None: keep everything, as cache_budget=None says
+        super().__init__(budget, budget, name)
+        self.length: Optional[int] = None
+        self.wanted = 0  # the byte a waiting reader needs (sys.maxsize: the length)
+        self.restart: Optional[int] = None  # where a read before the window wants it to begin
+
+    # -- the writer ------------------------------------------------------------------------
+    def append(self, data: bytes) -> str:
+        """Append ``data`` at ``end`` (after waiting for room): APPENDED, else CLOSED, or
+        RESTART when a reader wants bytes before the window (``data`` is not stored)."""
+        with self._cond:
+            while not self.closed and self.restart is None and self._full():
+                self._cond.wait()
+            if self.closed:
+                return CLOSED
+            if self.restart is not None:
+                return RESTART
+            if data:
+                self._chunks.append(data)
+                self._offsets.append(self.end)
+                self.end += len(data)
+                self._trim()
+                self._cond.notify_all()
+            return APPENDED
+
+    def finish_pass(self, length: int) -> bool:
+        """A pass reached the body's end at ``length``: False if an earlier pass ended elsewhere."""
+        with self._cond:
+            if self.length is not None and self.length != length:
+                return False
+            self.length = length
+            self.done = True
+            self._cond.notify_all()
+            return True
+
+    def holds_all(self) -> bool:
+        """Every byte of the body is here: no read can need another pass."""
+        with self._cond:
+            whole = self.length is not None and self.start == 0 and self.end == self.length
+            return whole and self.end <= self.budget  # (more could still be dropped behind reads)
+
+    def restart_pending(self) -> bool:
+        with self._cond:
+            return self.restart is not None or self.closed
+
+    def take_restart(self, wait: bool) -> Optional[int]:
+        """The position a reader asked the window to restart at, with the window emptied and
+        moved there; None if none is asked (``wait``: until one is, or the buffer closes)."""
+        with self._cond:
+            while wait and self.restart is None and not self.closed:
+                self._cond.wait()
+            if self.closed or self.restart is None:
+                return None
+            target, self.restart = self.restart, None
+            self._chunks, self._offsets, self._first = [], [], 0
+            self.start = self.end = self.consumed = target
+            self._cond.notify_all()
+            return target
+
+    def matches(self, pos: int, data: bytes) -> bool:
+        """Whether ``data`` at ``pos`` equals the bytes held there (True where none are)."""
+        with self._cond:
+            first, last = max(pos, self.start), min(pos + len(data), self.end)
+            if first >= last:
+                return True
+            held = bytearray(last - first)
+            self._copy(first, memoryview(held))
+            return held == data[first - pos : last - pos]
+
+    def _full(self) -> bool:
+        reach = min(max(self.consumed, self.wanted), self.end)
+        return self.end - max(self.start, reach) >= self.budget
+
+    def _trim(self) -> None:
+        """Drop whole chunks behind the reader's reach while more than ``budget`` is held."""
+        reach = max(self.consumed, self.wanted)
+        while self._first < len(self._chunks) and self.end - self.start > self.budget:
+            chunk_end = self._offsets[self._first] + len(self._chunks[self._first])
+            if chunk_end > reach:
+                break
+            self._chunks[self._first] = b""
+            self._first += 1
+            self.start = chunk_end
+            self.dropped = True
+        if self._first > 1024:
+            del self._chunks[: self._first]
+            del self._offsets[: self._first]
+            self._first = 0
+
+    # -- the reader ------------------------------------------------------------------------
+    def has_data(self, pos: int) -> bool:
+        with self._cond:
+            known_end = self.length is not None and pos >= self.length
+            return self.start <= pos < self.end or known_end or self.error is not None or self.closed
+
+    def read_into(self, pos: int, out: memoryview) -> int:
+        """Copy bytes from ``pos`` into ``out``: as many as the window holds there (at least
+        one), after waiting until it does. 0 at or past the length; the stored failure once
+        nothing more will come."""
+        with self._cond:
+            began = None
+            try:
+                while not self.start <= pos < self.end:
+                    if self.length is not None and pos >= self.length and not self.closed:
+                        return 0
+                    self._check_wait()
+                    if pos < self.start:
+                        # Keep a little before pos: decoders step back a few frames.
+                        target = max(0, pos - min(self.budget // 4, 1 << 20))
+                        if self.restart is None or target < self.restart:
+                            self.restart = target
+                    else:
+                        self.wanted = pos
+                    self._cond.notify_all()
+                    began = began or time.monotonic()
+                    self._cond.wait()
+            finally:
+                self.wanted = 0
+                if began is not None:
+                    self.waits += 1
+                    self.time_waited += time.monotonic() - began
+            n = self._copy(pos, out)
+            self.served += n
+            if pos + n > self.consumed:
+                self.consumed = pos + n
+                self._trim()
+                self._cond.notify_all()
+            return n
+
+    def wait_length(self) -> int:
+        """The body's length, after waiting for a pass to reach its end (the writer drops
+        the oldest bytes meanwhile, keeping the tail)."""
+        with self._cond:
+            try:
+                while self.length is None:
+                    self._check_wait()
+                    self.wanted = sys.maxsize
+                    self._cond.notify_all()
+                    self._cond.wait()
+            finally:
+                self.wanted = 0
+            return self.length
+
+    def _check_wait(self) -> None:
+        """Raise what ends a wait: closed, the stored failure, an interrupt."""
+        if self.closed:
+            raise StreamClosedError("stream closed while a read was waiting", url=self.name)
+        if self.error is not None:
+            raise self.error.with_traceback(None)
+        if self._interrupt:
+            self._interrupt = False
+            raise InterruptedError("read interrupted (Stream.interrupt)")

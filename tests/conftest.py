@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Union
 
 import pytest
 
-from tests.servers import REGISTRY, THREAD_PREFIX, NginxServer, RangedServer, StdlibServer
+from tests.servers import REGISTRY, THREAD_PREFIX, ChunkedNginxServer, NginxServer, RangedServer, StdlibServer
 from tests.servers.faults import FaultServer, running_fault_server
 from tests.servers.media import AUDIO_FILES, make_media
 from tests.servers.proxy import ProxyServer
@@ -20,7 +20,7 @@ from tests.servers.tls import TlsFiles, make_tls_files
 
 __all__ = ["AUDIO_FILES"]
 
-AnyServer = Union[StdlibServer, RangedServer, NginxServer]
+AnyServer = Union[StdlibServer, RangedServer, NginxServer, ChunkedNginxServer]
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +65,20 @@ def nginx_server(media_dir: Path) -> Iterator[NginxServer]:
 @pytest.fixture(params=["stdlib", "ranged", "nginx"])
 def any_server(request: pytest.FixtureRequest) -> AnyServer:
     """Each of the three servers in turn; ``.kind`` and ``.supports_ranges`` tell them apart."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture(scope="session")
+def nginx_chunked_server(media_dir: Path) -> Iterator[ChunkedNginxServer]:
+    """nginx serving media_dir chunked, without a length, ranges or validators (sub_filter)."""
+    with ChunkedNginxServer(media_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(params=["stdlib", "ranged", "nginx", "nginx_chunked"])
+def file_server(request: pytest.FixtureRequest) -> AnyServer:
+    """The servers real clients are tested against: ``any_server``'s three and nginx serving
+    every file chunked, without a length (``kind == "nginx-chunked"``)."""
     return request.getfixturevalue(f"{request.param}_server")
 
 

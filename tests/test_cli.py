@@ -82,6 +82,15 @@ def test_info_reports_a_server_without_ranges_and_a_local_file(stdlib_server, me
     assert (local["ranges"], local["etag"], local["frames"]) == (None, None, 176400)
 
 
+@pytest.mark.parametrize("name", ["tone.flac", "tone.mp3"])
+def test_info_of_a_file_served_chunked_without_a_length(nginx_chunked_server, media, name, capsys, no_leaks) -> None:
+    assert main(["info", "--json", nginx_chunked_server.url(name)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    local = sf.info(str(media[name]))
+    assert (info["format"], info["frames"], info["channels"]) == (local.format, local.frames, local.channels)
+    assert info["size"] == media[name].stat().st_size and info["ranges"] is False and "live" not in info
+
+
 def test_info_text(ranged_server, capsys) -> None:
     assert main(["info", ranged_server.url("tone.flac")]) == 0
     text = capsys.readouterr().out
@@ -165,6 +174,12 @@ def test_get_from_a_server_without_ranges(stdlib_server, media, tmp_path) -> Non
     target = tmp_path / "tone.wav"
     assert main(["get", stdlib_server.url("tone.wav"), "-o", str(target)]) == 0
     assert target.read_bytes() == media["tone.wav"].read_bytes()
+
+
+def test_get_from_a_server_sending_chunked_without_a_length(nginx_chunked_server, media, tmp_path, no_leaks) -> None:
+    target = tmp_path / "random.bin"
+    assert main(["get", nginx_chunked_server.url("random.bin"), "-o", str(target)]) == 0
+    assert target.read_bytes() == media["random.bin"].read_bytes()
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from kithara_io.playback.decoders import SafeReader, open_decoder
 from tests.audio_devices import ManualOutputs
 from tests.audio_devices import pull_all as pull_device
 from tests.av_media import AV_FORMATS, decode_all, encode, make_av_media
-from tests.servers import RangedServer
+from tests.servers import ChunkedNginxServer, RangedServer
 from tests.servers.media import signal
 
 BLOCK = 512
@@ -28,9 +28,12 @@ def av_media(tmp_path_factory) -> dict:
     return make_av_media(tmp_path_factory.mktemp("av-media"), lambda rate: signal(4.0, rate))
 
 
-@pytest.fixture(scope="module")
-def av_server(av_media):
-    with RangedServer(next(iter(av_media.values())).parent) as server:
+@pytest.fixture(scope="module", params=["ranged", "nginx-chunked"])
+def av_server(av_media, request):
+    """The media over our ranged server, and over nginx sending each file chunked, without a
+    length or ranges (sub_filter)."""
+    kind = RangedServer if request.param == "ranged" else ChunkedNginxServer
+    with kind(next(iter(av_media.values())).parent) as server:
         yield server
 
 

@@ -1,6 +1,6 @@
 """Live streams (issue #14) against the test radio server: unknown length, pipe-like file
 behaviour, ICY metadata, reconnects, backpressure, close bounds, finite bodies without a
-length, station playlists."""
+length (files: see also test_live_file.py), station playlists."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_reconnection_stops_at_a_permanent_error(icy_server, mp3, no_leaks):
 
 
 @pytest.mark.parametrize("framing", ["close", "chunked"])
-def test_finite_body_without_length_becomes_seekable_at_its_end(icy_server, framing, no_leaks):
+def test_finite_body_without_length_is_a_file_from_open(icy_server, framing, no_leaks):
     payload = bytes(range(256)) * 1200  # 307200 B
     station = Station(
         payload=payload, framing=framing, metaint=None, icy_headers={}, limit=len(payload),
@@ -173,8 +173,8 @@ def test_finite_body_without_length_becomes_seekable_at_its_end(icy_server, fram
     )
     path, url = mount(icy_server, station, ".bin")
     with kithara_io.open(url) as f:
-        assert f.size is None and not f.seekable()
-        data = read_to_end(f)
+        assert f.seekable()  # from open: its answer never changes
+        data = f.read()
         payload = station_bytes(payload, head_listeners(icy_server.listeners(path))[-1].joined_at, len(payload))
         assert data == payload
         assert f.seekable() and f.size == len(payload)
@@ -188,14 +188,23 @@ def test_finite_body_without_length_becomes_seekable_at_its_end(icy_server, fram
     assert len(head_listeners(icy_server.listeners(path))) == 2
 
 
-def test_finite_body_larger_than_the_budget_stays_a_pipe(icy_server, no_leaks):
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_finite_body_larger_than_the_budget_is_requested_again_for_dropped_bytes(icy_server, framing, no_leaks):
     payload = bytes(range(256)) * 4096 * 3  # 3 MiB
-    station = Station(payload=payload, metaint=None, icy_headers={}, limit=len(payload), content_type="application/octet-stream")
+    station = Station(payload=payload, framing=framing, metaint=None, icy_headers={}, limit=len(payload),
+                      content_type="application/octet-stream")
     path, url = mount(icy_server, station, ".bin")
     with kithara_io.open(url, cache_budget=2 * MiB, max_fetch=1 * MiB, min_fetch=64 * KiB) as f:
+        assert f.seekable()
         assert read_to_end(f) == payload
-        assert not f.seekable() and f.size is None
+        assert f.seekable() and f.size == len(payload)
         assert f.stats().bytes_cached <= 2 * MiB + 64 * KiB
+        f.seek(0)  # dropped: the URL is asked again and read up to here
+        assert f.read(100_000) == payload[:100_000]
+        assert f.seekable() and f.stats().bytes_cached <= 2 * MiB + 64 * KiB
+    # The first (ranged) answer is asked again without Range (it might have been just the
+    # range: tests/test_ambiguous_answers.py), then once more for the dropped bytes.
+    assert len(head_listeners(icy_server.listeners(path))) == 3
 
 
 def test_backpressure_pauses_the_download(icy_server, mp3, no_leaks):

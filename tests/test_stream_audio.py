@@ -11,16 +11,16 @@ from tests.conftest import AUDIO_FILES
 
 
 @pytest.mark.parametrize("name", AUDIO_FILES)
-def test_sf_read_equals_local(any_server, media, name):
+def test_sf_read_equals_local(file_server, media, name, no_leaks):
     expected, rate = sf.read(media[name], dtype="int16")
-    with kithara_io.open(any_server.url(name)) as f:
+    with kithara_io.open(file_server.url(name)) as f:
         got, got_rate = sf.read(f, dtype="int16")
     assert got_rate == rate
     np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("name", AUDIO_FILES)
-def test_soundfile_seek_to_frame_equals_local(any_server, media, name):
+def test_soundfile_seek_to_frame_equals_local(file_server, media, name, no_leaks):
     with sf.SoundFile(media[name]) as local:
         frames = local.frames
         targets = [frames // 2, frames // 5, frames - 3000, 0]
@@ -28,7 +28,7 @@ def test_soundfile_seek_to_frame_equals_local(any_server, media, name):
         for t in targets:
             local.seek(t)
             expected.append(local.read(2048, dtype="int16"))
-    with kithara_io.open(any_server.url(name)) as f, sf.SoundFile(f) as remote:
+    with kithara_io.open(file_server.url(name)) as f, sf.SoundFile(f) as remote:
         assert remote.frames == frames
         for t, want in zip(targets, expected):
             assert remote.seek(t) == t

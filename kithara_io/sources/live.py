@@ -173,7 +173,10 @@ def _get(conn: HTTPConnection, parsed, headers: dict, timeout: Timeout, slot: Ab
     conn.connect()
     sock = conn.sock
     slot.attach(sock)
-    sock.settimeout(timeout.read)  # per gap between reads, as for every fetch
+    # Per gap between reads, as for every fetch. urllib3 puts conn.timeout on the socket at
+    # request() and getresponse(): set there, or the connect timeout would apply to the body.
+    conn.timeout = timeout.read
+    sock.settimeout(timeout.read)
     conn.request("GET", parsed.request_uri, headers=headers, preload_content=False, decode_content=False)
     return conn.getresponse(), sock
 

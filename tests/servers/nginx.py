@@ -181,3 +181,16 @@ class NginxServer:
 
     def __repr__(self) -> str:
         return f"<NginxServer {getattr(self, 'base_url', '?')} root={self.root}>"
+
+
+class ChunkedNginxServer(NginxServer):
+    """nginx passing every file through ``sub_filter`` (a substitution that never matches, so
+    the bytes are the file's): what nginx sends for any filtered body (sub_filter, gzip, SSI)
+    and many dynamic servers send for files. Chunked, no Content-Length, no ``Range`` (200 to
+    a range request), no ETag / Last-Modified; HEAD answers without a length too."""
+
+    kind = "nginx-chunked"
+    supports_ranges = False
+    config_template = _CONF.replace(
+        "location / {{ }}", "location / {{ sub_filter_types *; sub_filter 'kithara-never-in-media' 'x'; }}"
+    )
