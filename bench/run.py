@@ -79,13 +79,15 @@ def run_child(name: str, data: Path, quick: bool, results: Path) -> int:
 
 # -- parent ------------------------------------------------------------------------------------
 def _child_command(name: str, data: Path, quick: bool, results: Path) -> tuple:
+    """The child's command line; a case whose module sets ``NETNS = True`` runs in a private
+    network namespace (``unshare --net``), when this is root with ``unshare`` and ``tc``."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--data", str(data),
            "--results", str(results)]
     if quick:
         cmd.append("--quick")
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    if name == "seq_throttled" and can_shape_in_netns():
+    if getattr(importlib.import_module(f"cases.{name}"), "NETNS", False) and can_shape_in_netns():
         cmd = ["unshare", "--net", "--"] + cmd
         env["KITHARA_BENCH_NETNS"] = "1"
     return cmd, env

@@ -3,6 +3,8 @@
 Bytes fetched are the body bytes nginx sent for the run (its access log, tagged per run):
 what crossed the wire, including the tail of a response a client aborted. Requests are the
 logged requests of the run (fsspec's HEAD included). Floor: one GET of the whole file.
+obstore decodes from ``obstore.open_reader`` (its file object: 1 MiB ranges, the buffer
+cleared on every seek).
 """
 
 from __future__ import annotations
