@@ -79,8 +79,8 @@ def read(url: str, size: Optional[int] = None, tls: "Optional[TlsFiles]" = None,
     n = 0
     for chunk in obstore.get(st, path).stream(min_chunk_size=MiB):
         n += len(chunk)
-        if size is not None and n >= size:
-            break
+        if size is not None and n >= size:  # the last chunk may hold more: counted up to size
+            return size
     return n
 
 
