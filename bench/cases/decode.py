@@ -71,6 +71,7 @@ def run(ctx: Context) -> Dict[str, Any]:
                     f"{fmt.upper()} ({size / 1e6:.1f} MB): bytes fetched / size, requests",
                     {c: f"{per_client[c]['amplification']:.3f} / {per_client[c]['requests']} req" for c in CLIENTS},
                     ratio=amp / per_client["floor"]["amplification"],
+                    vs_obstore=amp / per_client["obstore"]["amplification"],
                     target="<= 1.05",
                     passed=amp <= 1.05,
                 )

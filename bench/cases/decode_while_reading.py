@@ -115,13 +115,15 @@ def decode_once(client: str, url: str) -> "tuple[float, np.ndarray]":
     return time.perf_counter() - started, data
 
 
-def measure(ctx: Context, srv: BenchNginx, path: Path, label: str, reference: np.ndarray) -> Dict[str, Any]:
-    """Every client and both floors, ``REPEATS`` times (order rotated): seconds per decode."""
+def measure(ctx: Context, srv: BenchNginx, path: Path, label: str, reference: np.ndarray,
+            warm: bool) -> Dict[str, Any]:
+    """Every client and both floors, ``REPEATS`` times (order rotated): seconds per decode;
+    ``warm``: one untimed decode each first (imports, page cache)."""
     names: List[str] = [c for c in CLIENTS if c != "floor"] + list(FLOORS)
     seconds: Dict[str, list] = {c: [] for c in names}
     requests_made: Dict[str, list] = {c: [] for c in names}
     sent: Dict[str, list] = {c: [] for c in names}
-    for client in names:  # warm-up: imports, page cache
+    for client in names if warm else []:
         decode_once(client, tagged(srv.url(path.name), f"dwr-{label}-warm"))
     for rep in range(ctx.reps(REPEATS)):
         for client in rotated(names, rep):
@@ -172,7 +174,7 @@ def run(ctx: Context) -> Dict[str, Any]:
     if netns:
         loopback_up()
     with BenchNginx(ctx.data) as srv:
-        results["loopback"] = measure(ctx, srv, path, "loopback", reference)
+        results["loopback"] = measure(ctx, srv, path, "loopback", reference, warm=True)
     if netns:
         link = "tc tbf " + shape_loopback(RATE)
         limit_rate = None
@@ -181,7 +183,7 @@ def run(ctx: Context) -> Dict[str, Any]:
         limit_rate = RATE
         log("WARNING: " + link)
     with BenchNginx(ctx.data, limit_rate=limit_rate) as srv:
-        results["100MB/s"] = measure(ctx, srv, path, "100MBps", reference)
+        results["100MB/s"] = measure(ctx, srv, path, "100MBps", reference, warm=False)
     rows = [link_row(", loopback", audio_s, results["loopback"]),
             link_row(", 100 MB/s link" + ("" if netns else " (FALLBACK)"), audio_s, results["100MB/s"])]
     model = (

@@ -221,6 +221,7 @@ def run_scheme(ctx: Context, https: bool) -> Dict[str, Any]:
                 f"seek -> first 4 KiB, ms: median / worst of {nseeks}",
                 {c: f"{seek_ms[c]:.0f} / {worst[c]:.0f}" for c in CLIENTS},
                 ratio=seek_ms["kithara-io"] / seek_ms["floor"],
+                vs_obstore=seek_ms["kithara-io"] / seek_ms["obstore"],
                 target=f"~1 RTT (<= {limit:.0f} ms)",
                 passed=seek_ms["kithara-io"] <= limit,
                 fmt="{:.0f}",
