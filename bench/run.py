@@ -200,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_child(args.child, Path(args.data), args.quick, Path(args.results))
     if args.list:
         for name in ORDER:
-            print(f"{name:14s} {importlib.import_module(f'cases.{name}').TITLE}")
+            print(f"{name:22s} {importlib.import_module(f'cases.{name}').TITLE}")
         return 0
     names = ORDER if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in ORDER]

@@ -144,6 +144,7 @@ def measure(ctx: Context, srv: BenchNginx, path: Path, label: str, reference: np
 def link_row(label: str, audio_s: float, res: Dict[str, Any]) -> Dict[str, Any]:
     med: Dict[str, Optional[float]] = res["median"]
     floor_name = min(FLOORS, key=lambda f: med[f])
+    other = FLOORS[1] if floor_name == FLOORS[0] else FLOORS[0]
     speed = {c: audio_s / med[c] for c in CLIENTS if c != "floor"}
     speed["floor"] = audio_s / med[floor_name]
     ratio = speed["kithara-io"] / speed["floor"]
@@ -151,7 +152,7 @@ def link_row(label: str, audio_s: float, res: Dict[str, Any]) -> Dict[str, Any]:
     return row(
         "8 decode while reading" + label,
         f"FLAC {audio_s:.0f} s, sf.read from open to samples: x realtime (floor: {floor_name}; "
-        f"the other {audio_s / med[FLOORS[1] if floor_name == FLOORS[0] else FLOORS[0]]:.0f})",
+        f"{other}: {audio_s / med[other]:.0f})",
         speed,
         ratio=ratio,
         target=">= 1.0x floor",
