@@ -8,13 +8,17 @@ Every client is used the way its documentation shows, with its defaults:
                   made per measured open (``skip_instance_cache=True``), so fsspec, like the other
                   clients, starts every measurement without warm keep-alive connections.
 * ``smart_open``  ``smart_open.open(url, "rb")``
+* ``obstore``     ``HTTPStore.from_url(url)``; per case its API for the access pattern (``get``
+                  streamed, ``get_range``, ``get_ranges``) or, for a decoder, ``open_reader``
+                  (see ``_obstore``)
 * ``floor``       the raw minimum for the access pattern (``requests`` or ``http.client``).
 
 Over https (``tls``: the run's :class:`tests.servers.tls.TlsFiles`) every client verifies the
 server against the run's CA, each the way its documentation says: kithara-io ``verify=<CA
 path>``, requests ``verify=<CA path>``, ``http.client.HTTPSConnection(context=...)``, fsspec
 ``HTTPFileSystem(ssl=<SSLContext>)`` (a request option aiohttp takes), smart_open
-``transport_params={"session": <requests.Session with verify, trust_env off>}``.
+``transport_params={"session": <requests.Session with verify, trust_env off>}``, obstore
+``client_options={"root_certificate": <the CA's PEM>}``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ KiB = 1024
 MiB = 1024 * KiB
 MB = 1_000_000
 
-CLIENTS = ["kithara-io", "floor", "fsspec", "smart_open"]
-LIBS = ["kithara-io", "fsspec", "smart_open"]  # the clients that are libraries (not the floor)
+CLIENTS = ["kithara-io", "floor", "obstore", "fsspec", "smart_open"]
+LIBS = ["kithara-io", "obstore", "fsspec", "smart_open"]  # the clients that are libraries (not the floor)
 
 
 # -- machine ----------------------------------------------------------------------------------
@@ -108,6 +112,7 @@ def machine_info() -> Dict[str, Any]:
             "fsspec": _version("fsspec"),
             "aiohttp": _version("aiohttp"),
             "smart_open": _version("smart_open"),
+            "obstore": _version("obstore"),
             "soundfile": _version("soundfile"),
             "libsndfile": libsndfile,
             "numpy": _version("numpy"),
@@ -131,7 +136,7 @@ def machine_line(m: Dict[str, Any]) -> str:
     return (
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']} (kernel {m['kernel']}); "
         f"Python {m['python']}; kithara-io {v['kithara-io']}, requests {v['requests']}, urllib3 {v['urllib3']}, "
-        f"fsspec {v['fsspec']} (aiohttp {v['aiohttp']}), smart_open {v['smart_open']}, "
+        f"fsspec {v['fsspec']} (aiohttp {v['aiohttp']}), smart_open {v['smart_open']}, obstore {v.get('obstore')}, "
         f"soundfile {v['soundfile']} (libsndfile {v['libsndfile']}), nginx {v['nginx']}. "
         "Client and server share the machine's cores."
     )
@@ -242,6 +247,14 @@ def open_client(client: str, url: str, tls: "Optional[TlsFiles]" = None, **kitha
             session.trust_env = False
             with smart_open.open(url, "rb", transport_params={"session": session}) as f:
                 yield f
+    elif client == "obstore":
+        import _obstore
+
+        f = _obstore.open_reader(url, tls)
+        try:
+            yield f
+        finally:
+            f.close()
     else:
         raise ValueError(client)
 
@@ -317,8 +330,10 @@ def row(
     target: str = "",
     passed: Optional[bool] = None,
     fmt: str = "{:.1f}",
+    vs_obstore: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """One table row: ``values`` per client (numbers are formatted with ``fmt``)."""
+    """One table row: ``values`` per client (numbers are formatted with ``fmt``).
+    ``vs_obstore``: kithara-io's value / obstore's (default: computed when both are numbers)."""
     cells = {}
     for client in CLIENTS:
         v = values.get(client)
@@ -328,12 +343,16 @@ def row(
             cells[client] = v
         else:
             cells[client] = fmt.format(v)
+    k, o = values.get("kithara-io"), values.get("obstore")
+    if vs_obstore is None and isinstance(k, (int, float)) and isinstance(o, (int, float)) and o:
+        vs_obstore = k / o
     return {
         "case": case,
         "metric": metric,
         "values": {k: v for k, v in values.items()},
         "cells": cells,
         "ratio": ratio,
+        "vs_obstore": vs_obstore,
         "target": target,
         "passed": passed,
     }
@@ -353,14 +372,20 @@ def verdict(passed: Optional[bool]) -> str:
 
 
 def markdown_table(rows: List[Dict[str, Any]]) -> str:
-    head = "| case | metric | kithara-io | floor | fsspec | smart_open | ratio vs floor | target | result |"
-    lines = [head, "|" + "---|" * 9]
+    """The rows as one Markdown table; the ratios are kithara-io's value / the floor's and /
+    obstore's (so > 1 is faster for rates, slower for times, CPU and memory)."""
+    head = (
+        "| case | metric | kithara-io | floor | obstore | fsspec | smart_open | ratio vs floor | "
+        "vs obstore | target | result |"
+    )
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
+        vs_ob = "—" if r.get("vs_obstore") is None else f"{r['vs_obstore']:.2f}x"
         c = r["cells"]
         lines.append(
-            f"| {r['case']} | {r['metric']} | {c['kithara-io']} | {c['floor']} | {c['fsspec']} | "
-            f"{c['smart_open']} | {ratio} | {r['target']} | {verdict(r.get('passed'))} |"
+            f"| {r['case']} | {r['metric']} | {c['kithara-io']} | {c['floor']} | {c['obstore']} | {c['fsspec']} | "
+            f"{c['smart_open']} | {ratio} | {vs_ob} | {r['target']} | {verdict(r.get('passed'))} |"
         )
     return "\n".join(lines)
 

@@ -84,6 +84,8 @@ http {{
         {tls}
         root {root};
         location / {{ }}
+        # /t/<tag>/<file> is /<file>: obstore's shared store names the run in the path
+        location /t/ {{ rewrite ^/t/[^/]+/(.*)$ /$1 break; }}
     }}
 }}
 """
@@ -113,12 +115,13 @@ class BenchNginx(NginxServer):
         return {**super()._config_values(), "limit_rate": rate}
 
     def requests(self, tag: Optional[str] = None) -> List[Dict[str, Any]]:
-        """The logged requests (whose query carries ``bench=<tag>``, if given)."""
+        """The logged requests (whose query carries ``bench=<tag>``, or whose path starts with
+        ``/t/<tag>/``, if given)."""
         entries = parse_access_log(self.access_log)
         if tag is None:
             return entries
-        needle = f"bench={tag} "
-        return [e for e in entries if needle in e["request"] + " "]
+        needle, prefix = f"bench={tag} ", f" /t/{tag}/"
+        return [e for e in entries if needle in e["request"] + " " or prefix in e["request"]]
 
     def settled_requests(self, tag: str) -> List[Dict[str, Any]]:
         """``requests(tag)`` once nginx has logged the requests a closed client aborted."""
@@ -413,6 +416,13 @@ def can_shape_in_netns() -> bool:
 
 def in_private_netns() -> bool:
     return os.environ.get("KITHARA_BENCH_NETNS") == "1"
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` of the private network namespace up (unshaped)."""
+    if not in_private_netns():
+        raise RuntimeError("not in a private network namespace")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True, timeout=10)
 
 
 def shape_loopback(rate_bytes: int) -> str:

@@ -79,13 +79,15 @@ def run_child(name: str, data: Path, quick: bool, results: Path) -> int:
 
 # -- parent ------------------------------------------------------------------------------------
 def _child_command(name: str, data: Path, quick: bool, results: Path) -> tuple:
+    """The child's command line; a case whose module sets ``NETNS = True`` runs in a private
+    network namespace (``unshare --net``), when this is root with ``unshare`` and ``tc``."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--data", str(data),
            "--results", str(results)]
     if quick:
         cmd.append("--quick")
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    if name == "seq_throttled" and can_shape_in_netns():
+    if getattr(importlib.import_module(f"cases.{name}"), "NETNS", False) and can_shape_in_netns():
         cmd = ["unshare", "--net", "--"] + cmd
         env["KITHARA_BENCH_NETNS"] = "1"
     return cmd, env
@@ -198,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_child(args.child, Path(args.data), args.quick, Path(args.results))
     if args.list:
         for name in ORDER:
-            print(f"{name:14s} {importlib.import_module(f'cases.{name}').TITLE}")
+            print(f"{name:22s} {importlib.import_module(f'cases.{name}').TITLE}")
         return 0
     names = ORDER if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in ORDER]

@@ -14,4 +14,5 @@ ORDER = [
     "concurrent",
     "many",
     "many_https",
+    "decode_while_reading",
 ]

@@ -6,7 +6,9 @@ High-priority stream is opened and reads its own part the same way. TTFB of the 
 ``open`` + its first ``read(64 KiB)``. Aggregate = all bytes / the time from the first open
 to the last byte. kithara-io: all eight streams on one ``Downloader()`` (default
 ``max_concurrent=5``). The others have no priorities: eight threads, each with its own file
-object (fsspec's share its event-loop thread); floor: eight ``requests`` GETs with a Range.
+object (fsspec's share its event-loop thread); floor: eight ``requests`` GETs with a Range;
+obstore: eight ``obstore.get`` of the stream's range, each on its own ``HTTPStore``, streamed in
+chunks of at least 64 KiB.
 Also reported: the same TTFB on an idle server (before the load).
 """
 
@@ -70,6 +72,10 @@ class _Reader(threading.Thread):
             with requests.get(self.url, headers={"Range": rng}, stream=True, timeout=60) as r:
                 r.raise_for_status()
                 self._consume(lambda n: r.raw.read(n), first, t0)
+        elif self.client == "obstore":
+            import _obstore
+
+            self._consume(_obstore.RangeStream(self.url, self.offset, self.length).read, first, t0)
         else:
             kw = {}
             if self.client == "kithara-io":

@@ -3,6 +3,8 @@
 Bytes fetched are the body bytes nginx sent for the run (its access log, tagged per run):
 what crossed the wire, including the tail of a response a client aborted. Requests are the
 logged requests of the run (fsspec's HEAD included). Floor: one GET of the whole file.
+obstore decodes from ``obstore.open_reader`` (its file object: 1 MiB ranges, the buffer
+cleared on every seek).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def run(ctx: Context) -> Dict[str, Any]:
                     f"{fmt.upper()} ({size / 1e6:.1f} MB): bytes fetched / size, requests",
                     {c: f"{per_client[c]['amplification']:.3f} / {per_client[c]['requests']} req" for c in CLIENTS},
                     ratio=amp / per_client["floor"]["amplification"],
+                    vs_obstore=amp / per_client["obstore"]["amplification"],
                     target="<= 1.05",
                     passed=amp <= 1.05,
                 )

@@ -12,6 +12,9 @@ first bytes, as a TCP handshake costs, 12.5 MB/s downstream shared fairly by all
   decoder reads for that (counted once on the local file). Floor: a fresh connection fetching
   that many bytes from offset 0 in one GET (2 RTT + transfer time): no client can do better.
 
+obstore: seeks are ``obstore.get_range`` on one store (warmed by the first 4 KiB); time to first
+audio goes through ``obstore.open_reader`` (a HEAD for the size, then 1 MiB ranges).
+
 ``cases.latency_https`` runs the same over https through the same proxy: the TLS handshake
 crosses the modelled link (TLS 1.3: +1 RTT on a fresh connection), so the time-to-first-audio
 target there is 4 RTT + transfer; the seek target stays ~1 RTT (a warm connection).
@@ -43,6 +46,8 @@ from _common import (
     tagged,
 )
 from _servers import DelayProxy, bench_nginx, scheme_note
+
+import _obstore
 
 NAME = "latency"
 TITLE = "3. 50 ms RTT: seek and time to first audio"
@@ -124,6 +129,19 @@ def seek_times(client: str, url: str, positions: List[int], extra: Dict[str, Any
         finally:
             conn.close()
         return times
+    if client == "obstore":
+        import obstore
+
+        st = _obstore.store(url, tls)
+        obstore.get_range(st, "", start=0, length=PROBE)
+        for pos in positions:
+            time.sleep(PAUSE)
+            t = time.perf_counter()
+            data = obstore.get_range(st, "", start=pos, length=PROBE)
+            times.append(time.perf_counter() - t)
+            if len(data) != PROBE:
+                raise RuntimeError(f"obstore: short read at {pos}")
+        return times
     with open_client(client, url, tls) as f:
         f.read(PROBE)
         for pos in positions:
@@ -203,6 +221,7 @@ def run_scheme(ctx: Context, https: bool) -> Dict[str, Any]:
                 f"seek -> first 4 KiB, ms: median / worst of {nseeks}",
                 {c: f"{seek_ms[c]:.0f} / {worst[c]:.0f}" for c in CLIENTS},
                 ratio=seek_ms["kithara-io"] / seek_ms["floor"],
+                vs_obstore=seek_ms["kithara-io"] / seek_ms["obstore"],
                 target=f"~1 RTT (<= {limit:.0f} ms)",
                 passed=seek_ms["kithara-io"] <= limit,
                 fmt="{:.0f}",

@@ -4,6 +4,9 @@ own thread. Aggregate MB/s and the client's CPU seconds per GiB.
 kithara-io: ``kithara_io.open(url)`` with no ``downloader`` argument, so all 32 streams share
 the default ``Downloader``. Floor: 32 threads, each one ``requests`` GET with
 ``iter_content(1 MiB)``. fsspec and smart_open: 32 threads, each with its own file object.
+obstore: 32 threads, each one ``obstore.get`` streamed in chunks of at least 1 MiB, all on one
+``HTTPStore`` of the origin (a store is obstore's client and connection pool, scoped like a
+bucket; kept across the warm-up and the timed round, as kithara-io's default ``Downloader``).
 
 Each client runs in a fresh child process (:func:`_child`): one untimed warm-up round (32
 threads, first MiB of each file: imports, lazy set-up), then the timed round. Aggregate =
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from _common import CLIENTS, MB, MiB, Context, ensure_random, log, median, rotated, row, tagged
+from _obstore import path_tagged
 
 NAME = "many"
 TITLE = "7. 32 streams at once"
@@ -46,6 +50,10 @@ def _read_stream(client: str, url: str, size: int, tls) -> int:
 
     if client == "floor":
         return floor_read(url, size, tls)
+    if client == "obstore":
+        import _obstore
+
+        return _obstore.read(url, size, tls, shared=True)
     with open_client(client, url, tls) as f:
         return read_through(f, MiB, size)
 
@@ -91,6 +99,8 @@ def _child(client: str, spec: str) -> None:
         import fsspec.implementations.http  # noqa: F401
     elif client == "smart_open":
         import smart_open  # noqa: F401
+    elif client == "obstore":
+        import obstore  # noqa: F401
     tls = None
     if s["tls"]:
         from tests.servers.tls import TlsFiles
@@ -143,8 +153,9 @@ def run_scheme(ctx: Context, https: bool) -> Dict[str, Any]:
         for rep in range(ctx.repeats):
             for client in rotated(CLIENTS, rep):
                 tag = f"many-{scheme}-{client}-{rep}"
-                urls = [tagged(srv.url(p.name), tag) for p in paths]
-                warm = [tagged(srv.url(p.name), f"{tag}-warm") for p in paths]
+                tagger = path_tagged if client == "obstore" else tagged
+                urls = [tagger(srv.url(p.name), tag) for p in paths]
+                warm = [tagger(srv.url(p.name), f"{tag}-warm") for p in paths]
                 res = _measure(client, urls, warm, srv.tls)
                 res["requests"] = len(srv.settled_requests(tag))
                 mb_s[client].append(res["mb_s"])

@@ -3,7 +3,8 @@
 Each (client, size) runs in a fresh child process (``cases.memory._child``), which reports ``VmRSS`` after its imports (baseline) and ``VmHWM`` (peak) at the end,
 from ``/proc/self/status``: no case or client can inflate another's number.
 
-kithara-io runs with ``cache_budget=64 MiB`` (the memory its sparse cache may hold).
+kithara-io runs with ``cache_budget=64 MiB`` (the memory its sparse cache may hold). obstore
+streams one ``obstore.get`` in chunks of at least 1 MiB (as in case 1).
 Target: peak RSS <= that budget + 50 MB, for both sizes.
 The files repeat one random MiB (fast to generate; the bytes are opaque to every client).
 """
@@ -36,12 +37,17 @@ def _child(client: str, url: str, size: str) -> None:
         import fsspec.implementations.http  # noqa: F401
     elif client == "smart_open":
         import smart_open  # noqa: F401
+    elif client == "obstore":
+        import obstore  # noqa: F401
+    import _obstore
     from _common import floor_read, open_client
 
     baseline = vm_status("VmRSS")
     started = time.perf_counter()
     if client == "floor":
         n = floor_read(url)
+    elif client == "obstore":
+        n = _obstore.read(url)
     else:
         options = {"cache_budget": BUDGET} if client == "kithara-io" else {}
         with open_client(client, url, **options) as f:

@@ -2,8 +2,10 @@
 
 Floor: one ``requests`` GET of the whole file read with ``iter_content(1 MiB)``. Every client's
 time includes its open (first request); each run uses a fresh client (no warm connection).
-One warm-up pass per client (32 MB: imports, page cache), then 5 full passes with
-the client order rotated per repeat; the table shows the median.
+obstore: one ``obstore.get`` streamed in chunks of at least 1 MiB (its documented sequential
+scan; a fresh ``HTTPStore`` per run). One warm-up pass per client (32 MB: imports, page
+cache), then 5 full passes with the client order rotated per repeat; the table shows the
+median.
 ``cases.seq_https`` runs the same over https (:func:`run_scheme`).
 """
 
@@ -29,6 +31,8 @@ from _common import (
 )
 from _servers import BenchNginx, bench_nginx, scheme_note
 
+import _obstore
+
 NAME = "seq"
 TITLE = "1. sequential read(1 MiB)"
 TIMEOUT = 300
@@ -40,6 +44,8 @@ def read_once(client: str, url: str, size: int, tls=None) -> Dict[str, Any]:
     extra: Dict[str, Any] = {}
     if client == "floor":
         n = floor_read(url, size, tls)
+    elif client == "obstore":
+        n = _obstore.read(url, size, tls)
     else:
         with open_client(client, url, tls) as f:
             n = read_through(f, MiB, size)

@@ -22,6 +22,7 @@ NAME = "seq_throttled"
 TITLE = "1b. sequential read(1 MiB), 100 MB/s link"
 TIMEOUT = 300
 RATE = 100 * MB
+NETNS = True  # run.py runs it in a private network namespace (see _servers.shape_loopback)
 
 
 def run(ctx: Context) -> Dict[str, Any]:
