@@ -151,7 +151,19 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
         first = HandedBody(body, abort)
     else:  # another source's body: ask again, as a listener
         body.close()
-    return open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
+    final = first.url if first is not None else name
+    stream = open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
+    if not stream.seekable():  # a station
+        return stream
+    try:
+        playlist = hls.sniff_file(stream)  # dynamic APIs serve playlists chunked
+    except BaseException:
+        stream.close()
+        raise
+    if playlist is None:
+        return stream
+    stream.close()
+    return _open_hls(name, (playlist, None, final), headers, priority, downloader, on_event, disk, choice, opts)
 
 
 def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts) -> Stream:

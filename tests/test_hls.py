@@ -227,6 +227,21 @@ def test_a_playlist_behind_a_redirect_resolves_its_uris_against_the_final_url(hl
             assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
 
 
+def test_a_playlist_served_chunked_at_a_url_without_m3u8_is_hls(hls_media, no_leaks) -> None:
+    """Dynamic APIs answer with a playlist made on the fly: chunked, no length, no ranges."""
+    from tests.servers.faults import Chunked, IgnoreRange, running_fault_server
+
+    folder = hls_media.root / "ts" / "v0"
+    with running_fault_server() as srv:
+        for path in folder.glob("seg*.ts"):
+            srv.add(f"/api/{path.name}", path.read_bytes())
+        srv.add("/api/playlist", (folder / "index.m3u8").read_bytes(), content_type="application/octet-stream")
+        srv.always("/api/playlist", (IgnoreRange(), Chunked()))
+        with kithara_io.open(srv.url("/api/playlist")) as stream:
+            assert stream.hls is not None
+            assert stream.read() == hls_media.local_bytes("ts/v0/index.m3u8")
+
+
 def test_not_hls_has_no_hls_info(server, hls_media) -> None:
     with kithara_io.open(server.url("ts/v0/seg000.ts")) as stream:
         assert stream.hls is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Optional
 
-__all__ = ["is_playlist_url", "open_hls", "sniff"]
+__all__ = ["is_playlist_url", "open_hls", "sniff", "sniff_file"]
 
 _SNIFF_LIMIT = 1 << 20  # playlists are small: a larger resource is not sniffed
 
@@ -38,3 +38,18 @@ def sniff(reader) -> Optional[str]:
     if not looks_like_playlist(None, data[:4096]):
         return None
     return data.decode("utf-8-sig", errors="replace")
+
+
+def sniff_file(stream) -> Optional[str]:
+    """The same for a file whose length is not known yet (a chunked answer): its first
+    bytes are read (at most the sniff limit, and only past ``#EXTM3U``), then the stream is
+    put back at 0 when it is not a playlist."""
+    head = stream.read(7)
+    if head == b"#EXTM3U":
+        data = head + stream.read(_SNIFF_LIMIT)
+        from .hls.playlist import looks_like_playlist
+
+        if len(data) <= _SNIFF_LIMIT and looks_like_playlist(None, data[:4096]):
+            return data.decode("utf-8-sig", errors="replace")
+    stream.seek(0)
+    return None
