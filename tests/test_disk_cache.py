@@ -166,7 +166,9 @@ def test_reset_drops_the_old_version(cache: DiskCache) -> None:
         assert os.path.getsize(entry.directory / new[0]) == 500
         entry.write(0, b"x" * 10)
         entry.commit()
-        entry.reset(v2)  # the same validators again: still a fresh start
+        entry.reset(v2)  # the same validators again: the same version, kept
+        assert entry.present() == RangeSet([(0, 10)]) and data_files(entry.directory) == new
+        entry.reset(v2, new_version=True)  # unless the caller knows better
         assert not entry.present() and data_files(entry.directory) != new
     with cache.open_entry(URL) as entry:
         assert entry.validators() == v2 and not entry.present()
