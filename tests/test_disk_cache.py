@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
@@ -34,16 +34,15 @@ def cache(tmp_path: Path) -> DiskCache:
     return DiskCache(tmp_path / "cache")
 
 
-def worker(*args: object) -> subprocess.Popen:
-    """``python -m tests.disk_cache_worker ARGS`` with pipes for stdin, stdout and stderr."""
+def worker(*args: object, **popen: Any) -> subprocess.Popen:
+    """``python -m tests.disk_cache_worker ARGS`` with text pipes for stdin, stdout and
+    stderr, unless ``popen`` (``subprocess.Popen`` keywords) says otherwise."""
+    options: Dict[str, Any] = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.disk_cache_worker", *map(str, args)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        **{**options, **popen},
     )
 
 
