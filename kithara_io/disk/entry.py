@@ -233,9 +233,8 @@ class CacheEntry:
             # pin, commit or reset between what is read here and what is written.
             with self._filelock:
                 disk = self._read_disk()
-                joining = disk is not None and disk.generation is not None and disk.validators == validators
-                if joining and not new_version:
-                    assert disk is not None
+                pinned = disk is not None and disk.generation is not None and disk.validators == validators
+                if disk is not None and pinned and not new_version:
                     with self._lock:
                         self._join(disk)
                     return
@@ -303,7 +302,7 @@ class CacheEntry:
         merged = self._present.copy()
         for start, end in disk.ranges:
             merged.add(start, end)
-        self._index, self._present, self._stale = disk, merged, False
+        self._index, self._present = disk, merged
 
     def _go_stale(self) -> None:
         """Another version owns the index: keep ours for reading, commit nothing more."""
