@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
@@ -34,16 +34,15 @@ def cache(tmp_path: Path) -> DiskCache:
     return DiskCache(tmp_path / "cache")
 
 
-def worker(*args: object) -> subprocess.Popen:
-    """``python -m tests.disk_cache_worker ARGS`` with pipes for stdin, stdout and stderr."""
+def worker(*args: object, **popen: Any) -> subprocess.Popen:
+    """``python -m tests.disk_cache_worker ARGS`` with text pipes for stdin, stdout and
+    stderr, unless ``popen`` (``subprocess.Popen`` keywords) says otherwise."""
+    options: Dict[str, Any] = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.disk_cache_worker", *map(str, args)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        **{**options, **popen},
     )
 
 
@@ -166,7 +165,9 @@ def test_reset_drops_the_old_version(cache: DiskCache) -> None:
         assert os.path.getsize(entry.directory / new[0]) == 500
         entry.write(0, b"x" * 10)
         entry.commit()
-        entry.reset(v2)  # the same validators again: still a fresh start
+        entry.reset(v2)  # the same validators again: the same version, kept
+        assert entry.present() == RangeSet([(0, 10)]) and data_files(entry.directory) == new
+        entry.reset(v2, new_version=True)  # unless the caller knows better
         assert not entry.present() and data_files(entry.directory) != new
     with cache.open_entry(URL) as entry:
         assert entry.validators() == v2 and not entry.present()

@@ -3,7 +3,7 @@
     cache = DiskCache()                      # platformdirs.user_cache_dir("kithara-io")
     with cache.open_entry(url) as entry:
         if entry.validators() != server_validators:
-            entry.reset(server_validators)   # new or changed resource: start empty
+            entry.reset(server_validators)   # new or changed: start empty; on disk already: join
         entry.write(pos, data)               # fetch threads, disjoint ranges
         entry.commit()                       # durable, then present
         entry.read_into(pos, out)            # present bytes only

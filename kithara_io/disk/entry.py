@@ -14,7 +14,10 @@ range joins ``_pending`` afterwards. A reader's ``read_into`` likewise preads ou
 Versions: the entry is bound to the generation (data file) it loaded or created. If another
 process resets the entry to another version, this object goes ``stale``: it keeps serving
 the bytes of its own version from its still-open (now unlinked) data file, but its commits
-no longer reach the index. A later ``reset`` attaches it again.
+no longer reach the index. A later ``reset`` attaches it again. A ``reset`` to the
+validators the index already holds joins that generation instead of starting a new one, so
+two processes that pin one version at once (each having seen no validators) share its
+ranges: committed bytes of a version are only ever dropped for another version.
 """
 
 from __future__ import annotations
@@ -214,21 +217,26 @@ class CacheEntry:
                         self._go_stale()
             return self.present()
 
-    def reset(self, validators: Validators) -> None:
+    def reset(self, validators: Validators, *, new_version: bool = False) -> None:
         """Pin ``validators`` (a new or changed resource): drop every old byte and range.
-        If another process already pinned these validators since this entry loaded, its
-        ranges are kept instead (they are bytes of the same version)."""
+        If the entry on disk is already pinned to these validators (by another process, or
+        by this one), its bytes are of the same version: this entry joins that generation
+        and keeps every committed range (and its own pending writes, if it was bound to it).
+        ``new_version=True`` starts afresh even then: for a resource whose validators do not
+        tell its versions apart (a size only) and that is rewritten whole."""
         if validators.size < 0:
             raise ValueError(f"negative size {validators.size}")
         with self._commit_lock:
             with self._lock:
                 self._check_open()
-                mine = self._index.generation
+            # The check and the pin are one step under the filelock: no other process can
+            # pin, commit or reset between what is read here and what is written.
             with self._filelock:
                 disk = self._read_disk()
-                if disk is not None and disk.generation not in (None, mine) and disk.validators == validators:
+                pinned = disk is not None and disk.generation is not None and disk.validators == validators
+                if disk is not None and pinned and not new_version:
                     with self._lock:
-                        self._attach(disk)
+                        self._join(disk)
                     return
                 generation = new_generation()
                 index = Index(self._key, self._key, generation, validators)
@@ -283,6 +291,18 @@ class CacheEntry:
         self._present = RangeSet(list(index.ranges))
         self._pending = RangeSet()
         self._stale = False
+
+    def _join(self, disk: Index) -> None:
+        """Bind to ``disk``'s generation, of the validators being pinned (caller holds the
+        filelock and ``_lock``). Bound to it already: merge its ranges and keep what is
+        pending, those are bytes of that version in its data file."""
+        if self._stale or disk.generation != self._index.generation or self._file is None:
+            self._attach(disk)
+            return
+        merged = self._present.copy()
+        for start, end in disk.ranges:
+            merged.add(start, end)
+        self._index, self._present = disk, merged
 
     def _go_stale(self) -> None:
         """Another version owns the index: keep ours for reading, commit nothing more."""

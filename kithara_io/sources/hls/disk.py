@@ -180,7 +180,7 @@ class DiskTransport(Transport):
         if entry is None or not data:
             return
         try:
-            entry.reset(Validators(len(data)))  # a new version each fetch (live playlists change)
+            entry.reset(Validators(len(data)), new_version=True)  # live playlists change, maybe not their length
             entry.write(0, data)
             entry.commit()
         except OSError as exc:
