@@ -23,7 +23,7 @@ from . import __version__, cli_live
 from .cli_cache import _cache
 from .cli_common import SourceError, UsageError, _one_line, _open_source
 from .cli_get import COPY_CHUNK, VERIFY_BYTES, _get
-from .cli_play import SEEK_STEP, _play
+from .cli_play import SEEK_STEP, _play, add_queue_arguments
 from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
 from .progress import format_bytes, format_time
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
+    add_queue_arguments(play)
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
     common(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,20 +1,44 @@
-"""``kithara-io play``: play sources in turn, with a status line and, on a terminal, keys."""
+"""``kithara-io play``: play sources in turn, with a status line and, on a terminal, keys.
+
+A playlist named ``.m3u``, ``.m3u8`` (not HLS) or ``.pls``, local or remote, is a queue: each
+entry plays in turn (an entry that cannot be opened is skipped, saying so). A station's
+playlist known by its Content-Type only opens its first working entry (``kithara_io.open``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import select
 import sys
 import time
-from typing import Any, List, Optional, TextIO
+from typing import Any, List, Optional, TextIO, Tuple
 
+from .api import playlist_entries
 from .cli_common import SourceError, _one_line, _options, _terminal_width
 from .errors import StreamError
 from .playback import PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0
+LONG_SEEK_STEP = 60.0
+VOLUME_STEP = 0.05  # of full scale (1.0), per key press
+MAX_VOLUME = 2.0
+NOTICE_SECONDS = 2.0  # how long a key's message shows in the status line
+KEYS_HELP = (
+    "keys: space pause/resume, left/right -/+10 s, down/up -/+60 s, 9/0 or / * volume, m mute, "
+    "n/p next/previous, q quit"
+)
+OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
+
+
+def add_queue_arguments(play: argparse.ArgumentParser) -> None:
+    """``play``'s queue options."""
+    play.add_argument("--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order")
+    loop = play.add_mutually_exclusive_group()
+    loop.add_argument("--loop", action="store_true", help="repeat the current track")
+    loop.add_argument("--loop-playlist", action="store_true", help="repeat all the sources")
 
 
 class _Keyboard:
@@ -57,27 +81,33 @@ def _stdin_is_terminal() -> bool:
 
 def _play(args: argparse.Namespace, out: TextIO) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-    sources: List[str] = args.source
     options = _options(args)
-    try:
-        player = Player(
-            sources[0], device=device, start=args.start, volume=args.volume, decoder=args.decoder,
-            crossfade=args.crossfade, samplerate=args.samplerate, **options,
-        )  # fmt: skip
-    except (StreamError, ValueError, UnsupportedFormatError) as exc:
-        raise SourceError(_one_line(exc)) from None
     writer = LineWriter(out)
+    if writer.tty:
+        writer.update(f"connecting to {args.source[0]}…")
+    sources = _expand(args.source, options, writer)
+    if args.shuffle:
+        random.shuffle(sources)
+    repeat = "track" if args.loop else "playlist" if args.loop_playlist else "off"
+    player, rest = _first_player(sources, writer, dict(
+        device=device, start=args.start, volume=args.volume, decoder=args.decoder, crossfade=args.crossfade,
+        samplerate=args.samplerate, repeat=repeat, **options,
+    ))  # fmt: skip
     started = time.monotonic()
     try:
-        try:
-            for source in sources[1:]:  # opened now, at Low priority: they preload
-                player.enqueue(source, decoder=args.decoder, **options)
-        except (StreamError, ValueError, UnsupportedFormatError) as exc:
-            raise SourceError(_one_line(exc)) from None
         writer.message(_track_line(player.tracks[0]))
+        player.more_coming = bool(rest)
         player.play()
+        for source in rest:  # opened now, while the first plays, at Low priority: they preload
+            try:
+                player.enqueue(source, decoder=args.decoder, **options)
+            except OPEN_ERRORS as exc:
+                writer.message(f"skipping {source}: {_one_line(exc)}")
+            except PlaybackError:  # playback failed meanwhile: reported below
+                break
+        player.more_coming = False
         if writer.tty and _stdin_is_terminal():
-            writer.message("keys: space pause/resume, left/right -/+10 s, q quit")
+            writer.message(KEYS_HELP)
             with _Keyboard(sys.stdin) as keyboard:
                 _ui_loop(player, writer, keyboard)
         else:
@@ -101,6 +131,37 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _expand(sources: List[str], options: dict, writer: LineWriter) -> List[str]:
+    """The sources with each playlist (by its name) replaced by its entries."""
+    out: List[str] = []
+    for source in sources:
+        try:
+            entries = playlist_entries(source, **options)
+        except OPEN_ERRORS as exc:
+            raise SourceError(_one_line(exc)) from None
+        if entries is None:
+            out.append(source)
+        else:
+            writer.message(f"{source}: {len(entries)} entries")
+            out.extend(entries)
+    return out
+
+
+def _first_player(sources: List[str], writer: LineWriter, kwargs: dict) -> Tuple[Player, List[str]]:
+    """A Player on the first source that opens, and the sources after it; with one source
+    its failure is the error (exit 2), with several the failing ones are skipped."""
+    for i, source in enumerate(sources):
+        try:
+            return Player(source, **kwargs), sources[i + 1 :]
+        except OPEN_ERRORS as exc:
+            if len(sources) == 1 or isinstance(exc, ValueError) and not isinstance(exc, StreamError):
+                raise SourceError(_one_line(exc)) from None
+            if i == len(sources) - 1:
+                raise SourceError(f"none of the {len(sources)} sources could be played; the last: {_one_line(exc)}") from None
+            writer.message(f"skipping {source}: {_one_line(exc)}")
+    raise SourceError("nothing to play")  # an empty playlist
+
+
 def _track_line(track: Track) -> str:
     """``name: FORMAT/CODEC, 44100 Hz, 2 ch, 3:45`` (``live`` when the duration is unknown)."""
     length = "live" if track.duration is None else format_time(track.duration)
@@ -119,17 +180,13 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
     meter = RateMeter()
     shown = 0
     title: Optional[str] = None
+    notice: Tuple[str, float] = ("", 0.0)  # a key's message, shown in the status line until then
     while True:
         if keyboard is not None:
             for command in keyboard.commands(0.1):
                 if command == "quit":
                     return
-                if command == "pause":
-                    player.toggle_pause()
-                elif command in ("forward", "back"):
-                    step = SEEK_STEP if command == "forward" else -SEEK_STEP
-                    player.seek_relative(step)
-                    writer.message(f"seek {step:+.0f} s")
+                notice = (_apply(player, command), time.monotonic() + NOTICE_SECONDS)
             if player.wait(0):
                 return
         elif player.wait(0.25):
@@ -146,11 +203,43 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
-        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer))
+        text = notice[0] if time.monotonic() < notice[1] else ""
+        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer, text))
 
 
-def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter) -> str:
-    return playback_line(
+def _apply(player: Player, command: str) -> str:
+    """Do what a key asks; the message the status line shows for a while ("" for none)."""
+    if command == "pause":
+        player.toggle_pause()
+        return ""
+    if command in ("forward", "back", "forward_long", "back_long"):
+        step = SEEK_STEP if command in ("forward", "back") else LONG_SEEK_STEP
+        step = step if command.startswith("forward") else -step
+        if player.duration is None:
+            return "cannot seek: live stream"
+        return f"seek {step:+.0f} s" if player.seek_relative(step) else "cannot seek now"
+    if command in ("volume_up", "volume_down"):
+        step = VOLUME_STEP if command == "volume_up" else -VOLUME_STEP
+        player.volume = min(MAX_VOLUME, max(0.0, round(player.volume + step, 2)))
+        player.muted = False
+        return f"volume {player.volume * 100:.0f}%"
+    if command == "mute":
+        player.muted = not player.muted
+        return "muted" if player.muted else f"volume {player.volume * 100:.0f}%"
+    if command == "next":
+        return "" if player.next() else "last track: nothing follows"
+    if command == "previous":
+        return "" if player.previous() else "cannot go back now"
+    return ""
+
+
+def _status_line(
+    status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, notice: str = ""
+) -> str:
+    width = _terminal_width() if writer.tty else 100
+    if notice:  # fitted before the notice, which ends the line
+        width = max(20, width - len(notice) - 2)
+    line = playback_line(
         state=status.state.value,
         position=status.position,
         duration=status.duration,
@@ -158,10 +247,11 @@ def _status_line(status: Any, ranges: Any, size: int, rate: Optional[float], wri
         size=size,
         rate=rate,
         underruns=status.underruns,
-        width=_terminal_width() if writer.tty else 100,
+        width=width,
         codec=status.codec,
         samplerate=status.samplerate,
         output_rate=status.output_samplerate,
         live=status.duration is None,
         title=status.title,
     )
+    return f"{line}  {notice}" if notice else line

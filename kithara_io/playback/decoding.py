@@ -33,6 +33,7 @@ class Decoding:
     _tail: HeldTail
     samplerate: int
     channels: int
+    _more_coming: bool
 
     def _decode_loop(self) -> None:
         try:
@@ -92,8 +93,22 @@ class Decoding:
                     self._fail_locked(error)
             return True
         if following is None:
+            following = self._wait_for_more(index, generation)
+        if following is None:
             return self._finish(tail, generation)
         return self._next_track(following, tail, generation)
+
+    def _wait_for_more(self, index: int, generation: int) -> Optional[int]:
+        """The last track ended while ``more_coming``: wait for a track to follow (what is
+        buffered plays meanwhile), a seek, ``more_coming`` cleared or close."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._stopping
+                or not self._more_coming
+                or generation != self._generation
+                or self._order.following(index) is not None
+            )
+            return self._order.following(index) if generation == self._generation else None
 
     def _next_track(self, index: int, tail: np.ndarray, generation: int) -> bool:
         """The track playing ended with ``tail``: track ``index`` follows (another, or the

@@ -84,6 +84,7 @@ class Player(Decoding):
         self._device = device
         self._volume = float(volume)
         self._muted = False
+        self._more_coming = False
         self._order = PlayOrder(rng)
         self._order.repeat = repeat
         self._order.shuffle = shuffle
@@ -283,6 +284,19 @@ class Player(Decoding):
         """Jump to the start of the previous track; at the first one (unless repeating the
         playlist) to the start of the current one. False once playback is over."""
         return self._jump_to(False)
+
+    @property
+    def more_coming(self) -> bool:
+        """True while the caller is still enqueuing: at the end of the last track enqueued so
+        far playback waits for the next instead of finishing (set it before :meth:`play`
+        when tracks are enqueued while the first plays; clear it after the last)."""
+        return self._more_coming
+
+    @more_coming.setter
+    def more_coming(self, on: bool) -> None:
+        with self._cond:
+            self._more_coming = bool(on)
+            self._cond.notify_all()
 
     @property
     def repeat(self) -> str:
