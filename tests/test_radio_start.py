@@ -38,7 +38,9 @@ def test_content_types_and_first_bytes_name_the_container(payloads) -> None:
     assert container_format("application/octet-stream", b"OggS\0") == "ogg"
     assert sniff(b"fLaC\0\0\0\x22") == "flac"
     assert sniff(b"RIFF\0\0\0\0WAVE") == "wav"
-    assert sniff(b"ID3\x04\0") == "mp3"
+    tag = b"ID3\x04\0\0\0\0\x01\x00" + b"\0" * 128  # a 128-byte tag, then the audio
+    assert sniff(tag + payloads["mp3"][:8192]) == "mp3" and sniff(tag + payloads["aac"][:8192]) == "aac"
+    assert sniff(tag) is None  # the tag only: FFmpeg probes
     # Joined mid-frame: two frame headers in a row decide, wherever the first one is.
     assert sniff(payloads["mp3"][1001:9193]) == "mp3"
     assert sniff(payloads["aac"][1001:9193]) == "aac"

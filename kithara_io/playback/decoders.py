@@ -210,8 +210,9 @@ def open_decoder(reader: SafeReader, name: str, decoder: Optional[str] = None) -
     from .pyav import PyAVDecoder, PyAVOpenError
 
     # A stream that cannot seek back (a station): the format told, FFmpeg opens at once.
+    # Not HLS: its segments' container is FFmpeg's to find (packed audio starts with ID3).
     hint = None
-    if not reader.seekable():
+    if not reader.seekable() and reader.hls is None:
         hint = container_format(reader.content_type) or container_format(None, reader.peek(SNIFF_BYTES))
     try:
         return PyAVDecoder(reader, hint)

@@ -4,7 +4,7 @@ FFmpeg guesses a format by reading up to 5 MB and analysing seconds of it: on a 
 sends in real time that is seconds of silence (measured: 6 s for a 160 kbit/s MP3 station).
 Told the demuxer (``format=``) and a small probe it opens on the first frames. The format
 comes from the Content-Type, else from the first bytes: a magic number (``OggS``, ``fLaC``,
-``RIFF``, ``ID3``) or, for a station joined mid-frame, two MPEG audio or ADTS frame headers
+``RIFF``; an ``ID3`` tag skipped) or, for a station joined mid-frame, two MPEG audio or ADTS frame headers
 in a row. Pure code.
 """
 
@@ -37,7 +37,7 @@ CONTENT_TYPES = {
     "audio/x-matroska": "matroska",
 }
 
-_MAGIC = ((b"OggS", "ogg"), (b"fLaC", "flac"), (b"RIFF", "wav"), (b"ID3", "mp3"), (b"\x1a\x45\xdf\xa3", "matroska"))
+_MAGIC = ((b"OggS", "ogg"), (b"fLaC", "flac"), (b"RIFF", "wav"), (b"\x1a\x45\xdf\xa3", "matroska"))
 _MPEG1_L3 = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
 _MPEG2_L3 = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
@@ -53,7 +53,11 @@ def container_format(content_type: Optional[str], head: bytes = b"") -> Optional
 
 
 def sniff(head: bytes) -> Optional[str]:
-    """The container the bytes ``head`` start (or, for frame streams, continue) with."""
+    """The container the bytes ``head`` start (or, for frame streams, continue) with. An ID3
+    tag is skipped: MP3 and ADTS streams both may start with one."""
+    if head.startswith(b"ID3") and len(head) >= 10:
+        size = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        return sniff(head[size + (10 if head[5] & 0x10 else 0) :])
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
