@@ -64,6 +64,26 @@ def test_every_track_plays_in_order_gapless(tmp_path, no_leaks) -> None:
     assert not played[len(expected) :].any()
 
 
+def test_more_coming_waits_for_tracks_enqueued_after_the_last_one_played(tmp_path, no_leaks) -> None:
+    """The device plays all of the first track before the others are enqueued (the CLI
+    enqueues a playlist's entries while the first plays; a fast device, a slow server):
+    with ``more_coming`` that is an underrun, not the end, and they follow."""
+    paths = make_tracks(tmp_path)
+    first = frames_of(paths[0])
+    outputs = ManualOutputs()
+    with Player(paths[0], output=outputs, blocksize=BLOCK, prebuffer_seconds=0.1) as player:
+        player.more_coming = True
+        player.play()
+        head = pull(player, outputs[0], -(-len(first) // BLOCK))  # all of it, and a bit of silence
+        assert player.status().underruns == 1
+        for path in paths[1:]:
+            player.enqueue(path)
+        player.more_coming = False
+        played = np.concatenate([head, pull_all(player, outputs[0], limit=1000)])
+        assert player.status().state is State.FINISHED
+    assert np.array_equal(nonsilent(played), np.concatenate([frames_of(p) for p in paths]))
+
+
 def test_shuffle_plays_a_permutation(tmp_path, no_leaks) -> None:
     paths = make_tracks(tmp_path, count=4)
     outputs = ManualOutputs()

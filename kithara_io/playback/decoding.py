@@ -34,6 +34,7 @@ class Decoding:
     samplerate: int
     channels: int
     _more_coming: bool
+    _waiting_more: bool
 
     def _decode_loop(self) -> None:
         try:
@@ -102,12 +103,15 @@ class Decoding:
         """The last track ended while ``more_coming``: wait for a track to follow (what is
         buffered plays meanwhile), a seek, ``more_coming`` cleared or close."""
         with self._cond:
+            self._waiting_more = True  # what the ring holds may start playing (see _callback)
+            self._cond.notify_all()
             self._cond.wait_for(
                 lambda: self._stopping
                 or not self._more_coming
                 or generation != self._generation
                 or self._order.following(index) is not None
             )
+            self._waiting_more = False
             return self._order.following(index) if generation == self._generation else None
 
     def _next_track(self, index: int, tail: np.ndarray, generation: int) -> bool:

@@ -85,6 +85,7 @@ class Player(Decoding):
         self._volume = float(volume)
         self._muted = False
         self._more_coming = False
+        self._waiting_more = False  # the decoder waits for a track to be enqueued
         self._order = PlayOrder(rng)
         self._order.repeat = repeat
         self._order.shuffle = shuffle
@@ -351,11 +352,13 @@ class Player(Decoding):
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Block until the ring holds ``prebuffer_seconds`` of audio, or decoding is over
-        (end, failure, close); False on timeout. Only meaningful after :meth:`play`."""
+        (end, failure, close) or waits for a track to be enqueued (``more_coming``); False on
+        timeout. Only meaningful after :meth:`play`."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: self._stopping
                 or self._decoder_eof
+                or self._waiting_more
                 or (self._ring is not None and self._ring.count >= self._prebuffer),
                 timeout,
             )
@@ -454,7 +457,9 @@ class Player(Decoding):
             if status and getattr(status, "output_underflow", False):
                 self._device_underflows += 1
             ring = self._ring
-            if self._state is State.BUFFERING and (ring.count >= self._prebuffer or self._decoder_eof):
+            if self._state is State.BUFFERING and (
+                ring.count >= self._prebuffer or self._decoder_eof or (self._waiting_more and ring.count)
+            ):
                 self._state = State.PLAYING
                 self._starving = False
             if self._paused or self._state is not State.PLAYING:
