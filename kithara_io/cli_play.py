@@ -3,6 +3,8 @@
 A playlist named ``.m3u``, ``.m3u8`` (not HLS) or ``.pls``, local or remote, is a queue: each
 entry plays in turn (an entry that cannot be opened is skipped, saying so). A station's
 playlist known by its Content-Type only opens its first working entry (``kithara_io.open``).
+Sources are opened one ahead: the next while the current one plays (at Low priority, so it
+preloads without slowing the current one), not all at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import random
 import select
 import sys
 import time
-from typing import Any, List, Optional, TextIO, Tuple
+from collections import deque
+from typing import Any, Deque, List, Optional, TextIO, Tuple
 
 from .api import playlist_entries
 from .cli_common import SourceError, _one_line, _options, _terminal_width
@@ -94,24 +97,17 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         samplerate=args.samplerate, repeat=repeat, **options,
     ))  # fmt: skip
     started = time.monotonic()
+    queue = _Queue(player, deque(rest), writer, dict(decoder=args.decoder, **options))
     try:
         writer.message(_track_line(player.tracks[0]))
-        player.more_coming = bool(rest)
         player.play()
-        for source in rest:  # opened now, while the first plays, at Low priority: they preload
-            try:
-                player.enqueue(source, decoder=args.decoder, **options)
-            except OPEN_ERRORS as exc:
-                writer.message(f"skipping {source}: {_one_line(exc)}")
-            except PlaybackError:  # playback failed meanwhile: reported below
-                break
-        player.more_coming = False
+        queue.fill()
         if writer.tty and _stdin_is_terminal():
             writer.message(KEYS_HELP)
             with _Keyboard(sys.stdin) as keyboard:
-                _ui_loop(player, writer, keyboard)
+                _ui_loop(player, writer, keyboard, queue)
         else:
-            _ui_loop(player, writer, None)
+            _ui_loop(player, writer, None, queue)
         stream = player.stream
         ranges, size, fetched = stream.buffered(), _size(stream), stream.stats().bytes_fetched
     except BaseException:
@@ -129,6 +125,28 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     if status.error is not None:
         raise PlaybackError(f"playback failed: {_one_line(status.error)}")
     return 0
+
+
+class _Queue:
+    """The sources not opened yet: the next one is enqueued while the current one plays."""
+
+    def __init__(self, player: Player, pending: Deque[str], writer: LineWriter, options: dict) -> None:
+        self._player, self._pending, self._writer, self._options = player, pending, writer, options
+        player.more_coming = bool(pending)
+
+    def fill(self) -> None:
+        """Enqueue until one track follows the current one (or nothing is left); an entry that
+        cannot be opened is skipped, saying so."""
+        player = self._player
+        while self._pending and len(player.tracks) - 1 <= player.status().track:
+            source = self._pending.popleft()
+            try:
+                player.enqueue(source, **self._options)
+            except OPEN_ERRORS as exc:
+                self._writer.message(f"skipping {source}: {_one_line(exc)}")
+            except PlaybackError:  # playback is over (failed, or q): reported by the caller
+                self._pending.clear()
+        player.more_coming = bool(self._pending)
 
 
 def _expand(sources: List[str], options: dict, writer: LineWriter) -> List[str]:
@@ -175,8 +193,9 @@ def _size(stream: Any) -> int:
         return 0  # a live stream has no length
 
 
-def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) -> None:
-    """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s."""
+def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard], queue: _Queue) -> None:
+    """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s
+    (plus the opening of the next source, when the current one has just started)."""
     meter = RateMeter()
     shown = 0
     title: Optional[str] = None
@@ -186,11 +205,14 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
             for command in keyboard.commands(0.1):
                 if command == "quit":
                     return
+                if command == "next":
+                    queue.fill()
                 notice = (_apply(player, command), time.monotonic() + NOTICE_SECONDS)
             if player.wait(0):
                 return
         elif player.wait(0.25):
             return
+        queue.fill()
         status = player.status()
         if status.track != shown:  # the next track started (gapless or crossfaded)
             shown = status.track

@@ -33,7 +33,6 @@ class Decoding:
     _tail: HeldTail
     samplerate: int
     channels: int
-    _more_coming: bool
     _waiting_more: bool
 
     def _decode_loop(self) -> None:
@@ -107,7 +106,7 @@ class Decoding:
             self._cond.notify_all()
             self._cond.wait_for(
                 lambda: self._stopping
-                or not self._more_coming
+                or not self._order.more_coming
                 or generation != self._generation
                 or self._order.following(index) is not None
             )

@@ -84,7 +84,6 @@ class Player(Decoding):
         self._device = device
         self._volume = float(volume)
         self._muted = False
-        self._more_coming = False
         self._waiting_more = False  # the decoder waits for a track to be enqueued
         self._order = PlayOrder(rng)
         self._order.repeat = repeat
@@ -291,12 +290,12 @@ class Player(Decoding):
         """True while the caller is still enqueuing: at the end of the last track enqueued so
         far playback waits for the next instead of finishing (set it before :meth:`play`
         when tracks are enqueued while the first plays; clear it after the last)."""
-        return self._more_coming
+        return self._order.more_coming
 
     @more_coming.setter
     def more_coming(self, on: bool) -> None:
         with self._cond:
-            self._more_coming = bool(on)
+            self._order.more_coming = bool(on)
             self._cond.notify_all()
 
     @property

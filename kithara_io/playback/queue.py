@@ -5,7 +5,8 @@ Tracks are named by their index in the Player's list (the order they were enqueu
 Shuffle reorders the tracks after the current one (those already played keep their place);
 turning it off returns to the enqueued order. ``repeat``: ``"off"``, ``"track"`` (the current
 track again and again; :meth:`following` with ``manual`` still moves on, as a "next" key
-does) or ``"playlist"`` (after the last, the first).
+does) or ``"playlist"`` (after the last, the first). ``more_coming``: tracks are still
+being appended, so nothing follows the last one yet (not even the first, repeating).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class PlayOrder:
         self._order: List[int] = [0]
         self._rng = rng or random.Random()
         self.shuffle = False
+        self.more_coming = False
         self._repeat = "off"
 
     @property
@@ -63,7 +65,7 @@ class PlayOrder:
         place = self._order.index(index) + 1
         if place < len(self._order):
             return self._order[place]
-        return self._order[0] if self._repeat == "playlist" else None
+        return self._order[0] if self._repeat == "playlist" and not self.more_coming else None
 
     def preceding(self, index: int) -> Optional[int]:
         """The track before ``index``; None at the first (repeat off)."""
