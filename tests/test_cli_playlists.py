@@ -179,3 +179,30 @@ def test_a_station_says_connecting_at_once_and_that_it_cannot_seek(jack) -> None
         finally:
             code = term.close()
     assert code == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_next_entry_is_opened_while_the_current_one_plays_not_all_at_once(jack, tmp_path) -> None:
+    make_tracks(tmp_path, count=3, seconds=3.0)
+    (tmp_path / "list.m3u").write_text("track0.wav\ntrack1.wav\ntrack2.wav\n")
+    with RangedServer(tmp_path) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kithara_io", "play", server.url("list.m3u")],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **jack.env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            lines = [proc.stdout.readline() for _ in range(3)]  # entries, track 0, first status
+            requested = {record.path for record in server.requests}
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        finally_requested = {record.path for record in server.requests}
+    assert proc.returncode == 0, err
+    assert lines[2].startswith(("buffering", "playing")), lines
+    # While track 0 plays (3 s), track 1 preloads; track 2 waits for its turn.
+    assert "/track0.wav" in requested and "/track2.wav" not in requested, requested
+    assert "/track2.wav" in finally_requested
+    assert played("".join(lines) + out) == ["track0.wav", "track1.wav", "track2.wav"]
