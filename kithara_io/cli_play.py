@@ -38,7 +38,9 @@ OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
 
 def add_queue_arguments(play: argparse.ArgumentParser) -> None:
     """``play``'s queue options."""
-    play.add_argument("--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order")
+    play.add_argument(
+        "--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order"
+    )
     loop = play.add_mutually_exclusive_group()
     loop.add_argument("--loop", action="store_true", help="repeat the current track")
     loop.add_argument("--loop-playlist", action="store_true", help="repeat all the sources")
@@ -175,7 +177,8 @@ def _first_player(sources: List[str], writer: LineWriter, kwargs: dict) -> Tuple
             if len(sources) == 1 or isinstance(exc, ValueError) and not isinstance(exc, StreamError):
                 raise SourceError(_one_line(exc)) from None
             if i == len(sources) - 1:
-                raise SourceError(f"none of the {len(sources)} sources could be played; the last: {_one_line(exc)}") from None
+                last = _one_line(exc)
+                raise SourceError(f"none of the {len(sources)} sources could be played; the last: {last}") from None
             writer.message(f"skipping {source}: {_one_line(exc)}")
     raise SourceError("nothing to play")  # an empty playlist
 

@@ -62,12 +62,13 @@ def played(stdout: str) -> List[str]:
 
 
 @pytest.mark.timeout(60)
-def test_a_local_m3u_plays_every_entry_in_turn_skipping_a_missing_one(jack, tmp_path) -> None:
+@pytest.mark.parametrize("options", [[], ["--crossfade", "0.3"]])
+def test_a_local_m3u_plays_every_entry_in_turn_skipping_a_missing_one(jack, tmp_path, options) -> None:
     paths = make_tracks(tmp_path)
     playlist = tmp_path / "list.m3u"
     # Relative, absolute and missing entries, with the #EXTINF lines players write.
     playlist.write_text(f"#EXTM3U\n#EXTINF:1,zero\ntrack0.wav\nmissing.wav\n{paths[1]}\n#EXTINF:1,two\ntrack2.wav\n")
-    proc = run_play(str(playlist), env=jack.env)
+    proc = run_play(*options, str(playlist), env=jack.env)
     assert proc.returncode == 0, proc.stderr
     assert f"{playlist}: 4 entries" in proc.stdout
     assert re.search(r"skipping \S*missing\.wav: ", proc.stdout), proc.stdout
