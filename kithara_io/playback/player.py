@@ -7,11 +7,14 @@ the other. The decoder decodes, resamples and maps channels with the lock releas
 on ``_cond`` while the ring is full. The callback never blocks on the network and never
 allocates beyond numpy views: when the ring is short it plays silence and counts an underrun,
 then rebuffers. The decoder thread alone owns the track feeds (resamplers) and the held-back
-crossfade tail.
+crossfade tail; its methods live in :mod:`.decoding`. The play order (:class:`.queue.PlayOrder`:
+shuffle, repeat, ``more_coming``) is guarded by ``_cond`` too: the decoder asks it which track
+follows, the caller's thread changes it.
 
 A seek flushes the ring and bumps a generation number under the lock; a block the decoder
 decoded from the old position is dropped when it comes back with an old generation, so the
-first frame played after a seek is exactly the target frame.
+first frame played after a seek is exactly the target frame. ``next()``/``previous()`` are
+seeks to frame 0 of another track.
 """
 
 from __future__ import annotations
