@@ -311,7 +311,8 @@ class Player(Decoding):
     def repeat(self, mode: str) -> None:
         with self._cond:
             self._order.repeat = mode
-            self._decoder_eof = False  # a last track that ended may now be followed
+            if self._error is None:
+                self._decoder_eof = False  # a last track that ended may now be followed
             self._cond.notify_all()
 
     @property
