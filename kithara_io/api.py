@@ -6,7 +6,7 @@ import logging
 import os
 
 import urllib3
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, List, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
@@ -21,7 +21,7 @@ from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
-from .sources.stations import read_playlist, resolve
+from .sources.stations import kind_by_name, read_playlist, resolve
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,37 @@ def _open_remote(name, headers, opts, priority, downloader, on_event, disk, choi
     )
 
 
-def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice) -> Stream:
+def playlist_entries(source: Union[str, os.PathLike], **options) -> Optional[List[str]]:
+    """The entries of a playlist of tracks (``.m3u``, ``.m3u8`` without HLS tags, ``.pls``;
+    a path or an http(s) URL) in order, relative ones resolved against it; None when
+    ``source`` is not named like one or is HLS. ``options``: those of :func:`open`. Raises a
+    StreamError when it cannot be read."""
+    name = os.fspath(source)
+    kind = kind_by_name(name)
+    if kind is None:
+        return None
+    path = path_from_source(name)
+    if path is not None:
+        with open(path) as stream:  # local: a Stream over the file, errors in the user's terms
+            return read_playlist(stream, path, None, kind)
+    headers = {"Icy-MetaData": "1", **dict(options.pop("headers", None) or {})}
+    priority = Priority.parse(options.pop("priority", "high"))
+    downloader = options.pop("downloader", None)
+    options.pop("variant", None)
+    options.pop("audio", None)
+    disk = _disk_cache(options.pop("cache", None))
+    options.pop("on_event", None)
+    opts = StreamOptions(**options)
+    with _open_http(name, headers, opts, priority, downloader, None, disk, ("auto", None), hls_by_name=False) as stream:
+        if stream.hls is not None:
+            return None
+        return read_playlist(stream, name, getattr(stream, "content_type", None), kind)
+
+
+def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice, hls_by_name=True) -> Stream:
     """``choice``: the ``(variant, audio)`` of an HLS playlist."""
     _check_http_url(name)
-    if hls.is_playlist_url(name):
+    if hls_by_name and hls.is_playlist_url(name):
         return _open_hls(name, None, headers, priority, downloader, on_event, disk, choice, opts)
     http = HttpSource(
         name,

@@ -25,7 +25,7 @@ from .cli_common import DISCARD, SourceError, UsageError, _one_line, _open_sourc
 from .cli_devices import _devices
 from .cli_get import COPY_CHUNK, VERIFY_BYTES, _get
 from .cli_log import library_log
-from .cli_play import SEEK_STEP, _play
+from .cli_play import SEEK_STEP, _play, add_queue_arguments
 from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
 from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--list-devices", action="store_true", help="list the output devices and exit")
     play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
+    add_queue_arguments(play)
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
     common(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,14 +1,24 @@
-"""``kithara-io play``: play sources in turn, with a status line and, on a terminal, keys."""
+"""``kithara-io play``: play sources in turn, with a status line and, on a terminal, keys.
+
+A playlist named ``.m3u``, ``.m3u8`` (not HLS) or ``.pls``, local or remote, is a queue: each
+entry plays in turn (an entry that cannot be opened is skipped, saying so). A station's
+playlist known by its Content-Type only opens its first working entry (``kithara_io.open``).
+Sources are opened one ahead: the next while the current one plays (at Low priority, so it
+preloads without slowing the current one), not all at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import select
 import sys
 import time
-from typing import Any, List, Optional, TextIO
+from collections import deque
+from typing import Any, Deque, List, Optional, TextIO, Tuple
 
+from .api import playlist_entries
 from .cli_common import SourceError, UsageError, _one_line, _options, _terminal_width
 from .cli_devices import checked_device
 from .errors import StreamError
@@ -16,6 +26,25 @@ from .playback import PlaybackError, Player, Track, UnsupportedFormatError
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0
+LONG_SEEK_STEP = 60.0
+VOLUME_STEP = 0.05  # of full scale (1.0), per key press
+MAX_VOLUME = 2.0
+NOTICE_SECONDS = 2.0  # how long a key's message shows in the status line
+KEYS_HELP = (
+    "keys: space pause/resume, left/right -/+10 s, down/up -/+60 s, 9/0 or / * volume, m mute, "
+    "n/p next/previous, q quit"
+)
+OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
+
+
+def add_queue_arguments(play: argparse.ArgumentParser) -> None:
+    """``play``'s queue options."""
+    play.add_argument(
+        "--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order"
+    )
+    loop = play.add_mutually_exclusive_group()
+    loop.add_argument("--loop", action="store_true", help="repeat the current track")
+    loop.add_argument("--loop-playlist", action="store_true", help="repeat all the sources")
 
 
 class _Keyboard:
@@ -58,32 +87,31 @@ def _stdin_is_terminal() -> bool:
 
 def _play(args: argparse.Namespace, out: TextIO) -> int:
     device = checked_device(args.device)  # an unknown one: an error naming those there are
-    sources: List[str] = args.source
     options = _options(args)
-    try:
-        player = Player(
-            sources[0], device=device, start=args.start, volume=args.volume, decoder=args.decoder,
-            crossfade=args.crossfade, samplerate=args.samplerate, **options,
-        )  # fmt: skip
-    except (StreamError, ValueError, UnsupportedFormatError) as exc:
-        raise SourceError(_one_line(exc)) from None
     writer = LineWriter(out)
+    if writer.tty:
+        writer.update(f"connecting to {args.source[0]}…")
+    sources = _expand(args.source, options, writer)
+    if args.shuffle:
+        random.shuffle(sources)
+    repeat = "track" if args.loop else "playlist" if args.loop_playlist else "off"
+    player, rest = _first_player(sources, writer, dict(
+        device=device, start=args.start, volume=args.volume, decoder=args.decoder, crossfade=args.crossfade,
+        samplerate=args.samplerate, repeat=repeat, **options,
+    ))  # fmt: skip
     started = time.monotonic()
+    queue = _Queue(player, deque(rest), writer, dict(decoder=args.decoder, **options))
     try:
-        try:
-            for source in sources[1:]:  # opened now, at Low priority: they preload
-                player.enqueue(source, decoder=args.decoder, **options)
-        except (StreamError, ValueError, UnsupportedFormatError) as exc:
-            raise SourceError(_one_line(exc)) from None
         _check_start(args.start, player.tracks[0])
         writer.message(_track_line(player.tracks[0]))
         player.play()
+        queue.fill()
         if writer.tty and _stdin_is_terminal():
-            writer.message("keys: space pause/resume, left/right -/+10 s, q quit")
+            writer.message(KEYS_HELP)
             with _Keyboard(sys.stdin) as keyboard:
-                _ui_loop(player, writer, keyboard)
+                _ui_loop(player, writer, keyboard, queue)
         else:
-            _ui_loop(player, writer, None)
+            _ui_loop(player, writer, None, queue)
         stream = player.stream
         ranges, size, stats = stream.buffered(), _size(stream), stream.stats()
     except BaseException:
@@ -97,7 +125,7 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         # signal woke, seen with a live stream on JACK): still the user's Ctrl-C.
         raise KeyboardInterrupt
     average = stats.bytes_fetched / max(time.monotonic() - started, 1e-9) if stats.bytes_fetched else None
-    writer.finish(_status_line(status, ranges, size, average, writer, stats.offline))
+    writer.finish(_status_line(status, ranges, size, average, writer, offline=stats.offline))
     if status.error is not None:
         raise PlaybackError(f"playback failed: {_one_line(status.error)}")
     return 0
@@ -108,6 +136,60 @@ def _check_start(start: float, track: Track) -> None:
     if start and track.duration is not None and start >= track.duration:
         length = f"{format_time(track.duration)}, {track.duration:.3f} s"
         raise UsageError(f"--start {start:g} s is past the end of {track.name} (duration {length})")
+
+
+class _Queue:
+    """The sources not opened yet: the next one is enqueued while the current one plays."""
+
+    def __init__(self, player: Player, pending: Deque[str], writer: LineWriter, options: dict) -> None:
+        self._player, self._pending, self._writer, self._options = player, pending, writer, options
+        player.more_coming = bool(pending)
+
+    def fill(self) -> None:
+        """Enqueue until one track follows the current one (or nothing is left); an entry that
+        cannot be opened is skipped, saying so."""
+        player = self._player
+        while self._pending and len(player.tracks) - 1 <= player.status().track:
+            source = self._pending.popleft()
+            try:
+                player.enqueue(source, **self._options)
+            except OPEN_ERRORS as exc:
+                self._writer.message(f"skipping {source}: {_one_line(exc)}")
+            except PlaybackError:  # playback is over (failed, or q): reported by the caller
+                self._pending.clear()
+        player.more_coming = bool(self._pending)
+
+
+def _expand(sources: List[str], options: dict, writer: LineWriter) -> List[str]:
+    """The sources with each playlist (by its name) replaced by its entries."""
+    out: List[str] = []
+    for source in sources:
+        try:
+            entries = playlist_entries(source, **options)
+        except OPEN_ERRORS as exc:
+            raise SourceError(_one_line(exc)) from None
+        if entries is None:
+            out.append(source)
+        else:
+            writer.message(f"{source}: {len(entries)} entries")
+            out.extend(entries)
+    return out
+
+
+def _first_player(sources: List[str], writer: LineWriter, kwargs: dict) -> Tuple[Player, List[str]]:
+    """A Player on the first source that opens, and the sources after it; with one source
+    its failure is the error (exit 2), with several the failing ones are skipped."""
+    for i, source in enumerate(sources):
+        try:
+            return Player(source, **kwargs), sources[i + 1 :]
+        except OPEN_ERRORS as exc:
+            if len(sources) == 1 or isinstance(exc, ValueError) and not isinstance(exc, StreamError):
+                raise SourceError(_one_line(exc)) from None
+            if i == len(sources) - 1:
+                last = _one_line(exc)
+                raise SourceError(f"none of the {len(sources)} sources could be played; the last: {last}") from None
+            writer.message(f"skipping {source}: {_one_line(exc)}")
+    raise SourceError("nothing to play")  # an empty playlist
 
 
 def _track_line(track: Track) -> str:
@@ -123,26 +205,26 @@ def _size(stream: Any) -> int:
         return 0  # a live stream has no length
 
 
-def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) -> None:
-    """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s."""
+def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard], queue: _Queue) -> None:
+    """Redraw the status until playback ends or ``q``; each pass waits at most 0.1-0.25 s
+    (plus the opening of the next source, when the current one has just started)."""
     meter = RateMeter()
     shown = 0
     title: Optional[str] = None
+    notice: Tuple[str, float] = ("", 0.0)  # a key's message, shown in the status line until then
     while True:
         if keyboard is not None:
             for command in keyboard.commands(0.1):
                 if command == "quit":
                     return
-                if command == "pause":
-                    player.toggle_pause()
-                elif command in ("forward", "back"):
-                    step = SEEK_STEP if command == "forward" else -SEEK_STEP
-                    player.seek_relative(step)
-                    writer.message(f"seek {step:+.0f} s")
+                if command == "next":
+                    queue.fill()
+                notice = (_apply(player, command), time.monotonic() + NOTICE_SECONDS)
             if player.wait(0):
                 return
         elif player.wait(0.25):
             return
+        queue.fill()
         status = player.status()
         if status.track != shown:  # the next track started (gapless or crossfaded)
             shown = status.track
@@ -155,13 +237,44 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard]) 
         stats = stream.stats()
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
-        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer, stats.offline))
+        text = notice[0] if time.monotonic() < notice[1] else ""
+        writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer, text, stats.offline))
+
+
+def _apply(player: Player, command: str) -> str:
+    """Do what a key asks; the message the status line shows for a while ("" for none)."""
+    if command == "pause":
+        player.toggle_pause()
+        return ""
+    if command in ("forward", "back", "forward_long", "back_long"):
+        step = SEEK_STEP if command in ("forward", "back") else LONG_SEEK_STEP
+        step = step if command.startswith("forward") else -step
+        if player.duration is None:
+            return "cannot seek: live stream"
+        return f"seek {step:+.0f} s" if player.seek_relative(step) else "cannot seek now"
+    if command in ("volume_up", "volume_down"):
+        step = VOLUME_STEP if command == "volume_up" else -VOLUME_STEP
+        player.volume = min(MAX_VOLUME, max(0.0, round(player.volume + step, 2)))
+        player.muted = False
+        return f"volume {player.volume * 100:.0f}%"
+    if command == "mute":
+        player.muted = not player.muted
+        return "muted" if player.muted else f"volume {player.volume * 100:.0f}%"
+    if command == "next":
+        return "" if player.next() else "last track: nothing follows"
+    if command == "previous":
+        return "" if player.previous() else "cannot go back now"
+    return ""
 
 
 def _status_line(
-    status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, offline: bool = False
+    status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, notice: str = "",
+    offline: bool = False,
 ) -> str:
-    return playback_line(
+    width = _terminal_width() if writer.tty else 100
+    if notice:  # fitted before the notice, which ends the line
+        width = max(20, width - len(notice) - 2)
+    line = playback_line(
         state=status.state.value,
         position=status.position,
         duration=status.duration,
@@ -169,7 +282,7 @@ def _status_line(
         size=size,
         rate=rate,
         underruns=status.underruns,
-        width=_terminal_width() if writer.tty else 100,
+        width=width,
         codec=status.codec,
         samplerate=status.samplerate,
         output_rate=status.output_samplerate,
@@ -177,3 +290,4 @@ def _status_line(
         title=status.title,
         offline=offline,
     )
+    return f"{line}  {notice}" if notice else line

@@ -190,14 +190,19 @@ class RateMeter:
 
 
 #: What a key press means while playing.
-KEYS = {" ": "pause", "q": "quit", "Q": "quit", "\x1b[C": "forward", "\x1b[D": "back"}
+KEYS = {
+    " ": "pause", "q": "quit", "Q": "quit", "\x1b[C": "forward", "\x1b[D": "back", "\x1b[A": "forward_long",
+    "\x1b[B": "back_long", "9": "volume_down", "/": "volume_down", "0": "volume_up", "*": "volume_up",
+    "m": "mute", "n": "next", "p": "previous",
+}  # fmt: skip
 
 
 def parse_keys(buffer: str) -> Tuple[List[str], str]:
     """Commands in the typed characters, and the unfinished escape sequence to keep.
 
     Space is ``pause``, ``q`` is ``quit``, the right/left arrows (``ESC [ C``/``ESC [ D``) are
-    ``forward``/``back``; anything else is ignored.
+    ``forward``/``back``, up/down ``forward_long``/``back_long``, the others as in ``KEYS``;
+    anything else is ignored.
     """
     commands: List[str] = []
     i = 0

@@ -172,7 +172,9 @@ def test_rate_meter_uses_a_sliding_window() -> None:
         (" ", ["pause"], ""),
         ("q", ["quit"], ""),
         ("\x1b[C\x1b[D", ["forward", "back"], ""),
-        ("x \x1b[A", ["pause"], ""),  # unknown keys and the up arrow are ignored
+        ("x \x1b[F", ["pause"], ""),  # unknown keys and sequences (End) are ignored
+        ("\x1b[A\x1b[B", ["forward_long", "back_long"], ""),
+        ("90/*mnp", ["volume_down", "volume_up", "volume_down", "volume_up", "mute", "next", "previous"], ""),
         ("\x1b[", [], "\x1b["),  # an arrow split across reads is kept for the next one
         (" \x1b", ["pause"], "\x1b"),
         ("\x1bq", ["quit"], ""),  # a lone Escape is dropped

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kithara_io import ConnectionFailedError, StreamError
-from kithara_io.sources.stations import parse_playlist, playlist_kind, resolve
+from kithara_io.api import playlist_entries
+from kithara_io.sources.stations import kind_by_name, parse_playlist, playlist_kind, resolve
 
 BASE = "http://dir.example/stations/jazz.pls"
 
@@ -74,3 +75,36 @@ def test_resolve_all_fail_names_the_playlist():
         resolve(BASE, ["http://a", "http://b"], open_entry)
     assert BASE in str(info.value) and "http://b" in str(info.value)
     assert isinstance(info.value.cause, ConnectionFailedError)
+
+
+# -- playlists of tracks (kithara-io play list.m3u, issue 27) --------------------------------
+
+
+def test_kind_by_name():
+    assert kind_by_name("/music/list.M3U") == "m3u" and kind_by_name("list.m3u8") == "m3u"
+    assert kind_by_name("http://h/x/radio.pls?sid=1") == "pls"
+    assert kind_by_name("http://h/list.m3u/stream.mp3") is None and kind_by_name("song.mp3") is None
+
+
+def test_playlist_entries_of_local_files(tmp_path):
+    (tmp_path / "list.m3u").write_text("#EXTM3U\n#EXTINF:3,One\none.wav\nsub dir/two.flac\n/abs/three.mp3\nhttp://h/4.mp3\n")
+    assert playlist_entries(tmp_path / "list.m3u") == [
+        str(tmp_path / "one.wav"), str(tmp_path / "sub dir/two.flac"), "/abs/three.mp3", "http://h/4.mp3",
+    ]  # fmt: skip
+    (tmp_path / "list.pls").write_text("[playlist]\nFile2=b.ogg\nFile1=a.ogg\n")
+    assert playlist_entries(str(tmp_path / "list.pls")) == [str(tmp_path / "a.ogg"), str(tmp_path / "b.ogg")]
+    (tmp_path / "live.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg0.ts\n")
+    assert playlist_entries(tmp_path / "live.m3u8") is None  # HLS: played as one stream
+    assert playlist_entries(tmp_path / "one.wav") is None  # not named like a playlist: not read
+    with pytest.raises(StreamError):
+        playlist_entries(tmp_path / "missing.m3u")
+
+
+def test_playlist_entries_of_a_remote_m3u8_without_hls_tags_and_a_pls(tmp_path, no_leaks):
+    from tests.servers.ranged import RangedServer
+
+    (tmp_path / "list.m3u8").write_text("#EXTM3U\n#EXTINF:1,a\na.mp3\nhttp://other.example/b.mp3\n")
+    (tmp_path / "list.pls").write_text("[playlist]\nFile1=x/c.ogg\n")
+    with RangedServer(tmp_path) as server:
+        assert playlist_entries(server.url("list.m3u8")) == [server.url("a.mp3"), "http://other.example/b.mp3"]
+        assert playlist_entries(server.url("list.pls")) == [server.url("x/c.ogg")]

@@ -5,8 +5,10 @@
         player.play()
         player.wait()
 
-Modules: ``player`` (Player, the threads), ``track`` (a source opened for decoding),
-``decoders`` (the decoder interface, libsndfile) and ``pyav`` (FFmpeg), ``feed`` and
+Modules: ``player`` (Player: controls, the audio callback), ``decoding`` (its decoder
+thread), ``queue`` (the play order: shuffle, repeat), ``track`` (a source opened for decoding),
+``decoders`` (the decoder interface, libsndfile) and ``pyav`` (FFmpeg), ``sniff`` (a live
+stream's container, told to FFmpeg), ``feed`` and
 ``resample`` (conversion to the output rate with soxr), ``channels`` (channel mapping,
 crossfade gains), ``ringbuffer``, ``output`` (the device), ``status``, ``errors``.
 """

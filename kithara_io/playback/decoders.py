@@ -17,6 +17,7 @@ import soundfile as sf
 
 from ..errors import StreamError
 from .errors import UnsupportedFormatError
+from .sniff import SNIFF_BYTES, container_format
 
 DECODERS = ("soundfile", "pyav")
 
@@ -59,6 +60,7 @@ class SafeReader(io.RawIOBase):
         self.cancelled = False
         self.interrupted = False
         self.waiting = False
+        self._ahead = b""  # read by peek(), handed out first
 
     def readable(self) -> bool:
         return True
@@ -76,6 +78,11 @@ class SafeReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self.cancelled or self.error is not None or self.interrupted:
             return 0
+        if self._ahead:
+            n = min(len(buffer), len(self._ahead))
+            buffer[:n] = self._ahead[:n]
+            self._ahead = self._ahead[n:]
+            return n
         self.waiting = True
         try:
             return self._file.readinto(buffer) or 0
@@ -87,6 +94,26 @@ class SafeReader(io.RawIOBase):
             return 0
         finally:
             self.waiting = False
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), handed out again by the next reads:
+        a look at the head of a stream that cannot seek back. Bounded: each pass reads."""
+        while len(self._ahead) < size:
+            buffer = bytearray(size - len(self._ahead))
+            saved, self._ahead = self._ahead, b""
+            n = self.readinto(buffer)
+            self._ahead = saved + bytes(buffer[:n])
+            if n == 0:
+                break
+        return self._ahead[:size]
+
+    @property
+    def content_type(self) -> Optional[str]:
+        """The stream's Content-Type (a live stream's), if it tells one."""
+        try:
+            return getattr(self._file, "content_type", None)
+        except (ValueError, OSError):  # closed
+            return None
 
     def interrupt(self) -> None:
         """Interrupt the read waiting on the network now (from another thread), if any."""
@@ -108,10 +135,15 @@ class SafeReader(io.RawIOBase):
     def rewind(self) -> None:
         """Back to the first byte (after a probe); raises what the file raises."""
         self._file.seek(0)
+        self._ahead = b""
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         try:
-            return self._file.seek(offset, whence)
+            if self._ahead and (whence, offset) in ((os.SEEK_CUR, 0), (os.SEEK_SET, self.tell())):
+                return self.tell()  # where it is: the bytes read ahead stay
+            result = self._file.seek(offset, whence)
+            self._ahead = b""
+            return result
         except BaseException as exc:  # noqa: BLE001
             if self.error is None and not self.cancelled:
                 self.error = exc
@@ -119,7 +151,7 @@ class SafeReader(io.RawIOBase):
 
     def tell(self) -> int:
         try:
-            return self._file.tell()
+            return self._file.tell() - len(self._ahead)
         except BaseException as exc:  # noqa: BLE001
             if self.error is None and not self.cancelled:
                 self.error = exc
@@ -177,8 +209,13 @@ def open_decoder(reader: SafeReader, name: str, decoder: Optional[str] = None) -
         reader.rewind()
     from .pyav import PyAVDecoder, PyAVOpenError
 
+    # A stream that cannot seek back (a station): the format told, FFmpeg opens at once.
+    # Not HLS: its segments' container is FFmpeg's to find (packed audio starts with ID3).
+    hint = None
+    if not reader.seekable() and reader.hls is None:
+        hint = container_format(reader.content_type) or container_format(None, reader.peek(SNIFF_BYTES))
     try:
-        return PyAVDecoder(reader)
+        return PyAVDecoder(reader, hint)
     except PyAVOpenError as exc:
         _raise_stream_error(reader)
         text = f"{reason} (libsndfile); {exc} (FFmpeg)" if reason else str(exc)

@@ -7,33 +7,36 @@ the other. The decoder decodes, resamples and maps channels with the lock releas
 on ``_cond`` while the ring is full. The callback never blocks on the network and never
 allocates beyond numpy views: when the ring is short it plays silence and counts an underrun,
 then rebuffers. The decoder thread alone owns the track feeds (resamplers) and the held-back
-crossfade tail.
+crossfade tail; its methods live in :mod:`.decoding`. The play order (:class:`.queue.PlayOrder`:
+shuffle, repeat, ``more_coming``) is guarded by ``_cond`` too: the decoder asks it which track
+follows, the caller's thread changes it.
 
 A seek flushes the ring and bumps a generation number under the lock; a block the decoder
 decoded from the old position is dropped when it comes back with an old generation, so the
-first frame played after a seek is exactly the target frame.
+first frame played after a seek is exactly the target frame. ``next()``/``previous()`` are
+seeks to frame 0 of another track.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .channels import crossfade_mix
+from .decoding import CHUNK, Decoding
 from .errors import PlaybackError
 from .feed import HeldTail, TrackFeed
 from .output import OutputFactory, close_output, open_output
+from .queue import PlayOrder
 from .ringbuffer import RingBuffer
 from .status import PlaybackStatus, State
 from .track import Source, Track
 
-CHUNK = 2048  # frames decoded per step, at the track's rate
 
-
-class Player:
+class Player(Decoding):
     """Plays a URL, path or open binary file through a ``sounddevice.OutputStream``.
 
     ``buffer_seconds`` bounds the ring buffer; output (re)starts once ``prebuffer_seconds``
@@ -46,6 +49,10 @@ class Player:
     high quality) on the decoder thread. ``channels``: the output channels (None: the file's,
     at least two on a stereo device). ``decoder``: "soundfile", "pyav" or None (probe).
     ``crossfade``: seconds of equal-power crossfade between enqueued tracks (0: gapless).
+
+    A queue: :meth:`enqueue` appends tracks, :meth:`next`/:meth:`previous` jump, ``shuffle``
+    reorders what is still to play, ``repeat`` is ``"off"``, ``"track"`` or ``"playlist"``
+    (see :mod:`.queue`); ``rng`` is the shuffle's random source.
 
     ``output`` replaces the audio device: ``output(samplerate=, channels=, blocksize=,
     callback=, finished_callback=)`` returns an object with ``start()``, ``close()`` and a
@@ -69,6 +76,9 @@ class Player:
         channels: Optional[int] = None,
         decoder: Optional[str] = None,
         crossfade: float = 0.0,
+        repeat: str = "off",
+        shuffle: bool = False,
+        rng: Optional[random.Random] = None,
         **open_options: Any,
     ) -> None:
         for name, value in (("volume", volume), ("start", start), ("crossfade", crossfade)):
@@ -76,6 +86,11 @@ class Player:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         self._device = device
         self._volume = float(volume)
+        self._muted = False
+        self._waiting_more = False  # the decoder waits for a track to be enqueued
+        self._order = PlayOrder(rng)
+        self._order.repeat = repeat
+        self._order.shuffle = shuffle
         self._blocksize = blocksize
         self._latency = latency
         self._output_factory = output
@@ -182,6 +197,7 @@ class Player:
                 track.close()
                 raise PlaybackError("the player has already stopped")
             self._tracks.append(track)
+            self._order.append(self._position_locked()[0])
             self._decoder_eof = False
             self._cond.notify_all()
 
@@ -252,13 +268,7 @@ class Player:
             index = self._position_locked()[0]
             if self._tracks[index].duration is None:
                 return False
-            frame = self._clamp(self._tracks[index], seconds)
-            self._flush_locked(index, frame)
-            self._seek_request = (index, frame)
-            if self._state is State.PLAYING:
-                self._state = State.BUFFERING
-            self._cond.notify_all()
-            decoding = self._tracks[self._decode_track]
+            decoding = self._jump_locked(index, self._clamp(self._tracks[index], seconds))
         # A decoder blocked on bytes that are not downloaded (a stalled server) gives up that
         # read, so that a seek into audio already downloaded plays at once.
         decoding.reader.interrupt()
@@ -268,13 +278,90 @@ class Player:
         """Seek by ``delta`` seconds from the current position."""
         return self.seek(max(0.0, self.position + delta))
 
+    def next(self) -> bool:
+        """Jump to the start of the next track in the play order (also when repeating one
+        track); False at the last one (unless repeating the playlist) or once over."""
+        return self._jump_to(True)
+
+    def previous(self) -> bool:
+        """Jump to the start of the previous track; at the first one (unless repeating the
+        playlist) to the start of the current one. False once playback is over."""
+        return self._jump_to(False)
+
+    @property
+    def more_coming(self) -> bool:
+        """True while the caller is still enqueuing: at the end of the last track enqueued so
+        far playback waits for the next instead of finishing (set it before :meth:`play`
+        when tracks are enqueued while the first plays; clear it after the last)."""
+        return self._order.more_coming
+
+    @more_coming.setter
+    def more_coming(self, on: bool) -> None:
+        with self._cond:
+            self._order.more_coming = bool(on)
+            self._cond.notify_all()
+
+    @property
+    def repeat(self) -> str:
+        """``"off"``, ``"track"`` (the current one again and again) or ``"playlist"``."""
+        with self._cond:
+            return self._order.repeat
+
+    @repeat.setter
+    def repeat(self, mode: str) -> None:
+        with self._cond:
+            self._order.repeat = mode
+            if self._error is None:
+                self._decoder_eof = False  # a last track that ended may now be followed
+            self._cond.notify_all()
+
+    @property
+    def shuffle(self) -> bool:
+        """True: the tracks after the current one play in a random order."""
+        with self._cond:
+            return self._order.shuffle
+
+    @shuffle.setter
+    def shuffle(self, on: bool) -> None:
+        with self._cond:
+            self._order.set_shuffle(bool(on), self._position_locked()[0])
+
+    @property
+    def order(self) -> List[int]:
+        """The play order: indices into :attr:`tracks`."""
+        with self._cond:
+            return self._order.order
+
+    @property
+    def volume(self) -> float:
+        """The gain (1.0: unchanged); setting it takes effect at the next device block."""
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"volume must be a number >= 0, not {value!r}")
+        with self._cond:
+            self._volume = float(value)
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    @muted.setter
+    def muted(self, on: bool) -> None:
+        with self._cond:
+            self._muted = bool(on)
+
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Block until the ring holds ``prebuffer_seconds`` of audio, or decoding is over
-        (end, failure, close); False on timeout. Only meaningful after :meth:`play`."""
+        (end, failure, close) or waits for a track to be enqueued (``more_coming``); False on
+        timeout. Only meaningful after :meth:`play`."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: self._stopping
                 or self._decoder_eof
+                or self._waiting_more
                 or (self._ring is not None and self._ring.count >= self._prebuffer),
                 timeout,
             )
@@ -319,6 +406,31 @@ class Player:
         self.close()
 
     # -- internals (self._cond held where the name says so) -------------------------------
+    def _jump_to(self, forward: bool) -> bool:
+        """To the start of the next (previous) track in the play order; see next()."""
+        with self._cond:
+            if self._closed or self._error is not None or self._state in (
+                State.FINISHED, State.STOPPED, State.FAILED
+            ):
+                return False
+            index = self._position_locked()[0]
+            target = self._order.following(index, manual=True) if forward else self._order.preceding(index)
+            if target is None and forward:
+                return False
+            decoding = self._jump_locked(index if target is None else target, 0)
+        decoding.reader.interrupt()
+        return True
+
+    def _jump_locked(self, index: int, frame: int) -> Track:
+        """Flush and have the decoder continue at ``frame`` of track ``index``; returns the
+        track being decoded until then (to interrupt its read)."""
+        self._flush_locked(index, frame)
+        self._seek_request = (index, frame)
+        if self._state is State.PLAYING:
+            self._state = State.BUFFERING
+        self._cond.notify_all()
+        return self._tracks[self._decode_track]
+
     def _clamp(self, track: Track, seconds: float) -> int:
         seconds = max(0.0, seconds)
         if track.duration is not None:
@@ -341,129 +453,6 @@ class Player:
                 return track, first + (self._consumed - written_at) / self.samplerate
         raise AssertionError("no mark at 0")
 
-    # -- the decoder thread --------------------------------------------------------------
-    def _decode_loop(self) -> None:
-        try:
-            while self._decode_step():
-                pass
-        except BaseException as exc:  # noqa: BLE001 - reported through status()/error
-            with self._cond:
-                if not self._stopping:  # a decoder torn down by close() is no failure
-                    self._fail_locked(exc)
-                self._cond.notify_all()
-
-    def _feed(self, index: int) -> TrackFeed:
-        feed = self._feeds.get(index)
-        if feed is None:
-            feed = self._feeds[index] = TrackFeed(self._tracks[index], self.samplerate, self.channels, CHUNK)
-        return feed
-
-    def _decode_step(self) -> bool:
-        """Decode, convert and store one block; False when the thread must end."""
-        with self._cond:
-            ring = self._ring
-            assert ring is not None
-            while not self._stopping and (
-                (self._decoder_eof and self._seek_request is None)
-                or (self._seek_request is None and ring.free < self._feed(self._decode_track).max_output)
-            ):
-                self._cond.wait()
-            if self._stopping:
-                return False
-            seek, self._seek_request = self._seek_request, None
-            if seek is not None:
-                self._decode_track = seek[0]
-            generation, index = self._generation, self._decode_track
-            has_next = index + 1 < len(self._tracks)
-        feed = self._feed(index)
-        if seek is not None:
-            self._tail.clear()
-            feed.seek(seek[1])
-        if not feed.started:
-            feed.track.raise_priority()
-        out, ended = feed.read()
-        if feed.interrupted:  # by a seek (see seek()), or a stale interrupt: resume exactly
-            with self._cond:
-                pending = self._seek_request is not None
-            feed.recover(resume=not pending)
-            return True
-        if not ended:
-            self._store(self._tail.pass_on(out), generation)
-            return True
-        tail = self._tail.take(out)
-        error = feed.track.reader.error
-        if error is not None and not feed.track.reader.cancelled:
-            self._store(tail, generation)
-            with self._cond:
-                if generation == self._generation:
-                    self._fail_locked(error)
-            return True
-        if not has_next:
-            return self._finish(tail, generation)
-        return self._next_track(index, tail, generation)
-
-    def _next_track(self, index: int, tail: np.ndarray, generation: int) -> bool:
-        """Track ``index`` ended with ``tail``: the next one follows, crossfaded over the end."""
-        fade = min(len(tail), self._tail.frames)
-        if not self._store(tail[: len(tail) - fade], generation):
-            return True
-        feed = self._feed(index + 1)
-        if feed.started:  # decoded ahead before a seek back into this track: from the start
-            feed.seek(0)
-        feed.track.raise_priority()
-        head, ended = feed.read_at_least(fade) if fade else (tail[:0], False)
-        mixed, head = crossfade_mix(tail[len(tail) - fade :], head), head[fade:]
-        with self._cond:
-            if generation != self._generation or self._stopping:
-                return not self._stopping
-            self._marks.append((self._written, index + 1, 0.0))
-            self._decode_track = index + 1
-            more = index + 2 < len(self._tracks)
-        if not self._store(mixed, generation):
-            return True
-        if ended:  # the next track was shorter than the crossfade
-            return self._next_track(index + 1, head, generation) if more else self._finish(head, generation)
-        self._store(self._tail.pass_on(head), generation)
-        return True
-
-    def _finish(self, tail: np.ndarray, generation: int) -> bool:
-        """The last track ended with ``tail``: store it, then decoding is over."""
-        if self._store(tail, generation):
-            with self._cond:
-                if generation == self._generation:
-                    self._decoder_eof = True
-                    self._cond.notify_all()
-        return True
-
-    def _store(self, block: np.ndarray, generation: int) -> bool:
-        """Write all of ``block`` into the ring, waiting for room; False if a seek or close
-        made it obsolete. Bounded: every pass writes at least one frame or ends."""
-        done = 0
-        with self._cond:
-            ring = self._ring
-            assert ring is not None
-            while done < len(block):
-                while not self._stopping and generation == self._generation and ring.free == 0:
-                    self._cond.wait()
-                if self._stopping or generation != self._generation:
-                    return False
-                n = ring.write(block[done:])
-                done += n
-                self._written += n
-                self._cond.notify_all()
-            return generation == self._generation
-
-    def _fail_locked(self, error: BaseException) -> None:
-        """Decoding cannot go on: what is buffered still plays, then playback ends FAILED.
-        Nothing fails once close() began: a decoder torn down by it is no failure."""
-        if self._stopping:
-            return
-        if self._error is None:
-            self._error = error
-        self._decoder_eof = True
-        self._seek_request = None
-        self._cond.notify_all()
-
     # -- the audio callback (a PortAudio thread) -----------------------------------------
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         finished = False
@@ -471,7 +460,9 @@ class Player:
             if status and getattr(status, "output_underflow", False):
                 self._device_underflows += 1
             ring = self._ring
-            if self._state is State.BUFFERING and (ring.count >= self._prebuffer or self._decoder_eof):
+            if self._state is State.BUFFERING and (
+                ring.count >= self._prebuffer or self._decoder_eof or (self._waiting_more and ring.count)
+            ):
                 self._state = State.PLAYING
                 self._starving = False
             if self._paused or self._state is not State.PLAYING:
@@ -492,8 +483,9 @@ class Player:
                     self._state = State.BUFFERING
                     self._starving = True
             self._cond.notify_all()
-        if self._volume != 1.0:
-            np.multiply(outdata, self._volume, out=outdata)
+            gain = 0.0 if self._muted else self._volume
+        if gain != 1.0:
+            np.multiply(outdata, gain, out=outdata)
         if finished:
             raise self._callback_stop()
 

@@ -28,6 +28,7 @@ from .windows import RestartWindow
 
 PREROLL = 0.2  # seconds decoded before a seek target and dropped
 SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
+FAST_PROBE = {"probesize": "8192", "analyzeduration": "0"}  # with a known format (see .sniff)
 
 
 class PyAVOpenError(Exception):
@@ -56,8 +57,9 @@ def frame_to_float32(frame: "av.AudioFrame") -> np.ndarray:
 class PyAVDecoder:
     """Decodes the first audio stream of what FFmpeg recognises in the file."""
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader, container_format: Optional[str] = None) -> None:
         self._reader = reader
+        self._format_hint = container_format
         self._container = None
         self._hls = getattr(reader, "hls", None)
         self._window: Optional[RestartWindow] = None
@@ -103,8 +105,10 @@ class PyAVDecoder:
         if self._hls is not None:
             hls = self._hls
             source = self._window = RestartWindow(self._reader, start, lambda: hls.restarts)
+        # Told the format, a small probe: the stream's first frames (not seconds of them).
+        hint = {"format": self._format_hint, "options": FAST_PROBE} if self._format_hint else {}
         try:
-            self._container = av.open(source, mode="r", metadata_errors="ignore")
+            self._container = av.open(source, mode="r", metadata_errors="ignore", **hint)
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise PyAVOpenError(_message(exc)) from None
         try:

@@ -4,6 +4,10 @@ Such a playlist is a short text list of stream URLs (mirrors of one station), no
 playlist: a text with ``#EXT-X-`` tags is left alone (None). :func:`resolve` tries the
 entries in order and returns the first stream that answers. Pure code apart from the
 ``open_entry`` callable it is given.
+
+The same files list tracks too: ``kithara-io play list.m3u`` plays every entry in turn
+(:func:`kind_by_name` tells a playlist by its name, ``.m3u``, ``.m3u8`` or ``.pls``); a
+playlist known by its Content-Type only is a station's, opened at its first working entry.
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ MAX_PLAYLIST_BYTES = 64 * 1024
 _PLS_TYPES = {"audio/x-scpls", "application/pls+xml", "audio/scpls"}
 _M3U_TYPES = {"audio/x-mpegurl", "audio/mpegurl"}
 _PLS_FILE = re.compile(r"^\s*file(\d+)\s*=\s*(.+?)\s*$", re.I)
+
+
+PLAYLIST_SUFFIXES = {".pls": "pls", ".m3u": "m3u", ".m3u8": "m3u"}
+
+
+def kind_by_name(name: str) -> Optional[str]:
+    """``"pls"``/``"m3u"`` when a path or URL's path ends like a playlist (an ``.m3u8`` may
+    still be HLS: :func:`parse_playlist` tells), else None."""
+    path = urllib.parse.urlsplit(name).path if "://" in name else name
+    for suffix, kind in PLAYLIST_SUFFIXES.items():
+        if path.lower().endswith(suffix):
+            return kind
+    return None
 
 
 def playlist_kind(url: str, content_type: Optional[str]) -> Optional[str]:
@@ -68,10 +85,11 @@ def _m3u_entries(lines: List[str]) -> List[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def read_playlist(stream, url: str, content_type: Optional[str]) -> Optional[List[str]]:
-    """The entries of ``stream`` when it is a station playlist (by Content-Type or URL), else
-    None with ``stream`` rewound when it can be (nothing read when it is not one)."""
-    kind = playlist_kind(url, content_type)
+def read_playlist(stream, url: str, content_type: Optional[str], kind: Optional[str] = None) -> Optional[List[str]]:
+    """The entries of ``stream`` when it is a station playlist (by Content-Type or URL, or
+    ``kind`` when the caller knows), else None with ``stream`` rewound when it can be
+    (nothing read when it is not one)."""
+    kind = kind or playlist_kind(url, content_type)
     if kind is None:
         return None
     data = bytearray()
@@ -105,4 +123,4 @@ def resolve(playlist_url: str, urls: List[str], open_entry: Callable[[str], T]) 
     )
 
 
-__all__ = ["MAX_PLAYLIST_BYTES", "parse_playlist", "playlist_kind", "read_playlist", "resolve"]
+__all__ = ["MAX_PLAYLIST_BYTES", "kind_by_name", "parse_playlist", "playlist_kind", "read_playlist", "resolve"]
