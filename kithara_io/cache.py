@@ -122,6 +122,12 @@ class SparseCache:
         with self._cond:
             return self._present.copy()
 
+    @property
+    def complete(self) -> bool:
+        """Every byte of the resource is held: nothing is left to fetch (or to evict for)."""
+        with self._cond:
+            return self._size is not None and self._present.covered_until(0) >= self._size
+
     def view(self) -> CacheView:
         """A snapshot of the present and claimed ranges (see CacheView)."""
         with self._cond:

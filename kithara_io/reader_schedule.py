@@ -49,6 +49,8 @@ class FetchScheduling:
         here = None
         with self._cond:
             self._pattern.record(pos, end, self._opt.read_behind)
+            if self._cache.complete:  # all held (the usual audio file, once in): nothing to plan
+                return True, None
             self._cache.set_window(
                 max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
             )
