@@ -47,10 +47,9 @@ class HlsStream(Stream):
             target = offset if whence == io.SEEK_SET else here + offset if whence == io.SEEK_CUR else None
             if target is None:
                 raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-            if target != here:
+            if target != here and target >= 0:  # (a negative one: EINVAL, below)
                 self._reader.check_window(target)  # within the live window, or LiveWindowError
-                return super().seek(target)
-            return here
+            return super().seek(target) if target != here else here
         if whence == io.SEEK_END and self._reader.size is None:
             raise io.UnsupportedOperation("seek from the end: the HLS EVENT playlist has not ended yet")
         return super().seek(offset, whence)
