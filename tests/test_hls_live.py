@@ -173,7 +173,7 @@ def test_live_seeks_within_the_window(media, local, durations, no_leaks) -> None
             sixth = stream.hls.segments[6]
             assert stream.hls.offset_of(sixth.start) == sum(len(b) for b in local[:6])
             stream.seek(-len(b"".join(local[6:9])), io.SEEK_CUR)
-            again = stream.read()
+            again = decode(stream)  # PyAV reads the live stream from there, as a pipe
             # Segment 2 left the window: neither its time nor its bytes.
             with pytest.raises(kithara_io.LiveWindowError, match="left the live window") as gone:
                 stream.seek(sum(len(b) for b in local[:2]) + 10)
@@ -185,7 +185,7 @@ def test_live_seeks_within_the_window(media, local, durations, no_leaks) -> None
             with pytest.raises(io.UnsupportedOperation):
                 stream.seek(0, io.SEEK_END)
             assert stream.tell() == sum(len(b) for b in local[:9])  # failed seeks moved nothing
-    assert again == b"".join(local[6:9])
+    assert np.array_equal(again, decode(b"".join(local[6:9])))
     assert np.array_equal(decode(rest), decode(b"".join(local[3:9])))
 
 
