@@ -112,6 +112,7 @@ def test_vod_starts_at_ext_x_start_only_when_asked(media, local, durations, no_l
             assert stream.read(len(local[0])) == local[0]
         with kithara_io.open(url, live_start="playlist") as stream:
             assert stream.hls.segments[0].sequence == first and stream.hls.start_skip == 0.0
+            assert stream.hls.window == (0.0, pytest.approx(sum(durations[first:])))
             assert stream.size == sum(len(b) for b in local[first:])
             data = stream.read()
             stream.seek(0)
@@ -159,6 +160,7 @@ def test_live_seeks_within_the_window(media, local, durations, no_leaks) -> None
         with kithara_io.open(live.url("live/live.m3u8"), live_start="start") as stream:
             assert not stream.seekable()
             assert stream.read(len(local[0])) == local[0]
+            assert stream.hls.window[0] == 0.0  # segment 0 still listed
             third = stream.hls.segments[3]
             assert third.sequence == 3
             target = stream.hls.offset_of(third.start + 0.2)  # sizes of 1-2 learned for it
@@ -169,6 +171,8 @@ def test_live_seeks_within_the_window(media, local, durations, no_leaks) -> None
             assert not stream.seekable()  # constant over the stream's life
             last_window = live.live.served_windows[-1]
             assert last_window == (5, 8, True)
+            starts = [s.start for s in stream.hls.segments]
+            assert stream.hls.window == (starts[5], pytest.approx(starts[8] + durations[8]))
             # Back to segment 6, still listed by the last window.
             sixth = stream.hls.segments[6]
             assert stream.hls.offset_of(sixth.start) == sum(len(b) for b in local[:6])

@@ -68,6 +68,13 @@ class HlsInfo:
         return self._reader.offset_of(seconds)
 
     @property
+    def window(self) -> Tuple[float, float]:
+        """``(from, to)`` seconds from the stream's start where ``offset_of`` and ``seek``
+        may go: for a live stream, its planned segments still listed (the window moves);
+        for VOD and EVENT playlists, all of them so far."""
+        return self._reader.window_seconds()
+
+    @property
     def start_offset(self) -> Optional[float]:
         """The media playlist's ``#EXT-X-START`` TIME-OFFSET in seconds (negative: from its
         end), or None without one. Where the stream starts: ``open(url, live_start=...)``."""

@@ -18,7 +18,7 @@ learning is for seekable kinds only.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from ...errors import LiveWindowError
 from ...planning import Priority
@@ -69,10 +69,19 @@ class WindowMixin:
             finally:
                 self._size_waiters -= 1
 
-    def window_start(self) -> Optional[int]:
-        """Media sequence number of the first segment the last playlist loaded lists."""
+    def window_seconds(self) -> Tuple[float, float]:
+        """``(from, to)`` in seconds from the stream's start: the planned segments the last
+        playlist loaded still lists (all of them for VOD and EVENT playlists)."""
         with self._cond:
-            return self._window_first_locked(self._plan.parts[-1][0] if self._plan.parts else 0)
+            elapsed, first = 0.0, None
+            for variant, seq in self._plan.parts:
+                if seq == INIT:
+                    continue
+                listed = self._window_first_locked(variant)
+                if first is None and (self._kind.seekable or listed is None or seq >= listed):
+                    first = elapsed
+                elapsed += self._plan.segments[variant][seq].duration
+            return (elapsed if first is None else first, elapsed)
 
     # -- self._cond held -------------------------------------------------------------------
     def _window_first_locked(self, variant: int) -> Optional[int]:
