@@ -6,8 +6,7 @@ bounded: the server writes ENDLIST after ``publish`` segments."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import av
 import m3u8

@@ -69,9 +69,8 @@ def at_time(playlist: MediaPlaylist, offset: float) -> Start:
     total = sum(durations)
     point = min(max(total + offset if offset < 0 else offset, 0.0), total)
     elapsed = 0.0
-    for index, duration in enumerate(durations):
-        if point < elapsed + duration or index == len(durations) - 1:
-            return Start(index, max(0.0, min(point - elapsed, duration)))
+    for index, duration in enumerate(durations[:-1]):
+        if point < elapsed + duration:
+            return Start(index, max(0.0, point - elapsed))
         elapsed += duration
-    return Start(len(durations) - 1, 0.0)  # pragma: no cover - the loop returns
-
+    return Start(len(durations) - 1, max(0.0, min(point - elapsed, durations[-1])))
