@@ -15,6 +15,7 @@ from .errors import (
     ConnectionFailedError,
     HTTPStatusError,
     InvalidResponseError,
+    LiveWindowError,
     ResourceChangedError,
     StreamClosedError,
     StreamError,
@@ -56,4 +57,5 @@ __all__ = [
     "TruncatedBodyError",
     "ResourceChangedError",
     "StreamClosedError",
+    "LiveWindowError",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import logging
 import re
 import socket
@@ -202,6 +203,11 @@ class ResourceChangedError(StreamError):
 
 class StreamClosedError(StreamError, ValueError):
     """The stream was closed while a read was waiting (also a ``ValueError``, like a closed file)."""
+
+
+class LiveWindowError(StreamError, io.UnsupportedOperation):
+    """A seek in a live HLS stream to a place its window no longer (or not yet) lists
+    (also an ``io.UnsupportedOperation``, what a seek a stream cannot do raises)."""
 
 
 def server_unreachable(error: BaseException) -> bool:

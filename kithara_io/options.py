@@ -29,6 +29,10 @@ class StreamOptions:
     verify: Union[bool, str] = True  # verify TLS certificates (or: a CA bundle path); off is explicit
     cert: Union[None, str, Tuple[str, str]] = None  # a client certificate: path, or (cert, key)
     max_redirects: int = 10
+    # HLS: where a stream starts in its media playlist: None (a live playlist's EXT-X-START,
+    # else its edge; others their first segment), "edge", "start", "playlist" (EXT-X-START for
+    # every kind) or seconds (negative: back from the end). See kithara_io.sources.hls.start.
+    live_start: Union[None, str, float] = None
 
     @classmethod
     def names(cls) -> list:
@@ -52,6 +56,7 @@ class StreamOptions:
             raise ValueError(f"option verify must be True, False or a CA bundle path, not {self.verify!r}")
         if self.cache_budget is not None and self.cache_budget < 2 * self.max_fetch:
             raise ValueError("option cache_budget must be at least 2 * max_fetch (or None)")
+        _check_live_start(self.live_start)
         if self.min_fetch > self.max_fetch:
             raise ValueError("option min_fetch must be <= max_fetch")
 
@@ -59,3 +64,11 @@ class StreamOptions:
 def _check_int(name: str, value: object, *, minimum: int, extra: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"option {name} must be an integer >= {minimum}{extra}, not {value!r}")
+
+
+def _check_live_start(value: object) -> None:
+    if value is None or value in ("edge", "start", "playlist"):
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf"):
+        return  # NaN fails the comparison
+    raise ValueError(f"option live_start must be None, 'edge', 'start', 'playlist' or seconds (a number), not {value!r}")

@@ -10,6 +10,7 @@ segments are out (bounded: a live test always ends). ``LiveConfig(event=True)``:
 an EVENT playlist, which only ever appends (it starts with ``window`` segments).
 ``LiveConfig(low_latency=True)``: LL-HLS, each segment also listed as two ``#EXT-X-PART``
 byte ranges, the first part of the segment being made and an ``#EXT-X-PRELOAD-HINT``.
+``LiveConfig(start="TIME-OFFSET=..")``: an ``#EXT-X-START`` line with those attributes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LiveConfig:
     publish: int = 10  # segments published in all, then ENDLIST
     event: bool = False  # an EVENT playlist: append-only (``window`` segments at first), typed EVENT
     low_latency: bool = False  # LL-HLS: parts of each segment, parts of the next one and a preload hint
+    start: Optional[str] = None  # the attributes of an #EXT-X-START line ("TIME-OFFSET=-2.5,PRECISE=YES")
 
 
 class _Live:
@@ -63,6 +65,8 @@ class _Live:
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(cfg.period + 0.999)}", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
         if cfg.event:
             lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+        if cfg.start is not None:
+            lines.append(f"#EXT-X-START:{cfg.start}")
         if cfg.low_latency:
             lines[1] = "#EXT-X-VERSION:9"
             lines += [f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=NO,PART-HOLD-BACK={3 * cfg.period / 2:.3f}",

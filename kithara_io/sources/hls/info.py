@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .playlist import Rendition, Variant
+from .views import PipeView
 
 if TYPE_CHECKING:
     from .reader import HlsReader
@@ -62,8 +63,44 @@ class HlsInfo:
         return out
 
     def offset_of(self, seconds: float) -> int:
-        """Byte offset of the segment holding ``seconds`` (waits until it is known)."""
+        """Byte offset of the segment holding ``seconds`` from the stream's start (waits
+        until it is known). Live: the segment must still be listed, else ``LiveWindowError``."""
         return self._reader.offset_of(seconds)
+
+    @property
+    def window(self) -> Tuple[float, float]:
+        """``(from, to)`` seconds from the stream's start where ``offset_of`` and ``seek``
+        may go: for a live stream, its planned segments still listed (the window moves);
+        for VOD and EVENT playlists, all of them so far."""
+        return self._reader.window_seconds()
+
+    @property
+    def start_offset(self) -> Optional[float]:
+        """The media playlist's ``#EXT-X-START`` TIME-OFFSET in seconds (negative: from its
+        end), or None without one. Where the stream starts: ``open(url, live_start=...)``."""
+        declared = self._reader.start.declared
+        return declared[0] if declared is not None else None
+
+    @property
+    def start_precise(self) -> bool:
+        """``#EXT-X-START``'s PRECISE=YES: presentation should begin at the offset itself,
+        not at the start of the segment holding it (see ``start_skip``)."""
+        declared = self._reader.start.declared
+        return declared is not None and declared[1]
+
+    @property
+    def start_skip(self) -> float:
+        """Seconds from the start of the stream (its first segment) to the point it was
+        asked to start at: a player that starts exactly there drops that much. 0 unless
+        seconds were asked, or ``#EXT-X-START`` with PRECISE=YES was honoured."""
+        return self._reader.start.skip
+
+    def pipe(self, position: int = 0) -> "PipeView":
+        """This stream from ``position`` on as a file that never seeks: what a decoder that
+        asks a seekable file for its end (PyAV) reads of an EVENT playlist that has not
+        ended. It reads through this stream's reader (same fetches and cache) with a cursor
+        of its own; closing it leaves the stream open."""
+        return PipeView(self._reader, position)
 
     @property
     def discontinuities(self) -> List[Tuple[Optional[int], float]]:

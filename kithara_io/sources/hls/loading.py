@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Callable, Mapping, Optional, Tuple, Union
@@ -75,6 +76,8 @@ def open_hls(
             auto = variant == "auto"
             wanted = range(len(variants)) if auto else [index]
             media = {i: load_media(transport, variants[i].uri, options.retry, deadline) for i in wanted}
+            if parsed.start is not None:  # EXT-X-START of the master: for media playlists without their own
+                media = {i: m if m.start is not None else dataclasses.replace(m, start=parsed.start) for i, m in media.items()}
         else:
             if audio is not None:
                 raise ValueError(f"audio={audio!r}: a media playlist has no audio renditions to choose from")

@@ -78,6 +78,7 @@ class MediaPlaylist:
     media_sequence: int
     ended: bool  # #EXT-X-ENDLIST seen: no segment will be added
     playlist_type: Optional[str]  # "vod", "event" or None
+    start: Optional[Tuple[float, bool]] = None  # #EXT-X-START: (TIME-OFFSET, PRECISE)
 
     @property
     def live(self) -> bool:
@@ -89,6 +90,7 @@ class MasterPlaylist:
     uri: str
     variants: Tuple[Variant, ...]
     renditions: Tuple[Rendition, ...] = ()  # the audio ones
+    start: Optional[Tuple[float, bool]] = None  # #EXT-X-START, for media playlists without one
 
 
 def looks_like_playlist(content_type: Optional[str], head: bytes) -> bool:
@@ -116,7 +118,7 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         )
         if not variants:
             raise InvalidResponseError("HLS master playlist without variants", url=url)
-        return MasterPlaylist(url, variants, _renditions(parsed))
+        return MasterPlaylist(url, variants, _renditions(parsed), _start(parsed))
     return _media(parsed, url)
 
 
@@ -162,7 +164,22 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
         first,
         bool(parsed.is_endlist),
         (parsed.playlist_type or "").lower() or None,
+        _start(parsed),
     )
+
+
+def _start(parsed: m3u8.M3U8) -> Optional[Tuple[float, bool]]:
+    """``#EXT-X-START:TIME-OFFSET=..[,PRECISE=YES]`` as ``(seconds, precise)``."""
+    start = parsed.start
+    if start is None or start.time_offset is None:
+        return None
+    try:
+        offset = float(start.time_offset)
+    except (TypeError, ValueError):
+        return None  # malformed: ignored, as players do
+    if offset != offset or abs(offset) == float("inf"):
+        return None
+    return (offset, str(start.precise or "").upper() == "YES")
 
 
 def _byterange(spec: Optional[str], default_offset: int) -> Optional[Tuple[int, int]]:

@@ -20,7 +20,8 @@ pattern, counters). Fetch threads do network I/O without it and take it to store
 Lock order: ``self._cond`` -> downloader lock. ``Downloader.cancel`` may complete a command
 synchronously, so it is only called with ``self._cond`` released. The reload thread of a
 live or EVENT playlist (:mod:`.live`) is owned by the reader and joined by ``close()``.
-ABR, ``select`` and restart offsets: :mod:`.switching`.
+ABR, ``select`` and restart offsets: :mod:`.switching`; where a stream starts: :mod:`.start`;
+seeking within a live window: :mod:`.window`.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ from .live import LiveWatcher, ReloadMixin
 from .keys import KeyStore, check_supported
 from .kind import PlaylistKind
 from .plan import PartKey, Plan
-from .playlist import MediaPlaylist, Rendition, Variant, live_start
+from .playlist import MediaPlaylist, Rendition, Variant
+from .start import choose as choose_start
 from .store import PartData
 from .switching import SwitchingMixin
+from .window import WindowMixin
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ _SIZE_JOBS_URGENT = 8  # ... while a caller waits for the size
 _EOF = -1
 
 
-class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
+class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
     """Blocking positional reads of an HLS media playlist (or one variant of a master)."""
 
     def __init__(
@@ -107,8 +110,8 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
         self._announced: set = set()  # offsets of the discontinuities published (switching)
         self._watcher = None
         self.hls = HlsInfo(self)
-        first = live_start(playlist) if self._kind.from_live_edge else 0
-        self._plan.build(variant, [s.sequence for s in playlist.segments[first:]])
+        self.start = choose_start(playlist, self._kind, options.live_start)  # live_start: .start
+        self._plan.build(variant, [s.sequence for s in playlist.segments[self.start.index :]])
         for key in self._plan.parts:
             check_supported(self._plan.secret(key), url)
 
@@ -290,7 +293,10 @@ class HlsReader(SwitchingMixin, ReloadMixin, JobsMixin):
             return self._plan.media_segments()
 
     def offset_of(self, seconds: float) -> int:
-        """Byte offset of the segment holding ``seconds`` (waits for the sizes before it)."""
+        """Byte offset of the segment holding ``seconds`` (waits for the sizes before it);
+        live: see :mod:`.window`."""
+        if not self._kind.seekable:
+            return self.live_offset_of(seconds)
         with self._cond:
             target = self._plan.index_at(seconds)
             if target is None:

@@ -13,9 +13,11 @@ class HlsStream(Stream):
     """A :class:`~kithara_io.stream.Stream` over an :class:`~.reader.HlsReader`.
 
     ``hls`` tells the variants and segments. A VOD playlist is an ordinary seekable file
-    (``size`` blocks until every segment size is known). A live playlist is like a pipe:
-    ``size`` is None, ``seekable()`` is False and ``seek`` raises ``io.UnsupportedOperation``
-    except to the current position; it ends once ``#EXT-X-ENDLIST`` appears. An EVENT
+    (``size`` blocks until every segment size is known). A live playlist is like a pipe for
+    its whole life: ``size`` is None and ``seekable()`` is False; it ends once
+    ``#EXT-X-ENDLIST`` appears. Still, ``seek`` moves within what its window lists
+    (``hls.offset_of(seconds)``) and raises ``LiveWindowError`` (an
+    ``io.UnsupportedOperation``) for a place that left it (see :mod:`.window`). An EVENT
     playlist is seekable within what it lists (a read past it waits for a reload); ``size``
     is None until ``#EXT-X-ENDLIST`` appears, so a seek from the end raises
     ``io.UnsupportedOperation`` until then.
@@ -40,10 +42,14 @@ class HlsStream(Stream):
         self._check_closed()
         if not self._reader.seekable:
             here = self.tell()
+            if whence == io.SEEK_END:
+                raise io.UnsupportedOperation("seek from the end: a live HLS stream has no end")
             target = offset if whence == io.SEEK_SET else here + offset if whence == io.SEEK_CUR else None
-            if target != here:
-                raise io.UnsupportedOperation("seek: a live HLS stream is not seekable")
-            return here
+            if target is None:
+                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            if target != here and target >= 0:  # (a negative one: EINVAL, below)
+                self._reader.check_window(target)  # within the live window, or LiveWindowError
+            return super().seek(target) if target != here else here
         if whence == io.SEEK_END and self._reader.size is None:
             raise io.UnsupportedOperation("seek from the end: the HLS EVENT playlist has not ended yet")
         return super().seek(offset, whence)
