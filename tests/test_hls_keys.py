@@ -107,6 +107,18 @@ def test_a_wrong_key_is_an_error_naming_the_key_uri(servers, hooks, error, messa
             f.close()
 
 
+def test_a_failed_key_request_names_the_playlists_key_uri_not_the_signed_url(servers, no_leaks) -> None:
+    hls, keys = servers
+    hooks = HlsKeys(request=lambda uri: (uri + "?sig=SECRET", {}), query={"token": "ALSO-SECRET"}, transform=unwrap)
+    with kithara_io.open(hls.url("keyed/index.m3u8"), hls_keys=hooks) as f:
+        with pytest.raises(kithara_io.HTTPStatusError, match="401") as info:
+            f.read()
+        with pytest.raises(kithara_io.HTTPStatusError):
+            f.close()
+    assert info.value.url == keys.url("keys/k1") and "SECRET" not in str(info.value)
+    assert keys.seen[0][0] == "/keys/k1?sig=SECRET&token=ALSO-SECRET"
+
+
 def _entry_urls(cache: DiskCache) -> set:
     return {e.url for e in cache.entries()}
 

@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from ...errors import InvalidResponseError, StreamError, server_unreachable
+from ...errors import InvalidResponseError, StreamError, redact, server_unreachable
 from ...retry import Retry
 from .transport import Transport, with_retries
 
@@ -44,7 +44,8 @@ class HlsKeys:
     key unwrapped); a result of another length is an ``InvalidResponseError`` naming the URI.
     ``keep``: with a disk cache, keep the fetched key bodies there for offline replay (off:
     keys never touch the disk). An exception raised by a hook is a ``StreamError`` naming the
-    key URI (not retried)."""
+    key URI (not retried). Hooks run on a download thread, once per key URI of the stream
+    (keys of several URIs may be asked at once: the hooks must be thread-safe)."""
 
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # tokens: not in logs
     query: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -64,8 +65,9 @@ def key_request(hooks: Optional[HlsKeys], uri: str) -> Tuple[str, Dict[str, str]
     if hooks is None:
         return uri, {}
     url, headers = uri, dict(hooks.headers)
-    if hooks.request is not None:
-        answer = _call(lambda: hooks.request(uri), uri, "request")
+    request = hooks.request
+    if request is not None:
+        answer = _call(lambda: request(uri), uri, "request")
         if not (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str)):
             raise StreamError(f"HLS key hook request returned {type(answer).__name__}, not (url, headers)", url=uri)
         url = answer[0]
@@ -79,8 +81,9 @@ def key_request(hooks: Optional[HlsKeys], uri: str) -> Tuple[str, Dict[str, str]
 
 def aes_key(hooks: Optional[HlsKeys], data: bytes, uri: str) -> bytes:
     """The 16-byte AES key from the fetched body ``data`` of key ``uri``."""
-    if hooks is not None and hooks.transform is not None:
-        key = _call(lambda: hooks.transform(data, uri), uri, "transform")
+    transform = hooks.transform if hooks is not None else None
+    if transform is not None:
+        key = _call(lambda: transform(data, uri), uri, "transform")
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             size = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else type(key).__name__
             raise InvalidResponseError(f"HLS AES-128 key from the key hook transform is {size}, not 16 bytes", url=uri)
@@ -100,6 +103,8 @@ def fetch_key(transport: Transport, hooks: Optional[HlsKeys], retry: Retry, uri:
     except StreamError as exc:
         kept = transport.kept_key(uri) if keep and server_unreachable(exc) else None  # type: ignore[attr-defined]
         if kept is None:
+            if url != uri:
+                exc.url = redact(uri)  # the key the playlist names, not a URL the hook signed
             raise
         log.warning("HLS key %s: key server unreachable (%s); using the kept copy", uri, exc)
         return aes_key(hooks, kept, uri)
