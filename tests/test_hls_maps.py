@@ -137,3 +137,21 @@ def test_select_across_a_map_change_reads_each_variants_init_in_force(server, ro
     assert data == first + init_a + seg[2] + seg[3] + run_bytes(root, "b")
     assert restarts == [len(first), len(first) + len(init_a) + len(seg[2]) + len(seg[3])]
     assert np.array_equal(_decode(data[restarts[1]:])[1], _decode(run_bytes(root, "b"))[1])
+
+
+def test_a_live_reload_that_changes_the_map_appends_the_new_init_part() -> None:
+    def live(first: int, count: int) -> str:
+        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for seq in range(first, first + count):
+            if seq in (first, 3):  # the map in force at the window's start, and a new one at 3
+                lines += (["#EXT-X-DISCONTINUITY"] if seq == 3 else []) + [f'#EXT-X-MAP:URI="{"b" if seq >= 3 else "a"}.mp4"']
+            lines += ["#EXTINF:2.0,", f"s{seq}.m4s"]
+        return "\n".join(lines) + "\n"
+
+    plan = Plan({0: parse_playlist(live(0, 3), "http://h/l.m3u8")})
+    plan.build(0, [1, 2])  # joined the window at segment 1
+    assert plan.parts == [(0, INIT), (0, 1), (0, 2)]
+    fresh, gap = plan.merge(0, parse_playlist(live(2, 3), "http://h/l.m3u8"))
+    assert [s.sequence for s in fresh] == [3, 4] and gap is None
+    assert plan.parts == [(0, INIT), (0, 1), (0, 2), (0, INIT - 1), (0, 3), (0, 4)]
+    assert plan.resource((0, INIT - 1)).uri == "http://h/b.mp4" and plan.discontinuities() == [(None, 4.0)]
