@@ -25,6 +25,7 @@ from .errors import (
 )
 from .live import LiveStream
 from .options import StreamOptions
+from .sources.hls.keyhook import HlsKeys
 from .retry import Retry, Timeout
 from .stats import StreamStats
 from .stream import Stream
@@ -45,6 +46,7 @@ __all__ = [
     "Downloader",
     "default_downloader",
     "StreamOptions",
+    "HlsKeys",
     "StreamStats",
     "Retry",
     "Timeout",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 from .retry import Retry, Timeout
+
+if TYPE_CHECKING:
+    from .sources.hls.keyhook import HlsKeys
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -33,6 +36,7 @@ class StreamOptions:
     # else its edge; others their first segment), "edge", "start", "playlist" (EXT-X-START for
     # every kind) or seconds (negative: back from the end). See kithara_io.sources.hls.start.
     live_start: Union[None, str, float] = None
+    hls_keys: Optional["HlsKeys"] = None  # HLS AES-128 keys behind an API: headers, URL, unwrapping
 
     @classmethod
     def names(cls) -> list:
@@ -54,6 +58,11 @@ class StreamOptions:
             raise ValueError(f"option retry must be a kithara_io.Retry, not {self.retry!r}")
         if not isinstance(self.verify, (bool, str)):
             raise ValueError(f"option verify must be True, False or a CA bundle path, not {self.verify!r}")
+        if self.hls_keys is not None:
+            from .sources.hls.keyhook import HlsKeys  # here: the options module sits below the sources
+
+            if not isinstance(self.hls_keys, HlsKeys):
+                raise ValueError(f"option hls_keys must be a kithara_io.HlsKeys, not {self.hls_keys!r}")
         if self.cache_budget is not None and self.cache_budget < 2 * self.max_fetch:
             raise ValueError("option cache_budget must be at least 2 * max_fetch (or None)")
         _check_live_start(self.live_start)

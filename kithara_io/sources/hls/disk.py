@@ -5,9 +5,11 @@ the URL when every byte is there, and otherwise asks the network and writes the 
 through (committed when the body is closed). Segment URIs are immutable in HLS practice, so
 a held range is served without revalidation. A playlist is fetched from the network first;
 when the server cannot be reached (connection failure or 5xx), the copy from the last
-successful fetch is used (offline replay; a warning is logged). Keys are never written to
-disk: an AES-128 stream cannot be replayed offline. A failing disk stops the caching (a
-warning), never the stream.
+successful fetch is used (offline replay; a warning is logged). Keys are written to disk only
+when the caller opts in (``HlsKeys(keep=True)``, :mod:`.keyhook`): ``keep_key`` stores a key
+body as an entry of its URI, private like every entry, and ``kept_key`` reads it back for
+offline replay of an encrypted stream. A failing disk stops the caching (a warning), never
+the stream.
 
 Ownership: ``_lock`` guards ``_entries`` and the counter; entries are thread-safe.
 """
@@ -77,8 +79,9 @@ class DiskTransport(Transport):
         verify: Union[bool, str] = True,
         max_redirects: int = 10,
         cert: Union[None, str, Tuple[str, str]] = None,
+        home: Optional[str] = None,
     ) -> None:
-        super().__init__(headers, timeout, verify, max_redirects, cert)
+        super().__init__(headers, timeout, verify, max_redirects, cert, home)
         self._cache = cache
         self._lock = threading.Lock()
         self._entries: Dict[str, CacheEntry] = {}
@@ -174,9 +177,23 @@ class DiskTransport(Transport):
         if not already:
             log.warning("disk cache: not caching HLS parts any more: %s", exc)
 
+    def keep_key(self, uri: str, data: bytes) -> None:
+        """Keep the body of key ``uri`` on disk (the caller opted in)."""
+        self._save(uri, data)
+
+    def kept_key(self, uri: str) -> Optional[bytes]:
+        """The body of key ``uri`` kept on disk, or None."""
+        return self._cached(uri)
+
     def _save_text(self, url: str, text: str) -> None:
+        self._save(url, text.encode("utf-8"))
+
+    def _cached_text(self, url: str) -> Optional[str]:
+        data = self._cached(url)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def _save(self, url: str, data: bytes) -> None:
         entry = self._entry(url)
-        data = text.encode("utf-8")
         if entry is None or not data:
             return
         try:
@@ -186,11 +203,11 @@ class DiskTransport(Transport):
         except OSError as exc:
             self._stop(exc)
 
-    def _cached_text(self, url: str) -> Optional[str]:
+    def _cached(self, url: str) -> Optional[bytes]:
         entry = self._entry(url)
         held = entry.validators() if entry is not None else None
         if entry is None or held is None or not held.size or not entry.present().contains(0, held.size):
             return None
         out = bytearray(held.size)
         entry.read_into(0, memoryview(out))
-        return out.decode("utf-8", errors="replace")
+        return bytes(out)

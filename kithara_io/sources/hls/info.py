@@ -104,8 +104,9 @@ class HlsInfo:
 
     @property
     def discontinuities(self) -> List[Tuple[Optional[int], float]]:
-        """``(byte offset, seconds)`` of each ``#EXT-X-DISCONTINUITY`` of an MPEG-TS stream
-        (the offset None while a size before it is unknown). Timestamps restart there and
+        """``(byte offset, seconds)`` of each ``#EXT-X-DISCONTINUITY`` of an MPEG-TS stream,
+        and of an fMP4 one whose ``#EXT-X-MAP`` changes there (the offset is then that of the
+        new init segment; None while a size before it is unknown). Timestamps restart there and
         the codec or rate may change: each offset is also in ``restarts`` once fixed, and
         an ``events.Discontinuity`` is published when a read reaches it."""
         return self._reader.discontinuities()
@@ -113,7 +114,8 @@ class HlsInfo:
     @property
     def restarts(self) -> List[int]:
         """Byte offsets after the start where an init segment begins (an fMP4 variant
-        switch) or an MPEG-TS discontinuity: a fresh demuxer must be opened at each. Only
+        switch, an ``#EXT-X-MAP`` that changes) or an MPEG-TS discontinuity: a fresh demuxer
+        must be opened at each. Only
         boundaries already fixed are listed (the stream has read or is fetching that part)."""
         return self._reader.restarts()
 

@@ -18,9 +18,10 @@ from typing import List, Optional
 from ...downloader import FetchCommand, Outcome
 from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...planning import Priority
+from .keyhook import fetch_key
 from .plan import PartKey
 from .store import PartData
-from .transport import Abort, with_retries
+from .transport import Abort
 
 log = logging.getLogger(__name__)
 
@@ -160,5 +161,4 @@ class JobsMixin:
             self._publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
 
     def _fetch_key(self, uri: str) -> bytes:
-        never = threading.Event()
-        return with_retries(lambda: self._transport.data(uri), self._opt.retry, never)
+        return fetch_key(self._transport, self._opt.hls_keys, self._opt.retry, uri)

@@ -57,9 +57,9 @@ def open_hls(
     audio rendition to read, see :mod:`.renditions`).
     Raises a StreamError if it is not an HLS playlist or cannot be read."""
     if cache is not None:
-        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert)
+        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
     else:
-        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert)
+        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
     limit = options.timeout.open
     deadline = None if limit is None else time.monotonic() + limit  # Timeout.open: retries stop here
     try:

@@ -1,11 +1,14 @@
 """Plan: which part sits at each place of the stream, and the layout of their bytes.
 
-A part is ``(variant, media sequence number)``; sequence ``INIT`` (-1) is the variant's
-EXT-X-MAP init segment. The plan is the list of parts the stream is made of, in order (an
-init segment first for fMP4, then the media segments); the layout gives their offsets from
+A part is ``(variant, media sequence number)``; a negative sequence is an EXT-X-MAP init
+segment of the variant: ``INIT`` (-1) its first, ``INIT - n`` the ``n``-th other one its
+playlist names (``#EXT-X-MAP`` may change between segments: after a discontinuity, a codec
+change). The plan is the list of parts the stream is made of, in order: before each media
+segment whose init segment differs from the one in force, that init segment (for fMP4 the
+first part; for MPEG-TS none), then the media segments; the layout gives their offsets from
 the sizes known so far. ``switch`` re-plans the tail on another variant at a segment
-boundary (an init segment of the new variant goes in first when it has one, unless the
-switch goes back to the variant of the part before).
+boundary by the same rule (the new variant's init segment goes in first, unless the switch
+goes back to the variant, and init, in force).
 
 Not thread-safe: the HlsReader's condition guards it.
 """
@@ -21,19 +24,39 @@ PartKey = Tuple[int, int]
 INIT = -1
 
 
+def is_init(key: PartKey) -> bool:
+    return key[1] < 0
+
+
 class Plan:
     def __init__(self, media: Dict[int, MediaPlaylist]) -> None:
-        self.media: Dict[int, MediaPlaylist] = dict(media)
-        self.segments: Dict[int, Dict[int, Segment]] = {v: {s.sequence: s for s in m.segments} for v, m in media.items()}
+        self.media: Dict[int, MediaPlaylist] = {}
+        self.segments: Dict[int, Dict[int, Segment]] = {}
+        self._inits: Dict[int, List[Resource]] = {}  # per variant, in the order first named
         self.sizes: Dict[PartKey, int] = {}  # known sizes (plaintext for encrypted parts)
         self.parts: List[PartKey] = []
         self.layout = Layout()
+        for variant, playlist in media.items():
+            self.add_media(variant, playlist)
 
     def build(self, variant: int, sequences: List[int]) -> None:
-        if self.media[variant].segments and self.media[variant].segments[0].init is not None:
-            self.append((variant, INIT))
         for seq in sequences:
-            self.append((variant, seq))
+            self._append_segment(variant, seq)
+
+    def init_key(self, variant: int, seq: int) -> Optional[PartKey]:
+        """The init part in force for segment ``seq`` of ``variant`` (None: MPEG-TS)."""
+        init = self.segments[variant][seq].init
+        return None if init is None else (variant, INIT - self._inits[variant].index(init))
+
+    def _in_force(self, parts: List[PartKey]) -> Optional[PartKey]:
+        """The init part the last of ``parts`` is read with (None: none)."""
+        return next((key for key in reversed(parts) if is_init(key)), None)
+
+    def _append_segment(self, variant: int, seq: int) -> None:
+        init = self.init_key(variant, seq)
+        if init is not None and init != self._in_force(self.parts):
+            self.append(init)
+        self.append((variant, seq))
 
     def append(self, key: PartKey) -> None:
         self._size_from_playlist(key)
@@ -48,17 +71,17 @@ class Plan:
     def add_media(self, variant: int, playlist: MediaPlaylist) -> None:
         self.media[variant] = playlist
         self.segments.setdefault(variant, {}).update({s.sequence: s for s in playlist.segments})
+        inits = self._inits.setdefault(variant, [])
+        inits.extend(dict.fromkeys(s.init for s in playlist.segments if s.init is not None and s.init not in inits))
 
     def resource(self, key: PartKey) -> Resource:
         variant, seq = key
-        if seq == INIT:
-            init = self.media[variant].segments[0].init
-            assert init is not None
-            return init
+        if is_init(key):
+            return self._inits[variant][INIT - seq]
         return self.segments[variant][seq].resource
 
     def secret(self, key: PartKey) -> Optional[Key]:
-        return None if key[1] == INIT else self.segments[key[0]][key[1]].key
+        return None if is_init(key) else self.segments[key[0]][key[1]].key
 
     def encrypted(self, key: PartKey) -> bool:
         return self.secret(key) is not None
@@ -79,61 +102,72 @@ class Plan:
         if start >= len(self.parts) or self.parts[start][0] == target:
             return None
         current = self.parts[start][0]
-        sequences = [seq for _, seq in self.parts[start:] if seq != INIT]
+        sequences = [seq for _, seq in self.parts[start:] if seq >= 0]
         if any(seq not in self.segments.get(target, {}) for seq in sequences):
             return None
         self.parts = self.parts[:start]
-        continues = bool(self.parts) and self.parts[-1][0] == target  # back to the variant before
-        if self.media[target].segments[0].init is not None and not continues:
-            self.parts.append((target, INIT))
-        self.parts.extend((target, seq) for seq in sequences)
-        for key in self.parts[start:]:
-            self._size_from_playlist(key)
         self.layout = Layout()
         for key in self.parts:
             self.layout.append(self.sizes.get(key))
+        for seq in sequences:
+            self._append_segment(target, seq)
         return current
 
     def merge(self, variant: int, playlist: MediaPlaylist) -> Tuple[List[Segment], Optional[Tuple[int, int]]]:
         """Append what a reloaded live playlist lists after the last planned segment.
         Returns the new segments and, if the window moved past unplanned ones, their range."""
         self.add_media(variant, playlist)
-        last = max((seq for _, seq in self.parts if seq != INIT), default=None)
+        last = max((seq for _, seq in self.parts if seq >= 0), default=None)
         fresh = [s for s in playlist.segments if last is None or s.sequence > last]
         gap = (last + 1, fresh[0].sequence - 1) if fresh and last is not None and fresh[0].sequence > last + 1 else None
         for seg in fresh:
-            self.append((variant, seg.sequence))
+            self._append_segment(variant, seg.sequence)
         return fresh, gap
 
     def media_segments(self) -> List[Tuple[int, float, Optional[int], int, bool]]:
         """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the
         planned media segments (``discontinuity``: a fresh demuxer starts there)."""
         return [
-            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant, self.restarts_at(index))
+            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant, self._boundary(index) is not None)
             for index, (variant, seq) in enumerate(self.parts)
-            if seq != INIT
+            if seq >= 0
         ]
 
     def restarts_at(self, index: int) -> bool:
-        """Must a fresh demuxer start at part ``index`` (not the first)? At an init segment,
-        and at an MPEG-TS segment after ``#EXT-X-DISCONTINUITY`` (timestamps restart, the
-        codec or rate may change). (An fMP4 discontinuity keeps its demuxer: a new one
+        """Must a fresh demuxer start at part ``index`` (not the first)? At an init segment
+        (a variant switch, or an ``#EXT-X-MAP`` that changes), and at an MPEG-TS segment
+        after ``#EXT-X-DISCONTINUITY`` (timestamps restart, the codec or rate may change).
+        (An fMP4 discontinuity under the same init segment keeps its demuxer: a new one
         would need the init segment again.)"""
         if index <= 0 or index >= len(self.parts):
             return False
         variant, seq = self.parts[index]
-        if seq == INIT:
+        if seq < 0:
             return True
-        return self.segments[variant][seq].discontinuity and self.media[variant].segments[0].init is None
+        segment = self.segments[variant][seq]
+        return segment.discontinuity and segment.init is None
+
+    def _boundary(self, index: int) -> Optional[int]:
+        """Where the discontinuity of media segment ``index`` starts a fresh demuxer: the
+        index of the segment (MPEG-TS), of the init segment put before it (fMP4 whose
+        ``#EXT-X-MAP`` changes there), or None (no discontinuity, or none that restarts)."""
+        variant, seq = self.parts[index]
+        if not self.segments[variant][seq].discontinuity:
+            return None
+        if self.restarts_at(index):
+            return index
+        before = index - 1
+        return before if before > 0 and is_init(self.parts[before]) else None
 
     def discontinuities(self) -> List[Tuple[Optional[int], float]]:
         """``(byte offset or None, start in seconds)`` of each planned discontinuity."""
         out, elapsed = [], 0.0
         for index, (variant, seq) in enumerate(self.parts):
-            if seq == INIT:
+            if seq < 0:
                 continue
-            if self.restarts_at(index):
-                out.append((self.layout.offset(index), elapsed))
+            boundary = self._boundary(index)
+            if boundary is not None:
+                out.append((self.layout.offset(boundary), elapsed))
             elapsed += self.segments[variant][seq].duration
         return out
 
@@ -143,7 +177,7 @@ class Plan:
             return 0 if self.parts else None
         elapsed, target = 0.0, None
         for index, (variant, seq) in enumerate(self.parts):
-            if seq == INIT:
+            if seq < 0:
                 continue
             target = index
             elapsed += self.segments[variant][seq].duration

@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 
 from ...events import Discontinuity, VariantSwitched
 from . import abr
-from .plan import INIT
+from .plan import is_init
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ class SwitchingMixin:
         key = self._plan.parts[index]
         if key in self._data or any(j.key == key for j in self._active()):
             return True
-        if self._plan.parts[0][1] == INIT and not self._restartable:
+        if index > 0 and is_init(self._plan.parts[index - 1]):
+            return True  # decided at the init segment before (a switch there would orphan it)
+        if is_init(self._plan.parts[0]) and not self._restartable:
             return True  # fMP4 for a reader that cannot re-open its demuxer (module doc)
         estimate = self._estimator.estimate
         if estimate is None and deferrable and any(j.kind == "data" for j in self._active()):

@@ -4,7 +4,10 @@ One ``Transport`` per stream: keep-alive connections to every host the playlists
 shared by all its segments (an ``HttpSource`` per segment file would hold a session, and so
 a connection, per segment: a TCP and TLS handshake for every 4 s of audio),
 ``Accept-Encoding: identity``, TLS verification as asked (or a CA bundle path, and a client
-certificate), redirects followed by urllib3. Not used here (unlike HttpSource's first
+certificate), redirects followed by urllib3. The caller's credentials (``Authorization``,
+``Cookie``) go only to the origin of the URL opened (``home``; scheme, host, port), as for a
+file: a segment or key on another origin gets the other headers only (a key hook may add its
+own, :mod:`.keyhook`). Not used here (unlike HttpSource's first
 request through requests): environment proxies, netrc and cookies.
 Each call is one request; retrying is the caller's (it knows what progress was made).
 Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after``),
@@ -104,6 +107,7 @@ class Transport:
         verify: Union[bool, str] = True,
         max_redirects: int = 10,
         cert: Union[None, str, Tuple[str, str]] = None,
+        home: Optional[str] = None,
     ) -> None:
         tls: Dict[str, object] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
         if isinstance(verify, str):
@@ -113,6 +117,7 @@ class Transport:
         self._count_lock = threading.Lock()
         self.requests = 0  # requests sent (all kinds)
         self._headers: Dict[str, str] = {"User-Agent": USER_AGENT, **dict(headers or {}), "Accept-Encoding": "identity"}
+        self._home = None if home is None else origin(home)  # None: credentials go everywhere
         self._pool = urllib3.PoolManager(
             num_pools=8,
             maxsize=5,
@@ -133,9 +138,10 @@ class Transport:
             response.release_conn()
         return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), _final_url(url, response)
 
-    def data(self, url: str, byterange: Optional[Tuple[int, int]] = None) -> bytes:
-        """GET a small whole resource (a key), or ``(offset, length)`` of it."""
-        body = self._open_network(url, *(_span(byterange)))
+    def data(self, url: str, byterange: Optional[Tuple[int, int]] = None, headers: Optional[Mapping[str, str]] = None) -> bytes:
+        """GET a small whole resource (a key), or ``(offset, length)`` of it; ``headers``
+        added to this request (whatever its origin)."""
+        body = self._open_network(url, *(_span(byterange)), headers=headers)
         try:
             out = bytearray()
             while True:
@@ -158,10 +164,12 @@ class Transport:
         A server ignoring Range answers 200: the prefix is skipped, the body cut at ``end``."""
         return self._open_network(url, start, end, abort)
 
-    def _open_network(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
+    def _open_network(
+        self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None, headers: Optional[Mapping[str, str]] = None
+    ) -> Body:
         ranged = start > 0 or end is not None
         header = f"bytes={start}-{'' if end is None else end - 1}" if ranged else None
-        response = self._request("GET", url, header, abort, preload=False)
+        response = self._request("GET", url, header, abort, preload=False, extra=headers)
         try:
             body = self._body(response, url, start, end)
         except BaseException:
@@ -194,8 +202,11 @@ class Transport:
             body.end = end  # read no further than asked; the rest is dropped with the connection
         return body
 
-    def _request(self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, preload: bool) -> urllib3.HTTPResponse:
-        headers = dict(self._headers)
+    def _request(
+        self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, preload: bool, extra: Optional[Mapping[str, str]] = None
+    ) -> urllib3.HTTPResponse:
+        headers = self._headers_for(url)
+        headers.update(extra or {})
         if range_header:
             headers["Range"] = range_header
         if abort is not None and abort.aborted:
@@ -220,6 +231,23 @@ class Transport:
             error.retry_after = retry_after
             raise error
         return response
+
+
+    def _headers_for(self, url: str) -> Dict[str, str]:
+        """The stream's headers for ``url``: less the credentials on another origin."""
+        if self._home is None or origin(url) == self._home:
+            return dict(self._headers)
+        return {k: v for k, v in self._headers.items() if k.lower() not in _CREDENTIALS}
+
+
+_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
+def origin(url: str) -> Tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``url``, the port made explicit."""
+    parsed = urllib3.util.parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
 
 
 def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
