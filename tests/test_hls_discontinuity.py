@@ -5,17 +5,16 @@ demuxer re-opened at each (the documented PyAV pattern: ``enable_restarts`` and
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator, List
 
-import av
 import numpy as np
 import pytest
 
 import kithara_io
 from kithara_io.events import Discontinuity
 from kithara_io.playback.windows import RestartWindow
+from tests.hls_parts import decode, decode_parts
 from tests.servers.hls import HlsServer
 from tests.servers.hls_discontinuity import make_stitched_media
 
@@ -38,11 +37,7 @@ def _part_bytes(root: Path, name: str) -> bytes:
 
 
 def _decode(data) -> tuple:
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with av.open(source, format="mpegts") as container:
-        stream = container.streams.audio[0]
-        samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
-        return stream.codec_context.name, stream.rate, samples
+    return decode(data, "mpegts")
 
 
 def test_boundaries_are_exposed_with_offsets_times_and_events(server, stitched, no_leaks) -> None:
@@ -62,16 +57,8 @@ def test_boundaries_are_exposed_with_offsets_times_and_events(server, stitched, 
 
 def test_a_demuxer_per_part_decodes_each_part_as_its_own_files(server, stitched, no_leaks) -> None:
     """The documented PyAV pattern: one demuxer per window between restart offsets."""
-    got = []
     with kithara_io.open(server.url("stitched/index.m3u8")) as f:
-        f.hls.enable_restarts()
-        start = 0
-        for _ in range(5):  # bounded: three parts
-            window = RestartWindow(f, start, lambda: f.hls.restarts)
-            got.append(_decode(window))
-            if window.end is None:
-                break
-            start = window.end
+        got = decode_parts(f, "mpegts", most=5)  # three parts
     expected = [_decode(_part_bytes(stitched, n)) for n in "abc"]
     assert [(codec, rate) for codec, rate, _ in got] == [("aac", 44100), ("aac", 48000), ("mp3float", 44100)]
     for (_, _, samples), (_, _, own) in zip(got, expected):

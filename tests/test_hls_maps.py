@@ -6,11 +6,9 @@ a demuxer re-opened there decodes each run as its own files decode."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
-import av
 import numpy as np
 import pytest
 
@@ -19,6 +17,7 @@ from kithara_io.events import Discontinuity
 from kithara_io.playback.windows import RestartWindow
 from kithara_io.sources.hls.plan import INIT, Plan
 from kithara_io.sources.hls.playlist import parse_playlist
+from tests.hls_parts import decode, decode_parts
 from tests.servers.hls import HlsServer
 from tests.servers.hls_maps import RUNS, make_map_media, run_bytes
 
@@ -37,11 +36,8 @@ def server(root: Path) -> Iterator[HlsServer]:
 
 
 def _decode(data) -> tuple:
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with av.open(source, format="mp4") as container:
-        stream = container.streams.audio[0]
-        samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
-        return stream.rate, samples
+    _, rate, samples = decode(data, "mp4")
+    return rate, samples
 
 
 def test_the_stream_carries_each_init_segment_where_it_changes(server, root, no_leaks) -> None:
@@ -59,16 +55,8 @@ def test_the_stream_carries_each_init_segment_where_it_changes(server, root, no_
 
 
 def test_a_demuxer_per_run_decodes_each_run_as_its_own_files(server, root, no_leaks) -> None:
-    got = []
     with kithara_io.open(server.url("maps/index.m3u8")) as f:
-        f.hls.enable_restarts()
-        start = 0
-        for _ in range(4):  # bounded: two runs
-            window = RestartWindow(f, start, lambda: f.hls.restarts)
-            got.append(_decode(window))
-            if window.end is None:
-                break
-            start = window.end
+        got = [(rate, samples) for _, rate, samples in decode_parts(f, "mp4", most=4)]  # two runs
     expected = [_decode(run_bytes(root, name)) for name, _ in RUNS]
     assert [rate for rate, _ in got] == [rate for _, rate in RUNS] == [rate for rate, _ in expected]
     for (_, samples), (_, own) in zip(got, expected):

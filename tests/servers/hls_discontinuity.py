@@ -9,15 +9,13 @@ part's own playlist, so a test can decode each part alone.
 
 from __future__ import annotations
 
-import io
-from fractions import Fraction
 from pathlib import Path
 from typing import List, Tuple
 
-import av
 import m3u8
 import numpy as np
 
+from .hls_media import encode, mux_hls
 from .media import signal
 
 SECONDS = 4
@@ -42,19 +40,8 @@ def make_stitched_media(directory: Path) -> List[str]:
 
 def _write_part(folder: Path, name: str, codec: str, rate: int) -> None:
     """One stream encoded at ``rate`` with ``codec``, cut into 2 s MPEG-TS segments."""
-    pcm = signal(SECONDS, rate).astype(np.float32)
-    encoded = io.BytesIO()
     container = "mp3" if codec == "mp3" else "adts"
-    with av.open(encoded, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="stereo")
-        frame_size = 1152 if codec == "mp3" else 1024
-        for start in range(0, len(pcm), frame_size):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start : start + frame_size].T), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encoded = encode(signal(SECONDS, rate).astype(np.float32), rate, codec, container)
     options = {
         "hls_time": "2",
         "hls_playlist_type": "vod",
@@ -62,13 +49,4 @@ def _write_part(folder: Path, name: str, codec: str, rate: int) -> None:
         "hls_segment_type": "mpegts",
         "hls_segment_filename": str(folder / f"{name}%03d.ts"),
     }
-    encoded.seek(0)
-    with av.open(encoded, format=container) as source:
-        audio = source.streams.audio[0]
-        with av.open(str(folder / f"{name}.m3u8"), "w", format="hls", options=options) as out:
-            target = out.add_stream_from_template(audio)
-            for packet in source.demux(audio):
-                if packet.dts is None:
-                    continue
-                packet.stream = target
-                out.mux(packet)
+    mux_hls(encoded, container, folder / f"{name}.m3u8", options)

@@ -12,15 +12,13 @@ and ``select`` can move between them). ``run_bytes(directory, run)``: a run's ow
 
 from __future__ import annotations
 
-import io
-from fractions import Fraction
 from pathlib import Path
 from typing import Tuple
 
-import av
 import m3u8
 import numpy as np
 
+from .hls_media import encode, mux_hls
 from .media import signal
 
 SECONDS = 6
@@ -61,17 +59,6 @@ def run_bytes(directory: Path, name: str) -> bytes:
 def _write_run(folder: Path, rate: int) -> None:
     """``SECONDS`` of the test signal at ``rate`` as AAC, cut into 2 s fMP4 segments."""
     folder.mkdir(parents=True, exist_ok=True)
-    pcm = signal(SECONDS, rate).astype(np.float32)
-    encoded = io.BytesIO()
-    with av.open(encoded, "w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=rate, layout="stereo")
-        for start in range(0, len(pcm), 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start : start + 1024].T), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
     options = {
         "hls_time": "2",
         "hls_playlist_type": "vod",
@@ -80,13 +67,4 @@ def _write_run(folder: Path, rate: int) -> None:
         "hls_fmp4_init_filename": "init.mp4",
         "hls_segment_filename": str(folder / "seg%03d.m4s"),
     }
-    encoded.seek(0)
-    with av.open(encoded, format="mp4") as source:
-        audio = source.streams.audio[0]
-        with av.open(str(folder / "index.m3u8"), "w", format="hls", options=options) as out:
-            target = out.add_stream_from_template(audio)
-            for packet in source.demux(audio):
-                if packet.dts is None:
-                    continue
-                packet.stream = target
-                out.mux(packet)
+    mux_hls(encode(signal(SECONDS, rate).astype(np.float32), rate), "mp4", folder / "index.m3u8", options)

@@ -87,22 +87,42 @@ def _decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     return unpadder.update(padded) + unpadder.finalize()
 
 
-def _encode_aac(bitrate: int, pcm: np.ndarray) -> bytes:
-    """The signal as AAC in an in-memory MP4, once per bitrate; the HLS outputs remux it."""
+def encode(pcm: np.ndarray, rate: int, codec: str = "aac", container: str = "mp4", bitrate: Optional[int] = None) -> bytes:
+    """``pcm`` (frames x 2, float32) encoded by FFmpeg with ``codec`` into an in-memory
+    ``container``; HLS outputs remux it (``mux_hls``)."""
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-        stream.bit_rate = bitrate
-        for start in range(0, len(pcm), 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start : start + 1024].T), format="fltp", layout="stereo")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = start
-            frame.time_base = Fraction(1, SAMPLE_RATE)
+    frame_size = 1152 if codec == "mp3" else 1024
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        if bitrate is not None:
+            stream.bit_rate = bitrate
+        for start in range(0, len(pcm), frame_size):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start : start + frame_size].T), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def mux_hls(encoded: bytes, container: str, playlist: Path, options: dict) -> None:
+    """FFmpeg's HLS muxer writes ``playlist`` and its segments from ``encoded`` (the packets
+    of its ``container``, remuxed as they are)."""
+    with av.open(io.BytesIO(encoded), format=container) as source:
+        audio = source.streams.audio[0]
+        with av.open(str(playlist), "w", format="hls", options=options) as out:
+            stream = out.add_stream_from_template(audio)
+            for packet in source.demux(audio):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                packet.stream = stream
+                out.mux(packet)
+
+
+def _encode_aac(bitrate: int, pcm: np.ndarray) -> bytes:
+    """The signal as AAC in an in-memory MP4, once per bitrate; the HLS outputs remux it."""
+    return encode(pcm, SAMPLE_RATE, bitrate=bitrate)
 
 
 def _write_hls(directory: Path, aac: bytes, options: dict, ext: str) -> None:
@@ -111,15 +131,7 @@ def _write_hls(directory: Path, aac: bytes, options: dict, ext: str) -> None:
     opts = {"hls_time": str(HLS_TIME), "hls_playlist_type": "vod", "hls_list_size": "0", **options}
     if "single_file" not in opts.get("hls_flags", ""):
         opts.setdefault("hls_segment_filename", str(directory / f"seg%03d.{ext}"))
-    with av.open(io.BytesIO(aac), format="mp4") as source:
-        audio = source.streams.audio[0]
-        with av.open(str(directory / "index.m3u8"), "w", format="hls", options=opts) as out:
-            stream = out.add_stream_from_template(audio)
-            for packet in source.demux(audio):
-                if packet.dts is None:  # the demuxer's flush packet
-                    continue
-                packet.stream = stream
-                out.mux(packet)
+    mux_hls(aac, "mp4", directory / "index.m3u8", opts)
 
 
 def _master(path: Path, order: tuple, codecs: str) -> None:
