@@ -254,39 +254,47 @@ class LiveReader:
     def _connect_again(self, failures: int, cause: Optional[BaseException]) -> int:
         """Reconnect with the retry policy: the new failure count, or -1 when giving up
         (the failure is stored) or closing."""
+        body, failures = self._new_body(failures, cause, "live stream dropped and {} reconnection attempts failed")
+        if body is None:
+            return -1
+        with self._lock:
+            self._body = body
+            self._station_fields = station_metadata(body.headers) or self._station_fields
+        return -1 if self._closing.is_set() else failures
+
+    def _new_body(
+        self, failures: int, cause: Optional[BaseException], gave_up: str, at_once: bool = False
+    ) -> Tuple[Optional[LiveBody], int]:
+        """Ask for the body again with the retry policy, each try after a failure counted and
+        waited for (``at_once``: the first try is not): the new body and the failure count,
+        or ``(None, -1)`` when giving up (the failure, ``gave_up`` with the attempts, is
+        stored) or closing."""
         retry = self._opts.retry
+        counted = not at_once
         while True:
-            failures += 1
-            if failures > retry.attempts:
-                self._buffer.fail(
-                    ConnectionFailedError(
-                        f"live stream dropped and {retry.attempts} reconnection attempts failed",
-                        url=self.url,
-                        cause=cause,
-                    )
-                )
-                return -1
-            delay = retry.delay(failures, getattr(cause, "retry_after", None))
-            with self._lock:
-                self._retries += 1
-            self.events.publish(RequestRetrying(0, failures, delay, str(cause or "connection closed"), self.url))
-            if self._closing.wait(delay):
-                return -1
+            if counted:
+                failures += 1
+                if failures > retry.attempts:
+                    self._buffer.fail(ConnectionFailedError(gave_up.format(retry.attempts), url=self.url, cause=cause))
+                    return None, -1
+                delay = retry.delay(failures, getattr(cause, "retry_after", None))
+                with self._lock:
+                    self._retries += 1
+                self.events.publish(RequestRetrying(0, failures, delay, str(cause or "connection closed"), self.url))
+                if self._closing.wait(delay):
+                    return None, -1
+            counted = True
             try:
                 body = self._reconnect(self._slot)  # type: ignore[misc]
             except StreamError as exc:
                 if not retry.is_transient(exc):
                     self._buffer.fail(exc)
-                    return -1
+                    return None, -1
                 cause = exc
                 continue
             with self._lock:
                 self._requests += 1
-                self._body = body
-                self._station_fields = station_metadata(body.headers) or self._station_fields
-            if self._closing.is_set():
-                return -1
-            return failures
+            return body, failures
 
     def _drop_body(self) -> None:
         with self._lock:

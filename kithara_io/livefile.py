@@ -27,8 +27,8 @@ import logging
 import time
 from typing import Mapping, Optional, Tuple
 
-from .errors import ConnectionFailedError, ResourceChangedError, StreamError
-from .events import ReaderResumed, ReaderWaiting, RequestRetrying
+from .errors import ResourceChangedError, StreamError
+from .events import ReaderResumed, ReaderWaiting
 from .live import PROGRESS, READ_SIZE, LiveReader
 from .livebuffer import APPENDED, CLOSED, RESTART, FileWindow
 from .sources.live import LiveBody
@@ -178,38 +178,17 @@ class LiveFileReader(LiveReader):
     def _request_again(self, failures: int, cause: Optional[StreamError]) -> int:
         """A new request for the body (at once; after a failure, with the retry policy): the
         new failure count, or -1 when giving up (the failure is stored) or closing."""
-        retry = self._opts.retry
-        while True:
-            if cause is not None:
-                failures += 1
-                if failures > retry.attempts:
-                    self._buffer.fail(ConnectionFailedError(
-                        f"the body broke and {retry.attempts} new requests failed", url=self.url, cause=cause))
-                    return -1
-                delay = retry.delay(failures, getattr(cause, "retry_after", None))
-                with self._lock:
-                    self._retries += 1
-                self.events.publish(RequestRetrying(0, failures, delay, str(cause), self.url))
-                if self._closing.wait(delay):
-                    return -1
-            try:
-                body = self._reconnect(self._slot)  # type: ignore[misc]
-            except StreamError as exc:
-                if not retry.is_transient(exc):
-                    self._buffer.fail(exc)
-                    return -1
-                cause = exc
-                continue
-            difference = _differs(self._validators, _validators(body.headers), body.headers, self._buffer.length)
-            with self._lock:
-                self._requests += 1
-                if difference is None:
-                    self._body = body
-            if difference is not None:
-                body.close()
-                self._refuse(difference)
-                return -1
-            return -1 if self._closing.is_set() else failures
+        body, failures = self._new_body(failures, cause, "the body broke and {} new requests failed", at_once=cause is None)
+        if body is None:
+            return -1
+        difference = _differs(self._validators, _validators(body.headers), body.headers, self._buffer.length)
+        if difference is not None:
+            body.close()
+            self._refuse(difference)
+            return -1
+        with self._lock:
+            self._body = body
+        return -1 if self._closing.is_set() else failures
 
     def _refuse(self, what: str) -> None:
         self._buffer.fail(ResourceChangedError(f"resource changed on the server: {what}", url=self.url))
