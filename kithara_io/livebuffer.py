@@ -55,13 +55,17 @@ class LiveBuffer:
                 self._cond.wait()
             if self.closed:
                 return False
-            if data:
-                self._chunks.append(data)
-                self._offsets.append(self.end)
-                self.end += len(data)
-                self._trim()
-                self._cond.notify_all()
+            self._store_locked(data)
             return True
+
+    def _store_locked(self, data: bytes) -> None:
+        """Keep ``data`` at ``end``, drop what the budget no longer holds, wake readers."""
+        if data:
+            self._chunks.append(data)
+            self._offsets.append(self.end)
+            self.end += len(data)
+            self._trim()
+            self._cond.notify_all()
 
     def finish(self) -> None:
         """The end is proven: reads past ``end`` return 0."""
@@ -208,12 +212,7 @@ class FileWindow(LiveBuffer):
                 return CLOSED
             if self.restart is not None:
                 return RESTART
-            if data:
-                self._chunks.append(data)
-                self._offsets.append(self.end)
-                self.end += len(data)
-                self._trim()
-                self._cond.notify_all()
+            self._store_locked(data)
             return APPENDED
 
     def finish_pass(self, length: int) -> bool:
