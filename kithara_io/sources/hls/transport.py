@@ -13,7 +13,6 @@ Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after`
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
@@ -21,9 +20,9 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 import urllib3
 
 from ... import errors
+from ...headers import content_length, content_range
 from ...retry import Retry, Timeout, parse_retry_after
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 USER_AGENT = "kithara-io"
 T = TypeVar("T")
 
@@ -149,8 +148,7 @@ class Transport:
         """The resource length from a HEAD (None if the server does not say)."""
         response = self._request("HEAD", url, None, abort, preload=True)
         response.release_conn()
-        value = response.headers.get("Content-Length")
-        return int(value) if value and value.isdigit() else None
+        return content_length(response.headers.get("Content-Length"))
 
     def open(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
         """Bytes ``[start, end)`` of ``url`` (``end`` None: to its end) as a streaming Body.
@@ -174,16 +172,14 @@ class Transport:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise errors.InvalidResponseError(f"unexpected Content-Encoding {encoding!r}", url=url)
-        length = response.headers.get("Content-Length")
-        length_value = int(length) if length and length.isdigit() else None
+        length_value = content_length(response.headers.get("Content-Length"))
         if response.status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != start or (end is not None and int(match.group(2)) >= end):
+            parsed = content_range(response.headers.get("Content-Range"))
+            if parsed is None or parsed[0] != start or parsed[1] < start or (end is not None and parsed[1] >= end):
                 raise errors.InvalidResponseError(
                     f"Content-Range {response.headers.get('Content-Range')!r} does not match the request", url=url, byte_range=(start, end)
                 )
-            total = None if match.group(3) == "*" else int(match.group(3))
-            return Body(response, url, start, int(match.group(2)) + 1, total)
+            return Body(response, url, start, parsed[1] + 1, parsed[2])
         body = Body(response, url, 0, length_value, length_value)  # 200: the whole resource
         while body.position < start:
             if not body.read(min(64 * 1024, start - body.position)):
