@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import kithara_io
 from kithara_io.errors import HTTPStatusError, InvalidResponseError, StreamError
 from kithara_io.retry import Retry, Timeout
+from kithara_io.sources.hls.transport import MAX_PLAYLIST_BYTES, MAX_SMALL_BYTES
 from tests.servers.faults import BadContentRange, FaultServer, Header, NoContentLength, Status, running_fault_server
 
 from .harness import NETWORK, TIMEOUT, corpus, mutated
@@ -194,3 +195,25 @@ def test_hostile_status_is_a_stream_error_not_a_parse_error(server: FaultServer,
     url = server.add("/st.bin", DATA)
     server.always("/st.bin", Status(404, retry_after="\u00b2"))
     assert isinstance(read_all_or_error(url), HTTPStatusError)
+
+
+# -- sizes: what a parser is fed stays bounded ------------------------------------------------
+
+
+def test_oversized_hls_playlist_is_refused(server: FaultServer, no_leaks) -> None:
+    """A playlist is read up to MAX_PLAYLIST_BYTES, not into memory whole (it was)."""
+    line = b"#EXTINF:4.0,\nseg.ts\n"
+    data = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n" + line * (MAX_PLAYLIST_BYTES // len(line) + 1)
+    url = server.add("/huge.m3u8", data, content_type=HLS_TYPE)
+    with pytest.raises(InvalidResponseError, match="longer than"):
+        kithara_io.open(url, **FAST)
+
+
+def test_oversized_hls_key_is_refused(server: FaultServer, no_leaks) -> None:
+    server.add("/k/key.bin", bytes(MAX_SMALL_BYTES + 1))
+    server.add("/k/seg0.ts", bytes(32))
+    text = b'#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=AES-128,URI="key.bin"\n#EXTINF:4,\nseg0.ts\n#EXT-X-ENDLIST\n'
+    url = server.add("/k/index.m3u8", text, content_type=HLS_TYPE)
+    with pytest.raises(InvalidResponseError, match="longer than"):
+        with kithara_io.open(url, **FAST) as stream:
+            stream.read()

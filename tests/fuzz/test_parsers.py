@@ -301,11 +301,11 @@ def sealed(body) -> bytes:
     return json.dumps({"body": body, "sha256": hashlib.sha256(canonical).hexdigest()}).encode()
 
 
-JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12,
-)
+def _containers(inner):
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4))
+
+
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)), _containers, max_leaves=12)
 FIELD_VALUES = {
     "format": st.one_of(st.just(1), JSON),
     "url": st.one_of(st.just("http://h/a"), st.text(max_size=12), JSON),

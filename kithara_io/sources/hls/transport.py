@@ -24,6 +24,10 @@ from ...headers import content_length, content_range
 from ...retry import Retry, Timeout, parse_retry_after
 
 USER_AGENT = "kithara-io"
+#: Largest playlist read (a day of 2 s segments is ~3 MB; parsing 16 MiB takes seconds).
+MAX_PLAYLIST_BYTES = 16 << 20
+#: Largest key read (an AES-128 key is 16 bytes).
+MAX_SMALL_BYTES = 64 << 10
 T = TypeVar("T")
 
 
@@ -122,25 +126,30 @@ class Transport:
         self._pool.clear()
 
     def text(self, url: str, abort: Optional[Abort] = None) -> Tuple[str, Optional[str], str]:
-        """GET a small text resource (a playlist): ``(text, content type, final URL)``."""
-        response = self._request("GET", url, None, abort, preload=True)
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
+        """GET a playlist: ``(text, content type, final URL)``. InvalidResponseError if it is
+        longer than :data:`MAX_PLAYLIST_BYTES`."""
+        response = self._request("GET", url, None, abort, preload=False)
+        try:  # decoded, as a server may gzip a playlist whatever we ask
+            data = _read_at_most(lambda: response.read(64 * 1024, decode_content=True), url, MAX_PLAYLIST_BYTES, "an HLS playlist")
+        except errors.StreamError:
+            response.close()
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            raise errors.ConnectionFailedError("connection broke while reading", url=url, cause=exc) from None
+        except BaseException:
+            response.close()
+            raise
+        response.release_conn()
         final = response.url if response.url and response.url.startswith(("http://", "https://")) else url
         return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), final
 
     def data(self, url: str, byterange: Optional[Tuple[int, int]] = None) -> bytes:
-        """GET a small whole resource (a key), or ``(offset, length)`` of it."""
+        """GET a small whole resource (a key), or ``(offset, length)`` of it; at most
+        :data:`MAX_SMALL_BYTES`."""
         body = self._open_network(url, *(_span(byterange)))
         try:
-            out = bytearray()
-            while True:
-                piece = body.read(64 * 1024)
-                if not piece:
-                    return bytes(out)
-                out += piece
+            return _read_at_most(lambda: body.read(64 * 1024), url, MAX_SMALL_BYTES, "a key")
         finally:
             body.close()
 
@@ -215,6 +224,19 @@ class Transport:
             error.retry_after = retry_after
             raise error
         return response
+
+
+def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:
+    """``read()`` until it returns b""; InvalidResponseError once past ``limit`` bytes
+    (memory stays bounded whatever the server sends)."""
+    out = bytearray()
+    while True:
+        piece = read()
+        if not piece:
+            return bytes(out)
+        out += piece
+        if len(out) > limit:
+            raise errors.InvalidResponseError(f"{what} longer than {limit} bytes", url=url)
 
 
 def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
