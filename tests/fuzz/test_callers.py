@@ -8,6 +8,8 @@ the pure targets (each is a few requests). Modes: see ``harness.py``.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Iterator
 
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 import kithara_io
 from kithara_io.errors import HTTPStatusError, InvalidResponseError, StreamError
 from kithara_io.retry import Retry, Timeout
+from kithara_io.sources.hls.live import MIN_RELOAD
 from kithara_io.sources.hls.transport import MAX_PLAYLIST_BYTES, MAX_SMALL_BYTES
 from tests.servers.faults import BadContentRange, FaultServer, Header, NoContentLength, Status, running_fault_server
 
@@ -217,3 +220,18 @@ def test_oversized_hls_key_is_refused(server: FaultServer, no_leaks) -> None:
     with pytest.raises(InvalidResponseError, match="longer than"):
         with kithara_io.open(url, **FAST) as stream:
             stream.read()
+
+
+def test_zero_target_duration_does_not_reload_in_a_loop(server: FaultServer, no_leaks) -> None:
+    """A live playlist of 0 s segments parses (durations >= 0 are valid values); its reload
+    period was 0: the watcher asked for it in a busy loop. Now at most every MIN_RELOAD."""
+    server.add("/z/seg0.ts", bytes(188))
+    text = b"#EXTM3U\n#EXT-X-TARGETDURATION:0\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:0,\nseg0.ts\n"
+    url = server.add("/z/live.m3u8", text, content_type=HLS_TYPE)
+    with kithara_io.open(url, **FAST):
+        first = server.count("/z/live.m3u8")
+        started = time.monotonic()
+        threading.Event().wait(4 * MIN_RELOAD)  # a window to count reloads in, not a sync
+        reloads = server.count("/z/live.m3u8") - first
+        elapsed = time.monotonic() - started
+    assert reloads <= elapsed / MIN_RELOAD + 1, (reloads, elapsed)
