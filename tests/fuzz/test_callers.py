@@ -64,6 +64,7 @@ BAD_PLAYLISTS = {
     "byterange-superscript": "#EXT-X-BYTERANGE:\u00b2",
     "media-sequence-negative": "#EXT-X-MEDIA-SEQUENCE:-3",
     "duration-nan": "#EXT-X-TARGETDURATION:nan",
+    "duration-past-timeouts": "#EXT-X-TARGETDURATION:99999999999",  # threading's wait() overflowed
 }
 
 

@@ -37,6 +37,7 @@ from kithara_io.sources.hls.keys import check_supported, segment_iv
 from kithara_io.sources.hls.kind import PlaylistKind
 from kithara_io.sources.hls.playlist import (
     MAX_OFFSET,
+    MAX_SECONDS,
     MAX_SEQUENCE,
     MasterPlaylist,
     MediaPlaylist,
@@ -250,10 +251,10 @@ def check_hls(playlist, text: str) -> None:
         assert all(v.bandwidth >= 0 and isinstance(v.uri, str) for v in playlist.variants)
         return
     assert isinstance(playlist, MediaPlaylist) and len(playlist.segments) <= lines
-    assert math.isfinite(playlist.target_duration) and playlist.target_duration >= 0
+    assert 0 <= playlist.target_duration <= MAX_SECONDS  # waited for by the live reloads
     assert 0 <= playlist.media_sequence and playlist.media_sequence + len(playlist.segments) <= MAX_SEQUENCE
     for seg in playlist.segments:
-        assert math.isfinite(seg.duration) and seg.duration >= 0
+        assert 0 <= seg.duration <= MAX_SECONDS
         for resource in (seg.resource, seg.init):
             if resource is not None and resource.byterange is not None:
                 offset, length = resource.byterange
@@ -277,6 +278,7 @@ def check_hls(playlist, text: str) -> None:
 @example(text="#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:-3\n#EXTINF:4,\na.ts\n")  # to_bytes overflow
 @example(text="#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:nan,\na.ts\n")
 @example(text="#EXTM3U\n#EXT-X-TARGETDURATION:inf\n#EXTINF:1e400,\na.ts\n")
+@example(text="#EXTM3U\n#EXT-X-TARGETDURATION:99999999999\n#EXTINF:4,\na.ts\n")  # wait() OverflowError
 def test_hls_playlist(text: str) -> None:
     assert isinstance(looks_like_playlist(None, text[:4096].encode()), bool)
     playlist, _ = outcome(lambda: parse_playlist(text, HLS_URL), (InvalidResponseError,))

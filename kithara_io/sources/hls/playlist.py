@@ -19,6 +19,9 @@ from ...headers import decimal
 MAX_SEQUENCE = (1 << 64) - 1
 #: Largest end of a byte range accepted (as for a Content-Range total).
 MAX_OFFSET = 1 << 62
+#: Longest segment or target duration accepted (a year; waits longer than ~292 years
+#: overflow ``threading``'s timeouts: the live reload thread died of one).
+MAX_SECONDS = 366 * 86400.0
 
 _BYTERANGE = re.compile(r"([0-9]+)(?:@([0-9]+))?")
 _IV = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,32})")
@@ -174,9 +177,9 @@ def _uri(item, url: str) -> str:
 
 
 def _seconds(value, what: str, url: str) -> float:
-    """A duration (EXTINF, TARGETDURATION): finite and >= 0; absent is 0."""
+    """A duration (EXTINF, TARGETDURATION): 0 to :data:`MAX_SECONDS`; absent is 0."""
     seconds = float(value or 0.0)
-    if not 0.0 <= seconds < float("inf"):
+    if not 0.0 <= seconds <= MAX_SECONDS:
         raise InvalidResponseError(f"HLS {what} {value!r} is not a duration", url=url)
     return seconds
 
