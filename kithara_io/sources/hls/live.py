@@ -4,7 +4,8 @@
 One thread per live or EVENT stream, owned by its HlsReader: started by ``open()``, stopped and
 joined by ``close()``. It waits on the reader's condition (woken at close), reloads, and
 hands the new playlist to ``HlsReader.merge_live``; an unchanged playlist is asked again
-after half a target duration (never sooner than ``MIN_RELOAD``). It ends when the playlist gains ``#EXT-X-ENDLIST``.
+after half a target duration (never sooner than ``MIN_RELOAD``). It ends when the playlist
+gains ``#EXT-X-ENDLIST``.
 Failures are retried with the stream's Retry; when they persist the stream fails.
 """
 

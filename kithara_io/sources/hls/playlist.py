@@ -178,7 +178,10 @@ def _uri(item, url: str) -> str:
 
 def _seconds(value, what: str, url: str) -> float:
     """A duration (EXTINF, TARGETDURATION): 0 to :data:`MAX_SECONDS`; absent is 0."""
-    seconds = float(value or 0.0)
+    try:
+        seconds = float(value or 0.0)
+    except (TypeError, ValueError):
+        seconds = float("nan")
     if not 0.0 <= seconds <= MAX_SECONDS:
         raise InvalidResponseError(f"HLS {what} {value!r} is not a duration", url=url)
     return seconds
