@@ -77,6 +77,14 @@ def test_malformed_hls_attribute_is_an_invalid_response(server: FaultServer, nam
     assert url in str(caught.value)
 
 
+def test_malformed_iv_behind_a_url_without_m3u8_is_an_invalid_response(server: FaultServer, no_leaks) -> None:
+    """The same playlist found by sniffing the first bytes (``hls_entry.sniff``)."""
+    text = f"#EXTM3U\n#EXT-X-TARGETDURATION:4\n{BAD_PLAYLISTS['iv-not-hex']}\n#EXTINF:4.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+    url = server.add("/bad/playlist", text.encode(), content_type="application/octet-stream")
+    with pytest.raises(InvalidResponseError, match="IV"):
+        kithara_io.open(url, **FAST)
+
+
 def test_malformed_segment_uri_is_an_invalid_response(server: FaultServer, no_leaks) -> None:
     url = server.add("/bad/uri.m3u8", b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttp://[::1/a.ts\n#EXT-X-ENDLIST\n", content_type=HLS_TYPE)
     with pytest.raises(InvalidResponseError, match="malformed URI"):
