@@ -66,15 +66,15 @@ def parse_playlist(text: str, base_url: str, kind: Optional[str] = None) -> Opti
 
 def _absolute(base_url: str, entry: str) -> Optional[str]:
     """``entry`` resolved against ``base_url`` if that gives an http(s) URL with a host
-    and a valid port (what ``open`` accepts), else None."""
+    and a valid port (what ``open`` accepts) other than the playlist's own, else None."""
     try:
         url = urllib.parse.urljoin(base_url, entry)
         parsed = urllib3.util.parse_url(url)
         port = parsed.port
     except (ValueError, urllib3.exceptions.LocationParseError):
         return None
-    if (parsed.scheme or "").lower() not in ("http", "https") or not parsed.host:
-        return None
+    if (parsed.scheme or "").lower() not in ("http", "https") or not parsed.host or url == base_url:
+        return None  # url == base_url: an entry of control characters only, urljoin's ""
     return url if port is None or 0 < port < 65536 else None
 
 

@@ -208,13 +208,15 @@ STATION_URLS = ["http://dir.example/list.pls", "https://dir.example/a/b.m3u"]
 @example(data=b"[playlist]\nFile" + b"1" * 5000 + b"=http://a/\n", url=STATION_URLS[0], content_type=None)
 @example(data=b"http://[bad/\n", url=STATION_URLS[1], content_type=None)  # urljoin: ValueError
 @example(data=b"http://h:99999/\nfile:///etc/passwd\n", url=STATION_URLS[1], content_type=None)  # ValueError in open()
+@example(data=b"\x00\x0b\x00", url=STATION_URLS[0], content_type="audio/x-mpegurl")  # two entries naming the playlist
 def test_station_playlist(data: bytes, url: str, content_type) -> None:
     stream = io.BytesIO(data)
     urls, _ = outcome(lambda: read_playlist(stream, url, content_type), (InvalidResponseError,))
     if urls is None:
         return
-    assert 1 <= len(urls) <= data.count(b"\n") + data.count(b"\r") + 1 and len(data) <= MAX_PLAYLIST_BYTES
+    assert 1 <= len(urls) <= len(data.decode("utf-8").splitlines()) and len(data) <= MAX_PLAYLIST_BYTES
     for entry in urls:
+        assert entry != url  # a NUL line was urljoin's "": the playlist named itself
         _check_http_url(entry)  # what open() does with each entry next: never a ValueError now
         assert entry.lower().startswith(("http://", "https://"))
 
