@@ -15,6 +15,7 @@ bounded by the input's size. Fixed bugs stay as ``@example``s.
 
 Short run (``make test``): ``CI_EXAMPLES`` examples per target. Long run, by hand:
 ``KITHARA_FUZZ=long .venv/bin/python -m pytest tests/fuzz -q`` (see ``harness.py``).
+Coverage-guided, by hand: ``python -m tests.fuzz.run_atheris TARGET`` (see its docstring).
 """
 
 from __future__ import annotations
