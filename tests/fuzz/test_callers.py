@@ -38,10 +38,10 @@ HLS_TYPE = "application/vnd.apple.mpegurl"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FaultServer]:
-    """One server for the module (hypothesis runs many examples in one test)."""
+    """One server for the module (hypothesis runs many examples in one test); it fails the
+    module's last test if it hit an error itself."""
     with running_fault_server() as srv:
         yield srv
-    assert not srv.errors
 
 
 def read_all_or_error(url: str, **options) -> object:
