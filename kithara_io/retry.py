@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-import time
 from dataclasses import dataclass, field
 from typing import FrozenSet, Optional, Tuple
 
 from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
+from .headers import retry_after as parse_retry_after  # noqa: F401 - where the sources import it
 
 
 @dataclass(frozen=True)
@@ -95,17 +94,3 @@ def _check_seconds(name: str, value: object, *, positive: bool) -> None:
     if not ok or value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be a finite number of seconds {bound}, not {value!r}")
-
-
-def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))

@@ -23,6 +23,8 @@ from ..sources.base import Validators
 from .files import DATA_PREFIX, INDEX_NAME, TMP_PREFIX, create_private, fsync_dir
 
 FORMAT = 1
+#: Largest index read: ~1.5 million ranges, far more than a fragmented entry holds.
+MAX_INDEX_BYTES = 64 << 20
 _GENERATION = re.compile(r"[0-9a-f]{16}\Z")
 
 Interval = Tuple[int, int]
@@ -77,14 +79,19 @@ def encode(index: Index) -> bytes:
 def decode(raw: bytes) -> Index:
     """The index in ``raw``; CorruptIndex if it is torn, edited, of another format or
     inconsistent (ranges outside the resource, a data file name that is not ours)."""
+    if len(raw) > MAX_INDEX_BYTES:
+        raise CorruptIndex(f"{len(raw)} bytes, more than an index holds")
     try:
         doc = json.loads(raw.decode("utf-8"))
+        if not isinstance(doc, dict) or set(doc) != {"body", "sha256"} or not isinstance(doc["body"], dict):
+            raise CorruptIndex("not an index object")
+        body = doc["body"]
+        checksum = hashlib.sha256(_canonical(body)).hexdigest()
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptIndex(f"not JSON ({exc})") from None
-    if not isinstance(doc, dict) or set(doc) != {"body", "sha256"} or not isinstance(doc["body"], dict):
-        raise CorruptIndex("not an index object")
-    body = doc["body"]
-    if hashlib.sha256(_canonical(body)).hexdigest() != doc["sha256"]:
+    except RecursionError:  # nested deeper than the interpreter's stack: no index of ours
+        raise CorruptIndex("not JSON (nested too deep)") from None
+    if checksum != doc["sha256"]:
         raise CorruptIndex("checksum mismatch")
     if body.get("format") != FORMAT:
         raise CorruptIndex(f"format {body.get('format')!r}, expected {FORMAT}")
@@ -107,9 +114,19 @@ def _field(body: Dict[str, Any], name: str, kind: type, optional: bool = False) 
     value = body.get(name)
     if value is None and optional:
         return None
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not _encodable(name, value)):
         raise CorruptIndex(f"bad {name!r}")
     return value
+
+
+def _encodable(name: str, text: str) -> bool:
+    """Strings go back out: URLs as UTF-8 (listings), validators in HTTP headers (Latin-1).
+    JSON can spell what neither can (lone surrogates, ``\\u0100`` in an ETag)."""
+    try:
+        text.encode("latin-1" if name in ("etag", "last_modified") else "utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ranges(value: Any, size: int) -> Tuple[Interval, ...]:
@@ -131,7 +148,8 @@ def _ranges(value: Any, size: int) -> Tuple[Interval, ...]:
 def read_index(directory: Path) -> Optional[Index]:
     """The entry's index, None if it has none; CorruptIndex if it cannot be trusted."""
     try:
-        raw = (directory / INDEX_NAME).read_bytes()
+        with open(directory / INDEX_NAME, "rb") as file:
+            raw = file.read(MAX_INDEX_BYTES + 1)
     except FileNotFoundError:
         return None
     return decode(raw)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import email.message
 import logging
 import os
-import re
 import threading
 from typing import FrozenSet, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
 
+from ..headers import content_length, content_range, unsatisfied_range
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
 from ..retry import Timeout, parse_retry_after
 from .base import Validators
@@ -37,8 +37,6 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
-_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
 _MAX_TOTAL = 1 << 62  # larger claimed lengths are refused: no real resource, and they overflow
 
 Body = HttpBody  # the Body this source answers with
@@ -164,11 +162,11 @@ class HttpSource:
                 answer.close()
                 return None
             header = answer.headers.get("Content-Range", "")
-            match = _CONTENT_RANGE.match(header)
-            total = int(match.group(3)) if match and match.group(3) != "*" else None
-            if match and total is not None:
-                _check_content_range_itself(header, int(match.group(1)), int(match.group(2)), total, answer.url, None)
-            if total is None or total > _MAX_TOTAL or (int(match.group(1)), int(match.group(2))) != (
+            parsed = content_range(header)
+            total = parsed[2] if parsed is not None else None
+            if parsed is not None and total is not None:
+                _check_content_range_itself(header, parsed[0], parsed[1], total, answer.url, None)
+            if total is None or total > _MAX_TOTAL or parsed[:2] != (
                 max(0, total - length),
                 total - 1,
             ):
@@ -361,9 +359,8 @@ class HttpSource:
             self._pin(answer, total, ranged=False)
             return HttpBody(url, answer, 0, total, total, False, abort)
         if status == 416:
-            match = _UNSATISFIED_RANGE.match(answer.headers.get("Content-Range", ""))
-            if match and start >= int(match.group(1)):
-                total = int(match.group(1))
+            total = unsatisfied_range(answer.headers.get("Content-Range"))
+            if total is not None and start >= total:
                 self._pin(answer, total, ranged=True)
                 answer.close()
                 return HttpBody(url, None, start, start, total, True)
@@ -375,13 +372,12 @@ class HttpSource:
     def _parse_content_range(self, answer: Answer, start: int, end: Optional[int]) -> Tuple[int, int, Optional[int]]:
         url = answer.url
         header = answer.headers.get("Content-Range", "")
-        match = _CONTENT_RANGE.match(header)
-        if not match:
+        parsed = content_range(header)
+        if parsed is None:
             raise InvalidResponseError(
                 f"206 with an unparseable Content-Range {header!r}", url=url, byte_range=(start, end)
             )
-        first, last = int(match.group(1)), int(match.group(2))
-        total = None if match.group(3) == "*" else int(match.group(3))
+        first, last, total = parsed
         if max(last, total or 0) > _MAX_TOTAL:
             raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
         _check_content_range_itself(header, first, last, total, url, (start, end))
@@ -550,10 +546,7 @@ def _may_be_a_slice(answer: Answer, start: int, end: Optional[int]) -> bool:
 
 
 def _content_length(answer: Answer) -> Optional[int]:
-    value = answer.headers.get("Content-Length")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
+    return content_length(answer.headers.get("Content-Length"))
 
 
 __all__ = ["HttpSource", "HttpBody", "Body", "Validators", "AbortHandle"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
+from ..headers import decimal
+
 Metadata = Dict[str, Union[str, int]]
 
 #: ``icy-*`` response header -> key of ``stream.metadata``.
@@ -25,6 +27,8 @@ STATION_HEADERS = {
 
 #: Key inside a metadata block -> key of ``stream.metadata``.
 BLOCK_KEYS = {"StreamTitle": "title", "StreamUrl": "url"}
+
+_LEADING_NUMBER = re.compile(r"\s*([0-9]+)")
 
 # A value ends at the quote followed by ';' and then the next key or the end: titles
 # contain apostrophes ("Guns N' Roses") and semicolons, never the sequence "';Key='".
@@ -48,8 +52,8 @@ def station_metadata(headers: Mapping[str, str]) -> Metadata:
         value = _text(value.encode("latin-1", "replace")).strip()
         if key == "bitrate":
             # Some servers send "128,128" (mono/stereo) or "128 kbps".
-            digits = re.match(r"\s*(\d+)", value)
-            found[key] = int(digits.group(1)) if digits else value
+            digits = _LEADING_NUMBER.match(value)
+            found[key] = decimal(digits.group(1)) if digits else value
         else:
             found[key] = value
     return found
@@ -59,8 +63,7 @@ def metaint(headers: Mapping[str, str]) -> Optional[int]:
     """The ``icy-metaint`` interval of a response, or None (no in-band metadata)."""
     for name, value in headers.items():
         if name.lower() == "icy-metaint":
-            value = value.strip()
-            return int(value) if value.isdigit() and int(value) > 0 else None
+            return decimal(value) or None
     return None
 
 

@@ -17,6 +17,7 @@ from typing import Mapping, Optional, Tuple, Union
 import urllib3
 
 from ..errors import ConnectionFailedError, InvalidResponseError, cause_chain
+from ..headers import decimal
 
 
 MAX_HEAD = 64 * 1024  # the most header bytes accepted
@@ -92,15 +93,26 @@ def request_icy(
         lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         head, rest = _read_head(sock, url)
-        status_line, _, header_block = head.partition(b"\r\n")
-        parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise InvalidResponseError(f"invalid status line {status_line[:80]!r}", url=url)
-        fields = http.client.parse_headers(_Lines(header_block + b"\r\n\r\n"))
-        return IcyResponse(sock, int(parts[1]), parts[2] if len(parts) > 2 else "", fields, rest)
+        status, reason, fields = parse_head(head, url)
+        return IcyResponse(sock, status, reason, fields, rest)
     except BaseException:
         sock.close()
         raise
+
+
+def parse_head(head: bytes, url: str) -> Tuple[int, str, http.client.HTTPMessage]:
+    """``(status, reason, headers)`` of a response head (without its blank line), any
+    ``XXX nnn reason`` status line accepted. InvalidResponseError if it cannot be read."""
+    status_line, _, header_block = head.partition(b"\r\n")
+    parts = status_line.decode("latin-1").split(None, 2)
+    status = decimal(parts[1]) if len(parts) >= 2 else None
+    if status is None or not 100 <= status <= 999:
+        raise InvalidResponseError(f"invalid status line {status_line[:80]!r}", url=url)
+    try:
+        fields = http.client.parse_headers(_Lines(header_block + b"\r\n\r\n"))
+    except http.client.HTTPException as exc:  # a line over 64 KiB, more than 100 headers
+        raise InvalidResponseError("unreadable response headers", url=url, cause=exc) from None
+    return status, parts[2] if len(parts) > 2 else "", fields
 
 
 def _tls_context(verify: Union[bool, str]) -> ssl.SSLContext:
@@ -135,4 +147,4 @@ class _Lines:
         return self._lines.pop(0) if self._lines else b""
 
 
-__all__ = ["IcyResponse", "is_icy_status_line", "request_icy"]
+__all__ = ["IcyResponse", "is_icy_status_line", "parse_head", "request_icy"]

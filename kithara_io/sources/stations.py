@@ -16,7 +16,10 @@ import re
 import urllib.parse
 from typing import Callable, List, Optional, TypeVar
 
-from ..errors import StreamError
+import urllib3
+
+from ..errors import InvalidResponseError, StreamError
+from ..headers import decimal
 
 T = TypeVar("T")
 
@@ -25,7 +28,7 @@ MAX_PLAYLIST_BYTES = 64 * 1024
 
 _PLS_TYPES = {"audio/x-scpls", "application/pls+xml", "audio/scpls"}
 _M3U_TYPES = {"audio/x-mpegurl", "audio/mpegurl"}
-_PLS_FILE = re.compile(r"^\s*file(\d+)\s*=\s*(.+?)\s*$", re.I)
+_PLS_FILE = re.compile(r"^\s*file([0-9]+)\s*=\s*(.+?)\s*$", re.I)
 
 
 PLAYLIST_SUFFIXES = {".pls": "pls", ".m3u": "m3u", ".m3u8": "m3u"}
@@ -61,15 +64,35 @@ def playlist_kind(url: str, content_type: Optional[str]) -> Optional[str]:
 def parse_playlist(text: str, base_url: str, kind: Optional[str] = None) -> Optional[List[str]]:
     """The stream URLs of a station playlist, in order, relative ones resolved against
     ``base_url``; None when ``text`` is an HLS playlist (``#EXT-X-`` tags) or lists nothing.
-    ``kind`` (``"pls"``/``"m3u"``) is a hint; the text itself decides."""
+    ``kind`` (``"pls"``/``"m3u"``) is a hint; the text itself decides. Entries that are not
+    http(s) URLs with a host (``rtsp:``, ``file:``, malformed) are left out; if that leaves
+    none of several, InvalidResponseError (the playlist names no stream this library reads)."""
     text = text.lstrip("\ufeff")
     lines = text.splitlines()
     if any(line.lstrip().upper().startswith("#EXT-X-") for line in lines):
         return None
     is_pls = kind == "pls" or any(line.strip().lower() == "[playlist]" for line in lines)
     entries = _pls_entries(lines) if is_pls else _m3u_entries(lines)
-    urls = [urllib.parse.urljoin(base_url, entry) for entry in entries]
+    urls = [url for url in (_absolute(base_url, entry) for entry in entries) if url is not None]
+    if entries and not urls:
+        raise InvalidResponseError(
+            f"station playlist names no http(s) stream (first entry {entries[0][:100]!r})", url=base_url
+        )
     return urls or None
+
+
+def _absolute(base_url: str, entry: str) -> Optional[str]:
+    """``entry`` resolved against ``base_url`` if that gives an http(s) URL with a host
+    and a valid port (what ``open`` accepts) other than the playlist's own, else None."""
+    try:
+        url = urllib.parse.urljoin(base_url, entry)
+        parsed = urllib3.util.parse_url(url)
+        port = parsed.port
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        return None
+    if (parsed.scheme or "").lower() not in ("http", "https") or not parsed.host or url == base_url:
+        return None  # url == base_url: an entry of control characters only, urljoin's ""
+    return url if port is None or 0 < port < 65536 else None
 
 
 def _pls_entries(lines: List[str]) -> List[str]:
@@ -77,7 +100,7 @@ def _pls_entries(lines: List[str]) -> List[str]:
     for line in lines:
         match = _PLS_FILE.match(line)
         if match:
-            numbered.append((int(match.group(1)), match.group(2)))
+            numbered.append((decimal(match.group(1)), match.group(2)))
     return [url for _, url in sorted(numbered, key=lambda item: item[0])]
 
 

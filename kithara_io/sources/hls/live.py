@@ -4,7 +4,8 @@
 One thread per live or EVENT stream, owned by its HlsReader: started by ``open()``, stopped and
 joined by ``close()``. It waits on the reader's condition (woken at close), reloads, and
 hands the new playlist to ``HlsReader.merge_live``; an unchanged playlist is asked again
-after half a target duration. It ends when the playlist gains ``#EXT-X-ENDLIST``.
+after half a target duration (never sooner than ``MIN_RELOAD``). It ends when the playlist
+gains ``#EXT-X-ENDLIST``.
 Failures are retried with the stream's Retry; when they persist the stream fails.
 """
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+#: Shortest wait between two reloads: a playlist claiming 0 s segments (TARGETDURATION:0,
+#: EXTINF:0) would otherwise be asked for in a loop, hundreds of times a second.
+MIN_RELOAD = 0.5
 
 
 class ReloadMixin:
@@ -85,7 +90,7 @@ class LiveWatcher:
 
         reader = self._reader
         running, url, target = reader.live_state()
-        delay = target
+        delay = max(target, MIN_RELOAD)
         while running:
             if reader.wait_closed(delay):
                 return
@@ -97,4 +102,4 @@ class LiveWatcher:
                 return
             changed = reader.merge_live(playlist)
             running, url, target = reader.live_state()
-            delay = target if changed else target / 2
+            delay = max(target if changed else target / 2, MIN_RELOAD)

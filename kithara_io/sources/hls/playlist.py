@@ -6,12 +6,25 @@ media playlist (segments); URIs come out absolute (resolved against the playlist
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
 import m3u8
 
 from ...errors import InvalidResponseError
+from ...headers import decimal
+
+#: Largest media sequence number: RFC 8216 decimal-integers are below 2**64.
+MAX_SEQUENCE = (1 << 64) - 1
+#: Largest end of a byte range accepted (as for a Content-Range total).
+MAX_OFFSET = 1 << 62
+#: Longest segment or target duration accepted (a year; waits longer than ~292 years
+#: overflow ``threading``'s timeouts: the live reload thread died of one).
+MAX_SECONDS = 366 * 86400.0
+
+_BYTERANGE = re.compile(r"([0-9]+)(?:@([0-9]+))?")
+_IV = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,32})")
 
 #: Content types that name an HLS playlist (RFC 8216 section 4, and the older audio one).
 PLAYLIST_TYPES = frozenset({"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"})
@@ -113,16 +126,16 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         raise InvalidResponseError("not a valid HLS playlist", url=url, cause=exc) from None
     if parsed.is_variant:
         variants = tuple(
-            Variant(p.stream_info.bandwidth or 0, p.stream_info.codecs, p.absolute_uri, p.stream_info.audio or None)
+            Variant(_bandwidth(p.stream_info.bandwidth, url), p.stream_info.codecs, _uri(p, url), p.stream_info.audio or None)
             for p in parsed.playlists
         )
         if not variants:
             raise InvalidResponseError("HLS master playlist without variants", url=url)
-        return MasterPlaylist(url, variants, _renditions(parsed), _start(parsed))
+        return MasterPlaylist(url, variants, _renditions(parsed, url), _start(parsed))
     return _media(parsed, url)
 
 
-def _renditions(parsed: m3u8.M3U8) -> Tuple[Rendition, ...]:
+def _renditions(parsed: m3u8.M3U8, url: str) -> Tuple[Rendition, ...]:
     return tuple(
         Rendition(
             m.group_id or "",
@@ -131,7 +144,7 @@ def _renditions(parsed: m3u8.M3U8) -> Tuple[Rendition, ...]:
             (m.default or "").upper() == "YES",
             (m.autoselect or "").upper() == "YES",
             m.channels or None,
-            m.absolute_uri if m.uri else None,
+            _uri(m, url) if m.uri else None,
         )
         for m in parsed.media
         if (m.type or "").upper() == "AUDIO"
@@ -140,27 +153,28 @@ def _renditions(parsed: m3u8.M3U8) -> Tuple[Rendition, ...]:
 
 def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
     first = parsed.media_sequence or 0
+    if not isinstance(first, int) or not 0 <= first <= MAX_SEQUENCE - len(parsed.segments):
+        raise InvalidResponseError(f"HLS media sequence {first!r} out of range", url=url)
     segments: List[Segment] = []
     next_offset = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
     for index, seg in enumerate(parsed.segments):
         if not seg.uri:  # LL-HLS: parts of a segment still being made, not a segment yet
             continue
-        uri = seg.absolute_uri
-        byterange = _byterange(seg.byterange, next_offset.get(uri, 0))
+        uri = _uri(seg, url)
+        byterange = _byterange(seg.byterange, next_offset.get(uri, 0), url)
         if byterange is not None:
             next_offset[uri] = byterange[0] + byterange[1]
         init = None
         if seg.init_section is not None:
-            init = Resource(seg.init_section.absolute_uri, _byterange(seg.init_section.byterange, 0))
-        segments.append(
-            Segment(first + index, float(seg.duration or 0.0), Resource(uri, byterange), _key(seg.key), init, bool(seg.discontinuity))
-        )
+            init = Resource(_uri(seg.init_section, url), _byterange(seg.init_section.byterange, 0, url))
+        duration = _seconds(seg.duration, "segment duration", url)
+        segments.append(Segment(first + index, duration, Resource(uri, byterange), _key(seg.key, url), init, bool(seg.discontinuity)))
     if not segments and parsed.is_endlist:
         raise InvalidResponseError("HLS media playlist without segments", url=url)
     return MediaPlaylist(
         url,
         tuple(segments),
-        float(parsed.target_duration or 0.0) or max((s.duration for s in segments), default=1.0),
+        _seconds(parsed.target_duration, "target duration", url) or max((s.duration for s in segments), default=1.0),
         first,
         bool(parsed.is_endlist),
         (parsed.playlist_type or "").lower() or None,
@@ -182,22 +196,58 @@ def _start(parsed: m3u8.M3U8) -> Optional[Tuple[float, bool]]:
     return (offset, str(start.precise or "").upper() == "YES")
 
 
-def _byterange(spec: Optional[str], default_offset: int) -> Optional[Tuple[int, int]]:
-    """``"length@offset"`` or ``"length"`` -> ``(offset, length)``."""
+def _byterange(spec: Optional[str], default_offset: int, url: str) -> Optional[Tuple[int, int]]:
+    """``"length@offset"`` or ``"length"`` -> ``(offset, length)``; a length of at least one
+    byte, and an end below :data:`MAX_OFFSET`."""
     if not spec:
         return None
-    length, _, offset = str(spec).partition("@")
-    return (int(offset) if offset else default_offset, int(length))
+    match = _BYTERANGE.fullmatch(str(spec).strip())
+    if match:
+        length, offset = decimal(match.group(1)), decimal(match.group(2))
+        offset = default_offset if offset is None else offset
+        if length and offset + length <= MAX_OFFSET:
+            return offset, length
+    raise InvalidResponseError(f"HLS BYTERANGE {str(spec)[:60]!r} is not a valid byte range", url=url)
 
 
-def _key(key) -> Optional[Key]:
+def _key(key, url: str) -> Optional[Key]:
     if key is None or not key.method or key.method.upper() == "NONE":
         return None
     iv = None
     if key.iv:
-        text = key.iv[2:] if key.iv[:2].lower() == "0x" else key.iv
-        iv = bytes.fromhex(text.rjust(32, "0"))
-    return Key(key.method.upper(), key.absolute_uri if key.uri else None, iv)
+        match = _IV.fullmatch(str(key.iv).strip())
+        if not match:
+            raise InvalidResponseError(f"HLS key IV {str(key.iv)[:60]!r} is not a hexadecimal number of at most 128 bits", url=url)
+        iv = bytes.fromhex(match.group(1).rjust(32, "0"))
+    return Key(key.method.upper(), _uri(key, url) if key.uri else None, iv)
+
+
+def _uri(item, url: str) -> str:
+    """The absolute URI of a playlist item (m3u8 resolves it: ``urljoin``, which refuses
+    some malformed URIs with ValueError)."""
+    try:
+        return item.absolute_uri
+    except ValueError as exc:
+        raise InvalidResponseError(f"HLS playlist names a malformed URI {str(item.uri)[:100]!r}", url=url, cause=exc) from None
+
+
+def _seconds(value, what: str, url: str) -> float:
+    """A duration (EXTINF, TARGETDURATION): 0 to :data:`MAX_SECONDS`; absent is 0."""
+    try:
+        seconds = float(value or 0.0)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0.0 <= seconds <= MAX_SECONDS:
+        raise InvalidResponseError(f"HLS {what} {value!r} is not a duration", url=url)
+    return seconds
+
+
+def _bandwidth(value, url: str) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or value < 0:
+        raise InvalidResponseError(f"HLS variant BANDWIDTH {value!r} is not a number of bits/s", url=url)
+    return value
 
 
 def live_start(playlist: MediaPlaylist, edge_durations: float = 3.0) -> int:

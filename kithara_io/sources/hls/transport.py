@@ -16,7 +16,6 @@ Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after`
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import urllib.parse
@@ -25,11 +24,15 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 import urllib3
 
 from ... import errors
+from ...headers import content_length, content_range
 from ...retry import Retry, Timeout, parse_retry_after
 from ..transport import connection_error
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 USER_AGENT = "kithara-io"
+#: Largest playlist read (a day of 2 s segments is ~3 MB; parsing 16 MiB takes seconds).
+MAX_PLAYLIST_BYTES = 16 << 20
+#: Largest key read (an AES-128 key is 16 bytes).
+MAX_SMALL_BYTES = 64 << 10
 T = TypeVar("T")
 
 
@@ -130,25 +133,29 @@ class Transport:
         self._pool.clear()
 
     def text(self, url: str, abort: Optional[Abort] = None) -> Tuple[str, Optional[str], str]:
-        """GET a small text resource (a playlist): ``(text, content type, final URL)``."""
-        response = self._request("GET", url, None, abort, preload=True)
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
+        """GET a playlist: ``(text, content type, final URL)``. InvalidResponseError if it is
+        longer than :data:`MAX_PLAYLIST_BYTES`."""
+        response = self._request("GET", url, None, abort, preload=False)
+        try:  # decoded, as a server may gzip a playlist whatever we ask
+            data = _read_at_most(lambda: response.read(64 * 1024, decode_content=True), url, MAX_PLAYLIST_BYTES, "an HLS playlist")
+        except errors.StreamError:
+            response.close()
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            raise errors.ConnectionFailedError("connection broke while reading", url=url, cause=exc) from None
+        except BaseException:
+            response.close()
+            raise
+        response.release_conn()
         return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), _final_url(url, response)
 
     def data(self, url: str, byterange: Optional[Tuple[int, int]] = None, headers: Optional[Mapping[str, str]] = None) -> bytes:
-        """GET a small whole resource (a key), or ``(offset, length)`` of it; ``headers``
-        added to this request (whatever its origin)."""
+        """GET a small whole resource (a key), or ``(offset, length)`` of it, at most
+        :data:`MAX_SMALL_BYTES`; ``headers`` added to this request (whatever its origin)."""
         body = self._open_network(url, *(_span(byterange)), headers=headers)
         try:
-            out = bytearray()
-            while True:
-                piece = body.read(64 * 1024)
-                if not piece:
-                    return bytes(out)
-                out += piece
+            return _read_at_most(lambda: body.read(64 * 1024), url, MAX_SMALL_BYTES, "a key")
         finally:
             body.close()
 
@@ -156,8 +163,7 @@ class Transport:
         """The resource length from a HEAD (None if the server does not say)."""
         response = self._request("HEAD", url, None, abort, preload=True)
         response.release_conn()
-        value = response.headers.get("Content-Length")
-        return int(value) if value and value.isdigit() else None
+        return content_length(response.headers.get("Content-Length"))
 
     def open(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
         """Bytes ``[start, end)`` of ``url`` (``end`` None: to its end) as a streaming Body.
@@ -183,16 +189,14 @@ class Transport:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise errors.InvalidResponseError(f"unexpected Content-Encoding {encoding!r}", url=url)
-        length = response.headers.get("Content-Length")
-        length_value = int(length) if length and length.isdigit() else None
+        length_value = content_length(response.headers.get("Content-Length"))
         if response.status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != start or (end is not None and int(match.group(2)) >= end):
+            parsed = content_range(response.headers.get("Content-Range"))
+            if parsed is None or parsed[0] != start or parsed[1] < start or (end is not None and parsed[1] >= end):
                 raise errors.InvalidResponseError(
                     f"Content-Range {response.headers.get('Content-Range')!r} does not match the request", url=url, byte_range=(start, end)
                 )
-            total = None if match.group(3) == "*" else int(match.group(3))
-            return Body(response, url, start, int(match.group(2)) + 1, total)
+            return Body(response, url, start, parsed[1] + 1, parsed[2])
         body = Body(response, url, 0, length_value, length_value)  # 200: the whole resource
         while body.position < start:
             if not body.read(min(64 * 1024, start - body.position)):
@@ -248,6 +252,19 @@ def origin(url: str) -> Tuple[str, str, int]:
     parsed = urllib3.util.parse_url(url)
     scheme = (parsed.scheme or "http").lower()
     return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+
+
+def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:
+    """``read()`` until it returns b""; InvalidResponseError once past ``limit`` bytes
+    (memory stays bounded whatever the server sends)."""
+    out = bytearray()
+    while True:
+        piece = read()
+        if not piece:
+            return bytes(out)
+        out += piece
+        if len(out) > limit:
+            raise errors.InvalidResponseError(f"{what} longer than {limit} bytes", url=url)
 
 
 def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
