@@ -358,6 +358,35 @@ def test_live_sliding_window(hls_media, no_leaks, low_latency) -> None:
 
 
 @pytest.mark.timeout(40)
+def test_a_live_playlist_that_stops_growing_fails_a_waiting_read(hls_media, no_leaks) -> None:
+    """Its segments are read; then the reload keeps answering the same list: a read
+    waiting for more fails after Timeout.read (and three target durations), never hangs."""
+    from kithara_io import ConnectionFailedError, Timeout
+    from tests.servers.faults import running_fault_server
+
+    folder = hls_media.root / "live"
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for name in ("seg000.ts", "seg001.ts"):
+        lines += ["#EXTINF:1.0,", name]
+    with running_fault_server() as srv:
+        for name in ("seg000.ts", "seg001.ts"):
+            srv.add(f"/stuck/{name}", (folder / name).read_bytes())
+        url = srv.add("/stuck/live.m3u8", ("\n".join(lines) + "\n").encode(), content_type="application/vnd.apple.mpegurl")
+        stream = kithara_io.open(url, live_start="start", timeout=Timeout(read=1))
+        got = bytearray()
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailedError, match="listed nothing new"):
+            for _ in range(100):  # bounded
+                piece = stream.read(64 * 1024)
+                assert piece, "a live stream that has not ended returned EOF"
+                got += piece
+        assert time.monotonic() - started < 10
+        assert bytes(got) == b"".join((folder / n).read_bytes() for n in ("seg000.ts", "seg001.ts"))
+        with pytest.raises(ConnectionFailedError):  # stored: close() tells it too
+            stream.close()
+
+
+@pytest.mark.timeout(40)
 def test_event_playlist_seeks_within_what_it_lists(hls_media, no_leaks) -> None:
     """An EVENT playlist (append-only, then ENDLIST): reloaded like live, but it starts at
     the first segment, seeks within what it lists, and has a size once it ends."""

@@ -5,7 +5,8 @@ One thread per live or EVENT stream, owned by its HlsReader: started by ``open()
 joined by ``close()``. It waits on the reader's condition (woken at close), reloads, and
 hands the new playlist to ``HlsReader.merge_live``; an unchanged playlist is asked again
 after half a target duration (never sooner than ``MIN_RELOAD``). It ends when the playlist
-gains ``#EXT-X-ENDLIST``.
+gains ``#EXT-X-ENDLIST``. A playlist that lists nothing new for ``Timeout.read`` (and three
+target durations) has stopped: a read waiting for more fails (``ConnectionFailedError``).
 Failures are retried with the stream's Retry; when they persist the stream fails.
 """
 
@@ -16,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Tuple
 
-from ...errors import StreamError
+from ...errors import ConnectionFailedError, StreamError
 from ...retry import Retry
 from .keys import check_supported
 from .playlist import MediaPlaylist
@@ -66,16 +67,36 @@ class ReloadMixin:
                 log.warning("%s: fell behind the live window: segments %d-%d are gone", self.url, *gap)
             if playlist.ended:
                 self._ended = True
+            if fresh or playlist.ended:
+                self._stalled = None
             self._schedule_locked()
             self._cond.notify_all()
             return bool(fresh) or playlist.ended
 
 
+    def stall(self, error: StreamError) -> None:
+        """The playlist listed nothing new for too long: a read that waits for more fails
+        (with ``error``) while nothing is being fetched; a later segment lifts it."""
+        with self._cond:
+            self._stalled = error
+            self._cond.notify_all()
+
+    def _fail_if_stalled_locked(self) -> bool:
+        """Before a read waits: after a stall, with no fetch running, that wait would not end."""
+        if self._stalled is None or self._jobs:
+            return False
+        self._fail_locked(self._stalled)
+        return True
+
+
 class LiveWatcher:
-    def __init__(self, reader: "HlsReader", transport: "Transport", retry: Retry) -> None:
+    def __init__(self, reader: "HlsReader", transport: "Transport", retry: Retry, quiet: float) -> None:
+        """``quiet``: how long a playlist may list nothing new before a waiting read fails
+        (at least three target durations)."""
         self._reader = reader
         self._transport = transport
         self._retry = retry
+        self._quiet = quiet
         self._thread = threading.Thread(target=self._loop, name="kithara-hls-live", daemon=True)
 
     def start(self) -> None:
@@ -91,6 +112,7 @@ class LiveWatcher:
         reader = self._reader
         running, url, target = reader.live_state()
         delay = max(target, MIN_RELOAD)
+        changed_at = time.monotonic()
         while running:
             if reader.wait_closed(delay):
                 return
@@ -101,5 +123,11 @@ class LiveWatcher:
                 reader.fail(exc)
                 return
             changed = reader.merge_live(playlist)
+            now = time.monotonic()
+            if changed:
+                changed_at = now
+            elif now - changed_at >= max(self._quiet, 3 * target):
+                quiet = f"the live playlist has listed nothing new for {now - changed_at:.0f} s"
+                reader.stall(ConnectionFailedError(quiet, url=url))
             running, url, target = reader.live_state()
             delay = max(target if changed else target / 2, MIN_RELOAD)

@@ -98,6 +98,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         self._size_waiters = 0
         self._closed = False
         self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
+        self._stalled: Optional[StreamError] = None  # the live playlist stopped growing (live.py)
         self._error: Optional[BaseException] = None
         self._pending: List[Event] = []  # published once self._cond is released
         self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
@@ -125,7 +126,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
                     self._submit_locked(self._plan.parts[0], 0, None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch, "data", Priority.HIGH)
                 self._schedule_locked()
             if not self._ended:
-                self._watcher = LiveWatcher(self, self._transport, self._opt.retry)
+                self._watcher = LiveWatcher(self, self._transport, self._opt.retry, self._opt.timeout.read)
                 self._watcher.start()
         except BaseException:
             self.close()
@@ -259,8 +260,10 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
                         self._last_end, self._run = pos, max(0, self._run - done)  # this read did nothing
                         interrupted = True
                         break
-                    else:
+                    elif not self._fail_if_stalled_locked():  # a live playlist that stopped
                         self._cond.wait()
+                    elif done:
+                        break  # the bytes copied go out; the next read raises
             self._cancel(victims)
             self._flush_events()
         if interrupted:
@@ -276,40 +279,6 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
             self._schedule_locked()
         self._flush_events()
         return done
-
-    # -- the variant API (stream.hls) --------------------------------------------------
-    @property
-    def variants(self) -> Tuple[Variant, ...]:
-        return self._variants
-
-    @property
-    def variant(self) -> int:
-        with self._cond:
-            return self._plan.parts[min(self._cursor_part, len(self._plan.parts) - 1)][0] if self._plan.parts else 0
-
-    def segments(self) -> List[Tuple[int, float, Optional[int], int, bool]]:
-        """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the planned media segments."""
-        with self._cond:
-            return self._plan.media_segments()
-
-    def offset_of(self, seconds: float) -> int:
-        """Byte offset of the segment holding ``seconds`` (waits for the sizes before it);
-        live: see :mod:`.window`."""
-        if not self._kind.seekable:
-            return self.live_offset_of(seconds)
-        with self._cond:
-            target = self._plan.index_at(seconds)
-            if target is None:
-                return 0
-            self._size_waiters += 1
-            try:
-                while self._plan.layout.offset(target) is None:
-                    self._check_usable_locked()
-                    self._schedule_locked()
-                    self._cond.wait()
-                return self._plan.layout.offset(target)
-            finally:
-                self._size_waiters -= 1
 
     def _load_media(self, index: int) -> MediaPlaylist:
         from .loading import load_media

@@ -23,12 +23,48 @@ from typing import List, Optional, Tuple
 from ...events import Discontinuity, VariantSwitched
 from . import abr
 from .plan import is_init
+from .playlist import Variant
 
 log = logging.getLogger(__name__)
 
 
 class SwitchingMixin:
-    """ABR, ``select`` and restart offsets of the HlsReader (see the module doc)."""
+    """ABR, ``select``, restart offsets and the rest of the variant API of the HlsReader
+    (see the module doc)."""
+
+    @property
+    def variants(self) -> Tuple[Variant, ...]:
+        return self._variants
+
+    @property
+    def variant(self) -> int:
+        with self._cond:
+            return self._plan.parts[min(self._cursor_part, len(self._plan.parts) - 1)][0] if self._plan.parts else 0
+
+    def segments(self) -> List[Tuple[int, float, Optional[int], int, bool]]:
+        """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the planned media segments."""
+        with self._cond:
+            return self._plan.media_segments()
+
+    def offset_of(self, seconds: float) -> int:
+        """Byte offset of the segment holding ``seconds`` (waits for the sizes before it);
+        live: see :mod:`.window`."""
+        if not self._kind.seekable:
+            return self.live_offset_of(seconds)
+        with self._cond:
+            target = self._plan.index_at(seconds)
+            if target is None:
+                return 0
+            self._size_waiters += 1
+            try:
+                while self._plan.layout.offset(target) is None:
+                    self._check_usable_locked()
+                    self._schedule_locked()
+                    self._cond.wait()
+                return self._plan.layout.offset(target)
+            finally:
+                self._size_waiters -= 1
+
 
     def select(self, index: int) -> None:
         """Pin variant ``index`` from the next segment boundary on (adaptive switching ends)."""
