@@ -193,7 +193,7 @@ class RateMeter:
 KEYS = {
     " ": "pause", "q": "quit", "Q": "quit", "\x1b[C": "forward", "\x1b[D": "back", "\x1b[A": "forward_long",
     "\x1b[B": "back_long", "9": "volume_down", "/": "volume_down", "0": "volume_up", "*": "volume_up",
-    "m": "mute", "n": "next", "p": "previous",
+    "m": "mute", "n": "next", "p": "previous", "[": "speed_down", "]": "speed_up",
 }  # fmt: skip
 
 

@@ -3,7 +3,9 @@
 
 The filter's output depends only on the samples pushed, not on how they are cut into blocks,
 except for its last window: flushing at the end gives up to one window (about 1/24 s) that
-varies with the block sizes (measured at 0.7x: the last 2,300 of 205,000 frames).
+varies with the block sizes (measured at 0.7x: the last 2,300 of 205,000 frames). Its length
+is the input's over the speed within a window; the end is cut or padded to exactly that, so
+that frames played count media time (the Player's position ends at the duration).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class Tempo:
         source.link_to(tempo)
         tempo.link_to(sink)
         graph.configure()
-        self._graph, self._source, self._sink, self._pts = graph, source, sink, 0
+        self._graph, self._source, self._sink = graph, source, sink
+        self._pts = self._made = 0  # frames pushed in, frames handed out
 
     def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """The next ``block`` at the speed; with ``last`` also what the filter holds back."""
@@ -79,8 +82,18 @@ class Tempo:
             self._source.push(None)
         out = self._drain()
         if last:
+            out = self._to_length(out)
             self.reset()  # a flushed filter takes no more input
+        self._made += len(out)
         return out
+
+    def _to_length(self, out: np.ndarray) -> np.ndarray:
+        """The last output cut or padded (with silence) so that the whole comes to the input's
+        length over the speed: the frames played then count media time exactly."""
+        missing = int(round(self._pts / self.speed)) - self._made - len(out)
+        if missing <= 0:
+            return out[: max(0, len(out) + missing)]
+        return np.concatenate([out, np.zeros((missing, self.channels), dtype=np.float32)])
 
     def _drain(self) -> np.ndarray:
         import av
