@@ -136,6 +136,22 @@ def test_speed_back_to_one_plays_the_samples_unchanged(wav48, no_leaks) -> None:
     assert np.array_equal(played[: len(local) - frame], local[frame:])
 
 
+def test_enqueued_tracks_at_a_speed_follow_each_other_at_their_media_length(wav48, no_leaks) -> None:
+    """Each track's stretched length is cut or padded to its own length over the speed, so
+    the next one starts exactly there (and the position counts media time across them)."""
+    local = sf.read(wav48, dtype="float32", always_2d=True)[0]
+    outputs = ManualOutputs()
+    with Player(wav48, output=outputs, samplerate=RATE, blocksize=BLOCK, speed=1.5) as player:
+        player.enqueue(wav48)
+        player.play()
+        played = pull_all(player, outputs[0], limit=4000)
+        status = player.status()
+    assert status.track == 1 and status.position == pytest.approx(3.0, abs=1 / RATE)
+    reference, length = atempo_offline(local, RATE, 1.5), round(len(local) / 1.5)
+    assert_stretched_alike(played[:length], reference)
+    assert_stretched_alike(played[length:], reference)
+
+
 @pytest.mark.parametrize("bad", [0.49, 3.01, 0, -1, float("nan"), float("inf")])
 def test_speed_outside_half_to_three_is_refused(wav48, bad, no_leaks) -> None:
     with pytest.raises(ValueError, match="speed must be a number from 0.5 to 3.0"):

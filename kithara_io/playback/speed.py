@@ -51,4 +51,3 @@ class SpeedControl:
                 playing = self._jump_locked(index, self._clamp(track, seconds))
         if playing is not None:
             playing.reader.interrupt()  # as a seek does: a read waiting on the network gives up
-

@@ -84,7 +84,8 @@ class Tempo:
         if last:
             out = self._to_length(out)
             self.reset()  # a flushed filter takes no more input
-        self._made += len(out)
+        else:
+            self._made += len(out)
         return out
 
     def _to_length(self, out: np.ndarray) -> np.ndarray:
