@@ -105,6 +105,8 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     queue = _Queue(player, deque(rest), writer, dict(decoder=args.decoder, **options))
     try:
         _check_start(args.start, player.tracks[0])
+        if args.speed != 1.0 and player.tracks[0].duration is None:
+            raise UsageError(f"--speed: {player.tracks[0].name} is a live stream; it plays at its own pace")
         writer.message(_track_line(player.tracks[0]))
         player.play()
         queue.fill()

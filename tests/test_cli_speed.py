@@ -62,6 +62,19 @@ def test_a_station_cannot_change_speed(jack) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_station_at_another_speed_is_a_usage_error(jack) -> None:
+    with IcyServer() as server:
+        url = server.add("/fast.mp3", Station(payload=mp3_payload(4.0), rate=20_000, burst=8000, metaint=8000))
+        proc = subprocess.run(
+            [sys.executable, "-m", "kithara_io", "play", "--speed", "1.5", url],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **jack.env},
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == f"kithara-io: error: --speed: {url} is a live stream; it plays at its own pace\n"
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("speed, low, high", [("2", 1.4, 3.3), ("0.8", 4.7, 7.0)])
 def test_play_at_a_speed_takes_the_time_it_should_and_shows_media_time(jack, tmp_path, speed, low, high) -> None:
     path = make_tracks(tmp_path, count=1, seconds=4.0)[0]
