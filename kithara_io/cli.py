@@ -28,6 +28,7 @@ from .cli_log import library_log
 from .cli_play import SEEK_STEP, _play, add_queue_arguments
 from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
+from .playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
 from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
 
 # The public names, also those that moved to the per-command modules.
@@ -51,6 +52,7 @@ examples:
   {PROG} play https://example.org/a.flac     play: status line, keys
   {PROG} play --start 1:23 a.mp3 b.ogg       from 1 min 23 s, then b.ogg
   {PROG} play --device loopback URL          another output (see: devices)
+  {PROG} play --speed 1.5 talk.mp3           faster, the pitch kept ([ ]: -/+0.1)
   {PROG} info --json URL                     format, duration, size as JSON
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
   {PROG} get -o music/ URL                   into a directory (-f: overwrite)
@@ -88,6 +90,14 @@ def _time(text: str) -> float:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speed(text: str) -> float:
+    """A playback speed, 0.5-3.0 (argparse type)."""
+    try:
+        return check_speed(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not {text!r}") from None
 
 
 def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -131,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="start position: seconds, m:ss or h:mm:ss (1:23)")
     play.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)")
     play.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS", help="crossfade between tracks")
+    play.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+                      help="tempo 0.5-3.0, the pitch kept (keys [ and ]: -/+0.1)")
     play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--list-devices", action="store_true", help="list the output devices and exit")

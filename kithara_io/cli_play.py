@@ -23,16 +23,18 @@ from .cli_common import SourceError, UsageError, _one_line, _options, _terminal_
 from .cli_devices import checked_device
 from .errors import StreamError
 from .playback import PlaybackError, Player, Track, UnsupportedFormatError
+from .playback.tempo import MAX_SPEED, MIN_SPEED
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0
 LONG_SEEK_STEP = 60.0
 VOLUME_STEP = 0.05  # of full scale (1.0), per key press
+SPEED_STEP = 0.1
 MAX_VOLUME = 2.0
 NOTICE_SECONDS = 2.0  # how long a key's message shows in the status line
 KEYS_HELP = (
     "keys: space pause/resume, left/right -/+10 s, down/up -/+60 s, 9/0 or / * volume, m mute, "
-    "n/p next/previous, q quit"
+    "[/] speed -/+0.1, n/p next/previous, q quit"
 )
 OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
 
@@ -97,12 +99,14 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     repeat = "track" if args.loop else "playlist" if args.loop_playlist else "off"
     player, rest = _first_player(sources, writer, dict(
         device=device, start=args.start, volume=args.volume, decoder=args.decoder, crossfade=args.crossfade,
-        samplerate=args.samplerate, repeat=repeat, **options,
+        samplerate=args.samplerate, repeat=repeat, speed=args.speed, **options,
     ))  # fmt: skip
     started = time.monotonic()
     queue = _Queue(player, deque(rest), writer, dict(decoder=args.decoder, **options))
     try:
         _check_start(args.start, player.tracks[0])
+        if args.speed != 1.0 and player.tracks[0].duration is None:
+            raise UsageError(f"--speed: {player.tracks[0].name} is a live stream; it plays at its own pace")
         writer.message(_track_line(player.tracks[0]))
         player.play()
         queue.fill()
@@ -238,6 +242,8 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard], 
         meter.add(time.monotonic(), stats.bytes_fetched)
         rate = meter.rate() if stats.requests else None  # None: a local file
         text = notice[0] if time.monotonic() < notice[1] else ""
+        if player.speed != 1.0 and not text.startswith("speed"):
+            text = f"{player.speed:g}x" + (f"  {text}" if text else "")  # while not at normal speed
         writer.update(_status_line(status, stream.buffered(), _size(stream), rate, writer, text, stats.offline))
 
 
@@ -260,11 +266,25 @@ def _apply(player: Player, command: str) -> str:
     if command == "mute":
         player.muted = not player.muted
         return "muted" if player.muted else f"volume {player.volume * 100:.0f}%"
+    if command in ("speed_up", "speed_down"):
+        return _change_speed(player, SPEED_STEP if command == "speed_up" else -SPEED_STEP)
     if command == "next":
         return "" if player.next() else "last track: nothing follows"
     if command == "previous":
         return "" if player.previous() else "cannot go back now"
     return ""
+
+
+def _change_speed(player: Player, step: float) -> str:
+    """``[``/``]``: the speed by ``step``, within 0.5-3.0; the status line's message."""
+    if player.duration is None:
+        return "cannot change speed: live stream"
+    speed = min(MAX_SPEED, max(MIN_SPEED, round(player.speed + step, 2)))
+    try:
+        player.speed = speed
+    except PlaybackError:  # the next track, a live stream, began meanwhile
+        return "cannot change speed: live stream"
+    return f"speed {player.speed:g}x"
 
 
 def _status_line(

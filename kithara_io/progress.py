@@ -193,7 +193,7 @@ class RateMeter:
 KEYS = {
     " ": "pause", "q": "quit", "Q": "quit", "\x1b[C": "forward", "\x1b[D": "back", "\x1b[A": "forward_long",
     "\x1b[B": "back_long", "9": "volume_down", "/": "volume_down", "0": "volume_up", "*": "volume_up",
-    "m": "mute", "n": "next", "p": "previous",
+    "m": "mute", "n": "next", "p": "previous", "[": "speed_down", "]": "speed_up",
 }  # fmt: skip
 
 
@@ -202,25 +202,39 @@ def parse_keys(buffer: str) -> Tuple[List[str], str]:
 
     Space is ``pause``, ``q`` is ``quit``, the right/left arrows (``ESC [ C``/``ESC [ D``) are
     ``forward``/``back``, up/down ``forward_long``/``back_long``, the others as in ``KEYS``;
-    anything else is ignored.
+    anything else is ignored, a whole escape sequence at a time (``ESC [ 1 ; 5 C``, Ctrl+right,
+    is not ``[`` and ``C``).
     """
     commands: List[str] = []
     i = 0
     while i < len(buffer):
-        if buffer[i] == "\x1b":
-            sequence = buffer[i : i + 3]
-            if len(sequence) < 3 and "\x1b[".startswith(sequence):
-                return commands, buffer[i:]  # wait for the rest of the sequence
-            if sequence in KEYS:
-                commands.append(KEYS[sequence])
-                i += 3
-                continue
+        if buffer[i] != "\x1b":
+            if buffer[i] in KEYS:
+                commands.append(KEYS[buffer[i]])
             i += 1
             continue
-        if buffer[i] in KEYS:
-            commands.append(KEYS[buffer[i]])
-        i += 1
+        if buffer[i + 1 : i + 2] not in ("[", ""):
+            i += 1  # a lone Escape: dropped
+            continue
+        end = _sequence_end(buffer, i)
+        if end is None:  # wait for the rest of the sequence (unless it is not one: too long)
+            return commands, buffer[i:] if len(buffer) - i <= MAX_SEQUENCE else ""
+        if buffer[i:end] in KEYS:
+            commands.append(KEYS[buffer[i:end]])
+        i = end
     return commands, ""
+
+
+MAX_SEQUENCE = 16
+
+
+def _sequence_end(buffer: str, start: int) -> Optional[int]:
+    """The end of the control sequence ``ESC [ parameters intermediates final`` at ``start``
+    (ECMA-48), None when it is not complete yet."""
+    j = start + 2
+    while j < len(buffer) and "\x20" <= buffer[j] <= "\x3f":  # parameter and intermediate bytes
+        j += 1
+    return j + 1 if j < len(buffer) else None  # after the final byte (anything else ends it too)
 
 
 class LineWriter:

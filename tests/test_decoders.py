@@ -224,6 +224,58 @@ def test_resampled_output_equals_soxr_of_the_local_decode(tmp_path, rate, out_ra
     assert lag == 0 and snr > 60, (lag, snr)
 
 
+def first_difference(played: np.ndarray, reference: np.ndarray) -> str:
+    """Where ``played`` first differs from ``reference`` and by how much (for a failure)."""
+    n = min(len(played), len(reference))
+    diff = np.abs(played[:n].astype(np.float64) - reference[:n]).max(axis=1)
+    if not diff.any():
+        return f"equal over {n} frames"
+    k = int(np.argmax(diff > 0))
+    return f"first difference at frame {k} of {n}: {diff[k]:.3g} (largest {diff.max():.3g}), SNR {snr_db(played[:n], reference[:n]):.1f} dB"
+
+
+VORBIS_MKV_SEEK = pytest.mark.xfail(
+    strict=True,
+    reason="known: Matroska times are in ms and Vorbis frames vary in length (128-1024 samples), "
+    "so a frame placed by its timestamp after a seek is off by up to 22 samples (measured -11..+10)",
+)
+
+
+@pytest.mark.parametrize("name, start", [
+    *[(name, start) for name in ("aac-moov-end.m4a", "aac-faststart.m4a", "alac.m4a", "opus.webm", "x.flac")
+      for start in (0.0, 1.0)],
+    ("vorbis.mkv", 0.0),
+    pytest.param("vorbis.mkv", 1.0, marks=VORBIS_MKV_SEEK),
+])  # fmt: skip
+def test_each_codec_resampled_by_the_player_equals_soxr_of_the_local_decode(av_media, tmp_path, name, start, no_leaks) -> None:
+    """The reference: FFmpeg's (libsndfile's) decode of the local file from ``start``,
+    resampled by soxr in one call. The player decodes in chunks over its reader and resamples
+    them with soxr's stream: the same samples (AAC included: priming and edit list trimmed
+    alike, channels in order, nothing dropped or doubled at the start). Opus after a seek:
+    the decoder's state converges over the pre-roll, so the samples are close, in place."""
+    if name == "x.flac":
+        path = tmp_path / name
+        sf.write(path, signal(4.0, 44100), 44100, format="FLAC", subtype="PCM_24")
+        local, rate = sf.read(path, dtype="float32", always_2d=True)
+    else:
+        path, rate = av_media[name], AV_FORMATS[name][3]
+        local = decode_all(path)
+    out_rate = 48000 if rate == 44100 else 44100
+    outputs = ManualOutputs()
+    with Player(path, output=outputs, samplerate=out_rate, blocksize=BLOCK, start=start) as player:
+        player.play()
+        played = pull_all(player, outputs[0])
+        status = player.status()
+    assert status.state is State.FINISHED and (status.samplerate, status.output_samplerate) == (rate, out_rate)
+    reference = soxr.resample(local[int(start * rate) :], rate, out_rate, quality="HQ")
+    assert len(played) >= len(reference) and not played[len(reference) :].any()  # then silence
+    if name == "opus.webm" and start:
+        lag, snr = aligned_snr(played, reference)
+        assert lag == 0 and snr > 60, (lag, snr)  # measured: 76 dB
+        return
+    assert np.array_equal(played[: len(reference)], reference), first_difference(played, reference)
+
+
 def test_gapless_across_rates_and_decoders(av_media, tmp_path, no_leaks) -> None:
     first = signal(1.0, 44100).astype(np.float32)
     sf.write(tmp_path / "a.wav", first, 44100, subtype="FLOAT")

@@ -178,6 +178,9 @@ def test_rate_meter_uses_a_sliding_window() -> None:
         ("\x1b[", [], "\x1b["),  # an arrow split across reads is kept for the next one
         (" \x1b", ["pause"], "\x1b"),
         ("\x1bq", ["quit"], ""),  # a lone Escape is dropped
+        ("[]", ["speed_down", "speed_up"], ""),
+        ("\x1b[1;5C[", ["speed_down"], ""),  # Ctrl+right is one sequence, not "[" and "C"
+        ("\x1b[1;5", [], "\x1b[1;5"),  # split across reads: kept
     ],
 )
 def test_parse_keys(typed, commands, rest) -> None:

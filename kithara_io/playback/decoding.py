@@ -34,6 +34,7 @@ class Decoding:
     samplerate: int
     channels: int
     _waiting_more: bool
+    _speed: float  # changed only with a flush (a new generation), under the lock
 
     def _decode_loop(self) -> None:
         try:
@@ -45,10 +46,12 @@ class Decoding:
                     self._fail_locked(exc)
                 self._cond.notify_all()
 
-    def _feed(self, index: int) -> TrackFeed:
+    def _feed(self, index: int, speed: float) -> TrackFeed:
+        """Track ``index``'s feed, at ``speed`` (read with the generation, under the lock)."""
         feed = self._feeds.get(index)
         if feed is None:
-            feed = self._feeds[index] = TrackFeed(self._tracks[index], self.samplerate, self.channels, CHUNK)
+            feed = self._feeds[index] = TrackFeed(self._tracks[index], self.samplerate, self.channels, CHUNK, speed)
+        feed.set_speed(speed)
         return feed
 
     def _decode_step(self) -> bool:
@@ -58,7 +61,7 @@ class Decoding:
             assert ring is not None
             while not self._stopping and (
                 (self._decoder_eof and self._seek_request is None)
-                or (self._seek_request is None and ring.free < self._feed(self._decode_track).max_output)
+                or (self._seek_request is None and ring.free < self._feed(self._decode_track, self._speed).max_output)
             ):
                 self._cond.wait()
             if self._stopping:
@@ -66,9 +69,9 @@ class Decoding:
             seek, self._seek_request = self._seek_request, None
             if seek is not None:
                 self._decode_track = seek[0]
-            generation, index = self._generation, self._decode_track
+            generation, index, speed = self._generation, self._decode_track, self._speed
             following = self._order.following(index)
-        feed = self._feed(index)
+        feed = self._feed(index, speed)
         if seek is not None:
             self._tail.clear()
             feed.seek(seek[1])
@@ -96,7 +99,7 @@ class Decoding:
             following = self._wait_for_more(index, generation)
         if following is None:
             return self._finish(tail, generation)
-        return self._next_track(following, tail, generation)
+        return self._next_track(following, tail, generation, speed)
 
     def _wait_for_more(self, index: int, generation: int) -> Optional[int]:
         """The last track ended while ``more_coming``: wait for a track to follow (what is
@@ -113,7 +116,7 @@ class Decoding:
             self._waiting_more = False
             return self._order.following(index) if generation == self._generation else None
 
-    def _next_track(self, index: int, tail: np.ndarray, generation: int) -> bool:
+    def _next_track(self, index: int, tail: np.ndarray, generation: int, speed: float) -> bool:
         """The track playing ended with ``tail``: track ``index`` follows (another, or the
         same one repeated), crossfaded over the end. Tracks shorter than the crossfade are
         passed through in turn; bounded by the number of tracks (then playback ends)."""
@@ -121,7 +124,7 @@ class Decoding:
             fade = min(len(tail), self._tail.frames)
             if not self._store(tail[: len(tail) - fade], generation):
                 return True
-            feed = self._feed(index)
+            feed = self._feed(index, speed)
             if feed.started:  # played before (repeat, previous) or decoded ahead: from the start
                 feed.seek(0)
             feed.track.raise_priority()

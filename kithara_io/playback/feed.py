@@ -1,5 +1,5 @@
-"""TrackFeed: one track's decoded frames converted for the output (rate, channels), on the
-decoder thread. Owned by that thread; nothing here is shared."""
+"""TrackFeed: one track's decoded frames converted for the output (rate, channels, speed),
+on the decoder thread. Owned by that thread; nothing here is shared."""
 
 from __future__ import annotations
 
@@ -10,26 +10,34 @@ import numpy as np
 from .channels import channel_matrix, map_channels
 from .resample import Resampler
 from .ringbuffer import RingBuffer
+from .tempo import Tempo
 from .track import Track
 
 
 class TrackFeed:
     """Reads ``chunk`` frames at a time from a track's decoder and returns them at
-    ``out_rate`` on ``out_channels``."""
+    ``out_rate`` on ``out_channels``, at ``speed`` (the tempo changed, the pitch kept)."""
 
-    def __init__(self, track: Track, out_rate: int, out_channels: int, chunk: int) -> None:
+    def __init__(self, track: Track, out_rate: int, out_channels: int, chunk: int, speed: float = 1.0) -> None:
         self.track = track
         self.chunk = chunk
         self.resampler = Resampler(track.samplerate, out_rate, track.channels)
         self.matrix = channel_matrix(track.channels, out_channels)
         self.out_channels = out_channels
+        self.tempo = Tempo(out_rate, out_channels, speed)
         self.started = False  # the decoder was read from (a fresh one starts at frame 0)
         self.position = 0  # the track frame the next read starts at
 
     @property
     def max_output(self) -> int:
         """At most this many frames come out of one :meth:`read`."""
-        return self.resampler.max_output(self.chunk)
+        return self.tempo.max_output(self.resampler.max_output(self.chunk))
+
+    def set_speed(self, speed: float) -> None:
+        """Play on at ``speed``; a change starts the time-stretcher afresh (the player seeks
+        when the speed changes)."""
+        if speed != self.tempo.speed:
+            self.tempo = Tempo(self.tempo.rate, self.out_channels, speed)
 
     def seek(self, frame: int, *, keep_filter: bool = False) -> None:
         """Continue at ``frame``; ``keep_filter`` keeps the resampler's history (the input
@@ -41,6 +49,7 @@ class TrackFeed:
                 raise
         if not keep_filter:
             self.resampler.reset()
+            self.tempo.reset()
         self.position = frame
         self.started = True
 
@@ -76,8 +85,8 @@ class TrackFeed:
             return np.zeros((0, self.out_channels), dtype=np.float32), False
         self.position += len(block)
         ended = len(block) < self.chunk
-        out = self.resampler.process(block, last=ended)
-        return map_channels(out, self.matrix), ended
+        out = map_channels(self.resampler.process(block, last=ended), self.matrix)
+        return self.tempo.process(out, last=ended), ended
 
     def read_at_least(self, frames: int) -> Tuple[np.ndarray, bool]:
         """At least ``frames`` output frames unless the track ends first (for a crossfade)."""

@@ -32,11 +32,13 @@ from .feed import HeldTail, TrackFeed
 from .output import OutputFactory, close_output, open_output
 from .queue import PlayOrder
 from .ringbuffer import RingBuffer
+from .speed import SpeedControl
 from .status import PlaybackStatus, State
+from .tempo import check_speed
 from .track import Source, Track
 
 
-class Player(Decoding):
+class Player(Decoding, SpeedControl):
     """Plays a URL, path or open binary file through a ``sounddevice.OutputStream``.
 
     ``buffer_seconds`` bounds the ring buffer; output (re)starts once ``prebuffer_seconds``
@@ -49,6 +51,7 @@ class Player(Decoding):
     high quality) on the decoder thread. ``channels``: the output channels (None: the file's,
     at least two on a stereo device). ``decoder``: "soundfile", "pyav" or None (probe).
     ``crossfade``: seconds of equal-power crossfade between enqueued tracks (0: gapless).
+    ``speed``: the tempo, 0.5-3.0 with the pitch kept (FFmpeg's ``atempo``; see :mod:`.speed`).
 
     A queue: :meth:`enqueue` appends tracks, :meth:`next`/:meth:`previous` jump, ``shuffle``
     reorders what is still to play, ``repeat`` is ``"off"``, ``"track"`` or ``"playlist"``
@@ -76,6 +79,7 @@ class Player(Decoding):
         channels: Optional[int] = None,
         decoder: Optional[str] = None,
         crossfade: float = 0.0,
+        speed: float = 1.0,
         repeat: str = "off",
         shuffle: bool = False,
         rng: Optional[random.Random] = None,
@@ -86,6 +90,7 @@ class Player(Decoding):
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         self._device = device
         self._volume = float(volume)
+        self._speed = check_speed(speed)
         self._muted = False
         self._waiting_more = False  # the decoder waits for a track to be enqueued
         self._order = PlayOrder(rng)
@@ -450,7 +455,7 @@ class Player(Decoding):
         """(track, seconds into it) of the next frame the device gets."""
         for written_at, track, first in reversed(self._marks):
             if written_at <= self._consumed:
-                return track, first + (self._consumed - written_at) / self.samplerate
+                return track, first + (self._consumed - written_at) * self._speed / self.samplerate
         raise AssertionError("no mark at 0")
 
     # -- the audio callback (a PortAudio thread) -----------------------------------------
