@@ -107,5 +107,8 @@ def parse_volume(text: str) -> float:
 
 
 def format_db(factor: float) -> str:
-    """A gain factor in dB: ``-6.0 dB`` (``-inf dB`` for 0)."""
-    return "-inf dB" if factor <= 0 else f"{20 * math.log10(factor):+.1f} dB"
+    """A gain factor in dB: ``-6.0 dB``, ``+3.5 dB``, ``0.0 dB``, ``-inf dB`` for 0."""
+    if factor <= 0:
+        return "-inf dB"
+    db = round(20 * math.log10(factor), 1)
+    return "0.0 dB" if db == 0 else f"{db:+.1f} dB"
