@@ -46,6 +46,23 @@ class Track:
         self.subtype: str = self.decoder.codec  # the soundfile name of the codec
         self.decoder_name = "soundfile" if hasattr(self.decoder, "sound") else "pyav"
         self.codec_words = codec_of(self.format, self.codec)  # the same whichever decoder
+        # Both at open: status() must not ask a stream that may be closed by then.
+        self.bitrate: Optional[int] = self._bitrate()
+        # "MP3 192 kbit/s", "FLAC 24-bit 96 kHz", "AAC 256 kbit/s 5.1": whichever decoder.
+        self.audio: str = audio_words(self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate)
+
+    def _bitrate(self) -> Optional[int]:
+        """Bits per second: what the headers tell, else the average over the file (size and
+        duration, when both are known); None for a live stream."""
+        if self.tags.bitrate:
+            return self.tags.bitrate
+        try:
+            size = getattr(self.stream, "size", None)
+        except (OSError, ValueError):
+            size = None
+        if isinstance(size, int) and size > 0 and self.duration:
+            return int(size * 8 / self.duration)
+        return None
 
     def _read_tags(self) -> FileTags:
         """The file's tags (mutagen), read before the decoder opens; none for a stream that
@@ -53,17 +70,6 @@ class Track:
         if not self.reader.seekable() or self.reader.hls is not None:
             return FileTags()
         return read_tags(self.stream)
-
-    @property
-    def bitrate(self) -> Optional[int]:
-        """Bits per second: what the headers tell, else the average over the file (size and
-        duration, when both are known); None for a live stream."""
-        if self.tags.bitrate:
-            return self.tags.bitrate
-        size = getattr(self.stream, "size", None)
-        if isinstance(size, int) and size > 0 and self.duration:
-            return int(size * 8 / self.duration)
-        return None
 
     @property
     def bits(self) -> Optional[int]:
@@ -81,12 +87,6 @@ class Track:
     def layout(self) -> str:
         """``mono``, ``stereo``, ``5.1``, ``7.1`` or ``N ch``."""
         return layout_name(self.channels)
-
-    @property
-    def audio(self) -> str:
-        """``MP3 192 kbit/s``, ``FLAC 24-bit 96 kHz``, ``AAC 256 kbit/s 5.1``: the same words
-        whichever decoder opened the file."""
-        return audio_words(self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate)
 
     def reopen_decoder(self) -> None:
         """A fresh decoder at frame 0 (after an interrupted read left the old one in an
