@@ -123,8 +123,8 @@ def test_kithara_io_play_of_what_people_have_on_a_48k_device(jack48, server, nam
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(server.url(name) + ": ") and ", 0:01" in lines[0], lines[0]
     final = lines[-1]
-    title = "Test Title " if name == "id3v2.mp3" else ""  # its ID3 tag's title
-    assert final.startswith(f"finished  0:01 / 0:01 {title}[") and final.endswith("underruns 0"), final
+    # 100 columns on a pipe: no room left for id3v2.mp3's title next to its resampled format
+    assert final.startswith("finished  0:01 / 0:01 [") and final.endswith("underruns 0"), final
     assert re.search(rf"\] {codec} ", final), final
     assert proc.stderr == ""
 

@@ -5,10 +5,17 @@ brought to one form: lower-case keys (``title``, ``artist``, ``album``,
 ``replaygain_track_gain``...) to lists of strings. mutagen also tells what the decoders do
 not say alike: the bitrate and the bit depth. A stream that cannot seek (a station) is not
 read: its titles come from ICY metadata.
+
+mutagen is told the kind of file from its first bytes (not its generic probe, whose APEv2
+check reads the end of every file), and reads through :class:`_Bounded`, which answers a
+read at the end at once (a stream still downloading would wait for bytes that cannot come).
+What it reads beyond the head is what the decoders read too (an MP3's ID3v1 at the end, an
+Ogg file's last page, an MP4's atoms) or a WAV/AIFF chunk after the audio.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -50,7 +57,10 @@ def read_tags(stream: Any) -> FileTags:
 
     start = stream.tell()
     try:
-        found = mutagen.File(stream)
+        view = _Bounded(stream)
+        kinds = _kinds(view.read(16))
+        view.seek(0)
+        found = mutagen.File(view, options=kinds) if kinds else None
     except mutagen.MutagenError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, OSError):
@@ -74,6 +84,69 @@ def read_tags(stream: Any) -> FileTags:
         bits=int(getattr(info, "bits_per_sample", 0) or 0) or None,
         replaygain=_replaygain(values),
     )
+
+
+def _kinds(head: bytes) -> list:
+    """The mutagen classes for a file starting with ``head``; [] for one without tags here."""
+    from mutagen.aac import AAC
+    from mutagen.aiff import AIFF
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+    from mutagen.oggflac import OggFLAC
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.wave import WAVE
+
+    if head.startswith(b"ID3"):
+        return [MP3]
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF0 == 0xF0:
+        return [AAC] if head[1] & 0x06 == 0 else [MP3]  # layer 0: ADTS AAC
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return [MP3]  # MPEG 2.5
+    if head.startswith(b"fLaC"):
+        return [FLAC]
+    if head.startswith(b"OggS"):
+        return [OggVorbis, OggOpus, OggFLAC]
+    if head.startswith((b"RIFF", b"RF64")) and head[8:12] == b"WAVE":
+        return [WAVE]
+    if head.startswith(b"FORM"):
+        return [AIFF]
+    if head[4:8] == b"ftyp":
+        return [MP4]
+    return []
+
+
+class _Bounded(io.RawIOBase):
+    """The stream for mutagen: a read at or past the end returns nothing at once."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self.name = str(getattr(stream, "name", "") or "")
+        size = getattr(stream, "size", None)
+        if not isinstance(size, int):
+            size = stream.seek(0, os.SEEK_END)
+        self._size = size
+        stream.seek(0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._size - self._stream.tell()
+        if left <= 0:
+            return 0
+        return self._stream.readinto(memoryview(buffer)[:left]) or 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 def _normalise(tags: Any) -> Dict[str, List[str]]:
