@@ -52,10 +52,14 @@ class Track:
         self.audio: str = audio_words(self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate)
 
     def _bitrate(self) -> Optional[int]:
-        """Bits per second: what the headers tell, else the average over the file (size and
-        duration, when both are known); None for a live stream."""
+        """Bits per second: what the file's headers tell, else a station's ``icy-br``, else
+        the average over the file (size and duration, when both are known)."""
         if self.tags.bitrate:
             return self.tags.bitrate
+        metadata = getattr(self.stream, "metadata", None)
+        station = metadata.get("bitrate") if hasattr(metadata, "get") else None
+        if isinstance(station, int) and station > 0:
+            return station * 1000  # kbit/s
         try:
             size = getattr(self.stream, "size", None)
         except (OSError, ValueError):
