@@ -53,12 +53,14 @@ examples:
   {PROG} play https://example.org/a.flac     play: status line, keys
   {PROG} play --start 1:23 a.mp3 b.ogg       from 1 min 23 s, then b.ogg
   {PROG} play --device loopback URL          another output (see: devices)
+  {PROG} play --replaygain album a.flac b.flac  loudness from the tags
+  {PROG} play --volume -6dB URL              6 dB quieter (or a factor: 0.5)
   {PROG} info --json URL                     format, duration, size as JSON
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
   {PROG} get -o music/ URL                   into a directory (-f: overwrite)
   {PROG} -v play --cache URL                 show retries, redirects, offline
 
-status line:  playing 0:12 / 3:45 [###|+...] flac 44100 Hz  1.2 MiB/s underruns 0
+status line:  playing 0:12 / 3:45 Artist - Title [###|+...] FLAC 16-bit 44.1 kHz  1.2 MiB/s underruns 0
   {BAR_LEGEND}
   "offline (cache)" instead of the rate: the disk cache's copy, server unreachable
 """
