@@ -53,7 +53,7 @@ examples:
   {PROG} play https://example.org/a.flac     play: status line, keys
   {PROG} play --start 1:23 a.mp3 b.ogg       from 1 min 23 s, then b.ogg
   {PROG} play --device loopback URL          another output (see: devices)
-  {PROG} play --replaygain album a.flac b.flac  loudness from the tags
+  {PROG} play --replaygain track a.mp3       loudness from the tags
   {PROG} play --volume -6dB URL              6 dB quieter (or a factor: 0.5)
   {PROG} info --json URL                     format, duration, size as JSON
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume

@@ -7,7 +7,6 @@ local file's decode times the expected gain; the CLI on a pseudo-terminal."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Dict
