@@ -242,7 +242,7 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard], 
             writer.message(_track_line(player.tracks[shown], player.replaygain))
         if status.title != title:  # a radio station's next song
             title = status.title
-            if title and not writer.tty:  # on a terminal the status line shows it
+            if title and not writer.tty and status.duration is None:  # a file's: in its track line
                 writer.message(f"now playing: {title}")
         stream = player.stream
         stats = stream.stats()

@@ -254,3 +254,22 @@ def test_a_volume_that_is_neither_a_factor_nor_decibels_is_a_usage_error(capsys)
     for bad in ("loud", "-0.5", "-6xB"):
         assert main(["play", "--volume", bad, "x.mp3"]) == 2
         assert f"not a volume: {bad!r}" in capsys.readouterr().err
+
+
+def test_damaged_tags_are_no_tags_and_the_file_still_plays(tmp_path, no_leaks) -> None:
+    """A WAV with an ``id3 `` chunk of an ID3 version that does not exist after its audio:
+    mutagen raises (measured: "ID3v2.9 not supported"), the file has no tags and plays."""
+    import struct
+
+    path = tmp_path / "junk-id3.wav"
+    sf.write(path, np.full((4410, 2), 0.25, dtype=np.float32), 44100, subtype="PCM_16")
+    data = bytearray(path.read_bytes()) + b"id3 " + struct.pack("<I", 10) + b"ID3\x09\x00\x00\x00\x00\x00\x10"
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    path.write_bytes(bytes(data))
+    track = Track(path)
+    try:
+        assert track.tags.title is None and track.tags.replaygain == ReplayGain()
+        assert track.audio == "WAV 16-bit 44.1 kHz" and track.title is None
+    finally:
+        track.close()
+    assert_played(play_all(path, replaygain="track"), frames_of(path))
