@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Dict, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from . import __version__, cli_live
 from .cli_cache import _cache
@@ -29,6 +29,8 @@ from .cli_play import SEEK_STEP, _play, add_queue_arguments
 from .errors import StreamError, describe_cause
 from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
 from .playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
+from .playback.loudness import parse_volume
+from .playback.naming import format_kbits
 from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
 
 # The public names, also those that moved to the per-command modules.
@@ -53,12 +55,14 @@ examples:
   {PROG} play --start 1:23 a.mp3 b.ogg       from 1 min 23 s, then b.ogg
   {PROG} play --device loopback URL          another output (see: devices)
   {PROG} play --speed 1.5 talk.mp3           faster, the pitch kept ([ ]: -/+0.1)
+  {PROG} play --replaygain track a.mp3       loudness from the tags
+  {PROG} play --volume -6dB URL              6 dB quieter (or a factor: 0.5)
   {PROG} info --json URL                     format, duration, size as JSON
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
   {PROG} get -o music/ URL                   into a directory (-f: overwrite)
   {PROG} -v play --cache URL                 show retries, redirects, offline
 
-status line:  playing 0:12 / 3:45 [###|+...] flac 44100 Hz  1.2 MiB/s underruns 0
+status line:  playing 0:12 / 3:45 Artist - Title [###|+...] FLAC 16-bit 44.1 kHz  1.2 MiB/s underruns 0
   {BAR_LEGEND}
   "offline (cache)" instead of the rate: the disk cache's copy, server unreachable
 """
@@ -98,6 +102,23 @@ def _speed(text: str) -> float:
         return check_speed(float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not {text!r}") from None
+def _volume(text: str) -> float:
+    """A factor or decibels (argparse type)."""
+    try:
+        return parse_volume(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _negative_values(argv: Sequence[str]) -> List[str]:
+    """``--volume -6dB`` as ``--volume=-6dB``: argparse takes ``-6dB`` for an option."""
+    out: List[str] = []
+    for arg in argv:
+        if out and out[-1] == "--volume" and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"--volume={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -146,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--list-devices", action="store_true", help="list the output devices and exit")
-    play.add_argument("--volume", type=float, default=1.0, metavar="X", help="gain, 1.0 = unchanged")
+    play.add_argument("--volume", type=_volume, default=1.0, metavar="X|dB",
+                      help="gain: a factor (1.0 = unchanged, 0.5) or decibels (-6dB)")
     add_queue_arguments(play)
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
     common(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe)")
     get = commands.add_parser("get", help="download to a file, resuming a partial one", epilog=EXAMPLES)
     common(get)
     get.add_argument("-o", "--output", default=None, metavar="FILE|DIR/",
@@ -175,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
         if args.verbose and args.quiet:
             raise UsageError("-v and -q exclude each other")
         if getattr(args, "retries", 1) < 1:
@@ -218,8 +241,22 @@ def describe(track: Track) -> Dict[str, Any]:
     """What ``info`` reports, as plain values."""
     decoder, stream = track.decoder, track.stream  # soundfile or PyAV: the same fields
     ranges, etag, last_modified = _http_details(stream)
+    tags = track.tags
     return {
         "source": track.name,
+        # In user words, the same whichever decoder read the file:
+        "audio": track.audio,
+        "codec": track.codec_words.name,
+        "container": track.container,
+        "layout": track.layout,
+        "bits": track.bits,
+        "bitrate": track.bitrate,
+        "artist": tags.artist,
+        "title": tags.title,
+        "album": tags.album,
+        "replaygain": tags.replaygain.as_dict(),
+        # The decoder's own names:
+        "decoder": track.decoder_name,
         "format": decoder.format,
         "format_name": decoder.format_info,
         "subtype": decoder.codec,
@@ -255,7 +292,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
             cli_live.write_live_info(details, out)
         return 0
     try:
-        track = Track(stream)
+        track = Track(stream, decoder=args.decoder)
     except (StreamError, ValueError, UnsupportedFormatError) as exc:
         raise SourceError(_one_line(exc)) from None
     try:
@@ -269,19 +306,37 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
     ranges = {True: "yes", False: "no (server ignores Range)", None: "n/a (local file)"}[details["ranges"]]
     rows = [
         ("source", details["source"]),
-        ("format", f"{details['format']} ({details['format_name']})"),
-        ("subtype", f"{details['subtype']} ({details['subtype_name']})"),
-        ("channels", details["channels"]),
+        ("audio", details["audio"]),
+        ("container", details["container"]),
+        ("codec", details["codec"]),
+        ("channels", f"{details['channels']} ({details['layout']})"),
         ("sample rate", f"{details['samplerate']} Hz"),
+        ("bit depth", f"{details['bits']}-bit" if details["bits"] else "-"),
+        ("bitrate", format_kbits(details["bitrate"]) or "-"),
+        ("artist", details["artist"] or "-"),
+        ("title", details["title"] or "-"),
+        ("album", details["album"] or "-"),
+        ("replaygain", _replaygain_text(details["replaygain"])),
         ("duration", f"{format_time(seconds)} ({seconds:.3f} s, {details['frames']} frames)"),
         ("size", f"{format_bytes(details['size'])} ({details['size']} bytes)"),
         ("ranges", ranges),
         ("etag", details["etag"] or "-"),
         ("last modified", details["last_modified"] or "-"),
+        ("decoder", f"{details['decoder']} ({details['format']}/{details['subtype']})"),
     ]
     for name, value in rows:
         out.write(f"{name:<14}{value}\n")
     return 0
+
+
+def _replaygain_text(gains: Dict[str, Any]) -> str:
+    """``track -6.50 dB (peak 0.988), album -7.00 dB`` or ``-``."""
+    parts = []
+    for which in ("track", "album"):
+        gain, peak = gains[f"{which}_gain"], gains[f"{which}_peak"]
+        if gain is not None:
+            parts.append(f"{which} {gain:+.2f} dB" + (f" (peak {peak:.6g})" if peak is not None else ""))
+    return ", ".join(parts) or "-"
 
 
 def describe_hls(stream: Any) -> Dict[str, Any]:

@@ -24,6 +24,7 @@ from .cli_devices import checked_device
 from .errors import StreamError
 from .playback import PlaybackError, Player, Track, UnsupportedFormatError
 from .playback.tempo import MAX_SPEED, MIN_SPEED
+from .playback.loudness import MODES, format_db
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0
@@ -40,7 +41,9 @@ OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
 
 
 def add_queue_arguments(play: argparse.ArgumentParser) -> None:
-    """``play``'s queue options."""
+    """``play``'s queue and loudness options."""
+    play.add_argument("--replaygain", choices=MODES, default="off",
+                      help="apply the tracks' ReplayGain tags, not clipping past their peak (default: off)")
     play.add_argument(
         "--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order"
     )
@@ -99,7 +102,7 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     repeat = "track" if args.loop else "playlist" if args.loop_playlist else "off"
     player, rest = _first_player(sources, writer, dict(
         device=device, start=args.start, volume=args.volume, decoder=args.decoder, crossfade=args.crossfade,
-        samplerate=args.samplerate, repeat=repeat, speed=args.speed, **options,
+        samplerate=args.samplerate, repeat=repeat, speed=args.speed, replaygain=args.replaygain, **options,
     ))  # fmt: skip
     started = time.monotonic()
     queue = _Queue(player, deque(rest), writer, dict(decoder=args.decoder, **options))
@@ -107,7 +110,7 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
         _check_start(args.start, player.tracks[0])
         if args.speed != 1.0 and player.tracks[0].duration is None:
             raise UsageError(f"--speed: {player.tracks[0].name} is a live stream; it plays at its own pace")
-        writer.message(_track_line(player.tracks[0]))
+        writer.message(_track_line(player.tracks[0], args.replaygain))
         player.play()
         queue.fill()
         if writer.tty and _stdin_is_terminal():
@@ -196,10 +199,18 @@ def _first_player(sources: List[str], writer: LineWriter, kwargs: dict) -> Tuple
     raise SourceError("nothing to play")  # an empty playlist
 
 
-def _track_line(track: Track) -> str:
-    """``name: FORMAT/CODEC, 44100 Hz, 2 ch, 3:45`` (``live`` when the duration is unknown)."""
+def _track_line(track: Track, replaygain: str = "off") -> str:
+    """``name: MP3 192 kbit/s, 3:45, replaygain -6.50 dB (track), Artist - Title`` (``live``
+    when the duration is unknown; the gain when one applies; the title when the tags tell)."""
     length = "live" if track.duration is None else format_time(track.duration)
-    return f"{track.name}: {track.format}/{track.subtype}, {track.samplerate} Hz, {track.channels} ch, {length}"
+    line = f"{track.name}: {track.audio}, {length}"
+    gain, _, which = track.tags.replaygain.chosen(replaygain)
+    if gain is not None:
+        factor = track.tags.replaygain.factor(replaygain)
+        limited = f", limited to {format_db(factor)} by the peak" if abs(10 ** (gain / 20) - factor) > 1e-12 else ""
+        line += f", replaygain {gain:+.2f} dB ({which}{limited})"
+    title = track.tags.display_title
+    return f"{line}, {title}" if title else line
 
 
 def _size(stream: Any) -> int:
@@ -232,10 +243,10 @@ def _ui_loop(player: Player, writer: LineWriter, keyboard: Optional[_Keyboard], 
         status = player.status()
         if status.track != shown:  # the next track started (gapless or crossfaded)
             shown = status.track
-            writer.message(_track_line(player.tracks[shown]))
+            writer.message(_track_line(player.tracks[shown], player.replaygain))
         if status.title != title:  # a radio station's next song
             title = status.title
-            if title and not writer.tty:  # on a terminal the status line shows it
+            if title and not writer.tty and status.duration is None:  # a file's: in its track line
                 writer.message(f"now playing: {title}")
         stream = player.stream
         stats = stream.stats()
@@ -262,10 +273,10 @@ def _apply(player: Player, command: str) -> str:
         step = VOLUME_STEP if command == "volume_up" else -VOLUME_STEP
         player.volume = min(MAX_VOLUME, max(0.0, round(player.volume + step, 2)))
         player.muted = False
-        return f"volume {player.volume * 100:.0f}%"
+        return _volume_text(player.volume)
     if command == "mute":
         player.muted = not player.muted
-        return "muted" if player.muted else f"volume {player.volume * 100:.0f}%"
+        return "muted" if player.muted else _volume_text(player.volume)
     if command in ("speed_up", "speed_down"):
         return _change_speed(player, SPEED_STEP if command == "speed_up" else -SPEED_STEP)
     if command == "next":
@@ -287,6 +298,10 @@ def _change_speed(player: Player, step: float) -> str:
     return f"speed {player.speed:g}x"
 
 
+def _volume_text(volume: float) -> str:
+    return f"volume {volume * 100:.0f}% ({format_db(volume)})"
+
+
 def _status_line(
     status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, notice: str = "",
     offline: bool = False,
@@ -303,7 +318,7 @@ def _status_line(
         rate=rate,
         underruns=status.underruns,
         width=width,
-        codec=status.codec,
+        codec=status.audio,
         samplerate=status.samplerate,
         output_rate=status.output_samplerate,
         live=status.duration is None,

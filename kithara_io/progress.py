@@ -12,6 +12,8 @@ import re
 import time
 from typing import Callable, Deque, List, Optional, Sequence, TextIO, Tuple
 
+from .playback.naming import format_khz, rate_change
+
 Ranges = Sequence[Tuple[int, int]]
 
 FULL, PARTIAL, EMPTY, CURSOR = "#", "+", ".", "|"
@@ -99,13 +101,11 @@ RATE_WIDTH = len("1023.9 KiB/s")  # the download rate is padded to this: the bar
 
 
 def audio_format(codec: Optional[str], samplerate: Optional[int], output_rate: Optional[int]) -> str:
-    """``aac 44100 Hz``, with ``-> 48000 Hz`` when the output runs at another rate."""
-    if not codec and not samplerate:
-        return ""
-    text = " ".join(part for part in (codec, f"{samplerate} Hz" if samplerate else "") if part)
-    if output_rate and samplerate and output_rate != samplerate:
-        text += f" -> {output_rate} Hz"
-    return text
+    """The format in user words (``codec``: ``MP3 192 kbit/s``), with ``44.1 -> 48 kHz`` when
+    the output runs at another rate; the rate alone (``44.1 kHz``) when no words are known."""
+    if not codec:
+        return format_khz(samplerate) if samplerate else ""
+    return rate_change(codec, samplerate or 0, output_rate)
 
 
 def playback_line(
@@ -125,11 +125,13 @@ def playback_line(
     title: Optional[str] = None,
     offline: bool = False,
 ) -> str:
-    """``playing 0:12 / 3:45 [##|##....] aac 44100 Hz   1.2 MiB/s underruns 0``, fitted to
-    ``width``; the bar's width depends on ``width`` only (every field around it has a fixed
-    width while playing). A ``live`` stream shows the elapsed time and its ``title`` instead
-    of a duration and a bar. ``offline``: a disk cache serves the stream without having
-    reached the server; ``offline (cache)`` replaces the download rate."""
+    """``playing 0:12 / 3:45 Artist - Title [##|##....] AAC 256 kbit/s   1.2 MiB/s underruns 0``,
+    fitted to ``width``; the bar's width depends on ``width`` and the track's ``title`` only
+    (every other field has a fixed width while playing). The title gets at most half the room
+    of the bar. A ``live`` stream shows the elapsed time and its ``title`` instead of a
+    duration and a bar. ``offline``: a disk cache serves the stream without having reached the
+    server; ``offline (cache)`` replaces the download rate. ``codec``: the format in user
+    words (``MP3 192 kbit/s``, see :mod:`.playback.naming`)."""
     fmt = audio_format(codec, samplerate, output_rate)
     tail = f" {fmt}" if fmt else ""
     tail += f" {OFFLINE if offline else format_rate(rate):>{RATE_WIDTH}} underruns {underruns}"
@@ -143,6 +145,10 @@ def playback_line(
     total = format_time(duration)
     head = f"{state:<9} {format_time(position):>{len(total)}} / {total} "
     room = width - len(head) - len(tail) - 2
+    if title and room >= 24:  # the title, up to half the room; the bar keeps the rest
+        name = title if len(title) + 1 <= room // 2 else title[: room // 2 - 4] + "..."
+        head += name + " "
+        room -= len(name) + 1
     if room < 8:  # too narrow for a useful bar: drop it
         return (head.rstrip() + tail)[:width]
     cursor = position / duration if duration else None

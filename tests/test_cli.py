@@ -95,10 +95,13 @@ def test_info_text(ranged_server, capsys) -> None:
     assert main(["info", ranged_server.url("tone.flac")]) == 0
     text = capsys.readouterr().out
     for expected in (
-        "format        FLAC",
-        "subtype       PCM_16",
+        "audio         FLAC 16-bit 44.1 kHz",
+        "container     FLAC",
+        "codec         FLAC",
+        "bit depth     16-bit",
         "sample rate   44100 Hz",
-        "channels      2",
+        "channels      2 (stereo)",
+        "decoder       soundfile (FLAC/PCM_16)",
         "duration      0:04 (4.000 s, 176400 frames)",
         "ranges        yes",
         'etag          "',
@@ -253,7 +256,7 @@ def test_play_to_a_pipe_exits_0_and_prints_progress_lines(ranged_server, tmp_pat
     proc = run_cli("play", ranged_server.url("tone.flac"), env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].endswith("tone.flac: FLAC/PCM_16, 44100 Hz, 2 ch, 0:04")
+    assert lines[0].endswith("tone.flac: FLAC 16-bit 44.1 kHz, 0:04")
     assert lines[-1].startswith("finished  0:04 / 0:04 [") and "underruns" in lines[-1]
     assert "\r" not in proc.stdout and "\x1b" not in proc.stdout  # plain lines on a pipe
 

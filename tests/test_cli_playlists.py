@@ -26,7 +26,7 @@ from tests.terminal import Terminal
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = 44100
-TRACK_LINE = re.compile(r"^(\S+): WAV/FLOAT, 44100 Hz, 2 ch, 0:0\d$")
+TRACK_LINE = re.compile(r"^(\S+): WAV 32-bit float 44.1 kHz, 0:0\d$")
 
 
 def make_tracks(directory: Path, count: int = 3, seconds: float = 1.0) -> List[Path]:
@@ -143,9 +143,9 @@ def test_keys_next_previous_long_seek_volume_mute(jack, tmp_path) -> None:
         term.type(b"p")
         term.expect("track0.wav: WAV")
         term.type(b"9")
-        transient(term, "volume 95%")
+        transient(term, "volume 95% (-0.4 dB)")
         term.type(b"*")
-        transient(term, "volume 100%")
+        transient(term, "volume 100% (0.0 dB)")
         term.type(b"m")
         transient(term, "muted")
         term.type(b"\x1b[A")  # up: +60 s, past the end of the track: the next one

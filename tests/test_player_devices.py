@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,19 +112,20 @@ def run_play(jack: JackServer, *args: str, timeout: float = 30) -> subprocess.Co
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name, codec", [
-    ("aac-moov-end.m4a", "aac 44100 Hz -> 48000 Hz"),
-    ("opus.webm", "opus 48000 Hz"),
-    ("alac.m4a", "alac 44100 Hz -> 48000 Hz"),
-    ("id3v2.mp3", "MPEG_LAYER_III 44100 Hz -> 48000 Hz"),
+    ("aac-moov-end.m4a", r"AAC \d+ kbit/s 44\.1 kHz -> 48 kHz"),
+    ("opus.webm", r"Opus \d+ kbit/s"),
+    ("alac.m4a", r"ALAC \d+-bit 44\.1 kHz -> 48 kHz"),
+    ("id3v2.mp3", r"MP3 \d+ kbit/s 44\.1 kHz -> 48 kHz"),
 ])  # fmt: skip
 def test_kithara_io_play_of_what_people_have_on_a_48k_device(jack48, server, name, codec) -> None:
     proc = run_play(jack48, server.url(name))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(server.url(name) + ": ") and lines[0].endswith("2 ch, 0:01"), lines[0]
+    assert lines[0].startswith(server.url(name) + ": ") and ", 0:01" in lines[0], lines[0]
     final = lines[-1]
+    # 100 columns on a pipe: no room left for id3v2.mp3's title next to its resampled format
     assert final.startswith("finished  0:01 / 0:01 [") and final.endswith("underruns 0"), final
-    assert f"] {codec} " in final, final
+    assert re.search(rf"\] {codec} ", final), final
     assert proc.stderr == ""
 
 
@@ -138,7 +140,7 @@ def test_kithara_io_play_a_playlist_with_crossfade_across_rates_and_decoders(jac
         played, lines = play_playlist(jack48, server, names, crossfade=1.2)
     headers = [line for line in lines if line.startswith(server.base_url)]
     assert [h.split(": ")[0] for h in headers] == [server.url(n) for n in names]  # each one announced
-    assert "FLAC/PCM_24" in headers[0] and "matroska/opus" in headers[1] and "mp4/aac" in headers[2]
+    assert "FLAC 24-bit 44.1 kHz" in headers[0] and ": Opus " in headers[1] and ": AAC " in headers[2]
     final = lines[-1]
     assert final.startswith("finished  0:02 / 0:02 [") and final.endswith("underruns 0"), final
     print(f"3 x 2 s, crossfade 1.2 s: played for {played:.2f} s")

@@ -91,9 +91,9 @@ def test_playback_line_bar_width_is_fixed_and_shows_the_audio_format() -> None:
     for rate in (None, 10.0, 1.5 * 2**20, 999.9 * 2**10):
         line = playback_line(
             state="playing", position=3, duration=225, ranges=[], size=1000, rate=rate, underruns=0,
-            width=90, codec="aac", samplerate=44100, output_rate=48000,
+            width=100, codec="AAC 256 kbit/s", samplerate=44100, output_rate=48000,
         )  # fmt: skip
-        assert len(line) == 90 and "] aac 44100 Hz -> 48000 Hz " in line
+        assert len(line) == 100 and "] AAC 256 kbit/s 44.1 kHz -> 48 kHz " in line
         widths.add(line.index("]") - line.index("["))
     assert len(widths) == 1
 
@@ -101,10 +101,10 @@ def test_playback_line_bar_width_is_fixed_and_shows_the_audio_format() -> None:
 def test_playback_line_of_a_live_stream_shows_elapsed_time_and_title() -> None:
     line = playback_line(
         state="playing", position=83, duration=None, ranges=[], size=0, rate=16000.0, underruns=0,
-        width=80, codec="mp3", samplerate=44100, live=True, title="Artist - Song",
+        width=80, codec="MP3 128 kbit/s", samplerate=44100, live=True, title="Artist - Song",
     )  # fmt: skip
     assert line.startswith("playing   1:23 live Artist - Song ") and "[" not in line
-    assert line.endswith("mp3 44100 Hz" + " " + "15.6 KiB/s".rjust(12) + " underruns 0") and len(line) == 80
+    assert line.endswith("MP3 128 kbit/s" + " " + "15.6 KiB/s".rjust(12) + " underruns 0") and len(line) == 80
     long = playback_line(
         state="playing", position=83, duration=None, ranges=[], size=0, rate=None, underruns=0,
         width=60, live=True, title="x" * 200,
@@ -115,9 +115,26 @@ def test_playback_line_of_a_live_stream_shows_elapsed_time_and_title() -> None:
 def test_playback_line_says_offline_instead_of_the_rate() -> None:
     line = playback_line(
         state="playing", position=3, duration=225, ranges=[(0, 1000)], size=1000, rate=None, underruns=0,
-        width=90, codec="flac", samplerate=44100, offline=True,
+        width=90, codec="FLAC 16-bit 44.1 kHz", samplerate=44100, offline=True,
     )  # fmt: skip
-    assert line.endswith("] flac 44100 Hz offline (cache) underruns 0") and len(line) == 90
+    assert line.endswith("] FLAC 16-bit 44.1 kHz offline (cache) underruns 0") and len(line) == 90
+
+
+def test_playback_line_of_a_file_shows_its_title_before_the_bar() -> None:
+    """Issue 27 row 8: "Artist - Title" from the tags, up to half the room of the bar."""
+    line = playback_line(
+        state="playing", position=3, duration=225, ranges=[], size=1000, rate=None, underruns=0,
+        width=100, codec="MP3 192 kbit/s", samplerate=44100, title="Artist - Song",
+    )  # fmt: skip
+    assert line.startswith("playing   0:03 / 3:45 Artist - Song [|") and len(line) == 100
+    assert "] MP3 192 kbit/s " in line
+    long = playback_line(
+        state="playing", position=3, duration=225, ranges=[], size=1000, rate=None, underruns=0,
+        width=100, codec="MP3 192 kbit/s", samplerate=44100, title="x" * 200,
+    )  # fmt: skip
+    bar = long[long.index("[") + 1 : long.index("]")]
+    title = long[len("playing   0:03 / 3:45 ") : long.index("[")]
+    assert len(long) == 100 and title.endswith("... ") and len(bar) >= len(title) - 2
 
 
 @pytest.mark.parametrize("text, seconds", [

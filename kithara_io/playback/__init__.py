@@ -10,7 +10,9 @@ thread), ``queue`` (the play order: shuffle, repeat), ``track`` (a source opened
 ``decoders`` (the decoder interface, libsndfile) and ``pyav`` (FFmpeg), ``sniff`` (a live
 stream's container, told to FFmpeg), ``feed`` and
 ``resample`` (conversion to the output rate with soxr), ``channels`` (channel mapping,
-crossfade gains), ``ringbuffer``, ``output`` (the device), ``status``, ``errors``.
+crossfade gains), ``ringbuffer``, ``output`` (the device), ``status``, ``errors``, ``tags``
+(a file's tags, read with mutagen), ``naming`` (formats in user words), ``loudness``
+(ReplayGain, volumes in dB).
 """
 
 from .decoders import DECODERS, Decoder, SafeReader, SoundfileDecoder, open_decoder

@@ -35,6 +35,7 @@ class Decoding:
     channels: int
     _waiting_more: bool
     _speed: float  # changed only with a flush (a new generation), under the lock
+    _replaygain: str
 
     def _decode_loop(self) -> None:
         try:
@@ -79,6 +80,7 @@ class Decoding:
         if not feed.started:
             feed.track.raise_priority()
         out, ended = feed.read()
+        out = self._level(feed.track, out)
         if feed.interrupted:  # by a seek (see seek()), or a stale interrupt: resume exactly
             with self._cond:
                 pending = self._seek_request is not None
@@ -100,6 +102,12 @@ class Decoding:
         if following is None:
             return self._finish(tail, generation)
         return self._next_track(following, tail, generation, speed)
+
+    def _level(self, track: Track, block: np.ndarray) -> np.ndarray:
+        """``block`` with the track's ReplayGain applied (a new array; the same one at 1.0).
+        Per track, before a crossfade mixes two; the volume is the callback's."""
+        factor = track.tags.replaygain.factor(self._replaygain)  # a str read: no lock needed
+        return block if factor == 1.0 else np.multiply(block, np.float32(factor))
 
     def _wait_for_more(self, index: int, generation: int) -> Optional[int]:
         """The last track ended while ``more_coming``: wait for a track to follow (what is
@@ -129,6 +137,7 @@ class Decoding:
                 feed.seek(0)
             feed.track.raise_priority()
             head, ended = feed.read_at_least(fade) if fade else (tail[:0], False)
+            head = self._level(feed.track, head)
             mixed, head = crossfade_mix(tail[len(tail) - fade :], head), head[fade:]
             with self._cond:
                 if generation != self._generation or self._stopping:

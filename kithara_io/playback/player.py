@@ -29,6 +29,7 @@ import numpy as np
 from .decoding import CHUNK, Decoding
 from .errors import PlaybackError
 from .feed import HeldTail, TrackFeed
+from .loudness import check_mode
 from .output import OutputFactory, close_output, open_output
 from .queue import PlayOrder
 from .ringbuffer import RingBuffer
@@ -57,6 +58,10 @@ class Player(Decoding, SpeedControl):
     reorders what is still to play, ``repeat`` is ``"off"``, ``"track"`` or ``"playlist"``
     (see :mod:`.queue`); ``rng`` is the shuffle's random source.
 
+    ``replaygain``: ``"off"`` (default, as mpv), ``"track"`` or ``"album"``: each track's
+    ReplayGain (or Opus R128) tags applied before crossfading, limited by the peak tag (no
+    clipping; see :mod:`.loudness`); ``volume`` multiplies on top, in the audio callback.
+
     ``output`` replaces the audio device: ``output(samplerate=, channels=, blocksize=,
     callback=, finished_callback=)`` returns an object with ``start()``, ``close()`` and a
     ``CallbackStop`` exception class, driving ``callback`` like sounddevice does.
@@ -83,11 +88,13 @@ class Player(Decoding, SpeedControl):
         repeat: str = "off",
         shuffle: bool = False,
         rng: Optional[random.Random] = None,
+        replaygain: str = "off",
         **open_options: Any,
     ) -> None:
         for name, value in (("volume", volume), ("start", start), ("crossfade", crossfade)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        self._replaygain = check_mode(replaygain)
         self._device = device
         self._volume = float(volume)
         self._speed = check_speed(speed)
@@ -185,7 +192,7 @@ class Player(Decoding, SpeedControl):
             )  # fmt: skip
         return PlaybackStatus(
             state=state, track=index, position=position, duration=track.duration, samplerate=track.samplerate,
-            output_samplerate=rate, codec=track.codec, title=track.title, **counters,
+            output_samplerate=rate, codec=track.codec, title=track.title, audio=track.audio, **counters,
         )  # fmt: skip; the title outside the lock: it asks the stream (radio metadata)
 
     # -- control -------------------------------------------------------------------------
@@ -348,6 +355,11 @@ class Player(Decoding, SpeedControl):
             raise ValueError(f"volume must be a number >= 0, not {value!r}")
         with self._cond:
             self._volume = float(value)
+
+    @property
+    def replaygain(self) -> str:
+        """``"off"``, ``"track"`` or ``"album"`` (see the class)."""
+        return self._replaygain
 
     @property
     def muted(self) -> bool:

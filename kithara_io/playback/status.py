@@ -34,4 +34,5 @@ class PlaybackStatus:
     samplerate: int = 0  # of the current track
     output_samplerate: int = 0  # of the device (differs when resampling)
     codec: str = ""
-    title: Optional[str] = None  # a live stream's current title (or the file's title tag)
+    title: Optional[str] = None  # a live stream's current title, or the file's "Artist - Title"
+    audio: str = ""  # the format in user words: "MP3 192 kbit/s", "FLAC 24-bit 96 kHz"

@@ -8,6 +8,8 @@ from typing import Any, Optional, Union
 from ..api import open as open_stream
 from ..errors import StreamError
 from .decoders import Decoder, SafeReader, open_decoder
+from .naming import audio_words, codec_of, container_name, layout_name
+from .tags import FileTags, read_tags
 
 Source = Union[str, "os.PathLike[str]", Any]  # a URL, a path, or an open binary file
 
@@ -31,6 +33,7 @@ class Track:
             self.stream, self.owned = open_stream(source, **options), True
         self.reader = SafeReader(self.stream)
         try:
+            self.tags = self._read_tags()
             self.decoder: Decoder = open_decoder(self.reader, self.name, decoder)
         except BaseException:
             self.close_stream()
@@ -42,6 +45,52 @@ class Track:
         self.codec: str = self.decoder.codec
         self.subtype: str = self.decoder.codec  # the soundfile name of the codec
         self.decoder_name = "soundfile" if hasattr(self.decoder, "sound") else "pyav"
+        self.codec_words = codec_of(self.format, self.codec)  # the same whichever decoder
+        # Both at open: status() must not ask a stream that may be closed by then.
+        self.bitrate: Optional[int] = self._bitrate()
+        # "MP3 192 kbit/s", "FLAC 24-bit 96 kHz", "AAC 256 kbit/s 5.1": whichever decoder.
+        self.audio: str = audio_words(self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate)
+
+    def _bitrate(self) -> Optional[int]:
+        """Bits per second: what the file's headers tell, else a station's ``icy-br``, else
+        the average over the file (size and duration, when both are known)."""
+        if self.tags.bitrate:
+            return self.tags.bitrate
+        metadata = getattr(self.stream, "metadata", None)
+        station = metadata.get("bitrate") if hasattr(metadata, "get") else None
+        if isinstance(station, int) and station > 0:
+            return station * 1000  # kbit/s
+        try:
+            size = getattr(self.stream, "size", None)
+        except (OSError, ValueError):
+            size = None
+        if isinstance(size, int) and size > 0 and self.duration:
+            return int(size * 8 / self.duration)
+        return None
+
+    def _read_tags(self) -> FileTags:
+        """The file's tags (mutagen), read before the decoder opens; none for a stream that
+        cannot seek (a station: ICY titles) or an HLS stream."""
+        if not self.reader.seekable() or self.reader.hls is not None:
+            return FileTags()
+        return read_tags(self.stream)
+
+    @property
+    def bits(self) -> Optional[int]:
+        """Bits per sample of lossless audio (None for lossy codecs, or not told)."""
+        if not self.codec_words.lossless:
+            return None
+        return self.tags.bits or self.codec_words.bits
+
+    @property
+    def container(self) -> str:
+        """The container in user words (``MP4``, ``Ogg``, ``WAV``)."""
+        return container_name(self.format)
+
+    @property
+    def layout(self) -> str:
+        """``mono``, ``stereo``, ``5.1``, ``7.1`` or ``N ch``."""
+        return layout_name(self.channels)
 
     def reopen_decoder(self) -> None:
         """A fresh decoder at frame 0 (after an interrupted read left the old one in an
@@ -63,10 +112,13 @@ class Track:
 
     @property
     def title(self) -> Optional[str]:
-        """The stream's current title (live radio metadata), else the file's title tag."""
+        """The stream's current title (live radio metadata), else ``Artist - Title`` from the
+        file's tags, else the title FFmpeg found (a live stream's container)."""
         metadata = getattr(self.stream, "metadata", None)
         if hasattr(metadata, "get") and metadata.get("title"):
             return str(metadata.get("title"))
+        if self.tags.display_title:
+            return self.tags.display_title
         tags = getattr(self.decoder, "metadata", None)
         if isinstance(tags, dict):
             for key in ("title", "TITLE", "StreamTitle"):
