@@ -108,3 +108,12 @@ def test_playlist_entries_of_a_remote_m3u8_without_hls_tags_and_a_pls(tmp_path, 
     with RangedServer(tmp_path) as server:
         assert playlist_entries(server.url("list.m3u8")) == [server.url("a.mp3"), "http://other.example/b.mp3"]
         assert playlist_entries(server.url("list.pls")) == [server.url("x/c.ogg")]
+
+
+def test_a_remote_playlist_never_names_local_files_a_local_one_may() -> None:
+    from kithara_io.sources.stations import parse_playlist as parse
+
+    text = "file:///etc/passwd\n/etc/hosts\nhttp://h/a.mp3\n"
+    assert parse(text, "http://host/list.m3u") == ["http://h/a.mp3"]
+    local = "a.wav\nfile:///x/b.wav\nhttp://h/c.mp3\n"
+    assert parse(local, "/tmp/l/list.m3u") == ["/tmp/l/a.wav", "file:///x/b.wav", "http://h/c.mp3"]

@@ -65,7 +65,8 @@ def parse_playlist(text: str, base_url: str, kind: Optional[str] = None) -> Opti
     """The stream URLs of a station playlist, in order, relative ones resolved against
     ``base_url``; None when ``text`` is an HLS playlist (``#EXT-X-`` tags) or lists nothing.
     ``kind`` (``"pls"``/``"m3u"``) is a hint; the text itself decides. Entries that are not
-    http(s) URLs with a host (``rtsp:``, ``file:``, malformed) are left out; if that leaves
+    http(s) URLs with a host (``rtsp:``, malformed; local files in a remote playlist) are
+    left out; if that leaves
     none of several, InvalidResponseError (the playlist names no stream this library reads)."""
     text = text.lstrip("\ufeff")
     lines = text.splitlines()
@@ -83,13 +84,18 @@ def parse_playlist(text: str, base_url: str, kind: Optional[str] = None) -> Opti
 
 def _absolute(base_url: str, entry: str) -> Optional[str]:
     """``entry`` resolved against ``base_url`` if that gives an http(s) URL with a host
-    and a valid port (what ``open`` accepts) other than the playlist's own, else None."""
+    and a valid port (what ``open`` accepts) other than the playlist's own, else None. A
+    local playlist (a path or ``file:`` URL) may also name local files; a remote one never
+    does (a web page must not make us read this machine's files)."""
     try:
         url = urllib.parse.urljoin(base_url, entry)
         parsed = urllib3.util.parse_url(url)
         port = parsed.port
     except (ValueError, urllib3.exceptions.LocationParseError):
         return None
+    local = (urllib.parse.urlsplit(base_url).scheme or "file").lower() == "file"
+    if local and (parsed.scheme or "file").lower() == "file" and url != base_url:
+        return url
     if (parsed.scheme or "").lower() not in ("http", "https") or not parsed.host or url == base_url:
         return None  # url == base_url: an entry of control characters only, urljoin's ""
     return url if port is None or 0 < port < 65536 else None
