@@ -111,9 +111,7 @@ def test_playlist_entries_of_a_remote_m3u8_without_hls_tags_and_a_pls(tmp_path, 
 
 
 def test_a_remote_playlist_never_names_local_files_a_local_one_may() -> None:
-    from kithara_io.sources.stations import parse_playlist as parse
-
-    text = "file:///etc/passwd\n/etc/hosts\nhttp://h/a.mp3\n"
-    assert parse(text, "http://host/list.m3u") == ["http://h/a.mp3"]
+    text = "file:///etc/passwd\n/etc/hosts\nhttp://h/a.mp3\n"  # a path: on that server
+    assert parse_playlist(text, "http://host/list.m3u") == ["http://host/etc/hosts", "http://h/a.mp3"]
     local = "a.wav\nfile:///x/b.wav\nhttp://h/c.mp3\n"
-    assert parse(local, "/tmp/l/list.m3u") == ["/tmp/l/a.wav", "file:///x/b.wav", "http://h/c.mp3"]
+    assert parse_playlist(local, "/tmp/l/list.m3u") == ["/tmp/l/a.wav", "file:///x/b.wav", "http://h/c.mp3"]
