@@ -117,7 +117,14 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         if not variants:
             raise InvalidResponseError("HLS master playlist without variants", url=url)
         return MasterPlaylist(url, variants, _renditions(parsed))
-    return _media(parsed, url)
+    if parsed.iframe_playlists and not parsed.segments:  # m3u8 calls it a media playlist
+        raise InvalidResponseError("HLS master playlist with only I-frame streams", url=url)
+    if (parsed.media_sequence or 0) < 0:
+        raise InvalidResponseError(f"HLS media sequence {parsed.media_sequence} is negative", url=url)
+    try:
+        return _media(parsed, url)
+    except ValueError as exc:  # a BYTERANGE or IV that is not a number
+        raise InvalidResponseError("not a valid HLS playlist", url=url, cause=exc) from None
 
 
 def _renditions(parsed: m3u8.M3U8) -> Tuple[Rendition, ...]:
