@@ -68,7 +68,16 @@ EXPECTED: Dict[str, Expected] = {
     "event": LIVE,
     "vod_without_endlist": LIVE,
     "plain_m3u": ConnectionFailedError,  # no ENDLIST: live, from its one (unreachable) entry
-    "iptv_attributes": InvalidResponseError,  # an EXTINF duration that is not a number
+    "iptv_attributes": InvalidResponseError,
+    "iptv_custom_tags": InvalidResponseError,
+    "key_none_empty_uri": ["ok.ts"],
+    "master_float_bandwidth_spaces": ["ok.ts", "ok2.ts"],
+    "byterange_before_extinf": ["ok.ts[0:3008]"],
+    "extinf_without_comma": ["ok.ts", "ok2.ts"],
+    "junk_line": ["ok.ts"],  # m3u8 leaves out a line after a segment URI that is no tag
+    "parts_only": LIVE,
+    "map_without_segments": LIVE,
+    "slash_in_query_trailing_extinf": ["ok.ts", "ok2.ts"],  # an EXTINF duration that is not a number
     "latin1_binary": ["ok.ts"],  # bytes that are not UTF-8 replaced; the control-byte line is no URI
 }
 LIVE_WAIT = 3.0  # seconds a LIVE case reads before it is interrupted
