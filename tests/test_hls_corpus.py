@@ -4,7 +4,6 @@ subclass its fault calls for; never another exception, never a hang (each case i
 
 from __future__ import annotations
 
-import io
 import shutil
 import threading
 from fractions import Fraction

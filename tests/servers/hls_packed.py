@@ -11,6 +11,8 @@ by an ID3 tag, as Apple's spec and real packagers write them; and FFmpeg's own.
   listed with ``#EXT-X-BYTERANGE`` (each range led by its tag);
 - ``packed/mp3_dynamic/index.m3u8`` + ``seg000``...: the MP3 segments at URIs without an
   extension (dynamic APIs);
+- ``packed/mp3_aes/index.m3u8``: the MP3 segments encrypted with AES-128 (``key.bin``, the IV
+  from the media sequence number), as Apple's packager does for packed audio;
 - ``packed/ffmpeg_mp3|ffmpeg_aac/index.m3u8``: FFmpeg's segment muxer
   (``segment_format`` mp3 / adts, ``segment_list_type`` m3u8): its mp3 and adts muxers write
   an ID3v2.4 tag (a TSSE frame, no timestamp) at the start of every segment file.
@@ -31,6 +33,8 @@ from typing import Dict, List, Optional, Tuple
 import av
 import m3u8
 import numpy as np
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .media import signal
 
@@ -45,6 +49,7 @@ CASES: Dict[str, str] = {
     "packed/ac3/index.m3u8": "ac3",
     "packed/mp3_byterange/index.m3u8": "mp3",
     "packed/mp3_dynamic/index.m3u8": "mp3",
+    "packed/mp3_aes/index.m3u8": "mp3",
     "packed/ffmpeg_mp3/index.m3u8": "mp3",
     "packed/ffmpeg_aac/index.m3u8": "aac",
 }
@@ -69,16 +74,33 @@ def strip_id3(data: bytes) -> bytes:
     return data
 
 
+KEY = bytes(range(16, 32))
+
+
+def _aes(data: bytes, sequence: int, decrypt: bool) -> bytes:
+    cipher = Cipher(algorithms.AES(KEY), modes.CBC(sequence.to_bytes(16, "big")))
+    if decrypt:
+        work = cipher.decryptor()
+        unpadder = padding.PKCS7(128).unpadder()
+        return unpadder.update(work.update(data) + work.finalize()) + unpadder.finalize()
+    padder = padding.PKCS7(128).padder()
+    work = cipher.encryptor()
+    return work.update(padder.update(data) + padder.finalize()) + work.finalize()
+
+
 def segment_bytes(root: Path, playlist: str) -> List[bytes]:
-    """The bytes of each segment of a local media playlist (its sub-range for BYTERANGE)."""
+    """The bytes of each segment of a local media playlist (its sub-range for BYTERANGE),
+    decrypted where it is encrypted."""
     parsed = m3u8.load(str(root / playlist))
     base = (root / playlist).parent
     out = []
-    for seg in parsed.segments:
+    for index, seg in enumerate(parsed.segments):
         data = (base / seg.uri).read_bytes()
         if seg.byterange:
             length, _, offset = seg.byterange.partition("@")
             data = data[int(offset) : int(offset) + int(length)]
+        if seg.key is not None and seg.key.method == "AES-128":
+            data = _aes(data, parsed.media_sequence + index, decrypt=True)
         out.append(data)
     return out
 
@@ -105,9 +127,10 @@ def _frames(data: bytes, container: str) -> List[Tuple[float, bytes]]:
         return [(float(p.pts * p.time_base), bytes(p)) for p in source.demux(audio) if p.size]
 
 
-def _write_playlist(folder: Path, entries: List[Tuple[float, str, Optional[str]]]) -> None:
-    """A VOD playlist of ``(duration, uri, byterange or None)`` entries."""
+def _write_playlist(folder: Path, entries: List[Tuple[float, str, Optional[str]]], key: Optional[str] = None) -> None:
+    """A VOD playlist of ``(duration, uri, byterange or None)`` entries (``key``: an EXT-X-KEY line)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:4", "#EXT-X-TARGETDURATION:3", "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-MEDIA-SEQUENCE:0"]
+    lines += [key] if key else []
     for duration, uri, byterange in entries:
         lines += [f"#EXTINF:{duration:.6f},"] + ([f"#EXT-X-BYTERANGE:{byterange}"] if byterange else []) + [uri]
     lines.append("#EXT-X-ENDLIST")
@@ -170,6 +193,12 @@ def make_packed_media(directory: Path) -> Path:
         _write_playlist(folder, [(duration, f"seg{index:03d}.{ext}", None) for index, (duration, _) in enumerate(segments)])
         if codec != "mp3":
             continue
+        aes = root / "mp3_aes"
+        aes.mkdir(exist_ok=True)
+        (aes / "key.bin").write_bytes(KEY)
+        for index, (_, data) in enumerate(segments):
+            (aes / f"seg{index:03d}.mp3").write_bytes(_aes(data, index, decrypt=False))
+        _write_playlist(aes, [(duration, f"seg{index:03d}.mp3", None) for index, (duration, _) in enumerate(segments)], '#EXT-X-KEY:METHOD=AES-128,URI="key.bin"')
         single, dynamic = root / "mp3_byterange", root / "mp3_dynamic"
         single.mkdir(exist_ok=True)
         dynamic.mkdir(exist_ok=True)
