@@ -21,7 +21,7 @@ from kithara_io.playback.windows import RestartWindow
 from kithara_io.sources.hls.packed import HeadSkipper, may_be_tagged, probe, tags_length
 from kithara_io.sources.hls.playlist import Resource
 from kithara_io.sources.hls.transport import Abort, Transport
-from tests.servers.hls import HlsServer
+from tests.servers.hls import HlsServer, LiveConfig
 from tests.servers.hls_packed import CASES, RATE, SECONDS, make_packed_media, segment_bytes, strip_id3, timestamp_tag
 
 
@@ -118,6 +118,29 @@ def test_packed_audio_replays_from_the_disk_cache_offline(packed, tmp_path, no_l
         assert f.stats().bytes_from_disk > 0
 
 
+@pytest.mark.timeout(60)
+def test_live_packed_audio_is_read_without_its_tags(packed, tmp_path, no_leaks) -> None:
+    """A live window of packed MP3 segments (published one per second), joined near the edge
+    and read to ENDLIST: each segment's bytes without its tag."""
+    live = tmp_path / "live"
+    live.mkdir()
+    segments = segment_bytes(packed, "packed/mp3/index.m3u8")
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for index, data in enumerate(segments):
+        (live / f"seg{index:03d}.mp3").write_bytes(data)
+        lines += ["#EXTINF:2.0,", f"seg{index:03d}.mp3"]
+    (live / "source.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
+    with HlsServer(tmp_path, live=LiveConfig(window=3, period=1.0, publish=len(segments))) as srv:
+        with kithara_io.open(srv.url("live/live.m3u8")) as f:
+            assert f.size is None
+            data = f.read()
+            sequences = [s.sequence for s in f.hls.segments]
+    assert sequences[0] > 0 and sequences == list(range(sequences[0], len(segments)))
+    expected = b"".join(strip_id3(segments[i]) for i in sequences)
+    assert data == expected
+    assert np.array_equal(_decode(data, "mp3"), _decode(expected, "mp3"))
+
+
 def test_a_dynamic_url_of_mpeg_ts_is_read_as_it_is(tmp_path, no_leaks) -> None:
     """A segment URI without an extension may be packed audio: its first bytes tell; MPEG-TS
     (no tag) is then delivered byte for byte, its size from a short GET instead of a HEAD."""
@@ -194,3 +217,19 @@ def test_head_skipper_gives_the_bytes_after_the_tags_in_any_pieces(tags, body_le
         if piece is not None:
             out += piece[1]
     assert bytes(out) == strip_id3(raw) and skipper.skip == len(raw) - len(out)
+
+
+def test_a_tagged_part_has_a_size_once_its_length_and_its_tags_are_known() -> None:
+    from kithara_io.sources.hls.plan import Plan
+    from kithara_io.sources.hls.playlist import parse_playlist
+
+    text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.mp3\n#EXTINF:2,\nb.ts\n#EXTINF:2,\n#EXT-X-BYTERANGE:800@0\nc\n#EXT-X-ENDLIST\n"
+    plan = Plan({0: parse_playlist(text, "http://h/p.m3u8")})
+    plan.build(0, [0, 1, 2])
+    a, b, c = plan.parts
+    assert plan.tagged(a) and not plan.tagged(b) and plan.tagged(c) and plan.skip(b) == 0
+    assert plan.raw_size(c) == 800 and c not in plan.sizes  # BYTERANGE: its length in the file
+    assert not plan.learn_raw(a, 1000) and plan.layout.offset(1) is None
+    assert plan.learn_skip(a, 73) and plan.sizes[a] == 927 and plan.layout.offset(1) == 927
+    assert plan.learn_raw(b, 500) and plan.layout.offset(2) == 1427 and plan.layout.total() is None
+    assert plan.learn_skip(c, 0) and plan.layout.total() == 2227
