@@ -23,12 +23,12 @@ from tests.servers.hls_gstreamer import SECONDS, local_parts, make_gstreamer_med
 CASES = [("aac", "mpegts"), ("mp3", "mpegts"), ("fmp4", "mp4")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gst_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gst").resolve()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def made(gst_root: Path) -> Dict[str, object]:
     """Each case's playlist, written once per session (or why it cannot be)."""
     return {}
