@@ -68,7 +68,7 @@ class Plan:
 
     def tagged(self, key: PartKey) -> bool:
         """May the part start with ID3 tags (packed audio) that the stream leaves out?"""
-        if key[1] == INIT:
+        if key[1] < 0:  # an init segment
             return False
         segment = self.segments[key[0]][key[1]]
         return segment.init is None and may_be_tagged(segment.resource.uri)
