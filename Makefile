@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl
+DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
+  gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
 
 .PHONY: test demo bench deps venv clean

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from ...errors import StreamError
 from ...options import StreamOptions
 from .keys import KeyStore, SegmentDecryptor, segment_iv
+from .packed import probe
 from .playlist import Key, Resource
 from .transport import Abort, Transport
 
@@ -58,6 +59,11 @@ class PartFetcher:
             return body.total
 
         return self._with_retries(ask, cancelled)
+
+    def head(self, resource: Resource, abort: Abort, cancelled: threading.Event) -> Optional[Tuple[Optional[int], int]]:
+        """``(length in its file or None, length of its leading ID3 tags)`` of a clear part
+        that may be packed audio, from its first bytes (None: cancelled)."""
+        return self._with_retries(lambda: probe(self._transport, resource, abort), cancelled)
 
     def fetch(
         self,

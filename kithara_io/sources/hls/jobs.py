@@ -19,6 +19,7 @@ from ...downloader import FetchCommand, Outcome
 from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...planning import Priority
 from .keyhook import fetch_key
+from .packed import HeadSkipper
 from .plan import PartKey
 from .store import PartData
 from .transport import Abort
@@ -78,40 +79,66 @@ class JobsMixin:
                 return
             job.began = time.monotonic()
             resource, secret = self._plan.resource(job.key), self._plan.secret(job.key)
-            size = self._plan.sizes.get(job.key)
-        if job.kind == "size":
-            learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
+            size, skip = self._plan.raw_size(job.key), self._plan.skip(job.key)
+        if skip is None and secret is None and (job.kind == "size" or job.start > 0):
+            probed = self._fetcher.head(resource, job.abort, cmd.cancelled)  # packed audio? its tags' length
+            if probed is None:
+                return
+            size, skip = probed
             with self._cond:
-                self._learn_locked(job.key, learned)
+                self._learn_locked(job.key, size, skip)
+        if job.kind == "size":
+            if skip is not None and size is None:
+                learned = self._fetcher.size(resource, job.abort, cmd.cancelled)
+                with self._cond:
+                    self._learn_locked(job.key, learned)
             return
+        # In the part's file: the stream bytes from ``start`` on follow its leading tags
+        # (skip None: unknown yet, the fetch starts at its first byte and the skipper learns it).
+        skipper = HeadSkipper(skip)
+        shift = skip or 0
         self._fetcher.fetch(
-            resource, secret, job.key[1], job.start, job.end, size, job.abort, cmd.cancelled,
-            lambda total: self._on_size(job, total), lambda pos, data: self._on_data(job, pos, data),
+            resource, secret, job.key[1], job.start + shift, None if job.end is None else job.end + shift, size,
+            job.abort, cmd.cancelled, lambda total: self._on_size(job, skipper, total),
+            lambda pos, data: self._on_data(job, skipper, pos, data),
         )
 
-    def _on_size(self, job: Job, total: int) -> None:
+    def _on_size(self, job: Job, skipper: HeadSkipper, total: int) -> None:
+        skipper.total = total
         with self._cond:
             self._learn_locked(job.key, total)
+        if skipper.skip is None:
+            self._on_data(job, skipper, total, b"")  # the part may have ended within its tags
 
-    def _learn_locked(self, key: PartKey, size: Optional[int]) -> None:
-        if size is None or not self._plan.learn(key, size):
+    def _learn_locked(self, key: PartKey, raw: Optional[int], skip: Optional[int] = None) -> None:
+        """A part's length in its file and/or its leading tags' length became known."""
+        news = raw is not None and self._plan.learn_raw(key, raw)
+        news = (skip is not None and self._plan.learn_skip(key, skip)) or news
+        if not news:
             return
         data = self._data.get(key)
         if data is not None:
-            data.set_size(size)
+            data.set_size(self._plan.sizes[key])
         self._cond.notify_all()
 
-    def _on_data(self, job: Job, pos: int, data: bytes) -> None:
+    def _on_data(self, job: Job, skipper: HeadSkipper, raw_pos: int, raw: bytes) -> None:
+        learning = skipper.skip is None
+        piece = skipper.feed(raw_pos, raw)
         with self._cond:
+            self._counts["bytes_fetched"] += len(raw)
+            if learning and skipper.skip is not None:
+                self._learn_locked(job.key, None, skipper.skip)
+            if piece is None:
+                return
+            pos, data = piece
             part = self._data.get(job.key)
             if part is None:
                 part = self._data[job.key] = PartData(self._plan.sizes.get(job.key))
             part.write(pos, data)
             first = job.received == 0
             job.received += len(data)
-            self._counts["bytes_fetched"] += len(data)
             self._cond.notify_all()
-        self._downloader.note_progress(len(data), job.cmd)
+        self._downloader.note_progress(len(raw), job.cmd)
         if self._listened():
             if first:
                 self._publish(FirstByte(job.cmd.id, time.monotonic() - job.began, job.cmd.url))

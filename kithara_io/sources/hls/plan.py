@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from .layout import Layout
+from .packed import may_be_tagged
 from .playlist import Key, MediaPlaylist, Resource, Segment
 
 PartKey = Tuple[int, int]
@@ -33,7 +34,9 @@ class Plan:
         self.media: Dict[int, MediaPlaylist] = {}
         self.segments: Dict[int, Dict[int, Segment]] = {}
         self._inits: Dict[int, List[Resource]] = {}  # per variant, in the order first named
-        self.sizes: Dict[PartKey, int] = {}  # known sizes (plaintext for encrypted parts)
+        self.sizes: Dict[PartKey, int] = {}  # known sizes in the stream (plaintext, tags left out)
+        self.raw: Dict[PartKey, int] = {}  # ... of parts that may lead with ID3 tags: in their file
+        self.skips: Dict[PartKey, int] = {}  # their leading tags' length (packed audio, :mod:`.packed`)
         self.parts: List[PartKey] = []
         self.layout = Layout()
         for variant, playlist in media.items():
@@ -65,8 +68,8 @@ class Plan:
 
     def _size_from_playlist(self, key: PartKey) -> None:
         resource = self.resource(key)
-        if resource.byterange is not None and not self.encrypted(key):
-            self.sizes.setdefault(key, resource.byterange[1])
+        if resource.byterange is not None and not self.encrypted(key) and self.raw_size(key) is None:
+            self.learn_raw(key, resource.byterange[1])
 
     def add_media(self, variant: int, playlist: MediaPlaylist) -> None:
         self.media[variant] = playlist
@@ -86,8 +89,39 @@ class Plan:
     def encrypted(self, key: PartKey) -> bool:
         return self.secret(key) is not None
 
+    def tagged(self, key: PartKey) -> bool:
+        """May the part start with ID3 tags (packed audio) that the stream leaves out?"""
+        if key[1] < 0:  # an init segment
+            return False
+        segment = self.segments[key[0]][key[1]]
+        return segment.init is None and may_be_tagged(segment.resource.uri)
+
+    def skip(self, key: PartKey) -> Optional[int]:
+        """Bytes at the start of the part's file that are not stream bytes; None: unknown yet."""
+        return self.skips.get(key) if self.tagged(key) else 0
+
+    def raw_size(self, key: PartKey) -> Optional[int]:
+        """The part's length in its file (plaintext), if known."""
+        return self.raw.get(key) if self.tagged(key) else self.sizes.get(key)
+
+    def learn_raw(self, key: PartKey, raw: int) -> bool:
+        """Record a part's length in its file; True if its stream size became news."""
+        if not self.tagged(key):
+            return self.learn(key, raw)
+        self.raw[key] = raw
+        return self._tagged_size(key)
+
+    def learn_skip(self, key: PartKey, skip: int) -> bool:
+        """Record the length of a part's leading tags; True if its stream size became news."""
+        self.skips[key] = skip
+        return self._tagged_size(key)
+
+    def _tagged_size(self, key: PartKey) -> bool:
+        raw, skip = self.raw.get(key), self.skips.get(key)
+        return raw is not None and skip is not None and self.learn(key, max(0, raw - skip))
+
     def learn(self, key: PartKey, size: int) -> bool:
-        """Record a part's size; True if it was news."""
+        """Record a part's size in the stream; True if it was news."""
         if self.sizes.get(key) == size:
             return False
         self.sizes[key] = size

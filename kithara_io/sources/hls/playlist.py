@@ -132,6 +132,8 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         if not variants:
             raise InvalidResponseError("HLS master playlist without variants", url=url)
         return MasterPlaylist(url, variants, _renditions(parsed, url), _start(parsed))
+    if parsed.iframe_playlists and not parsed.segments:  # m3u8 calls it a media playlist
+        raise InvalidResponseError("HLS master playlist with only I-frame streams", url=url)
     return _media(parsed, url)
 
 
@@ -232,11 +234,14 @@ def _uri(item, url: str) -> str:
 
 
 def _seconds(value, what: str, url: str) -> float:
-    """A duration (EXTINF, TARGETDURATION): 0 to :data:`MAX_SECONDS`; absent is 0."""
+    """A duration (EXTINF, TARGETDURATION): 0 to :data:`MAX_SECONDS`; absent is 0, and so is
+    a segment's ``-1`` (plain M3U's "unknown", which real playlists carry over into HLS)."""
     try:
         seconds = float(value or 0.0)
     except (TypeError, ValueError):
         seconds = float("nan")
+    if what == "segment duration" and seconds == -1.0:
+        return 0.0
     if not 0.0 <= seconds <= MAX_SECONDS:
         raise InvalidResponseError(f"HLS {what} {value!r} is not a duration", url=url)
     return seconds

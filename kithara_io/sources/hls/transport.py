@@ -130,6 +130,14 @@ class Transport:
         )
 
     def close(self) -> None:
+        # Each pool closed here: PoolManager.clear() (urllib3 2.8) only forgets them, so their
+        # idle connections stayed open until the collector found them (an exception's
+        # traceback keeps them in a cycle), a socket left behind by every failed open.
+        pools = self._pool.pools
+        for key in pools.keys():
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
         self._pool.clear()
 
     def text(self, url: str, abort: Optional[Abort] = None) -> Tuple[str, Optional[str], str]:
