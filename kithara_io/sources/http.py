@@ -8,7 +8,6 @@ carries ``If-Range``). How requests travel is in :mod:`.transport`.
 
 from __future__ import annotations
 
-import email.message
 import logging
 import os
 import threading
@@ -17,11 +16,11 @@ from typing import FrozenSet, Mapping, Optional, Tuple, Union
 import requests
 import urllib3
 
-from ..headers import content_length, content_range, unsatisfied_range
+from ..headers import content_range, unsatisfied_range
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
 from ..retry import Timeout, parse_retry_after
+from .answers import answer_length, check_content_range, check_encodings, disposition_filename, may_be_a_slice, path_ends
 from .base import Validators
-from .icy import is_station
 from .shoutcast import is_icy_status_line, request_icy
 from .transport import (
     NETWORK_ERRORS,
@@ -32,7 +31,9 @@ from .transport import (
     Route,
     TlsAdapter,
     connection_error,
+    origin,
     pool_for,
+    without_credentials,
 )
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class HttpSource:
             parsed = content_range(header)
             total = parsed[2] if parsed is not None else None
             if parsed is not None and total is not None:
-                _check_content_range_itself(header, parsed[0], parsed[1], total, answer.url, None)
+                check_content_range(header, parsed[0], parsed[1], total, answer.url, None)
             if total is None or total > _MAX_TOTAL or parsed[:2] != (
                 max(0, total - length),
                 total - 1,
@@ -173,7 +174,7 @@ class HttpSource:
                 raise InvalidResponseError(
                     f"Content-Range {header!r} does not match the requested last {length} bytes", url=answer.url
                 )
-            _check_encodings(answer, (total - length, total))
+            check_encodings(answer, (total - length, total))
             self._pin(answer, total, ranged=True)
             return HttpBody(answer.url, answer, max(0, total - length), total, total, True, abort)
         except BaseException:
@@ -203,7 +204,7 @@ class HttpSource:
                     # ask without Range to learn it.
                     answer.close()
                     answer = self._request(None, (start, end), abort)
-                elif answer.status == 200 and not self._ranged and _may_be_a_slice(answer, start, end):
+                elif answer.status == 200 and not self._ranged and may_be_a_slice(answer, start, end):
                     # Some servers (fsspec's test server, broken proxies) answer a range with
                     # 200 and just the bytes asked: such a body cannot be told from a whole
                     # file of that length. The answer to a request without Range can.
@@ -257,7 +258,7 @@ class HttpSource:
                     answer.close()
                     answer = None
             if answer is None:
-                home = _origin(url) == _origin(self.url)
+                home = origin(url) == origin(self.url)
                 mine = self._headers_for(home)
                 self._track(url, mine)
                 response = self._session.get(
@@ -287,7 +288,7 @@ class HttpSource:
         a status line http.client refuses (see :mod:`.shoutcast`)."""
         try:
             response = request_icy(
-                url, {**self._headers_for(_origin(url) == _origin(self.url)), **headers},
+                url, {**self._headers_for(origin(url) == origin(self.url)), **headers},
                 self._timeout.connect_timeout, self._timeout.read_timeout, self._session.verify,
             )
         except StreamError:
@@ -314,7 +315,7 @@ class HttpSource:
         redirect hop)."""
         if home:
             return self._headers
-        return {k: v for k, v in self._headers.items() if k.lower() not in _CREDENTIALS}
+        return without_credentials(self._headers)
 
     def _route_from(self, response: requests.Response) -> None:
         """After an answer through requests, later range requests take requests' pool for
@@ -331,13 +332,13 @@ class HttpSource:
         span = (start, end)
         status = answer.status
         if status in (200, 206):
-            _check_encodings(answer, span)
+            check_encodings(answer, span)
         if status == 206:
             body_start, body_end, total = self._parse_content_range(answer, start, end)
             self._pin(answer, total, ranged=True)
             return HttpBody(url, answer, body_start, body_end, total, True, abort)
         if status == 200:
-            total = _content_length(answer)
+            total = answer_length(answer)
             if total is not None and total > _MAX_TOTAL:
                 raise InvalidResponseError(f"absurd Content-Length {total}", url=url, byte_range=span)
             if self._ranged:
@@ -350,7 +351,7 @@ class HttpSource:
                     byte_range=span,
                 )
             content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if content_type == "text/html" and not _path_ends(url, (".html", ".htm", ".xhtml")):
+            if content_type == "text/html" and not path_ends(url, (".html", ".htm", ".xhtml")):
                 raise InvalidResponseError(
                     "server answered with an HTML page, not the file (an error page or captive portal?)",
                     url=url,
@@ -380,7 +381,7 @@ class HttpSource:
         first, last, total = parsed
         if max(last, total or 0) > _MAX_TOTAL:
             raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
-        _check_content_range_itself(header, first, last, total, url, (start, end))
+        check_content_range(header, first, last, total, url, (start, end))
         clamped_end = end if total is None or end is None else min(end, total)
         expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
         # A shorter answer that starts right is honest (CDNs cap slice sizes): the caller
@@ -389,7 +390,7 @@ class HttpSource:
             raise InvalidResponseError(
                 f"Content-Range {header!r} does not match the requested range", url=url, byte_range=(start, end)
             )
-        length = _content_length(answer)
+        length = answer_length(answer)
         if length is not None and length != last + 1 - first:
             raise InvalidResponseError(
                 f"Content-Length {length} disagrees with Content-Range {header!r}", url=url, byte_range=(start, end)
@@ -413,23 +414,6 @@ class HttpSource:
             raise ResourceChangedError("resource changed on the server: " + ", ".join(changes), url=answer.url)
 
 
-_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
-
-
-def disposition_filename(header: Optional[str]) -> Optional[str]:
-    """The ``filename`` (or RFC 6266 ``filename*``) of a Content-Disposition header, as sent:
-    it may hold a path or ``..``; whoever writes a file under it must check it."""
-    if not header:
-        return None
-    message = email.message.Message()
-    message["Content-Disposition"] = header
-    try:
-        name = message.get_filename()
-    except (ValueError, LookupError):  # a malformed RFC 2231 value or unknown charset
-        return None
-    return name or None
-
-
 def _new_session(adapter: TlsAdapter) -> requests.Session:
     session = requests.Session()
     session.mount("http://", adapter)
@@ -449,41 +433,6 @@ def _session_like(old: requests.Session, adapter: TlsAdapter) -> requests.Sessio
     return session
 
 
-def _origin(url: str) -> tuple:
-    parsed = urllib3.util.parse_url(url)
-    scheme = (parsed.scheme or "http").lower()
-    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
-
-
-def _check_encodings(answer: Answer, span: tuple) -> None:
-    """Only the stored bytes are kept: identity content, or an encoding the file itself has
-    (a ``.gz`` that werkzeug, Flask or twisted label ``Content-Encoding: gzip``); compression
-    applied on the fly is refused. Only plain chunked framing is read."""
-    url = answer.url
-    encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity") and not _path_ends(url, _STORED_SUFFIXES.get(encoding, ())):
-        raise InvalidResponseError(
-            f"server sent Content-Encoding {encoding!r} although identity was asked", url=url, byte_range=span
-        )
-    if "icy-metaint" in answer.headers and (answer.status == 206 or _content_length(answer) is not None):
-        # Metadata interleaved every N bytes of a file with a length: its offsets would not
-        # be the file's. Only a live answer (no length) is demuxed, by the live reader.
-        raise InvalidResponseError("server interleaves ICY metadata in a file of known length", url=url, byte_range=span)
-    transfer = answer.headers.get("Transfer-Encoding")
-    if transfer is not None and transfer.strip().lower() not in ("", "chunked"):
-        raise InvalidResponseError(f"server sent an unsupported Transfer-Encoding {transfer!r}", url=url, byte_range=span)
-
-
-_STORED_SUFFIXES = {
-    "gzip": (".gz", ".tgz"),
-    "x-gzip": (".gz", ".tgz"),
-    "bzip2": (".bz2",),
-    "x-bzip2": (".bz2",),
-    "xz": (".xz",),
-    "br": (".br",),
-    "zstd": (".zst",),
-    "compress": (".z",),
-}
 _EXPIRED = (401, 403, 404, 410)  # what a signed URL answers once its signature is stale
 _BAD_LOCATION = (
     requests.exceptions.InvalidSchema,
@@ -491,11 +440,6 @@ _BAD_LOCATION = (
     requests.exceptions.MissingSchema,
     urllib3.exceptions.LocationParseError,
 )
-
-
-def _path_ends(url: str, suffixes: Tuple[str, ...]) -> bool:
-    path = (urllib3.util.parse_url(url).path or "").lower()
-    return bool(suffixes) and path.endswith(suffixes)
 
 
 def _resolve_verify(verify: Union[bool, str]) -> Union[bool, str]:
@@ -519,34 +463,6 @@ def _netrc_auth(url: str):
         return requests.utils.get_netrc_auth(url)
     except Exception:  # noqa: BLE001 - a broken netrc must not break the stream
         return None
-
-
-def _check_content_range_itself(
-    header: str, first: int, last: int, total: Optional[int], url: str, span: Optional[tuple]
-) -> None:
-    """A Content-Range that contradicts itself is refused with what is wrong in it."""
-    if last < first:
-        raise InvalidResponseError(
-            f"Content-Range {header!r}: last byte {last} is before the first {first}", url=url, byte_range=span
-        )
-    if total is not None and last >= total:
-        raise InvalidResponseError(
-            f"Content-Range {header!r}: last byte {last} is past the total length {total}", url=url, byte_range=span
-        )
-
-
-def _may_be_a_slice(answer: Answer, start: int, end: Optional[int]) -> bool:
-    """Whether a 200 to ``Range: bytes=start-(end-1)`` may hold only the bytes asked rather
-    than the whole resource from byte 0 (it does if its length is at most the range's, or
-    unknown). A station's answer is a live stream, never a slice."""
-    length = _content_length(answer)
-    if start == 0:
-        return end is not None and (length is None or length == end) and not is_station(answer.headers)
-    return (length is None or end is None or length <= end - start) and not is_station(answer.headers)
-
-
-def _content_length(answer: Answer) -> Optional[int]:
-    return content_length(answer.headers.get("Content-Length"))
 
 
 __all__ = ["HttpSource", "HttpBody", "Body", "Validators", "AbortHandle"]

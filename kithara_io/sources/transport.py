@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import requests
 import urllib3
@@ -354,6 +354,22 @@ class HttpBody:
         else:
             raw.close()
             raw.release_conn()
+
+
+def origin(url: str) -> Tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``url``, the port made explicit: what credentials are
+    given for (never sent to another origin)."""
+    parsed = urllib3.util.parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+
+
+CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+
+
+def without_credentials(headers: Mapping[str, str]) -> Dict[str, str]:
+    """``headers`` less the credentials: what goes to an origin they were not given for."""
+    return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
 
 
 def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> StreamError:

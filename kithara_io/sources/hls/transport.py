@@ -26,7 +26,7 @@ import urllib3
 from ... import errors
 from ...headers import content_length, content_range
 from ...retry import Retry, Timeout, parse_retry_after
-from ..transport import connection_error
+from ..transport import connection_error, origin, without_credentials
 
 USER_AGENT = "kithara-io"
 #: Largest playlist read (a day of 2 s segments is ~3 MB; parsing 16 MiB takes seconds).
@@ -244,22 +244,11 @@ class Transport:
             raise error
         return response
 
-
     def _headers_for(self, url: str) -> Dict[str, str]:
         """The stream's headers for ``url``: less the credentials on another origin."""
         if self._home is None or origin(url) == self._home:
             return dict(self._headers)
-        return {k: v for k, v in self._headers.items() if k.lower() not in _CREDENTIALS}
-
-
-_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
-
-
-def origin(url: str) -> Tuple[str, str, int]:
-    """``(scheme, host, port)`` of ``url``, the port made explicit."""
-    parsed = urllib3.util.parse_url(url)
-    scheme = (parsed.scheme or "http").lower()
-    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+        return without_credentials(self._headers)
 
 
 def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:
