@@ -32,6 +32,7 @@ from .feed import HeldTail, TrackFeed
 from .loudness import check_mode
 from .output import OutputFactory, close_output, open_output
 from .queue import PlayOrder
+from .queue_control import QueueControl
 from .ringbuffer import RingBuffer
 from .speed import SpeedControl
 from .status import PlaybackStatus, State
@@ -39,7 +40,7 @@ from .tempo import check_speed
 from .track import Source, Track
 
 
-class Player(Decoding, SpeedControl):
+class Player(Decoding, SpeedControl, QueueControl):
     """Plays a URL, path or open binary file through a ``sounddevice.OutputStream``.
 
     ``buffer_seconds`` bounds the ring buffer; output (re)starts once ``prebuffer_seconds``
@@ -290,60 +291,6 @@ class Player(Decoding, SpeedControl):
         """Seek by ``delta`` seconds from the current position."""
         return self.seek(max(0.0, self.position + delta))
 
-    def next(self) -> bool:
-        """Jump to the start of the next track in the play order (also when repeating one
-        track); False at the last one (unless repeating the playlist) or once over."""
-        return self._jump_to(True)
-
-    def previous(self) -> bool:
-        """Jump to the start of the previous track; at the first one (unless repeating the
-        playlist) to the start of the current one. False once playback is over."""
-        return self._jump_to(False)
-
-    @property
-    def more_coming(self) -> bool:
-        """True while the caller is still enqueuing: at the end of the last track enqueued so
-        far playback waits for the next instead of finishing (set it before :meth:`play`
-        when tracks are enqueued while the first plays; clear it after the last)."""
-        return self._order.more_coming
-
-    @more_coming.setter
-    def more_coming(self, on: bool) -> None:
-        with self._cond:
-            self._order.more_coming = bool(on)
-            self._cond.notify_all()
-
-    @property
-    def repeat(self) -> str:
-        """``"off"``, ``"track"`` (the current one again and again) or ``"playlist"``."""
-        with self._cond:
-            return self._order.repeat
-
-    @repeat.setter
-    def repeat(self, mode: str) -> None:
-        with self._cond:
-            self._order.repeat = mode
-            if self._error is None:
-                self._decoder_eof = False  # a last track that ended may now be followed
-            self._cond.notify_all()
-
-    @property
-    def shuffle(self) -> bool:
-        """True: the tracks after the current one play in a random order."""
-        with self._cond:
-            return self._order.shuffle
-
-    @shuffle.setter
-    def shuffle(self, on: bool) -> None:
-        with self._cond:
-            self._order.set_shuffle(bool(on), self._position_locked()[0])
-
-    @property
-    def order(self) -> List[int]:
-        """The play order: indices into :attr:`tracks`."""
-        with self._cond:
-            return self._order.order
-
     @property
     def volume(self) -> float:
         """The gain (1.0: unchanged); setting it takes effect at the next device block."""
@@ -423,21 +370,6 @@ class Player(Decoding, SpeedControl):
         self.close()
 
     # -- internals (self._cond held where the name says so) -------------------------------
-    def _jump_to(self, forward: bool) -> bool:
-        """To the start of the next (previous) track in the play order; see next()."""
-        with self._cond:
-            if self._closed or self._error is not None or self._state in (
-                State.FINISHED, State.STOPPED, State.FAILED
-            ):
-                return False
-            index = self._position_locked()[0]
-            target = self._order.following(index, manual=True) if forward else self._order.preceding(index)
-            if target is None and forward:
-                return False
-            decoding = self._jump_locked(index if target is None else target, 0)
-        decoding.reader.interrupt()
-        return True
-
     def _jump_locked(self, index: int, frame: int) -> Track:
         """Flush and have the decoder continue at ``frame`` of track ``index``; returns the
         track being decoded until then (to interrupt its read)."""
