@@ -5,9 +5,11 @@ demuxer re-opened at each (the documented PyAV pattern: ``enable_restarts`` and
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterator, List
 
+import av
 import numpy as np
 import pytest
 
@@ -76,3 +78,30 @@ def test_seeking_into_a_later_part_starts_at_its_boundary(server, stitched, no_l
         codec, rate, samples = _decode(window)
     assert (codec, rate) == ("mp3float", 44100)
     assert np.array_equal(samples, _decode(_part_bytes(stitched, "c"))[2])
+
+
+@pytest.mark.timeout(60)
+def test_the_player_reopens_its_decoder_at_each_part(server, stitched, no_leaks) -> None:
+    """Through the Player (PyAV): each part decoded as its own files decode, resampled to
+    the output rate (soxr) at its own rate: 44.1 kHz AAC, 48 kHz AAC, MP3."""
+    import soxr
+
+    from kithara_io.playback import Player, State
+    from kithara_io.playback.pyav import frame_to_float32
+    from tests.audio_devices import ManualOutputs, pull_all
+
+    out_rate = 44100
+    expected = []
+    for name in "abc":
+        with av.open(io.BytesIO(_part_bytes(stitched, name)), format="mpegts") as container:
+            stream = container.streams.audio[0]
+            frames = np.concatenate([frame_to_float32(f) for f in container.decode(stream)])
+            expected.append(soxr.resample(frames, stream.rate, out_rate, quality="HQ") if stream.rate != out_rate else frames)
+    outputs = ManualOutputs()
+    with Player(server.url("stitched/index.m3u8"), decoder="pyav", output=outputs, samplerate=out_rate, blocksize=512) as player:
+        player.play()
+        played = pull_all(player, outputs[0], limit=2000)
+        assert player.status().state is State.FINISHED
+    reference = np.concatenate(expected)
+    assert len(played) >= len(reference) and not played[len(reference) :].any()
+    assert np.array_equal(played[: len(reference)], reference)

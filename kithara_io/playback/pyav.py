@@ -8,7 +8,8 @@ the samples before the target are dropped, each frame placed by its timestamp.
 HLS: the decoder tells the stream it re-opens its demuxer at restart offsets
 (``stream.hls.enable_restarts``), so ``variant="auto"`` may switch fMP4 variants. Each demuxer
 reads one :class:`~.windows.RestartWindow` (an init segment and its fragments); at a window's
-end the next one is opened and decoding continues. The fragments carry the stream's time
+end the next one is opened and decoding continues; a part at another rate than the first
+(a discontinuity: 44.1 -> 48 kHz) is resampled to the track's rate. The fragments carry the stream's time
 (``tfdt``), so the frames of the new demuxer follow the old ones sample for sample (measured:
 no frame missing or doubled). What is lost: the new AAC decoder starts from silence, so the
 first frame after a switch (1024 samples, 23 ms at 44.1 kHz) is decoded without its
@@ -24,6 +25,7 @@ import av
 import numpy as np
 
 from .channels import channel_matrix, map_channels
+from .resample import Resampler
 from .windows import RestartWindow
 
 PREROLL = 0.2  # seconds decoded before a seek target and dropped
@@ -122,6 +124,12 @@ class PyAVDecoder:
         except BaseException:
             self._container.close()
             raise
+        # A later HLS part at another rate (a discontinuity, a new init segment) is resampled
+        # to the track's rate here: the player set the track up at the first part's.
+        rate = getattr(self, "samplerate", None)
+        self._convert = None
+        if rate is not None and context.sample_rate != rate:
+            self._convert = Resampler(context.sample_rate, rate, self.channels)
 
     @property
     def duration(self) -> Optional[float]:
@@ -235,7 +243,7 @@ class PyAVDecoder:
     def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
         ``counted`` from 0 (decoding from the first packet)."""
-        count = 0
+        count, convert = 0, self._convert
         for packet in self._container.demux(self._stream):
             try:
                 decoded = packet.decode()
@@ -243,8 +251,12 @@ class PyAVDecoder:
                 continue  # a damaged packet (a live stream joined mid-frame): skip it
             for frame in decoded:
                 first, data = self._placed(frame)
+                if convert is not None:  # its timestamps count at another rate: not placed
+                    first, data = None, convert.process(data)
                 yield (count if counted else first), data
                 count += len(data)
+        if convert is not None:
+            yield None, convert.process(np.zeros((0, self.channels), np.float32), last=True)
 
     def _placed(self, frame: "av.AudioFrame"):
         data = frame_to_float32(frame)
