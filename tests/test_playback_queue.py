@@ -180,3 +180,47 @@ def test_enqueued_tracks_open_at_low_priority_and_rise_when_they_play(tmp_path, 
             player.play()
             pull_all(player, outputs[0], limit=1000)
             assert upcoming.priority.name == "HIGH"
+
+
+class _CtrlCAfter:
+    """A file whose ``n``-th read is where a Ctrl-C lands (KeyboardInterrupt inside it)."""
+
+    def __init__(self, path: Path, n: int) -> None:
+        self._file = open(path, "rb")
+        self._left = n
+        self.name = str(path)
+
+    def readinto(self, buffer) -> int:
+        self._left -= 1
+        if self._left == 0:
+            raise KeyboardInterrupt
+        return self._file.readinto(buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        buf = bytearray(size if size >= 0 else 1 << 20)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@pytest.mark.parametrize("n", [1, 5, 20, 30])
+def test_a_ctrl_c_while_a_track_opens_is_not_lost(tmp_path, n) -> None:
+    """The decoder reads through a callback that swallows exceptions (libsndfile's): a
+    Ctrl-C landing in such a read reaches the caller as KeyboardInterrupt, not as an
+    unreadable track the queue would skip (the CLI then never stopped on Ctrl-C)."""
+    from kithara_io.playback.track import Track
+
+    path = make_tracks(tmp_path, count=1)[0]
+    with pytest.raises(KeyboardInterrupt):
+        Track(_CtrlCAfter(path, n))  # 20, 30: in the probe by libsndfile, which then fails

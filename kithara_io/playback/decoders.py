@@ -200,8 +200,8 @@ def open_decoder(reader: SafeReader, name: str, decoder: Optional[str] = None) -
         try:
             return SoundfileDecoder(reader)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-            if isinstance(reader.error, StreamError):
-                _raise_stream_error(reader)  # the download failed: that is the cause
+            if isinstance(reader.error, StreamError) or not isinstance(reader.error, (Exception, type(None))):
+                _raise_stream_error(reader)  # the download failed (or a Ctrl-C landed): that is the cause
             reader.error = None  # a refused seek of the probe (a live stream): not a failure
             reason = _describe(exc)
             if decoder == "soundfile":

@@ -35,8 +35,10 @@ class Track:
         try:
             self.tags = self._read_tags()
             self.decoder: Decoder = open_decoder(self.reader, self.name, decoder)
+            _raise_interrupt(self.reader)
         except BaseException:
             self.close_stream()
+            _raise_interrupt(self.reader)  # the Ctrl-C, not the failure it caused
             raise
         self.samplerate: int = self.decoder.samplerate
         self.channels: int = self.decoder.channels
@@ -147,3 +149,14 @@ class Track:
                 decoder.close()
         finally:
             self.close_stream()
+
+
+def _raise_interrupt(reader: SafeReader) -> None:
+    """A Ctrl-C (or SystemExit) that landed in a read the decoder made is the caller's:
+    the decoder's callback would have swallowed it (SafeReader keeps it), so it is raised
+    here. Without this a Ctrl-C while the next track opens was lost: the queue went on."""
+    error = reader.error
+    if error is not None and not isinstance(error, Exception):
+        reader.error = None
+        raise error
+
