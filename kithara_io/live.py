@@ -32,7 +32,7 @@ from .events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, Req
 from .livebuffer import LiveBuffer
 from .options import StreamOptions
 from .planning import Priority
-from .sources.icy import IcyDemuxer, Metadata, metaint, station_metadata
+from .sources.icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
 from .sources.live import AbortSlot, IcyLiveBody, LiveBody, PipeBody, open_http, open_icy
 from .stats import StreamStats
 from .stream import Stream
@@ -47,11 +47,6 @@ READ_SIZE = 64 * 1024
 
 _ids = itertools.count(1)
 Reconnect = Callable[[AbortSlot], LiveBody]
-
-
-def is_station(headers) -> bool:
-    """An answer from a radio server (ICY headers): its end is a dropped connection."""
-    return any(name.lower().startswith("icy-") for name in headers)
 
 
 class LiveReader:

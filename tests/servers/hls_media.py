@@ -87,11 +87,15 @@ def _decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     return unpadder.update(padded) + unpadder.finalize()
 
 
-def encode(pcm: np.ndarray, rate: int, codec: str = "aac", container: str = "mp4", bitrate: Optional[int] = None) -> bytes:
+def encode(
+    pcm: np.ndarray, rate: int, codec: str = "aac", container: str = "mp4", bitrate: Optional[int] = None,
+    frame_size: Optional[int] = None,
+) -> bytes:
     """``pcm`` (frames x 2, float32) encoded by FFmpeg with ``codec`` into an in-memory
-    ``container``; HLS outputs remux it (``mux_hls``)."""
+    ``container`` in frames of ``frame_size`` (the codec's: MP3 1152, AAC 1024, AC-3 1536);
+    HLS outputs remux it (``mux_hls``)."""
     buf = io.BytesIO()
-    frame_size = 1152 if codec == "mp3" else 1024
+    frame_size = frame_size or (1152 if codec == "mp3" else 1024)
     with av.open(buf, "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, layout="stereo")
         if bitrate is not None:

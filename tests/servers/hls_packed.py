@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import struct
-from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -36,6 +35,7 @@ import numpy as np
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .hls_media import encode
 from .media import signal
 
 SECONDS = 9
@@ -106,18 +106,7 @@ def segment_bytes(root: Path, playlist: str) -> List[bytes]:
 
 
 def _encode(codec: str, container: str, frame_size: int) -> bytes:
-    pcm = signal(SECONDS, RATE).astype(np.float32)
-    encoded = io.BytesIO()
-    with av.open(encoded, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=RATE, layout="stereo")
-        for start in range(0, len(pcm), frame_size):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start : start + frame_size].T), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, start, Fraction(1, RATE)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return encoded.getvalue()
+    return encode(signal(SECONDS, RATE).astype(np.float32), RATE, codec, container, frame_size=frame_size)
 
 
 def _frames(data: bytes, container: str) -> List[Tuple[float, bytes]]:
