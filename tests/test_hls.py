@@ -475,11 +475,13 @@ def test_stream_interrupt_wakes_a_waiting_hls_read_once(hls_media, no_leaks) -> 
     local = hls_media.local_bytes("ts/v1/index.m3u8")
     far = len(local) - 10_000  # in the last segment
     with HlsServer(hls_media.root) as srv:
-        # Fast for the first 200 kB the server sends, then nothing for 60 s.
-        srv.httpd.config.bucket = StallingBucket(50e6, srv.httpd.config.chunk_size, after=200_000, stall=60.0)
+        config = srv.httpd.config
         waiting = threading.Event()
         with kithara_io.open(srv.url("ts/v1/index.m3u8"), on_event=lambda e: waiting.set() if isinstance(e, ReaderWaiting) and e.position >= far else None) as stream:
             assert stream.read(4096) == local[:4096]
+            # From now on the server sends nothing (for 60 s): the read at ``far`` must wait.
+            # (A stall after a byte count raced the far fetch: under load it could come first.)
+            config.bucket = StallingBucket(50e6, config.chunk_size, after=0, stall=60.0)
             check_interrupt_wakes_a_waiting_read(stream, local[:4096], far, waiting.is_set)
             assert stream.tell() == far
 
