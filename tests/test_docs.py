@@ -16,6 +16,7 @@ import configparser
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import io
 import re
 import textwrap
@@ -243,3 +244,12 @@ def test_runnable_example_runs_against_local_servers(block: Block, served, capsy
     ns: dict = {"__name__": "__docs_example__"}
     exec(compile(code, block.name, "exec"), ns)  # noqa: S102 - the documentation's own examples
     _local_checks(ns, served)
+
+
+def test_reference_shows_sphinx_roles_as_code() -> None:
+    """docs/griffe_roles.py, the mkdocstrings extension that turns the docstrings' roles into code."""
+    spec = importlib.util.spec_from_file_location("griffe_roles", ROOT / "docs" / "griffe_roles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "a :class:`~kithara_io.live.LiveStream`, see :mod:`kithara_io.events` and ``x``"
+    assert module.plain_roles(text) == "a `LiveStream`, see `kithara_io.events` and ``x``"
