@@ -132,6 +132,18 @@ def test_python_example_compiles_and_its_names_exist(block: Block) -> None:
     assert not missing, f"{block.name} uses names that do not exist: {missing}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_kithara_io_names_in_the_text_exist(page: Path) -> None:
+    """``kithara_io.x.Y`` in inline code (tables, prose) names something importable."""
+    missing = []
+    for name in re.findall(r"`(kithara_io(?:\.\w+)+)", page.read_text()):
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError):
+            missing.append(name)
+    assert not missing, f"{page.name} names what does not exist: {missing}"
+
+
 def test_name_check_finds_a_missing_name() -> None:
     code = "import kithara_io, os\nkithara_io.events.Seek(0)\nfrom kithara_io.disk import DiskCache\n"
     assert set(kithara_names(code)) == {"kithara_io", "kithara_io.events", "kithara_io.events.Seek", "kithara_io.disk.DiskCache"}
