@@ -64,7 +64,7 @@ def code_blocks(page: Path) -> List[Block]:
         if not opening:
             i += 1
             continue
-        indent, lang = opening.groups()
+        _indent, lang = opening.groups()
         end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
         previous = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         code = textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n"
@@ -146,7 +146,12 @@ def test_kithara_io_names_in_the_text_exist(page: Path) -> None:
 
 def test_name_check_finds_a_missing_name() -> None:
     code = "import kithara_io, os\nkithara_io.events.Seek(0)\nfrom kithara_io.disk import DiskCache\n"
-    assert set(kithara_names(code)) == {"kithara_io", "kithara_io.events", "kithara_io.events.Seek", "kithara_io.disk.DiskCache"}
+    assert set(kithara_names(code)) == {
+        "kithara_io",
+        "kithara_io.events",
+        "kithara_io.events.Seek",
+        "kithara_io.disk.DiskCache",
+    }
     with pytest.raises((ImportError, AttributeError)):
         _resolve("kithara_io.events.NoSuchEvent")
     with pytest.raises((ImportError, AttributeError)):
@@ -173,7 +178,9 @@ def test_command_line_examples_use_real_commands_and_options(block: Block) -> No
         if len(words) > 2 and re.fullmatch(r"[a-z]+(\|[a-z]+)*", words[2]):  # cache ls|size|clear
             text += "".join(_help(words[1], action) for action in words[2].split("|"))
         for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line):
-            assert re.search(re.escape(option) + r"(?![\w-])", text), f"{block.name}: `kithara-io {words[1]}` has no {option}"
+            assert re.search(re.escape(option) + r"(?![\w-])", text), (
+                f"{block.name}: `kithara-io {words[1]}` has no {option}"
+            )
 
 
 def test_readme_python_version_is_setup_cfg_python_requires() -> None:
@@ -201,8 +208,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, objec
     for index, bitrate in enumerate((64_000, 160_000)):
         variant = root / "hls" / f"v{index}"
         variant.mkdir(parents=True)
-        options = {"hls_time": "1", "hls_playlist_type": "vod", "hls_list_size": "0",
-                   "hls_segment_type": "mpegts", "hls_segment_filename": str(variant / "seg%03d.ts")}
+        options = {
+            "hls_time": "1",
+            "hls_playlist_type": "vod",
+            "hls_list_size": "0",
+            "hls_segment_type": "mpegts",
+            "hls_segment_filename": str(variant / "seg%03d.ts"),
+        }
         mux_hls(encode(pcm, SAMPLE_RATE, bitrate=bitrate), "mp4", variant / "index.m3u8", options)
         lines += [f'#EXT-X-STREAM-INF:BANDWIDTH={bitrate + 8000},CODECS="mp4a.40.2"', f"v{index}/index.m3u8"]
     (root / "hls" / "master.m3u8").write_text("\n".join(lines) + "\n")
@@ -254,7 +266,7 @@ def test_runnable_example_runs_against_local_servers(block: Block, served, capsy
     for placeholder, url in urls.items():
         code = code.replace(f'"{placeholder}"', f'"{url}"').replace(f'"kithara::{placeholder}"', f'"kithara::{url}"')
     ns: dict = {"__name__": "__docs_example__"}
-    exec(compile(code, block.name, "exec"), ns)  # noqa: S102 - the documentation's own examples
+    exec(compile(code, block.name, "exec"), ns)
     _local_checks(ns, served)
 
 
