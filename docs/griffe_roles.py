@@ -9,14 +9,14 @@ mkdocs.yml; excluded from the site by ``exclude_docs``.
 from __future__ import annotations
 
 import re
-from typing import Any, Match
+from typing import Any
 
 import griffe
 
 ROLE = re.compile(r":(?:class|func|meth|attr|mod|data|exc|obj):`(~?)([^`]+)`")
 
 
-def _code(match: Match[str]) -> str:
+def _code(match: "re.Match[str]") -> str:
     short, target = match.groups()
     return f"`{target.rsplit('.', 1)[-1] if short else target}`"
 
