@@ -1,5 +1,5 @@
 # kithara-io developer commands.  `make test` works on a fresh machine: it creates .venv,
-# installs the package with its test extra, and (as root) the Debian packages the tests use.
+# installs the package with its test and docs extras, and (as root) the Debian packages the tests use.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,14 +9,14 @@ DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench deps venv clean
+.PHONY: test demo bench docs deps venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $@
 
 venv: $(STAMP)
@@ -35,15 +35,21 @@ deps:
 	  fi; \
 	fi
 
-test: venv deps
+test: venv deps docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv deps
 	$(PY) examples/demo.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or reference fails.
+# Offline: no plugin fetches anything at build time (fonts off, no social/privacy plugins).
+# No --quiet: it hides the warnings that --strict counts, and a broken link would pass.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis site

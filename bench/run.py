@@ -4,7 +4,7 @@
     python bench/run.py                 # every case (~12 min), results in bench/results/
     python bench/run.py --quick         # smaller files, 1 repeat (results in bench/results/quick/)
     python bench/run.py --only seq,random
-    python bench/run.py --update-readme # also put the table into README.md's Performance section
+    python bench/run.py --update-readme # also put the table into docs/benchmarks.md
 
 Each case runs in its own child process (its own process group, so a timeout or Ctrl-C kills
 it together with the nginx it started), against servers it starts itself on 127.0.0.1; the
@@ -36,7 +36,7 @@ from _common import Context, machine_info, machine_line, markdown_table, write_r
 from _servers import can_shape_in_netns, terminate_group  # noqa: E402
 from cases import ORDER  # noqa: E402
 
-README = _common.REPO / "README.md"
+README = _common.REPO / "docs" / "benchmarks.md"  # the table's page (was README.md)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 FOREIGN_WARN = 0.25  # cores used by other processes during a case that taint its numbers
 
@@ -176,7 +176,7 @@ def render(payloads: List[Dict[str, Any]], failed: List[str], machine: Dict[str,
 def update_readme(table_md: str) -> bool:
     text = README.read_text()
     if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} block; not updated", file=sys.stderr)
+        print(f"{README} has no {START} ... {END} block; not updated", file=sys.stderr)
         return False
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
@@ -189,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller files and one repeat (development)")
     ap.add_argument("--only", help="comma-separated case names: " + ", ".join(ORDER))
     ap.add_argument("--list", action="store_true", help="list the cases")
-    ap.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--update-readme", action="store_true", help="write the table into docs/benchmarks.md")
     ap.add_argument("--keep-data", help="use (and keep) this directory for the generated files")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -239,9 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         (results / "latest.md").write_text(table_md)
     if args.update_readme:
         if args.quick or args.only:
-            print("--update-readme needs a full run (no --quick/--only); README not updated", file=sys.stderr)
+            print("--update-readme needs a full run (no --quick/--only); docs/benchmarks.md not updated", file=sys.stderr)
         elif update_readme(table_md):
-            print("README.md updated", file=sys.stderr)
+            print("docs/benchmarks.md updated", file=sys.stderr)
     return 1 if failed else 0
 
 

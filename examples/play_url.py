@@ -20,7 +20,7 @@ def main(url: str) -> int:
     with player:
         try:
             player.play()
-        except PlaybackError as exc:  # e.g. no output device: see the README
+        except PlaybackError as exc:  # e.g. no output device: see docs/guides/playing.md
             print(exc, file=sys.stderr)
             return 1
         while not player.wait(1.0):  # until the end; Ctrl-C closes the player cleanly

@@ -60,7 +60,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     is ``"auto"`` (adaptive), ``"lowest"``, ``"highest"`` or the index of a variant in the
     master playlist; ``audio`` the language or name of the audio rendition to read where
     the audio is apart from the video (``#EXT-X-MEDIA``); ``stream.hls`` tells the variants,
-    renditions and segments (see the README); the option ``live_start`` (``"edge"``,
+    renditions and segments (see the HLS guide); the option ``live_start`` (``"edge"``,
     ``"start"``, ``"playlist"`` or seconds) where it starts in its media playlist.
     """
     name = os.fspath(source)

@@ -224,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as exc:
         return _fail(str(exc) or "interrupted", 130)
     except NoOutputDeviceError as exc:
-        return _fail(f"{_one_line(exc)} (see 'Playback and command line' in the README)", 1)
+        return _fail(f"{_one_line(exc)} (see 'Without a sound card' in docs/guides/playing.md)", 1)
     except (StreamError, PlaybackError, OSError) as exc:
         return _fail(_one_line(exc), 1)
     except Exception as exc:  # noqa: BLE001 - a one-line error, never a traceback

@@ -18,7 +18,7 @@ Ranges = Sequence[Tuple[int, int]]
 
 FULL, PARTIAL, EMPTY, CURSOR = "#", "+", ".", "|"
 
-#: What the bar's characters mean, for ``--help`` and the README.
+#: What the bar's characters mean, for ``--help`` and the CLI guide (docs/guides/cli.md).
 BAR_LEGEND = f"bar: {FULL} downloaded  {PARTIAL} partly  {EMPTY} not yet  {CURSOR} play position (cells: equal parts)"
 
 OFFLINE = "offline (cache)"  # shown instead of the download rate when the server was not reached
