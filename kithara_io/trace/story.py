@@ -24,11 +24,27 @@ from urllib.parse import urlsplit
 
 from ..api import open as open_stream
 from ..downloader import Downloader
+from ..errors import StreamError
 from ..events import Event, RequestCancelled, RequestCompleted, RequestFailed, RequestStarted
 from .recorder import Recorder
 
 CHUNK = 64 * 1024
 MiB = 1 << 20
+
+
+class OpenFailed(Exception):
+    """A stream of the story could not be opened; ``cause`` is the library's error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _open(url: str, **kwargs: Any) -> Any:
+    try:
+        return open_stream(url, **kwargs)
+    except (StreamError, ValueError) as exc:
+        raise OpenFailed(exc) from exc
 
 
 @dataclass
@@ -134,7 +150,8 @@ def _read(stream: Any, amount: Optional[int], seconds: Optional[float], rate: Op
 
 def run(story: Story, recorder: Optional[Recorder] = None) -> Recorder:
     """Run ``story``, recording every stream's events; returns the recorder (stopped).
-    Raises the main stream's error, or a preload stream's."""
+    Raises the main stream's error, or a preload stream's (:class:`OpenFailed` for a stream
+    that could not be opened)."""
     rec = recorder or Recorder()
     running = _Running()
     downloader = Downloader(max_concurrent=story.max_concurrent)
@@ -146,7 +163,7 @@ def run(story: Story, recorder: Optional[Recorder] = None) -> Recorder:
 
     def preload(url: str, name: str) -> None:
         try:
-            with open_stream(url, priority="low", downloader=downloader, on_event=running.listener(name, rec.listener(name)), **story.options) as f:
+            with _open(url, priority="low", downloader=downloader, on_event=running.listener(name, rec.listener(name)), **story.options) as f:
                 with lock:
                     streams.append(f)
                 _read(f, story.preload_read, None, None, stop)
@@ -188,7 +205,7 @@ def _main(story: Story, rec: Recorder, running: _Running, downloader: Downloader
     name = stream_name(story.url, names)
     names.append(name)
     amount = story.read if story.read is not None else (MiB if story.seeks else None)
-    with open_stream(
+    with _open(
         story.url, priority=story.priority, downloader=downloader, on_event=running.listener(name, rec.listener(name)), **story.options
     ) as f:
         targets = [position(s, f.size) for s in story.seeks]
