@@ -259,8 +259,10 @@ class FetchScheduling:
 
     def _cancel(self, victims: List[Fetch], reason: str = "cancelled") -> None:
         for fetch in victims:
-            fetch.abort()
+            # Cancelled first, then aborted: a fetch loop that sees the abort first would end
+            # its command as done (a RequestCompleted of fewer bytes) instead of cancelled.
             self._downloader.cancel(fetch.cmd, reason)
+            fetch.abort()
 
     def _schedule_tail_locked(self) -> None:
         if self._closed or not self._source.supports_ranges:

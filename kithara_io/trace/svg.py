@@ -135,9 +135,12 @@ def _bar(c: _Canvas, b: Bar, lane_top: float) -> None:
     mid = top + ROW / 2
     start = b.start if b.start is not None else b.end
     if start > b.queued:
+        queued = f"#{b.request_id} {b.stream}: {describe_range(b.range)} queued {start - b.queued:.3f} s"
+        if b.start is None:
+            queued += f", then cancelled ({b.reason})"
         c.add(
             f"<line {_attrs(class_='queued', data_id=b.request_id, x1=_num(c.x(b.queued)), x2=_num(c.x(start)), y1=_num(mid), y2=_num(mid))}"
-            f" stroke='{colour}' stroke-dasharray='2,2'><title>#{b.request_id} queued {start - b.queued:.3f} s</title></line>"
+            f" stroke='{colour}' stroke-dasharray='2,2'><title>{escape(queued)}</title></line>"
         )
     if b.start is None:
         return  # cancelled before it ran: only its queueing is drawn
