@@ -25,7 +25,7 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 from xml.sax.saxutils import escape
 
 BENCH = Path(__file__).resolve().parent
@@ -310,5 +310,3 @@ def main(argv: Optional[List[str]] = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__: Tuple[str, ...] = ("higher_is_better", "relative", "target_relative", "write_charts")

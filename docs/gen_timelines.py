@@ -67,7 +67,7 @@ def main() -> int:
         with FaultServer() as srv:
             recorder = run(make(srv, data))
         path = recorder.save(out / name, title)
-        print(f"{path}: {summary(recorder.events)}")
+        sys.stdout.write(f"{path}: {summary(recorder.events)}\n")
     return 0
 
 

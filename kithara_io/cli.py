@@ -61,6 +61,7 @@ examples:
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
   {PROG} get -o music/ URL                   into a directory (-f: overwrite)
   {PROG} -v play --cache URL                 show retries, redirects, offline
+  {PROG} trace --seek 50% URL -o t.svg       draw the fetch timeline of a read
 
 status line:  playing 0:12 / 3:45 Artist - Title [###|+...] FLAC 16-bit 44.1 kHz  1.2 MiB/s underruns 0
   {BAR_LEGEND}

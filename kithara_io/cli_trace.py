@@ -103,7 +103,8 @@ def _trace(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:  # a seek to a fraction of an unknown size
         raise UsageError(_one_line(exc)) from None
     recorder.save(path, args.title or args.source)
-    out.write(f"wrote {path}: {summary(recorder.events)}\n")
+    note = "" if recorder.events else " (nothing was fetched: a local file is read directly)"
+    out.write(f"wrote {path}: {summary(recorder.events)}{note}\n")
     return 0
 
 

@@ -33,6 +33,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._events: List[Stamped] = []
         self._stopped: Optional[float] = None
+        self._unnamed = self.listener()
 
     def listener(self, stream: str = "stream") -> Callable[[Event], None]:
         """An ``on_event`` callback recording the events of the stream named ``stream``."""
@@ -45,7 +46,7 @@ class Recorder:
         return record
 
     def __call__(self, event: Event) -> None:
-        self.listener()(event)
+        self._unnamed(event)
 
     def stop(self) -> None:
         """Mark the end of the recording (requests still running are drawn up to here)."""

@@ -167,7 +167,7 @@ def run(story: Story, recorder: Optional[Recorder] = None) -> Recorder:
                 with lock:
                     streams.append(f)
                 _read(f, story.preload_read, None, None, stop)
-        except Exception as exc:  # reported by run(), in the caller's thread
+        except Exception as exc:  # noqa: BLE001 - any failure is raised again by run(), in its caller's thread
             with lock:
                 errors.append(exc)
         finally:

@@ -74,7 +74,7 @@ class _Canvas:
 def render(timeline: Timeline, title: str = "") -> str:
     """The SVG document of ``timeline``."""
     c = _Canvas(timeline)
-    y = 34 if title else 10
+    y: float = 34 if title else 10
     if title:
         c.add(f"<text x='{LEFT}' y='20' font-weight='bold' font-family='DejaVu Sans, Verdana, sans-serif' font-size='14'>{escape(title)}</text>")
     lanes: List[Tuple[str, float, float]] = []  # label, top, bottom
@@ -239,7 +239,8 @@ def _legend_items(c: _Canvas) -> Iterator[Tuple[str, str]]:
 
 
 def _legend(c: _Canvas, y: float) -> float:
-    x, line = LEFT, y + 12
+    x: float = LEFT
+    line = y + 12
     c.add("<g class='legend'>")
     for symbol, text in _legend_items(c):
         width = 26 + 6.5 * len(text) + 14
