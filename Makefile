@@ -43,8 +43,7 @@ demo: venv deps
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run.py
-	$(PY) bench/charts.py
+	$(PY) bench/run.py; status=$$?; $(PY) bench/charts.py && exit $$status
 
 # The documentation's pictures: fetch timelines from real runs on loopback (a few seconds).
 pictures: venv
