@@ -9,7 +9,7 @@ DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench docs deps venv clean
+.PHONY: test demo bench docs pictures deps venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,11 @@ docs: venv
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run.py
+	$(PY) bench/run.py; status=$$?; $(PY) bench/charts.py && exit $$status
+
+# The documentation's pictures: fetch timelines from real runs on loopback (a few seconds).
+pictures: venv
+	$(PY) docs/gen_timelines.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis site

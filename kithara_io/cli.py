@@ -1,4 +1,4 @@
-"""The ``kithara-io`` command: ``play``, ``info``, ``get``, ``devices`` and ``cache ls|size|clear``.
+"""The ``kithara-io`` command: ``play``, ``info``, ``get``, ``devices``, ``cache ls|size|clear`` and ``trace``.
 
 Exit codes: 0 success; 2 bad usage, a source that cannot be opened (bad URL, HTTP error,
 unreachable host) or an unsupported format; 1 any other failure (no output device, the
@@ -7,8 +7,8 @@ Expected errors are one line, ``kithara-io: error: <message>``, on stderr. ``-v`
 show the library's log on stderr (``cli_log``), ``-q`` only errors.
 
 This module parses the command line, maps errors to exit codes and runs ``info``; ``play``,
-``get``, ``devices`` and ``cache`` live in ``cli_play``, ``cli_get``, ``cli_devices`` and
-``cli_cache``, what they share in ``cli_common``, and live streams' ``info``/``get`` in ``cli_live``.
+``get``, ``devices``, ``cache`` and ``trace`` live in ``cli_play``, ``cli_get``, ``cli_devices``,
+``cli_cache`` and ``cli_trace``, what they share in ``cli_common``, and live streams' ``info``/``get`` in ``cli_live``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from . import __version__, cli_live
+from . import __version__, cli_live, cli_trace
 from .cli_cache import _cache
 from .cli_common import DISCARD, SourceError, UsageError, _one_line, _open_source
 from .cli_devices import _devices
@@ -61,6 +61,7 @@ examples:
   {PROG} get https://example.org/a.flac      save as ./a.flac; again: resume
   {PROG} get -o music/ URL                   into a directory (-f: overwrite)
   {PROG} -v play --cache URL                 show retries, redirects, offline
+  {PROG} trace --seek 50% URL -o t.svg       draw the fetch timeline of a read
 
 status line:  playing 0:12 / 3:45 Artist - Title [###|+...] FLAC 16-bit 44.1 kHz  1.2 MiB/s underruns 0
   {BAR_LEGEND}
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=text)
         action.add_argument("--cache-dir", metavar="DIR", default=None, help="default: the user cache directory")
     actions.choices["ls"].add_argument("--json", action="store_true", help="print one JSON array")
+    trace = commands.add_parser("trace", help="draw a fetch timeline (SVG or HTML) of a scripted read")
+    common(trace)
+    cli_trace.add_arguments(trace)
     return parser
 
 
@@ -213,8 +217,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _devices(args, sys.stdout)
         if args.command == "play" and not args.source:
             raise UsageError("the following arguments are required: URL_OR_PATH")
-        handler = {"play": _play, "info": _info, "get": _get, "devices": _devices, "cache": _cache}[args.command]
-        out = DISCARD if args.quiet and args.command in ("play", "get") else sys.stdout
+        handler = {"play": _play, "info": _info, "get": _get, "devices": _devices, "cache": _cache, "trace": cli_trace._trace}[
+            args.command
+        ]
+        out = DISCARD if args.quiet and args.command in ("play", "get", "trace") else sys.stdout
         with library_log(PROG, args.verbose or 0):
             return handler(args, out)
     except UsageError as exc:

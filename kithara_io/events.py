@@ -143,7 +143,9 @@ class RequestCancelled(Event):
     """The command completed as cancelled; published exactly once per cancelled command.
 
     ``reason``: ``"cancelled"`` (``Downloader.cancel``), ``"owner"`` (``cancel_owner``),
-    ``"closed"`` (downloader closed or last stream detached) or a caller-given text.
+    ``"closed"`` (downloader closed or last stream detached), ``"preempted"`` (a running
+    Low-stream fetch gave way to High-stream work), ``"epoch"`` (a far seek made the stream's
+    fetches useless) or a caller-given text.
     """
 
     request_id: int

@@ -70,7 +70,7 @@ class FetchScheduling:
                         self._cache.shrink_claim(f.cmd.id, 0)
             if not victims:
                 here = self._schedule_locked(need=(pos, end))
-        self._cancel(victims)
+        self._cancel(victims, "epoch")
         if victims:
             with self._cond:
                 here = self._schedule_locked(need=(pos, end))
@@ -257,10 +257,12 @@ class FetchScheduling:
         if plan is not None:  # claims change only under self._cond, which is held
             self._cache.claim(self._tail_probe, plan.start, plan.end)
 
-    def _cancel(self, victims: List[Fetch]) -> None:
+    def _cancel(self, victims: List[Fetch], reason: str = "cancelled") -> None:
         for fetch in victims:
+            # Cancelled first, then aborted: a fetch loop that sees the abort first would end
+            # its command as done (a RequestCompleted of fewer bytes) instead of cancelled.
+            self._downloader.cancel(fetch.cmd, reason)
             fetch.abort()
-            self._downloader.cancel(fetch.cmd)
 
     def _schedule_tail_locked(self) -> None:
         if self._closed or not self._source.supports_ranges:
