@@ -41,7 +41,7 @@ from .errors import (
 )
 from .options import StreamOptions
 from .fetching import Fetch, FetchLoop
-from .reader_schedule import FetchScheduling
+from .range_reads import RangeReads
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
 from .sources.base import Abort, Body, Source
 from .stats import StreamCounters, StreamStats
@@ -49,7 +49,7 @@ from .stats import StreamCounters, StreamStats
 log = logging.getLogger(__name__)
 
 
-class RemoteReader(FetchScheduling):
+class RemoteReader(RangeReads):
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
 
     def __init__(
