@@ -168,7 +168,7 @@ class RangeReads(FetchScheduling):
         """``[lo, hi)`` once present; demanded again if nobody fetches it (cancelled, evicted)."""
         while True:
             ready, data = self._cache.read_when_present(lo, hi - lo, joined)
-            if ready is Wait.READY:
+            if ready is Wait.READY and data is not None:
                 return data
             here: Optional[FetchCommand] = self._demand(lo, hi)
             if here is not None:

@@ -19,7 +19,7 @@ from tests.servers.faults import Stall, StallForever
 
 MiB = 1 << 20
 DATA = os.urandom(3 * MiB + 777)
-FAST = dict(retry=kithara_io.Retry(attempts=1, backoff=0.01), tail=0, first_fetch=16, read_ahead=1, read_behind=0)
+FAST = {"retry": kithara_io.Retry(attempts=1, backoff=0.01), "tail": 0, "first_fetch": 16, "read_ahead": 1, "read_behind": 0}
 
 
 def run(coro, timeout: float = 30):

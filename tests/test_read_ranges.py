@@ -11,12 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kithara_io
-from kithara_io.range_reads import batch_limits, batches, blocks_touched, coalesce, split
-from tests.servers.faults import Status, StallForever
+from kithara_io.range_reads import (
+    batch_limits,
+    batches,
+    blocks_touched,
+    coalesce,
+    split,
+)
+from tests.servers.faults import StallForever, Status
 
 MiB = 1 << 20
 DATA = os.urandom(6 * MiB + 12345)
-FAST = dict(retry=kithara_io.Retry(attempts=1, backoff=0.01), tail=0, first_fetch=16, read_ahead=1, read_behind=0)
+FAST = {"retry": kithara_io.Retry(attempts=1, backoff=0.01), "tail": 0, "first_fetch": 16, "read_ahead": 1, "read_behind": 0}
 
 
 def _gets(server, path="/f.bin"):
