@@ -174,3 +174,18 @@ def test_ranges_larger_than_the_budget_are_read_in_batches_within_it(fault_serve
     # them again (the engine's, not read_ranges'): every other byte comes once.
     ours = [r for r in _gets(fault_server) if r.range != "bytes=0-65535"]
     assert sum(r.bytes_sent for r in ours) == len(DATA) - 16
+
+
+def test_cat_ranges_reads_the_blocks_of_a_url_through_one_stream(fault_server, no_leaks):
+    """fsspec's cat_ranges: the blocks of one URL are read by one stream's read_ranges, so
+    10 far ranges cost one first request and one request each (a stream per block: a first
+    request of 16 bytes per block besides)."""
+    from kithara_io.fs import KitharaFileSystem
+
+    url = fault_server.add("/f.bin", DATA)
+    starts = [100 + i * 600_000 + i * 7 for i in range(10)]
+    ends = [s + 1000 + i for i, s in enumerate(starts)]
+    fs = KitharaFileSystem(skip_instance_cache=True, retry=kithara_io.Retry(attempts=1))
+    assert fs.cat_ranges([url] * 10, starts, ends) == [DATA[s:e] for s, e in zip(starts, ends)]
+    gets = _gets(fault_server)
+    assert sorted(r.range for r in gets) == sorted(["bytes=0-15"] + [f"bytes={s}-{e - 1}" for s, e in zip(starts, ends)])
