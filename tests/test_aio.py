@@ -15,7 +15,7 @@ import pytest
 
 import kithara_io
 from kithara_io.events import RequestCompleted, Seek
-from tests.servers.faults import Stall, StallForever
+from tests.servers.faults import Latency, Stall, StallForever
 
 MiB = 1 << 20
 DATA = os.urandom(3 * MiB + 777)
@@ -134,10 +134,12 @@ def test_the_loop_stays_responsive_while_8_streams_read_a_throttled_server(make_
     worst, p99 = max(lags), percentile(lags, 0.99)
     print(f"loop lag over {len(lags)} probes in {elapsed:.2f} s: p50 {percentile(lags, 0.5) * 1e3:.2f} ms, "
           f"p99 {p99 * 1e3:.2f} ms, max {worst * 1e3:.2f} ms; default executor answered in {executor_wait * 1e3:.1f} ms")
-    # Bounds for a loaded 2-core CI machine; a read blocking the loop would cost ~1 s.
-    assert p99 < 0.025, p99
-    assert worst < 0.2, worst
-    assert executor_wait < 0.2
+    # Measured p99 2-5 ms, max 12-30 ms on a 2-core machine shared with other jobs; the
+    # bounds leave room for a loaded CI machine. Reads on the loop itself give a p99 and
+    # max of 200-900 ms here (bench/aio_lag.py, "blocking").
+    assert p99 < 0.03, p99
+    assert worst < 0.25, worst
+    assert executor_wait < 0.25
 
 
 def test_a_cancelled_read_leaves_the_stream_usable_at_the_same_position(fault_server, no_leaks):
@@ -236,3 +238,23 @@ def test_close_wakes_a_waiting_read_and_errors_name_the_url(fault_server, no_lea
         assert fault_server.url("/missing") in str(caught.value)
 
     run(main())
+
+
+def test_cancelling_aopen_closes_the_stream_once_open(fault_server, no_leaks):
+    """aopen cancelled while the server delays its answer: the open finishes on the worker,
+    the stream is closed and the worker ends (no_leaks)."""
+    url = fault_server.add("/f.bin", DATA)
+    fault_server.script("/f.bin", [Latency(0.5)])
+
+    async def main():
+        task = asyncio.create_task(kithara_io.aopen(url, **FAST))
+        assert await asyncio.to_thread(fault_server.wait_requests, 1, "/f.bin", 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(fault_server.wait_idle, 10)
+
+    run(main())
+    for thread in threading.enumerate():
+        if thread.name.startswith("kithara-aio"):
+            thread.join(10)

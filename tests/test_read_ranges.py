@@ -4,6 +4,7 @@ merged into one request, far ones fetched at once, failures as a read's."""
 from __future__ import annotations
 
 import os
+import random
 import threading
 
 import pytest
@@ -189,3 +190,27 @@ def test_cat_ranges_reads_the_blocks_of_a_url_through_one_stream(fault_server, n
     assert fs.cat_ranges([url] * 10, starts, ends) == [DATA[s:e] for s, e in zip(starts, ends)]
     gets = _gets(fault_server)
     assert sorted(r.range for r in gets) == sorted(["bytes=0-15"] + [f"bytes={s}-{e - 1}" for s, e in zip(starts, ends)])
+
+
+@pytest.mark.timeout(60)
+def test_read_ranges_beside_a_reader_in_another_thread(fault_server, no_leaks):
+    """A thread reads the file sequentially (its far seeks cancel fetches: epoch cancel)
+    while another asks for ranges all over it: both get the file's bytes."""
+    url = fault_server.add("/f.bin", DATA)
+    rng = random.Random(29)
+    ranges = [(s, s + rng.randrange(1, 200_000)) for s in (rng.randrange(len(DATA)) for _ in range(60))]
+    with kithara_io.open(url, cache_budget=8 * MiB, max_fetch=MiB) as f:
+        got = {}
+
+        def sequential() -> None:
+            for start in (0, 4 * MiB, MiB, 5 * MiB):
+                f.seek(start)
+                got[start] = f.read(MiB // 2)
+
+        reader = threading.Thread(target=sequential)
+        reader.start()
+        for _ in range(3):
+            assert f.read_ranges(ranges) == [DATA[s:e] for s, e in ranges]
+        reader.join(30)
+        assert not reader.is_alive()
+    assert got == {s: DATA[s : s + MiB // 2] for s in (0, 4 * MiB, MiB, 5 * MiB)}
