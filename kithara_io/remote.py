@@ -4,7 +4,8 @@ It decides (with ``reader_schedule.FetchScheduling``, which the pure functions i
 ``planning`` advise) which bytes to fetch next, submits
 fetch commands to the shared Downloader (their bodies go into the SparseCache through the
 fetch loop, ``fetching.FetchLoop``, to which it is the ``FetchHost``), and cancels fetches
-the reader no longer needs after a far seek (epoch cancel). A reader that
+the reader no longer needs after a far seek (epoch cancel); ``read_ranges`` comes from
+``range_reads.RangeReads`` (a FetchScheduling, its base class). A reader that
 misses and would wait for every byte of the new fetch runs it on its own thread when the
 Downloader has a place for it (``Downloader.try_run_inline``; a random reader's usual case).
 
