@@ -153,6 +153,9 @@ def test_bad_ranges_and_other_streams(tmp_path, fault_server, no_leaks):
         with pytest.raises(ValueError, match="max_gap"):
             f.read_ranges([(1, 2)], max_gap=-1)
         assert f.read_ranges([]) == []
+        n = len(DATA)
+        past = [(n + 5, n + 10), (n - 3, n + 100), (n, None), (-n - 100, 3)]
+        assert f.read_ranges(past) == [DATA[s:e] for s, e in past] == [b"", DATA[-3:], b"", DATA[:3]]
     path = tmp_path / "local.bin"
     path.write_bytes(DATA[:5000])
     with kithara_io.open(str(path)) as f:  # a local file: plain positional reads
@@ -214,3 +217,12 @@ def test_read_ranges_beside_a_reader_in_another_thread(fault_server, no_leaks):
         reader.join(30)
         assert not reader.is_alive()
     assert got == {s: DATA[s : s + MiB // 2] for s in (0, 4 * MiB, MiB, 5 * MiB)}
+
+
+def test_a_server_without_ranges_is_read_through(stdlib_server, media, no_leaks):
+    """http.server ignores Range: the body streams once and the ranges are read from it."""
+    local = media["random.bin"].read_bytes()
+    ranges = [(5 * MiB, 5 * MiB + 10), (100, 200), (-50, None)]
+    with kithara_io.open(stdlib_server.url("random.bin"), cache_budget=None) as f:
+        assert f.supports_ranges is False
+        assert f.read_ranges(ranges) == [local[s:e] for s, e in ranges]
