@@ -24,7 +24,6 @@ cache with no lock of the stream held.
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .blocks import BLOCK_SIZE, joined
@@ -123,8 +122,9 @@ class RangeReads(FetchScheduling):
         max_piece, max_blocks = batch_limits(self._opt)
         groups = batches(split(coalesce(ranges, max_gap), max_piece), max_blocks)
         order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-        starts = [ranges[i][0] for i in order]
         parts: Dict[int, List[bytes]] = {}
+        pending: List[int] = []  # ranges begun before the group's end, not yet copied to theirs
+        taken = 0  # ranges of ``order`` moved to pending
         if groups:
             self._fetch(groups[0])
         for k, group in enumerate(groups):
@@ -134,11 +134,14 @@ class RangeReads(FetchScheduling):
             # Not evicted while copied out (see above); nor the next group's bytes, if near.
             near = k + 1 < len(groups) and groups[k + 1][0][0] - last <= BLOCK_SIZE
             self._cache.set_window(first, groups[k + 1][-1][1] if near else last)
-            for j in range(bisect.bisect_left(starts, last)):
-                i = order[j]
+            while taken < len(order) and ranges[order[taken]][0] < last:
+                pending.append(order[taken])
+                taken += 1
+            for i in pending:
                 lo, hi = max(ranges[i][0], first), min(ranges[i][1], last)
                 if lo < hi:
                     parts.setdefault(i, []).append(self._wait_bytes(lo, hi))
+            pending = [i for i in pending if ranges[i][1] > last]
         served = sum(hi - lo for lo, hi in ranges if hi > lo)
         with self._cond:
             self._counts.bytes_served += served
