@@ -13,9 +13,10 @@ Memory: the spans are taken in batches of pieces whose cache blocks fill at most
 of ``cache_budget`` (pieces are at most ``max_fetch`` long); the next batch is fetched while
 the ranges of one are copied out, so the cache holds at most half the budget for them. Only
 the returned ``bytes`` (what the caller asked for) are not bounded by it. The batch being
-copied out (with the next one, when it follows at once) is the cache's window (never evicted) until the reader's next read sets it again:
-else eviction, which drops the blocks farthest from the window first, would drop the bytes
-a range waits for to make room for its own next piece, again and again.
+copied out (with the next one, when it follows at once) is the cache's window (never
+evicted) until the reader's next read sets it again: else eviction, which drops the blocks
+farthest from the window first, would drop the bytes a range waits for to make room for its
+own next piece, again and again.
 
 Threads: runs on the caller's thread. The planning runs under the stream's ``_cond``, as
 ``FetchScheduling`` does (lock order: stream -> cache -> downloader); waits happen in the

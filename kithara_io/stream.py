@@ -206,7 +206,9 @@ class Stream(io.RawIOBase):
                 start, end = pair
                 lo, hi, _ = slice(_offset(start), _offset(end)).indices(size)
             except (TypeError, ValueError):
-                raise TypeError(f"read_ranges: each range must be a (start, end) pair of integers, not {pair!r}") from None
+                raise TypeError(
+                    f"read_ranges: each range must be a (start, end) pair of integers, not {pair!r}"
+                ) from None
             spans.append((lo, max(lo, hi)))
         read_ranges = getattr(self._reader, "read_ranges", None)
         if read_ranges is not None:

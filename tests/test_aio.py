@@ -19,7 +19,13 @@ from tests.servers.faults import Latency, Stall, StallForever
 
 MiB = 1 << 20
 DATA = os.urandom(3 * MiB + 777)
-FAST = {"retry": kithara_io.Retry(attempts=1, backoff=0.01), "tail": 0, "first_fetch": 16, "read_ahead": 1, "read_behind": 0}
+FAST = {
+    "retry": kithara_io.Retry(attempts=1, backoff=0.01),
+    "tail": 0,
+    "first_fetch": 16,
+    "read_ahead": 1,
+    "read_behind": 0,
+}
 
 
 def run(coro, timeout: float = 30):
@@ -133,7 +139,7 @@ def test_the_loop_stays_responsive_while_8_streams_read_a_throttled_server(make_
     assert len(lags) > 200
     worst, p99 = max(lags), percentile(lags, 0.99)
     print(f"loop lag over {len(lags)} probes in {elapsed:.2f} s: p50 {percentile(lags, 0.5) * 1e3:.2f} ms, "
-          f"p99 {p99 * 1e3:.2f} ms, max {worst * 1e3:.2f} ms; default executor answered in {executor_wait * 1e3:.1f} ms")
+          f"p99 {p99 * 1e3:.2f} ms, max {worst * 1e3:.2f} ms; default executor: {executor_wait * 1e3:.1f} ms")
     # Measured p99 2-5 ms, max 12-30 ms on a 2-core machine shared with other jobs; the
     # bounds leave room for a loaded CI machine. Reads on the loop itself give a p99 and
     # max of 200-900 ms here (bench/aio_lag.py, "blocking").

@@ -23,7 +23,13 @@ from tests.servers.faults import StallForever, Status
 
 MiB = 1 << 20
 DATA = os.urandom(6 * MiB + 12345)
-FAST = {"retry": kithara_io.Retry(attempts=1, backoff=0.01), "tail": 0, "first_fetch": 16, "read_ahead": 1, "read_behind": 0}
+FAST = {
+    "retry": kithara_io.Retry(attempts=1, backoff=0.01),
+    "tail": 0,
+    "first_fetch": 16,
+    "read_ahead": 1,
+    "read_behind": 0,
+}
 
 
 def _gets(server, path="/f.bin"):
@@ -192,7 +198,8 @@ def test_cat_ranges_reads_the_blocks_of_a_url_through_one_stream(fault_server, n
     fs = KitharaFileSystem(skip_instance_cache=True, retry=kithara_io.Retry(attempts=1))
     assert fs.cat_ranges([url] * 10, starts, ends) == [DATA[s:e] for s, e in zip(starts, ends)]
     gets = _gets(fault_server)
-    assert sorted(r.range for r in gets) == sorted(["bytes=0-15"] + [f"bytes={s}-{e - 1}" for s, e in zip(starts, ends)])
+    wanted = ["bytes=0-15"] + [f"bytes={s}-{e - 1}" for s, e in zip(starts, ends)]
+    assert sorted(r.range for r in gets) == sorted(wanted)
 
 
 @pytest.mark.timeout(60)
