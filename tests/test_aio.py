@@ -263,3 +263,17 @@ def test_cancelling_aopen_closes_the_stream_once_open(fault_server, no_leaks):
     for thread in threading.enumerate():
         if thread.name.startswith("kithara-aio"):
             thread.join(10)
+
+
+def test_a_local_file(tmp_path, no_leaks):
+    path = tmp_path / "local.bin"
+    path.write_bytes(DATA[:300_000])
+
+    async def main():
+        async with await kithara_io.aopen(str(path)) as f:
+            assert f.size == 300_000
+            await f.seek(-10, io.SEEK_END)
+            assert await f.read() == DATA[299_990:300_000]
+            assert await f.read_ranges([(0, 5), (-5, None)]) == [DATA[:5], DATA[299_995:300_000]]
+
+    run(main())
