@@ -8,6 +8,7 @@
 import logging as _logging
 import sys as _sys
 
+from .aio import AsyncStream, aopen
 from .api import open
 from .downloader import Downloader, default_downloader
 from .errors import (
@@ -41,6 +42,8 @@ for _name in [__name__] + [m for m in list(_sys.modules) if m.startswith(__name_
 
 __all__ = [
     "open",
+    "aopen",
+    "AsyncStream",
     "Stream",
     "LiveStream",
     "Downloader",

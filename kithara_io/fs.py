@@ -28,7 +28,8 @@ from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
 from .fs_ranges import (
-    PROBE, Range, StreamPool, as_offset, block_tuning, is_empty, per_range, plan_ranges, range_tuning, read_range,
+    PROBE, Range, StreamPool, as_offset, block_tuning, close_quietly, is_empty, per_range, plan_ranges, range_tuning,
+    read_range,
 )
 from .options import StreamOptions
 from .planning import Priority
@@ -233,17 +234,49 @@ class KitharaFileSystem(AbstractFileSystem):
         return out
 
     def _read_blocks(self, blocks: List[Range], overrides: Dict[str, Any]) -> List[Any]:
-        """Each block's bytes, or the exception that reading it raised."""
+        """Each block's bytes, or the exception that reading it raised. The blocks of one
+        URL are read by one stream's ``read_ranges`` (its fetches run concurrently through
+        the Downloader: one request per block, and one first request per URL); the URLs
+        are read concurrently, one thread each (up to the Downloader's fetch places)."""
         if not blocks:
             return []
-        workers = min(len(blocks), self._downloader().max_concurrent)
-        with StreamPool(lambda url, tuning: self._stream(url, overrides, **tuning)) as pool, \
-                ThreadPoolExecutor(workers, "kithara-cat") as threads:
-            futures = [threads.submit(pool.read, u, s, e, range_tuning(s, e)) for u, s, e in blocks]
-            out: List[Any] = []
-            for future in futures:
+        by_url: Dict[str, List[int]] = {}
+        for b, (url, _, _) in enumerate(blocks):
+            by_url.setdefault(url, []).append(b)
+        out: List[Any] = [None] * len(blocks)
+        workers = min(len(by_url), self._downloader().max_concurrent)
+        with ThreadPoolExecutor(workers, "kithara-cat") as threads:
+            futures = {url: threads.submit(self._read_url_blocks, url, [blocks[b] for b in bs], overrides)
+                       for url, bs in by_url.items()}
+            for url, future in futures.items():
+                for b, data in zip(by_url[url], future.result()):
+                    out[b] = data
+        return out
+
+    def _read_url_blocks(self, url: str, blocks: List[Range], overrides: Dict[str, Any]) -> List[Any]:
+        """The blocks of one URL through one stream (``read_ranges``); a body without a
+        length (not seekable by offset until its end) block by block, as ``cat_file``."""
+        first = PROBE
+        for _, start, end in blocks:  # a block at the start: the open's own request
+            if start in (0, None) and end is not None and 0 < end <= StreamOptions.max_fetch:
+                first = max(first, end)
+        try:
+            stream = self._stream(url, overrides, tail=0, first_fetch=first, read_ahead=1, read_behind=0)
+        except Exception as exc:
+            return [exc] * len(blocks)
+        try:
+            if stream.size is not None and stream.seekable():
                 try:
-                    out.append(future.result())
+                    return stream.read_ranges([(start, end) for _, start, end in blocks], max_gap=0)
+                except Exception as exc:
+                    return [exc] * len(blocks)
+        finally:
+            close_quietly(stream)
+        out: List[Any] = []
+        with StreamPool(lambda url, tuning: self._stream(url, overrides, **tuning)) as pool:
+            for _, start, end in blocks:
+                try:
+                    out.append(pool.read(url, start, end, range_tuning(start, end)))
                 except Exception as exc:
                     out.append(exc)
         return out

@@ -249,7 +249,7 @@ class StreamPool:
                 with self._lock:
                     self._idle.setdefault(key, []).append(stream)
             else:
-                _close_quietly(stream)
+                close_quietly(stream)
 
     def __enter__(self) -> "StreamPool":
         return self
@@ -258,10 +258,10 @@ class StreamPool:
         with self._lock:
             streams, self._all, self._idle = self._all, [], {}
         for stream in streams:
-            _close_quietly(stream)
+            close_quietly(stream)
 
 
-def _close_quietly(stream: Stream) -> None:
+def close_quietly(stream: Stream) -> None:
     try:
         stream.close()
     except StreamError:  # its failure was already raised by (or returned for) a read

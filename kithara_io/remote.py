@@ -4,7 +4,8 @@ It decides (with ``reader_schedule.FetchScheduling``, which the pure functions i
 ``planning`` advise) which bytes to fetch next, submits
 fetch commands to the shared Downloader (their bodies go into the SparseCache through the
 fetch loop, ``fetching.FetchLoop``, to which it is the ``FetchHost``), and cancels fetches
-the reader no longer needs after a far seek (epoch cancel). A reader that
+the reader no longer needs after a far seek (epoch cancel); ``read_ranges`` comes from
+``range_reads.RangeReads`` (a FetchScheduling, its base class). A reader that
 misses and would wait for every byte of the new fetch runs it on its own thread when the
 Downloader has a place for it (``Downloader.try_run_inline``; a random reader's usual case).
 
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .options import StreamOptions
 from .fetching import Fetch, FetchLoop
-from .reader_schedule import FetchScheduling
+from .range_reads import RangeReads
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
 from .sources.base import Abort, Body, Source
 from .stats import StreamCounters, StreamStats
@@ -49,7 +50,7 @@ from .stats import StreamCounters, StreamStats
 log = logging.getLogger(__name__)
 
 
-class RemoteReader(FetchScheduling):
+class RemoteReader(RangeReads):
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
 
     def __init__(

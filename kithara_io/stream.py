@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import errno
 import io
+import operator
 import os
 import threading
 import weakref
-from typing import Callable, List, Optional, Protocol, Tuple, Type, Union
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple, Type, Union
 
 from .events import Event, EventBus, Subscription
 from .planning import Priority
+from .range_reads import MAX_GAP
 from .stats import StreamStats
 
 _READALL_MIN = 1 << 20  # readall's first piece; each next one is as large as all before it
@@ -180,6 +182,40 @@ class Stream(io.RawIOBase):
             self._pos += n
         return n
 
+    def read_ranges(self, ranges: Sequence[Tuple[Optional[int], Optional[int]]], max_gap: int = MAX_GAP) -> List[bytes]:
+        """The bytes of each ``(start, end)`` pair, in the order given: each equal to
+        ``file_bytes[start:end]`` (slice semantics: negative values count from the end, past
+        the end is clipped, an empty range is ``b""``). Does not move the cursor.
+
+        Remote files: ranges whose gap is at most ``max_gap`` bytes are fetched as one, all
+        fetches at once (as fetches of this stream, at its priority), in batches that fill at
+        most a quarter of ``cache_budget`` each (see :mod:`kithara_io.range_reads`). Raises
+        the stream's ``StreamError`` as a read does."""
+        self._check_closed()
+        self._check_failed()
+        if not self.seekable():
+            raise io.UnsupportedOperation("read_ranges: the stream is not seekable")
+        if max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, not {max_gap}")
+        size = self.size
+        if size is None:
+            raise io.UnsupportedOperation("read_ranges: the length of the stream is not known yet")
+        spans = []
+        for pair in ranges:
+            try:
+                start, end = pair
+                lo, hi, _ = slice(_offset(start), _offset(end)).indices(size)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"read_ranges: each range must be a (start, end) pair of integers, not {pair!r}"
+                ) from None
+            spans.append((lo, max(lo, hi)))
+        read_ranges = getattr(self._reader, "read_ranges", None)
+        if read_ranges is not None:
+            return read_ranges(spans, max_gap)
+        with self._lock:  # a local file, HLS: plain positional reads
+            return [self._reader.read_bytes(lo, hi - lo) if hi > lo else b"" for lo, hi in spans]
+
     def interrupt(self) -> None:
         """Make a read blocked in another thread, waiting for bytes, raise ``InterruptedError``
         now (or, if none waits, the next read that has to wait); the stream stays usable and
@@ -272,6 +308,10 @@ class Stream(io.RawIOBase):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pos={self._pos}"
         return f"<kithara_io.Stream {self.name!r} {state}>"
+
+
+def _offset(value: Optional[int]) -> Optional[int]:
+    return None if value is None else operator.index(value)
 
 
 _live_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
