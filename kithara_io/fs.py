@@ -21,7 +21,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence
 
-from fsspec import AbstractFileSystem
+from .extras import missing_extra
+
+try:
+    from fsspec import AbstractFileSystem
+except ModuleNotFoundError as exc:
+    raise missing_extra("fsspec", "The kithara:// fsspec filesystem", exc) from exc
 
 from . import api
 from .downloader import Downloader, default_downloader
@@ -244,7 +249,7 @@ class KitharaFileSystem(AbstractFileSystem):
             for future in futures:
                 try:
                     out.append(future.result())
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - on_error="return": each path's error is its result
                     out.append(exc)
         return out
 

@@ -266,7 +266,7 @@ class Stream(io.RawIOBase):
     def __del__(self) -> None:
         try:
             self._close(raise_error=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - nothing may escape __del__ (it would be printed)
             pass
 
     def __repr__(self) -> str:

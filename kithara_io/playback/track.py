@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 
 from ..api import open as open_stream
 from ..errors import StreamError
-from .decoders import Decoder, SafeReader, open_decoder
+from .decoders import Decoder, SafeReader, SoundfileDecoder, open_decoder
 from .naming import audio_words, codec_of, container_name, layout_name
 from .tags import FileTags, read_tags
 
@@ -105,7 +105,9 @@ class Track:
     @property
     def sound(self) -> Any:
         """The ``soundfile.SoundFile`` (soundfile decoder only)."""
-        return getattr(self.decoder, "sound")
+        if not isinstance(self.decoder, SoundfileDecoder):
+            raise AttributeError("only the soundfile decoder has a soundfile.SoundFile")
+        return self.decoder.sound
 
     @property
     def duration(self) -> Optional[float]:

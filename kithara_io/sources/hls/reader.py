@@ -101,7 +101,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         self._stalled: Optional[StreamError] = None  # the live playlist stopped growing (live.py)
         self._error: Optional[BaseException] = None
         self._pending: List[Event] = []  # published once self._cond is released
-        self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
+        self._counts: Dict[str, float] = dict.fromkeys(StreamStats.__dataclass_fields__, 0)
         self._keys = KeyStore(self._fetch_key)
         self._fetcher = PartFetcher(transport, self._keys, options, self._on_retry)
         playlist = self._plan.media[variant]
