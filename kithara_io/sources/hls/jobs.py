@@ -23,6 +23,7 @@ from .packed import HeadSkipper
 from .plan import PartKey
 from .store import PartData
 from .transport import Abort
+from .state import ReaderState
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Job:
     dropped: bool = False  # an epoch cancel is on its way
 
 
-class JobsMixin:
+class JobsMixin(ReaderState):
     """Submitting, running and completing the HlsReader's fetch jobs (see the module doc)."""
 
     def _active(self) -> List[Job]:

@@ -24,11 +24,12 @@ from ...events import Discontinuity, VariantSwitched
 from . import abr
 from .plan import is_init
 from .playlist import Variant
+from .state import ReaderState
 
 log = logging.getLogger(__name__)
 
 
-class SwitchingMixin:
+class SwitchingMixin(ReaderState):
     """ABR, ``select``, restart offsets and the rest of the variant API of the HlsReader
     (see the module doc)."""
 
