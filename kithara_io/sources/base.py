@@ -56,16 +56,30 @@ class Body(Protocol):
 
     ``readinto`` returns what has arrived (at least 1 byte) or 0 at the end of the body; the
     engine checks a 0 against ``end``. ``close`` releases the connection (kept alive only
-    when the body was read to its end)."""
+    when the body was read to its end). The engine only reads its attributes (read-only
+    here, so a body may narrow them: a disk body's ``end`` is always known)."""
 
-    url: str
-    start: int
-    end: Optional[int]
-    total: Optional[int]  # the resource's length, when the answer says it
-    ranged: bool  # False: the whole resource from byte 0 (a server ignoring Range)
-    position: int  # the resource offset of the next byte readinto returns
-    from_disk: bool  # bytes from a local copy, not the network (counters, link estimate)
-    requests_sent: int  # network requests this answer cost (0 from disk)
+    @property
+    def url(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> Optional[int]: ...
+    @property
+    def total(self) -> Optional[int]:  # the resource's length, when the answer says it
+        ...
+    @property
+    def ranged(self) -> bool:  # False: the whole resource from byte 0 (a server ignoring Range)
+        ...
+    @property
+    def position(self) -> int:  # the resource offset of the next byte readinto returns
+        ...
+    @property
+    def from_disk(self) -> bool:  # bytes from a local copy, not the network (counters, link estimate)
+        ...
+    @property
+    def requests_sent(self) -> int:  # network requests this answer cost (0 from disk)
+        ...
 
     def readinto(self, buf: memoryview) -> int: ...
 
@@ -123,6 +137,10 @@ class Source(Protocol):
         stream is closing)."""
 
     def close(self) -> None: ...
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: drop the parent's connections and locks (the stream's reader
+        calls it; see ``kithara_io.stream``)."""
 
 
 __all__ = ["Validators", "Abort", "Body", "Source"]

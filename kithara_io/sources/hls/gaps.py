@@ -30,7 +30,7 @@ def next_gap(
             break
         if any(c[1] is None for c in covering):
             return None
-        pos = max(c[1] for c in covering)  # type: ignore[type-var]
+        pos = max(c[1] for c in covering if c[1] is not None)
     stop = end if size is None else min(end, size)
     if pos >= stop:
         return None

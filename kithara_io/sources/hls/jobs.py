@@ -155,7 +155,7 @@ class JobsMixin(ReaderState):
                 event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
             elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
                 self._counts["cancels"] += 1  # its connection was cut on purpose
-            elif outcome is Outcome.FAILED:
+            elif outcome is Outcome.FAILED and error is not None:  # FAILED always carries it
                 event = RequestFailed(cmd.id, error, cmd.url)
                 if job is not None and job.kind == "size" and not self._size_waiters:
                     log.info("learning the size of %s failed: %s", cmd.url, error)  # a data fetch will tell

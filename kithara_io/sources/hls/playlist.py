@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ...errors import InvalidResponseError
 from ...extras import missing_extra
@@ -171,7 +171,7 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
     if not isinstance(first, int) or not 0 <= first <= MAX_SEQUENCE - len(parsed.segments):
         raise InvalidResponseError(f"HLS media sequence {first!r} out of range", url=url)
     segments: List[Segment] = []
-    next_offset = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
+    next_offset: Dict[str, int] = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
     for index, seg in enumerate(parsed.segments):
         if not seg.uri:  # LL-HLS: parts of a segment still being made, not a segment yet
             continue
