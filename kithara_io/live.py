@@ -320,7 +320,7 @@ class LiveStream(Stream):
         return self._reader.seekable()
 
     @property
-    def size(self) -> Optional[int]:  # type: ignore[override]
+    def size(self) -> Optional[int]:
         """None while the length is unknown (always, for a station)."""
         self._check_closed()
         return self._reader.size

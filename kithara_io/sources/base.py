@@ -9,7 +9,7 @@ named by the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,20 @@ class WholePieces(Protocol):
     def read_piece(self, n: int) -> bytes: ...
 
 
+#: A source's own kind of abort handle: ``fetch`` takes the ones its ``new_abort`` makes.
+A = TypeVar("A", bound=Abort)
+
+
 @runtime_checkable
-class Source(Protocol):
+class Source(Protocol[A]):
     """Where a stream's bytes come from. Every method but ``close`` may run on any fetch
     thread, concurrently; ``close`` only once no fetch runs."""
 
-    url: str
-    filename: Optional[str]  # Content-Disposition's file name, as sent (unchecked); None if none
+    @property
+    def url(self) -> str: ...
+    @property
+    def filename(self) -> Optional[str]:  # Content-Disposition's file name, as sent (unchecked); None if none
+        ...
 
     @property
     def pinned(self) -> Optional[Validators]:
@@ -122,13 +129,13 @@ class Source(Protocol):
     def holds(self, pos: int) -> bool:
         """Whether byte ``pos`` can be had without the network."""
 
-    def new_abort(self) -> Abort:
+    def new_abort(self) -> A:
         """A fresh abort handle for one fetch."""
 
-    def fetch(self, start: int, end: Optional[int], abort: Optional[Abort] = None) -> Body:
+    def fetch(self, start: int, end: Optional[int], abort: Optional[A] = None) -> Body:
         """Answer ``[start, end)`` (``end`` None: to the end). Raises a StreamError."""
 
-    def fetch_suffix(self, length: int, abort: Optional[Abort] = None) -> Optional[Body]:
+    def fetch_suffix(self, length: int, abort: Optional[A] = None) -> Optional[Body]:
         """The last ``length`` bytes, asked before the length is known; None when the
         source cannot answer that way (the engine then fetches the tail by offset)."""
 
