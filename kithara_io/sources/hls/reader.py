@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ...downloader import Downloader
 from ...errors import StreamClosedError, StreamError
@@ -198,7 +198,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         with self._cond:
             held = sum(d.held for d in self._data.values())
             from_disk = getattr(self._transport, "bytes_from_disk", 0)
-            counts = {
+            counts: Dict[str, Any] = {  # the counters (float and int) of StreamStats
                 **self._counts,
                 "requests": self._transport.requests,
                 "retries": self._fetcher.retries,
@@ -209,7 +209,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
 
     def buffered(self) -> List[Tuple[int, int]]:
         with self._cond:
-            out = []
+            out: List[Tuple[int, int]] = []
             for index, key in enumerate(self._plan.parts):
                 offset, data = self._plan.layout.offset(index), self._data.get(key)
                 if offset is None:

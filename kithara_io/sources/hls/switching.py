@@ -58,11 +58,13 @@ class SwitchingMixin(ReaderState):
                 return 0
             self._size_waiters += 1
             try:
-                while self._plan.layout.offset(target) is None:
+                offset = self._plan.layout.offset(target)
+                while offset is None:
                     self._check_usable_locked()
                     self._schedule_locked()
                     self._cond.wait()
-                return self._plan.layout.offset(target)
+                    offset = self._plan.layout.offset(target)
+                return offset
             finally:
                 self._size_waiters -= 1
 
