@@ -216,7 +216,7 @@ class KitharaFileSystem(AbstractFileSystem):
         urls = [self._url(p) for p in paths]
         starts = per_range(starts, len(urls), "starts")
         ends = per_range(ends, len(urls), "ends")
-        gap = 0 if max_gap is None else as_offset(max_gap, "max_gap")
+        gap = as_offset(max_gap, "max_gap") or 0  # None: 0
         if gap < 0:
             raise ValueError(f"max_gap must be >= 0, not {gap}")
         max_block = {**self._options, **kwargs}.get("max_fetch", StreamOptions.max_fetch)
