@@ -270,3 +270,11 @@ def test_wheel_ships_py_typed_and_one_version(tmp_path: Path) -> None:
     assert core and not set(_requirement_names("\n".join(core))) & {
         "numpy", "sounddevice", "soxr", "av", "mutagen", "m3u8", "cryptography", "fsspec"
     }  # fmt: skip
+
+
+def test_changelog_has_the_version_and_an_unreleased_section() -> None:
+    """CHANGELOG.md (keep-a-changelog) has a section for ``kithara_io.__version__``."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## \[([^\]]+)\]", text, re.M)
+    assert headings[0] == "Unreleased"
+    assert kithara_io.__version__ in headings
