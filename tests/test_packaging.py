@@ -209,19 +209,20 @@ def test_every_stream_error_is_exported_at_the_top() -> None:
 
 
 _DOTTED = re.compile(r"\bkithara_io(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
-_FROM_IMPORT = re.compile(r"^\s*from kithara_io import \(?([\w ,\n]+)\)?", re.M)
+_FROM_IMPORT = re.compile(r"^[ \t]*from (kithara_io(?:\.\w+)*) import (?:\(([^)]*)\)|([\w ,]+))", re.M)
 
 
 def documented_names() -> List[str]:
     """Every ``kithara_io.x.y`` the README and the docs site name, and every name a code
-    example imports ``from kithara_io``."""
+    example imports ``from kithara_io...``."""
     files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     found = set()
     for path in files:
         text = path.read_text(encoding="utf-8")
         found.update(_DOTTED.findall(text))
-        for names in _FROM_IMPORT.findall(text):
-            found.update("kithara_io." + n.split(" as ")[0].strip() for n in names.split(",") if n.strip())
+        for module, listed, line in _FROM_IMPORT.findall(text):
+            names = (listed or line).replace("\n", " ").split(",")
+            found.update(f"{module}.{n.split(' as ')[0].strip()}" for n in names if n.strip())
     return sorted(found)
 
 
