@@ -43,6 +43,7 @@ test: lint deps
 #	$(PY) -m ruff format --check kithara_io
 lint: venv
 	$(PY) -m ruff check kithara_io
+	$(PY) -m ruff check --select F,E9 tests bench examples  # pyflakes: names, imports
 	$(PY) -m mypy
 	$(VENV)/bin/vermin --quiet --no-tips --violations --target=3.9- kithara_io
 
