@@ -9,14 +9,14 @@ DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench docs pictures deps venv clean
+.PHONY: test lint demo bench docs pictures deps venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,docs]'
+	$(PY) -m pip install -q -e '.[test,lint,docs]'
 	touch $@
 
 venv: $(STAMP)
@@ -35,8 +35,17 @@ deps:
 	  fi; \
 	fi
 
-test: venv deps docs
+test: lint deps docs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint, types and the Python versions claimed (setup.cfg python_requires), settings in
+# pyproject.toml. `ruff format --check` joins once the tree has been formatted in one commit:
+#	$(PY) -m ruff format --check kithara_io
+lint: venv
+	$(PY) -m ruff check kithara_io
+	$(PY) -m ruff check --select F,E9 tests bench examples  # pyflakes: names, imports
+	$(PY) -m mypy
+	$(VENV)/bin/vermin --quiet --no-tips --violations --target=3.9- kithara_io
 
 demo: venv deps
 	$(PY) examples/demo.py
@@ -56,4 +65,4 @@ pictures: venv
 	$(PY) docs/gen_timelines.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis site
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache site

@@ -24,6 +24,7 @@ from .errors import (
     TruncatedBodyError,
     redacting_logger as _redacting_logger,
 )
+from .extras import MissingExtraError
 from .live import LiveStream
 from .options import StreamOptions
 from .sources.hls.keyhook import HlsKeys
@@ -31,7 +32,7 @@ from .retry import Retry, Timeout
 from .stats import StreamStats
 from .stream import Stream
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: setup.cfg reads it (version = attr: ...)
 
 # The library prints nothing itself: without a handler configured by the application, its
 # warnings and errors go nowhere (not to stderr through logging's last resort).
@@ -63,4 +64,5 @@ __all__ = [
     "ResourceChangedError",
     "StreamClosedError",
     "LiveWindowError",
+    "MissingExtraError",
 ]

@@ -83,7 +83,7 @@ def _close_abandoned(future: "asyncio.Future[Stream] | Any") -> None:
     if not future.cancelled() and future.exception() is None:
         try:
             future.result().close()
-        except Exception:  # nobody is left to tell: the open's caller was cancelled
+        except Exception:  # noqa: BLE001 - nobody is left to tell: the open's caller was cancelled
             pass
 
 

@@ -169,8 +169,8 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
         if playlist is not None:  # an HLS playlist behind a URL that does not say so
             reader.close()
             # Its URIs are relative to the URL that answered, after redirects (RFC 8216).
-            first = (playlist, None, http.final_url)
-            return _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts)
+            text = (playlist, None, http.final_url)
+            return _open_hls(name, text, headers, priority, downloader, on_event, disk, choice, opts)
         return Stream(reader, name)
     # No length: a radio station or a file without one. Read by a live reader of its own.
     body, abort = handed

@@ -21,7 +21,7 @@ import enum
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, overload
 
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from .errors import StreamClosedError, StreamError
@@ -144,6 +144,10 @@ class SparseCache:
         if self._error is not None:
             raise self._error.with_traceback(None)  # see Stream._check_failed
 
+    @overload
+    def wait_for_size(self, timeout: None = None) -> int: ...
+    @overload
+    def wait_for_size(self, timeout: float) -> Optional[int]: ...
     def wait_for_size(self, timeout: Optional[float] = None) -> Optional[int]:
         """Block until the total length is known (or raise the failure); None if
         ``timeout`` seconds passed first."""
@@ -340,6 +344,8 @@ class SparseCache:
         """Drop whole blocks outside the reader's window and every claim, farthest from the
         window first, until the blocks fit the budget less 1/16 of it (or nothing more may
         go): the scan then runs once every few blocks, not at every commit."""
+        if self._budget is None:  # keeps everything
+            return
         bs = self._block_size
         lo, hi = self._window
         target = self._budget - self._budget // 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TextIO, cast
 
 from .api import open as open_stream
 from .disk import DiskCache
@@ -23,7 +23,7 @@ class _Discard(io.TextIOBase):
         return False
 
 
-DISCARD = _Discard()
+DISCARD = cast(TextIO, _Discard())  # an io.TextIOBase: a typing.TextIO by what it does
 
 
 class UsageError(Exception):

@@ -190,7 +190,7 @@ def _first_player(sources: List[str], writer: LineWriter, kwargs: dict) -> Tuple
         try:
             return Player(source, **kwargs), sources[i + 1 :]
         except OPEN_ERRORS as exc:
-            if len(sources) == 1 or isinstance(exc, ValueError) and not isinstance(exc, StreamError):
+            if len(sources) == 1 or (isinstance(exc, ValueError) and not isinstance(exc, StreamError)):
                 raise SourceError(_one_line(exc)) from None
             if i == len(sources) - 1:
                 last = _one_line(exc)

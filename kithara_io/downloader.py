@@ -429,7 +429,7 @@ class Downloader:
                 self._complete_cancelled([cmd])
             else:
                 _complete(cmd, outcome, error)
-            if interrupted:
+            if interrupted and error is not None:
                 raise error
         finally:
             # The traceback references this frame: without this, error -> traceback -> frame

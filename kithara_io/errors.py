@@ -166,6 +166,7 @@ class HTTPStatusError(StreamError):
     def __init__(self, status: int, reason: str = "", **kwargs) -> None:
         self.status = status
         self.reason = reason
+        self.retry_after: Optional[float] = None  # seconds, when the server sent Retry-After
         super().__init__(f"HTTP {status} {reason}".rstrip(), **kwargs)
 
     def __reduce__(self):

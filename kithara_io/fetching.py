@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, cast
 
 from .cache import SparseCache
 from .downloader import Downloader
@@ -22,7 +22,7 @@ from .options import StreamOptions
 from .planning import FetchPlan, LinkEstimate
 from .retry import Attempt, Timeout
 from .scheduling import FetchCommand
-from .sources.base import Abort, Body, Source
+from .sources.base import Abort, Body, Source, WholePieces
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class FetchLoop:
                 n = self._cache.room(cmd.id, pos, limit)
                 if n == 0:
                     break
-                data = body.read_piece(n)
+                data = cast(WholePieces, body).read_piece(n)  # one_call: it has read_piece
                 n = len(data)
                 if n:
                     self._cache.store(cmd.id, pos, data)

@@ -21,7 +21,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence
 
-from fsspec import AbstractFileSystem
+from .extras import missing_extra
+
+try:
+    from fsspec import AbstractFileSystem
+except ModuleNotFoundError as exc:
+    raise missing_extra("fsspec", "The kithara:// fsspec filesystem", exc) from exc
 
 from . import api
 from .downloader import Downloader, default_downloader
@@ -212,7 +217,7 @@ class KitharaFileSystem(AbstractFileSystem):
         urls = [self._url(p) for p in paths]
         starts = per_range(starts, len(urls), "starts")
         ends = per_range(ends, len(urls), "ends")
-        gap = 0 if max_gap is None else as_offset(max_gap, "max_gap")
+        gap = as_offset(max_gap, "max_gap") or 0  # None: 0
         if gap < 0:
             raise ValueError(f"max_gap must be >= 0, not {gap}")
         max_block = {**self._options, **kwargs}.get("max_fetch", StreamOptions.max_fetch)
@@ -262,13 +267,13 @@ class KitharaFileSystem(AbstractFileSystem):
                 first = max(first, end)
         try:
             stream = self._stream(url, overrides, tail=0, first_fetch=first, read_ahead=1, read_behind=0)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - each block's error is its result
             return [exc] * len(blocks)
         try:
             if stream.size is not None and stream.seekable():
                 try:
                     return stream.read_ranges([(start, end) for _, start, end in blocks], max_gap=0)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - each block's error is its result
                     return [exc] * len(blocks)
         finally:
             close_quietly(stream)
@@ -277,7 +282,7 @@ class KitharaFileSystem(AbstractFileSystem):
             for _, start, end in blocks:
                 try:
                     out.append(pool.read(url, start, end, range_tuning(start, end)))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - on_error="return": each path's error is its result
                     out.append(exc)
         return out
 

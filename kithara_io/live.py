@@ -320,7 +320,7 @@ class LiveStream(Stream):
         return self._reader.seekable()
 
     @property
-    def size(self) -> Optional[int]:  # type: ignore[override]
+    def size(self) -> Optional[int]:
         """None while the length is unknown (always, for a station)."""
         self._check_closed()
         return self._reader.size
@@ -349,7 +349,10 @@ class LiveStream(Stream):
             if whence == io.SEEK_END:  # a file without a length: wait for its end
                 with self._lock:
                     self._check_failed()
-                    offset, whence = self._reader.wait_size() + offset, io.SEEK_SET
+                    size = self._reader.wait_size()
+                    if size is None:  # a file's end proves its length: not reached here
+                        raise io.UnsupportedOperation("seek from the end: the length is not known")
+                    offset, whence = size + offset, io.SEEK_SET
             return super().seek(offset, whence)
         self._check_failed()
         if whence == io.SEEK_SET:

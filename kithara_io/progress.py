@@ -46,7 +46,7 @@ def parse_time(text: str) -> float:
     if match is None:
         raise ValueError(f"not a time: {text!r} (seconds, m:ss or h:mm:ss)")
     hours, minutes, seconds = match.groups()
-    if minutes is not None and float(seconds) >= 60 or hours is not None and int(minutes) >= 60:
+    if (minutes is not None and float(seconds) >= 60) or (hours is not None and int(minutes) >= 60):
         raise ValueError(f"not a time: {text!r} (minutes and seconds after a colon are 0-59)")
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
 

@@ -10,11 +10,12 @@ with the stream's ``_cond`` held (lock order: stream -> cache -> downloader).
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .cache import CacheView, SparseCache
-from .downloader import Downloader, FetchCommand
+from .downloader import Downloader, FetchCommand, Outcome
 from .errors import ConnectionFailedError, StreamClosedError, StreamError
+from .events import EventBus
 from .fetching import UNKNOWN_END, Fetch, FetchLoop
 from .options import StreamOptions
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority, first_missing, keep_running, next_fetch, tail_fetch
@@ -40,6 +41,12 @@ class FetchScheduling:
     _unreachable: Optional[StreamError]
     _closed: bool
     _error: Optional[BaseException]
+    events: EventBus
+
+    if TYPE_CHECKING:  # the RemoteReader's
+
+        def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None: ...
+        def _fail_locked(self, error: Optional[BaseException]) -> None: ...
 
     def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand]]:
         """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
@@ -101,7 +108,7 @@ class FetchScheduling:
                 return None
             view = self._cache.view()
             start = first_missing(view.present, view.claimed, pos)
-            if start >= end:
+            if start >= end or view.size is None:  # the size is known from open() on
                 return None  # claimed meanwhile
             if self._out_of_reach_locked(start):
                 self._fail_locked(
@@ -268,6 +275,8 @@ class FetchScheduling:
         if self._closed or not self._source.supports_ranges:
             return
         view = self._cache.view()
+        if view.size is None:  # known from open() on
+            return
         plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
         if plan is not None and not self._out_of_reach_locked(plan.start):
             self._submit_locked(plan)

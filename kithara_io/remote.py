@@ -328,12 +328,12 @@ class RemoteReader(RangeReads):
                 nbytes = cmd.bytes_received
                 bandwidth = nbytes / duration if duration > 0 else 0.0
                 event = RequestCompleted(cmd.id, nbytes, duration, bandwidth, self._source.url)
-            elif outcome is Outcome.FAILED:
+            elif outcome is Outcome.FAILED and error is not None:  # FAILED always carries it
                 event = RequestFailed(cmd.id, error, self._source.url)
             if outcome is Outcome.CANCELLED:
                 self._counts.cancels += 1
             elif outcome is Outcome.FAILED and not self._closed:
-                if self._source.offline and error is not None and server_unreachable(error):
+                if self._source.offline and isinstance(error, StreamError) and server_unreachable(error):
                     self._unreachable = error  # a reader fails only on reaching a gap (_demand)
                 else:
                     self._fail_locked(error)

@@ -90,7 +90,12 @@ class Attempt:
 
 def _check_seconds(name: str, value: object, *, positive: bool) -> None:
     """A finite number of seconds, > 0 (``positive``) or >= 0; else a ValueError naming it."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be a finite number of seconds {bound}, not {value!r}")

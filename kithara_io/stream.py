@@ -35,8 +35,10 @@ _READALL_MAX = 16 << 20  # well below the default cache budget, which holds a pi
 
 
 class _Reader(Protocol):
-    url: str
-    events: EventBus
+    @property
+    def url(self) -> str: ...
+    @property
+    def events(self) -> EventBus: ...
 
     @property
     def priority(self) -> Priority: ...
@@ -44,7 +46,7 @@ class _Reader(Protocol):
     def set_priority(self, priority: Union[Priority, str]) -> None: ...
 
     @property
-    def size(self) -> int: ...
+    def size(self) -> Optional[int]: ...
 
     @property
     def error(self) -> Optional[BaseException]: ...
@@ -60,8 +62,6 @@ class _Reader(Protocol):
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]: ...
 
     def close(self) -> None: ...
-
-    def _after_fork_in_child(self) -> None: ...
 
 
 class Stream(io.RawIOBase):
@@ -105,8 +105,9 @@ class Stream(io.RawIOBase):
 
     # -- data ----------------------------------------------------------------------------
     @property
-    def size(self) -> int:
-        """Total length of the resource in bytes."""
+    def size(self) -> Optional[int]:
+        """Total length of the resource in bytes (None: not known, for the live and HLS
+        streams that say so)."""
         self._check_closed()
         return self._reader.size
 
@@ -264,7 +265,10 @@ class Stream(io.RawIOBase):
             elif whence == io.SEEK_CUR:
                 pos = self._pos + offset
             elif whence == io.SEEK_END:
-                pos = self._reader.size + offset
+                size = self._reader.size
+                if size is None:  # the subclasses whose size can be unknown handle SEEK_END first
+                    raise io.UnsupportedOperation("seek from the end: the length is not known")
+                pos = size + offset
             else:
                 raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
             if pos < 0:
@@ -302,7 +306,7 @@ class Stream(io.RawIOBase):
     def __del__(self) -> None:
         try:
             self._close(raise_error=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - nothing may escape __del__ (it would be printed)
             pass
 
     def __repr__(self) -> str:
@@ -320,11 +324,14 @@ _live_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """In a forked child only the forking thread exists: every live stream gets a free
     cursor lock (a parent thread may have held it) and its reader drops what belonged to
-    the parent's threads (``_after_fork_in_child`` of RemoteReader / LocalFileReader)."""
+    the parent's threads (``_after_fork_in_child`` of RemoteReader / LocalFileReader). Live
+    and HLS readers have none (they are not readable in the child): they are left as they
+    are, and the streams after them in the loop are still reset."""
     for stream in list(_live_streams):
         stream._lock = threading.Lock()
-        if not stream.closed:
-            stream._reader._after_fork_in_child()
+        after_fork = getattr(stream._reader, "_after_fork_in_child", None)
+        if not stream.closed and after_fork is not None:
+            after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import select
 import signal
+import sys
+import threading
 import pytest
 
 import kithara_io
@@ -143,3 +145,36 @@ def test_a_stream_opened_in_the_child_uses_a_fresh_default_downloader(fault_serv
         got = fork_and_read(f, CHILD_POS, CHILD_LEN, work=fresh)
         assert got == data[CHILD_POS : CHILD_POS + CHILD_LEN]
         assert kithara_io.default_downloader() is parent_default
+
+
+@pytest.mark.timeout(60)
+def test_fork_with_a_live_stream_open_resets_the_others_and_prints_nothing(tmp_path, data, monkeypatch, no_leaks):
+    """A live stream (a FIFO here) has no fork support: the at-fork handler leaves it alone
+    instead of failing on it (a traceback on the child's stderr, and the streams after it
+    in its loop left with the parent's locks)."""
+    path = tmp_path / "a.bin"
+    path.write_bytes(data)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as w:
+            w.write(b"live" * 1000)
+
+    failed_in_handlers = []  # what the at-fork handlers raised (Python prints it and goes on)
+    monkeypatch.setattr(sys, "unraisablehook", failed_in_handlers.append)
+
+    def checked(f, pos: int, n: int) -> bytes:
+        assert not failed_in_handlers, failed_in_handlers[0].exc_value  # the child exits 1
+        return in_child(f, pos, n)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        with kithara_io.open(str(fifo)) as live, kithara_io.open(str(path)) as f:
+            assert type(live).__name__ == "LiveStream"
+            assert live.read(4) == b"live"
+            assert fork_and_read(f, CHILD_POS, CHILD_LEN, work=checked) == data[CHILD_POS : CHILD_POS + CHILD_LEN]
+    finally:
+        writer.join(10)
+    assert not failed_in_handlers  # nor in the parent

@@ -175,7 +175,7 @@ class CacheEntry:
             v = self._index.validators
             if v is None:
                 raise ValueError(f"{self.url}: no validators pinned (call reset first)")
-            if pos < 0 or pos + len(view) > v.size:
+            if pos < 0 or v.size is None or pos + len(view) > v.size:
                 raise ValueError(f"write [{pos}, {pos + len(view)}) outside {self.url} (size {v.size})")
             if not view:
                 return
@@ -224,8 +224,9 @@ class CacheEntry:
         and keeps every committed range (and its own pending writes, if it was bound to it).
         ``new_version=True`` starts afresh even then: for a resource whose validators do not
         tell its versions apart (a size only) and that is rewritten whole."""
-        if validators.size < 0:
-            raise ValueError(f"negative size {validators.size}")
+        if validators.size is None or validators.size < 0:
+            raise ValueError(f"a disk entry needs a known size >= 0, not {validators.size}")
+        size = validators.size
         with self._commit_lock:
             with self._lock:
                 self._check_open()
@@ -240,7 +241,7 @@ class CacheEntry:
                     return
                 generation = new_generation()
                 index = Index(self._key, self._key, generation, validators)
-                create_sparse(self.directory / (DATA_PREFIX + generation), validators.size)
+                create_sparse(self.directory / (DATA_PREFIX + generation), size)
                 write_index(self.directory, index)
                 with self._lock:
                     self._attach(index)

@@ -13,7 +13,13 @@ stream's container, told to FFmpeg), ``feed`` and
 crossfade gains), ``ringbuffer``, ``output`` (the device), ``status``, ``errors``, ``tags``
 (a file's tags, read with mutagen), ``naming`` (formats in user words), ``loudness``
 (ReplayGain, volumes in dB).
+
+It needs the ``player`` extra: ``pip install 'kithara-io[player]'``.
 """
+
+from ..extras import require
+
+require("player", "Playback", "numpy", "soxr", "av", "sounddevice", "mutagen")
 
 from .decoders import DECODERS, Decoder, SafeReader, SoundfileDecoder, open_decoder
 from .errors import NoOutputDeviceError, PlaybackError, UnsupportedFormatError

@@ -40,7 +40,8 @@ def channel_matrix(source: int, target: int) -> Optional[np.ndarray]:
         for out in range(target):
             matrix[out % source, out] = 1.0
     elif target == 1:
-        matrix[:, 0] = channel_matrix(source, 2).sum(axis=1) / 2 if source != 2 else 0.5
+        stereo = channel_matrix(source, 2)  # None from stereo: both channels at 0.5
+        matrix[:, 0] = stereo.sum(axis=1) / 2 if stereo is not None else 0.5
     elif target == 2 and source in _TO_STEREO:
         matrix[:, :] = np.array(_TO_STEREO[source], dtype=np.float32)
     else:  # no standard downmix known: keep the first channels

@@ -9,7 +9,7 @@ the lock.
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +36,13 @@ class Decoding:
     _waiting_more: bool
     _speed: float  # changed only with a flush (a new generation), under the lock
     _replaygain: str
+    _stopping: bool
+    _generation: int
+    _seek_request: Optional[Tuple[int, int]]
+    _decode_track: int
+    _written: int
+    _marks: List[Tuple[int, int, float]]
+    _error: Optional[BaseException]
 
     def _decode_loop(self) -> None:
         try:

@@ -187,13 +187,13 @@ class Player(Decoding, SpeedControl, QueueControl):
             track, state, rate = self._tracks[index], self._state, self.samplerate
             if self._paused and state in (State.PLAYING, State.BUFFERING):
                 state = State.PAUSED
-            counters = dict(
-                buffered=(self._ring.count if self._ring else 0) / rate, underruns=self._underruns,
-                silence=self._silence_frames / rate, device_underflows=self._device_underflows, error=self._error,
-            )  # fmt: skip
+            buffered = (self._ring.count if self._ring else 0) / rate
+            underruns, silence = self._underruns, self._silence_frames / rate
+            device_underflows, error = self._device_underflows, self._error
         return PlaybackStatus(
             state=state, track=index, position=position, duration=track.duration, samplerate=track.samplerate,
-            output_samplerate=rate, codec=track.codec, title=track.title, audio=track.audio, **counters,
+            output_samplerate=rate, codec=track.codec, title=track.title, audio=track.audio, buffered=buffered,
+            underruns=underruns, silence=silence, device_underflows=device_underflows, error=error,
         )  # fmt: skip; the title outside the lock: it asks the stream (radio metadata)
 
     # -- control -------------------------------------------------------------------------
@@ -409,6 +409,7 @@ class Player(Decoding, SpeedControl, QueueControl):
             if status and getattr(status, "output_underflow", False):
                 self._device_underflows += 1
             ring = self._ring
+            assert ring is not None  # sized by play() before the output starts
             if self._state is State.BUFFERING and (
                 ring.count >= self._prebuffer or self._decoder_eof or (self._waiting_more and ring.count)
             ):

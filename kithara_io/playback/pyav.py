@@ -19,7 +19,7 @@ predecessor's overlap and differs from a continuous decode (it fades in).
 from __future__ import annotations
 
 import itertools
-from typing import Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 import av
 import numpy as np
@@ -27,6 +27,11 @@ import numpy as np
 from .channels import channel_matrix, map_channels
 from .resample import Resampler
 from .windows import RestartWindow
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+
+    from ..sources.hls.info import HlsInfo
 
 PREROLL = 0.2  # seconds decoded before a seek target and dropped
 SEEK_RETRIES = 4  # earlier seeks tried when FFmpeg lands after the target
@@ -62,8 +67,8 @@ class PyAVDecoder:
     def __init__(self, reader, container_format: Optional[str] = None) -> None:
         self._reader = reader
         self._format_hint = container_format
-        self._container = None
-        self._hls = getattr(reader, "hls", None)
+        self._container: Optional[InputContainer] = None
+        self._hls: Optional[HlsInfo] = getattr(reader, "hls", None)
         self._window: Optional[RestartWindow] = None
         self._limit: Optional[int] = None
         if self._hls is not None:
@@ -72,10 +77,10 @@ class PyAVDecoder:
         context = self._stream.codec_context
         self.samplerate: int = int(context.sample_rate)
         self.channels: int = len(context.layout.channels) or 1
-        container_format = self._container.format
-        names = container_format.name.split(",")  # "mov,mp4,m4a,3gp,3g2,mj2": say mp4
+        found = self._demuxer.format
+        names = found.name.split(",")  # "mov,mp4,m4a,3gp,3g2,mj2": say mp4
         self.format: str = "mp4" if "mp4" in names else names[0]
-        self.format_info: str = container_format.long_name
+        self.format_info: str = found.long_name
         self.codec: str = context.codec.name
         self.codec_info: str = context.codec.long_name
         self._time_base = self._stream.time_base
@@ -96,7 +101,7 @@ class PyAVDecoder:
         self._pending: List[np.ndarray] = []
         self._frames: Optional[Iterator[Tuple[Optional[int], np.ndarray]]] = None
         # Container tags (title, artist...), copied: other threads read them, not the container.
-        self.metadata = {**dict(self._container.metadata), **dict(self._stream.metadata)}
+        self.metadata = {**dict(self._demuxer.metadata), **dict(self._stream.metadata)}
 
     def _open_container(self, start: int) -> None:
         """A fresh demuxer at byte ``start`` (0, or an HLS restart offset)."""
@@ -108,13 +113,15 @@ class PyAVDecoder:
             hls = self._hls
             source = self._window = RestartWindow(self._reader, start, lambda: hls.restarts)
         # Told the format, a small probe: the stream's first frames (not seconds of them).
-        hint = {"format": self._format_hint, "options": FAST_PROBE} if self._format_hint else {}
+        options = FAST_PROBE if self._format_hint else None
         try:
-            self._container = av.open(source, mode="r", metadata_errors="ignore", **hint)
+            self._container = container = av.open(
+                source, mode="r", format=self._format_hint, options=options, metadata_errors="ignore"
+            )
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise PyAVOpenError(_message(exc)) from None
         try:
-            audio = self._container.streams.audio
+            audio = container.streams.audio
             if not audio:
                 raise PyAVOpenError("no audio stream")
             self._stream = audio[0]
@@ -122,7 +129,7 @@ class PyAVDecoder:
             if not context.sample_rate or not context.codec:
                 raise PyAVOpenError("no decodable audio stream")
         except BaseException:
-            self._container.close()
+            container.close()
             raise
         # A later HLS part at another rate (a discontinuity, a new init segment) is resampled
         # to the track's rate here: the player set the track up at the first part's.
@@ -130,6 +137,13 @@ class PyAVDecoder:
         self._convert = None
         if rate is not None and context.sample_rate != rate:
             self._convert = Resampler(context.sample_rate, rate, self.channels)
+
+    @property
+    def _demuxer(self) -> InputContainer:
+        """The container open now (there is one from ``__init__`` on)."""
+        if self._container is None:
+            raise ValueError("the PyAV decoder has no container open")
+        return self._container
 
     @property
     def duration(self) -> Optional[float]:
@@ -146,8 +160,8 @@ class PyAVDecoder:
         """Frames from the start to the end of what this container holds."""
         if self._stream.duration is not None and self._stream.time_base is not None:
             return int(round(self._stream.duration * self._stream.time_base * self.samplerate))
-        if self._container.duration is not None:  # microseconds (av.time_base)
-            return int(round(self._container.duration * self.samplerate / av.time_base))
+        if self._demuxer.duration is not None:  # microseconds (av.time_base)
+            return int(round(self._demuxer.duration * self.samplerate / av.time_base))
         return None
 
     def read(self, frames: int) -> np.ndarray:
@@ -183,7 +197,7 @@ class PyAVDecoder:
 
     def close(self) -> None:
         self._frames = None
-        self._container.close()
+        self._demuxer.close()
 
     # -- internals -----------------------------------------------------------------------
     def _calibrate(self) -> None:
@@ -203,23 +217,23 @@ class PyAVDecoder:
         # May be before the first timestamp (priming packets have negative ones): backward
         # seeking then lands on the first packet.
         if self._hls is not None:
-            self._enter_window(seconds)
+            self._enter_window(self._hls, seconds)
         base = self._stream.time_base  # a later HLS window's stream may count in another unit
         start = self._start if base == self._time_base else int(self._start * self._time_base / base)
         offset = start + int(seconds / base)
         try:
-            self._container.seek(offset, stream=self._stream, backward=True)
+            self._demuxer.seek(offset, stream=self._stream, backward=True)
         except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
-            self._container.seek(max(offset, start), stream=self._stream, backward=True)
+            self._demuxer.seek(max(offset, start), stream=self._stream, backward=True)
         self._stream.codec_context.flush_buffers()
         self._frames = self._decode()
 
-    def _enter_window(self, seconds: float) -> None:
+    def _enter_window(self, hls: HlsInfo, seconds: float) -> None:
         """Open the window holding ``seconds`` if it is not the current one (HLS)."""
-        if self._window is not None and self._window.start == 0 and not self._hls.restarts:
+        if self._window is not None and self._window.start == 0 and not hls.restarts:
             return  # one window (MPEG-TS, or no switch yet): no need to wait for offsets
-        offset = self._hls.offset_of(max(0.0, seconds))
-        start = max([0] + [r for r in self._hls.restarts if r <= offset])
+        offset = hls.offset_of(max(0.0, seconds))
+        start = max([0] + [r for r in hls.restarts if r <= offset])
         if self._window is None or start != self._window.start:
             self._open_container(start)
 
@@ -244,7 +258,7 @@ class PyAVDecoder:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
         ``counted`` from 0 (decoding from the first packet)."""
         count, convert = 0, self._convert
-        for packet in self._container.demux(self._stream):
+        for packet in self._demuxer.demux(self._stream):
             try:
                 decoded = packet.decode()
             except av.InvalidDataError:

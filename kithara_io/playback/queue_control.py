@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import threading
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .queue import PlayOrder
 from .status import State
+
+if TYPE_CHECKING:
+    from .track import Track
 
 
 class QueueControl:
@@ -20,7 +23,11 @@ class QueueControl:
     _error: Optional[BaseException]
     _state: State
     _decoder_eof: bool
-    # and the Player's _position_locked() and _jump_locked(index, frame)
+
+    if TYPE_CHECKING:  # the Player's
+
+        def _position_locked(self) -> Tuple[int, float]: ...
+        def _jump_locked(self, index: int, frame: int) -> Track: ...
 
     def next(self) -> bool:
         """Jump to the start of the next track in the play order (also when repeating one

@@ -10,7 +10,7 @@ one speed, the one ``_position_locked`` counts media time with.
 from __future__ import annotations
 
 import threading
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .errors import PlaybackError
 from .status import State
@@ -26,6 +26,12 @@ class SpeedControl:
     _closed: bool
     _state: State
     _tracks: List[Track]
+
+    if TYPE_CHECKING:  # the Player's
+
+        def _position_locked(self) -> Tuple[int, float]: ...
+        def _jump_locked(self, index: int, frame: int) -> Track: ...
+        def _clamp(self, track: Track, seconds: float) -> int: ...
 
     @property
     def speed(self) -> float:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import List
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import av.filter
 
 MIN_SPEED, MAX_SPEED = 0.5, 3.0  # one atempo instance covers 0.5-100
 
@@ -33,7 +36,7 @@ class Tempo:
     def __init__(self, rate: int, channels: int, speed: float = 1.0) -> None:
         self.rate, self.channels, self.speed = int(rate), int(channels), check_speed(speed)
         self._layout = f"{self.channels}c"  # FFmpeg's default layout for the count
-        self._graph = None
+        self._graph: Optional[av.filter.Graph] = None
         self.reset()
 
     @property
@@ -107,6 +110,8 @@ class Tempo:
                 frame = self._sink.pull()
             except (BlockingIOError, av.error.EOFError):
                 break
+            if not isinstance(frame, av.AudioFrame):  # an audio graph makes audio frames
+                raise TypeError(f"the tempo filter made a {type(frame).__name__}")
             pieces.append(frame_to_float32(frame))
         if not pieces:
             return np.zeros((0, self.channels), dtype=np.float32)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from ..api import open as open_stream
 from ..errors import StreamError
-from .decoders import Decoder, SafeReader, open_decoder
+from .decoders import Decoder, SafeReader, SoundfileDecoder, open_decoder
 from .naming import audio_words, codec_of, container_name, layout_name
 from .tags import FileTags, read_tags
 
@@ -27,6 +27,7 @@ class Track:
     ) -> None:
         options = options or {}
         self.name = str(getattr(source, "name", source))
+        self.stream: Any  # a kithara_io Stream, or the caller's binary file (duck-typed)
         if hasattr(source, "read"):
             self.stream, self.owned = source, close_stream
         else:
@@ -59,7 +60,7 @@ class Track:
         if self.tags.bitrate:
             return self.tags.bitrate
         metadata = getattr(self.stream, "metadata", None)
-        station = metadata.get("bitrate") if hasattr(metadata, "get") else None
+        station = metadata.get("bitrate") if isinstance(metadata, Mapping) else None
         if isinstance(station, int) and station > 0:
             return station * 1000  # kbit/s
         try:
@@ -105,7 +106,9 @@ class Track:
     @property
     def sound(self) -> Any:
         """The ``soundfile.SoundFile`` (soundfile decoder only)."""
-        return getattr(self.decoder, "sound")
+        if not isinstance(self.decoder, SoundfileDecoder):
+            raise AttributeError("only the soundfile decoder has a soundfile.SoundFile")
+        return self.decoder.sound
 
     @property
     def duration(self) -> Optional[float]:
@@ -117,7 +120,7 @@ class Track:
         """The stream's current title (live radio metadata), else ``Artist - Title`` from the
         file's tags, else the title FFmpeg found (a live stream's container)."""
         metadata = getattr(self.stream, "metadata", None)
-        if hasattr(metadata, "get") and metadata.get("title"):
+        if isinstance(metadata, Mapping) and metadata.get("title"):
             return str(metadata.get("title"))
         if self.tags.display_title:
             return self.tags.display_title

@@ -9,7 +9,7 @@ named by the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,30 @@ class Body(Protocol):
 
     ``readinto`` returns what has arrived (at least 1 byte) or 0 at the end of the body; the
     engine checks a 0 against ``end``. ``close`` releases the connection (kept alive only
-    when the body was read to its end)."""
+    when the body was read to its end). The engine only reads its attributes (read-only
+    here, so a body may narrow them: a disk body's ``end`` is always known)."""
 
-    url: str
-    start: int
-    end: Optional[int]
-    total: Optional[int]  # the resource's length, when the answer says it
-    ranged: bool  # False: the whole resource from byte 0 (a server ignoring Range)
-    position: int  # the resource offset of the next byte readinto returns
-    from_disk: bool  # bytes from a local copy, not the network (counters, link estimate)
-    requests_sent: int  # network requests this answer cost (0 from disk)
+    @property
+    def url(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> Optional[int]: ...
+    @property
+    def total(self) -> Optional[int]:  # the resource's length, when the answer says it
+        ...
+    @property
+    def ranged(self) -> bool:  # False: the whole resource from byte 0 (a server ignoring Range)
+        ...
+    @property
+    def position(self) -> int:  # the resource offset of the next byte readinto returns
+        ...
+    @property
+    def from_disk(self) -> bool:  # bytes from a local copy, not the network (counters, link estimate)
+        ...
+    @property
+    def requests_sent(self) -> int:  # network requests this answer cost (0 from disk)
+        ...
 
     def readinto(self, buf: memoryview) -> int: ...
 
@@ -84,13 +98,20 @@ class WholePieces(Protocol):
     def read_piece(self, n: int) -> bytes: ...
 
 
+#: A source's own kind of abort handle: ``fetch`` takes the ones its ``new_abort`` makes.
+A = TypeVar("A", bound=Abort)
+
+
 @runtime_checkable
-class Source(Protocol):
+class Source(Protocol[A]):
     """Where a stream's bytes come from. Every method but ``close`` may run on any fetch
     thread, concurrently; ``close`` only once no fetch runs."""
 
-    url: str
-    filename: Optional[str]  # Content-Disposition's file name, as sent (unchecked); None if none
+    @property
+    def url(self) -> str: ...
+    @property
+    def filename(self) -> Optional[str]:  # Content-Disposition's file name, as sent (unchecked); None if none
+        ...
 
     @property
     def pinned(self) -> Optional[Validators]:
@@ -108,13 +129,13 @@ class Source(Protocol):
     def holds(self, pos: int) -> bool:
         """Whether byte ``pos`` can be had without the network."""
 
-    def new_abort(self) -> Abort:
+    def new_abort(self) -> A:
         """A fresh abort handle for one fetch."""
 
-    def fetch(self, start: int, end: Optional[int], abort: Optional[Abort] = None) -> Body:
+    def fetch(self, start: int, end: Optional[int], abort: Optional[A] = None) -> Body:
         """Answer ``[start, end)`` (``end`` None: to the end). Raises a StreamError."""
 
-    def fetch_suffix(self, length: int, abort: Optional[Abort] = None) -> Optional[Body]:
+    def fetch_suffix(self, length: int, abort: Optional[A] = None) -> Optional[Body]:
         """The last ``length`` bytes, asked before the length is known; None when the
         source cannot answer that way (the engine then fetches the tail by offset)."""
 
@@ -123,6 +144,10 @@ class Source(Protocol):
         stream is closing)."""
 
     def close(self) -> None: ...
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: drop the parent's connections and locks (the stream's reader
+        calls it; see ``kithara_io.stream``)."""
 
 
 __all__ = ["Validators", "Abort", "Body", "Source"]

@@ -285,6 +285,8 @@ class DiskCachedSource:
         if held is None:
             return None
         version, ranges = held
+        if version.size is None:  # an entry is never pinned without one (CacheEntry.reset)
+            return None
         run_end = ranges.covered_until(start)
         if run_end <= start:
             return None

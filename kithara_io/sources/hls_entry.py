@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Optional
 
+from ..extras import require
+
 __all__ = ["is_playlist_url", "open_hls", "sniff", "sniff_file"]
 
 _SNIFF_LIMIT = 1 << 20  # playlists are small: a larger resource is not sniffed
@@ -13,6 +15,7 @@ _SNIFF_LIMIT = 1 << 20  # playlists are small: a larger resource is not sniffed
 def open_hls(*args, **kwargs):
     """:func:`.hls.loading.open_hls`, imported on first use: m3u8 and cryptography cost
     ~14 MB of resident memory and their import time in every process that never opens HLS."""
+    require("hls", "HLS streams", "m3u8", "cryptography")
     from .hls.loading import open_hls as open_playlist
 
     return open_playlist(*args, **kwargs)

@@ -64,6 +64,7 @@ class HttpSource:
         self._redirects_told: FrozenSet[str] = frozenset()
         self._headers = dict(headers or {})
         self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
+        self._seconds = (timeout.connect, timeout.read)  # the same, for requests and sockets
         self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
         self._session = _new_session(self._adapter)
         self._session.max_redirects = max_redirects
@@ -167,7 +168,7 @@ class HttpSource:
             total = parsed[2] if parsed is not None else None
             if parsed is not None and total is not None:
                 check_content_range(header, parsed[0], parsed[1], total, answer.url, None)
-            if total is None or total > _MAX_TOTAL or parsed[:2] != (
+            if parsed is None or total is None or total > _MAX_TOTAL or parsed[:2] != (
                 max(0, total - length),
                 total - 1,
             ):
@@ -266,7 +267,7 @@ class HttpSource:
                     auth=self._netrc if home else None,
                     headers={**mine, **headers},
                     stream=True,
-                    timeout=self._timeout,
+                    timeout=self._seconds,
                 )
                 answer = Answer.of_requests(response)
                 if response.history:
@@ -289,7 +290,7 @@ class HttpSource:
         try:
             response = request_icy(
                 url, {**self._headers_for(origin(url) == origin(self.url)), **headers},
-                self._timeout.connect_timeout, self._timeout.read_timeout, self._session.verify,
+                *self._seconds, self._session.verify,
             )
         except StreamError:
             raise
@@ -382,8 +383,10 @@ class HttpSource:
         if max(last, total or 0) > _MAX_TOTAL:
             raise InvalidResponseError(f"absurd length in Content-Range {header!r}", url=url, byte_range=(start, end))
         check_content_range(header, first, last, total, url, (start, end))
-        clamped_end = end if total is None or end is None else min(end, total)
-        expected_last = (total - 1 if total is not None else None) if end is None else clamped_end - 1
+        if end is None:
+            expected_last = total - 1 if total is not None else None
+        else:
+            expected_last = (end if total is None else min(end, total)) - 1
         # A shorter answer that starts right is honest (CDNs cap slice sizes): the caller
         # stores what came and asks again for the rest. Anything else is refused.
         if first != start or last < first or (expected_last is not None and last > expected_last):

@@ -53,7 +53,8 @@ def station_metadata(headers: Mapping[str, str]) -> Metadata:
         if key == "bitrate":
             # Some servers send "128,128" (mono/stereo) or "128 kbps".
             digits = _LEADING_NUMBER.match(value)
-            found[key] = decimal(digits.group(1)) if digits else value
+            number = decimal(digits.group(1)) if digits else None
+            found[key] = value if number is None else number
         else:
             found[key] = value
     return found

@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import urllib.parse
-from typing import Mapping, Optional, Protocol
+from typing import Mapping, Optional, Protocol, Union
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -118,7 +118,7 @@ def open_http(
     url: str,
     headers: Optional[Mapping[str, str]],
     timeout: Timeout,
-    verify: bool,
+    verify: Union[bool, str],
     max_redirects: int,
     slot: AbortSlot,
 ) -> LiveBody:
@@ -158,10 +158,12 @@ def open_http(
     raise InvalidResponseError("too many redirects", url=url)
 
 
-def _connection(parsed, timeout: Timeout, verify: bool) -> HTTPConnection:
+def _connection(parsed, timeout: Timeout, verify: Union[bool, str]) -> HTTPConnection:
     host, port = parsed.host, parsed.port
     if parsed.scheme == "https":
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        # verify: True, False or the CA bundle to trust (StreamOptions.verify), as requests does.
+        bundle = verify if isinstance(verify, str) else None
+        bundle = bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         return HTTPSConnection(
             host, port or 443, timeout=timeout.connect,
             cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE", ca_certs=bundle if verify else None,
@@ -219,7 +221,7 @@ class IcyLiveBody:
 
 
 def open_icy(
-    url: str, headers: Optional[Mapping[str, str]], timeout: Timeout, verify: bool, slot: AbortSlot
+    url: str, headers: Optional[Mapping[str, str]], timeout: Timeout, verify: Union[bool, str], slot: AbortSlot
 ) -> LiveBody:
     """GET ``url`` accepting an ``ICY 200 OK`` status line (old Shoutcast servers)."""
     try:

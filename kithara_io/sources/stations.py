@@ -106,7 +106,7 @@ def _pls_entries(lines: List[str]) -> List[str]:
     for line in lines:
         match = _PLS_FILE.match(line)
         if match:
-            numbered.append((decimal(match.group(1)), match.group(2)))
+            numbered.append((decimal(match.group(1)) or 0, match.group(2)))  # digits: never None
     return [url for _, url in sorted(numbered, key=lambda item: item[0])]
 
 

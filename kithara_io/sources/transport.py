@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
@@ -198,14 +198,14 @@ class Route:
     url: str
     pool: Any  # urllib3.HTTPConnectionPool
     target: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, Union[str, bytes]]
 
     @classmethod
     def of(cls, session: requests.Session, response: requests.Response, proxies: Mapping[str, str]) -> "Route":
         prepared = response.request
         pool, target = pool_for(session, prepared, proxies)
         headers = {k: v for k, v in prepared.headers.items() if k.lower() not in _PER_REQUEST}
-        return cls(prepared.url, pool, target, headers)
+        return cls(prepared.url or response.url, pool, target, headers)
 
     def get(self, headers: Mapping[str, str], timeout: urllib3.Timeout) -> urllib3.BaseHTTPResponse:
         return self.pool.urlopen(
@@ -226,6 +226,8 @@ def pool_for(session: requests.Session, prepared: Any, proxies: Mapping[str, str
     """The pool requests' adapter uses for ``prepared`` through ``proxies`` with the
     session's TLS settings (the same pool requests itself sends on), and the request target."""
     adapter = session.get_adapter(prepared.url)
+    if not isinstance(adapter, requests.adapters.HTTPAdapter):  # ours always is (HttpSource)
+        raise TypeError(f"a requests adapter other than HTTPAdapter serves {prepared.url}")
     pool = adapter.get_connection_with_tls_context(prepared, session.verify, proxies=dict(proxies), cert=session.cert)
     return pool, adapter.request_url(prepared, dict(proxies))
 

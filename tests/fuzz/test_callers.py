@@ -14,7 +14,6 @@ from typing import Iterator
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 import kithara_io
 from kithara_io.errors import HTTPStatusError, InvalidResponseError, StreamError

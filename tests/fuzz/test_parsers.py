@@ -50,8 +50,8 @@ from kithara_io.sources.icy import IcyDemuxer, metaint, parse_block, station_met
 from kithara_io.sources.shoutcast import parse_head
 from kithara_io.sources.stations import MAX_PLAYLIST_BYTES, read_playlist
 
-from .harness import FUZZ, TIMEOUT, corpus, latin1, mutated, outcome
-from .strategies import HEADER_TEXT, HLS_TOKENS, NUMBER_TOKENS, NUMBERS
+from .harness import FUZZ, TIMEOUT, corpus, mutated, outcome
+from .strategies import HEADER_TEXT, HLS_TOKENS, NUMBERS
 
 pytestmark = TIMEOUT
 

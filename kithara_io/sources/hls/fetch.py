@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable, Optional, Tuple
 
-from ...errors import StreamError
+from ...errors import InvalidResponseError, StreamError
 from ...options import StreamOptions
 from .keys import KeyStore, SegmentDecryptor, segment_iv
 from .packed import probe
@@ -125,6 +125,8 @@ class PartFetcher:
             body.close()
 
     def _encrypted(self, resource, key: Key, sequence, abort, cancelled, on_size, on_data) -> None:
+        if key.uri is None:  # RFC 8216 4.3.2.4: required unless METHOD=NONE
+            raise InvalidResponseError("HLS key without a URI", url=resource.uri)
         secret = self._keys.get(key.uri)
         decryptor = SegmentDecryptor(secret, segment_iv(key, sequence), resource.uri)
         span = resource.byterange

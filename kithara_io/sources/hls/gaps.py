@@ -6,9 +6,11 @@ unknown) and the ``(next byte, end)`` claims of the fetches queued or running fo
 
 from __future__ import annotations
 
-from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from ...ranges import RangeSet
+
+K = TypeVar("K", bound=Hashable)  # a part's key
 
 Claim = Tuple[int, Optional[int]]  # (next byte the fetch writes, its end; None: the part's end)
 
@@ -30,7 +32,7 @@ def next_gap(
             break
         if any(c[1] is None for c in covering):
             return None
-        pos = max(c[1] for c in covering)  # type: ignore[type-var]
+        pos = max(c[1] for c in covering if c[1] is not None)
     stop = end if size is None else min(end, size)
     if pos >= stop:
         return None
@@ -41,14 +43,12 @@ def next_gap(
     return pos, min([stop] + bounds)
 
 
-def evictions(
-    held: Dict[Hashable, int], order: Dict[Hashable, int], cursor: int, keep: Iterable[Hashable], budget: int
-) -> List[Hashable]:
+def evictions(held: Dict[K, int], order: Dict[K, int], cursor: int, keep: Iterable[K], budget: int) -> List[K]:
     """Parts to drop, farthest from the cursor first, until what is held fits ``budget``.
     ``order``: plan index of each part (parts no longer planned are the farthest)."""
     total = sum(held.values())
     protected = set(keep)
-    out: List[Hashable] = []
+    out: List[K] = []
     for key in sorted((k for k in held if k not in protected), key=lambda k: -abs(order.get(k, 1 << 40) - cursor)):
         if total <= budget:
             break

@@ -23,6 +23,7 @@ from .packed import HeadSkipper
 from .plan import PartKey
 from .store import PartData
 from .transport import Abort
+from .state import ReaderState
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Job:
     dropped: bool = False  # an epoch cancel is on its way
 
 
-class JobsMixin:
+class JobsMixin(ReaderState):
     """Submitting, running and completing the HlsReader's fetch jobs (see the module doc)."""
 
     def _active(self) -> List[Job]:
@@ -154,7 +155,7 @@ class JobsMixin:
                 event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
             elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
                 self._counts["cancels"] += 1  # its connection was cut on purpose
-            elif outcome is Outcome.FAILED:
+            elif outcome is Outcome.FAILED and error is not None:  # FAILED always carries it
                 event = RequestFailed(cmd.id, error, cmd.url)
                 if job is not None and job.kind == "size" and not self._size_waiters:
                     log.info("learning the size of %s failed: %s", cmd.url, error)  # a data fetch will tell

@@ -117,5 +117,5 @@ def fetch_key(transport: Transport, hooks: Optional[HlsKeys], retry: Retry, uri:
 def _call(hook: Callable[[], object], uri: str, name: str):
     try:
         return hook()
-    except Exception as exc:  # the application's code: any failure is the stream's error
+    except Exception as exc:  # noqa: BLE001 - the application's code: any failure is the stream's error
         raise StreamError(f"HLS key hook {name} failed", url=uri, cause=exc) from None

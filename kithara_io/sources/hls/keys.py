@@ -10,10 +10,14 @@ from __future__ import annotations
 import threading
 from typing import Callable, Dict, Optional
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from ...errors import InvalidResponseError, StreamError
+from ...extras import missing_extra
 from .playlist import Key
+
+try:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+except ModuleNotFoundError as exc:
+    raise missing_extra("hls", "HLS streams", exc) from exc
 
 BLOCK = 16
 

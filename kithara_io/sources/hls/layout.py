@@ -37,7 +37,11 @@ class Layout:
 
     def _prefix(self) -> List[int]:
         if self._ends is None:
-            known = list(itertools.takewhile(lambda s: s is not None, self._sizes))
+            known: List[int] = []
+            for size in self._sizes:  # up to the first size not known yet
+                if size is None:
+                    break
+                known.append(size)
             self._ends = list(itertools.accumulate(known))
         return self._ends
 

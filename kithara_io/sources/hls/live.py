@@ -21,6 +21,7 @@ from ...errors import ConnectionFailedError, StreamError
 from ...retry import Retry
 from .keys import check_supported
 from .playlist import MediaPlaylist
+from .state import ReaderState
 
 if TYPE_CHECKING:
     from .reader import HlsReader
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 MIN_RELOAD = 0.5
 
 
-class ReloadMixin:
+class ReloadMixin(ReaderState):
     """The HlsReader's side of the reloads (called by the LiveWatcher; ``self._cond`` taken
     here). A live playlist's window may have moved past segments not read (skipped, with a
     warning); an EVENT playlist only appends."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
-
-import m3u8
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ...errors import InvalidResponseError
+from ...extras import missing_extra
 from ...headers import decimal
+
+if TYPE_CHECKING:
+    import m3u8
 
 #: Largest media sequence number: RFC 8216 decimal-integers are below 2**64.
 MAX_SEQUENCE = (1 << 64) - 1
@@ -117,12 +119,23 @@ def looks_like_playlist(content_type: Optional[str], head: bytes) -> bool:
     return b"#EXT-X-" in text or kind in PLAYLIST_TYPES
 
 
+def _m3u8() -> Any:
+    """The m3u8 module, imported here: the rest of this module (and the sniffing of
+    ``open()``, which uses it) works without the ``hls`` extra."""
+    try:
+        import m3u8
+    except ModuleNotFoundError as exc:
+        raise missing_extra("hls", "HLS streams", exc) from exc
+    return m3u8
+
+
 def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
     """Parse a playlist fetched from ``url``; raises InvalidResponseError if it is neither
     a master playlist with variants nor a media playlist."""
+    loads = _m3u8().loads
     try:
-        parsed = m3u8.loads(text, uri=url)
-    except Exception as exc:  # m3u8 raises assorted errors on malformed input
+        parsed = loads(text, uri=url)
+    except Exception as exc:  # noqa: BLE001 - m3u8 raises assorted errors on malformed input
         raise InvalidResponseError("not a valid HLS playlist", url=url, cause=exc) from None
     if parsed.is_variant:
         variants = tuple(
@@ -158,7 +171,7 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
     if not isinstance(first, int) or not 0 <= first <= MAX_SEQUENCE - len(parsed.segments):
         raise InvalidResponseError(f"HLS media sequence {first!r} out of range", url=url)
     segments: List[Segment] = []
-    next_offset = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
+    next_offset: Dict[str, int] = {}  # a BYTERANGE without @offset continues the previous sub-range of its URI
     for index, seg in enumerate(parsed.segments):
         if not seg.uri:  # LL-HLS: parts of a segment still being made, not a segment yet
             continue

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ...downloader import Downloader
 from ...errors import StreamClosedError, StreamError
@@ -101,7 +101,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         self._stalled: Optional[StreamError] = None  # the live playlist stopped growing (live.py)
         self._error: Optional[BaseException] = None
         self._pending: List[Event] = []  # published once self._cond is released
-        self._counts: Dict[str, float] = {k: 0 for k in StreamStats.__dataclass_fields__}
+        self._counts: Dict[str, float] = dict.fromkeys(StreamStats.__dataclass_fields__, 0)
         self._keys = KeyStore(self._fetch_key)
         self._fetcher = PartFetcher(transport, self._keys, options, self._on_retry)
         playlist = self._plan.media[variant]
@@ -198,7 +198,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         with self._cond:
             held = sum(d.held for d in self._data.values())
             from_disk = getattr(self._transport, "bytes_from_disk", 0)
-            counts = {
+            counts: Dict[str, Any] = {  # the counters (float and int) of StreamStats
                 **self._counts,
                 "requests": self._transport.requests,
                 "retries": self._fetcher.retries,
@@ -209,7 +209,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
 
     def buffered(self) -> List[Tuple[int, int]]:
         with self._cond:
-            out = []
+            out: List[Tuple[int, int]] = []
             for index, key in enumerate(self._plan.parts):
                 offset, data = self._plan.layout.offset(index), self._data.get(key)
                 if offset is None:

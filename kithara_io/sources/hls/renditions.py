@@ -50,8 +50,8 @@ def audio_variants(
         if alone:
             return tuple(alone), tuple(None for _ in alone)  # type: ignore[misc]
     groups: Dict[str, List[Rendition]] = {}
-    for rendition in renditions:
-        groups.setdefault(rendition.group, []).append(rendition)
+    for each in renditions:
+        groups.setdefault(each.group, []).append(each)
     chosen: List[Variant] = []
     read: List[Optional[Rendition]] = []
     for variant in variants:

@@ -57,7 +57,7 @@ def _choose(playlist: MediaPlaylist, kind: PlaylistKind, choice: StartChoice) ->
         return Start(min(live_start(playlist), max(0, len(playlist.segments) - 1)), 0.0)
     if choice == "start":
         return Start(0, 0.0)
-    return at_time(playlist, float(choice))  # type: ignore[arg-type]
+    return at_time(playlist, float(choice))
 
 
 def at_time(playlist: MediaPlaylist, offset: float) -> Start:

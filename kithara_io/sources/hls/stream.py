@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ...stream import Stream
 from .info import HlsInfo
+
+if TYPE_CHECKING:
+    from .reader import HlsReader
 
 
 class HlsStream(Stream):
@@ -23,6 +26,8 @@ class HlsStream(Stream):
     ``io.UnsupportedOperation`` until then.
     """
 
+    _reader: HlsReader
+
     @property
     def hls(self) -> HlsInfo:
         return self._reader.hls
@@ -32,7 +37,7 @@ class HlsStream(Stream):
         return self._reader.seekable
 
     @property
-    def size(self) -> Optional[int]:  # type: ignore[override]
+    def size(self) -> Optional[int]:
         """Total length once every segment size is known; None for a live playlist, and for
         an EVENT playlist until it ends."""
         self._check_closed()

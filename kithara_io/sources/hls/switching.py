@@ -24,11 +24,12 @@ from ...events import Discontinuity, VariantSwitched
 from . import abr
 from .plan import is_init
 from .playlist import Variant
+from .state import ReaderState
 
 log = logging.getLogger(__name__)
 
 
-class SwitchingMixin:
+class SwitchingMixin(ReaderState):
     """ABR, ``select``, restart offsets and the rest of the variant API of the HlsReader
     (see the module doc)."""
 
@@ -57,11 +58,13 @@ class SwitchingMixin:
                 return 0
             self._size_waiters += 1
             try:
-                while self._plan.layout.offset(target) is None:
+                offset = self._plan.layout.offset(target)
+                while offset is None:
                     self._check_usable_locked()
                     self._schedule_locked()
                     self._cond.wait()
-                return self._plan.layout.offset(target)
+                    offset = self._plan.layout.offset(target)
+                return offset
             finally:
                 self._size_waiters -= 1
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 import urllib3
 
@@ -112,7 +112,7 @@ class Transport:
         cert: Union[None, str, Tuple[str, str]] = None,
         home: Optional[str] = None,
     ) -> None:
-        tls: Dict[str, object] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+        tls: Dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
         if isinstance(verify, str):
             tls["ca_certs"] = verify
         if cert is not None:
@@ -230,7 +230,7 @@ class Transport:
         except urllib3.exceptions.MaxRetryError as exc:
             if isinstance(exc.reason, urllib3.exceptions.ResponseError):
                 raise errors.InvalidResponseError("too many redirects", url=url, cause=exc.reason) from None
-            raise connection_error(exc.reason, url, None) from None
+            raise connection_error(exc.reason or exc, url, None) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(exc, url, None) from None
         if response.status >= 400:
@@ -242,7 +242,7 @@ class Transport:
             error = errors.HTTPStatusError(response.status, response.reason or "", url=url)
             error.retry_after = retry_after
             raise error
-        return response
+        return cast(urllib3.HTTPResponse, response)  # what a PoolManager makes
 
     def _headers_for(self, url: str) -> Dict[str, str]:
         """The stream's headers for ``url``: less the credentials on another origin."""

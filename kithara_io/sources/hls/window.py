@@ -23,11 +23,12 @@ from typing import Optional, Tuple
 from ...errors import LiveWindowError
 from ...planning import Priority
 from .plan import INIT
+from .state import ReaderState
 
 _SIZE_JOBS = 8  # size requests in flight at once for one seek
 
 
-class WindowMixin:
+class WindowMixin(ReaderState):
     """The live-window checks of the HlsReader (see the module doc)."""
 
     def check_window(self, pos: int) -> None:
