@@ -8,8 +8,12 @@ STAMP  := $(VENV)/.installed
 DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
+# npm packages the tests use (Azurite, the Azure Blob emulator), installed under .npm/
+NPM_PREFIX := .npm
+NPM_STAMP  := $(NPM_PREFIX)/.installed
+NPM_PACKAGES := azurite@3
 
-.PHONY: test demo bench deps venv clean
+.PHONY: test demo bench deps npm venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +39,15 @@ deps:
 	  fi; \
 	fi
 
-test: venv deps
+# Node.js comes with these machines; without npm the Azure tests are skipped.
+$(NPM_STAMP): Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) $(NPM_PACKAGES) && touch $@; \
+	else echo "warning: npm missing: tests needing $(NPM_PACKAGES) are skipped"; fi
+
+npm: $(NPM_STAMP)
+
+test: venv deps npm
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv deps
@@ -46,4 +58,4 @@ bench: venv
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NPM_PREFIX) *.egg-info .pytest_cache .hypothesis
