@@ -90,7 +90,7 @@ def test_replaced_object_refused_mid_stream(store, media):
 @pytest.mark.timeout(30)
 def test_wrong_credentials_are_a_403_at_open(store):
     if store.wrong is None:
-        pytest.skip("the GCS emulator checks no credentials")
+        pytest.skip("the GCS emulator checks no credentials: see test_gcs_requests_carry_google_auth_bearer_tokens")
     url = store.url("media/random.bin")
     with pytest.raises(HTTPStatusError) as info:
         kithara_io.open(url, storage_options=store.wrong)
@@ -232,3 +232,72 @@ def test_a_redirect_is_not_followed_with_the_credentials():
         for t in threads:
             t.join(10)
     assert seen == []
+
+
+class _BearerStore:
+    """A loopback stand-in for GCS's XML API that checks google-auth's bearer token (the
+    emulator checks none): one object, single ranges, 403 without the right token."""
+
+    TOKEN = "good-token"
+
+    def __init__(self, data: bytes) -> None:
+        import http.server
+        import threading
+
+        store = self
+        self.authorizations: list = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                store.authorizations.append(self.headers.get("Authorization"))
+                if self.headers.get("Authorization") != f"Bearer {store.TOKEN}":
+                    self.send_response(403)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                spec = self.headers["Range"].split("=", 1)[1]
+                first, _, last = spec.partition("-")
+                start = len(data) - int(last) if not first else int(first)
+                end = len(data) if not first or not last else min(len(data), int(last) + 1)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+                self.send_header("Content-Length", str(end - start))
+                self.send_header("ETag", '"v1"')
+                self.end_headers()
+                self.wfile.write(data[start:end])
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="test-server-bearer")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+@pytest.mark.timeout(30)
+def test_gcs_requests_carry_google_auth_bearer_tokens(media):
+    credentials = pytest.importorskip("google.oauth2.credentials")
+    data = media["tone.wav"].read_bytes()
+    server = _BearerStore(data)
+    try:
+        good = {"endpoint_url": server.endpoint, "token": credentials.Credentials(token=_BearerStore.TOKEN)}
+        with kithara_io.open("gs://bkt/tone.wav", storage_options=good) as f:
+            f.seek(100_000)
+            assert f.read(1000) == data[100_000:101_000]
+            assert f.read() == data[101_000:]
+        assert set(server.authorizations) == {"Bearer good-token"}
+        wrong = {"endpoint_url": server.endpoint, "token": credentials.Credentials(token="stale-token")}
+        with pytest.raises(HTTPStatusError) as info:
+            kithara_io.open("gs://bkt/tone.wav", storage_options=wrong)
+        assert info.value.status == 403 and "gs://bkt/tone.wav" in str(info.value)
+        assert "stale-token" not in str(info.value)
+    finally:
+        server.stop()
