@@ -13,11 +13,11 @@ path-style; AWS virtual-hosted where the bucket name allows it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
-import threading
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import quote
 
 from .common import Signer, need
@@ -32,12 +32,11 @@ _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[str, str]) -> Tuple[str, Signer]:
     """The object's URL and the signer of its requests."""
     need("botocore", "s3", "s3://")
-    import botocore.session
-
     client_kwargs = dict(options.get("client_kwargs") or {})
-    session = botocore.session.Session(profile=options.get("profile"))
-    region = options.get("region") or client_kwargs.get("region_name") or session.get_config_variable("region") or "us-east-1"
-    endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url") or _configured_endpoint(session)
+    env = tuple((k, v) for k, v in sorted(os.environ.items()) if k.startswith("AWS_"))
+    configured = _configured(options.get("profile"), env)
+    region = options.get("region") or client_kwargs.get("region_name") or configured.region or "us-east-1"
+    endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url") or configured.endpoint
     path = quote(key, safe="/")  # AWS's UriEncode: all but A-Z a-z 0-9 - _ . ~ and the key's slashes
     if endpoint:
         url = f"{endpoint.rstrip('/')}/{bucket}/{path}"
@@ -52,10 +51,27 @@ def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[s
 
             credentials = Credentials(options.get("key"), options.get("secret"), options.get("token"))
         else:
-            credentials = session.get_credentials()
+            credentials = configured.credentials
             if credentials is None:
                 log.info("s3://%s/%s: no AWS credentials found; unsigned requests", bucket, key)
     return url, SigV4Signer(credentials, region, headers)
+
+
+class _Configured(NamedTuple):
+    credentials: Any  # botocore Credentials (refreshable ones refresh themselves), or None
+    region: Optional[str]
+    endpoint: Optional[str]
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(profile: Optional[str], env: Tuple[Tuple[str, str], ...]) -> _Configured:
+    """What botocore's chain finds for ``profile`` under the ``AWS_*`` variables ``env``:
+    looked up once per process (30 ms: config files, the provider chain), as boto3's default
+    session does; a change of the variables is a new lookup."""
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    return _Configured(session.get_credentials(), session.get_config_variable("region"), _configured_endpoint(session))
 
 
 def _configured_endpoint(session: Any) -> Optional[str]:
@@ -81,9 +97,8 @@ class SigV4Signer(Signer):
 
     def __init__(self, credentials: Any, region: str, headers: Mapping[str, str]) -> None:
         super().__init__(headers)
-        self._credentials = credentials
+        self._credentials = credentials  # refreshable ones refresh under botocore's own lock
         self._region = region
-        self._lock = threading.Lock()  # botocore's refreshable credentials refresh under it once
 
     def sign_store(self, method: str, url: str, headers: Dict[str, str]) -> Dict[str, str]:
         if self._credentials is None:
@@ -91,8 +106,7 @@ class SigV4Signer(Signer):
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        with self._lock:
-            frozen = self._credentials.get_frozen_credentials()
+        frozen = self._credentials.get_frozen_credentials()
         request = AWSRequest(method=method, url=url, headers=headers)
         S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
         return dict(request.headers.items())
