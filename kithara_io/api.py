@@ -208,14 +208,14 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
 
 def _open_store(name, headers, opts, priority, downloader, on_event, disk, storage_options) -> Stream:
     """An object of an object store: signed range requests to its endpoint, through the
-    same engine (and disk cache, keyed by the endpoint URL) as an http(s) URL."""
+    same engine (and disk cache, keyed by the endpoint URL less its query) as an http(s) URL."""
     store = stores.open_source(
         name, storage_options, headers=headers, timeout=opts.timeout, verify=opts.verify, cert=opts.cert
     )
     source: Source = store
     if disk is not None:
         try:
-            source = DiskCachedSource(store, disk.open_entry(store.url))
+            source = DiskCachedSource(store, disk.open_entry(store.cache_key))
         except OSError as exc:
             log.warning("disk cache: not caching %s: %s", name, exc)
         except BaseException:

@@ -38,6 +38,9 @@ class StoreSource(HttpSource):
         signer.bind(url)
         super().__init__(url, timeout=timeout, verify=verify, cert=cert, max_redirects=0, sign=signer)
         self.name = name
+        # The disk cache's key: the endpoint URL without a query (an Azure SAS is a secret,
+        # and the same object whatever the token)
+        self.cache_key = url.split("?", 1)[0]
 
     def fetch(self, start: int, end: Optional[int], abort: Optional[AbortHandle] = None) -> HttpBody:
         with self._users_terms():
