@@ -304,9 +304,10 @@ def test_gcs_requests_carry_google_auth_bearer_tokens(media):
 
 
 @pytest.mark.timeout(60)
-def test_azure_sas_token_reads_and_stays_out_of_the_disk_cache(media, tmp_path):
+def test_azure_sas_token_reads_and_stays_out_of_the_disk_cache(media, tmp_path, caplog):
     """A SAS (made by azure-storage-blob) in the URL's query: Azurite checks it; the disk
-    cache files the blob under its URL without the token."""
+    cache files the blob under its URL without the token, and no error or log line shows
+    its signature (the server stopped mid-stream: the body's own error)."""
     import datetime
 
     blob = pytest.importorskip("azure.storage.blob")
@@ -330,7 +331,45 @@ def test_azure_sas_token_reads_and_stays_out_of_the_disk_cache(media, tmp_path):
         with pytest.raises(HTTPStatusError) as info:
             kithara_io.open(srv.url("media/tone.wav"), storage_options=bad)
         assert info.value.status == 403 and "sig=" not in str(info.value)
+        small = dict(first_fetch=64 << 10, min_fetch=64 << 10, max_fetch=64 << 10, read_ahead=64 << 10, tail=0)
+        f = kithara_io.open(srv.url("media/tone.wav"), storage_options=options, retry=kithara_io.Retry(attempts=1), **small)
     finally:
         srv.stop()
+    signature = sas.split("sig=", 1)[1].split("&", 1)[0]
+    with caplog.at_level("DEBUG", logger="kithara_io"):
+        try:
+            assert f.read(1000) == data[:1000]
+            f.seek(len(data) - 70_000)
+            with pytest.raises(kithara_io.StreamError) as cut:
+                f.read(1000)
+        finally:
+            with pytest.raises(kithara_io.StreamError):
+                f.close()
+    assert "sig=***" in str(cut.value) or "az://" in str(cut.value)
+    for text in [str(cut.value), repr(cut.value), *(r.getMessage() for r in caplog.records)]:
+        assert signature not in text
     urls = [e.url for e in cache.entries()]
     assert urls == [f"{srv.endpoint}/{srv.bucket}/media/tone.wav"]
+
+
+def test_signed_url_secrets_are_redacted_in_errors_and_logs(caplog):
+    """A SAS, a presigned S3 or GCS URL: its signature never shows in an error or a log line."""
+    import logging
+
+    from kithara_io.errors import ConnectionFailedError
+
+    urls = [
+        "https://acct.blob.core.windows.net/c/a.wav?sv=2021-08-06&sp=r&sig=S3CR3T%2Bsig%3D",
+        "https://b.s3.amazonaws.com/a.wav?X-Amz-Credential=AKID&X-Amz-Security-Token=T0KEN&X-Amz-Signature=deadbeef",
+        "https://storage.googleapis.com/b/a.wav?X-Goog-Signature=cafebabe&X-Goog-Expires=60",
+    ]
+    log = logging.getLogger("kithara_io.remote")
+    with caplog.at_level("INFO", logger="kithara_io"):
+        for url in urls:
+            error = ConnectionFailedError("connection broke", url=url, byte_range=(0, 10))
+            log.info("failed: %s", url)
+            for text in (str(error), repr(error), caplog.records[-1].getMessage()):
+                for secret in ("S3CR3T", "T0KEN", "deadbeef", "cafebabe"):
+                    assert secret not in text
+                assert "***" in text
+    assert "sv=2021-08-06" in str(ConnectionFailedError("x", url=urls[0]))  # the rest stays
