@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -14,7 +13,11 @@ import soundfile as sf
 
 import kithara_io
 from kithara_io.disk import DiskCache
-from kithara_io.errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
+from kithara_io.errors import (
+    HTTPStatusError,
+    InvalidResponseError,
+    ResourceChangedError,
+)
 from kithara_io.sources import stores
 from tests.servers import stores as servers
 
@@ -71,7 +74,7 @@ def test_replaced_object_refused_mid_stream(store, media):
     old = media["random.bin"].read_bytes()[: 2 << 20]
     new = bytes(reversed(old)) if store.scheme != "gs" else old[:-1000]
     store.put(key, old)
-    options = dict(first_fetch=64 << 10, min_fetch=64 << 10, max_fetch=64 << 10, read_ahead=64 << 10, tail=0)
+    options = {"first_fetch": 64 << 10, "min_fetch": 64 << 10, "max_fetch": 64 << 10, "read_ahead": 64 << 10, "tail": 0}
     f = kithara_io.open(store.url(key), storage_options=store.options, **options)
     try:
         assert f.read(64 << 10) == old[: 64 << 10]
@@ -331,7 +334,7 @@ def test_azure_sas_token_reads_and_stays_out_of_the_disk_cache(media, tmp_path, 
         with pytest.raises(HTTPStatusError) as info:
             kithara_io.open(srv.url("media/tone.wav"), storage_options=bad)
         assert info.value.status == 403 and "sig=" not in str(info.value)
-        small = dict(first_fetch=64 << 10, min_fetch=64 << 10, max_fetch=64 << 10, read_ahead=64 << 10, tail=0)
+        small = {"first_fetch": 64 << 10, "min_fetch": 64 << 10, "max_fetch": 64 << 10, "read_ahead": 64 << 10, "tail": 0}
         f = kithara_io.open(srv.url("media/tone.wav"), storage_options=options, retry=kithara_io.Retry(attempts=1), **small)
     finally:
         srv.stop()

@@ -13,10 +13,10 @@ import soundfile as sf
 pd = pytest.importorskip("pandas")
 fsspec = pytest.importorskip("fsspec")
 
-import kithara_io  # noqa: E402
-import kithara_io.fs  # noqa: E402,F401 - names s3:// for fsspec where s3fs is missing (kithara_io.fs_stores)
-from tests.dask_tasks import clip_stats  # noqa: E402
-from tests.servers import stores as servers  # noqa: E402
+import kithara_io
+import kithara_io.fs  # names s3:// for fsspec where s3fs is missing (kithara_io.fs_stores)
+from tests.dask_tasks import clip_stats
+from tests.servers import stores as servers
 
 RATE = 22050
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from _common import MB, MiB, Context, log, median, rotated, row
+from _common import MB, Context, MiB, log, median, rotated, row
 
 NAME = "many_s3"
 TITLE = "7c. 32 S3 objects at once (moto)"
@@ -63,7 +63,7 @@ class Moto:
                     raise RuntimeError("moto server did not start")
                 time.sleep(0.1)  # polling a port that is not open yet: nothing to wait on
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._proc.terminate()
         try:
             self._proc.wait(10)
@@ -161,7 +161,8 @@ def _measure(client: str, endpoint: str, keys: List[str], size: int) -> Dict[str
     bench = str(Path(__file__).resolve().parents[1])
     code = f"import sys; sys.path.insert(0, {bench!r}); from cases.many_s3 import _child; _child(*sys.argv[1:])"
     spec = json.dumps({"endpoint": endpoint, "keys": keys, "size": size})
-    out = subprocess.run([sys.executable, "-c", code, client, spec], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code, client, spec], capture_output=True, text=True, timeout=300,
+                         check=False)
     if out.returncode != 0:
         raise RuntimeError(f"s3 child {client} failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])

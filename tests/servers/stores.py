@@ -25,7 +25,7 @@ BUCKET = "kithara-test"
 class Store:
     scheme = ""
     bucket = BUCKET
-    options: Dict[str, Any] = {}
+    options: Dict[str, Any]
     wrong: Optional[Dict[str, Any]] = None
 
     def url(self, key: str) -> str:
@@ -40,7 +40,7 @@ class Store:
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -214,4 +214,4 @@ def start(kind: str) -> Store:
     return Azurite(command)
 
 
-__all__ = ["Store", "MotoS3", "GcsEmulator", "Azurite", "start", "BUCKET"]
+__all__ = ["BUCKET", "Azurite", "GcsEmulator", "MotoS3", "Store", "start"]

@@ -48,7 +48,7 @@ def open_source(
     storage_options: Optional[Mapping[str, Any]] = None,
     *,
     headers: Optional[Mapping[str, str]] = None,
-    timeout: Timeout = Timeout(),
+    timeout: Optional[Timeout] = None,
     verify: Union[bool, str] = True,
     cert: Union[None, str, Tuple[str, str]] = None,
 ) -> StoreSource:

@@ -14,7 +14,12 @@ from typing import Iterator, Optional, Tuple, Union
 
 import requests
 
-from ...errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
+from ...errors import (
+    HTTPStatusError,
+    InvalidResponseError,
+    ResourceChangedError,
+    StreamError,
+)
 from ...retry import Timeout
 from ..base import Validators
 from ..http import AbortHandle, HttpBody, HttpSource
@@ -31,12 +36,12 @@ class StoreSource(HttpSource):
         url: str,
         signer: Signer,
         *,
-        timeout: Timeout = Timeout(),
+        timeout: Optional[Timeout] = None,
         verify: Union[bool, str] = True,
         cert: Union[None, str, Tuple[str, str]] = None,
     ) -> None:
         signer.bind(url)
-        super().__init__(url, timeout=timeout, verify=verify, cert=cert, max_redirects=0, sign=signer)
+        super().__init__(url, timeout=timeout or Timeout(), verify=verify, cert=cert, max_redirects=0, sign=signer)
         self.name = name
         # The disk cache's key: the endpoint URL without a query (an Azure SAS is a secret,
         # and the same object whatever the token)
