@@ -376,3 +376,25 @@ def test_signed_url_secrets_are_redacted_in_errors_and_logs(caplog):
                     assert secret not in text
                 assert "***" in text
     assert "sv=2021-08-06" in str(ConnectionFailedError("x", url=urls[0]))  # the rest stays
+
+
+@pytest.mark.timeout(60)
+def test_s3_over_https_trusts_aws_ca_bundle(media, tls_files, tmp_path, monkeypatch):
+    """An S3-compatible endpoint over https (nginx, the session's CA): AWS_CA_BUNDLE, what
+    the AWS tools are configured with, is the CA trusted; without it the certificate fails."""
+    from tests.servers import NginxServer
+
+    root = tmp_path / "root"
+    (root / "bkt").mkdir(parents=True)
+    (root / "bkt" / "tone.wav").write_bytes(media["tone.wav"].read_bytes())
+    options = {"anon": True}
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with NginxServer(root, tls=tls_files) as srv:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url("").rstrip("/"))
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        with pytest.raises(kithara_io.CertificateError):
+            kithara_io.open("s3://bkt/tone.wav", storage_options=options)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_files.ca))
+        with kithara_io.open("s3://bkt/tone.wav", storage_options=options) as f:
+            assert f.read() == media["tone.wav"].read_bytes()

@@ -63,7 +63,9 @@ def open_source(
         raise TypeError(f"unknown storage option(s) {unknown} for {name.split(':', 1)[0]}://; valid: {list(module.OPTIONS)}")
     headers = dict(headers or {})
     if kind == "azure":
-        url, signer = azure.target(bucket, key, options, headers, account)
+        found = azure.target(bucket, key, options, headers, account)
     else:
-        url, signer = module.target(bucket, key, options, headers)
-    return StoreSource(name, url, signer, timeout=timeout, verify=verify, cert=cert)
+        found = module.target(bucket, key, options, headers)
+    if verify is True and found.ca_bundle:
+        verify = found.ca_bundle
+    return StoreSource(name, found.url, found.signer, timeout=timeout, verify=verify, cert=cert)

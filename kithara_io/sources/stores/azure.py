@@ -25,7 +25,7 @@ from email.utils import formatdate
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .common import Signer
+from .common import Signer, Target
 
 OPTIONS = ("account_name", "account_key", "sas_token", "connection_string", "credential", "endpoint_url", "anon")
 
@@ -38,7 +38,7 @@ _DEV_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
 
 def target(
     container: str, blob: str, options: Mapping[str, Any], headers: Mapping[str, str], account: Optional[str] = None
-) -> Tuple[str, Signer]:
+) -> Target:
     """``account``: named by the URL (``abfs://container@ACCOUNT.dfs.core.windows.net/blob``)."""
     env = os.environ
     settings: Dict[str, str] = {}
@@ -62,14 +62,14 @@ def target(
     if credential is not None:
         key, sas = _from_credential(credential, key, sas)
         if hasattr(credential, "get_token"):
-            return url, TokenSigner(credential, headers)
+            return Target(url, TokenSigner(credential, headers))
     if options.get("anon"):
-        return url, VersionSigner(headers)
+        return Target(url, VersionSigner(headers))
     if sas:
-        return f"{url}?{sas.lstrip('?')}", VersionSigner(headers)
+        return Target(f"{url}?{sas.lstrip('?')}", VersionSigner(headers))
     if key:
-        return url, SharedKeySigner(name, key, headers)
-    return url, VersionSigner(headers)
+        return Target(url, SharedKeySigner(name, key, headers))
+    return Target(url, VersionSigner(headers))
 
 
 def _parse_connection_string(text: str) -> Dict[str, str]:

@@ -8,9 +8,19 @@ sent: first requests, range requests, retries and revalidations alike.
 from __future__ import annotations
 
 import importlib.util
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 from ..transport import origin
+
+
+class Target(NamedTuple):
+    """Where an object's requests go and how they are signed. ``ca_bundle``: the CA bundle
+    the store's own tools are configured with (``AWS_CA_BUNDLE``), used where ``verify``
+    is left True."""
+
+    url: str
+    signer: "Signer"
+    ca_bundle: Optional[str] = None
 
 
 def need(module: str, extra: str, scheme: str) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping
 from urllib.parse import quote
 
-from .common import Signer, need
+from .common import Signer, Target, need
 
 OPTIONS = ("token", "project", "endpoint_url", "anon")
 
@@ -23,7 +23,7 @@ _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_only"]
 _DEFAULT = "https://storage.googleapis.com"
 
 
-def target(bucket: str, name: str, options: Mapping[str, Any], headers: Mapping[str, str]) -> Tuple[str, Signer]:
+def target(bucket: str, name: str, options: Mapping[str, Any], headers: Mapping[str, str]) -> Target:
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     endpoint = options.get("endpoint_url") or emulator or _DEFAULT
     if "://" not in endpoint:  # the emulator variable is often host:port
@@ -32,9 +32,9 @@ def target(bucket: str, name: str, options: Mapping[str, Any], headers: Mapping[
     token = options.get("token")
     anonymous = options.get("anon") or token == "anon" or (emulator and not options.get("endpoint_url") and token is None)
     if anonymous:
-        return url, Signer(headers)
+        return Target(url, Signer(headers))
     need("google.auth", "gcs", "gs://")
-    return url, BearerSigner(_credentials(token, options.get("project")), headers)
+    return Target(url, BearerSigner(_credentials(token, options.get("project")), headers))
 
 
 def _credentials(token: Any, project: Any) -> Any:

@@ -20,7 +20,7 @@ import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import quote
 
-from .common import Signer, need
+from .common import Signer, Target, need
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ OPTIONS = ("key", "secret", "token", "profile", "region", "endpoint_url", "clien
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
-def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[str, str]) -> Tuple[str, Signer]:
-    """The object's URL and the signer of its requests."""
+def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[str, str]) -> Target:
+    """The object's URL, the signer of its requests, and ``AWS_CA_BUNDLE`` (or the
+    profile's ``ca_bundle``)."""
     need("botocore", "s3", "s3://")
     client_kwargs = dict(options.get("client_kwargs") or {})
     env = tuple((k, v) for k, v in sorted(os.environ.items()) if k.startswith("AWS_"))
@@ -51,27 +52,35 @@ def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[s
 
             credentials = Credentials(options.get("key"), options.get("secret"), options.get("token"))
         else:
-            credentials = configured.credentials
+            credentials = _chain_credentials(options.get("profile"), env)
             if credentials is None:
                 log.info("s3://%s/%s: no AWS credentials found; unsigned requests", bucket, key)
-    return url, SigV4Signer(credentials, region, headers)
+    return Target(url, SigV4Signer(credentials, region, headers), configured.ca_bundle)
 
 
 class _Configured(NamedTuple):
-    credentials: Any  # botocore Credentials (refreshable ones refresh themselves), or None
+    session: Any  # botocore.session.Session
     region: Optional[str]
     endpoint: Optional[str]
+    ca_bundle: Optional[str]
 
 
+# What botocore finds for a profile under the AWS_* variables ``env`` is looked up once per
+# process (30 ms: the config files; the credential chain may ask the instance metadata
+# service), as boto3's default session does; a change of the variables is a new lookup.
 @functools.lru_cache(maxsize=8)
 def _configured(profile: Optional[str], env: Tuple[Tuple[str, str], ...]) -> _Configured:
-    """What botocore's chain finds for ``profile`` under the ``AWS_*`` variables ``env``:
-    looked up once per process (30 ms: config files, the provider chain), as boto3's default
-    session does; a change of the variables is a new lookup."""
     import botocore.session
 
     session = botocore.session.Session(profile=profile)
-    return _Configured(session.get_credentials(), session.get_config_variable("region"), _configured_endpoint(session))
+    get = session.get_config_variable
+    return _Configured(session, get("region"), _configured_endpoint(session), get("ca_bundle"))
+
+
+@functools.lru_cache(maxsize=8)
+def _chain_credentials(profile: Optional[str], env: Tuple[Tuple[str, str], ...]) -> Any:
+    """botocore's credential chain (refreshable credentials refresh themselves), or None."""
+    return _configured(profile, env).session.get_credentials()
 
 
 def _configured_endpoint(session: Any) -> Optional[str]:
