@@ -79,11 +79,11 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         raise TypeError(f"unknown option(s) {unknown}; valid: {StreamOptions.names()}") from None
     stream_priority = Priority.parse(priority)
     disk = _disk_cache(cache)
-    # Radio servers send titles in the stream only when asked; other servers ignore it.
     if stores.is_store_url(name):
         return _open_store(name, headers, opts, stream_priority, downloader, on_event, disk, storage_options)
     if storage_options:
         raise TypeError(f"storage_options are for object store URLs (s3://, gs://, az://), not {name!r}")
+    # Radio servers send titles in the stream only when asked; other servers ignore it.
     headers = {"Icy-MetaData": "1", **dict(headers or {})}
     path = path_from_source(name)
     if path is not None:
