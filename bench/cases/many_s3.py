@@ -7,14 +7,15 @@ obstore: one ``S3Store(bucket, endpoint=..., access_key_id=..., ...)`` shared by
 threads, each one ``obstore.get(store, key).stream(min_chunk_size=1 MiB)``. floor: boto3's
 ``get_object`` body read in 1 MiB pieces, one client shared by the threads (what most S3
 code does). moto runs in its own process (``python -m moto.server``), without signature
-checks: the clients sign, the server's CPU is not counted; but it shares the machine's cores,
-and moto copies the whole object for every ranged GET, so a client's requests per object
-(kithara-io: 64 KiB at open, a 64 KiB tail, then doubling; obstore and boto3: one GET by
-construction) weigh
-more here than on a real store. kithara-io's requests are counted (``requests_per_object``). Each client in a fresh child
-process: a warm-up round (first MiB of each object), then the timed round; aggregate MB/s and
-client CPU s per GiB, median of 3 repeats, client order rotated (1 with --quick, and 16 x 4
-MiB objects).
+checks: the clients sign, the server's CPU is not counted; but it shares the machine's
+cores, and moto copies the whole object for every ranged GET, so a client's requests per
+object (kithara-io: 64 KiB at open, a 64 KiB tail, then doubling; obstore and boto3: one GET
+by construction) weigh more here than on a real store. kithara-io's requests are counted
+(``requests_per_object``). Each client in a fresh child process: a warm-up round (4 whole
+objects: imports, pools, signing set-up), then the timed round; aggregate MB/s and client
+CPU s per GiB, median of 3 repeats, client order rotated (1 with --quick, and 16 x 4 MiB
+objects). ``KITHARA_BENCH_S3_OPTIONS`` (JSON) passes stream options to kithara-io, for
+experiments.
 """
 
 from __future__ import annotations
