@@ -72,7 +72,32 @@ def test_dask_local_cluster_decodes_clips_from_s3(s3, clips):
         n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None
     ) as cluster, distributed.Client(cluster):
         remote = db.from_sequence(urls, npartitions=len(urls)).map(clip_stats, s3.options).compute()
+    _equal_to_local(remote, clips)
+
+
+@pytest.mark.timeout(90)
+def test_dask_worker_processes_decode_clips_from_s3(s3, clips):
+    """Two spawned worker processes, each signing its own requests with the pickled
+    storage options, decode the clips through kithara::s3://."""
+    import os
+
+    db = pytest.importorskip("dask.bag")
+    distributed = pytest.importorskip("distributed")
+    from tests.store_tasks import store_clip_stats
+
+    urls = [s3.url(f"clips/{p.name}") for p in clips]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, scheduler_port=0
+    ) as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        remote = db.from_sequence(urls, npartitions=len(urls)).map(store_clip_stats, s3.options).compute()
+    _equal_to_local(remote, clips)
+    assert all(r["pid"] != os.getpid() for r in remote)
+
+
+def _equal_to_local(remote: List[dict], clips: List[Path]) -> None:
     strip = ("pid", "kithara_before", "kithara_after")
+    assert len(remote) == len(clips)
     for got, path in zip(remote, clips):
         expected = clip_stats(str(path), {})
         assert {k: v for k, v in got.items() if k not in strip} == {k: v for k, v in expected.items() if k not in strip}
