@@ -8,7 +8,6 @@ from typing import Dict
 
 def store_clip_stats(source: str, storage_options: Dict[str, object]) -> Dict[str, object]:
     import kithara_io.fs  # noqa: F401 - names s3:// for fsspec's chained URLs
-
     from tests.dask_tasks import clip_stats
 
     return clip_stats(source, storage_options)
