@@ -125,6 +125,30 @@ def test_disk_cache_replays_offline(kind, media, tmp_path):
         assert f.stats().offline
 
 
+@pytest.mark.timeout(60)
+def test_disk_cache_revalidates_with_the_store(store, media, tmp_path):
+    """A second open asks the store whether the cached copy is current (a signed
+    conditional GET): unchanged, its bytes are served; replaced, the entry starts over and
+    the new object is read, never a mix (nor the old copy: moto answers 304 to
+    If-Modified-Since alone, so only If-None-Match may be sent)."""
+    key = f"revalidated/{store.scheme}.bin"
+    old = media["random.bin"].read_bytes()[:300_000]
+    new = bytes(reversed(old))[:-7]
+    store.put(key, old)
+    cache = DiskCache(tmp_path / "cache")
+    with kithara_io.open(store.url(key), storage_options=store.options, cache=cache) as f:
+        assert f.read() == old
+    with kithara_io.open(store.url(key), storage_options=store.options, cache=cache) as f:
+        assert f.read() == old
+        stats = f.stats()
+        if store.scheme != "gs":  # 304; the emulator ignores If-None-Match: it sends the range again
+            assert stats.bytes_from_disk == len(old) and stats.bytes_fetched == 0
+        assert stats.bytes_from_disk + stats.bytes_fetched == len(old)
+    store.put(key, new)  # within the second: Last-Modified alike, only the ETag tells
+    with kithara_io.open(store.url(key), storage_options=store.options, cache=cache) as f:
+        assert f.read() == new
+
+
 def test_credentials_from_the_environment(store, media, monkeypatch):
     """No storage_options: AWS_* variables, STORAGE_EMULATOR_HOST, the Azure connection string."""
     if store.scheme == "s3":
@@ -167,6 +191,8 @@ def test_signer_sends_the_pinned_version_as_a_precondition():
     assert sent == {"x-user": "1", "Range": "bytes=0-9", "If-Match": '"abc"'}
     dated = signer("GET", "http://127.0.0.1:9/b/k", {"If-Range": "Sun, 06 Dec 2026 08:00:00 GMT"})
     assert dated == {"x-user": "1", "If-Unmodified-Since": "Sun, 06 Dec 2026 08:00:00 GMT"}
+    both = {"If-None-Match": '"abc"', "If-Modified-Since": "Sun, 06 Dec 2026 08:00:00 GMT"}
+    assert signer("GET", "http://127.0.0.1:9/b/k", both) == {"x-user": "1", "If-None-Match": '"abc"'}
 
 
 def test_credentials_only_for_the_store_origin():

@@ -36,7 +36,10 @@ class Signer:
 
     The pinned version goes as ``If-Match`` (a strong ETag) or ``If-Unmodified-Since`` in
     place of ``If-Range``: a replaced object is refused with 412 (never a byte of it), where
-    If-Range would have it answered whole. Credentials go only to the object's own origin
+    If-Range would have it answered whole. A revalidation carries only ``If-None-Match``
+    where there is an ETag: RFC 9110 has a server ignore ``If-Modified-Since`` beside it, but
+    some (moto) answer 304 by the date alone, and an object replaced within the second of
+    the cached one would be taken for it. Credentials go only to the object's own origin
     (``bind``); HttpSource follows no redirect of a store either."""
 
     def __init__(self, headers: Mapping[str, str]) -> None:
@@ -49,6 +52,8 @@ class Signer:
 
     def __call__(self, method: str, url: str, headers: Dict[str, str]) -> Dict[str, str]:
         out = {**self._headers, **headers}
+        if "If-None-Match" in out:
+            out.pop("If-Modified-Since", None)
         pinned = out.pop("If-Range", None)
         if pinned is not None:
             out["If-Match" if pinned.startswith('"') else "If-Unmodified-Since"] = pinned
