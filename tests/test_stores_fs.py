@@ -101,3 +101,14 @@ def _equal_to_local(remote: List[dict], clips: List[Path]) -> None:
     for got, path in zip(remote, clips):
         expected = clip_stats(str(path), {})
         assert {k: v for k, v in got.items() if k not in strip} == {k: v for k, v in expected.items() if k not in strip}
+
+
+def test_store_protocols_still_say_what_to_install():
+    """kithara_io.fs names s3:// for chained URLs only: fsspec's own s3:// without s3fs
+    fails as before, with fsspec's message."""
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: fsspec's s3:// is its own")
+    with pytest.raises(ImportError, match="s3fs"):
+        fsspec.filesystem("s3")
