@@ -424,3 +424,46 @@ def test_s3_over_https_trusts_aws_ca_bundle(media, tls_files, tmp_path, monkeypa
         monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_files.ca))
         with kithara_io.open("s3://bkt/tone.wav", storage_options=options) as f:
             assert f.read() == media["tone.wav"].read_bytes()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("status", [301, 307])
+def test_an_s3_redirect_suggests_the_region(status):
+    """AWS answers a request to another region than the bucket's with 301 (no Location) or
+    307: the error says so, in the store URL's terms."""
+    import http.server
+    import threading
+
+    from kithara_io.sources.stores.source import StoreSource
+
+    class Moved(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            if status == 307:
+                self.send_header("Location", "http://127.0.0.2:9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    thread = threading.Thread(target=server.serve_forever, name="test-server-moved")
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/bkt/a.wav"
+        hint = "is the bucket in another region than us-east-1? (the region option, or AWS_REGION)"
+        source = StoreSource("s3://bkt/a.wav", url, stores.common.Signer({}), moved=hint)
+        try:
+            with pytest.raises((HTTPStatusError, InvalidResponseError)) as info:
+                source.fetch(0, 100)
+        finally:
+            source.close()
+        assert hint in str(info.value) and "s3://bkt/a.wav" in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    defaults = stores.open_source("s3://bkt/a.wav", {"anon": True, "region": "us-east-1"})
+    defaults.close()
+    assert defaults.moved == hint  # the AWS endpoint's hint; a custom endpoint has none

@@ -68,4 +68,4 @@ def open_source(
         found = module.target(bucket, key, options, headers)
     if verify is True and found.ca_bundle:
         verify = found.ca_bundle
-    return StoreSource(name, found.url, found.signer, timeout=timeout, verify=verify, cert=cert)
+    return StoreSource(name, found.url, found.signer, timeout=timeout, verify=verify, cert=cert, moved=found.moved)

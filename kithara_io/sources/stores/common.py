@@ -16,11 +16,12 @@ from ..transport import origin
 class Target(NamedTuple):
     """Where an object's requests go and how they are signed. ``ca_bundle``: the CA bundle
     the store's own tools are configured with (``AWS_CA_BUNDLE``), used where ``verify``
-    is left True."""
+    is left True; ``moved``: a hint for a redirect."""
 
     url: str
     signer: "Signer"
     ca_bundle: Optional[str] = None
+    moved: str = ""  # what a redirect (301, 307) most likely means for this store, in words
 
 
 def need(module: str, extra: str, scheme: str) -> None:

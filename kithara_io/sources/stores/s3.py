@@ -55,7 +55,8 @@ def target(bucket: str, key: str, options: Mapping[str, Any], headers: Mapping[s
             credentials = _chain_credentials(options.get("profile"), env)
             if credentials is None:
                 log.info("s3://%s/%s: no AWS credentials found; unsigned requests", bucket, key)
-    return Target(url, SigV4Signer(credentials, region, headers), configured.ca_bundle)
+    moved = "" if endpoint else f"is the bucket in another region than {region}? (the region option, or AWS_REGION)"
+    return Target(url, SigV4Signer(credentials, region, headers), configured.ca_bundle, moved)
 
 
 class _Configured(NamedTuple):

@@ -39,10 +39,12 @@ class StoreSource(HttpSource):
         timeout: Optional[Timeout] = None,
         verify: Union[bool, str] = True,
         cert: Union[None, str, Tuple[str, str]] = None,
+        moved: str = "",
     ) -> None:
         signer.bind(url)
         super().__init__(url, timeout=timeout or Timeout(), verify=verify, cert=cert, max_redirects=0, sign=signer)
         self.name = name
+        self.moved = moved  # a hint for a redirect (S3: the bucket's region)
         # The disk cache's key: the endpoint URL without a query (an Azure SAS is a secret,
         # and the same object whatever the token)
         self.cache_key = url.split("?", 1)[0]
@@ -72,6 +74,10 @@ class StoreSource(HttpSource):
                     url=self.name,
                     byte_range=exc.byte_range,
                 ) from exc
+            if exc.status in (301, 307) and self.moved:
+                raise HTTPStatusError(
+                    exc.status, f"{exc.reason} ({self.moved})".lstrip(), url=self.name, byte_range=exc.byte_range
+                ) from exc
             if exc.status in (401, 403):
                 error = HTTPStatusError(
                     exc.status,
@@ -84,8 +90,9 @@ class StoreSource(HttpSource):
             raise self._renamed(exc)
         except InvalidResponseError as exc:
             if isinstance(exc.cause, requests.TooManyRedirects):
+                hint = f"; {self.moved}" if self.moved else ""
                 raise InvalidResponseError(
-                    "the store answered with a redirect, which is not followed (credentials stay with the store)",
+                    f"the store answered with a redirect, which is not followed (credentials stay with the store){hint}",
                     url=self.name,
                 ) from exc
             raise self._renamed(exc)
