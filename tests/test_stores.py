@@ -46,6 +46,15 @@ def test_open_seek_read_equal_to_local_bytes(store, media):
         assert f.stats().requests >= 2  # ranges: more than one signed request
 
 
+@pytest.mark.timeout(30)
+def test_other_scheme_names_of_a_store(store, media):
+    """abfs:// (adlfs's name) is az://, gcs:// is gs://, s3a:// is s3://."""
+    other = {"az": "abfs", "gs": "gcs", "s3": "s3a"}[store.scheme]
+    url = store.url("media/tone.wav").replace(f"{store.scheme}://", f"{other}://", 1)
+    with kithara_io.open(url, storage_options=store.options) as f:
+        assert f.read() == media["tone.wav"].read_bytes()
+
+
 @pytest.mark.timeout(60)
 def test_decodes_samples_equal_to_local(store, media):
     expected, rate = sf.read(media["tone.flac"], dtype="int16")
