@@ -476,3 +476,19 @@ def test_an_s3_redirect_suggests_the_region(status):
     defaults = stores.open_source("s3://bkt/a.wav", {"anon": True, "region": "us-east-1"})
     defaults.close()
     assert defaults.moved == hint  # the AWS endpoint's hint; a custom endpoint has none
+
+
+@pytest.mark.timeout(60)
+def test_a_store_stream_leaves_no_thread_or_socket(media, no_leaks):
+    """Against Azurite (another process: every socket left here would be ours)."""
+    data = media["random.bin"].read_bytes()[: 3 << 20]
+    srv = servers.start("az")
+    try:
+        srv.put("leaks.bin", data)
+        with kithara_io.open(srv.url("leaks.bin"), storage_options=srv.options) as f:
+            f.seek(2 << 20)
+            assert f.read(1000) == data[2 << 20 : (2 << 20) + 1000]
+            f.seek(0)
+            assert f.read() == data
+    finally:
+        srv.stop()
