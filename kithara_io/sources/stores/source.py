@@ -79,14 +79,12 @@ class StoreSource(HttpSource):
                     exc.status, f"{exc.reason} ({self.moved})".lstrip(), url=self.name, byte_range=exc.byte_range
                 ) from exc
             if exc.status in (401, 403):
-                error = HTTPStatusError(
+                raise HTTPStatusError(  # not retried: nothing to wait for
                     exc.status,
                     f"{exc.reason} (the store refused the credentials, or they give no access to this object)".lstrip(),
                     url=self.name,
                     byte_range=exc.byte_range,
-                )
-                error.retry_after = getattr(exc, "retry_after", None)
-                raise error from exc
+                ) from exc
             raise self._renamed(exc)
         except InvalidResponseError as exc:
             if isinstance(exc.cause, requests.TooManyRedirects):
