@@ -8,8 +8,12 @@ STAMP  := $(VENV)/.installed
 DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 PYTEST_ARGS ?=
+# npm packages the tests use (Azurite, the Azure Blob emulator), installed under .npm/
+NPM_PREFIX := .npm
+NPM_STAMP  := $(NPM_PREFIX)/.installed
+NPM_PACKAGES := azurite@3
 
-.PHONY: test lint demo bench docs pictures deps venv clean
+.PHONY: test lint demo bench docs pictures deps npm venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +39,15 @@ deps:
 	  fi; \
 	fi
 
-test: lint deps docs
+# Node.js comes with these machines; without npm the Azure tests are skipped.
+$(NPM_STAMP): Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) $(NPM_PACKAGES) && touch $@; \
+	else echo "warning: npm missing: tests needing $(NPM_PACKAGES) are skipped"; fi
+
+npm: $(NPM_STAMP)
+
+test: lint deps npm docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint, types and the Python versions claimed (setup.cfg python_requires), settings in
@@ -65,4 +77,4 @@ pictures: venv
 	$(PY) docs/gen_timelines.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache site
+	rm -rf $(VENV) $(NPM_PREFIX) *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache site

@@ -10,7 +10,7 @@ from typing import Callable, List, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
 from .downloader import Downloader, default_downloader
-from .errors import StreamError
+from .errors import InvalidResponseError, StreamError
 from .events import Event
 from .live import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
@@ -21,6 +21,7 @@ from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
+from .sources import stores
 from .sources.stations import kind_by_name, read_playlist, resolve
 from .stream import Stream
 
@@ -39,9 +40,11 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     cache: Union[None, str, DiskCache] = None,
     variant: Union[str, int] = "auto",
     audio: Optional[str] = None,
+    storage_options: Optional[Mapping[str, object]] = None,
     **options,
 ) -> Stream:
-    """Open an http(s) URL, a ``file://`` URL or a local path as a seekable binary file.
+    """Open an http(s) URL, a ``file://`` URL, a local path or an object of an object store
+    (``s3://``, ``gs://``, ``az://``, ``abfs://``) as a seekable binary file.
 
     A source without a known length gives a :class:`~kithara_io.live.LiveStream`; ``open``
     returns once its first bytes are in. A radio station (``icy-*`` headers), a FIFO or ``-``
@@ -62,6 +65,11 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     the audio is apart from the video (``#EXT-X-MEDIA``); ``stream.hls`` tells the variants,
     renditions and segments (see the HLS guide); the option ``live_start`` (``"edge"``,
     ``"start"``, ``"playlist"`` or seconds) where it starts in its media playlist.
+
+    An object store's credentials and endpoint come from where its users keep them (the
+    AWS variables and files, ``GOOGLE_APPLICATION_CREDENTIALS``, the Azure connection
+    string...) or from ``storage_options`` with fsspec's names (``key``, ``secret``,
+    ``endpoint_url``, ``anon``...: see :mod:`kithara_io.sources.stores`).
     """
     name = os.fspath(source)
     try:
@@ -71,6 +79,10 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
         raise TypeError(f"unknown option(s) {unknown}; valid: {StreamOptions.names()}") from None
     stream_priority = Priority.parse(priority)
     disk = _disk_cache(cache)
+    if stores.is_store_url(name):
+        return _open_store(name, headers, opts, stream_priority, downloader, on_event, disk, storage_options)
+    if storage_options:
+        raise TypeError(f"storage_options are for object store URLs (s3://, gs://, az://), not {name!r}")
     # Radio servers send titles in the stream only when asked; other servers ignore it.
     headers = {"Icy-MetaData": "1", **dict(headers or {})}
     path = path_from_source(name)
@@ -192,6 +204,31 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
         return stream
     stream.close()
     return _open_hls(name, (playlist, None, final), headers, priority, downloader, on_event, disk, choice, opts)
+
+
+def _open_store(name, headers, opts, priority, downloader, on_event, disk, storage_options) -> Stream:
+    """An object of an object store: signed range requests to its endpoint, through the
+    same engine (and disk cache, keyed by the endpoint URL less its query) as an http(s) URL."""
+    store = stores.open_source(
+        name, storage_options, headers=headers, timeout=opts.timeout, verify=opts.verify, cert=opts.cert
+    )
+    source: Source = store
+    if disk is not None:
+        try:
+            source = DiskCachedSource(store, disk.open_entry(store.cache_key))
+        except OSError as exc:
+            log.warning("disk cache: not caching %s: %s", name, exc)
+        except BaseException:
+            store.close()
+            raise
+    reader = RemoteReader(source, downloader or default_downloader(), opts, priority)
+    if on_event is not None:
+        reader.events.subscribe(on_event)
+    handed = reader.open()
+    if handed is not None:  # a store always sends the length: something else answered
+        handed[0].close()  # the reader closed itself and handed it over
+        raise InvalidResponseError("the store answered without the object's length", url=name)
+    return Stream(reader, name)
 
 
 def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts) -> Stream:

@@ -17,6 +17,8 @@ import ssl
 from typing import List, Optional, Tuple
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]*@")
+# The secret fields of signed URLs (an Azure SAS, presigned S3 and GCS URLs, CloudFront)
+_SIGNATURE = re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature)=)[^&#\s\]]*")
 # "_TrackedHTTPPool(host='h', port=9): ", "NewConnectionError(" and the like: internal names.
 _POOL_PREFIX = re.compile(r"\b\w+\(host=[^)]*\):\s*")
 _CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Warning|Timeout):\s*)+")
@@ -24,8 +26,13 @@ _CAUSED_BY = re.compile(r"\s*\(Caused by .*\)\s*$", re.S)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@`` replaced by ``***``."""
-    return _USERINFO.sub(r"\1:***@", text) if "@" in text else text
+    """``text`` with the password of every ``scheme://user:password@`` and the signature of
+    every signed URL (``sig=``, ``X-Amz-Signature=``...) replaced by ``***``."""
+    if "@" in text:
+        text = _USERINFO.sub(r"\1:***@", text)
+    if "=" in text:
+        text = _SIGNATURE.sub(r"\1***", text)
+    return text
 
 
 class _RedactFilter(logging.Filter):
@@ -35,7 +42,7 @@ class _RedactFilter(logging.Filter):
             record.msg, record.args = message, ()
         else:
             message = str(record.msg)
-        if "@" in message:
+        if "@" in message or "=" in message:
             record.msg = redact(message)
         return True
 

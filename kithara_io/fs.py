@@ -7,10 +7,20 @@ reach it by URL without importing kithara-io::
     with fsspec.open("kithara::https://host/a.flac") as f:   # f is a kithara_io.Stream
         data, rate = soundfile.read(f)
 
-Paths are full http(s) URLs (``file://`` URLs and local paths work too, as with
-``kithara_io.open``). Storage options are the keyword arguments of ``kithara_io.open``:
-``headers``, ``priority``, ``cache`` and the :class:`~kithara_io.options.StreamOptions`
-fields. Read-only: there is no listing, writing or deleting over HTTP.
+Paths are full http(s) URLs (``file://`` URLs, local paths and object store URLs work too,
+as with ``kithara_io.open``). Storage options are the keyword arguments of
+``kithara_io.open``: ``headers``, ``priority``, ``cache`` and the
+:class:`~kithara_io.options.StreamOptions` fields; an object store's credentials and
+endpoint with fsspec's names (s3fs, gcsfs, adlfs), flat, as ``storage_options={...}`` or
+under the store's protocol (``{"s3": {"key": ...}}``)::
+
+    pd.read_csv("kithara::s3://bucket/table.csv", storage_options={"endpoint_url": ..., "anon": True})
+
+fsspec looks up the class of the inner protocol of ``kithara::s3://`` too: with s3fs (gcsfs,
+adlfs) installed that is theirs, else the one ``kithara_io.fs`` registers when imported (see
+:mod:`~kithara_io.fs_stores`), so a process without them imports ``kithara_io.fs`` first;
+``kithara://s3://bucket/key`` needs neither. Read-only: there is no listing, writing or
+deleting.
 
 Every process uses its own default Downloader and connections (a forked child starts a new
 one); the disk cache (``cache="disk"``) is shared by the processes of one machine.
@@ -28,7 +38,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_extra("fsspec", "The kithara:// fsspec filesystem", exc) from exc
 
-from . import api
+from . import api, fs_stores
 from .downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
@@ -38,12 +48,15 @@ from .fs_ranges import (
 )
 from .options import StreamOptions
 from .planning import Priority
+from .sources.stores import KINDS, OPTION_NAMES
 from .stream import Stream
 
 __all__ = ["KitharaFileSystem", "RemoteFileNotFoundError"]
 
 _PROTOCOL = "kithara"
-_OPEN_ARGS = ("headers", "priority", "cache", "downloader")
+_OPEN_ARGS = ("headers", "priority", "cache", "downloader", "storage_options")
+
+fs_stores.register()  # kithara::s3://... without s3fs (see fs_stores)
 
 
 class RemoteFileNotFoundError(HTTPStatusError, FileNotFoundError):
@@ -77,8 +90,15 @@ class KitharaFileSystem(AbstractFileSystem):
         # HTTPFileSystem's file options: defaults of the same keywords of open()
         self._file_options = {k: options.pop(k) for k in list(options) if k in _FILE_OPTIONS}
         super().__init__(**own)
+        store = _store_options(options)
+        if target_protocol in KINDS:  # kithara::s3://b/k: fsspec hands the inner URL over split
+            fo = fo if "://" in fo else f"{target_protocol}://{fo}"
+            store.update(target_options or {})
+            target_options = None
         self._fo = fo
         self._options = {**(target_options or {}), **options}
+        if store:
+            self._options["storage_options"] = store
         _check_options(self._options)
 
     # -- paths ---------------------------------------------------------------------------
@@ -288,6 +308,15 @@ class KitharaFileSystem(AbstractFileSystem):
 
     def _downloader(self) -> Downloader:
         return self._options.get("downloader") or default_downloader()
+
+
+def _store_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Take the object store options out of ``options``: ``storage_options={...}`` and
+    fsspec's names of s3fs, gcsfs and adlfs given flat (``key``, ``endpoint_url``...)."""
+    store = dict(options.pop("storage_options", None) or {})
+    for name in [k for k in options if k in OPTION_NAMES]:
+        store[name] = options.pop(name)
+    return store
 
 
 def _check_options(options: Dict[str, Any]) -> None:

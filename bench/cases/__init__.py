@@ -14,5 +14,6 @@ ORDER = [
     "concurrent",
     "many",
     "many_https",
+    "many_s3",
     "decode_while_reading",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import FrozenSet, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
@@ -43,6 +43,9 @@ _MAX_TOTAL = 1 << 62  # larger claimed lengths are refused: no real resource, an
 Body = HttpBody  # the Body this source answers with
 
 CertSpec = Union[None, str, Tuple[str, str]]
+# sign(method, url, headers) -> the headers to send: an object store's request signer
+# (sources/stores), called for every request (first, ranges, retries, revalidation).
+Signer = Callable[[str, str, Dict[str, str]], Dict[str, str]]
 
 
 class HttpSource:
@@ -57,8 +60,10 @@ class HttpSource:
         verify: Union[bool, str] = True,
         cert: CertSpec = None,
         max_redirects: int = 10,
+        sign: Optional[Signer] = None,
     ) -> None:
         self.url = url
+        self._sign = sign
         self.final_url = url
         self.filename: Optional[str] = None  # Content-Disposition's, from the first answer
         self._redirects_told: FrozenSet[str] = frozenset()
@@ -76,7 +81,7 @@ class HttpSource:
         self._proxies = requests.utils.get_environ_proxies(url)
         self._session.proxies.update(self._proxies)
         self._netrc = None  # for this URL's origin only: see _headers_for
-        if not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
+        if sign is None and not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
             self._netrc = _netrc_auth(url)
         self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _route, _redirects_told
         self._pinned: Optional[Validators] = None
@@ -249,6 +254,8 @@ class HttpSource:
                 headers["If-Range"] = pinned.if_range
         with self._lock:
             route, url = self._route, self.final_url
+        if self._sign is not None:
+            headers = self._sign("GET", url, headers)
         if abort.aborted:
             raise connection_error(ConnectionAbortedError("request aborted"), url, span)
         try:
