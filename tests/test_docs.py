@@ -259,7 +259,8 @@ def _local_checks(ns: dict, served: Dict[str, object]) -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("block", [b for b in PYTHON if b.runnable], ids=lambda b: b.name)
-def test_runnable_example_runs_against_local_servers(block: Block, served, capsys, no_leaks) -> None:
+def test_runnable_example_runs_against_local_servers(block: Block, served, capsys, no_leaks, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # what an example writes (trace.svg) stays out of the clone
     urls: Dict[str, str] = served["urls"]  # type: ignore[assignment]
     placeholders = set(re.findall(r"(?:kithara::)?(https?://[^\"'\s]+)", block.code))
     unknown = placeholders - set(urls)
