@@ -300,8 +300,8 @@ def test_https_to_a_plain_http_port_fails_at_once_saying_so(fault_server, no_lea
 
 def test_a_live_reconnection_to_a_plain_http_port_is_a_tls_error(fault_server) -> None:
     """The live sources' own connections classify the handshake failure the same way."""
-    from kithara_io.sources.live import AbortSlot, open_http
+    from kithara_io.sources.live import AbortSlot, live_client, open_http
 
     url = fault_server.add("/live.mp3", b"x" * 1000).replace("http://", "https://")
     with pytest.raises(TlsError, match=r"does not speak TLS"):
-        open_http(url, None, Timeout(connect=2, read=2), True, 3, AbortSlot())
+        open_http(live_client(url, None, Timeout(connect=2, read=2), True, 3), url, AbortSlot())
