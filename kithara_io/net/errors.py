@@ -6,7 +6,6 @@ import re
 import ssl
 from typing import Optional, Tuple
 
-import requests
 import urllib3
 
 from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError, TlsError, cause_chain
@@ -41,7 +40,7 @@ def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException
         if isinstance(link, ssl.SSLCertVerificationError):
             return link
     for link in chain:
-        if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and "CERTIFICATE_VERIFY_FAILED" in str(link):
+        if isinstance(link, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(link):
             return link
     return None
 
@@ -55,10 +54,6 @@ def _speaks_no_tls(exc: Optional[BaseException]) -> bool:
     something else than TLS (a plain-http server): retrying will not change it."""
     for link in cause_chain(exc):
         if isinstance(link, ssl.SSLError) and link.reason in _NOT_TLS:
-            return True
-        if isinstance(link, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) and any(
-            f"[SSL: {reason}]" in str(link) for reason in _NOT_TLS
-        ):
             return True
     return False
 
