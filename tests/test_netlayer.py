@@ -322,3 +322,25 @@ def test_close_leaves_no_connection_behind_for_any_source_kind(
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_body_fills_the_callers_buffer_in_one_call(no_leaks, make_fault_server, clean_env, media):
+    """``HttpBody.readinto_piece``: the bytes land in the caller's memory, equal to the file,
+    and the connection is kept for the next request once the body is read to its end."""
+    from kithara_io.sources.http import HttpSource
+
+    data = Path(media["random.bin"]).read_bytes()[: 512 * KiB]
+    srv = make_fault_server()
+    url = srv.add("/f", data)
+    source = HttpSource(url, timeout=Timeout(connect=2, read=5))
+    try:
+        for start in (0, 100_000, 300_000):
+            body = source.fetch(start, start + 200 * KiB)
+            buf = bytearray(256 * KiB)
+            n = body.readinto_piece(memoryview(buf))
+            assert n == min(200 * KiB, len(data) - start) and body.readinto_piece(memoryview(buf)[n:]) == 0
+            assert bytes(buf[:n]) == data[start : start + n]
+            body.close()
+    finally:
+        source.close()
+    assert len({r.connection for r in srv.requests}) == 1

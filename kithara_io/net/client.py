@@ -96,7 +96,8 @@ class Client:
                 conn = new_connection(*via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel)
                 self.pool.opened(conn)
                 conn.connect()
-                conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
+                if conn.sock is not None:
+                    conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
             if on_connect is not None:
                 on_connect(conn)
             conn.request(method, target, headers=sent)
@@ -118,7 +119,7 @@ class Client:
     def _icy(self, url: str, headers: Mapping[str, str], on_connect: Optional[OnConnect], span) -> Response:
         """The request over a plain (or TLS) socket, accepting ``ICY 200 OK``."""
         policy = self.policy
-        context = policy.tls_context(url) if origin(url)[0] == "https" else None
+        context = policy.tls_context(url) if origin(url)[0] == "https" else True  # True: plain http
         attach = None if on_connect is None else (lambda sock: on_connect(_Socket(sock)))
         try:
             raw = request_icy(

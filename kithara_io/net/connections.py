@@ -1,5 +1,11 @@
 """Kept-alive connections per origin (and proxy), over ``http.client``'s public API.
 
+What the client needs of a connection is the :class:`Connection` Protocol; ``http.client``
+was chosen for it by measurement (bench/README.md, "The transport": the least CPU per byte,
+since a body is received straight into the caller's buffer, and 1.1-1.2x its bare cost per
+64 KiB request; pycurl is cheaper per small request but hands every 16 KiB over as a new
+``bytes``, 1.1-5x the CPU on large bodies).
+
 A :class:`Pool` belongs to one source (its ``close`` closes them all). A connection is taken
 for one request and comes back only when its answer was read to its end and the server keeps
 it open; one that the server closed while idle is dropped when taken. ``shutdown_all`` breaks
@@ -20,7 +26,7 @@ import socket
 import ssl
 import threading
 import weakref
-from typing import Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple
 
 _MAX_IDLE = 8  # per key: a stream keeps at most its max_outstanding fetches busy
 
@@ -45,7 +51,39 @@ class HttpsConnection(http.client.HTTPSConnection):
         self.kept_sock = self.sock
 
 
-Connection = http.client.HTTPConnection
+class Answer(Protocol):
+    """An answer on a connection: status line, headers, and its body read into the caller's
+    memory (``readinto``) or as what arrived (``read1``)."""
+
+    status: int
+    reason: str
+    headers: Any  # case-insensitive mapping (http.client.HTTPMessage)
+
+    def readinto(self, buf: memoryview) -> int: ...
+
+    def read1(self, n: int = -1) -> bytes: ...
+
+    def read(self, n: Optional[int] = None) -> bytes: ...
+
+    def isclosed(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    """One connection to an origin (or through a proxy's tunnel). ``kept_sock`` is its socket
+    once connected, which :func:`shutdown` breaks from any thread (an abort)."""
+
+    sock: Optional[socket.socket]
+    kept_sock: Optional[socket.socket]
+
+    def connect(self) -> None: ...
+
+    def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = ...) -> None: ...
+
+    def getresponse(self) -> Answer: ...
+
+    def close(self) -> None: ...
 
 
 def new_connection(
@@ -58,8 +96,9 @@ def new_connection(
 ) -> Connection:
     """A connection (not yet connected) to ``host:port``; through a CONNECT tunnel to
     ``tunnel``'s ``(host, port, headers)`` when ``host`` is a proxy."""
+    conn: Any
     if tls is not None:
-        conn: Connection = HttpsConnection(host, port, timeout=timeout, context=tls)
+        conn = HttpsConnection(host, port, timeout=timeout, context=tls)
     else:
         conn = HttpConnection(host, port, timeout=timeout)
     if tunnel is not None:
@@ -163,4 +202,4 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-__all__ = ["Connection", "HttpConnection", "HttpsConnection", "Pool", "new_connection", "shutdown"]
+__all__ = ["Answer", "Connection", "HttpConnection", "HttpsConnection", "Pool", "new_connection", "shutdown"]

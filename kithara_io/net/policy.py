@@ -118,9 +118,9 @@ class Policy:
 
     def remember_cookies(self, url: str, headers: Mapping[str, str]) -> None:
         """Keep the cookies an answer from ``url`` set (for that host only, per the jar's rules)."""
-        if "set-cookie" not in (k.lower() for k in headers.keys()):
+        if headers.get("Set-Cookie") is None:
             return
-        self.cookies.extract_cookies(_Answered(headers), urllib.request.Request(without_userinfo(url)))
+        self.cookies.extract_cookies(_Answered(headers), urllib.request.Request(without_userinfo(url)))  # type: ignore[arg-type]
 
     # -- proxies and TLS ---------------------------------------------------------------
     def proxy_for(self, url: str) -> Optional[Proxy]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from typing import Tuple
 
@@ -10,6 +11,7 @@ import urllib3
 Origin = Tuple[str, str, int]
 
 
+@functools.lru_cache(maxsize=512)  # a stream asks the same few URLs over and over
 def origin(url: str) -> Origin:
     """``(scheme, host, port)`` of ``url``, the port made explicit: what credentials are
     given for (never sent to another origin)."""
@@ -27,6 +29,7 @@ def without_userinfo(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+@functools.lru_cache(maxsize=512)
 def request_target(url: str) -> str:
     """The path and query of ``url`` (``/`` if none), as a request line carries it."""
     return urllib3.util.parse_url(url).request_uri

@@ -146,6 +146,22 @@ class HttpBody:
             return b""
         return self._read_raw(self._raw.read, n)
 
+    def readinto_piece(self, buf: memoryview) -> int:
+        """Fill ``buf`` in one call, straight from the socket into the caller's memory (no
+        intermediate ``bytes``): http.client's C loop over socket reads and TLS records. It
+        blocks until ``buf`` is full (fewer bytes only at the end of the body), so, like
+        :meth:`read_piece`, it suits a link whose rate is known to fill it quickly."""
+        if self._raw is None:
+            return 0
+        if self._broken is not None:
+            raise self._broken
+        try:
+            n = self._raw.readinto(buf)
+        except NETWORK_ERRORS as exc:
+            raise self._broke_at(self.position, exc) from exc
+        self.position += n
+        return n
+
     def readinto1(self, buf: memoryview) -> int:
         """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
         the reader of a live stream must not wait for a piece of a slow station to fill."""
