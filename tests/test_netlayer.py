@@ -344,3 +344,37 @@ def test_a_body_fills_the_callers_buffer_in_one_call(no_leaks, make_fault_server
     finally:
         source.close()
     assert len({r.connection for r in srv.requests}) == 1
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_one_tls_context_from_the_environment_serves_files_hls_and_live(
+    no_leaks, make_fault_server, tls_files, clean_env, tmp_path, hls_media, variable
+):
+    """The CA bundle named by the environment is trusted by every source kind, and loaded
+    once for all their connections (HLS used to load none of it, and its pool a context per
+    connection)."""
+    import ssl
+
+    loads = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self, *args, **kwargs):
+        loads.append(args or kwargs)
+        return original(self, *args, **kwargs)
+
+    clean_env.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        clean_env.delenv(name, raising=False)
+    bundle = tmp_path / f"bundle-{variable}.pem"  # a file no earlier test loaded
+    bundle.write_bytes(tls_files.ca.read_bytes())
+    clean_env.setenv(variable, str(bundle))
+    srv = make_fault_server(tls=tls_files)
+    publish(srv, hls_media.root / "aes", "/aes")
+    data = b"z" * (200 * KiB)
+    url = srv.add("/f", data)
+    with kithara_io.open(srv.url("/aes/index.m3u8"), **QUICK) as stream:
+        assert stream.read() == hls_media.local_bytes("aes/index.m3u8")
+    with kithara_io.open(url, **dict(QUICK, min_fetch=32 * KiB, max_fetch=32 * KiB, max_outstanding=3)) as f:
+        assert f.read() == data
+    assert srv.connections >= 2
+    assert [a for a in loads if str(bundle) in str(a)] == loads and len(loads) == 1, loads

@@ -60,7 +60,9 @@ class Client:
                 return self._icy(hop, mine, on_connect, span)
             return self._send(method, hop, mine, on_connect, span)
 
-        return follow(send, url, self.policy.max_redirects)
+        # A connection an on_connect callback saw is not pooled after a redirect: the
+        # caller's abort handle may still reach it until the next hop replaces it.
+        return follow(send, url, self.policy.max_redirects, keep=on_connect is None)
 
     def abort_all(self) -> None:
         """Break every request in flight, also those still waiting for their answer."""

@@ -32,8 +32,10 @@ def resolve(answered: str, location: str) -> str:
     return target
 
 
-def follow(send: Callable[[str], Response], url: str, max_redirects: int) -> Response:
-    """``send(url)`` and then each redirect's target, until an answer that is no redirect."""
+def follow(send: Callable[[str], Response], url: str, max_redirects: int, *, keep: bool = True) -> Response:
+    """``send(url)`` and then each redirect's target, until an answer that is no redirect.
+    ``keep`` False: a redirect's connection is closed, never given back to the pool (an abort
+    handle that saw it must not reach it once another request uses it)."""
     history: List[str] = []
     for _ in range(max_redirects + 1):
         response = send(url)
@@ -44,14 +46,17 @@ def follow(send: Callable[[str], Response], url: str, max_redirects: int) -> Res
         try:
             target = resolve(response.url, location)
         finally:
-            _discard(response)
+            _discard(response, keep)
         history.append(url)
         url = target
     raise InvalidResponseError(f"too many redirects (more than {max_redirects})", url=history[0] if history else url)
 
 
-def _discard(response: Response) -> None:
+def _discard(response: Response, keep: bool) -> None:
     """Finish with a redirect: keep its connection if its body is small, else drop it."""
+    if not keep:
+        response.close()
+        return
     try:
         for _ in range(4):
             if not response.read1(_DRAIN):
