@@ -378,3 +378,39 @@ def test_one_tls_context_from_the_environment_serves_files_hls_and_live(
         assert f.read() == data
     assert srv.connections >= 2
     assert [a for a in loads if str(bundle) in str(a)] == loads and len(loads) == 1, loads
+
+
+def test_an_hls_request_waiting_for_its_answer_is_cut_by_its_abort(no_leaks, make_fault_server, clean_env):
+    """A far seek cancels a segment fetch that waits for its answer at once (the abort knows
+    the connection from the moment it is connected), not when the server answers."""
+    import math
+    import threading
+
+    from kithara_io.sources.hls.transport import Abort, Transport
+    from tests.servers.faults import Latency
+
+    srv = make_fault_server()
+    url = srv.add("/seg.ts", b"s" * 10_000)
+    srv.always("/seg.ts", Latency(math.inf))  # never answers, until the server stops
+    transport = Transport(timeout=Timeout(connect=2, read=30), home=url)
+    abort = Abort()
+    failed: list = []
+
+    def fetch() -> None:
+        try:
+            transport.open(url, 0, 1000, abort)
+        except kithara_io.StreamError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    try:
+        assert srv.wait_requests(1, "/seg.ts", timeout=10)
+        abort.abort()
+        thread.join(5)  # a read timeout of 30 s: returning within 5 s is the abort's doing
+        assert not thread.is_alive()
+        assert len(failed) == 1 and url in str(failed[0])
+    finally:
+        abort.abort()
+        thread.join(35)
+        transport.close()

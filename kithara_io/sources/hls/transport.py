@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Optional, Tuple, TypeVar, Union
 from ... import errors
 from ...headers import content_length, content_range
 from ...net import Client, Policy, Response
+from ...net.connections import shutdown
 from ...net.policy import USER_AGENT
 from ...retry import Retry, Timeout, parse_retry_after
 
@@ -36,16 +37,28 @@ T = TypeVar("T")
 
 
 class Abort:
-    """Lets another thread cut a blocked body read (a cancelled or preempted fetch)."""
+    """Lets another thread cut a request: while it waits for its answer (its connection is
+    known from the moment it is connected) or a blocked body read (a cancelled or preempted
+    fetch)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._response: Optional[Response] = None
+        self._conn: object = None
         self.aborted = False
+
+    def connected(self, conn: object) -> None:
+        """The request's connection (the network layer's ``on_connect``)."""
+        with self._lock:
+            self._conn = conn
+            aborted = self.aborted
+        if aborted:
+            shutdown(conn)  # type: ignore[arg-type]
 
     def attach(self, response: Optional[Response]) -> None:
         with self._lock:
             self._response = response
+            self._conn = None  # the response knows it now; it may go back to the pool
             aborted = self.aborted
         if aborted and response is not None:
             _shutdown(response)
@@ -53,9 +66,11 @@ class Abort:
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-            response = self._response
+            response, conn = self._response, self._conn
         if response is not None:
             _shutdown(response)
+        elif conn is not None:
+            shutdown(conn)  # type: ignore[arg-type]
 
 
 def _shutdown(response: Response) -> None:
@@ -198,7 +213,9 @@ class Transport:
             raise errors.ConnectionFailedError("cancelled", url=url)
         with self._count_lock:
             self.requests += 1
-        response = self._client.request(method, url, headers, extra=extra)
+        response = self._client.request(method, url, headers, extra=extra, on_connect=None if abort is None else abort.connected)
+        if abort is not None:
+            abort.attach(response)  # the response's connection, until it goes back to the pool
         if response.status >= 400:
             response.close()
             error = errors.HTTPStatusError(response.status, response.reason, url=response.url)
