@@ -33,11 +33,22 @@ def offsets(seed: int) -> List[int]:
 def http_client(url: str, ctx) -> Callable[[int], None]:
     host, port = url.split("://")[1].split(":")
     port = int(port.split("/")[0])
-    conn = (http.client.HTTPSConnection(host, port, context=ctx) if ctx else http.client.HTTPConnection(host, port))
+    conn = (
+        http.client.HTTPSConnection(host, port, context=ctx)
+        if ctx
+        else http.client.HTTPConnection(host, port)
+    )
     buf = memoryview(bytearray(PIECE))
 
     def get(start: int) -> None:
-        conn.request("GET", "/big.bin", headers={"Range": f"bytes={start}-{start + PIECE - 1}", "Accept-Encoding": "identity"})
+        conn.request(
+            "GET",
+            "/big.bin",
+            headers={
+                "Range": f"bytes={start}-{start + PIECE - 1}",
+                "Accept-Encoding": "identity",
+            },
+        )
         r = conn.getresponse()
         n = 0
         while n < PIECE:
@@ -54,12 +65,26 @@ def http_client(url: str, ctx) -> Callable[[int], None]:
 def urllib3_pool(url: str, ctx) -> Callable[[int], None]:
     import urllib3
 
-    pool = urllib3.connection_from_url(url, ssl_context=ctx) if ctx else urllib3.connection_from_url(url)
+    pool = (
+        urllib3.connection_from_url(url, ssl_context=ctx)
+        if ctx
+        else urllib3.connection_from_url(url)
+    )
     buf = memoryview(bytearray(PIECE))
 
     def get(start: int) -> None:
-        r = pool.urlopen("GET", "/big.bin", headers={"Range": f"bytes={start}-{start + PIECE - 1}", "Accept-Encoding": "identity"},
-                         preload_content=False, decode_content=False, retries=False, redirect=False)
+        r = pool.urlopen(
+            "GET",
+            "/big.bin",
+            headers={
+                "Range": f"bytes={start}-{start + PIECE - 1}",
+                "Accept-Encoding": "identity",
+            },
+            preload_content=False,
+            decode_content=False,
+            retries=False,
+            redirect=False,
+        )
         n = 0
         while n < PIECE:
             got = r.readinto(buf[n:])
@@ -79,7 +104,14 @@ def kithara_net(url: str, ctx, ca: str) -> Callable[[int], None]:
     buf = memoryview(bytearray(PIECE))
 
     def get(start: int) -> None:
-        r = client.request("GET", url + "/big.bin", {"Range": f"bytes={start}-{start + PIECE - 1}", "Accept-Encoding": "identity"})
+        r = client.request(
+            "GET",
+            url + "/big.bin",
+            {
+                "Range": f"bytes={start}-{start + PIECE - 1}",
+                "Accept-Encoding": "identity",
+            },
+        )
         n = 0
         while n < PIECE:
             got = r.readinto(buf[n:])
@@ -99,7 +131,14 @@ def requests_session(url: str, ctx, ca: str) -> Callable[[int], None]:
     s.verify = ca if ctx else True
 
     def get(start: int) -> None:
-        r = s.get(url + "/big.bin", verify=s.verify, headers={"Range": f"bytes={start}-{start + PIECE - 1}", "Accept-Encoding": "identity"})
+        r = s.get(
+            url + "/big.bin",
+            verify=s.verify,
+            headers={
+                "Range": f"bytes={start}-{start + PIECE - 1}",
+                "Accept-Encoding": "identity",
+            },
+        )
         assert r.status_code == 206 and len(r.content) == PIECE
 
     return get
@@ -112,7 +151,10 @@ def pycurl_easy(url: str, ctx, ca: str, http2: bool = False) -> Callable[[int], 
     c.setopt(pycurl.URL, url + "/big.bin")
     if ctx:
         c.setopt(pycurl.CAINFO, ca)
-    c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS if http2 else pycurl.CURL_HTTP_VERSION_1_1)
+    c.setopt(
+        pycurl.HTTP_VERSION,
+        pycurl.CURL_HTTP_VERSION_2TLS if http2 else pycurl.CURL_HTTP_VERSION_1_1,
+    )
     buf = bytearray(PIECE)
     state = [0]
 
@@ -229,12 +271,18 @@ def main() -> None:
         for scheme, files in (("http", None), ("https", tls)):
             with NginxServer(root, tls=files) as srv:
                 ctx = files.client_context() if files else None
-                print(f"{scheme}: per {PIECE >> 10} KiB range GET, kept-alive loopback nginx, N={N}, median of {ROUNDS}")
+                print(
+                    f"{scheme}: per {PIECE >> 10} KiB range GET, kept-alive loopback nginx, N={N}, median of {ROUNDS}"
+                )
                 base = None
                 for name, make in engines.items():
-                    wall, cpu = measure(make(srv.base_url, ctx, str(files.ca) if files else ""))
+                    wall, cpu = measure(
+                        make(srv.base_url, ctx, str(files.ca) if files else "")
+                    )
                     base = base or wall
-                    print(f"  {name:24s} {wall:7.1f} us wall ({wall / base:4.2f}x)  {cpu:7.1f} us CPU")
+                    print(
+                        f"  {name:24s} {wall:7.1f} us wall ({wall / base:4.2f}x)  {cpu:7.1f} us CPU"
+                    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ from tests.test_auth import PROXY_ENV, basic, gets, with_userinfo, write_netrc
 pytestmark = pytest.mark.timeout(60)
 
 KiB = 1024
-QUICK = dict(retry=Retry(attempts=3, backoff=0.01, max_backoff=0.05), timeout=Timeout(connect=2, read=5))
+QUICK = dict(
+    retry=Retry(attempts=3, backoff=0.01, max_backoff=0.05),
+    timeout=Timeout(connect=2, read=5),
+)
 PLAYLIST = "application/vnd.apple.mpegurl"
 
 
@@ -65,11 +68,19 @@ def publish(srv: FaultServer, folder: Path, prefix: str) -> None:
     """Every file of ``folder`` at ``prefix/name`` (playlists typed as such)."""
     for path in sorted(folder.iterdir()):
         if path.suffix in (".ts", ".m3u8", ".bin"):
-            srv.add(f"{prefix}/{path.name}", path.read_bytes(), content_type=PLAYLIST if path.suffix == ".m3u8" else "video/mp2t")
+            srv.add(
+                f"{prefix}/{path.name}",
+                path.read_bytes(),
+                content_type=PLAYLIST if path.suffix == ".m3u8" else "video/mp2t",
+            )
 
 
 def aes_paths(hls_media: HlsMedia, prefix: str) -> set:
-    return {f"{prefix}/{p.name}" for p in (hls_media.root / "aes").iterdir() if p.suffix in (".ts", ".m3u8", ".bin")}
+    return {
+        f"{prefix}/{p.name}"
+        for p in (hls_media.root / "aes").iterdir()
+        if p.suffix in (".ts", ".m3u8", ".bin")
+    }
 
 
 def read_exactly(f, n: int) -> bytes:
@@ -99,28 +110,45 @@ def test_hls_playlist_segments_and_key_go_through_an_authenticating_proxy(
         assert stream.read() == hls_media.local_bytes("aes/index.m3u8")
     seen = proxy.requests
     asked = {r.path for r in origin.requests}
-    assert asked == aes_paths(hls_media, "/aes") - {"/aes/key.info"}  # playlist, every segment, the key
-    assert {r.target for r in seen} == {origin.url(p) for p in asked}  # each through the proxy
+    assert asked == aes_paths(hls_media, "/aes") - {
+        "/aes/key.info"
+    }  # playlist, every segment, the key
+    assert {r.target for r in seen} == {
+        origin.url(p) for p in asked
+    }  # each through the proxy
     assert len(seen) == len(origin.requests)
     assert all(r.proxy_authorization == basic("pu", "pp") for r in seen)
-    assert all(r.headers.get("Proxy-Authorization") is None for r in origin.requests)  # not forwarded
+    assert all(
+        r.headers.get("Proxy-Authorization") is None for r in origin.requests
+    )  # not forwarded
 
 
-def test_hls_over_https_goes_through_connect_tunnels(no_leaks, make_proxy, make_fault_server, tls_files, clean_env, hls_media):
+def test_hls_over_https_goes_through_connect_tunnels(
+    no_leaks, make_proxy, make_fault_server, tls_files, clean_env, hls_media
+):
     proxy = make_proxy(auth=basic("pu", "pp"))
     origin = make_fault_server(tls=tls_files)
     publish(origin, hls_media.root / "aes", "/aes")
     clean_env.setenv("https_proxy", proxy.proxy_url("pu", "pp"))
-    with kithara_io.open(origin.url("/aes/index.m3u8"), verify=str(tls_files.ca), **QUICK) as stream:
+    with kithara_io.open(
+        origin.url("/aes/index.m3u8"), verify=str(tls_files.ca), **QUICK
+    ) as stream:
         assert stream.read() == hls_media.local_bytes("aes/index.m3u8")
     tunnels = proxy.requests
-    assert tunnels and all(r.method == "CONNECT" and r.target == f"127.0.0.1:{origin.port}" for r in tunnels)
+    assert tunnels and all(
+        r.method == "CONNECT" and r.target == f"127.0.0.1:{origin.port}"
+        for r in tunnels
+    )
     assert all(r.proxy_authorization == basic("pu", "pp") for r in tunnels)
-    assert origin.connections == len(tunnels)  # every connection the origin saw was tunnelled
+    assert origin.connections == len(
+        tunnels
+    )  # every connection the origin saw was tunnelled
     assert {r.path for r in origin.requests} >= {"/aes/index.m3u8", "/aes/key.bin"}
 
 
-def test_no_proxy_holds_for_hls(no_leaks, make_proxy, make_fault_server, clean_env, hls_media):
+def test_no_proxy_holds_for_hls(
+    no_leaks, make_proxy, make_fault_server, clean_env, hls_media
+):
     proxy = make_proxy()
     origin = make_fault_server()
     publish(origin, hls_media.root / "aes", "/aes")
@@ -131,22 +159,39 @@ def test_no_proxy_holds_for_hls(no_leaks, make_proxy, make_fault_server, clean_e
     assert proxy.requests == [] and origin.count() > 3
 
 
-def test_hls_takes_netrc_credentials_for_playlist_segments_and_key(no_leaks, make_fault_server, clean_env, tmp_path, hls_media):
+def test_hls_takes_netrc_credentials_for_playlist_segments_and_key(
+    no_leaks, make_fault_server, clean_env, tmp_path, hls_media
+):
     origin = make_fault_server(auth=basic("netuser", "netpass"))  # 401 without them
     publish(origin, hls_media.root / "aes", "/aes")
-    clean_env.setenv("NETRC", str(write_netrc(tmp_path / "netrc", "127.0.0.1", "netuser", "netpass")))
+    clean_env.setenv(
+        "NETRC", str(write_netrc(tmp_path / "netrc", "127.0.0.1", "netuser", "netpass"))
+    )
     with kithara_io.open(origin.url("/aes/index.m3u8"), **QUICK) as stream:
         assert stream.read() == hls_media.local_bytes("aes/index.m3u8")
-    assert {r.path for r in origin.requests} == aes_paths(hls_media, "/aes") - {"/aes/key.info"}
+    assert {r.path for r in origin.requests} == aes_paths(hls_media, "/aes") - {
+        "/aes/key.info"
+    }
     assert {r.status for r in origin.requests} <= {200, 206}
 
 
 @pytest.mark.parametrize("via", ["proxy", "direct"])
-def test_a_radio_reconnect_takes_the_proxy_and_netrc(no_leaks, make_proxy, icy_server, clean_env, tmp_path, mp3, via):
-    station = Station(payload=mp3, drops=2, drop_after=40_000, drop_how="close", framing="close", rate=2_000_000)
+def test_a_radio_reconnect_takes_the_proxy_and_netrc(
+    no_leaks, make_proxy, icy_server, clean_env, tmp_path, mp3, via
+):
+    station = Station(
+        payload=mp3,
+        drops=2,
+        drop_after=40_000,
+        drop_how="close",
+        framing="close",
+        rate=2_000_000,
+    )
     path = f"/netlayer-{via}.mp3"
     url = icy_server.add(path, station)
-    clean_env.setenv("NETRC", str(write_netrc(tmp_path / "netrc", "127.0.0.1", "netuser", "netpass")))
+    clean_env.setenv(
+        "NETRC", str(write_netrc(tmp_path / "netrc", "127.0.0.1", "netuser", "netpass"))
+    )
     proxy = None
     if via == "proxy":
         proxy = make_proxy(auth=basic("pu", "pp"))
@@ -156,7 +201,10 @@ def test_a_radio_reconnect_takes_the_proxy_and_netrc(no_leaks, make_proxy, icy_s
         assert len(read_exactly(f, 100_000)) == 100_000  # across two reconnects
     listeners = icy_server.listeners(path)
     assert len(listeners) >= 3
-    assert all(x.request_headers.get("Authorization") == basic("netuser", "netpass") for x in listeners)
+    assert all(
+        x.request_headers.get("Authorization") == basic("netuser", "netpass")
+        for x in listeners
+    )
     if proxy is not None:
         seen = proxy.requests
         assert len(seen) == len(listeners) and all(r.target == url for r in seen)
@@ -166,7 +214,9 @@ def test_a_radio_reconnect_takes_the_proxy_and_netrc(no_leaks, make_proxy, icy_s
 # -- redirects ----------------------------------------------------------------------------------------
 
 
-def test_a_playlist_behind_an_absolute_then_a_relative_redirect(no_leaks, make_fault_server, clean_env, hls_media):
+def test_a_playlist_behind_an_absolute_then_a_relative_redirect(
+    no_leaks, make_fault_server, clean_env, hls_media
+):
     """Each ``Location`` resolves against the URL that answered it, and the playlist's URIs
     against the last one: the segments and the key exist only beside it (on another host)."""
     a = make_fault_server(host="127.0.0.1")
@@ -188,7 +238,9 @@ def _credentials(kind: str, url: str, clean_env, tmp_path, host: str = "127.0.0.
         return url, {"Authorization": "Bearer secret-token"}
     if kind == "userinfo":
         return with_userinfo(url, "user", "pass"), {}
-    clean_env.setenv("NETRC", str(write_netrc(tmp_path / "netrc", host, "netuser", "netpass")))
+    clean_env.setenv(
+        "NETRC", str(write_netrc(tmp_path / "netrc", host, "netuser", "netpass"))
+    )
     return url, {}
 
 
@@ -200,7 +252,9 @@ def test_hls_credentials_never_reach_segments_or_keys_on_another_host(
     b = make_fault_server(host="127.0.0.2")
     publish(b, hls_media.root / "aes", "/aes")
     text = (hls_media.root / "aes" / "index.m3u8").read_text()
-    text = text.replace('URI="key.bin"', f'URI="{b.url("/aes/key.bin")}"').replace("\nseg", f"\n{b.url('/aes/seg')}")
+    text = text.replace('URI="key.bin"', f'URI="{b.url("/aes/key.bin")}"').replace(
+        "\nseg", f"\n{b.url('/aes/seg')}"
+    )
     a.add("/index.m3u8", text.encode(), content_type=PLAYLIST)
     url, headers = _credentials(kind, a.url("/index.m3u8"), clean_env, tmp_path)
     with kithara_io.open(url, headers=headers, **QUICK) as stream:
@@ -216,7 +270,14 @@ def test_a_radio_redirected_elsewhere_never_gets_the_credentials_on_reconnects(
 ):
     """The station's home redirects to the stream on another origin (another port); every
     reconnect asks home again and is sent there again, without the credentials."""
-    station = Station(payload=mp3, drops=1, drop_after=40_000, drop_how="reset", framing="close", rate=2_000_000)
+    station = Station(
+        payload=mp3,
+        drops=1,
+        drop_after=40_000,
+        drop_how="reset",
+        framing="close",
+        rate=2_000_000,
+    )
     path = f"/elsewhere-{kind}.mp3"
     target = icy_server.add(path, station)
     home = make_fault_server(host="127.0.0.1")
@@ -226,8 +287,12 @@ def test_a_radio_redirected_elsewhere_never_gets_the_credentials_on_reconnects(
         assert len(read_exactly(f, 60_000)) == 60_000
     listeners = icy_server.listeners(path)
     assert len(listeners) >= 2
-    assert len(home.requests) >= 2 and all(r.headers.get("Authorization") for r in home.requests)
-    assert [x.request_headers.get("Authorization") for x in listeners] == [None] * len(listeners)
+    assert len(home.requests) >= 2 and all(
+        r.headers.get("Authorization") for r in home.requests
+    )
+    assert [x.request_headers.get("Authorization") for x in listeners] == [None] * len(
+        listeners
+    )
 
 
 @pytest.mark.parametrize("kind", ["header", "userinfo", "netrc"])
@@ -244,7 +309,9 @@ def test_disk_revalidation_never_sends_the_credentials_to_another_host(
     with kithara_io.open(url, headers=headers, cache=cache, **QUICK) as f:
         assert f.read() == data
     before = len(b.requests)
-    with kithara_io.open(url, headers=headers, cache=cache, **QUICK) as f:  # revalidates first
+    with kithara_io.open(
+        url, headers=headers, cache=cache, **QUICK
+    ) as f:  # revalidates first
         assert f.read() == data
     assert len(b.requests) > before  # the revalidation went to b
     assert len(gets(a)) >= 2 and all(r.headers.get("Authorization") for r in gets(a))
@@ -282,7 +349,9 @@ def _status_in_child(client: Client, url: str) -> int:
         os.close(w)
 
 
-def test_after_fork_the_child_opens_its_own_connections(no_leaks, make_fault_server, clean_env):
+def test_after_fork_the_child_opens_its_own_connections(
+    no_leaks, make_fault_server, clean_env
+):
     """An idle kept-alive connection of the parent is never used by the child (both would
     read answers from one socket); the parent's own goes on serving the parent."""
     srv = make_fault_server()
@@ -310,7 +379,9 @@ def test_close_leaves_no_connection_behind_for_any_source_kind(
     srv = make_fault_server()
     publish(srv, hls_media.root / "aes", "/aes")
     data_url = srv.add("/f", b"y" * (300 * KiB))
-    radio = icy_server.add("/close-all.mp3", Station(payload=mp3, framing="chunked", rate=2_000_000))
+    radio = icy_server.add(
+        "/close-all.mp3", Station(payload=mp3, framing="chunked", rate=2_000_000)
+    )
     streams: List = []
     try:
         streams.append(kithara_io.open(data_url, **QUICK))
@@ -324,7 +395,9 @@ def test_close_leaves_no_connection_behind_for_any_source_kind(
             stream.close()
 
 
-def test_a_body_fills_the_callers_buffer_in_one_call(no_leaks, make_fault_server, clean_env, media):
+def test_a_body_fills_the_callers_buffer_in_one_call(
+    no_leaks, make_fault_server, clean_env, media
+):
     """``HttpBody.readinto_piece``: the bytes land in the caller's memory, equal to the file,
     and the connection is kept for the next request once the body is read to its end."""
     from kithara_io.sources.http import HttpSource
@@ -338,7 +411,10 @@ def test_a_body_fills_the_callers_buffer_in_one_call(no_leaks, make_fault_server
             body = source.fetch(start, start + 200 * KiB)
             buf = bytearray(256 * KiB)
             n = body.readinto_piece(memoryview(buf))
-            assert n == min(200 * KiB, len(data) - start) and body.readinto_piece(memoryview(buf)[n:]) == 0
+            assert (
+                n == min(200 * KiB, len(data) - start)
+                and body.readinto_piece(memoryview(buf)[n:]) == 0
+            )
             assert bytes(buf[:n]) == data[start : start + n]
             body.close()
     finally:
@@ -374,13 +450,19 @@ def test_one_tls_context_from_the_environment_serves_files_hls_and_live(
     url = srv.add("/f", data)
     with kithara_io.open(srv.url("/aes/index.m3u8"), **QUICK) as stream:
         assert stream.read() == hls_media.local_bytes("aes/index.m3u8")
-    with kithara_io.open(url, **dict(QUICK, min_fetch=32 * KiB, max_fetch=32 * KiB, max_outstanding=3)) as f:
+    with kithara_io.open(
+        url, **dict(QUICK, min_fetch=32 * KiB, max_fetch=32 * KiB, max_outstanding=3)
+    ) as f:
         assert f.read() == data
     assert srv.connections >= 2
-    assert [a for a in loads if str(bundle) in str(a)] == loads and len(loads) == 1, loads
+    assert [a for a in loads if str(bundle) in str(a)] == loads and len(loads) == 1, (
+        loads
+    )
 
 
-def test_an_hls_request_waiting_for_its_answer_is_cut_by_its_abort(no_leaks, make_fault_server, clean_env):
+def test_an_hls_request_waiting_for_its_answer_is_cut_by_its_abort(
+    no_leaks, make_fault_server, clean_env
+):
     """A far seek cancels a segment fetch that waits for its answer at once (the abort knows
     the connection from the moment it is connected), not when the server answers."""
     import math
@@ -407,7 +489,9 @@ def test_an_hls_request_waiting_for_its_answer_is_cut_by_its_abort(no_leaks, mak
     try:
         assert srv.wait_requests(1, "/seg.ts", timeout=10)
         abort.abort()
-        thread.join(5)  # a read timeout of 30 s: returning within 5 s is the abort's doing
+        thread.join(
+            5
+        )  # a read timeout of 30 s: returning within 5 s is the abort's doing
         assert not thread.is_alive()
         assert len(failed) == 1 and url in str(failed[0])
     finally:

@@ -26,7 +26,9 @@ from .redirects import follow
 from .response import Response
 from .urls import origin, request_target, without_userinfo
 
-OnConnect = Callable[[Any], None]  # called with the connection (``sock``/``kept_sock``) before sending
+OnConnect = Callable[
+    [Any], None
+]  # called with the connection (``sock``/``kept_sock``) before sending
 
 
 class Client:
@@ -73,7 +75,14 @@ class Client:
         self.pool.close()
 
     # -- one hop -------------------------------------------------------------------------
-    def _send(self, method: str, url: str, headers: Mapping[str, str], on_connect: Optional[OnConnect], span) -> Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        on_connect: Optional[OnConnect],
+        span,
+    ) -> Response:
         policy = self.policy
         scheme, host, port = origin(url)
         proxy = policy.proxy_for(url)
@@ -86,7 +95,13 @@ class Client:
         if proxy is not None:
             via = (proxy.host, proxy.port)
             if scheme == "https":
-                tunnel = (bare, port, {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {})
+                tunnel = (
+                    bare,
+                    port,
+                    {"Proxy-Authorization": proxy.authorization}
+                    if proxy.authorization
+                    else {},
+                )
             else:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
                 if proxy.authorization:
@@ -95,11 +110,15 @@ class Client:
         try:
             if conn is None:
                 tls = policy.tls_context(url) if scheme == "https" else None
-                conn = new_connection(*via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel)
+                conn = new_connection(
+                    *via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel
+                )
                 self.pool.opened(conn)
                 conn.connect()
                 if conn.sock is not None:
-                    conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
+                    conn.sock.settimeout(
+                        policy.timeout.read
+                    )  # per gap between reads from now on
             if on_connect is not None:
                 on_connect(conn)
             conn.request(method, target, headers=sent)
@@ -118,15 +137,29 @@ class Client:
         policy.remember_cookies(url, raw.headers)
         return Response(raw, conn, url, method, pool=self.pool, key=key)
 
-    def _icy(self, url: str, headers: Mapping[str, str], on_connect: Optional[OnConnect], span) -> Response:
+    def _icy(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        on_connect: Optional[OnConnect],
+        span,
+    ) -> Response:
         """The request over a plain (or TLS) socket, accepting ``ICY 200 OK``."""
         policy = self.policy
-        context = policy.tls_context(url) if origin(url)[0] == "https" else True  # True: plain http
-        attach = None if on_connect is None else (lambda sock: on_connect(_Socket(sock)))
+        context = (
+            policy.tls_context(url) if origin(url)[0] == "https" else True
+        )  # True: plain http
+        attach = (
+            None if on_connect is None else (lambda sock: on_connect(_Socket(sock)))
+        )
         try:
             raw = request_icy(
-                without_userinfo(url), {**policy.headers_for(url), **headers},
-                policy.timeout.connect, policy.timeout.read, context, attach,
+                without_userinfo(url),
+                {**policy.headers_for(url), **headers},
+                policy.timeout.connect,
+                policy.timeout.read,
+                context,
+                attach,
             )
         except StreamError:
             raise

@@ -79,7 +79,9 @@ class Connection(Protocol):
 
     def connect(self) -> None: ...
 
-    def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = ...) -> None: ...
+    def request(
+        self, method: str, url: str, body: None = None, headers: Mapping[str, str] = ...
+    ) -> None: ...
 
     def getresponse(self) -> Answer: ...
 
@@ -202,4 +204,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-__all__ = ["Answer", "Connection", "HttpConnection", "HttpsConnection", "Pool", "new_connection", "shutdown"]
+__all__ = [
+    "Answer",
+    "Connection",
+    "HttpConnection",
+    "HttpsConnection",
+    "Pool",
+    "new_connection",
+    "shutdown",
+]

@@ -8,10 +8,19 @@ from typing import Optional, Tuple
 
 import urllib3
 
-from ..errors import CertificateError, ConnectionFailedError, HTTPStatusError, StreamError, TlsError, cause_chain
+from ..errors import (
+    CertificateError,
+    ConnectionFailedError,
+    HTTPStatusError,
+    StreamError,
+    TlsError,
+    cause_chain,
+)
 
 
-def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> StreamError:
+def connection_error(
+    exc: BaseException, url: str, span: Optional[tuple]
+) -> StreamError:
     """The StreamError for a request that got no answer: a certificate that cannot be
     verified is its own, permanent error; a proxy refusing the tunnel is its HTTP status
     (407 is not retried, 5xx are); anything else is a (transient) connection failure."""
@@ -20,15 +29,25 @@ def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> Str
         host = urllib3.util.parse_url(url).host
         reason = getattr(failure, "verify_message", None) or "certificate verify failed"
         # The reason in the user's terms; the library's wrappers stay in __cause__.
-        return CertificateError(f"the TLS certificate of {host} could not be verified: {reason}", url=url, byte_range=span)
+        return CertificateError(
+            f"the TLS certificate of {host} could not be verified: {reason}",
+            url=url,
+            byte_range=span,
+        )
     if _speaks_no_tls(exc):
         parsed = urllib3.util.parse_url(url)
         where = f"{parsed.host}:{parsed.port or 443}"
-        return TlsError(f"the server at {where} does not speak TLS (a plain http:// server?)", url=url, byte_range=span)
+        return TlsError(
+            f"the server at {where} does not speak TLS (a plain http:// server?)",
+            url=url,
+            byte_range=span,
+        )
     refusal = _tunnel_refusal(exc)
     if refusal is not None:
         status, reason = refusal
-        return HTTPStatusError(status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span)
+        return HTTPStatusError(
+            status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span
+        )
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
 
 
@@ -46,7 +65,13 @@ def _certificate_failure(exc: Optional[BaseException]) -> Optional[BaseException
 
 
 # OpenSSL's reasons when the bytes that came back are no TLS record (an HTTP answer, mostly).
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "RECORD_LAYER_FAILURE",
+    "UNKNOWN_PROTOCOL",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+)
 
 
 def _speaks_no_tls(exc: Optional[BaseException]) -> bool:

@@ -44,7 +44,9 @@ def without_credentials(headers: Mapping[str, str]) -> Dict[str, str]:
 
 
 def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode("latin-1", "replace")).decode("ascii")
+    return "Basic " + base64.b64encode(
+        f"{user}:{password}".encode("latin-1", "replace")
+    ).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,16 @@ class Proxy:
             url = "http://" + url  # as requests reads a bare host:port
         parts = urllib.parse.urlsplit(url)
         if parts.scheme.lower() != "http" or not parts.hostname:
-            raise StreamError(f"the proxy {without_userinfo(url)} is not an http:// proxy (not supported)", url=for_url)
+            raise StreamError(
+                f"the proxy {without_userinfo(url)} is not an http:// proxy (not supported)",
+                url=for_url,
+            )
         auth = None
         if parts.username is not None:
-            auth = basic_auth(urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+            auth = basic_auth(
+                urllib.parse.unquote(parts.username),
+                urllib.parse.unquote(parts.password or ""),
+            )
         return cls(parts.hostname, parts.port or 80, auth)
 
 
@@ -120,7 +128,9 @@ class Policy:
         """Keep the cookies an answer from ``url`` set (for that host only, per the jar's rules)."""
         if headers.get("Set-Cookie") is None:
             return
-        self.cookies.extract_cookies(_Answered(headers), urllib.request.Request(without_userinfo(url)))  # type: ignore[arg-type]
+        self.cookies.extract_cookies(
+            _Answered(headers), urllib.request.Request(without_userinfo(url))
+        )  # type: ignore[arg-type]
 
     # -- proxies and TLS ---------------------------------------------------------------
     def proxy_for(self, url: str) -> Optional[Proxy]:
@@ -140,7 +150,11 @@ class Policy:
         try:
             return context_for(self.verify, self.cert)
         except (OSError, ssl.SSLError) as exc:
-            raise TlsError("the CA bundle or client certificate cannot be loaded", url=url, cause=exc) from exc
+            raise TlsError(
+                "the CA bundle or client certificate cannot be loaded",
+                url=url,
+                cause=exc,
+            ) from exc
 
 
 class _Answered:
@@ -157,7 +171,9 @@ def _userinfo_auth(url: str) -> Optional[str]:
     parts = urllib.parse.urlsplit(url)
     if parts.username is None:
         return None
-    return basic_auth(urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+    return basic_auth(
+        urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    )
 
 
 def _netrc_auth(url: str) -> Optional[str]:
@@ -170,4 +186,11 @@ def _netrc_auth(url: str) -> Optional[str]:
     return basic_auth(*found) if found else None
 
 
-__all__ = ["CREDENTIAL_HEADERS", "Policy", "Proxy", "USER_AGENT", "basic_auth", "without_credentials"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "Policy",
+    "Proxy",
+    "USER_AGENT",
+    "basic_auth",
+    "without_credentials",
+]

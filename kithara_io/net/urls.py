@@ -17,7 +17,11 @@ def origin(url: str) -> Origin:
     given for (never sent to another origin)."""
     parsed = urllib3.util.parse_url(url)
     scheme = (parsed.scheme or "http").lower()
-    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+    return (
+        scheme,
+        (parsed.host or "").lower(),
+        parsed.port or (443 if scheme == "https" else 80),
+    )
 
 
 def without_userinfo(url: str) -> str:
@@ -26,7 +30,9 @@ def without_userinfo(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urllib.parse.urlunsplit(
+        (parts.scheme, host, parts.path, parts.query, parts.fragment)
+    )
 
 
 @functools.lru_cache(maxsize=512)

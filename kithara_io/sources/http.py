@@ -14,7 +14,7 @@ import threading
 from typing import FrozenSet, Mapping, Optional, Tuple, Union
 
 from ..headers import content_range, unsatisfied_range
-from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
+from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..retry import Timeout, parse_retry_after
 from .answers import answer_length, check_content_range, check_encodings, disposition_filename, may_be_a_slice, path_ends
 from .base import Validators
