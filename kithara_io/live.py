@@ -386,6 +386,7 @@ class HandedBody:
     def __init__(self, body, abort) -> None:
         self.url = body.url
         self.headers = body.headers
+        self.icy = getattr(body, "icy", False)
         self._body = body
         self._abort = abort
 

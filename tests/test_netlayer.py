@@ -498,3 +498,23 @@ def test_an_hls_request_waiting_for_its_answer_is_cut_by_its_abort(
         abort.abort()
         thread.join(35)
         transport.close()
+
+
+def test_an_icy_station_is_asked_the_icy_way_on_every_reconnect(
+    no_leaks, icy_server, clean_env, mp3
+):
+    """An ``ICY 200 OK`` server: the first request learns it (an HTTP attempt, then the raw
+    request); each reconnect asks the raw way at once, one connection per reconnect."""
+    station = Station(
+        payload=mp3,
+        drops=2,
+        drop_after=40_000,
+        drop_how="reset",
+        framing="icy",
+        rate=2_000_000,
+    )
+    path = "/netlayer-icy.mp3"
+    url = icy_server.add(path, station)
+    with kithara_io.open(url, tail=0, **QUICK) as f:  # tail=0: one first request
+        assert len(read_exactly(f, 100_000)) == 100_000  # across two reconnects
+    assert len(icy_server.listeners(path)) == 2 + 2

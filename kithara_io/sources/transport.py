@@ -107,6 +107,8 @@ class HttpBody:
         self.position = start
         # The answer's headers: a live stream reads its ICY fields (icy-metaint) here.
         self.headers: Mapping[str, str] = answer.headers if answer is not None else {}
+        # An old Shoutcast answer (``ICY 200 OK``): a live reader reconnects that way at once.
+        self.icy: bool = answer is not None and getattr(answer.raw, "icy", False)
         self._raw = answer.raw if answer is not None else None
         self._abort = abort
         self._broken: Optional[ConnectionFailedError] = None
