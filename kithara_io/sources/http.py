@@ -3,38 +3,23 @@
 Every answer is checked before a byte is stored: ``Content-Range`` must match the request,
 the encodings must be identity, and the resource must still be the one first seen (ETag /
 Last-Modified and total length are pinned on the first response, and every later request
-carries ``If-Range``). How requests travel is in :mod:`.transport`.
+carries ``If-Range``). Every request goes through the network layer (:mod:`kithara_io.net`:
+one Client per source, its Policy built from the URL and options given here).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Callable, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 
-import requests
-import urllib3
-
 from ..headers import content_range, unsatisfied_range
-from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError, StreamError
+from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..retry import Timeout, parse_retry_after
 from .answers import answer_length, check_content_range, check_encodings, disposition_filename, may_be_a_slice, path_ends
 from .base import Validators
-from .shoutcast import is_icy_status_line, request_icy
-from .transport import (
-    NETWORK_ERRORS,
-    AbortHandle,
-    Answer,
-    ConnectionRegistry,
-    HttpBody,
-    Route,
-    TlsAdapter,
-    connection_error,
-    origin,
-    pool_for,
-    without_credentials,
-)
+from ..net import Client, Policy
+from .transport import AbortHandle, Answer, HttpBody, connection_error
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +52,14 @@ class HttpSource:
         self.final_url = url
         self.filename: Optional[str] = None  # Content-Disposition's, from the first answer
         self._redirects_told: FrozenSet[str] = frozenset()
-        self._headers = dict(headers or {})
-        self._timeout = urllib3.Timeout(connect=timeout.connect, read=timeout.read)
-        self._seconds = (timeout.connect, timeout.read)  # the same, for requests and sockets
-        self._adapter = TlsAdapter()  # one SSL context per CA bundle and certificate
-        self._session = _new_session(self._adapter)
-        self._session.max_redirects = max_redirects
-        self._session.verify = _resolve_verify(verify)
-        self._session.cert = cert
-        # The environment is read once here, as requests would read it on every request
-        # (and on every redirect hop): proxies, and netrc credentials for this URL's host
-        # only, so that a redirect elsewhere never carries them.
-        self._proxies = requests.utils.get_environ_proxies(url)
-        self._session.proxies.update(self._proxies)
-        self._netrc = None  # for this URL's origin only: see _headers_for
-        if sign is None and not any(k.lower() == "authorization" for k in self._headers) and not _userinfo(url):
-            self._netrc = _netrc_auth(url)
-        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _route, _redirects_told
+        # Credentials (headers, userinfo, netrc), proxies, cookies and TLS, per origin.
+        self._policy = Policy(
+            url, headers, timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects, netrc=sign is None
+        )
+        self._client = Client(self._policy)
+        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _redirects_told
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
-        self._route: Optional[Route] = None  # set by the first answer: later requests' path
-        self._registry = ConnectionRegistry()
 
     # -- the Source protocol -------------------------------------------------------------
     @property
@@ -117,31 +89,17 @@ class HttpSource:
 
     def abort_all(self) -> None:
         """Break every request in flight, also those still waiting for their answer."""
-        self._registry.shutdown_all()
+        self._client.abort_all()
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: forget the parent's connections without closing them in any
-        way the parent's peers would see (no shutdown), and use a new session with the same
-        settings from now on."""
-        old = self._session
-        self._adapter = TlsAdapter()
-        self._session = _session_like(old, self._adapter)
+        """In a forked child: the parent's connections are forgotten (the network layer
+        does that at the fork, without touching them); new locks."""
         self._lock = threading.Lock()
-        self._registry = ConnectionRegistry()
-        self._route = None
+        self._policy.after_fork_in_child()
 
     def close(self) -> None:
         """Close every connection. Call only when no fetch is running."""
-        # Session.close() empties the pool managers, but since urllib3 2.8 emptying no
-        # longer closes the pools: their idle keep-alive sockets would stay open until a
-        # garbage collection. So every pool is closed here first.
-        managers = [self._adapter.poolmanager, *self._adapter.proxy_manager.values()]
-        for manager in managers:
-            for key in list(manager.pools.keys()):
-                pool = manager.pools.get(key)
-                if pool is not None:
-                    pool.close()
-        self._session.close()
+        self._client.close()
 
     def fetch(self, start: int, end: Optional[int], abort: Optional[AbortHandle] = None) -> HttpBody:
         """GET ``[start, end)`` (``end`` None: to the end). Raises a StreamError subclass."""
@@ -236,7 +194,7 @@ class HttpSource:
             return False
         with self._lock:
             if self.final_url == failed_url:
-                self.final_url, self._route = self.url, None
+                self.final_url = self.url
         return True
 
     def _request(
@@ -253,57 +211,15 @@ class HttpSource:
             if pinned is not None and pinned.if_range:
                 headers["If-Range"] = pinned.if_range
         with self._lock:
-            route, url = self._route, self.final_url
+            url = self.final_url
         if self._sign is not None:
             headers = self._sign("GET", url, headers)
         if abort.aborted:
             raise connection_error(ConnectionAbortedError("request aborted"), url, span)
-        try:
-            answer = None
-            if route is not None:
-                answer = Answer.of_urllib3(route.get(headers, self._timeout), route.url)
-                if 300 <= answer.status < 400:  # moved since: requests follows it
-                    answer.close()
-                    answer = None
-            if answer is None:
-                home = origin(url) == origin(self.url)
-                mine = self._headers_for(home)
-                self._track(url, mine)
-                response = self._session.get(
-                    url,
-                    auth=self._netrc if home else None,
-                    headers={**mine, **headers},
-                    stream=True,
-                    timeout=self._seconds,
-                )
-                answer = Answer.of_requests(response)
-                if response.history:
-                    self._tell_redirect(url, response.url)
-                self._route_from(response)
-        except requests.TooManyRedirects as exc:
-            raise InvalidResponseError("too many redirects", url=self.url, cause=exc) from exc
-        except _BAD_LOCATION as exc:  # a redirect to ftp:, file:, a bad port...: not transient
-            raise InvalidResponseError("redirected to a URL that cannot be fetched", url=url, cause=exc) from exc
-        except NETWORK_ERRORS as exc:
-            if not is_icy_status_line(exc):
-                raise connection_error(exc, url, span) from exc
-            answer = self._icy_request(url, headers, span)
-        abort.attach(answer.raw.connection)
-        return answer
-
-    def _icy_request(self, url: str, headers: Mapping[str, str], span: Optional[tuple]) -> Answer:
-        """The same request over a plain socket: old Shoutcast servers answer ``ICY 200 OK``,
-        a status line http.client refuses (see :mod:`.shoutcast`)."""
-        try:
-            response = request_icy(
-                url, {**self._headers_for(origin(url) == origin(self.url)), **headers},
-                *self._seconds, self._session.verify,
-            )
-        except StreamError:
-            raise
-        except OSError as exc:
-            raise connection_error(exc, url, span) from exc
-        return Answer(response.status, response.reason, response.headers, url, response)
+        response = self._client.request("GET", url, headers, on_connect=abort.attach, span=span)
+        if response.history:
+            self._tell_redirect(url, response.url)
+        return Answer.of(response)
 
     def _tell_redirect(self, url: str, target: str) -> None:
         """Log a redirect once per target (the command line's ``-v`` shows it)."""
@@ -311,29 +227,6 @@ class HttpSource:
             told, self._redirects_told = target in self._redirects_told, self._redirects_told | {target}
         if not told:
             log.info("%s redirected to %s", url, target)
-
-    def _track(self, url: str, headers: Mapping[str, str]) -> None:
-        """Register the connections of the pool the next requests-path request takes."""
-        prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
-        self._registry.track(pool_for(self._session, prepared, self._proxies)[0])
-
-    def _headers_for(self, home: bool) -> Mapping[str, str]:
-        """The caller's headers, less its credentials for a URL on another origin than
-        the one they were given for (``home`` False; requests does the same on each
-        redirect hop)."""
-        if home:
-            return self._headers
-        return without_credentials(self._headers)
-
-    def _route_from(self, response: requests.Response) -> None:
-        """After an answer through requests, later range requests take requests' pool for
-        the origin it came from, with the headers requests sent there."""
-        if not 200 <= response.status_code < 300 and response.status_code not in (304, 416):
-            return
-        route = Route.of(self._session, response, self._proxies)
-        self._registry.track(route.pool)
-        with self._lock:
-            self._route = route
 
     def _validate(self, answer: Answer, start: int, end: Optional[int], abort: AbortHandle) -> HttpBody:
         url = answer.url
@@ -424,55 +317,5 @@ class HttpSource:
             raise ResourceChangedError("resource changed on the server: " + ", ".join(changes), url=answer.url)
 
 
-def _new_session(adapter: TlsAdapter) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = False  # the environment is read once, by HttpSource
-    return session
-
-
-def _session_like(old: requests.Session, adapter: TlsAdapter) -> requests.Session:
-    """A new Session over ``adapter`` with ``old``'s settings (a forked child's)."""
-    session = _new_session(adapter)
-    for name in ("max_redirects", "verify", "cert", "auth"):
-        setattr(session, name, getattr(old, name))
-    session.proxies.update(old.proxies)
-    session.headers = old.headers.copy()
-    session.cookies.update(old.cookies)
-    return session
-
-
 _EXPIRED = (401, 403, 404, 410)  # what a signed URL answers once its signature is stale
-_BAD_LOCATION = (
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    urllib3.exceptions.LocationParseError,
-)
-
-
-def _resolve_verify(verify: Union[bool, str]) -> Union[bool, str]:
-    """``verify`` as given; True takes a CA bundle from the environment as requests and
-    OpenSSL do (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, then ``SSL_CERT_FILE``)."""
-    if verify is True:
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-            if os.environ.get(name):
-                return os.environ[name]
-    return verify
-
-
-def _userinfo(url: str) -> bool:
-    return bool(urllib3.util.parse_url(url).auth)
-
-
-def _netrc_auth(url: str):
-    """Credentials for ``url``'s host from ~/.netrc (or $NETRC), as requests finds them;
-    a netrc that cannot be read is ignored, as requests does."""
-    try:
-        return requests.utils.get_netrc_auth(url)
-    except Exception:  # noqa: BLE001 - a broken netrc must not break the stream
-        return None
-
-
 __all__ = ["HttpSource", "HttpBody", "Body", "Validators", "AbortHandle"]

@@ -5,8 +5,10 @@ an HTTP answer without a length (a radio station, a chunked or close-delimited r
 an old Shoutcast answer whose status line is ``ICY 200 OK``, or a local pipe/device.
 ``abort()`` may be called from any thread and makes a blocked ``readinto`` return at once.
 
-HTTP goes through urllib3's connection objects (one connection per live body: it is held
-for as long as the station plays, so it is no use to a pool); redirects are followed here.
+HTTP goes through the network layer (:mod:`kithara_io.net`) with the stream's policy, so a
+reconnect takes the same proxies, netrc, credentials per origin and TLS context as the first
+request; its client keeps no idle connection (one live body holds its connection for as long
+as the station plays).
 """
 
 from __future__ import annotations
@@ -16,18 +18,11 @@ import os
 import select
 import socket
 import threading
-import urllib.parse
 from typing import Mapping, Optional, Protocol, Union
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-
 from ..errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
+from ..net import Client, Policy, Response
 from ..retry import Timeout, parse_retry_after
-from .shoutcast import IcyResponse, is_icy_status_line, request_icy
-from .transport import connection_error
-
-_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 class LiveBody(Protocol):
@@ -87,100 +82,56 @@ def request_headers(headers: Optional[Mapping[str, str]]) -> dict:
 # -- HTTP ---------------------------------------------------------------------------------
 
 
-class HttpLiveBody:
-    """An urllib3 response read with ``read1``, on its own connection."""
+def live_client(
+    url: str,
+    headers: Optional[Mapping[str, str]],
+    timeout: Timeout,
+    verify: Union[bool, str] = True,
+    max_redirects: int = 10,
+    cert=None,
+) -> Client:
+    """The client of one live stream: its first request and every reconnect."""
+    policy = Policy(url, request_headers(headers), timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects)
+    return Client(policy, keep_alive=False)
 
-    def __init__(self, url: str, response, conn: HTTPConnection, sock: socket.socket) -> None:
-        self.url = url
+
+class HttpLiveBody:
+    """One answer read with ``read1`` (what arrived), on its own connection. ``icy``: an
+    old Shoutcast answer (``ICY 200 OK``): reconnects ask that way at once."""
+
+    def __init__(self, response: Response) -> None:
+        self.url = response.url
         self.headers = response.headers
+        self.icy = response.icy
         self._response = response
-        self._conn = conn
-        # http.client forgets conn.sock on a "Connection: close" answer: keep it for abort().
-        self._sock = sock
+        self._conn = response.connection
 
     def readinto(self, buf: memoryview) -> int:
         try:
             data = self._response.read1(len(buf))
-        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise ConnectionFailedError("live connection broke", url=self.url, cause=exc) from exc
         buf[: len(data)] = data
         return len(data)
 
     def abort(self) -> None:
-        _shutdown(self._sock)
+        _shutdown(getattr(self._conn, "kept_sock", None) or getattr(self._conn, "sock", None))
 
     def close(self) -> None:
         self._response.close()
-        self._conn.close()
 
 
-def open_http(
-    url: str,
-    headers: Optional[Mapping[str, str]],
-    timeout: Timeout,
-    verify: Union[bool, str],
-    max_redirects: int,
-    slot: AbortSlot,
-) -> LiveBody:
-    """GET ``url`` as a listener (``Icy-MetaData: 1``, no Range), following redirects.
-    Raises a StreamError subclass; ``HTTPStatusError.retry_after`` is set when sent."""
-    sent = request_headers(headers)
-    for _ in range(max_redirects + 1):
-        parsed = urllib3.util.parse_url(url)
-        if parsed.scheme not in ("http", "https"):
-            raise InvalidResponseError(f"redirect to an unsupported URL scheme {parsed.scheme!r}", url=url)
-        conn = _connection(parsed, timeout, verify)
-        try:
-            response, sock = _get(conn, parsed, sent, timeout, slot)
-        except http.client.BadStatusLine as exc:
-            conn.close()
-            if not is_icy_status_line(exc):
-                raise ConnectionFailedError("invalid HTTP status line", url=url, cause=exc) from exc
-            return open_icy(url, headers, timeout, verify, slot)
-        except StreamError:
-            conn.close()
-            raise
-        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
-            conn.close()
-            raise connection_error(exc, url, None) from exc
-        if response.status in _REDIRECTS and response.headers.get("Location"):
-            url = urllib.parse.urljoin(url, response.headers["Location"])
-            response.close()
-            conn.close()
-            continue
-        try:
-            check_answer(url, response.status, response.reason or "", response.headers)
-        except BaseException:
-            response.close()
-            conn.close()
-            raise
-        return HttpLiveBody(url, response, conn, sock)
-    raise InvalidResponseError("too many redirects", url=url)
-
-
-def _connection(parsed, timeout: Timeout, verify: Union[bool, str]) -> HTTPConnection:
-    host, port = parsed.host, parsed.port
-    if parsed.scheme == "https":
-        # verify: True, False or the CA bundle to trust (StreamOptions.verify), as requests does.
-        bundle = verify if isinstance(verify, str) else None
-        bundle = bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        return HTTPSConnection(
-            host, port or 443, timeout=timeout.connect,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE", ca_certs=bundle if verify else None,
-        )
-    return HTTPConnection(host, port or 80, timeout=timeout.connect)
-
-
-def _get(conn: HTTPConnection, parsed, headers: dict, timeout: Timeout, slot: AbortSlot):
-    conn.connect()
-    sock = conn.sock
-    slot.attach(sock)
-    # Per gap between reads, as for every fetch. urllib3 puts conn.timeout on the socket at
-    # request() and getresponse(): set there, or the connect timeout would apply to the body.
-    conn.timeout = timeout.read
-    sock.settimeout(timeout.read)
-    conn.request("GET", parsed.request_uri, headers=headers, preload_content=False, decode_content=False)
-    return conn.getresponse(), sock
+def open_http(client: Client, url: str, slot: AbortSlot, *, icy: bool = False) -> LiveBody:
+    """GET ``url`` as a listener (``Icy-MetaData: 1``, no Range), following redirects;
+    ``icy``: as an old Shoutcast server wants it (no HTTP attempt first). Raises a
+    StreamError subclass; ``HTTPStatusError.retry_after`` is set when sent."""
+    response = client.request("GET", url, on_connect=lambda conn: slot.attach(conn.kept_sock or conn.sock), icy=icy)
+    try:
+        check_answer(response.url, response.status, response.reason, response.headers)
+    except BaseException:
+        response.close()
+        raise
+    return HttpLiveBody(response)
 
 
 def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str]) -> None:
@@ -194,48 +145,6 @@ def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str])
         raise InvalidResponseError(f"server sent Content-Encoding {encoding!r} although identity was asked", url=url)
     if headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html":
         raise InvalidResponseError("server answered with an HTML page, not a stream", url=url)
-
-
-# -- old Shoutcast: "ICY 200 OK" ----------------------------------------------------------
-
-
-class IcyLiveBody:
-    """The body of an ``ICY 200 OK`` answer (see :mod:`.shoutcast`), read from its socket."""
-
-    def __init__(self, url: str, response: IcyResponse) -> None:
-        self.url = url
-        self.headers = response.headers
-        self._response = response
-
-    def readinto(self, buf: memoryview) -> int:
-        try:
-            return self._response.readinto(buf)
-        except OSError as exc:
-            raise ConnectionFailedError("live connection broke", url=self.url, cause=exc) from exc
-
-    def abort(self) -> None:
-        _shutdown(self._response.sock)
-
-    def close(self) -> None:
-        self._response.close()
-
-
-def open_icy(
-    url: str, headers: Optional[Mapping[str, str]], timeout: Timeout, verify: Union[bool, str], slot: AbortSlot
-) -> LiveBody:
-    """GET ``url`` accepting an ``ICY 200 OK`` status line (old Shoutcast servers)."""
-    try:
-        response = request_icy(url, request_headers(headers), timeout.connect, timeout.read, verify, slot.attach)
-    except StreamError:
-        raise
-    except OSError as exc:
-        raise connection_error(exc, url, None) from exc
-    try:
-        check_answer(url, response.status, response.reason, response.headers)
-    except BaseException:
-        response.close()
-        raise
-    return IcyLiveBody(url, response)
 
 
 # -- local pipes and devices ---------------------------------------------------------------
@@ -277,4 +186,4 @@ class PipeBody:
                 pass
 
 
-__all__ = ["AbortSlot", "LiveBody", "PipeBody", "check_answer", "open_http", "open_icy", "request_headers"]
+__all__ = ["AbortSlot", "HttpLiveBody", "LiveBody", "PipeBody", "check_answer", "live_client", "open_http", "request_headers"]

@@ -54,6 +54,16 @@ class IcyResponse:
             return data
         return self.sock.recv(amt)
 
+    def read(self, amt: Optional[int] = None, decode_content: bool = False) -> bytes:
+        """Up to ``amt`` bytes (all until the server closes, for None), fewer only at the end."""
+        out = bytearray()
+        while amt is None or len(out) < amt:
+            piece = self.read1(65536 if amt is None else amt - len(out))
+            if not piece:
+                break
+            out += piece
+        return bytes(out)
+
     def readinto(self, buf: memoryview) -> int:
         if self._pending:
             n = min(len(buf), len(self._pending))
@@ -74,7 +84,7 @@ def request_icy(
     headers: Mapping[str, str],
     connect_timeout: Optional[float],
     read_timeout: Optional[float],
-    verify: Union[bool, str] = True,
+    verify: Union[bool, str, ssl.SSLContext] = True,
     attach=None,
 ) -> IcyResponse:
     """GET ``url`` over a plain (or TLS) socket, accepting any ``XXX nnn reason`` status
@@ -115,7 +125,9 @@ def parse_head(head: bytes, url: str) -> Tuple[int, str, http.client.HTTPMessage
     return status, parts[2] if len(parts) > 2 else "", fields
 
 
-def _tls_context(verify: Union[bool, str]) -> ssl.SSLContext:
+def _tls_context(verify: Union[bool, str, ssl.SSLContext]) -> ssl.SSLContext:
+    if isinstance(verify, ssl.SSLContext):
+        return verify  # the network layer's shared one
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -4,8 +4,10 @@
 :class:`ProxyRecord`: method, target, the ``Proxy-Authorization`` it carried). With ``auth``
 set, a request without exactly that ``Proxy-Authorization`` is answered 407. A ``GET``/``HEAD``
 with an absolute ``http://`` target is forwarded over a keep-alive upstream connection (per
-client connection) without the hop-by-hop and proxy headers; ``CONNECT host:port`` opens a
-TCP tunnel and copies bytes both ways until one side closes.
+client connection) without the hop-by-hop and proxy headers; a chunked upstream body is
+re-framed with a length, a close-delimited one (a radio station's) is relayed as it comes,
+close-delimited; ``CONNECT host:port`` opens a TCP tunnel and copies bytes both ways until one
+side closes.
 
 Threads are named ``test-server-proxy-...``; ``stop()`` shuts every socket (client and
 upstream) down, which ends every tunnel and forward at once, and joins the threads.
@@ -153,6 +155,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _relay(self, response: http.client.HTTPResponse) -> None:
         headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
         length = response.getheader("Content-Length")
+        chunked = "chunked" in (response.getheader("Transfer-Encoding") or "").lower()
+        if length is None and not chunked and self.command != "HEAD":
+            self._relay_until_close(response, headers)
+            return
         body: Optional[bytes] = None
         if length is None and self.command != "HEAD":
             body = response.read(_MAX_UNFRAMED)  # unframed or chunked upstream: re-frame it
@@ -170,6 +176,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if not piece:
                 break
             self.wfile.write(piece)
+
+    def _relay_until_close(self, response: http.client.HTTPResponse, headers: List[Tuple[str, str]]) -> None:
+        """A body delimited by the upstream closing (endless for a station): relayed piece by
+        piece, then this connection closed too (bounded: ends when either side does)."""
+        self.send_response(response.status, response.reason)
+        for name, value in headers + [("Connection", "close")]:
+            self.send_header(name, value)
+        self.end_headers()
+        self.close_connection = True
+        for _ in range(1 << 24):
+            piece = response.read1(_PIECE)
+            if not piece:
+                return
+            self.wfile.write(piece)
+            self.wfile.flush()
 
     def do_CONNECT(self) -> None:
         if not self._admit():

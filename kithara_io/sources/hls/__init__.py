@@ -2,7 +2,7 @@
 
 ``kithara_io.open(url)`` hands HLS playlists here (see :mod:`.loading`); ``stream.hls`` is an
 :class:`HlsInfo`. Modules: ``playlist`` (m3u8 -> data), ``layout`` (segment offsets),
-``keys`` (AES-128), ``abr`` (throughput and variant choice), ``transport`` (urllib3),
+``keys`` (AES-128), ``abr`` (throughput and variant choice), ``transport`` (over kithara_io.net),
 ``fetch`` (one part's bytes), ``store`` (a part's bytes), ``reader`` (the HlsReader),
 ``live`` (playlist reloads).
 

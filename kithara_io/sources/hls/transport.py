@@ -1,14 +1,14 @@
-"""HTTP for HLS: playlists, keys, segment (sub-)ranges over one urllib3 PoolManager.
+"""HTTP for HLS: playlists, keys, segment (sub-)ranges over the network layer.
 
-One ``Transport`` per stream: keep-alive connections to every host the playlists name,
-shared by all its segments (an ``HttpSource`` per segment file would hold a session, and so
-a connection, per segment: a TCP and TLS handshake for every 4 s of audio),
-``Accept-Encoding: identity``, TLS verification as asked (or a CA bundle path, and a client
-certificate), redirects followed by urllib3. The caller's credentials (``Authorization``,
-``Cookie``) go only to the origin of the URL opened (``home``; scheme, host, port), as for a
-file: a segment or key on another origin gets the other headers only (a key hook may add its
-own, :mod:`.keyhook`). Not used here (unlike HttpSource's first
-request through requests): environment proxies, netrc and cookies.
+One ``Transport`` per stream, over one :class:`~kithara_io.net.Client`: keep-alive
+connections to every host the playlists name, shared by all its segments (an ``HttpSource``
+per segment file would hold a connection per segment: a TCP and TLS handshake for every 4 s
+of audio), ``Accept-Encoding: identity``. The policy is a file's: the caller's credentials
+(``Authorization``, ``Cookie``, the URL's userinfo, netrc) go only to the origin of the URL
+opened (``home``; scheme, host, port), a segment or key on another origin gets the other
+headers only (a key hook may add its own, :mod:`.keyhook`); environment proxies (CONNECT for
+https), cookies a response set, TLS as asked; redirects resolved against the URL that
+answered, so a playlist's URIs resolve against its final URL.
 Each call is one request; retrying is the caller's (it knows what progress was made).
 Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after``),
 ``ConnectionFailedError``, ``InvalidResponseError``, ``TruncatedBodyError``.
@@ -16,19 +16,19 @@ Errors are StreamErrors naming the URL: ``HTTPStatusError`` (with ``retry_after`
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
-import urllib.parse
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union, cast
-
-import urllib3
+import zlib
+from typing import Callable, Mapping, Optional, Tuple, TypeVar, Union
 
 from ... import errors
 from ...headers import content_length, content_range
+from ...net import Client, Policy, Response
+from ...net.connections import shutdown
+from ...net.policy import USER_AGENT
 from ...retry import Retry, Timeout, parse_retry_after
-from ..transport import connection_error, origin, without_credentials
 
-USER_AGENT = "kithara-io"
 #: Largest playlist read (a day of 2 s segments is ~3 MB; parsing 16 MiB takes seconds).
 MAX_PLAYLIST_BYTES = 16 << 20
 #: Largest key read (an AES-128 key is 16 bytes).
@@ -37,16 +37,28 @@ T = TypeVar("T")
 
 
 class Abort:
-    """Lets another thread cut a blocked body read (a cancelled or preempted fetch)."""
+    """Lets another thread cut a request: while it waits for its answer (its connection is
+    known from the moment it is connected) or a blocked body read (a cancelled or preempted
+    fetch)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._response: Optional[urllib3.HTTPResponse] = None
+        self._response: Optional[Response] = None
+        self._conn: object = None
         self.aborted = False
 
-    def attach(self, response: Optional[urllib3.HTTPResponse]) -> None:
+    def connected(self, conn: object) -> None:
+        """The request's connection (the network layer's ``on_connect``)."""
+        with self._lock:
+            self._conn = conn
+            aborted = self.aborted
+        if aborted:
+            shutdown(conn)  # type: ignore[arg-type]
+
+    def attach(self, response: Optional[Response]) -> None:
         with self._lock:
             self._response = response
+            self._conn = None  # the response knows it now; it may go back to the pool
             aborted = self.aborted
         if aborted and response is not None:
             _shutdown(response)
@@ -54,22 +66,21 @@ class Abort:
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-            response = self._response
+            response, conn = self._response, self._conn
         if response is not None:
             _shutdown(response)
+        elif conn is not None:
+            shutdown(conn)  # type: ignore[arg-type]
 
 
-def _shutdown(response: urllib3.HTTPResponse) -> None:
-    try:
-        response.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
-    except (AttributeError, OSError, RuntimeError):  # RuntimeError: already back in the pool
-        pass
+def _shutdown(response: Response) -> None:
+    response.shutdown()  # a no-op once its connection went back to the pool
 
 
 class Body:
     """A response body of ``[start, end)`` of ``url`` (``total``: the resource length)."""
 
-    def __init__(self, response: urllib3.HTTPResponse, url: str, start: int, end: Optional[int], total: Optional[int]):
+    def __init__(self, response: Response, url: str, start: int, end: Optional[int], total: Optional[int]):
         self._response = response
         self.url = url
         self.start = start
@@ -82,9 +93,8 @@ class Body:
         """Up to ``limit`` bytes; b"" at the end. A body shorter than promised raises."""
         try:
             want = limit if self.end is None else min(limit, self.end - self.position)
-            read = getattr(self._response, "read1", None) or self._response.read  # read1: urllib3 >= 2
-            data = read(want) if want > 0 else b""
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            data = self._response.read1(want) if want > 0 else b""
+        except (http.client.HTTPException, OSError) as exc:
             raise errors.ConnectionFailedError("connection broke while reading", url=self.url, byte_range=(self.position, self.end), cause=exc) from None
         if not data and self.end is not None and self.position < self.end and limit > 0 and self._length_promised:
             raise errors.TruncatedBodyError(
@@ -112,51 +122,32 @@ class Transport:
         cert: Union[None, str, Tuple[str, str]] = None,
         home: Optional[str] = None,
     ) -> None:
-        tls: Dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
-        if isinstance(verify, str):
-            tls["ca_certs"] = verify
-        if cert is not None:
-            tls["cert_file"], tls["key_file"] = (cert, None) if isinstance(cert, str) else cert
         self._count_lock = threading.Lock()
         self.requests = 0  # requests sent (all kinds)
-        self._headers: Dict[str, str] = {"User-Agent": USER_AGENT, **dict(headers or {}), "Accept-Encoding": "identity"}
-        self._home = None if home is None else origin(home)  # None: credentials go everywhere
-        self._pool = urllib3.PoolManager(
-            num_pools=8,
-            maxsize=5,
-            **tls,
-            timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
-            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=max_redirects, raise_on_redirect=True),
-        )
+        given = {"User-Agent": USER_AGENT, **dict(headers or {}), "Accept-Encoding": "identity"}
+        policy = Policy(home, given, timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects)
+        self._client = Client(policy)  # home None: credentials go everywhere
 
     def close(self) -> None:
-        # Each pool closed here: PoolManager.clear() (urllib3 2.8) only forgets them, so their
-        # idle connections stayed open until the collector found them (an exception's
-        # traceback keeps them in a cycle), a socket left behind by every failed open.
-        pools = self._pool.pools
-        for key in pools.keys():
-            pool = pools.get(key)
-            if pool is not None:
-                pool.close()
-        self._pool.clear()
+        self._client.close()
 
     def text(self, url: str, abort: Optional[Abort] = None) -> Tuple[str, Optional[str], str]:
         """GET a playlist: ``(text, content type, final URL)``. InvalidResponseError if it is
         longer than :data:`MAX_PLAYLIST_BYTES`."""
-        response = self._request("GET", url, None, abort, preload=False)
+        response = self._request("GET", url, None, abort)
         try:  # decoded, as a server may gzip a playlist whatever we ask
-            data = _read_at_most(lambda: response.read(64 * 1024, decode_content=True), url, MAX_PLAYLIST_BYTES, "an HLS playlist")
+            data = _read_at_most(_decoded(response, url), url, MAX_PLAYLIST_BYTES, "an HLS playlist")
         except errors.StreamError:
             response.close()
             raise
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (http.client.HTTPException, OSError, zlib.error) as exc:
             response.close()
             raise errors.ConnectionFailedError("connection broke while reading", url=url, cause=exc) from None
         except BaseException:
             response.close()
             raise
         response.release_conn()
-        return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), _final_url(url, response)
+        return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), response.url
 
     def data(self, url: str, byterange: Optional[Tuple[int, int]] = None, headers: Optional[Mapping[str, str]] = None) -> bytes:
         """GET a small whole resource (a key), or ``(offset, length)`` of it, at most
@@ -169,7 +160,7 @@ class Transport:
 
     def head_length(self, url: str, abort: Optional[Abort] = None) -> Optional[int]:
         """The resource length from a HEAD (None if the server does not say)."""
-        response = self._request("HEAD", url, None, abort, preload=True)
+        response = self._request("HEAD", url, None, abort)
         response.release_conn()
         return content_length(response.headers.get("Content-Length"))
 
@@ -183,7 +174,7 @@ class Transport:
     ) -> Body:
         ranged = start > 0 or end is not None
         header = f"bytes={start}-{'' if end is None else end - 1}" if ranged else None
-        response = self._request("GET", url, header, abort, preload=False, extra=headers)
+        response = self._request("GET", url, header, abort, extra=headers)
         try:
             body = self._body(response, url, start, end)
         except BaseException:
@@ -193,7 +184,7 @@ class Transport:
             abort.attach(response)
         return body
 
-    def _body(self, response: urllib3.HTTPResponse, url: str, start: int, end: Optional[int]) -> Body:
+    def _body(self, response: Response, url: str, start: int, end: Optional[int]) -> Body:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise errors.InvalidResponseError(f"unexpected Content-Encoding {encoding!r}", url=url)
@@ -215,40 +206,22 @@ class Transport:
         return body
 
     def _request(
-        self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, preload: bool, extra: Optional[Mapping[str, str]] = None
-    ) -> urllib3.HTTPResponse:
-        headers = self._headers_for(url)
-        headers.update(extra or {})
-        if range_header:
-            headers["Range"] = range_header
+        self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, extra: Optional[Mapping[str, str]] = None
+    ) -> Response:
+        headers = {"Range": range_header} if range_header else {}
         if abort is not None and abort.aborted:
             raise errors.ConnectionFailedError("cancelled", url=url)
         with self._count_lock:
             self.requests += 1
-        try:
-            response = self._pool.request(method, url, headers=headers, preload_content=preload, redirect=True)
-        except urllib3.exceptions.MaxRetryError as exc:
-            if isinstance(exc.reason, urllib3.exceptions.ResponseError):
-                raise errors.InvalidResponseError("too many redirects", url=url, cause=exc.reason) from None
-            raise connection_error(exc.reason or exc, url, None) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise connection_error(exc, url, None) from None
+        response = self._client.request(method, url, headers, extra=extra, on_connect=None if abort is None else abort.connected)
+        if abort is not None:
+            abort.attach(response)  # the response's connection, until it goes back to the pool
         if response.status >= 400:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if not preload:
-                response.close()
-            else:
-                response.release_conn()
-            error = errors.HTTPStatusError(response.status, response.reason or "", url=url)
-            error.retry_after = retry_after
+            response.close()
+            error = errors.HTTPStatusError(response.status, response.reason, url=response.url)
+            error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise error
-        return cast(urllib3.HTTPResponse, response)  # what a PoolManager makes
-
-    def _headers_for(self, url: str) -> Dict[str, str]:
-        """The stream's headers for ``url``: less the credentials on another origin."""
-        if self._home is None or origin(url) == self._home:
-            return dict(self._headers)
-        return without_credentials(self._headers)
+        return response
 
 
 def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:
@@ -270,15 +243,28 @@ def _span(byterange: Optional[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
     return byterange[0], byterange[0] + byterange[1]
 
 
-def _final_url(url: str, response: urllib3.HTTPResponse) -> str:
-    """The URL that answered, after redirects: each ``Location`` (relative ones too, which
-    ``response.url`` leaves unresolved) taken against the URL before it (RFC 8216 resolves
-    a playlist's URIs against it)."""
-    history = response.retries.history if response.retries is not None else ()
-    for hop in history:
-        if hop.redirect_location:
-            url = urllib.parse.urljoin(url, hop.redirect_location)
-    return url
+def _decoded(response: Response, url: str) -> Callable[[], bytes]:
+    """A reader of ``response``'s body with a gzip or deflate Content-Encoding undone (a
+    playlist server may send one whatever we ask); b"" at the end. InvalidResponseError for
+    any other encoding."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return lambda: response.read1(64 * 1024)
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise errors.InvalidResponseError(f"playlist in an unsupported Content-Encoding {encoding!r}", url=url)
+    inflate = zlib.decompressobj(wbits=47)  # gzip or zlib, told by the header
+
+    def read() -> bytes:
+        for _ in range(1 << 16):  # bounded: every turn consumes input or ends
+            data = response.read1(64 * 1024)
+            if not data:
+                return inflate.flush()
+            out = inflate.decompress(data, MAX_PLAYLIST_BYTES + 1)
+            if out:
+                return out
+        raise errors.InvalidResponseError("a playlist that does not decompress", url=url)
+
+    return read
 
 
 def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None) -> T:

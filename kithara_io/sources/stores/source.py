@@ -12,14 +12,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Optional, Tuple, Union
 
-import requests
-
 from ...errors import (
     HTTPStatusError,
     InvalidResponseError,
     ResourceChangedError,
     StreamError,
 )
+from ...net.redirects import TooManyRedirectsError
 from ...retry import Timeout
 from ..base import Validators
 from ..http import AbortHandle, HttpBody, HttpSource
@@ -87,7 +86,7 @@ class StoreSource(HttpSource):
                 ) from exc
             raise self._renamed(exc) from exc
         except InvalidResponseError as exc:
-            if isinstance(exc.cause, requests.TooManyRedirects):
+            if isinstance(exc, TooManyRedirectsError):
                 hint = f"; {self.moved}" if self.moved else ""
                 raise InvalidResponseError(
                     f"the store answered with a redirect, which is not followed (credentials stay with the store){hint}",
