@@ -45,6 +45,12 @@ class _Reader(Protocol):
     def size(self) -> int: ...
 
     @property
+    def dash(self):
+        """None; an MPEG-DASH stream (:class:`~kithara_io.sources.dash.stream.DashStream`)
+        tells its MPD, adaptation sets and representations here."""
+        return None
+
+    @property
     def error(self) -> Optional[BaseException]: ...
 
     def read_at(self, pos: int, out: memoryview) -> int: ...
