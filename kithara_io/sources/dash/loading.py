@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from typing import Callable, Mapping, Optional
+from typing import Callable, List, Mapping, Optional
 
 from ...disk import DiskCache
 from ...downloader import Downloader
@@ -34,7 +35,9 @@ def load_presentation(
     if not looks_like_mpd(content_type, text[:4096].encode()):
         raise InvalidResponseError("not a DASH MPD", url=final)
     mpd = parse_mpd(text, final)
-    return build(mpd, audio, _index_reader(transport, retry, deadline), time.time())
+    counted: List[int] = []
+    presentation = build(mpd, audio, _index_reader(transport, retry, deadline, counted), time.time())
+    return dataclasses.replace(presentation, index_bytes=sum(counted))
 
 
 def open_dash(
@@ -80,9 +83,10 @@ def open_dash(
     return reader
 
 
-def _index_reader(transport: Transport, retry: Retry, deadline: Optional[float]):
+def _index_reader(transport: Transport, retry: Retry, deadline: Optional[float], counted: List[int]):
     """``read(url, (offset, length))`` of a SegmentBase index, through the transport (so
-    the disk cache holds it for offline replay), with the stream's retries."""
+    the disk cache holds it for offline replay), with the stream's retries; the length of
+    each index read is appended to ``counted``."""
 
     def read(url: str, span: ByteRange) -> bytes:
         offset, length = span
@@ -102,6 +106,8 @@ def _index_reader(transport: Transport, retry: Retry, deadline: Optional[float])
             finally:
                 body.close()
 
-        return with_retries(once, retry, threading.Event(), deadline)
+        data = with_retries(once, retry, threading.Event(), deadline)
+        counted.append(len(data))
+        return data
 
     return read

@@ -14,9 +14,10 @@ Pure but for ``read`` (a SegmentBase's index). Choices:
 - Periods follow each other in one stream: the first segment of each later period is a
   discontinuity, with that period's init segment (the HLS engine puts it in and restarts
   the demuxer there when it differs).
-- Sequence numbers: static MPDs count segments from 0 across periods (the same in every
-  variant, so ABR can switch at any boundary); a live MPD uses ``$Number$`` plus the
-  period's start in milliseconds times 10^7, stable across reloads.
+- Sequence numbers: a segment's number (``$Number$``; SegmentList and SegmentBase count from
+  ``startNumber``) plus its period's start in milliseconds times 10^7: stable across the
+  reloads of a live MPD (and when it turns static at its end), and the same in every
+  Representation of a period (``segmentAlignment``), so ABR can switch at a boundary.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .segments import Media, ReadRange, expand
 
 #: RFC 6381 codec names (first part) of audio, for sets that declare neither type.
 _AUDIO = ("mp4a", "opus", "flac", "ac-3", "ec-3", "ac-4", "dtsc", "dtse", "dtsh", "dtsl", "vorbis", "mp3", "alac")
-_LIVE_PERIOD_SCALE = 10**7  # numbers of a live period, below the next millisecond's base
+_PERIOD_SCALE = 10**7  # a period's numbers stay below the next millisecond's base
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Presentation:
     media: Dict[int, MediaPlaylist]
     sets: Tuple[AdaptationSet, ...]  # the audio set read in each period
     chosen: Tuple[Tuple[Representation, ...], ...]  # per variant: its Representation in each period
+    index_bytes: int = 0  # read for SegmentBase indexes (counted in the stream's stats)
 
 
 def is_audio(adaptation: AdaptationSet) -> bool:
@@ -71,12 +73,11 @@ def build(mpd: Mpd, audio: Optional[str], read: ReadRange, now: float) -> Presen
     first = sets[0].representations
     chosen = tuple(tuple(_same_rank(first, rep, s.representations) for s in sets) for rep in first)
     expanded = [[expand(mpd, p, reps[p], now, read) for p in range(len(sets))] for reps in chosen]
-    counts = [max(len(e[p][1]) for e in expanded) for p in range(len(sets))]
     variants, media = [], {}
     for index, reps in enumerate(chosen):
         uri = f"{mpd.url}#representation={reps[0].id}"
         variants.append(Variant(reps[0].bandwidth, reps[0].codecs, uri))
-        media[index] = _playlist(mpd, uri, expanded[index], counts)
+        media[index] = _playlist(mpd, uri, expanded[index])
     return Presentation(mpd, tuple(variants), media, tuple(sets), chosen)
 
 
@@ -110,17 +111,12 @@ def _same_rank(first: Sequence[Representation], rep: Representation, reps: Seque
     return ordered[min(rank, len(ordered) - 1)]
 
 
-def _playlist(mpd: Mpd, uri: str, periods: List[Tuple[Optional[Resource], List[Media]]], counts: List[int]) -> MediaPlaylist:
+def _playlist(mpd: Mpd, uri: str, periods: List[Tuple[Optional[Resource], List[Media]]]) -> MediaPlaylist:
     segments: List[Segment] = []
-    base = 0
     for p, (init, media) in enumerate(periods):
+        key = round(mpd.periods[p].start * 1000) * _PERIOD_SCALE
         for index, m in enumerate(media):
-            if mpd.dynamic:
-                sequence = round(mpd.periods[p].start * 1000) * _LIVE_PERIOD_SCALE + m.number
-            else:
-                sequence = base + index
-            segments.append(Segment(sequence, m.duration, m.resource, None, init, p > 0 and index == 0))
-        base += counts[p]
+            segments.append(Segment(key + m.number, m.duration, m.resource, None, init, p > 0 and index == 0))
     if not segments and not mpd.dynamic:
         raise InvalidResponseError("DASH representation without segments", url=mpd.url)
     longest = max((s.duration for s in segments), default=0.0)

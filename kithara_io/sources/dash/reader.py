@@ -41,6 +41,7 @@ class DashReader(HlsReader):
         """``reload``: the presentation of the MPD fetched again (a live MPD's reloads)."""
         super().__init__(url, presentation.variants, dict(presentation.media), variant, auto, transport, downloader, options, priority)
         self._presentation = presentation
+        self._counts["bytes_fetched"] += presentation.index_bytes  # (a disk copy's: in bytes_from_disk too)
         self._reload = reload
         self.dash = DashInfo(self)
         self.hls = self.dash  # the engine's info: what the Player and the CLI read
@@ -66,4 +67,5 @@ class DashReader(HlsReader):
             raise InvalidResponseError("the reloaded DASH MPD no longer lists the representation being read", url=self.url)
         with self._cond:
             self._presentation = fresh
+            self._counts["bytes_fetched"] += fresh.index_bytes
         return dataclasses.replace(fresh.media[index], uri=url)
