@@ -45,12 +45,6 @@ class _Reader(Protocol):
     def size(self) -> int: ...
 
     @property
-    def dash(self):
-        """None; an MPEG-DASH stream (:class:`~kithara_io.sources.dash.stream.DashStream`)
-        tells its MPD, adaptation sets and representations here."""
-        return None
-
-    @property
     def error(self) -> Optional[BaseException]: ...
 
     def read_at(self, pos: int, out: memoryview) -> int: ...
@@ -118,6 +112,12 @@ class Stream(io.RawIOBase):
     def hls(self):
         """None; an HLS stream (:class:`~kithara_io.sources.hls.HlsStream`) tells its
         variants and segments here."""
+        return None
+
+    @property
+    def dash(self):
+        """None; an MPEG-DASH stream (:class:`~kithara_io.sources.dash.stream.DashStream`)
+        tells its MPD, adaptation sets and representations here."""
         return None
 
     @property

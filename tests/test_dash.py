@@ -158,6 +158,65 @@ def test_mpd_found_by_its_body_at_another_url(dash_media, no_leaks) -> None:
             assert stream.read() == dash_media.local("timeline", 0)
 
 
+@pytest.mark.parametrize("name", ["manifest.mpd", "stream"])
+@pytest.mark.parametrize("location", ["relative", "absolute"])
+def test_an_mpd_behind_a_redirect_resolves_against_the_final_url(dash_media, name, location, no_leaks) -> None:
+    """The segments exist only beside the redirect target: BaseURL-less templates resolve
+    against the URL that answered (after redirects), as players do."""
+    from tests.servers.faults import Redirect, running_fault_server
+
+    folder = dash_media.root / "timeline"
+    with running_fault_server() as srv:
+        for path in folder.iterdir():
+            srv.add(f"/real/{path.name}", path.read_bytes())
+        srv.add(f"/real/{name}", (folder / "manifest.mpd").read_bytes(), content_type="application/octet-stream")
+        target = f"../real/{name}" if location == "relative" else srv.url(f"/real/{name}")
+        srv.always(f"/moved/{name}", Redirect(target))
+        with kithara_io.open(srv.url(f"/moved/{name}"), variant=1) as stream:
+            assert stream.dash is not None
+            assert stream.read() == dash_media.local("timeline", 1)
+
+
+def test_an_absolute_base_url_at_the_representation_level(dash_media, no_leaks) -> None:
+    """A Representation's absolute BaseURL wins over the MPD's URL (the files on another path)."""
+    from tests.servers.faults import running_fault_server
+
+    folder = dash_media.root / "timeline"
+    with running_fault_server() as srv:
+        for path in folder.iterdir():
+            srv.add(f"/cdn/{path.name}", path.read_bytes())
+        text = (folder / "manifest.mpd").read_text()
+        text = text.replace("<SegmentTemplate", f"<BaseURL>{srv.url('/cdn/')}</BaseURL>\n<SegmentTemplate")
+        srv.add("/site/manifest.mpd", text.encode(), content_type="application/dash+xml")
+        with kithara_io.open(srv.url("/site/manifest.mpd"), variant=0) as stream:
+            assert stream.dash.representation.base_url == srv.url("/cdn/")
+            assert stream.read() == dash_media.local("timeline", 0)
+
+
+def test_an_mpd_served_chunked_at_a_url_without_mpd_is_dash(dash_media, no_leaks) -> None:
+    """Dynamic APIs answer with an MPD made on the fly: chunked, no length, no ranges, the
+    ``application/dash+xml`` content type."""
+    from tests.servers.faults import Chunked, IgnoreRange, running_fault_server
+
+    folder = dash_media.root / "number"
+    with running_fault_server() as srv:
+        for path in folder.glob("*.m4s"):
+            srv.add(f"/api/{path.name}", path.read_bytes())
+        srv.add("/api/manifest", (folder / "manifest.mpd").read_bytes(), content_type="application/dash+xml")
+        srv.always("/api/manifest", (IgnoreRange(), Chunked()))
+        with kithara_io.open(srv.url("/api/manifest")) as stream:
+            assert stream.dash is not None
+            assert stream.read() == dash_media.local("number")
+
+
+def test_a_small_xml_file_that_is_not_an_mpd_stays_a_file(dash_media, tmp_path, no_leaks) -> None:
+    (dash_media.root / "other.xml").write_bytes(b'<?xml version="1.0"?>\n<feed><title>MPD</title></feed>\n')
+    with DashServer(dash_media.root) as srv:
+        with kithara_io.open(srv.url("other.xml")) as stream:
+            assert stream.dash is None and stream.hls is None
+            assert stream.read().startswith(b"<?xml")
+
+
 @pytest.mark.timeout(60)
 def test_auto_switches_down_on_a_throttled_link(dash_media, no_leaks) -> None:
     """128 and 64 kbit/s Representations (in that order: ``auto`` starts with the first) on a
