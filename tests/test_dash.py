@@ -312,6 +312,26 @@ def test_live_mpd_joined_near_the_edge_and_read_to_its_end(dash_media, timeline,
     assert np.array_equal(decode(bytes(data)), decode(init + b"".join(chunks[first - 1 :])))
 
 
+@pytest.mark.timeout(90)
+def test_gstreamer_dashsink_mpeg_ts_segments(tmp_path, no_leaks) -> None:
+    """GStreamer's dashsink: a SegmentTemplate of MPEG-TS segments (no init segment); the
+    stream is its segment files joined, and decodes like them."""
+    from tests.servers.dash_media import gstreamer_missing, make_gstreamer_dash
+
+    why = gstreamer_missing()
+    if why is not None:
+        pytest.skip(why)
+    manifest = make_gstreamer_dash(tmp_path)
+    files = sorted(manifest.parent.glob("audio_0_*.ts"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    local = b"".join(p.read_bytes() for p in files)
+    with DashServer(tmp_path) as srv:
+        with kithara_io.open(srv.url("gst-dash/manifest.mpd")) as stream:
+            assert len(stream.dash.segments) == len(files) and stream.dash.mpd.periods[0].adaptation_sets[0].kind == "audio"
+            data = stream.read()
+    assert data == local
+    assert np.array_equal(decode(data, "mpegts"), decode(local, "mpegts"))
+
+
 def test_cli_info_and_get_on_an_mpd(server, dash_media, tmp_path, capsys) -> None:
     from kithara_io.cli import main
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -197,3 +198,57 @@ def _write_periods(root: Path) -> None:
         f'mediaPresentationDuration="PT{start:.1f}S" minBufferTime="PT2S" profiles="urn:mpeg:dash:profile:isoff-live:2011">\n'
         + "\n".join(periods) + "\n</MPD>\n"
     )
+
+
+def gstreamer_missing() -> Optional[str]:
+    """Why GStreamer's ``dashsink`` cannot write here; None when it can (Makefile's
+    DEB_PACKAGES install it: gstreamer1.0-plugins-bad)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gst-launch-1.0") is None:
+        return "gst-launch-1.0 is not installed (Debian: gstreamer1.0-tools and plugins; `make test` installs them as root)"
+    if subprocess.run(["gst-inspect-1.0", "--exists", "dashsink"], timeout=30).returncode != 0:
+        return "GStreamer element dashsink (gstreamer1.0-plugins-bad) is not installed"
+    return None
+
+
+def make_gstreamer_dash(directory: Path) -> Path:
+    """GStreamer's ``dashsink`` (a producer other than FFmpeg): AAC from ``avenc_aac`` in
+    MPEG-TS segments (``muxer=ts``: its ``mp4`` muxer writes empty segments in GStreamer 1.22,
+    and ``use-segment-list=true`` crashes it), a SegmentTemplate ``$Number$`` with a duration
+    in seconds. Bounded: the pipeline runs 4 s of audio with a timeout."""
+    import subprocess
+
+    folder = directory / "gst-dash"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = f"audiotestsrc wave=pink-noise volume=0.5 num-buffers={4 * RATE // 1024} samplesperbuffer=1024 ! audio/x-raw,rate={RATE},channels=2 ! audioconvert"
+    pipeline = f"{source} ! avenc_aac bitrate=128000 ! aacparse ! d.audio_0 dashsink name=d mpd-root-path={folder} mpd-filename=manifest.mpd target-duration=1 muxer=ts"
+    manifest = folder / "manifest.mpd"
+    # Like hlssink2 (hls_gstreamer._run), gst-launch-1.0 sometimes never exits after dashsink
+    # wrote its last MPD (measured: 1 run of 3): a run whose MPD covers the 4 s is stopped.
+    proc = subprocess.Popen(["gst-launch-1.0", "-q", *pipeline.split()], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _, err = proc.communicate(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            done = _complete(manifest)
+            if done or time.monotonic() > deadline:
+                proc.kill()
+                _, err = proc.communicate()
+                if done:
+                    return manifest
+                raise RuntimeError(f"gst-launch-1.0 did not finish {manifest}: {err.decode(errors='replace')}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"gst-launch-1.0 failed ({proc.returncode}): {err.decode(errors='replace')}")
+    return manifest
+
+
+def _complete(manifest: Path) -> bool:
+    """Does the MPD dashsink wrote cover the whole run (3.9 s and more)?"""
+    if not manifest.exists():
+        return False
+    found = re.search(r'mediaPresentationDuration="P0Y0M0DT0H0M([0-9.]+)S"', manifest.read_text())
+    return found is not None and float(found.group(1)) >= 3.9
