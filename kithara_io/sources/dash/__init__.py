@@ -10,8 +10,8 @@ HLS engine (:mod:`..hls`).
 
 from __future__ import annotations
 
-from .info import DashInfo
 from ..dash_entry import looks_like_mpd
+from .info import DashInfo
 from .mpd import AdaptationSet, Mpd, Period, Representation
 
 __all__ = ["AdaptationSet", "DashInfo", "Mpd", "Period", "Representation", "looks_like_mpd"]

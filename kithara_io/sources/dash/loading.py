@@ -14,11 +14,11 @@ from ...events import Event
 from ...options import StreamOptions
 from ...planning import Priority
 from ...retry import Retry
+from ..dash_entry import looks_like_mpd
 from ..hls.abr import initial_variant
 from ..hls.disk import DiskTransport
 from ..hls.loading import First, VariantChoice, load
 from ..hls.transport import Transport, with_retries
-from ..dash_entry import looks_like_mpd
 from .mpd import ByteRange, parse_mpd
 from .presentation import Presentation, build
 from .reader import DashReader
