@@ -155,6 +155,16 @@ def test_mpds_that_cannot_be_read_are_refused(text, message) -> None:
     assert MAX_SEGMENTS == 1_000_000
 
 
+def test_content_protection_is_a_clear_error() -> None:
+    """Encrypted audio (CENC) would read as bytes no decoder can use: refused at open."""
+    from kithara_io.errors import StreamError
+
+    text = mpd(audio_set('<SegmentTemplate duration="1" media="$Number$.m4s"/>', 'contentType="audio"'))
+    text = text.replace("<Representation", '<ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc"/><Representation')
+    with pytest.raises(StreamError, match="ContentProtection"):
+        build(parse_mpd(text, URL), None, no_index, 0.0)
+
+
 def test_recognised_by_name_and_by_body() -> None:
     assert is_mpd_url("https://h/x/Manifest.MPD?token=1") and not is_mpd_url("file:///x.mpd") and not is_mpd_url("http://h/x.mpd.txt")
     assert looks_like_mpd(None, b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c --><MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')

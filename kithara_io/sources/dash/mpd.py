@@ -77,6 +77,7 @@ class Representation:
     sample_rate: Optional[int]  # audioSamplingRate
     base_url: str  # absolute
     addressing: Optional[Addressing]
+    protected: bool = False  # a ContentProtection (DRM, CENC) on it or its AdaptationSet
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class _Parser:
             decimal(rate.split()[0]) if rate and rate.split() else None,
             base,
             self.addressing(levels),
+            bool(_children(element, "ContentProtection") or _children(parent, "ContentProtection")),
         )
 
     def addressing(self, levels: Dict[str, list]) -> Optional[Addressing]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ...errors import InvalidResponseError
+from ...errors import InvalidResponseError, StreamError
 from ..hls.playlist import MediaPlaylist, Resource, Segment, Variant
 from .mpd import AdaptationSet, Mpd, Representation
 from .segments import Media, ReadRange, expand
@@ -70,6 +70,8 @@ def describe(adaptation: AdaptationSet) -> str:
 def build(mpd: Mpd, audio: Optional[str], read: ReadRange, now: float) -> Presentation:
     """The presentation of ``mpd`` for ``audio`` (see the module doc)."""
     sets = _choose_sets(mpd, audio)
+    if any(r.protected for s in sets for r in s.representations):
+        raise StreamError("DASH audio under ContentProtection (DRM or CENC encryption) is not supported", url=mpd.url)
     first = sets[0].representations
     chosen = tuple(tuple(_same_rank(first, rep, s.representations) for s in sets) for rep in first)
     expanded = [[expand(mpd, p, reps[p], now, read) for p in range(len(sets))] for reps in chosen]
