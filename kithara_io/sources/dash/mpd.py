@@ -197,7 +197,7 @@ class _Parser:
         base = self.base(element, base)
         levels = _addressing_elements(element, inherited)
         rep_id = element.get("id") or ""
-        bandwidth = self.number(element.get("bandwidth"), "bandwidth", 0)
+        bandwidth = self.count(element.get("bandwidth"), "bandwidth", 0)
         rate = element.get("audioSamplingRate") or parent.get("audioSamplingRate")
         return Representation(
             rep_id,
@@ -229,13 +229,13 @@ class _Parser:
             init = next(iter(_children(element, "Initialization")), init)
             listed = tuple((u.get("media"), self.range(u.get("mediaRange"), "mediaRange")) for u in _children(element, "SegmentURL"))
             urls = listed or urls
-        timescale = self.number(attrs.get("timescale"), "timescale", 1) or 1
+        timescale = self.count(attrs.get("timescale"), "timescale", 1) or 1
         return Addressing(
             deepest,
             timescale,
             self.number(attrs.get("duration"), "segment duration", None),
-            self.number(attrs.get("startNumber"), "startNumber", 1),
-            self.number(attrs.get("presentationTimeOffset"), "presentationTimeOffset", 0),
+            self.count(attrs.get("startNumber"), "startNumber", 1),
+            self.count(attrs.get("presentationTimeOffset"), "presentationTimeOffset", 0),
             attrs.get("media"),
             attrs.get("initialization") or (init.get("sourceURL") if init is not None else None),
             self.range(init.get("range"), "Initialization range") if init is not None else None,
@@ -252,7 +252,7 @@ class _Parser:
             if not d:
                 raise InvalidResponseError("DASH SegmentTimeline entry without a duration", url=self.url)
             r = (s.get("r") or "0").strip()
-            repeat = -1 if r == "-1" else self.number(r, "SegmentTimeline repeat", 0)
+            repeat = -1 if r == "-1" else self.count(r, "SegmentTimeline repeat", 0)
             out.append(TimelineEntry(self.number(s.get("t"), "SegmentTimeline time", None), d, repeat))
         return tuple(out)
 
@@ -267,12 +267,18 @@ class _Parser:
             raise InvalidResponseError(f"DASH MPD names a malformed URL {ref[:100]!r}", url=self.url, cause=exc) from None
 
     def number(self, value: Optional[str], what: str, default: Optional[int]) -> Optional[int]:
+        """A non-negative integer attribute; ``default`` when absent or blank."""
         if value is None or not value.strip():
             return default
         number = decimal(value)
         if number is None or number > MAX_NUMBER:
             raise InvalidResponseError(f"DASH {what} {value[:40]!r} is not a number", url=self.url)
         return number
+
+    def count(self, value: Optional[str], what: str, default: int) -> int:
+        """:meth:`number` of an attribute that has a default."""
+        number = self.number(value, what, default)
+        return default if number is None else number
 
     def range(self, value: Optional[str], what: str) -> Optional[ByteRange]:
         """``"first-last"`` (inclusive, as in HTTP) -> ``(offset, length)``."""
@@ -304,9 +310,9 @@ class _Parser:
             when = isodate.parse_datetime(value.strip())
         except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
             raise InvalidResponseError(f"DASH availabilityStartTime {value[:40]!r} is not a date", url=self.url) from None
-        offset = when.utcoffset()  # no zone: UTC, as DASH clients read it
-        seconds = calendar.timegm(when.utctimetuple()) if offset is not None else calendar.timegm(when.timetuple())
-        return seconds + when.microsecond / 1e6
+        # utctimetuple: a time with a zone converted to UTC; one without read as UTC, as
+        # DASH clients read it.
+        return calendar.timegm(when.utctimetuple()) + when.microsecond / 1e6
 
 
 def _addressing_elements(element, inherited: Dict[str, list]) -> Dict[str, list]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from ..hls.stream import HlsStream
 from .info import DashInfo
+
+if TYPE_CHECKING:
+    from .reader import DashReader
 
 
 class DashStream(HlsStream):
@@ -14,4 +19,4 @@ class DashStream(HlsStream):
 
     @property
     def dash(self) -> DashInfo:
-        return self._reader.dash
+        return cast("DashReader", self._reader).dash
