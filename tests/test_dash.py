@@ -343,6 +343,27 @@ def test_cli_info_and_get_on_an_mpd(server, dash_media, tmp_path, capsys) -> Non
     assert out.read_bytes() == dash_media.local("timeline", 1)  # get: the highest
 
 
+@pytest.mark.timeout(60)
+def test_cli_play_an_mpd(server, tmp_path) -> None:
+    """``kithara-io play URL.mpd`` to ALSA's null device (no sound card; decoding speed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.audio_devices import alsa_config
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "ALSA_CONFIG_PATH": str(alsa_config(tmp_path, "null")),
+           "JACK_DEFAULT_SERVER": "kithara-io-no-such-server", "JACK_NO_START_SERVER": "1"}
+    proc = subprocess.run([sys.executable, "-m", "kithara_io", "play", server.url("number/manifest.mpd")],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("manifest.mpd: AAC 68 kbit/s, 0:07"), lines[0]
+    assert lines[-1].startswith("finished  0:07 / 0:07 ["), lines[-1]
+
+
 def test_player_plays_an_mpd(server, dash_media, no_leaks) -> None:
     """The Player (PyAV decoder) plays the MPD's 7 s: the samples PyAV decodes from the local
     files, up to the presentation's duration (an MP4's length: the AAC padding after it is
