@@ -286,15 +286,21 @@ def test_disk_cache_replays_offline(dash_media, tmp_path, no_leaks) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("timeline", [True, False], ids=["timeline", "number"])
-def test_live_mpd_joined_near_the_edge_and_read_to_its_end(dash_media, timeline, no_leaks) -> None:
+@pytest.mark.parametrize(
+    "config",
+    [LiveDash(window=3), LiveDash(window=3, timeline=False), LiveDash(window=3, timeline=False, skew=3600.0, utc_timing="http")],
+    ids=["timeline", "number", "number-server-clock"],
+)
+def test_live_mpd_joined_near_the_edge_and_read_to_its_end(dash_media, config, no_leaks) -> None:
     """FFmpeg's low-latency (``streaming``, ``ldash``) output published as a dynamic MPD, one
     1 s segment a second, a 3-segment window: the stream starts near the live edge
     (suggestedPresentationDelay 2 s), follows the reloads and ends when the MPD turns static;
-    its bytes are the init segment and the segments from there on, as FFmpeg wrote them."""
+    its bytes are the init segment and the segments from there on, as FFmpeg wrote them.
+    ``number-server-clock``: a bare ``$Number$`` template from a server whose clock is an hour
+    ahead, told by UTCTiming (by the local clock, no segment would be out for an hour)."""
     chunks = dash_media.chunks("live")
     init = dash_media.local("live")[: -sum(len(c) for c in chunks)]
-    with DashServer(dash_media.root, live=LiveDash(window=3, timeline=timeline)) as srv:
+    with DashServer(dash_media.root, live=config) as srv:
         with kithara_io.open(srv.url("live/live.mpd")) as stream:
             assert not stream.seekable() and stream.size is None
             assert stream.dash.mpd.dynamic

@@ -117,6 +117,47 @@ def test_live_presentation_starts_at_the_suggested_delay_and_has_stable_numbers(
     assert [s.sequence for s in first.segments][-1] == 10 and [s.sequence for s in later.segments][-1] == 12
 
 
+def test_two_periods_one_stream_with_distinct_sequences_and_a_discontinuity() -> None:
+    """Period boundaries: the second period's first segment is a discontinuity with that
+    period's init segment; sequences grow across periods (static and live alike)."""
+    period = ('<Period start="PT{start}S"><AdaptationSet contentType="audio"><Representation id="r" bandwidth="1">'
+              '<SegmentTemplate timescale="1" duration="2" media="{name}-$Number$.m4s" initialization="{name}-init.m4s"/>'
+              "</Representation></AdaptationSet></Period>")
+    body = period.format(start=0, name="a") + period.format(start=4, name="b")
+    for attrs in ('type="static" mediaPresentationDuration="PT8S"', 'type="dynamic" availabilityStartTime="1970-01-01T00:00:00Z"'):
+        playlist = build(parse_mpd(mpd(body, attrs), URL), None, no_index, 8.0).media[0]
+        uris = [s.resource.uri.rsplit("/", 1)[1] for s in playlist.segments]
+        assert uris == ["a-1.m4s", "a-2.m4s", "b-1.m4s", "b-2.m4s"], attrs
+        assert [s.discontinuity for s in playlist.segments] == [False, False, True, False]
+        assert [s.init.uri.rsplit("/", 1)[1] for s in playlist.segments] == ["a-init.m4s"] * 2 + ["b-init.m4s"] * 2
+        sequences = [s.sequence for s in playlist.segments]
+        assert sequences == sorted(set(sequences))
+
+
+def test_utc_timing_sources() -> None:
+    """The first usable UTCTiming source gives the server's clock; a failing or unknown one
+    is skipped; none: the local clock."""
+    import time
+
+    from kithara_io.errors import ConnectionFailedError
+    from kithara_io.sources.dash.clock import server_offset
+
+    def fetch(url: str) -> str:
+        if url.endswith("/down"):
+            raise ConnectionFailedError("refused", url=url)
+        assert url == "http://host/a/b/time"
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))
+
+    def never(url: str) -> str:
+        raise AssertionError(url)
+
+    assert server_offset([], URL, never) == 0.0
+    direct = [("urn:mpeg:dash:utc:direct:2014", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600)))]
+    assert server_offset(direct, URL, never) == pytest.approx(-600, abs=2)
+    chain = [("urn:mpeg:dash:utc:ntp:2014", "pool"), ("urn:mpeg:dash:utc:http-iso:2014", "/down"), ("urn:mpeg:dash:utc:http-xsdate:2014", "time")]
+    assert server_offset(chain, URL, fetch) == pytest.approx(7200, abs=2)
+
+
 def test_sidx_subsegments() -> None:
     refs = [(1000, 48000), (1200, 48000), (900, 24000)]
     body = struct.pack(">BBBBIIIIHH", 0, 0, 0, 0, 1, 48000, 0, 16, 0, len(refs))

@@ -9,6 +9,8 @@ out every segment duration (real time), ``timeShiftBufferDepth`` keeps ``window`
 the window in a SegmentTimeline (as FFmpeg's live MPDs do); with ``timeline=False`` it gives a
 ``$Number$`` template with a duration only, and the client works the window out from the clock.
 Once every segment is out, the MPD turns ``static`` (the whole run): a live test always ends.
+``skew``: the server's clock runs that far ahead of the machine's (its availabilityStartTime
+too); ``utc_timing="direct"`` or ``"http"`` (``GET /time``) tells it in a UTCTiming element.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class LiveDash:
     timeline: bool = True
     delay: float = 2.0  # suggestedPresentationDelay, seconds
     update: float = 0.5  # minimumUpdatePeriod, seconds
+    skew: float = 0.0  # the server's clock is this far ahead of the machine's
+    utc_timing: Optional[str] = None  # "direct" or "http" (GET /time): a UTCTiming element
 
 
 class _LiveMpd:
@@ -47,21 +51,25 @@ class _LiveMpd:
         cfg = self.config
         with self._lock:
             if self._t0 is None:
-                self._t0 = time.time() - cfg.window * self.segment
+                self._t0 = self.now() - cfg.window * self.segment
             start = self._t0
-        out = min(len(self.segments), int((time.time() - start) / self.segment))
+        out = min(len(self.segments), int((self.now() - start) / self.segment))
         ended = out >= len(self.segments)
         first = max(0, out - cfg.window)
         with self._lock:
             self.served.append((first, out, ended))
         if ended:
             return self.text.encode()
-        when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        when = _iso(start)
         head = (
             f'type="dynamic" availabilityStartTime="{when}" minimumUpdatePeriod="PT{cfg.update}S" '
             f'timeShiftBufferDepth="PT{cfg.window * self.segment:.3f}S" suggestedPresentationDelay="PT{cfg.delay}S"'
         )
         text = self.text.replace('type="static"', head)
+        if cfg.utc_timing == "direct":
+            text = text.replace("\t<Period", f'\t<UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="{_iso(self.now())}"/>\n\t<Period', 1)
+        elif cfg.utc_timing == "http":
+            text = text.replace("\t<Period", '\t<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="/time"/>\n\t<Period', 1)
         text = re.sub(r'\s*mediaPresentationDuration="[^"]*"', "", text)
         if cfg.timeline:
             entries = "".join(f'<S t="{t}" d="{d}" />' for t, d in self.segments[first:out])
@@ -71,6 +79,15 @@ class _LiveMpd:
             text = re.sub(r"\s*<SegmentTimeline>.*?</SegmentTimeline>\s*", "", text, flags=re.S)
             text = text.replace('startNumber="1"', f'startNumber="1" duration="{round(self.segment * self.timescale)}"')
         return text.encode()
+
+
+    def now(self) -> float:
+        """The server's clock."""
+        return time.time() + self.config.skew
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _timeline(text: str) -> List[Tuple[int, int]]:
@@ -89,6 +106,11 @@ class DashHandler(HlsHandler):
         if live is not None and self.path.split("?")[0] == "/live/live.mpd":
             body = live.mpd()
             self._start(200, [("Content-Type", "application/dash+xml"), ("Cache-Control", "no-cache")], len(body), None, None)
+            self.wfile.write(body)
+            return
+        if live is not None and self.path == "/time":
+            body = _iso(live.now()).encode()
+            self._start(200, [("Content-Type", "text/plain")], len(body), None, None)
             self.wfile.write(body)
             return
         super().do_GET()

@@ -3,7 +3,7 @@ HLS engine (:mod:`..hls`).
 
 ``kithara_io.open(url)`` hands MPDs here (see :mod:`.loading`); ``stream.dash`` is a
 :class:`DashInfo`. Modules: ``mpd`` (XML -> data), ``template`` (``$Number%05d$``...),
-``sidx`` (SegmentBase index), ``segments`` (one Representation's segments), ``presentation``
+``sidx`` (SegmentBase index), ``clock`` (UTCTiming), ``segments`` (one Representation's segments), ``presentation``
 (MPD -> the HLS engine's variants and media playlists), ``reader`` (DashReader: MPD reloads),
 ``loading``, ``info``, ``stream``.
 """

@@ -19,6 +19,7 @@ from ..hls.abr import initial_variant
 from ..hls.disk import DiskTransport
 from ..hls.loading import First, VariantChoice, load
 from ..hls.transport import Transport, with_retries
+from .clock import Clock
 from .mpd import ByteRange, parse_mpd
 from .presentation import Presentation, build
 from .reader import DashReader
@@ -28,15 +29,16 @@ MAX_INDEX_BYTES = 4 << 20
 
 
 def load_presentation(
-    transport: Transport, first: First, audio: Optional[str], retry: Retry, deadline: Optional[float] = None
+    transport: Transport, first: First, audio: Optional[str], retry: Retry, clock: Clock, deadline: Optional[float] = None
 ) -> Presentation:
     """The presentation of an MPD already fetched (``first``: text, content type, final URL)."""
     text, content_type, final = first
     if not looks_like_mpd(content_type, text[:4096].encode()):
         raise InvalidResponseError("not a DASH MPD", url=final)
     mpd = parse_mpd(text, final)
+    now = clock.now(mpd.utc_timing, final) if mpd.dynamic else time.time()
     counted: List[int] = []
-    presentation = build(mpd, audio, _index_reader(transport, retry, deadline, counted), time.time())
+    presentation = build(mpd, audio, _index_reader(transport, retry, deadline, counted), now)
     return dataclasses.replace(presentation, index_bytes=sum(counted))
 
 
@@ -66,11 +68,12 @@ def open_dash(
     try:
         if first is None:
             first = load(transport, url, options.retry, deadline)
-        presentation = load_presentation(transport, first, audio, options.retry, deadline)
+        clock = Clock(lambda source: load(transport, source, options.retry, deadline)[0])
+        presentation = load_presentation(transport, first, audio, options.retry, clock, deadline)
         where = presentation.mpd.location or url
 
         def reload() -> Presentation:
-            return load_presentation(transport, load(transport, where, options.retry), audio, options.retry)
+            return load_presentation(transport, load(transport, where, options.retry), audio, options.retry, clock)
 
         index = initial_variant([v.bandwidth for v in presentation.variants], variant)
         reader = DashReader(url, presentation, reload, index, variant == "auto", transport, downloader, options, priority)

@@ -123,6 +123,7 @@ class Mpd:
     max_segment_duration: Optional[float]
     periods: Tuple[Period, ...]
     location: Optional[str] = None  # Location: where to reload it from (absolute)
+    utc_timing: Tuple[Tuple[str, str], ...] = ()  # UTCTiming (schemeIdUri, value), in MPD order
 
     def period_end(self, index: int) -> Optional[float]:
         """Where period ``index`` ends (seconds): its duration, the next one's start, or the
@@ -167,6 +168,7 @@ def parse_mpd(text: str, url: str) -> Mpd:
         p.duration(root.get("maxSegmentDuration"), "maxSegmentDuration"),
         tuple(periods),
         p.join(url, location) if location else None,
+        tuple(((e.get("schemeIdUri") or "").strip(), (e.get("value") or "").strip()) for e in _children(root, "UTCTiming")),
     )
 
 
@@ -306,13 +308,20 @@ class _Parser:
     def date(self, value: Optional[str]) -> Optional[float]:
         if value is None or not value.strip():
             return None
-        try:
-            when = isodate.parse_datetime(value.strip())
-        except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
-            raise InvalidResponseError(f"DASH availabilityStartTime {value[:40]!r} is not a date", url=self.url) from None
-        # utctimetuple: a time with a zone converted to UTC; one without read as UTC, as
-        # DASH clients read it.
+        seconds = parse_date(value)
+        if seconds is None:
+            raise InvalidResponseError(f"DASH availabilityStartTime {value[:40]!r} is not a date", url=self.url)
+        return seconds
+
+
+def parse_date(value: str) -> Optional[float]:
+    """An ISO 8601 date and time as seconds since the epoch; None if it is not one. One
+    without a zone is read as UTC, as DASH clients read it."""
+    try:
+        when = isodate.parse_datetime(value.strip())
         return calendar.timegm(when.utctimetuple()) + when.microsecond / 1e6
+    except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
+        return None
 
 
 def _addressing_elements(element, inherited: Dict[str, list]) -> Dict[str, list]:
