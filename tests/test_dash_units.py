@@ -4,9 +4,13 @@ SegmentTimeline repeats, the BaseURL chain, inheritance of addressing attributes
 
 from __future__ import annotations
 
+import re
 import struct
+from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kithara_io.errors import InvalidResponseError
 from kithara_io.sources.dash.mpd import parse_mpd
@@ -213,3 +217,38 @@ def test_recognised_by_name_and_by_body() -> None:
     assert looks_like_mpd("application/dash+xml; charset=utf-8", b"<?xml version='1.0'?><x/>")
     assert not looks_like_mpd("application/xml", b"<?xml version='1.0'?><feed>MPD</feed>")
     assert not looks_like_mpd(None, b"#EXTM3U")
+
+
+_FFMPEG_MPD = mpd(
+    '<Period id="0" start="PT0.0S"><AdaptationSet id="0" contentType="audio" lang="en">'
+    '<Representation id="0" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="64544" audioSamplingRate="44100">'
+    '<AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="2" />'
+    '<SegmentTemplate timescale="44100" initialization="init-$RepresentationID$.m4s" media="c-$RepresentationID$-$Number%05d$.m4s" startNumber="1">'
+    '<SegmentTimeline><S t="0" d="88064" /><S d="89088" r="1" /></SegmentTimeline></SegmentTemplate>'
+    '</Representation></AdaptationSet></Period>'
+)
+_VALUES = st.one_of(
+    st.sampled_from(["", "-1", "0", "1", "18446744073709551616", "1e9", "PT-5S", "P1Y", "x", "$", "$Number%99999d$",
+                     "$Time$", "http://[::1", "9-3", "0-0", "NaN"]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(set(re.findall(r'(\w+)="[^"]*"', _FFMPEG_MPD)))), _VALUES), max_size=4))
+def test_any_attribute_value_opens_or_is_an_invalid_response(changes) -> None:
+    """Real MPD attributes set to hostile values: a presentation, or a StreamError naming the
+    URL (a ValueError only for an ``audio=`` that matches nothing), never another exception."""
+    from kithara_io.errors import StreamError
+
+    text = _FFMPEG_MPD
+    for name, value in changes:
+        text = re.sub(rf'\b{name}="[^"]*"', f'{name}="{escape(value, {chr(34): "&quot;"})}"', text, count=1)
+    try:
+        presentation = build(parse_mpd(text, URL), None, no_index, 1e9)
+    except StreamError as exc:
+        assert URL in str(exc)
+        return
+    for playlist in presentation.media.values():
+        assert all(s.duration >= 0 for s in playlist.segments)
+        assert len(playlist.segments) <= MAX_SEGMENTS

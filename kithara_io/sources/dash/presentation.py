@@ -75,9 +75,12 @@ def build(mpd: Mpd, audio: Optional[str], read: ReadRange, now: float) -> Presen
     first = sets[0].representations
     chosen = tuple(tuple(_same_rank(first, rep, s.representations) for s in sets) for rep in first)
     expanded = [[expand(mpd, p, reps[p], now, read) for p in range(len(sets))] for reps in chosen]
-    variants, media = [], {}
+    variants: List[Variant] = []
+    media: Dict[int, MediaPlaylist] = {}
     for index, reps in enumerate(chosen):
         uri = f"{mpd.url}#representation={reps[0].id}"
+        if any(v.uri == uri for v in variants):  # ids repeated: each variant still named once
+            uri += f"&variant={index}"
         variants.append(Variant(reps[0].bandwidth, reps[0].codecs, uri))
         media[index] = _playlist(mpd, uri, expanded[index])
     return Presentation(mpd, tuple(variants), media, tuple(sets), chosen)
