@@ -59,7 +59,9 @@ def sniff(reader, content_type: Optional[str] = None) -> Optional[str]:
 def sniff_file(stream, content_type: Optional[str] = None) -> Optional[str]:
     """The same for a file whose length is not known yet; the stream is put back at 0 when
     it is not an MPD."""
-    head = stream.read(_HEAD)
+    head = stream.read(64)
+    if head and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # else not XML: one small read
+        head += stream.read(_HEAD - len(head))
     if head and looks_like_mpd(content_type, head):
         data = head + stream.read(_SNIFF_LIMIT)
         if len(data) <= _SNIFF_LIMIT:
