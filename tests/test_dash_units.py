@@ -136,6 +136,9 @@ def test_two_periods_one_stream_with_distinct_sequences_and_a_discontinuity() ->
         assert [s.init.uri.rsplit("/", 1)[1] for s in playlist.segments] == ["a-init.m4s"] * 2 + ["b-init.m4s"] * 2
         sequences = [s.sequence for s in playlist.segments]
         assert sequences == sorted(set(sequences))
+    huge = body.replace('media="a-', 'startNumber="40000000000" media="a-', 1)  # would run into period b's numbers
+    with pytest.raises(InvalidResponseError, match="overlap"):
+        build(parse_mpd(mpd(huge, 'type="static" mediaPresentationDuration="PT8S"'), URL), None, no_index, 0.0)
 
 
 def test_utc_timing_sources() -> None:

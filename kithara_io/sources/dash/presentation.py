@@ -122,6 +122,8 @@ def _playlist(mpd: Mpd, uri: str, periods: List[Tuple[Optional[Resource], List[M
         key = round(mpd.periods[p].start * 1000) * _PERIOD_SCALE
         for index, m in enumerate(media):
             segments.append(Segment(key + m.number, m.duration, m.resource, None, init, p > 0 and index == 0))
+    if any(b.sequence <= a.sequence for a, b in zip(segments, segments[1:])):
+        raise InvalidResponseError("DASH segment numbers of two periods overlap (10^7 segments or more in a period)", url=mpd.url)
     if not segments and not mpd.dynamic:
         raise InvalidResponseError("DASH representation without segments", url=mpd.url)
     longest = max((s.duration for s in segments), default=0.0)
