@@ -74,6 +74,14 @@ def test_timeline_repeats_and_open_ended_repeat_to_the_period_end() -> None:
     assert [m.number for m in media] == list(range(10, 17))
 
 
+def test_live_open_ended_timeline_lists_the_complete_segments() -> None:
+    """``r="-1"`` in a live MPD: up to the last segment complete at the live edge."""
+    text = mpd(audio_set('<SegmentTemplate timescale="10" media="$Time$.m4s"><SegmentTimeline><S t="0" d="20" r="-1"/></SegmentTimeline></SegmentTemplate>'),
+               'type="dynamic" availabilityStartTime="1970-01-01T00:00:00Z"')
+    _, media = segments(text, now=7.5)  # 0-2, 2-4, 4-6 complete; 6-8 not yet
+    assert [m.resource.uri.rsplit("/", 1)[1] for m in media] == ["0.m4s", "20.m4s", "40.m4s"]
+
+
 def test_number_template_count_and_last_segment_clipped() -> None:
     text = mpd(audio_set('<SegmentTemplate timescale="48000" duration="96000" media="$Number$.m4s" initialization="init.m4s"/>'),
                'type="static" mediaPresentationDuration="PT7S"')

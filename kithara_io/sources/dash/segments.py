@@ -121,10 +121,7 @@ class _Expansion:
             repeat = entry.r
             if repeat < 0:
                 following = entries[index + 1].t if index + 1 < len(entries) else None
-                end = following if following is not None else self._timeline_end(a)
-                if end is None:
-                    raise InvalidResponseError("DASH SegmentTimeline repeats to a period end that is not known", url=self.url)
-                repeat = max(0, math.ceil((end - time) / entry.d - _EPSILON) - 1)
+                repeat = self._open_repeat(a, time, entry.d, following)
             self._check_count(len(out) + repeat + 1)
             for _ in range(repeat + 1):
                 out.append((number, time, entry.d))
@@ -132,11 +129,22 @@ class _Expansion:
                 number += 1
         return out
 
-    def _timeline_end(self, a: Addressing) -> Optional[int]:
-        """Where an open-ended ``r="-1"`` stops, in timescale units: the live edge (complete
-        segments only) or the period's end."""
-        ends = [x for x in (self.live_edge, self.length) if x is not None]
-        return None if not ends else a.presentation_time_offset + math.floor(min(ends) * a.timescale)
+    def _open_repeat(self, a: Addressing, time: int, d: int, following: Optional[int]) -> int:
+        """The repeats of an ``r="-1"`` entry at ``time``: up to the next entry's time, else
+        to the period's end (the last segment may end with it) and, live, only the segments
+        complete at the live edge."""
+        if following is not None:
+            return max(0, math.ceil((following - time) / d - _EPSILON) - 1)
+        counts = []
+        if self.length is not None:
+            end = a.presentation_time_offset + self.length * a.timescale
+            counts.append(math.ceil((end - time) / d - _EPSILON))
+        if self.live_edge is not None:
+            edge = a.presentation_time_offset + self.live_edge * a.timescale
+            counts.append(math.floor((edge - time) / d + _EPSILON))
+        if not counts:
+            raise InvalidResponseError("DASH SegmentTimeline repeats to a period end that is not known", url=self.url)
+        return max(0, min(counts) - 1)
 
     # -- SegmentList -------------------------------------------------------------------------
     def _list_init(self, a: Addressing) -> Optional[Resource]:
