@@ -392,3 +392,32 @@ def test_player_plays_an_mpd(server, dash_media, no_leaks) -> None:
     assert state is State.FINISHED
     assert np.array_equal(played[: len(expected)], expected)
     assert not played[len(expected) :].any()
+
+
+@pytest.mark.timeout(60)
+def test_player_plays_both_periods_at_their_rates(server, dash_media, no_leaks) -> None:
+    """Through the Player (PyAV): the 44.1 kHz period, then the 48 kHz one resampled to the
+    output rate (soxr), each as its own files decode, each up to its period's 4 s (the edit
+    list's end: the AAC padding after it is not played). The second period's timestamps start
+    again at 0: the track's end moves on by its length (the Player stopped after the first)."""
+    import soxr
+
+    from kithara_io.playback import Player, State
+    from kithara_io.playback.pyav import frame_to_float32
+    from tests.audio_devices import ManualOutputs, pull_all
+
+    out_rate = 44100
+    expected = []
+    for name, rate in PERIOD_RUNS:
+        with av.open(io.BytesIO(dash_media.local(f"periods/{name}")), format="mp4") as container:
+            frames = np.concatenate([frame_to_float32(f) for f in container.decode(audio=0)])
+        resampled = soxr.resample(frames, rate, out_rate, quality="HQ") if rate != out_rate else frames
+        expected.append(resampled[: 4 * out_rate])
+    outputs = ManualOutputs()
+    with Player(server.url("periods/manifest.mpd"), decoder="pyav", output=outputs, samplerate=out_rate, blocksize=512) as player:
+        player.play()
+        played = pull_all(player, outputs[0], limit=2000)
+        assert player.status().state is State.FINISHED and player.status().error is None
+    reference = np.concatenate(expected)
+    assert len(played) >= len(reference) and not played[len(reference) :].any()
+    assert np.array_equal(played[: len(reference)], reference)

@@ -157,7 +157,7 @@ class PyAVDecoder:
             if block is None:
                 break
             self._pending.append(block)
-            have += len(block)
+            have = sum(len(p) for p in self._pending)  # a new window may have dropped some (_window_limit)
         if self._limit is not None:  # after decoding: a restart may have moved the limit on
             frames = max(0, min(frames, self._limit - self._position))
         if not self._pending:
@@ -237,8 +237,26 @@ class PyAVDecoder:
         self._open_container(window.end)
         self._frames = self._decode()
         if self._limit is not None:
-            self._limit = max(self._limit, self._container_length() or 0)
+            self._limit = self._window_limit(self._limit)
         return True
+
+    def _window_limit(self, limit: int) -> int:
+        """Where the stream ends now that a new mp4 window is open (``limit``: where the last
+        one ended). Its fragments carry the stream's time after a variant switch: its
+        length counts from the stream's start. After a discontinuity (an HLS ``EXT-X-MAP``
+        that changes, a DASH Period) its time starts again near 0: its length adds to where
+        the last window ended, and what the last one decoded past its end (the AAC
+        padding after its edit list) is dropped."""
+        length = self._container_length() or 0
+        start = float((self._stream.start_time or 0) * self._stream.time_base) * self.samplerate
+        have = sum(len(p) for p in self._pending)
+        if start >= (self._position + have) / 2:  # continues where the last window's frames ended
+            return max(limit, length)
+        keep = max(0, limit - self._position)
+        if have > keep:  # past the last window's end
+            joined = np.concatenate(self._pending) if self._pending else np.zeros((0, self.channels), np.float32)
+            self._pending = [joined[:keep]] if keep else []
+        return limit + length
 
     def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
