@@ -152,7 +152,7 @@ class PyAVDecoder:
 
     def read(self, frames: int) -> np.ndarray:
         have = sum(len(p) for p in self._pending)
-        while have < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
+        while self._usable(have) < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
             block = self._next_block()
             if block is None:
                 break
@@ -167,6 +167,11 @@ class PyAVDecoder:
         self._pending = [rest] if len(rest) else []
         self._position += len(out)
         return out
+
+    def _usable(self, have: int) -> int:
+        """Of ``have`` frames decoded ahead, those before the end known now: a window's
+        padding past its end does not fill a read while a window follows it."""
+        return have if self._limit is None else min(have, max(0, self._limit - self._position))
 
     def seek(self, frame: int) -> None:
         frame = max(0, int(frame))
