@@ -395,6 +395,37 @@ def test_player_plays_an_mpd(server, dash_media, no_leaks) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_player_seeks_into_the_second_period(server, dash_media, no_leaks) -> None:
+    """A seek to 6 s: into the second Period, whose own timestamps start again at 0 (its 2nd
+    second) and whose 48 kHz frames are resampled. The Player plays the last 2 s from there:
+    placed at the target by the pass's first timestamp (equal to the whole period's resampled
+    decode up to the resampler's phase: it restarts at the landing packet). Before, the seek
+    went 6 s into the period's own time, past its end, and nothing played."""
+    import soxr
+
+    from kithara_io.playback import Player, State
+    from kithara_io.playback.pyav import frame_to_float32
+    from tests.audio_devices import ManualOutputs, pull_all
+
+    name, rate = PERIOD_RUNS[1]
+    with av.open(io.BytesIO(dash_media.local(f"periods/{name}")), format="mp4") as container:
+        frames = np.concatenate([frame_to_float32(f) for f in container.decode(audio=0)])
+    expected = soxr.resample(frames, rate, 44100, quality="HQ")[2 * 44100 : 4 * 44100]
+    outputs = ManualOutputs()
+    with Player(server.url("periods/manifest.mpd"), decoder="pyav", output=outputs, samplerate=44100, blocksize=512) as player:
+        player.play()
+        assert player.wait_ready(10)
+        outputs[0].pull()
+        assert player.seek(6.0)
+        played = pull_all(player, outputs[0], limit=2000)
+        assert player.status().state is State.FINISHED and player.status().error is None
+    sounding = played[np.abs(played).sum(axis=1) > 0]
+    assert len(sounding) == len(expected)  # from 6 s to the end, no more, no less
+    assert np.corrcoef(sounding[:, 0], expected[:, 0])[0, 1] > 0.99
+    assert np.abs(sounding - expected).mean() < 0.05
+
+
+@pytest.mark.timeout(60)
 def test_player_plays_both_periods_at_their_rates(server, dash_media, no_leaks) -> None:
     """Through the Player (PyAV): the 44.1 kHz period, then the 48 kHz one resampled to the
     output rate (soxr), each as its own files decode, each up to its period's 4 s (the edit

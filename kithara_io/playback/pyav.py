@@ -65,6 +65,7 @@ class PyAVDecoder:
         self._container = None
         self._hls = getattr(reader, "hls", None)
         self._window: Optional[RestartWindow] = None
+        self._origin = 0  # frames before the current window whose timestamps start again (_window_origin)
         self._limit: Optional[int] = None
         if self._hls is not None:
             self._hls.enable_restarts()  # this decoder re-opens its demuxer at init segments
@@ -126,6 +127,7 @@ class PyAVDecoder:
             raise
         # A later HLS part at another rate (a discontinuity, a new init segment) is resampled
         # to the track's rate here: the player set the track up at the first part's.
+        self._origin = self._window_origin()
         rate = getattr(self, "samplerate", None)
         self._convert = None
         if rate is not None and context.sample_rate != rate:
@@ -211,7 +213,7 @@ class PyAVDecoder:
             self._enter_window(seconds)
         base = self._stream.time_base  # a later HLS window's stream may count in another unit
         start = self._start if base == self._time_base else int(self._start * self._time_base / base)
-        offset = start + int(seconds / base)
+        offset = start + int((seconds - self._origin / self.samplerate) / base)
         try:
             self._container.seek(offset, stream=self._stream, backward=True)
         except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
@@ -227,6 +229,22 @@ class PyAVDecoder:
         start = max([0] + [r for r in self._hls.restarts if r <= offset])
         if self._window is None or start != self._window.start:
             self._open_container(start)
+            if self._limit is not None:  # where this window ends, counted from the stream's start
+                self._limit = self._origin + (self._container_length() or 0)
+
+    def _window_origin(self) -> int:
+        """Track frames before the current window when its timestamps start again (after a
+        discontinuity: a DASH Period, an HLS ``EXT-X-MAP`` that changes): the start of its
+        first segment. 0 when they carry the stream's time (a variant switch), and for the
+        first window."""
+        window = self._window
+        if window is None or window.start == 0 or self._hls is None:
+            return 0
+        seconds = next((s.start for s in self._hls.segments if s.offset is not None and s.offset >= window.start), None)
+        if seconds is None:
+            return 0
+        own = float((self._stream.start_time or 0) * self._stream.time_base)
+        return 0 if own >= seconds / 2 else int(round(seconds * self.samplerate))
 
     def _window_ends(self) -> bool:
         """Does the current HLS window end at a restart offset (more follows it)?"""
@@ -267,6 +285,9 @@ class PyAVDecoder:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
         ``counted`` from 0 (decoding from the first packet)."""
         count, convert = 0, self._convert
+        placed: Optional[int] = None  # where the resampled frames of this pass start (track frames)
+        if convert is not None:
+            convert.reset()  # a pass starts at the container's start or after a seek
         for packet in self._container.demux(self._stream):
             try:
                 decoded = packet.decode()
@@ -274,8 +295,10 @@ class PyAVDecoder:
                 continue  # a damaged packet (a live stream joined mid-frame): skip it
             for frame in decoded:
                 first, data = self._placed(frame)
-                if convert is not None:  # its timestamps count at another rate: not placed
-                    first, data = None, convert.process(data)
+                if convert is not None:  # resampled: placed by the pass's first timestamp, then counted
+                    if placed is None and first is not None:
+                        placed = first - count
+                    first, data = (None if placed is None else placed + count), convert.process(data)
                 yield (count if counted else first), data
                 count += len(data)
         if convert is not None:
@@ -287,7 +310,7 @@ class PyAVDecoder:
             data = map_channels(data, channel_matrix(data.shape[1], self.channels))
         if frame.pts is None or frame.time_base is None:
             return None, data
-        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset
+        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset + self._origin
         return first, data
 
     def _next_block(self) -> Optional[np.ndarray]:
