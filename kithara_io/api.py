@@ -16,6 +16,7 @@ from .live import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
 from .planning import Priority
 from .remote import RemoteReader
+from .sources import dash_entry as _dash_entry
 from .sources import hls_entry as hls
 from .sources.base import Source
 from .sources.cached import DiskCachedSource
@@ -149,6 +150,8 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
     _check_http_url(name)
     if hls_by_name and hls.is_playlist_url(name):
         return _open_hls(name, None, headers, priority, downloader, on_event, disk, choice, opts)
+    if hls_by_name and _dash_entry.is_mpd_url(name):
+        return _open_hls(name, None, headers, priority, downloader, on_event, disk, choice, opts, dash=True)
     http = HttpSource(
         name,
         headers=headers,
@@ -171,18 +174,20 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
         reader.events.subscribe(on_event)
     handed = reader.open()
     if handed is None:
+        mpd = None
         try:
             playlist = hls.sniff(reader)
+            mpd = _dash_entry.sniff(reader) if playlist is None else None
         except StreamError:  # stored by the reader: the caller's first read raises it, as without HLS
             playlist = None
         except BaseException:
             reader.close()
             raise
-        if playlist is not None:  # an HLS playlist behind a URL that does not say so
+        if playlist is not None or mpd is not None:  # HLS or DASH behind a URL that does not say so
             reader.close()
             # Its URIs are relative to the URL that answered, after redirects (RFC 8216).
-            text = (playlist, None, http.final_url)
-            return _open_hls(name, text, headers, priority, downloader, on_event, disk, choice, opts)
+            fetched = (playlist or mpd, None, http.final_url)
+            return _open_hls(name, fetched, headers, priority, downloader, on_event, disk, choice, opts, dash=mpd is not None)
         return Stream(reader, name)
     # No length: a radio station or a file without one. Read by a live reader of its own.
     body, abort = handed
@@ -195,15 +200,18 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
     stream = open_url(name, headers=headers, options=opts, priority=priority, on_event=on_event, first=first)
     if not stream.seekable():  # a station
         return stream
+    mpd = None
     try:
         playlist = hls.sniff_file(stream)  # dynamic APIs serve playlists chunked
+        if playlist is None:
+            mpd = _dash_entry.sniff_file(stream, stream.content_type)
     except BaseException:
         stream.close()
         raise
-    if playlist is None:
+    if playlist is None and mpd is None:
         return stream
     stream.close()
-    return _open_hls(name, (playlist, None, final), headers, priority, downloader, on_event, disk, choice, opts)
+    return _open_hls(name, (playlist or mpd, None, final), headers, priority, downloader, on_event, disk, choice, opts, dash=mpd is not None)
 
 
 def _open_store(name, headers, opts, priority, downloader, on_event, disk, storage_options) -> Stream:
@@ -231,10 +239,12 @@ def _open_store(name, headers, opts, priority, downloader, on_event, disk, stora
     return Stream(reader, name)
 
 
-def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts) -> Stream:
-    """``first``: the playlist already fetched, as (text, content type, final URL), or None."""
+def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts, dash: bool = False) -> Stream:
+    """``first``: the playlist (or MPD, ``dash``) already fetched, as (text, content type,
+    final URL), or None."""
     variant, audio = choice
-    reader = hls.open_hls(
+    opener = _dash_entry.open_dash if dash else hls.open_hls
+    reader = opener(
         name,
         variant=variant,
         audio=audio,
@@ -246,6 +256,10 @@ def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice
         first=first,
         cache=disk,
     )
+    if dash:
+        from .sources.dash.stream import DashStream  # see dash_entry.open_dash
+
+        return DashStream(reader, name)
     from .sources.hls.stream import HlsStream  # see hls_entry.open_hls
 
     return HlsStream(reader, name)

@@ -351,7 +351,7 @@ def describe_hls(stream: Any) -> Dict[str, Any]:
     segments = hls.segments
     return {
         "source": stream.name,
-        "format": "HLS",
+        "format": "DASH" if getattr(stream, "dash", None) is not None else "HLS",
         "variants": [{"bandwidth": v.bandwidth, "codecs": v.codecs, "uri": v.uri} for v in hls.variants],
         "variant": hls.variant,
         "segments": len(segments),
@@ -368,7 +368,7 @@ def _write_hls_info(details: Dict[str, Any], as_json: bool, out: TextIO) -> None
     size = details["size"]
     rows = [
         ("source", details["source"]),
-        ("format", "HLS" + (" (live)" if details["live"] else "")),
+        ("format", details["format"] + (" (live)" if details["live"] else "")),
         ("duration", f"{format_time(details['duration'])} ({details['duration']:.3f} s, {details['segments']} segments)"),
         ("size", "unknown (live)" if size is None else f"{format_bytes(size)} ({size} bytes)"),
     ]

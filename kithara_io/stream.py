@@ -118,6 +118,12 @@ class Stream(io.RawIOBase):
         return None
 
     @property
+    def dash(self):
+        """None; an MPEG-DASH stream (:class:`~kithara_io.sources.dash.stream.DashStream`)
+        tells its MPD, adaptation sets and representations here."""
+        return None
+
+    @property
     def error(self) -> Optional[BaseException]:
         """The permanent failure of this stream's download, if any."""
         return self._reader.error

@@ -143,3 +143,37 @@ def test_a_live_reload_that_changes_the_map_appends_the_new_init_part() -> None:
     assert [s.sequence for s in fresh] == [3, 4] and gap is None
     assert plan.parts == [(0, INIT), (0, 1), (0, 2), (0, INIT - 1), (0, 3), (0, 4)]
     assert plan.resource((0, INIT - 1)).uri == "http://h/b.mp4" and plan.discontinuities() == [(None, 4.0)]
+
+
+@pytest.mark.timeout(60)
+def test_the_player_plays_both_runs(server, root, no_leaks) -> None:
+    """Through the Player (PyAV): run a (44.1 kHz), then run b resampled from 48 kHz, each as
+    its own files decode up to its own end (its edit list; the AAC padding past it is not
+    played). Run a's padding reached past its end within one read: the Player took that read's
+    shortness for the end of the track and stopped after 6 of 12 s."""
+    import io
+
+    import av
+    import soxr
+
+    from kithara_io.playback import Player, State
+    from kithara_io.playback.pyav import frame_to_float32
+    from tests.audio_devices import ManualOutputs, pull_all
+
+    out_rate = 44100
+    expected = []
+    for name, rate in RUNS:
+        with av.open(io.BytesIO(run_bytes(root, name)), format="mp4") as container:
+            stream = container.streams.audio[0]
+            length = round(float(stream.duration * stream.time_base) * out_rate)
+            frames = np.concatenate([frame_to_float32(f) for f in container.decode(stream)])
+        resampled = soxr.resample(frames, rate, out_rate, quality="HQ") if rate != out_rate else frames
+        expected.append(resampled[:length])
+    outputs = ManualOutputs()
+    with Player(server.url("maps/index.m3u8"), decoder="pyav", output=outputs, samplerate=out_rate, blocksize=512) as player:
+        player.play()
+        played = pull_all(player, outputs[0], limit=3000)
+        assert player.status().state is State.FINISHED and player.status().error is None
+    reference = np.concatenate(expected)
+    assert len(played) >= len(reference) and not played[len(reference) :].any()
+    assert np.array_equal(played[: len(reference)], reference)

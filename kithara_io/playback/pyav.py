@@ -70,6 +70,7 @@ class PyAVDecoder:
         self._container: Optional[InputContainer] = None
         self._hls: Optional[HlsInfo] = getattr(reader, "hls", None)
         self._window: Optional[RestartWindow] = None
+        self._origin = 0  # frames before the current window whose timestamps start again (_window_origin)
         self._limit: Optional[int] = None
         if self._hls is not None:
             self._hls.enable_restarts()  # this decoder re-opens its demuxer at init segments
@@ -133,6 +134,7 @@ class PyAVDecoder:
             raise
         # A later HLS part at another rate (a discontinuity, a new init segment) is resampled
         # to the track's rate here: the player set the track up at the first part's.
+        self._origin = self._window_origin()
         rate = getattr(self, "samplerate", None)
         self._convert = None
         if rate is not None and context.sample_rate != rate:
@@ -166,12 +168,12 @@ class PyAVDecoder:
 
     def read(self, frames: int) -> np.ndarray:
         have = sum(len(p) for p in self._pending)
-        while have < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
+        while self._usable(have) < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
             block = self._next_block()
             if block is None:
                 break
             self._pending.append(block)
-            have += len(block)
+            have = sum(len(p) for p in self._pending)  # a new window may have dropped some (_window_limit)
         if self._limit is not None:  # after decoding: a restart may have moved the limit on
             frames = max(0, min(frames, self._limit - self._position))
         if not self._pending:
@@ -181,6 +183,11 @@ class PyAVDecoder:
         self._pending = [rest] if len(rest) else []
         self._position += len(out)
         return out
+
+    def _usable(self, have: int) -> int:
+        """Of ``have`` frames decoded ahead, those before the end known now: a window's
+        padding past its end does not fill a read while a window follows it."""
+        return have if self._limit is None else min(have, max(0, self._limit - self._position))
 
     def seek(self, frame: int) -> None:
         frame = max(0, int(frame))
@@ -220,7 +227,7 @@ class PyAVDecoder:
             self._enter_window(self._hls, seconds)
         base = self._stream.time_base  # a later HLS window's stream may count in another unit
         start = self._start if base == self._time_base else int(self._start * self._time_base / base)
-        offset = start + int(seconds / base)
+        offset = start + int((seconds - self._origin / self.samplerate) / base)
         try:
             self._demuxer.seek(offset, stream=self._stream, backward=True)
         except av.FFmpegError:  # some demuxers refuse a point before the first timestamp
@@ -236,6 +243,22 @@ class PyAVDecoder:
         start = max([0] + [r for r in hls.restarts if r <= offset])
         if self._window is None or start != self._window.start:
             self._open_container(start)
+            if self._limit is not None:  # where this window ends, counted from the stream's start
+                self._limit = self._origin + (self._container_length() or 0)
+
+    def _window_origin(self) -> int:
+        """Track frames before the current window when its timestamps start again (after a
+        discontinuity: a DASH Period, an HLS ``EXT-X-MAP`` that changes): the start of its
+        first segment. 0 when they carry the stream's time (a variant switch), and for the
+        first window."""
+        window = self._window
+        if window is None or window.start == 0 or self._hls is None:
+            return 0
+        seconds = next((s.start for s in self._hls.segments if s.offset is not None and s.offset >= window.start), None)
+        if seconds is None:
+            return 0
+        own = float((self._stream.start_time or 0) * self._stream.time_base)
+        return 0 if own >= seconds / 2 else int(round(seconds * self.samplerate))
 
     def _window_ends(self) -> bool:
         """Does the current HLS window end at a restart offset (more follows it)?"""
@@ -251,13 +274,34 @@ class PyAVDecoder:
         self._open_container(window.end)
         self._frames = self._decode()
         if self._limit is not None:
-            self._limit = max(self._limit, self._container_length() or 0)
+            self._limit = self._window_limit(self._limit)
         return True
+
+    def _window_limit(self, limit: int) -> int:
+        """Where the stream ends now that a new mp4 window is open (``limit``: where the last
+        one ended). Its fragments carry the stream's time after a variant switch: its
+        length counts from the stream's start. After a discontinuity (an HLS ``EXT-X-MAP``
+        that changes, a DASH Period) its time starts again near 0: its length adds to where
+        the last window ended, and what the last one decoded past its end (the AAC
+        padding after its edit list) is dropped."""
+        length = self._container_length() or 0
+        start = float((self._stream.start_time or 0) * self._stream.time_base) * self.samplerate
+        have = sum(len(p) for p in self._pending)
+        if start >= (self._position + have) / 2:  # continues where the last window's frames ended
+            return max(limit, length)
+        keep = max(0, limit - self._position)
+        if have > keep:  # past the last window's end
+            joined = np.concatenate(self._pending) if self._pending else np.zeros((0, self.channels), np.float32)
+            self._pending = [joined[:keep]] if keep else []
+        return limit + length
 
     def _decode(self, counted: bool = False) -> Iterator[Tuple[Optional[int], np.ndarray]]:
         """(first frame, samples) of each decoded frame: placed by its timestamp, or
         ``counted`` from 0 (decoding from the first packet)."""
         count, convert = 0, self._convert
+        placed: Optional[int] = None  # where the resampled frames of this pass start (track frames)
+        if convert is not None:
+            convert.reset()  # a pass starts at the container's start or after a seek
         for packet in self._demuxer.demux(self._stream):
             try:
                 decoded = packet.decode()
@@ -265,8 +309,10 @@ class PyAVDecoder:
                 continue  # a damaged packet (a live stream joined mid-frame): skip it
             for frame in decoded:
                 first, data = self._placed(frame)
-                if convert is not None:  # its timestamps count at another rate: not placed
-                    first, data = None, convert.process(data)
+                if convert is not None:  # resampled: placed by the pass's first timestamp, then counted
+                    if placed is None and first is not None:
+                        placed = first - count
+                    first, data = (None if placed is None else placed + count), convert.process(data)
                 yield (count if counted else first), data
                 count += len(data)
         if convert is not None:
@@ -278,7 +324,7 @@ class PyAVDecoder:
             data = map_channels(data, channel_matrix(data.shape[1], self.channels))
         if frame.pts is None or frame.time_base is None:
             return None, data
-        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset
+        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset + self._origin
         return first, data
 
     def _next_block(self) -> Optional[np.ndarray]:

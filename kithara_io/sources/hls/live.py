@@ -46,6 +46,12 @@ class ReloadMixin(ReaderState):
             playlist = self._plan.media[variant]
             return (not self._closed and not self._ended, playlist.uri, playlist.target_duration)
 
+    def reload_media(self, url: str) -> MediaPlaylist:
+        """The media playlist at ``url`` fetched again (a DASH reader rebuilds it from its MPD)."""
+        from .loading import load_media  # loading imports the reader, which imports this module
+
+        return load_media(self._transport, url, self._opt.retry)
+
     def wait_closed(self, seconds: float) -> bool:
         """Wait ``seconds`` or until closed (the condition also wakes for other reasons)."""
         deadline = time.monotonic() + seconds
@@ -108,8 +114,6 @@ class LiveWatcher:
             self._thread.join()
 
     def _loop(self) -> None:
-        from .loading import load_media  # loading imports the reader, which imports this module
-
         reader = self._reader
         running, url, target = reader.live_state()
         delay = max(target, MIN_RELOAD)
@@ -118,7 +122,7 @@ class LiveWatcher:
             if reader.wait_closed(delay):
                 return
             try:
-                playlist = load_media(self._transport, url, self._retry)
+                playlist = reader.reload_media(url)
             except StreamError as exc:
                 log.error("live playlist reload failed: %s", exc)
                 reader.fail(exc)

@@ -1,0 +1,22 @@
+"""DashStream: the Stream of an MPEG-DASH presentation (``stream.dash``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from ..hls.stream import HlsStream
+from .info import DashInfo
+
+if TYPE_CHECKING:
+    from .reader import DashReader
+
+
+class DashStream(HlsStream):
+    """An :class:`~..hls.stream.HlsStream` over a :class:`~.reader.DashReader`: a static
+    MPD is a seekable file, a dynamic (live) one like a live HLS playlist. ``dash`` tells the
+    MPD; ``hls`` is the same object (what the HLS engine's users, the Player and the CLI,
+    read)."""
+
+    @property
+    def dash(self) -> DashInfo:
+        return cast("DashReader", self._reader).dash
