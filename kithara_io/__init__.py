@@ -10,7 +10,7 @@ import sys as _sys
 
 from .aio import AsyncStream, aopen
 from .api import open
-from .downloader import Downloader, default_downloader
+from .engine.downloader import Downloader, default_downloader
 from .errors import (
     CertificateError,
     ConnectionFailedError,
@@ -25,7 +25,7 @@ from .errors import (
     redacting_logger as _redacting_logger,
 )
 from .extras import MissingExtraError
-from .live import LiveStream
+from .sources.live.stream import LiveStream
 from .options import StreamOptions
 from .sources.hls.keyhook import HlsKeys
 from .retry import Retry, Timeout

@@ -9,7 +9,7 @@ from .extras import MissingExtraError
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; without the ``player`` extra it needs, say which extra to install."""
     try:
-        from .cli import main as run
+        from .cli.main import main as run
     except MissingExtraError as exc:
         print(f"kithara-io: error: {exc}", file=sys.stderr)
         return 1

@@ -42,7 +42,7 @@ from typing import Any, AsyncIterator, Callable, List, Optional, Sequence, Tuple
 
 from . import api
 from .events import Event, Subscription
-from .range_reads import MAX_GAP
+from .reading.range_reads import MAX_GAP
 from .stats import StreamStats
 from .stream import Stream
 

@@ -9,13 +9,13 @@ import urllib3
 from typing import Callable, List, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
-from .downloader import Downloader, default_downloader
+from .engine.downloader import Downloader, default_downloader
 from .errors import InvalidResponseError, StreamError
 from .events import Event
-from .live import HandedBody, local_stream_fd, open_pipe, open_url
+from .sources.live.opening import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
-from .planning import Priority
-from .remote import RemoteReader
+from .reading.planning import Priority
+from .reading.remote import RemoteReader
 from .sources import dash_entry as _dash_entry
 from .sources import hls_entry as hls
 from .sources.base import Source
@@ -23,7 +23,7 @@ from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
 from .sources import stores
-from .sources.stations import kind_by_name, read_playlist, resolve
+from .sources.live.stations import kind_by_name, read_playlist, resolve
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose
     """Open an http(s) URL, a ``file://`` URL, a local path or an object of an object store
     (``s3://``, ``gs://``, ``az://``, ``abfs://``) as a seekable binary file.
 
-    A source without a known length gives a :class:`~kithara_io.live.LiveStream`; ``open``
+    A source without a known length gives a :class:`~kithara_io.sources.live.stream.LiveStream`; ``open``
     returns once its first bytes are in. A radio station (``icy-*`` headers), a FIFO or ``-``
     (stdin) is not seekable and ``size`` is None; any other HTTP response without a length
     is a file whose length comes at its end: seekable, ``size`` None until then.

@@ -3,7 +3,7 @@
 Every event is a small frozen dataclass (a value: safe to keep, compare, send across threads).
 Two kinds of publisher exist:
 
-- the :class:`~kithara_io.downloader.Downloader` publishes what it does itself:
+- the :class:`~kithara_io.engine.downloader.Downloader` publishes what it does itself:
   :class:`RequestEnqueued`, :class:`RequestStarted`, :class:`RequestCancelled` and
   :class:`DownloaderStalled` (``downloader.subscribe(cb)``);
 - each stream has its own bus for what only the stream knows: first byte, progress,
@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Tuple, Type, Union
 
-from .planning import Priority
+from .reading.planning import Priority
 
 log = logging.getLogger(__name__)
 

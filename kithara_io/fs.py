@@ -39,7 +39,7 @@ except ModuleNotFoundError as exc:
     raise missing_extra("fsspec", "The kithara:// fsspec filesystem", exc) from exc
 
 from . import api, fs_stores
-from .downloader import Downloader, default_downloader
+from .engine.downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
 from .fs_ranges import (
@@ -47,7 +47,7 @@ from .fs_ranges import (
     read_range,
 )
 from .options import StreamOptions
-from .planning import Priority
+from .reading.planning import Priority
 from .sources.stores import KINDS, OPTION_NAMES
 from .stream import Stream
 

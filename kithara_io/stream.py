@@ -26,8 +26,8 @@ import weakref
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple, Type, Union
 
 from .events import Event, EventBus, Subscription
-from .planning import Priority
-from .range_reads import MAX_GAP
+from .reading.planning import Priority
+from .reading.range_reads import MAX_GAP
 from .stats import StreamStats
 
 _READALL_MIN = 1 << 20  # readall's first piece; each next one is as large as all before it
@@ -196,7 +196,7 @@ class Stream(io.RawIOBase):
 
         Remote files: ranges whose gap is at most ``max_gap`` bytes are fetched as one, all
         fetches at once (as fetches of this stream, at its priority), in batches that fill at
-        most a quarter of ``cache_budget`` each (see :mod:`kithara_io.range_reads`). Raises
+        most a quarter of ``cache_budget`` each (see :mod:`kithara_io.reading.range_reads`). Raises
         the stream's ``StreamError`` as a read does."""
         self._check_closed()
         self._check_failed()

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kithara_io.cache import SparseCache, Wait
+from kithara_io.reading.cache import SparseCache, Wait
 from kithara_io.errors import StreamClosedError, StreamError
 
 WAIT = 10.0
@@ -146,7 +146,7 @@ def test_evicted_bytes_become_missing_again():
 
 
 def test_stored_pieces_fill_blocks_and_read_back():
-    from kithara_io.cache import joined
+    from kithara_io.reading.cache import joined
 
     cache = SparseCache(block_size=16)
     cache.set_size(40)
@@ -204,7 +204,7 @@ def test_store_after_close_or_release_keeps_nothing():
 
 
 def test_parts_of_a_block_are_kept_as_pieces_and_read_across():
-    from kithara_io.cache import joined
+    from kithara_io.reading.cache import joined
 
     cache = SparseCache(block_size=64)
     cache.claim(1, 8, 24)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from kithara_io.cli import main
+from kithara_io.cli.main import main
 from tests.audio_devices import alsa_config, jack  # noqa: F401 - fixture
 from tests.servers.ranged import RangedServer
 from tests.terminal import Terminal

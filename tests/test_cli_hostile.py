@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from kithara_io import cli
+from kithara_io.cli import main as cli
 from tests.servers.faults import BadContentRange, HtmlPage, Latency, StallForever
 from tests.test_cli import REPO, assert_one_line_error, run_cli
 

@@ -15,10 +15,10 @@ import time
 import pytest
 
 import kithara_io
-from kithara_io.cli import main
-from kithara_io.cli_log import OneLine, level_for
+from kithara_io.cli.main import main
+from kithara_io.cli.main.log import OneLine, level_for
 from kithara_io.disk import DiskCache
-from kithara_io.progress import BAR_LEGEND
+from kithara_io.cli.main.progress import BAR_LEGEND
 from tests.audio_devices import alsa_config, jack  # noqa: F401 - fixture
 from tests.servers.faults import Header, Redirect, Reset, Throttle
 from tests.servers.ranged import RangedServer
@@ -85,7 +85,7 @@ def test_verbose_shows_retries_and_redirects_on_stderr(fault_server, tmp_path) -
 
 
 def test_log_records_are_one_line_each_and_clear_the_status_line_on_a_terminal() -> None:
-    record = logging.LogRecord("kithara_io.remote", logging.ERROR, __file__, 1, "kithara-io: %s", ("a\n  b",), None)
+    record = logging.LogRecord("kithara_io.reading.remote", logging.ERROR, __file__, 1, "kithara-io: %s", ("a\n  b",), None)
     assert OneLine("kithara-io", clear_line=False).format(record) == "kithara-io: error: a b"
     assert OneLine("kithara-io", clear_line=True).format(record) == "\r\x1b[Kkithara-io: error: a b"
     assert [level_for(v) for v in (0, 1, 2, 3)] == [logging.CRITICAL + 1, logging.INFO, logging.DEBUG, logging.DEBUG]

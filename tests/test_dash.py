@@ -339,7 +339,7 @@ def test_gstreamer_dashsink_mpeg_ts_segments(tmp_path, no_leaks) -> None:
 
 
 def test_cli_info_and_get_on_an_mpd(server, dash_media, tmp_path, capsys) -> None:
-    from kithara_io.cli import main
+    from kithara_io.cli.main import main
 
     assert main(["info", server.url("timeline/manifest.mpd"), "--json"]) == 0
     details = json.loads(capsys.readouterr().out)

@@ -18,10 +18,10 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
-from kithara_io.cli import main
+from kithara_io.cli.main import main
 from kithara_io.disk import CacheEntry, DiskCache, EntryInfo, Validators, plan_eviction
 from kithara_io.disk.files import INDEX_NAME, INUSE_NAME, TMP_PREFIX
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 from tests.disk_cache_worker import SIZE, reference, version, version_number
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from kithara_io.disk import CacheEntry, DiskCache, Validators
 from kithara_io.disk.index import read_index
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 from tests.disk_cache_worker import SIZE, reference, version
 
 URL = "https://example.org/model.bin"

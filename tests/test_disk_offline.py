@@ -26,7 +26,7 @@ import pytest
 import kithara_io
 from kithara_io import ConnectionFailedError, HTTPStatusError, Retry, Timeout
 from kithara_io.disk import DiskCache
-from kithara_io.cache import SparseCache
+from kithara_io.reading.cache import SparseCache
 from kithara_io.events import RequestEnqueued, RequestFailed, RequestRetrying
 from tests.servers.faults import FaultServer, Reset, Status
 

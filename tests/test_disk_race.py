@@ -15,7 +15,7 @@ import pytest
 
 from kithara_io.disk import CacheEntry, DiskCache
 from kithara_io.disk import entry as entry_module
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 from kithara_io.sources.base import Body
 from kithara_io.sources.cached import DiskCachedSource
 from kithara_io.sources.http import HttpSource

@@ -43,7 +43,7 @@ import pytest
 from kithara_io.disk import DiskCache, Validators
 from kithara_io.disk.files import TMP_PREFIX
 from kithara_io.disk.index import read_index
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 from tests import disk_cache_worker
 from tests.servers import NginxServer
 from tests.test_disk_cache import assert_matches, data_files

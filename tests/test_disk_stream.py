@@ -16,7 +16,7 @@ import kithara_io
 from kithara_io import ConnectionFailedError, Retry, Timeout
 from kithara_io.disk import DiskCache
 from kithara_io.disk import store
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 from tests.conftest import AUDIO_FILES
 from tests.servers.faults import Status
 from tests.servers.ranged import RangedServer

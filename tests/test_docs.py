@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from kithara_io.cli import build_parser
+from kithara_io.cli.main import build_parser
 from tests.live_media import mp3_payload
 from tests.servers.hls import HlsServer
 from tests.servers.hls_media import encode, mux_hls
@@ -278,5 +278,5 @@ def test_reference_shows_sphinx_roles_as_code() -> None:
     spec = importlib.util.spec_from_file_location("griffe_roles", ROOT / "docs" / "griffe_roles.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    text = "a :class:`~kithara_io.live.LiveStream`, see :mod:`kithara_io.events` and ``x``"
+    text = "a :class:`~kithara_io.sources.live.stream.LiveStream`, see :mod:`kithara_io.events` and ``x``"
     assert module.plain_roles(text) == "a `LiveStream`, see `kithara_io.events` and ``x``"

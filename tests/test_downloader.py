@@ -10,9 +10,9 @@ from typing import List, Optional
 
 import pytest
 
-from kithara_io.downloader import Downloader, FetchCommand, Outcome
+from kithara_io.engine.downloader import Downloader, FetchCommand, Outcome
 from kithara_io.events import DownloaderStalled, RequestCancelled, RequestEnqueued, RequestStarted
-from kithara_io.planning import Priority
+from kithara_io.reading.planning import Priority
 
 WAIT = 10.0  # generous bound for every Event wait; a correct run never approaches it
 

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 import pytest
 
-from kithara_io.downloader import Downloader, FetchCommand, Outcome
+from kithara_io.engine.downloader import Downloader, FetchCommand, Outcome
 from kithara_io.events import (
     DownloaderStalled,
     Event,
@@ -29,7 +29,7 @@ from kithara_io.events import (
     RequestStarted,
     Seek,
 )
-from kithara_io.planning import Priority
+from kithara_io.reading.planning import Priority
 
 WAIT = 10.0
 H, L = Priority.HIGH, Priority.LOW
@@ -338,7 +338,7 @@ def test_stall_event_goes_to_subscribers_and_the_log(caplog):
     cmd = FetchCommand(lambda c: gate.wait(WAIT), lambda c, o, e: None, label="stuck fetch")
     cmd.abort = gate.set
     try:
-        with caplog.at_level(logging.WARNING, logger="kithara_io.downloader"):
+        with caplog.at_level(logging.WARNING, logger="kithara_io.engine.downloader"):
             d.submit(cmd)
             assert got.wait(WAIT)
             d.cancel(cmd)

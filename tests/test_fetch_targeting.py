@@ -7,9 +7,9 @@ import random
 import threading
 
 import kithara_io
-from kithara_io.downloader import Downloader
+from kithara_io.engine.downloader import Downloader
 from kithara_io.events import RequestEnqueued, RequestStarted
-from kithara_io.planning import AccessPattern
+from kithara_io.reading.planning import AccessPattern
 from tests.servers.faults import Truncate
 
 KiB, MiB = 1024, 1024 * 1024

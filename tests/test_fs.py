@@ -23,7 +23,7 @@ import kithara_io  # noqa: E402
 from kithara_io import Downloader, StreamError  # noqa: E402
 from kithara_io.disk import DiskCache  # noqa: E402
 from kithara_io.fs import KitharaFileSystem  # noqa: E402
-from kithara_io.planning import Priority  # noqa: E402
+from kithara_io.reading.planning import Priority  # noqa: E402
 from tests.servers import RangedServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

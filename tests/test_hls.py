@@ -18,7 +18,7 @@ import pytest
 
 import kithara_io
 from kithara_io.events import ReaderWaiting, RequestCancelled, RequestEnqueued, VariantSwitched
-from kithara_io.planning import Priority
+from kithara_io.reading.planning import Priority
 from kithara_io.sources.hls.transport import USER_AGENT
 from tests.servers.hls import HlsServer, LiveConfig
 from tests.servers.hls_media import BITRATES, MASTER_ORDER, HlsMedia, make_hls_media
@@ -445,7 +445,7 @@ def test_player_plays_an_event_playlist_before_it_ends(hls_media, no_leaks) -> N
 
 
 def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
-    from kithara_io.cli import main
+    from kithara_io.cli.main import main
 
     assert main(["info", server.url("ts/master.m3u8"), "--variant", "2"]) == 0
     text = capsys.readouterr().out
@@ -457,7 +457,7 @@ def test_cli_info_lists_the_variants_and_the_chosen_one(server, capsys) -> None:
 
 
 def test_cli_get_downloads_one_variant(server, hls_media, tmp_path, capsys) -> None:
-    from kithara_io.cli import main
+    from kithara_io.cli.main import main
 
     out = tmp_path / "media.ts"
     assert main(["get", server.url("ts/master.m3u8"), "--variant", "0", "-o", str(out)]) == 0

@@ -235,7 +235,7 @@ def test_small_downloads_are_pooled_into_one_sample() -> None:
     assert est.estimate == 80_000 and est.samples == 1
 
 
-from kithara_io.ranges import RangeSet  # noqa: E402
+from kithara_io.reading.ranges import RangeSet  # noqa: E402
 from kithara_io.sources.hls.gaps import evictions, next_gap  # noqa: E402
 
 

@@ -300,7 +300,7 @@ def test_https_to_a_plain_http_port_fails_at_once_saying_so(fault_server, no_lea
 
 def test_a_live_reconnection_to_a_plain_http_port_is_a_tls_error(fault_server) -> None:
     """The live sources' own connections classify the handshake failure the same way."""
-    from kithara_io.sources.live import AbortSlot, live_client, open_http
+    from kithara_io.sources.live.connection import AbortSlot, live_client, open_http
 
     url = fault_server.add("/live.mp3", b"x" * 1000).replace("http://", "https://")
     with pytest.raises(TlsError, match=r"does not speak TLS"):

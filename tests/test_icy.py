@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kithara_io.sources.icy import IcyDemuxer, metaint, parse_block, station_metadata
+from kithara_io.sources.live.icy import IcyDemuxer, metaint, parse_block, station_metadata
 from tests.servers.icy import encode_block, icy_body
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kithara_io.cli import main
+from kithara_io.cli.main import main
 from tests.live_media import mp3_payload
 from tests.servers.icy import IcyServer, Station, head_listeners, station_bytes
 

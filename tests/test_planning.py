@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kithara_io.planning import (
+from kithara_io.reading.planning import (
     FetchPlan,
     Priority,
     fetch_length,
@@ -20,7 +20,7 @@ from kithara_io.planning import (
     slot_index,
     tail_fetch,
 )
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 
 KB = 1024
 
@@ -180,7 +180,7 @@ def test_a_continuing_run_asks_for_at_least_the_amortizing_length():
 
 
 def test_amortizing_length_follows_the_measured_link():
-    from kithara_io.planning import LinkEstimate
+    from kithara_io.reading.planning import LinkEstimate
 
     link = LinkEstimate()
     assert link.amortizing_bytes() == 0  # a guess is not a measurement

@@ -19,7 +19,7 @@ from kithara_io.playback import Player, State
 from tests.audio_devices import ManualOutputs, jack  # noqa: F401 - fixture
 from tests.servers import RangedServer
 from tests.servers.media import signal
-from kithara_io.cli import main
+from kithara_io.cli.main import main
 from tests.terminal import Terminal
 from tests.interrupts import check_interrupt_wakes_a_waiting_read
 from tests.servers.ranged import StallingBucket

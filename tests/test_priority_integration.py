@@ -1,6 +1,6 @@
 """Issue #4 end to end: real streams on one Downloader, over the in-process ranged server.
 
-These need the stream-side hooks (``Stream.priority``, ``Stream.subscribe``, remote.py
+These need the stream-side hooks (``Stream.priority``, ``Stream.subscribe``, reading/remote.py
 publishing its events and calling ``Downloader.note_progress``); they skip until those are
 wired. Everything is synchronised through events and bounded waits, never sleeps.
 """
@@ -15,7 +15,7 @@ from typing import Dict, List
 import pytest
 
 import kithara_io
-from kithara_io.downloader import Downloader
+from kithara_io.engine.downloader import Downloader
 from kithara_io.events import (
     DownloaderStalled,
     Event,
@@ -28,7 +28,7 @@ from kithara_io.events import (
     RequestStarted,
     Seek,
 )
-from kithara_io.planning import Priority
+from kithara_io.reading.planning import Priority
 
 MiB = 1024 * 1024
 WAIT = 20.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kithara_io.ranges import RangeSet
+from kithara_io.reading.ranges import RangeSet
 
 SPACE = 64
 interval = st.tuples(st.integers(0, SPACE), st.integers(0, SPACE))

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kithara_io
-from kithara_io.range_reads import (
+from kithara_io.reading.range_reads import (
     batch_limits,
     batches,
     blocks_touched,

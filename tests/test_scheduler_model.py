@@ -25,9 +25,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from kithara_io.downloader import Downloader, FetchCommand, Outcome, SlotQueues, may_start_inline, plan_pass
-from kithara_io.planning import SLOT_COUNT, Priority, is_urgent, slot_index
-from kithara_io.watchdog import PassKind, StallReport, StallTracker, classify
+from kithara_io.engine.downloader import Downloader, FetchCommand, Outcome, SlotQueues, may_start_inline, plan_pass
+from kithara_io.reading.planning import SLOT_COUNT, Priority, is_urgent, slot_index
+from kithara_io.engine.watchdog import PassKind, StallReport, StallTracker, classify
 
 H, L = Priority.HIGH, Priority.LOW
 WAIT = 10.0

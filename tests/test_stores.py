@@ -401,7 +401,7 @@ def test_signed_url_secrets_are_redacted_in_errors_and_logs(caplog):
         "https://b.s3.amazonaws.com/a.wav?X-Amz-Credential=AKID&X-Amz-Security-Token=T0KEN&X-Amz-Signature=deadbeef",
         "https://storage.googleapis.com/b/a.wav?X-Goog-Signature=cafebabe&X-Goog-Expires=60",
     ]
-    log = logging.getLogger("kithara_io.remote")
+    log = logging.getLogger("kithara_io.reading.remote")
     with caplog.at_level("INFO", logger="kithara_io"):
         for url in urls:
             error = ConnectionFailedError("connection broke", url=url, byte_range=(0, 10))

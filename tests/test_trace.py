@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 
-from kithara_io.cli import main
+from kithara_io.cli.main import main
 from kithara_io.events import (
     FirstByte,
     Progress,
@@ -30,7 +30,7 @@ from kithara_io.events import (
     RequestStarted,
     Seek,
 )
-from kithara_io.planning import Priority
+from kithara_io.reading.planning import Priority
 from kithara_io.trace import Recorder, Stamped, build, draw, render
 from kithara_io.trace.story import Story, run
 from tests.servers.faults import FaultServer, Throttle

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import filelock
 
-from ..ranges import RangeSet
+from ..reading.ranges import RangeSet
 from .files import (
     DATA_PREFIX,
     FILE_MODE,

@@ -14,7 +14,7 @@ import urllib3
 
 from ..errors import InvalidResponseError
 from ..headers import content_length
-from .icy import is_station
+from .live.icy import is_station
 from .transport import Answer
 
 

@@ -28,7 +28,7 @@ import threading
 from typing import Callable, Optional, Tuple
 
 from ..disk import CacheEntry
-from ..ranges import RangeSet
+from ..reading.ranges import RangeSet
 from ..errors import ConnectionFailedError, StreamError, server_unreachable
 from .base import Body, Validators
 from .http import AbortHandle, HttpSource

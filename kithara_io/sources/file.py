@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple, Union
 
 from ..errors import StreamClosedError, StreamError
 from ..events import EventBus
-from ..planning import Priority
+from ..reading.planning import Priority
 from ..stats import StreamStats
 
 

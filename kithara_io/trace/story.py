@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from ..api import open as open_stream
-from ..downloader import Downloader
+from ..engine.downloader import Downloader
 from ..errors import StreamError
 from ..events import Event, RequestCancelled, RequestCompleted, RequestFailed, RequestStarted
 from .recorder import Recorder

@@ -1,7 +1,7 @@
 """Fuzzing every parser of what a server or a disk hands us (issue 23), with hypothesis.
 
 Targets: ``Content-Length``/``Content-Range``/``Retry-After`` values (``kithara_io.headers``),
-``icy-*`` headers, ICY metadata blocks and the demuxer (``sources/icy.py``), the head of an
+``icy-*`` headers, ICY metadata blocks and the demuxer (``sources/live/icy.py``), the head of an
 ``ICY 200 OK`` answer (``sources/shoutcast.py``), ``.pls``/``.m3u`` station playlists
 (``sources/stations.py``), HLS playlists and their attributes (``sources/hls/playlist.py``
 over ``m3u8``, and what consumes its output: IVs, live start, kinds), the disk index and its
@@ -46,9 +46,9 @@ from kithara_io.sources.hls.playlist import (
     looks_like_playlist,
     parse_playlist,
 )
-from kithara_io.sources.icy import IcyDemuxer, metaint, parse_block, station_metadata
-from kithara_io.sources.shoutcast import parse_head
-from kithara_io.sources.stations import MAX_PLAYLIST_BYTES, read_playlist
+from kithara_io.sources.live.icy import IcyDemuxer, metaint, parse_block, station_metadata
+from kithara_io.sources.live.connection.shoutcast import parse_head
+from kithara_io.sources.live.connection.stations import MAX_PLAYLIST_BYTES, read_playlist
 
 from .harness import FUZZ, TIMEOUT, corpus, mutated, outcome
 from .strategies import HEADER_TEXT, HLS_TOKENS, NUMBERS

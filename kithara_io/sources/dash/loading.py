@@ -8,16 +8,16 @@ import time
 from typing import Callable, List, Mapping, Optional
 
 from ...disk import DiskCache
-from ...downloader import Downloader
+from ...engine.downloader import Downloader
 from ...errors import InvalidResponseError, TruncatedBodyError
 from ...events import Event
 from ...options import StreamOptions
-from ...planning import Priority
+from ...reading.planning import Priority
 from ...retry import Retry
 from ..dash_entry import looks_like_mpd
 from ..hls.abr import initial_variant
 from ..hls.disk import DiskTransport
-from ..hls.loading import First, VariantChoice, load
+from ..hls.load import First, VariantChoice, load
 from ..hls.transport import Transport, with_retries
 from .clock import Clock
 from .mpd import ByteRange, parse_mpd

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Tuple
 
-from ...downloader import Downloader
+from ...engine.downloader import Downloader
 from ...errors import InvalidResponseError
 from ...options import StreamOptions
-from ...planning import Priority
+from ...reading.planning import Priority
 from ..hls.playlist import MediaPlaylist
 from ..hls.reader import HlsReader
 from ..hls.transport import Transport

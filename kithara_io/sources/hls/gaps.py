@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
-from ...ranges import RangeSet
+from ...reading.ranges import RangeSet
 
 K = TypeVar("K", bound=Hashable)  # a part's key
 

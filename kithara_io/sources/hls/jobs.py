@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ...downloader import FetchCommand, Outcome
+from ...engine.downloader import FetchCommand, Outcome
 from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
-from ...planning import Priority
+from ...reading.planning import Priority
 from .keyhook import fetch_key
 from .packed import HeadSkipper
 from .plan import PartKey

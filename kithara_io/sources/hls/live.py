@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Tuple
 
 from ...errors import ConnectionFailedError, StreamError
 from ...retry import Retry
+from .load import load_media
 from .keys import check_supported
 from .playlist import MediaPlaylist
 from .state import ReaderState
@@ -48,8 +49,6 @@ class ReloadMixin(ReaderState):
 
     def reload_media(self, url: str) -> MediaPlaylist:
         """The media playlist at ``url`` fetched again (a DASH reader rebuilds it from its MPD)."""
-        from .loading import load_media  # loading imports the reader, which imports this module
-
         return load_media(self._transport, url, self._opt.retry)
 
     def wait_closed(self, seconds: float) -> bool:

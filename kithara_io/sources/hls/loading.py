@@ -1,43 +1,24 @@
-"""Fetching and parsing playlists, and building an HlsReader from the first one."""
+"""Building an HlsReader from the first playlist (fetched and parsed by :mod:`.load`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-from typing import Callable, Mapping, Optional, Tuple, Union
+from typing import Callable, Mapping, Optional, Tuple
 
 from ...disk import DiskCache
-from ...downloader import Downloader
+from ...engine.downloader import Downloader
 from ...errors import InvalidResponseError
 from ...events import Event
 from ...options import StreamOptions
-from ...planning import Priority
-from ...retry import Retry
+from ...reading.planning import Priority
 from .abr import initial_variant
 from .disk import DiskTransport
-from .playlist import MasterPlaylist, MediaPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
+from .playlist import MasterPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
 from .renditions import audio_variants
 from .reader import HlsReader
-from .transport import Transport, with_retries
-
-First = Tuple[str, Optional[str], str]  # (text, content type, final URL)
-VariantChoice = Union[str, int]
-
-
-def load(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> First:
-    return with_retries(lambda: transport.text(url), retry, threading.Event(), deadline)
-
-
-def load_media(transport: Transport, url: str, retry: Retry, deadline: Optional[float] = None) -> MediaPlaylist:
-    text, content_type, final = load(transport, url, retry, deadline)
-    if not looks_like_playlist(content_type, text[:4096].encode()):
-        raise InvalidResponseError("variant URI does not answer with an HLS playlist", url=url)
-    playlist = parse_playlist(text, final)
-    if not isinstance(playlist, MediaPlaylist):
-        raise InvalidResponseError("a variant of the master playlist is itself a master playlist", url=url)
-    return playlist
-
+from .load import First, VariantChoice, load, load_media
+from .transport import Transport
 
 def open_hls(
     url: str,

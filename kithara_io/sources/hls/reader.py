@@ -31,13 +31,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ...downloader import Downloader
+from ...engine.downloader import Downloader
 from ...errors import StreamClosedError, StreamError
 from ...events import Event, EventBus, ReaderResumed, ReaderWaiting, Seek
 from ...options import StreamOptions
-from ...planning import Priority
+from ...reading.planning import Priority
 from ...stats import StreamStats
 from . import abr
+from .load import load_media
 from .fetch import PartFetcher
 from .info import HlsInfo
 from .gaps import evictions, next_gap
@@ -281,8 +282,6 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         return done
 
     def _load_media(self, index: int) -> MediaPlaylist:
-        from .loading import load_media
-
         return load_media(self._transport, self._variants[index].uri, self._opt.retry)
 
     def add_media(self, index: int, playlist: MediaPlaylist) -> None:

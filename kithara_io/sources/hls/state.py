@@ -12,11 +12,11 @@ import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 if TYPE_CHECKING:
-    from ...downloader import Downloader
+    from ...engine.downloader import Downloader
     from ...errors import StreamError
     from ...events import Event, EventBus
     from ...options import StreamOptions
-    from ...planning import Priority
+    from ...reading.planning import Priority
     from .abr import ThroughputEstimator
     from .fetch import PartFetcher
     from .info import HlsInfo

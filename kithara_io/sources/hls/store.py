@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...ranges import RangeSet
+from ...reading.ranges import RangeSet
 
 
 class PartData:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 from ...errors import LiveWindowError
-from ...planning import Priority
+from ...reading.planning import Priority
 from .plan import INIT
 from .state import ReaderState
 

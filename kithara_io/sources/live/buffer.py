@@ -7,7 +7,7 @@ Once the writer says the end is proven (``finish``) and nothing was ever dropped
 is still here and the stream can be read anywhere, like a file.
 
 :class:`FileWindow` is the same buffer for a body without a length that is a file, not a
-station (see :mod:`kithara_io.livefile`): a window of the body that reads move.
+station (see :mod:`kithara_io.sources.live.file`): a window of the body that reads move.
 
 One condition variable guards every field; nothing is called while it is held.
 """
@@ -20,7 +20,7 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from .errors import StreamClosedError
+from ...errors import StreamClosedError
 
 #: What ``FileWindow.append`` tells the writer.
 APPENDED, CLOSED, RESTART = "appended", "closed", "restart"

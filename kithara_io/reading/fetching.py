@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, cast
 
 from .cache import SparseCache
-from .downloader import Downloader
-from .errors import ConnectionFailedError, InvalidResponseError, StreamError, TruncatedBodyError
-from .events import Event, FirstByte, Progress, RequestRetrying
-from .options import StreamOptions
+from ..engine.downloader import Downloader
+from ..errors import ConnectionFailedError, InvalidResponseError, StreamError, TruncatedBodyError
+from ..events import Event, FirstByte, Progress, RequestRetrying
+from ..options import StreamOptions
 from .planning import FetchPlan, LinkEstimate
-from .retry import Attempt, Timeout
-from .scheduling import FetchCommand
-from .sources.base import Abort, Body, Source, WholePieces
+from ..retry import Attempt, Timeout
+from ..engine.scheduling import FetchCommand
+from ..sources.base import Abort, Body, Source, WholePieces
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_common import SourceError, UsageError, _one_line, _options
-from .events import ReaderWaiting, RequestCancelled, RequestStarted, Seek
-from .trace.story import OpenFailed, Story, run
+from .common import SourceError, UsageError, _one_line, _options
+from ..events import ReaderWaiting, RequestCancelled, RequestStarted, Seek
+from ..trace.story import OpenFailed, Story, run
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
 _SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)

@@ -1,6 +1,6 @@
 """Connections of live sources: one body read from start to end, never ranged.
 
-A :class:`LiveBody` is what :class:`~kithara_io.live.LiveReader` reads on its own thread:
+A :class:`LiveBody` is what :class:`~kithara_io.sources.live.stream.LiveReader` reads on its own thread:
 an HTTP answer without a length (a radio station, a chunked or close-delimited response),
 an old Shoutcast answer whose status line is ``ICY 200 OK``, or a local pipe/device.
 ``abort()`` may be called from any thread and makes a blocked ``readinto`` return at once.
@@ -20,9 +20,9 @@ import socket
 import threading
 from typing import Mapping, Optional, Protocol, Union
 
-from ..errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
-from ..net import Client, Policy, Response
-from ..retry import Timeout, parse_retry_after
+from ...errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
+from ...net import Client, Policy, Response
+from ...retry import Timeout, parse_retry_after
 
 
 class LiveBody(Protocol):

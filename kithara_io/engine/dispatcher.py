@@ -1,8 +1,8 @@
 """The Downloader's threads: one dispatcher and a pool of fetch threads.
 
 The dispatcher sleeps on the board's ``wake`` condition. Each pass starts what
-:func:`~kithara_io.scheduling.plan_pass` picks for the free places, on the pool, then
-classifies the pass for the hang watchdog (:mod:`kithara_io.watchdog`). It waits with a
+:func:`~kithara_io.engine.scheduling.plan_pass` picks for the free places, on the pool, then
+classifies the pass for the hang watchdog (:mod:`kithara_io.engine.watchdog`). It waits with a
 timeout only while work is pending (watchdog, throttle pause); idle, without one.
 """
 
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional
 
 from .board import Board
-from .events import DownloaderStalled
+from ..events import DownloaderStalled
 from .scheduling import FetchCommand, plan_pass
 from .watchdog import StallTracker, classify
 

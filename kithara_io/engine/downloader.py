@@ -22,15 +22,15 @@ Inline runs. A reader about to block on (nearly) all the bytes of a new fetch ma
 (:func:`may_start_inline`, pure); it then counts as running like a pool fetch. This saves
 the two thread hand-offs (dispatcher, pool thread) that dominate a small random read.
 
-Watchdog. Every pass is classified (:mod:`kithara_io.watchdog`): Idle, Advanced or Stalled.
+Watchdog. Every pass is classified (:mod:`kithara_io.engine.watchdog`): Idle, Advanced or Stalled.
 Work pending and nothing moving (no dispatch, no completion, no bytes reported through
 :meth:`Downloader.note_progress`) for ``stall_window`` seconds publishes a
 :class:`~kithara_io.events.DownloaderStalled` dump and logs a warning.
 
-Ownership: the state shared with the threads (:mod:`kithara_io.board`: slots, running map,
+Ownership: the state shared with the threads (:mod:`kithara_io.engine.board`: slots, running map,
 counters) is guarded by the board's lock; so are ``_workers`` and ``_users`` here. Nothing is
 called out while it is held: completions, aborts and event subscribers run after it is
-released, so a callback may submit or cancel freely. The threads: :mod:`kithara_io.dispatcher`.
+released, so a callback may submit or cancel freely. The threads: :mod:`kithara_io.engine.dispatcher`.
 
 Threads (one dispatcher and at most ``max_concurrent`` pool workers) exist only while at
 least one stream is attached; the last ``detach()`` stops and joins them, so closing every
@@ -48,9 +48,9 @@ from typing import Any, Callable, Hashable, List, Optional, Tuple, Type, Union
 
 from .board import Aborts, Board
 from .dispatcher import Workers
-from .events import DownloaderStalled, Event, EventBus, RequestCancelled, RequestEnqueued, RequestStarted, Subscription
-from .planning import Priority, is_urgent
-from .stats import DownloaderStats
+from ..events import DownloaderStalled, Event, EventBus, RequestCancelled, RequestEnqueued, RequestStarted, Subscription
+from ..reading.planning import Priority, is_urgent
+from ..stats import DownloaderStats
 from .scheduling import FetchCommand, Outcome, SlotQueues, _State, may_start_inline, plan_pass
 from .watchdog import StallTracker
 

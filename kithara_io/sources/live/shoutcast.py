@@ -16,8 +16,8 @@ from typing import Mapping, Optional, Tuple, Union
 
 import urllib3
 
-from ..errors import ConnectionFailedError, InvalidResponseError, cause_chain
-from ..headers import decimal
+from ...errors import ConnectionFailedError, InvalidResponseError, cause_chain
+from ...headers import decimal
 
 
 MAX_HEAD = 64 * 1024  # the most header bytes accepted

@@ -4,11 +4,11 @@ Exit codes: 0 success; 2 bad usage, a source that cannot be opened (bad URL, HTT
 unreachable host) or an unsupported format; 1 any other failure (no output device, the
 download failing part-way, a file that cannot be written); 130 interrupted (Ctrl-C).
 Expected errors are one line, ``kithara-io: error: <message>``, on stderr. ``-v``/``-vv``
-show the library's log on stderr (``cli_log``), ``-q`` only errors.
+show the library's log on stderr (``log``), ``-q`` only errors.
 
 This module parses the command line, maps errors to exit codes and runs ``info``; ``play``,
-``get``, ``devices``, ``cache`` and ``trace`` live in ``cli_play``, ``cli_get``, ``cli_devices``,
-``cli_cache`` and ``cli_trace``, what they share in ``cli_common``, and live streams' ``info``/``get`` in ``cli_live``.
+``get``, ``devices``, ``cache`` and ``trace`` live in ``play``, ``get``, ``devices``,
+``cache`` and ``trace``, what they share in ``common``, and live streams' ``info``/``get`` in ``live``.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from . import __version__, cli_live, cli_trace
-from .cli_cache import _cache
-from .cli_common import DISCARD, SourceError, UsageError, _one_line, _open_source
-from .cli_devices import _devices
-from .cli_get import COPY_CHUNK, VERIFY_BYTES, _get
-from .cli_log import library_log
-from .cli_play import SEEK_STEP, _play, add_queue_arguments
-from .errors import StreamError, describe_cause
-from .playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
-from .playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
-from .playback.loudness import parse_volume
-from .playback.naming import format_kbits
+from .. import __version__
+from . import live as cli_live, trace as cli_trace
+from .cache import _cache
+from .common import DISCARD, SourceError, UsageError, _one_line, _open_source
+from .devices import _devices
+from .get import COPY_CHUNK, VERIFY_BYTES, _get
+from .log import library_log
+from .play import SEEK_STEP, _play, add_queue_arguments
+from ..errors import StreamError, describe_cause
+from ..playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
+from ..playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
+from ..playback.loudness import parse_volume
+from ..playback.naming import format_kbits
 from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
 
 # The public names, also those that moved to the per-command modules.

@@ -7,7 +7,7 @@ send a finite file chunked or delimited by closing the connection, and without `
 length. Reads fill their buffer unless the end is reached. A seek from the end and a read
 ahead of the bytes held wait for them; backward reads are served from what is held.
 
-Memory stays within ``cache_budget`` (a :class:`~kithara_io.livebuffer.FileWindow`): a
+Memory stays within ``cache_budget`` (a :class:`~kithara_io.sources.live.buffer.FileWindow`): a
 file that fits is held whole and fetched once. When a larger file's reader jumps ahead, the
 oldest bytes are dropped; a later read of bytes no longer held requests the URL again and
 reads forward to them, as ffmpeg does on an HTTP input without ranges. Each new request
@@ -17,7 +17,7 @@ length: else :class:`~kithara_io.errors.ResourceChangedError`, never a byte of a
 
 Every wait is bounded like any read: a body that stalls past ``Timeout.read`` or breaks is
 requested again with the retry policy, then the failure is stored and raised by the waiting
-call. Threads and locks: as :class:`~kithara_io.live.LiveReader` (the live thread is the
+call. Threads and locks: as :class:`~kithara_io.sources.live.stream.LiveReader` (the live thread is the
 window's only writer and owns the bodies); the thread ends once every byte is held.
 """
 
@@ -27,11 +27,11 @@ import logging
 import time
 from typing import Mapping, Optional, Tuple
 
-from .errors import ResourceChangedError, StreamError
-from .events import ReaderResumed, ReaderWaiting
-from .live import PROGRESS, READ_SIZE, LiveReader
-from .livebuffer import APPENDED, CLOSED, RESTART, FileWindow
-from .sources.live import LiveBody
+from ...errors import ResourceChangedError, StreamError
+from ...events import ReaderResumed, ReaderWaiting
+from .stream import PROGRESS, READ_SIZE, LiveReader
+from .buffer import APPENDED, CLOSED, RESTART, FileWindow
+from .connection import LiveBody
 
 log = logging.getLogger(__name__)
 

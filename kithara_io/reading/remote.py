@@ -1,6 +1,6 @@
 """RemoteReader: blocking positional reads of one remote resource, and its fetches' host.
 
-It decides (with ``reader_schedule.FetchScheduling``, which the pure functions in
+It decides (with ``schedule.FetchScheduling``, which the pure functions in
 ``planning`` advise) which bytes to fetch next, submits
 fetch commands to the shared Downloader (their bodies go into the SparseCache through the
 fetch loop, ``fetching.FetchLoop``, to which it is the ``FetchHost``), and cancels fetches
@@ -23,8 +23,8 @@ import time
 from typing import Dict, List, Optional, Tuple, Union
 
 from .cache import SparseCache, Wait, joined
-from .downloader import Downloader, FetchCommand, Outcome
-from .events import (
+from ..engine.downloader import Downloader, FetchCommand, Outcome
+from ..events import (
     REQUEST_EVENTS,
     Event,
     EventBus,
@@ -34,18 +34,18 @@ from .events import (
     RequestFailed,
     Seek,
 )
-from .errors import (
+from ..errors import (
     ConnectionFailedError,
     StreamClosedError,
     StreamError,
     server_unreachable,
 )
-from .options import StreamOptions
+from ..options import StreamOptions
 from .fetching import Fetch, FetchLoop
 from .range_reads import RangeReads
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
-from .sources.base import Abort, Body, Source
-from .stats import StreamCounters, StreamStats
+from ..sources.base import Abort, Body, Source
+from ..stats import StreamCounters, StreamStats
 
 log = logging.getLogger(__name__)
 

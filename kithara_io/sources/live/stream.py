@@ -1,12 +1,12 @@
 """Live streams: radio stations, responses without a length, pipes.
 
-A :class:`LiveReader` reads one :class:`~kithara_io.sources.live.LiveBody` on its own thread
+A :class:`LiveReader` reads one :class:`~kithara_io.sources.live.connection.LiveBody` on its own thread
 (a station plays for hours: it must not hold one of the Downloader's fetch slots) into a
-bounded :class:`~kithara_io.livebuffer.LiveBuffer`, strips ICY metadata when the answer has
+bounded :class:`~kithara_io.sources.live.buffer.LiveBuffer`, strips ICY metadata when the answer has
 ``icy-metaint``, and reconnects with the retry policy when a live connection drops
 (``StreamGap``). :class:`LiveStream` is the file the caller gets: a station or a pipe is not
 seekable; an HTTP body without a length that is not a station is a file whose length comes
-at its end (``LiveFileReader`` in :mod:`kithara_io.livefile`).
+at its end (``LiveFileReader`` in :mod:`kithara_io.sources.live.file`).
 
 Threads and locks: the live thread (``kithara-live-N``) owns the current body and is the
 buffer's only writer; ``close()`` breaks the body, wakes the buffer and joins the thread.
@@ -20,22 +20,20 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-import os
-import stat
 import threading
 import time
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from .errors import ConnectionFailedError, StreamError
-from .events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
-from .livebuffer import LiveBuffer
-from .options import StreamOptions
-from .planning import Priority
-from .sources.icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
-from .sources.live import AbortSlot, LiveBody, PipeBody, live_client, open_http
-from .stats import StreamStats
-from .stream import Stream
+from ...errors import ConnectionFailedError, StreamError
+from ...events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
+from .buffer import LiveBuffer
+from ...options import StreamOptions
+from ...reading.planning import Priority
+from .icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
+from .connection import AbortSlot, LiveBody
+from ...stats import StreamStats
+from ...stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +306,7 @@ class LiveStream(Stream):
     becomes seekable once its end is proven with every byte still held.
 
     Any other HTTP body without a length is a file whose length becomes known at its end
-    (:mod:`kithara_io.livefile`): ``seekable()`` is True throughout, ``size`` is None until
+    (:mod:`kithara_io.sources.live.file`): ``seekable()`` is True throughout, ``size`` is None until
     the end arrives, reads fill their buffer, ``seek(0, SEEK_END)`` waits for the end.
     ``metadata``: the station's fields and the title at the read position.
     """
@@ -382,100 +380,4 @@ class LiveStream(Stream):
         return f"<kithara_io.LiveStream {self.name!r} {state}>"
 
 
-class HandedBody:
-    """The first answer of an engine fetch, handed over unread because it has no length
-    (see ``RemoteReader.open``): its Body and abort handle as a LiveBody."""
-
-    def __init__(self, body, abort) -> None:
-        self.url = body.url
-        self.headers = body.headers
-        self.icy = getattr(body, "icy", False)
-        self._body = body
-        self._abort = abort
-
-    @staticmethod
-    def fits(body) -> bool:
-        """Whether ``body`` tells its headers and can return what has arrived."""
-        return hasattr(body, "headers") and hasattr(body, "readinto1")
-
-    def readinto(self, buf: memoryview) -> int:
-        return self._body.readinto1(buf)  # what arrived: a slow station is not held back
-
-    def abort(self) -> None:
-        self._abort.abort()
-
-    def close(self) -> None:
-        self._body.close()
-
-
-def open_url(
-    url: str,
-    *,
-    headers=None,
-    options: StreamOptions = StreamOptions(),
-    priority: Priority = Priority.HIGH,
-    on_event=None,
-    first: Optional[LiveBody] = None,
-    slot: Optional[AbortSlot] = None,
-) -> LiveStream:
-    """A live stream of ``url``; ``first`` is its first answer when a fetch already has it
-    (ownership passes here), else it is requested now. Reconnections ask ``url`` again."""
-    slot = slot or AbortSlot()
-    opts = options
-    # The first request's and every reconnect's: the same proxies, credentials and TLS.
-    client = live_client(url, headers, opts.timeout, opts.verify, opts.max_redirects, opts.cert)
-
-    def connect(slot: AbortSlot) -> LiveBody:
-        return open_http(client, url, slot)
-
-    def connect_icy(slot: AbortSlot) -> LiveBody:  # no HTTP attempt first: we know the server
-        return open_http(client, url, slot, icy=True)
-
-    from .livefile import LiveFileReader  # (it builds on LiveReader)
-
-    body = first if first is not None else connect(slot)
-    try:
-        icy = getattr(body, "icy", False)
-        if icy or is_station(body.headers):
-            reader = LiveReader(url, body, connect_icy if icy else connect, opts,
-                                slot=slot, priority=priority, station=True)
-        else:  # a file without a length
-            reader = LiveFileReader(url, body, connect, opts, slot=slot, priority=priority)
-    except BaseException:
-        body.close()
-        raise
-    if on_event is not None:
-        reader.events.subscribe(on_event)
-    reader.open()
-    return LiveStream(reader, url)
-
-
-def local_stream_fd(path: str) -> Optional[int]:
-    """An fd for ``path`` when it is a pipe or device rather than a regular file (``-`` is
-    stdin, duplicated so that closing the stream leaves stdin open); None for a file.
-    Opening a FIFO waits for its writer, as any reader of a FIFO does."""
-    if path == "-":
-        return os.dup(0)
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None  # LocalFileReader reports it
-    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
-        return None
-    try:
-        return os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise StreamError("cannot open", url=path, cause=exc) from exc
-
-
-def open_pipe(name: str, fd: int, *, options: StreamOptions = StreamOptions(),
-              priority: Priority = Priority.HIGH, on_event=None) -> LiveStream:
-    """A live stream of a local FIFO, stdin or character device; takes ownership of ``fd``."""
-    reader = LiveReader(name, PipeBody(name, fd), None, options, priority=priority, station=False)
-    if on_event is not None:
-        reader.events.subscribe(on_event)
-    reader.open()
-    return LiveStream(reader, name)
-
-
-__all__ = ["HandedBody", "LiveReader", "LiveStream", "is_station", "open_pipe", "open_url"]
+__all__ = ["LiveReader", "LiveStream", "is_station"]

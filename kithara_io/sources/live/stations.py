@@ -18,8 +18,8 @@ from typing import Callable, List, Optional, TypeVar
 
 import urllib3
 
-from ..errors import InvalidResponseError, StreamError
-from ..headers import decimal
+from ...errors import InvalidResponseError, StreamError
+from ...headers import decimal
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar, overload
 
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
-from .errors import StreamClosedError, StreamError
+from ..errors import StreamClosedError, StreamError
 from .ranges import RangeSet
 
 T = TypeVar("T")

@@ -13,8 +13,8 @@ import itertools
 import threading
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
-from .events import EventBus
-from .planning import SLOT_COUNT, Priority, is_urgent, slot_index
+from ..events import EventBus
+from ..reading.planning import SLOT_COUNT, Priority, is_urgent, slot_index
 
 _ids = itertools.count(1)
 

@@ -13,13 +13,13 @@ import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .cache import CacheView, SparseCache
-from .downloader import Downloader, FetchCommand, Outcome
-from .errors import ConnectionFailedError, StreamClosedError, StreamError
-from .events import EventBus
+from ..engine.downloader import Downloader, FetchCommand, Outcome
+from ..errors import ConnectionFailedError, StreamClosedError, StreamError
+from ..events import EventBus
 from .fetching import UNKNOWN_END, Fetch, FetchLoop
-from .options import StreamOptions
+from ..options import StreamOptions
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority, first_missing, keep_running, next_fetch, tail_fetch
-from .sources.base import Source
+from ..sources.base import Source
 
 
 class FetchScheduling:

@@ -1,5 +1,5 @@
 """``kithara-io get``: download to a file or standard output, resuming a partial file whose
-last bytes match the source (live streams are recorded by ``cli_live``).
+last bytes match the source (live streams are recorded by ``live``).
 
 Without ``-o`` the file is named like ``curl -O``/``wget``: the server's Content-Disposition
 filename, else the last part of the URL's path, in the current directory; ``-o DIR/`` (or an
@@ -25,9 +25,9 @@ import time
 import urllib.parse
 from typing import Any, BinaryIO, Optional, TextIO
 
-from . import cli_live
-from .cli_common import UsageError, _open_source, _terminal_width
-from .errors import StreamError
+from . import live as cli_live
+from .common import UsageError, _open_source, _terminal_width
+from ..errors import StreamError
 from .progress import LineWriter, RateMeter, download_line, format_bytes
 
 VERIFY_BYTES = 64 * 1024

@@ -7,10 +7,10 @@ import argparse
 import io
 from typing import Any, Dict, Optional, TextIO, cast
 
-from .api import open as open_stream
-from .disk import DiskCache
-from .errors import StreamError
-from .retry import Retry, Timeout
+from ..api import open as open_stream
+from ..disk import DiskCache
+from ..errors import StreamError
+from ..retry import Retry, Timeout
 
 
 class _Discard(io.TextIOBase):

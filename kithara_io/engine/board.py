@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .events import DownloaderStalled, FetchInfo
-from .planning import is_urgent
+from ..events import DownloaderStalled, FetchInfo
+from ..reading.planning import is_urgent
 from .scheduling import FetchCommand, Outcome, SlotQueues, _State
-from .stats import DownloaderCounters, DownloaderStats
+from ..stats import DownloaderCounters, DownloaderStats
 from .watchdog import StallTracker
 
 Aborts = List[Tuple[FetchCommand, Callable[[], Any]]]

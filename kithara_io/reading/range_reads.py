@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .blocks import BLOCK_SIZE, joined
 from .cache import Wait
-from .downloader import FetchCommand
-from .options import StreamOptions
+from ..engine.downloader import FetchCommand
+from ..options import StreamOptions
 from .planning import FetchPlan, Priority
-from .reader_schedule import FetchScheduling
-from .stats import StreamCounters
+from .schedule import FetchScheduling
+from ..stats import StreamCounters
 
 MAX_GAP = 1 << 20  # ranges closer than this are one request (object_store's coalesce default)
 

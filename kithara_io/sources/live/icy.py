@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
-from ..headers import decimal
+from ...headers import decimal
 
 Metadata = Dict[str, Union[str, int]]
 

@@ -7,8 +7,8 @@ import argparse
 import json
 from typing import Any, Dict, List, Optional, TextIO, Union
 
-from .playback import NoOutputDeviceError
-from .playback.output import import_sounddevice
+from ..playback import NoOutputDeviceError
+from ..playback.output import import_sounddevice
 
 
 def output_devices() -> List[Dict[str, Any]]:

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Callable, Deque, List, Optional, Sequence, TextIO, Tuple
 
-from .playback.naming import format_khz, rate_change
+from ..playback.naming import format_khz, rate_change
 
 Ranges = Sequence[Tuple[int, int]]
 

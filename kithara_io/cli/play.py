@@ -18,13 +18,13 @@ import time
 from collections import deque
 from typing import Any, Deque, List, Optional, TextIO, Tuple
 
-from .api import playlist_entries
-from .cli_common import SourceError, UsageError, _one_line, _options, _terminal_width
-from .cli_devices import checked_device
-from .errors import StreamError
-from .playback import PlaybackError, Player, Track, UnsupportedFormatError
-from .playback.tempo import MAX_SPEED, MIN_SPEED
-from .playback.loudness import MODES, format_db
+from ..api import playlist_entries
+from .common import SourceError, UsageError, _one_line, _options, _terminal_width
+from .devices import checked_device
+from ..errors import StreamError
+from ..playback import PlaybackError, Player, Track, UnsupportedFormatError
+from ..playback.tempo import MAX_SPEED, MIN_SPEED
+from ..playback.loudness import MODES, format_db
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0

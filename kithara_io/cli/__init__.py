@@ -1,0 +1,1 @@
+"""The command line: ``kithara-io`` (``main.main``) and its subcommands, one module each."""
