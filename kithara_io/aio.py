@@ -32,7 +32,6 @@ and the loop only around ``Stream.interrupt`` (never held while waiting for anyt
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import io
 import os
@@ -44,7 +43,7 @@ from . import api
 from .events import Event, Subscription
 from .reading.range_reads import MAX_GAP
 from .stats import StreamStats
-from .stream import Stream
+from .stream import Stream, seek_target
 
 T = TypeVar("T")
 CHUNK = 256 * 1024  # the pieces of ``async for``
@@ -177,21 +176,8 @@ class AsyncStream:
             self._check_open()
             if not self._stream.seekable():
                 raise io.UnsupportedOperation("seek: the stream is not seekable")
-            if whence == io.SEEK_SET:
-                pos = offset
-            elif whence == io.SEEK_CUR:
-                pos = self._pos + offset
-            elif whence == io.SEEK_END:
-                size = self._stream.size
-                if size is None:
-                    raise io.UnsupportedOperation("seek from the end: the length is not known yet")
-                pos = size + offset
-            else:
-                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-            if pos < 0:
-                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
-            self._pos = pos
-            return pos
+            self._pos = seek_target(self._pos, offset, whence, self._stream.size)
+            return self._pos
 
     async def iter_chunks(self, size: int = CHUNK) -> AsyncIterator[bytes]:
         """Pieces of ``size`` bytes from the position to the end."""

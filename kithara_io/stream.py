@@ -266,20 +266,7 @@ class Stream(io.RawIOBase):
         self._check_closed()
         with self._lock:
             self._check_failed()
-            if whence == io.SEEK_SET:
-                pos = offset
-            elif whence == io.SEEK_CUR:
-                pos = self._pos + offset
-            elif whence == io.SEEK_END:
-                size = self._reader.size
-                if size is None:  # the subclasses whose size can be unknown handle SEEK_END first
-                    raise io.UnsupportedOperation("seek from the end: the length is not known")
-                pos = size + offset
-            else:
-                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-            if pos < 0:
-                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
-            self._pos = pos
+            pos = self._pos = seek_target(self._pos, offset, whence, self._reader.size)
         return pos
 
     def tell(self) -> int:
@@ -341,3 +328,21 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def seek_target(pos: int, offset: int, whence: int, size: Optional[int]) -> int:
+    """Where ``seek(offset, whence)`` from ``pos`` lands in a file of ``size`` bytes (None:
+    not known yet), with the errors a file's seek raises."""
+    if whence == io.SEEK_SET:
+        target = offset
+    elif whence == io.SEEK_CUR:
+        target = pos + offset
+    elif whence == io.SEEK_END:
+        if size is None:
+            raise io.UnsupportedOperation("seek from the end: the length is not known yet")
+        target = size + offset
+    else:
+        raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+    if target < 0:
+        raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+    return target

@@ -16,8 +16,7 @@ from ...reading.planning import Priority
 from ...retry import Retry
 from ..dash_entry import looks_like_mpd
 from ..hls.abr import initial_variant
-from ..hls.disk import DiskTransport
-from ..hls.load import First, VariantChoice, load
+from ..hls.load import First, VariantChoice, load, stream_transport
 from ..hls.transport import Transport, with_retries
 from .clock import Clock
 from .mpd import ByteRange, parse_mpd
@@ -59,12 +58,7 @@ def open_dash(
     ``cache``: keep the MPD and segments on disk; ``audio``: the language, role, label or id
     of the audio AdaptationSet to read). Raises a StreamError if it is not an MPD or cannot
     be read."""
-    if cache is not None:
-        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
-    else:
-        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
-    limit = options.timeout.open
-    deadline = None if limit is None else time.monotonic() + limit
+    transport, deadline = stream_transport(url, headers, options, cache)  # Timeout.open: retries stop at deadline
     try:
         if first is None:
             first = load(transport, url, options.retry, deadline)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable, Mapping, Optional, Tuple
 
 from ...disk import DiskCache
@@ -13,12 +12,10 @@ from ...events import Event
 from ...options import StreamOptions
 from ...reading.planning import Priority
 from .abr import initial_variant
-from .disk import DiskTransport
 from .playlist import MasterPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
 from .renditions import audio_variants
 from .reader import HlsReader
-from .load import First, VariantChoice, load, load_media
-from .transport import Transport
+from .load import First, VariantChoice, load, load_media, stream_transport
 
 def open_hls(
     url: str,
@@ -37,12 +34,7 @@ def open_hls(
     ``cache``: keep playlists and segments on disk; ``audio``: the language or name of the
     audio rendition to read, see :mod:`.renditions`).
     Raises a StreamError if it is not an HLS playlist or cannot be read."""
-    if cache is not None:
-        transport: Transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
-    else:
-        transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
-    limit = options.timeout.open
-    deadline = None if limit is None else time.monotonic() + limit  # Timeout.open: retries stop here
+    transport, deadline = stream_transport(url, headers, options, cache)  # Timeout.open: retries stop at deadline
     try:
         text, content_type, final = first if first is not None else load(transport, url, options.retry, deadline)
         if not looks_like_playlist(content_type, text[:4096].encode()):
