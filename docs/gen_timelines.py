@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kithara_io.cli.main.trace import summary  # noqa: E402
+from kithara_io.cli.trace import summary  # noqa: E402
 from kithara_io.trace.story import Story, run  # noqa: E402
 from tests.servers.faults import FaultServer, Throttle  # noqa: E402
 

@@ -16,9 +16,9 @@ import pytest
 
 import kithara_io
 from kithara_io.cli.main import main
-from kithara_io.cli.main.log import OneLine, level_for
+from kithara_io.cli.log import OneLine, level_for
 from kithara_io.disk import DiskCache
-from kithara_io.cli.main.progress import BAR_LEGEND
+from kithara_io.cli.progress import BAR_LEGEND
 from tests.audio_devices import alsa_config, jack  # noqa: F401 - fixture
 from tests.servers.faults import Header, Redirect, Reset, Throttle
 from tests.servers.ranged import RangedServer

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kithara_io.cli.main.progress import (
+from kithara_io.cli.progress import (
     LineWriter,
     RateMeter,
     download_line,

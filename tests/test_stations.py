@@ -6,7 +6,7 @@ import pytest
 
 from kithara_io import ConnectionFailedError, StreamError
 from kithara_io.api import playlist_entries
-from kithara_io.sources.live.connection.stations import kind_by_name, parse_playlist, playlist_kind, resolve
+from kithara_io.sources.live.stations import kind_by_name, parse_playlist, playlist_kind, resolve
 
 BASE = "http://dir.example/stations/jazz.pls"
 

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from kithara_io.cli.main import main
-from kithara_io.cli.main.play import _track_line
+from kithara_io.cli.play import _track_line
 from kithara_io.playback import Player, State, Track
 from kithara_io.playback.channels import crossfade_mix
 from kithara_io.playback.decoding import CHUNK

@@ -6,7 +6,7 @@ follows redirects (:mod:`.redirects`), takes the policy's headers, proxy and TLS
 each hop, keeps connections alive per origin (:mod:`.connections`), and turns a request that
 got no answer into a StreamError naming the URL (:func:`.errors.connection_error`). An answer
 whose status line is ``ICY 200 OK`` (old Shoutcast) is asked again over a plain socket
-(:mod:`kithara_io.sources.live.connection.shoutcast`). Statuses are the caller's to judge.
+(:mod:`kithara_io.sources.live.shoutcast`). Statuses are the caller's to judge.
 
 Thread safety: any number of threads may send at once; the pool and the policy lock their
 own state.

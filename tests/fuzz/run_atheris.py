@@ -29,8 +29,8 @@ with atheris.instrument_imports():
     import kithara_io.headers  # noqa: F401
     import kithara_io.sources.hls.playlist  # noqa: F401
     import kithara_io.sources.live.icy  # noqa: F401
-    import kithara_io.sources.live.connection.shoutcast  # noqa: F401
-    import kithara_io.sources.live.connection.stations  # noqa: F401
+    import kithara_io.sources.live.shoutcast  # noqa: F401
+    import kithara_io.sources.live.stations  # noqa: F401
 
 from kithara_io.sources.live.icy import IcyDemuxer  # noqa: E402
 from tests.fuzz import test_parsers as t  # noqa: E402

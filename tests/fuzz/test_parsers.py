@@ -47,8 +47,8 @@ from kithara_io.sources.hls.playlist import (
     parse_playlist,
 )
 from kithara_io.sources.live.icy import IcyDemuxer, metaint, parse_block, station_metadata
-from kithara_io.sources.live.connection.shoutcast import parse_head
-from kithara_io.sources.live.connection.stations import MAX_PLAYLIST_BYTES, read_playlist
+from kithara_io.sources.live.shoutcast import parse_head
+from kithara_io.sources.live.stations import MAX_PLAYLIST_BYTES, read_playlist
 
 from .harness import FUZZ, TIMEOUT, corpus, mutated, outcome
 from .strategies import HEADER_TEXT, HLS_TOKENS, NUMBERS
