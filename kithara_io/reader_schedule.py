@@ -51,9 +51,11 @@ class FetchScheduling:
             self._pattern.record(pos, end, self._opt.read_behind)
             if self._cache.complete:  # all held (the usual audio file, once in): nothing to plan
                 return True, None
-            self._cache.set_window(
-                max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
+            present_until, free_from, size = self._cache.look(
+                pos, (max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch))
             )
+            if present_until >= end and (len(self._active) >= self._opt.max_outstanding or self._planned(free_from, size)):
+                return True, None  # a hit, and no fetch to add: no snapshot, no plan
             view = self._cache.view()
             missing = view.present.covered_until(pos)
             hit = missing >= end
@@ -75,6 +77,16 @@ class FetchScheduling:
             with self._cond:
                 here = self._schedule_locked(need=(pos, end))
         return hit, here
+
+    def _planned(self, free_from: int, size: Optional[int]) -> bool:
+        """Is every byte of the read-ahead window present or claimed (``free_from``: the
+        first that is neither, from the cursor), with nothing to fill behind either? Then
+        ``_plan_locked`` would find nothing (the window as ``next_fetch`` sizes it)."""
+        if size is None or self._pattern.went_back or not self._source.supports_ranges:
+            return False
+        cursor = min(self._pattern.cursor, size)
+        ahead = self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch)
+        return free_from >= min(size, cursor + max(ahead, 1))
 
     def _keeps(self, fetch: Fetch, target: int, soon: int, view: CacheView) -> bool:
         """Is this fetch still useful for a reader at ``target``?"""
@@ -243,7 +255,7 @@ class FetchScheduling:
             byte_range=byte_range,
             events=self.events,
         )
-        fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort())
+        fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort(), turns=self._fetcher.turns)
         cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
         return cmd
 

@@ -116,6 +116,7 @@ class RemoteReader(FetchScheduling):
         what it needs again."""
         self._cond = threading.Condition()
         self._cache._after_fork_in_child()
+        self._fetcher.turns._after_fork_in_child()
         self._active.clear()
         self._tail_probe = None
         self._source._after_fork_in_child()
@@ -140,7 +141,9 @@ class RemoteReader(FetchScheduling):
             self._closed = True
             detach = not self._forked  # a forked child's reader that never read is not attached
             self._forked = False
-            victims = list(self._active.values())
+            # A fetch with nothing left to receive (a reader took its last bytes, its pool
+            # thread is completing it) is waited for below, not cancelled.
+            victims = [f for f in self._active.values() if not self._cache.claim_done(f.cmd.id)]
         self._cancel(victims)
         if victims and self._handover is None:  # (that would break the handed-over body too)
             self._source.abort_all()  # also requests still waiting for their headers
@@ -217,11 +220,12 @@ class RemoteReader(FetchScheduling):
     # -- reading -----------------------------------------------------------------------
     def interrupt(self) -> None:
         """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``);
-        a fetch such a read runs itself (inline) is cancelled, so it cannot keep the read
-        blocked on a stalled server."""
+        a fetch such a read runs itself (inline) or receives itself (taken over) is
+        cancelled, so it cannot keep the read blocked on a stalled server."""
         self._cache.interrupt()
+        self._fetcher.turns.interrupt()
         with self._cond:
-            inline = [f for f in self._active.values() if f.for_reader and f.started]
+            inline = [f for f in self._active.values() if (f.for_reader and f.started) or f.reader_holds]
         self._cancel(inline)
 
     def read_at(self, pos: int, out: memoryview) -> int:
@@ -254,13 +258,32 @@ class RemoteReader(FetchScheduling):
         if not hit:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
-        while True:
-            if here is not None:
-                self._hand_over(here, inline=True)
-            ready, result = self._cache.read_when_present(pos, end - pos, consume)
-            if ready is Wait.READY:
-                break
-            here = self._demand(pos, end)
+        seen = -1  # take a running fetch over at once; after a miss, once one has a body
+        turns = self._fetcher.turns
+        since = turns.enter()
+        try:
+            while True:
+                if here is not None:
+                    self._hand_over(here, inline=True)
+                    here = None
+                if seen == -1:
+                    ready, result = self._cache.read_when_present(pos, end - pos, consume, takeover=seen)
+                else:  # this may wait: for a fetch to start, answer, or end
+                    turns.block()
+                    try:
+                        ready, result = self._cache.read_when_present(pos, end - pos, consume, takeover=seen)
+                    finally:
+                        turns.unblock()
+                if ready is Wait.READY:
+                    break
+                if ready is Wait.CLAIMED:
+                    fetch_id, pokes = result
+                    seen = -1 if self._take_over(fetch_id, end, since) else pokes
+                    continue
+                seen = -1
+                here = self._demand(pos, end)
+        finally:
+            turns.leave()
         waited = time.monotonic() - waited_from
         if not hit:
             self._publish(ReaderResumed(pos, waited))
@@ -272,6 +295,25 @@ class RemoteReader(FetchScheduling):
                 self._counts.waits += 1
                 self._counts.time_waited += waited
         return result
+
+    def _take_over(self, fetch_id: int, end: int, since: int) -> bool:
+        """Receive the bytes this reader waits for on its own thread, from the body of the
+        running fetch that claims them (see :mod:`.turns`); False if it has none to take."""
+        with self._cond:
+            fetch = self._active.get(fetch_id)
+            if fetch is None or not fetch.started or fetch.cmd.id == self._tail_probe or self._closed:
+                return False
+            fetch.reader_holds = True  # before take(): interrupt() sees it, or take() sees interrupt()
+        try:
+            got = self._fetcher.serve_reader(fetch, end, since)
+        finally:
+            with self._cond:
+                fetch.reader_holds = False
+        if got:
+            with self._cond:
+                self._counts.takeovers += 1
+                self._counts.bytes_by_reader += got
+        return got > 0
 
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
