@@ -33,7 +33,7 @@ _PIECE_TIME = 0.05  # a piece is about this much transfer: waiting readers see b
 _TRUSTED_RATE = 256 * 1024  # bytes of a body after which its measured rate sizes whole pieces
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 _READER_PIECE_TIME = 0.001  # a reader that takes a body over receives at least this much transfer
-_GRACE = 0.002  # pool threads receive once no reader of the stream has for this long (turns)
+_GRACE = 0.005  # pool threads receive once no reader of the stream has for this long (turns)
 
 
 @dataclass
