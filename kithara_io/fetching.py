@@ -162,7 +162,8 @@ class FetchLoop:
             return
         try:
             self._on_response(cmd, body)
-            delivered = self._copy_body(cmd, body, pos, fetch)
+            # An inline run is its reader's already: no turns to take (and no lock per piece).
+            delivered = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch)
         finally:
             body.close()
         if not body.from_disk:  # the link estimate is of the network
@@ -192,13 +193,12 @@ class FetchLoop:
             while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
                 pass
             return receipt.stored
-        eager = fetch.for_reader
         turn = self.turns.open(cmd.id, receipt)
         self._cache.poke()  # a reader waiting for these bytes may take the body over
         try:
             while True:
                 waited_from = time.monotonic()
-                if not self.turns.pool_turn(turn, eager):
+                if not self.turns.pool_turn(turn):
                     break
                 final = True  # unless the piece is in and more may follow
                 try:

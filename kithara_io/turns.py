@@ -78,16 +78,15 @@ class Turns:
             if turn.wanted or final:
                 self._cond.notify_all()
 
-    def pool_turn(self, turn: Turn, eager: bool = False) -> bool:
+    def pool_turn(self, turn: Turn) -> bool:
         """Block until the pool thread may receive the next piece (True: it holds the body
-        now), or the body is stopped (False). ``eager``: the fetch runs for a reader that
-        waits on it (an inline run), so it does not leave the link to other readers."""
+        now), or the body is stopped (False)."""
         with self._cond:
             while True:
                 if turn.stopped:
                     return False
                 if turn.holder is None and not turn.wanted:
-                    if turn.ended or turn.error is not None or eager:
+                    if turn.ended or turn.error is not None:
                         break
                     if self._blocked:
                         break  # its reader waits for another fetch: never hold that one up
