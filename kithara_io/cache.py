@@ -162,12 +162,21 @@ class SparseCache:
                 self._cond.wait(remaining)
             return self._size
 
-    def look(self, pos: int, window: Tuple[int, int]) -> Tuple[int, int, Optional[int]]:
-        """For a read at ``pos``, in one lock hold and without snapshots: set the window
-        (see ``set_window``) and return ``(present_until, free_from, size)``: the end of the
-        present run from ``pos``, and the first byte at or after ``pos`` that is neither
-        present nor claimed (where planning would start)."""
+    @property
+    def known_size(self) -> Optional[int]:
+        """The length without taking the lock (set once, never changed once known)."""
+        return self._size
+
+    def look(self, pos: int, window: Tuple[int, int]) -> Tuple[bool, int, int, Optional[int]]:
+        """For a read at ``pos``, in one lock hold and without snapshots: whether the
+        resource is ``complete`` (then nothing else is done), else set the window (see
+        ``set_window``); and ``present_until``, the end of the present run from ``pos``,
+        ``free_from``, the first byte at or after ``pos`` neither present nor claimed (where
+        planning would start), and the size."""
         with self._cond:
+            size = self._size
+            if size is not None and self._present.covered_until(0) >= size:
+                return True, size, size, size
             self._window = window
             present_until = self._present.covered_until(pos)
             free = present_until
@@ -180,7 +189,7 @@ class SparseCache:
                 if nxt == free:
                     break
                 free = nxt
-            return present_until, free, self._size
+            return False, present_until, free, size
 
     def set_window(self, start: int, end: int) -> None:
         """Bytes in ``[start, end)`` are never evicted (the reader is about to need them)."""

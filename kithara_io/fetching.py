@@ -163,11 +163,11 @@ class FetchLoop:
         try:
             self._on_response(cmd, body)
             # An inline run is its reader's already: no turns to take (and no lock per piece).
-            delivered = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch)
+            receipt = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch)
         finally:
             body.close()
         if not body.from_disk:  # the link estimate is of the network
-            self._host.record_link(ttfb, delivered, time.monotonic() - started)
+            self._host.record_link(ttfb, receipt.stored, time.monotonic() - started)
 
     def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
@@ -182,8 +182,8 @@ class FetchLoop:
         if self._cache.size is None and body.total is not None:
             self._host.learned_length(body.total, from_tail_probe=False)
 
-    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int, fetch: Optional[Fetch] = None) -> int:
-        """Stream the body into the cache from ``pos``; returns the bytes stored. With
+    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int, fetch: Optional[Fetch] = None) -> "_Receipt":
+        """Stream the body into the cache from ``pos``; returns what was received. With
         ``fetch``, a reader waiting for its bytes may take the body over between pieces
         (:mod:`.turns`; :meth:`serve_reader`)."""
         if body.start < pos:
@@ -192,7 +192,7 @@ class FetchLoop:
         if fetch is None:
             while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
                 pass
-            return receipt.stored
+            return receipt
         turn = self.turns.open(cmd.id, receipt)
         self._cache.poke()  # a reader waiting for these bytes may take the body over
         try:
@@ -217,7 +217,7 @@ class FetchLoop:
             self.turns.close(cmd.id, turn)
         if turn.error is not None and not cmd.cancelled.is_set():
             raise turn.error
-        return receipt.stored
+        return receipt
 
     def serve_reader(self, fetch: Fetch, end: int, since: int) -> int:
         """On a reader's thread: take over the body ``fetch`` receives (once its pool thread
@@ -231,14 +231,20 @@ class FetchLoop:
         receipt: _Receipt = turn.state
         got, ended, error = 0, False, None
         try:
-            floor = min(self._opt.chunk, int(self._link.bandwidth * _READER_PIECE_TIME))
             while not cmd.cancelled.is_set():
                 pos = receipt.body.position
                 if pos >= end:
                     break
                 # What the reader waits for, in pieces of ~_PIECE_TIME of transfer as the
-                # pool thread's (a read_piece blocks until it is all in).
-                n = self._piece(cmd, receipt, max(min(end - pos, self._pool_limit(receipt)), floor, _MIN_READ))
+                # pool thread's; at least ~1 ms of what this body delivers while read (its
+                # bytes are often in the socket buffer already), then read with readinto,
+                # which returns what arrived within _PIECE_TIME (read_piece would block
+                # until all of it is in, on a link slower than its pace when read).
+                safe = self._pool_limit(receipt)
+                busy_rate = receipt.stored / receipt.busy if receipt.busy > 0 else 0.0
+                floor = min(self._opt.chunk, int(busy_rate * _READER_PIECE_TIME))
+                limit = max(min(end - pos, safe), floor, _MIN_READ)
+                n = self._piece(cmd, receipt, limit, whole=limit <= safe)
                 if n is None:
                     ended = True
                     break
@@ -259,15 +265,17 @@ class FetchLoop:
         notifies once per chunk instead of once per socket read."""
         elapsed = time.monotonic() - receipt.started
         if receipt.stored >= _MIN_READ and elapsed > 0:
-            receipt.rate = receipt.stored / elapsed
+            receipt.rate = receipt.stored / elapsed  # pauses included: never too large a piece
         return max(_MIN_READ, min(self._opt.chunk, int(receipt.rate * _PIECE_TIME)))
 
-    def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int) -> Optional[int]:
+    def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int, whole: bool = True) -> Optional[int]:
         """Receive one piece of at most ``limit`` bytes into the cache at the body's
-        position; None once the claim ends there (done or cancelled)."""
+        position; None once the claim ends there (done or cancelled). ``whole``: it may be
+        read in one blocking call (``limit`` is within the measured pace)."""
         body = receipt.body
         pos = body.position
-        if receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
+        began = time.monotonic()
+        if whole and receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
             # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
             # one call (no Python per socket read or TLS record); see SparseCache.store.
             n = self._cache.room(cmd.id, pos, limit)
@@ -284,6 +292,7 @@ class FetchLoop:
             n = body.readinto(buf)
             if n:
                 self._cache.commit(cmd.id, pos, n)
+        receipt.busy += time.monotonic() - began
         if n == 0:
             if body.end is None:  # length unknown: the end is proven here
                 self._cache.set_size(pos)
@@ -311,6 +320,7 @@ class _Receipt:
         self.body = body
         self.started = time.monotonic()
         self.stored = 0
+        self.busy = 0.0  # seconds spent receiving (not paused for a reader, see turns): the rate
         self.rate = link.bandwidth
         self.trusted = link.measured  # else the rate of this body once it has delivered enough
         self.counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"

@@ -19,6 +19,7 @@ from .fetching import UNKNOWN_END, Fetch, FetchLoop
 from .options import StreamOptions
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority, first_missing, keep_running, next_fetch, tail_fetch
 from .sources.base import Source
+from .stats import StreamCounters
 
 
 class FetchScheduling:
@@ -37,25 +38,32 @@ class FetchScheduling:
     _priority: Priority
     _active: Dict[int, Fetch]  # fetch id -> its fetch, from registration to completion
     _tail_probe: Optional[int]
+    _counts: StreamCounters
     _unreachable: Optional[StreamError]
     _closed: bool
     _error: Optional[BaseException]
 
-    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand]]:
+    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand], bool]:
         """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
         longer needs (epoch cancel). Tops up read-ahead. Returns whether the bytes are
-        present, and a fetch of bytes the reader waits for, for it to run (see ``_read``)."""
+        present, a fetch of bytes the reader waits for, for it to run (see ``_read``), and
+        whether the read was counted already (a hit needing no plan: one lock hold)."""
         victims: List[Fetch] = []
         here = None
         with self._cond:
             self._pattern.record(pos, end, self._opt.read_behind)
-            if self._cache.complete:  # all held (the usual audio file, once in): nothing to plan
-                return True, None
-            present_until, free_from, size = self._cache.look(
+            complete, present_until, free_from, size = self._cache.look(
                 pos, (max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch))
             )
-            if present_until >= end and (len(self._active) >= self._opt.max_outstanding or self._planned(free_from, size)):
-                return True, None  # a hit, and no fetch to add: no snapshot, no plan
+            if complete or (
+                present_until >= end
+                and (len(self._active) >= self._opt.max_outstanding or self._planned(free_from, size))
+            ):
+                # A hit and no fetch to add (all held, the usual audio file once in, or the
+                # read-ahead window covered): no snapshot, no plan; counted here.
+                self._counts.bytes_served += end - pos
+                self._counts.cache_hits += 1
+                return True, None, True
             view = self._cache.view()
             missing = view.present.covered_until(pos)
             hit = missing >= end
@@ -76,7 +84,7 @@ class FetchScheduling:
         if victims:
             with self._cond:
                 here = self._schedule_locked(need=(pos, end))
-        return hit, here
+        return hit, here, False
 
     def _planned(self, free_from: int, size: Optional[int]) -> bool:
         """Is every byte of the read-ahead window present or claimed (``free_from``: the

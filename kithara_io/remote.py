@@ -247,14 +247,21 @@ class RemoteReader(FetchScheduling):
     def _read(self, pos: int, n: int, consume):
         if self._forked:
             self._attach_after_fork()
-        size = self.size
+        size = self._cache.known_size
+        if size is None:
+            size = self.size
         if pos >= size or n <= 0:
             return None
         end = min(size, pos + n)
         previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
-        hit, here = self._prepare_read(pos, end)
+        hit, here, counted = self._prepare_read(pos, end)
         if pos != previous_end:
             self._publish(Seek(previous_end, pos, hit))
+        if counted:  # a plain hit: one more lock hold, the copy
+            ready, result = self._cache.read_when_present(pos, end - pos, consume)
+            if ready is Wait.READY:
+                return result
+            # evicted since, or the stream failed (raised above): the long way, counted already
         if not hit:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
@@ -287,6 +294,8 @@ class RemoteReader(FetchScheduling):
         waited = time.monotonic() - waited_from
         if not hit:
             self._publish(ReaderResumed(pos, waited))
+        if counted:
+            return result
         with self._cond:
             self._counts.bytes_served += end - pos
             if hit:
