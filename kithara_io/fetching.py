@@ -236,15 +236,13 @@ class FetchLoop:
                 if pos >= end:
                     break
                 # What the reader waits for, in pieces of ~_PIECE_TIME of transfer as the
-                # pool thread's; at least ~1 ms of what this body delivers while read (its
-                # bytes are often in the socket buffer already), then read with readinto,
-                # which returns what arrived within _PIECE_TIME (read_piece would block
-                # until all of it is in, on a link slower than its pace when read).
+                # pool thread's, and at least ~1 ms of this body's transfer (pauses
+                # included, so never much more than the reader can wait for): a decoder
+                # reading 8 KiB at a time takes a body over every ~1 ms of transfer, not
+                # every 8 KiB.
                 safe = self._pool_limit(receipt)
-                busy_rate = receipt.stored / receipt.busy if receipt.busy > 0 else 0.0
-                floor = min(self._opt.chunk, int(busy_rate * _READER_PIECE_TIME))
-                limit = max(min(end - pos, safe), floor, _MIN_READ)
-                n = self._piece(cmd, receipt, limit, whole=limit <= safe)
+                floor = min(safe, int(receipt.rate * _READER_PIECE_TIME))
+                n = self._piece(cmd, receipt, max(min(end - pos, safe), floor, _MIN_READ))
                 if n is None:
                     ended = True
                     break
@@ -268,14 +266,12 @@ class FetchLoop:
             receipt.rate = receipt.stored / elapsed  # pauses included: never too large a piece
         return max(_MIN_READ, min(self._opt.chunk, int(receipt.rate * _PIECE_TIME)))
 
-    def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int, whole: bool = True) -> Optional[int]:
+    def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int) -> Optional[int]:
         """Receive one piece of at most ``limit`` bytes into the cache at the body's
-        position; None once the claim ends there (done or cancelled). ``whole``: it may be
-        read in one blocking call (``limit`` is within the measured pace)."""
+        position; None once the claim ends there (done or cancelled)."""
         body = receipt.body
         pos = body.position
-        began = time.monotonic()
-        if whole and receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
+        if receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
             # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
             # one call (no Python per socket read or TLS record); see SparseCache.store.
             n = self._cache.room(cmd.id, pos, limit)
@@ -292,7 +288,6 @@ class FetchLoop:
             n = body.readinto(buf)
             if n:
                 self._cache.commit(cmd.id, pos, n)
-        receipt.busy += time.monotonic() - began
         if n == 0:
             if body.end is None:  # length unknown: the end is proven here
                 self._cache.set_size(pos)
@@ -320,7 +315,6 @@ class _Receipt:
         self.body = body
         self.started = time.monotonic()
         self.stored = 0
-        self.busy = 0.0  # seconds spent receiving (not paused for a reader, see turns): the rate
         self.rate = link.bandwidth
         self.trusted = link.measured  # else the rate of this body once it has delivered enough
         self.counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
