@@ -6,9 +6,12 @@ it is receiving, and the reader receives the next pieces itself, from the socket
 cache's blocks, then copies out once (no hand-off between threads per piece, no cold memory
 written by one thread and read by another). Between pieces the pool thread asks for its
 turn (:meth:`Turns.pool_turn`); it gets one only while no reader wants the body and no
-reader of the stream has received anything for ``grace`` seconds. So a reader that keeps
-coming back (a tight ``read`` loop) keeps the bodies, and read-ahead runs on the pool
-threads while the reader is away (a decoder decoding, a player playing what it has).
+reader of the stream is in a read that may take one (``enter``/``leave``) or has left one
+less than ``grace`` seconds ago. So a reader that keeps coming back (a tight ``read`` loop)
+keeps the bodies, and read-ahead runs on the pool threads while the reader is away (a
+decoder decoding, a player playing what it has). A reader that waits for a fetch it cannot
+take (queued, or still sending its request: ``block``) lets the pool threads receive, so
+a fetch holding a Downloader place never waits for a reader that waits for it.
 
 The fetch stays the Downloader's running command throughout (a place counted in
 ``max_concurrent``, cancelled, preempted and completed exactly once by its pool thread);
@@ -16,8 +19,9 @@ only the receiving moves. A failure while a reader receives is handed back
 (``give_back(error=...)``) and raised on the pool thread, whose retry policy resumes the
 fetch where the cache's claim says.
 
-Ownership: one ``threading.Condition`` guards every turn and ``_last_reader``. It is a leaf
-lock: nothing is called out while it is held (callers may hold the stream's or no lock).
+Ownership: one ``threading.Condition`` guards every turn and the reader counts (``_inside``,
+``_blocked``, ``_left``). It is a leaf lock: nothing is called out while it is held (callers
+may hold the stream's lock, or none).
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ class Turns:
         self._interrupts = 0
 
     def _after_fork_in_child(self) -> None:
+        """Only the forking thread exists: no reader is in read(), no pool thread waits."""
         self._cond = threading.Condition()
         self._turns = {}
+        self._inside = self._blocked = self._pool_waiting = 0
 
     # -- the pool thread (the fetch's own) ------------------------------------------------
     def open(self, key: int, state: Any) -> Turn:
