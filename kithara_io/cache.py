@@ -179,17 +179,24 @@ class SparseCache:
                 return True, size, size, size
             self._window = window
             present_until = self._present.covered_until(pos)
-            free = present_until
-            for _ in range(len(self._claims) + 1):  # each step passes one claim or stops
-                nxt = free
-                for c in self._claims.values():
-                    if c.start <= nxt < c.end:
-                        nxt = c.end
-                nxt = self._present.covered_until(nxt)
-                if nxt == free:
-                    break
-                free = nxt
-            return False, present_until, free, size
+            return False, present_until, self._first_free_locked(present_until), size
+
+    def first_free(self, pos: int) -> int:
+        """The first byte at or after ``pos`` neither present nor claimed (no snapshot)."""
+        with self._cond:
+            return self._first_free_locked(self._present.covered_until(pos))
+
+    def _first_free_locked(self, free: int) -> int:
+        for _ in range(len(self._claims) + 1):  # each step passes one claim or stops
+            nxt = free
+            for c in self._claims.values():
+                if c.start <= nxt < c.end:
+                    nxt = c.end
+            nxt = self._present.covered_until(nxt)
+            if nxt == free:
+                break
+            free = nxt
+        return free
 
     def set_window(self, start: int, end: int) -> None:
         """Bytes in ``[start, end)`` are never evicted (the reader is about to need them)."""

@@ -177,6 +177,8 @@ class FetchScheduling:
             return here
         slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
+            if need is None and self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size):
+                break  # the window is covered: no snapshot, no plan (a random reader's completions)
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
