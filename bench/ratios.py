@@ -146,7 +146,7 @@ def main() -> int:
         times: Dict[str, List[float]] = {c: [] for c in clients}
         cpus: Dict[str, List[float]] = {c: [] for c in clients}
         usage: Dict[str, List[List[float]]] = {c: [] for c in clients}
-        for name, fn in clients.items():  # warm-up
+        for fn in clients.values():  # warm-up
             fn()
         for p in range(args.passes):
             order = list(clients)[p % 3 :] + list(clients)[: p % 3]
