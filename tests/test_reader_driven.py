@@ -204,3 +204,77 @@ def test_one_place_never_deadlocks_a_reader_on_its_own_read_ahead(make_ranged_se
         assert all(results[i] == expected for i in range(streams))
     finally:
         d.close()
+
+
+# -- the turns themselves (kithara_io.turns), thread against thread ------------------------
+
+
+def _in_thread(fn) -> tuple:
+    result: dict = {}
+
+    def run() -> None:
+        result["value"] = fn()
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def test_a_pool_thread_waits_while_its_reader_reads_and_goes_on_when_it_blocks():
+    """While a reader is in a read that may take the body (enter), the pool thread gets no
+    turn; once that reader waits for a fetch it cannot take (block), it gets one at once,
+    whatever the grace: the fetch that holds a place is never held up by its reader."""
+    from kithara_io.turns import Turns
+
+    turns = Turns(grace=60.0)
+    turn = turns.open(1, state=None)
+    turns.enter()
+    turns.leave()  # it left a read just now: the grace runs for 60 s
+    since = turns.enter()
+    pool, result = _in_thread(lambda: turns.pool_turn(turn))
+    pool.join(0.2)
+    assert pool.is_alive()  # the reader is reading: the pool thread waits
+    turns.block()
+    pool.join(5)
+    assert not pool.is_alive() and result["value"] is True
+    turns.pool_done(turn)
+    turns.unblock()
+    assert turns.take(1, since) is not None  # the reader takes it back between pieces
+    turns.leave()
+
+
+def test_the_pool_thread_closes_a_body_only_after_the_reader_gave_it_back():
+    """The pool thread must not close a body a reader is receiving from (it would read
+    from a closed response): close() waits for give_back()."""
+    from kithara_io.turns import Turns
+
+    turns = Turns(grace=0.0)
+    turn = turns.open(7, state=None)
+    since = turns.enter()
+    assert turns.take(7, since) is turn
+    closer, _ = _in_thread(lambda: turns.close(7, turn))
+    closer.join(0.2)
+    assert closer.is_alive()  # the reader still holds the body
+    turns.give_back(turn)
+    closer.join(5)
+    assert not closer.is_alive()
+    assert turns.take(7, since) is None  # closed: nobody takes it any more
+    turns.leave()
+
+
+def test_interrupt_makes_a_reader_waiting_for_a_body_give_up():
+    from kithara_io.turns import Turns
+
+    turns = Turns(grace=0.0)
+    turn = turns.open(3, state=None)
+    assert turns.pool_turn(turn)  # the pool thread is receiving a piece
+    since = turns.enter()
+    reader, result = _in_thread(lambda: turns.take(3, since))
+    reader.join(0.2)
+    assert reader.is_alive()
+    turns.interrupt()
+    reader.join(5)
+    assert not reader.is_alive() and result["value"] is None
+    assert turns.take(3, since) is None  # an interrupt since enter(): no take-over in this read
+    turns.pool_done(turn)
+    turns.leave()
