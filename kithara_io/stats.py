@@ -22,6 +22,8 @@ class StreamStats:
     bytes_from_disk: int = 0  # bytes read from the disk cache (open(..., cache=...))
     bytes_cached: int = 0  # memory held for downloaded bytes now (bounded by cache_budget)
     offline: bool = False  # a disk cache serves its copy: the server could not be reached
+    takeovers: int = 0  # times a waiting reader took over a running fetch's body (turns)
+    bytes_by_reader: int = 0  # of bytes_fetched/bytes_from_disk: received by readers that took a fetch over
 
 
 @dataclass
@@ -37,6 +39,8 @@ class StreamCounters:
     retries: int = 0
     cancels: int = 0
     bytes_from_disk: int = 0
+    takeovers: int = 0
+    bytes_by_reader: int = 0
 
     def add(self, name: str, amount: float) -> None:
         setattr(self, name, getattr(self, name) + amount)

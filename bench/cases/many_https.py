@@ -1,6 +1,6 @@
 """Case 7b: case 7 over https: 32 streams x 8 MiB at once, every client verifying the run's CA.
 
-Targets (issue #13): aggregate >= 0.6x the 32 raw-requests threads, CPU per GiB <= 1.5x.
+Targets (issue #24): aggregate >= 0.9x the 32 raw-requests threads and >= obstore's, CPU per GiB <= 1.3x.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Case 2b: case 2 over https (nginx with a certificate of a CA made for the run).
 
 Floor: one keep-alive ``http.client.HTTPSConnection`` (handshake made during the warm-up
-reads), one Range GET per read. Target (issue #13): <= 1.5x floor.
+reads), one Range GET per read. Target (issue #24): <= 1.3x floor, no slower than obstore.
 """
 
 from __future__ import annotations

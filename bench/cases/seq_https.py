@@ -1,7 +1,7 @@
 """Case 1c: case 1 over https (nginx with a certificate of a CA made for the run).
 
 Every client verifies the certificate against that CA (see ``_common``). Floor: one
-``requests`` GET with ``iter_content(1 MiB)``, as in case 1. Target (issue #13): >= 0.8x.
+``requests`` GET with ``iter_content(1 MiB)``, as in case 1. Target (issue #24): >= 0.9x.
 """
 
 from __future__ import annotations

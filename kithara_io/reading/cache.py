@@ -21,7 +21,7 @@ import enum
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar, overload
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, overload
 
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from ..errors import StreamClosedError, StreamError
@@ -35,6 +35,7 @@ class Wait(enum.Enum):
 
     READY = "ready"  # every byte of the range is present
     UNCLAIMED = "unclaimed"  # a missing byte is not being fetched: the caller must schedule
+    CLAIMED = "claimed"  # a missing byte is being fetched: the caller may take the fetch over
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class SparseCache:
         self._error: Optional[BaseException] = None
         self._closed = False
         self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
+        self._pokes = 0  # counts poke(): a fetch a reader may take over has its body now
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: the fetches and waiters of the parent are gone (their claims
@@ -164,6 +166,42 @@ class SparseCache:
                 self._cond.wait(remaining)
             return self._size
 
+    @property
+    def known_size(self) -> Optional[int]:
+        """The length without taking the lock (set once, never changed once known)."""
+        return self._size
+
+    def look(self, pos: int, window: Tuple[int, int]) -> Tuple[bool, int, int, Optional[int]]:
+        """For a read at ``pos``, in one lock hold and without snapshots: whether the
+        resource is ``complete`` (then nothing else is done), else set the window (see
+        ``set_window``); and ``present_until``, the end of the present run from ``pos``,
+        ``free_from``, the first byte at or after ``pos`` neither present nor claimed (where
+        planning would start), and the size."""
+        with self._cond:
+            size = self._size
+            if size is not None and self._present.covered_until(0) >= size:
+                return True, size, size, size
+            self._window = window
+            present_until = self._present.covered_until(pos)
+            return False, present_until, self._first_free_locked(present_until), size
+
+    def first_free(self, pos: int) -> int:
+        """The first byte at or after ``pos`` neither present nor claimed (no snapshot)."""
+        with self._cond:
+            return self._first_free_locked(self._present.covered_until(pos))
+
+    def _first_free_locked(self, free: int) -> int:
+        for _ in range(len(self._claims) + 1):  # each step passes one claim or stops
+            nxt = free
+            for c in self._claims.values():
+                if c.start <= nxt < c.end:
+                    nxt = c.end
+            nxt = self._present.covered_until(nxt)
+            if nxt == free:
+                break
+            free = nxt
+        return free
+
     def set_window(self, start: int, end: int) -> None:
         """Bytes in ``[start, end)`` are never evicted (the reader is about to need them)."""
         with self._cond:
@@ -175,11 +213,17 @@ class SparseCache:
         with self._cond:
             return len(self._blocks) * self._block_size
 
-    def read_when_present(self, pos: int, n: int, consume: Callable[[List[memoryview]], T]) -> Tuple[Wait, Optional[T]]:
+    def read_when_present(
+        self, pos: int, n: int, consume: Callable[[List[memoryview]], T], takeover: Optional[int] = None
+    ) -> Tuple[Wait, Any]:
         """Once ``[pos, pos+n)`` is present, hand its pieces (views of the blocks, valid only
         during the call) to ``consume`` and return ``(READY, its result)``; or return
         ``(UNCLAIMED, None)`` if nobody fetches a missing byte of it. Waiting and consuming
-        happen under one lock hold, so eviction cannot slip in between."""
+        happen under one lock hold, so eviction cannot slip in between.
+
+        ``takeover``: instead of waiting for a fetch's bytes, return ``(CLAIMED, (fetch id,
+        pokes))`` for the caller to take that fetch over, as soon as ``poke`` was called
+        since the caller saw ``pokes`` (-1: at once)."""
         end = pos + n
         with self._cond:
             while True:
@@ -187,12 +231,21 @@ class SparseCache:
                 missing = self._present.covered_until(pos)
                 if missing >= end:
                     return Wait.READY, consume(self._views(pos, n))
-                if not self._is_claimed(missing):
+                claimant = self._claimant(missing)
+                if claimant is None:
                     return Wait.UNCLAIMED, None
                 if self._interrupt:
                     self._interrupt = False
                     raise InterruptedError("read interrupted (Stream.interrupt)")
+                if takeover is not None and takeover != self._pokes:
+                    return Wait.CLAIMED, (claimant, self._pokes)
                 self._wait_locked((pos, end))
+
+    def poke(self) -> None:
+        """Wake the readers waiting with ``takeover``: a fetch has a body to take over now."""
+        with self._cond:
+            self._pokes += 1
+            self._cond.notify_all()
 
     def _wait_locked(self, need: Optional[Tuple[int, int]] = None) -> None:
         """Wait for the next state change; a reader waiting for ``need`` (``[pos, end)``)
@@ -206,8 +259,12 @@ class SparseCache:
             if need is not None:
                 del self._needs[token]
 
-    def _is_claimed(self, pos: int) -> bool:
-        return any(c.start <= pos < c.end for c in self._claims.values())
+    def _claimant(self, pos: int) -> Optional[int]:
+        """The fetch whose claim holds ``pos``, or None."""
+        for fetch_id, c in self._claims.items():
+            if c.start <= pos < c.end:
+                return fetch_id
+        return None
 
     # -- reading -----------------------------------------------------------------------
     def _views(self, pos: int, n: int) -> List[memoryview]:
@@ -251,6 +308,12 @@ class SparseCache:
         with self._cond:
             claim = self._claims.get(fetch_id)
             return None if claim is None else (claim.start, claim.end)
+
+    def claim_done(self, fetch_id: int) -> bool:
+        """The fetch's claim is all written (it has nothing left to receive)."""
+        with self._cond:
+            claim = self._claims.get(fetch_id)
+            return claim is not None and claim.start >= claim.end
 
     def write_buffer(self, fetch_id: int, pos: int, limit: int) -> Optional[memoryview]:
         """A writable view of at most ``limit`` bytes at ``pos`` inside the fetch's claim,

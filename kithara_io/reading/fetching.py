@@ -23,6 +23,7 @@ from .planning import FetchPlan, LinkEstimate
 from ..retry import Attempt, Timeout
 from ..engine.scheduling import FetchCommand
 from ..sources.base import Abort, Body, Source, WholePieces
+from .turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ _MIN_READ = 16 * 1024  # smallest piece read into the cache
 _PIECE_TIME = 0.05  # a piece is about this much transfer: waiting readers see bytes soon
 _TRUSTED_RATE = 256 * 1024  # bytes of a body after which its measured rate sizes whole pieces
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
+_READER_PIECE_TIME = 0.001  # a reader that takes a body over receives at least this much transfer
+_GRACE = 0.005  # pool threads receive once no reader of the stream has for this long (turns)
 
 
 @dataclass
@@ -44,10 +47,14 @@ class Fetch:
     began: float = 0.0  # time.monotonic() when the run function started
     handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
     for_reader: bool = False  # handed to a waiting reader to run itself (try_run_inline)
+    reader_holds: bool = False  # a reader took its body over and receives it now (serve_reader)
+    turns: Optional[Turns] = None  # where a reader takes its body over (FetchLoop.serve_reader)
 
     def abort(self) -> None:
         if not self.handed:
             self.handle.abort()
+        if self.turns is not None:
+            self.turns.stop(self.cmd.id)
 
 
 class FetchHost(Protocol):
@@ -89,6 +96,7 @@ class FetchLoop:
         self._opt = options
         self._link = link
         self._downloader = downloader
+        self.turns = Turns(_GRACE)
 
     def run(self, cmd: FetchCommand) -> None:
         """Fetch the command's claim, resuming after cuts while the retry policy allows."""
@@ -154,11 +162,12 @@ class FetchLoop:
             return
         try:
             self._on_response(cmd, body)
-            delivered = self._copy_body(cmd, body, pos)
+            # An inline run is its reader's already: no turns to take (and no lock per piece).
+            receipt = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch)
         finally:
             body.close()
         if not body.from_disk:  # the link estimate is of the network
-            self._host.record_link(ttfb, delivered, time.monotonic() - started)
+            self._host.record_link(ttfb, receipt.stored, time.monotonic() - started)
 
     def _on_response(self, cmd: FetchCommand, body: Body) -> None:
         """Learn the length from the first response and fit the claim to the body."""
@@ -173,60 +182,144 @@ class FetchLoop:
         if self._cache.size is None and body.total is not None:
             self._host.learned_length(body.total, from_tail_probe=False)
 
-    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int) -> int:
-        """Stream the body into the cache from ``pos``; returns the bytes stored."""
+    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int, fetch: Optional[Fetch] = None) -> "_Receipt":
+        """Stream the body into the cache from ``pos``; returns what was received. With
+        ``fetch``, a reader waiting for its bytes may take the body over between pieces
+        (:mod:`.turns`; :meth:`serve_reader`)."""
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk, lambda n: self._downloader.note_progress(n, cmd))
-        stored = 0
-        started = time.monotonic()
-        rate = self._link.bandwidth
-        trusted = self._link.measured  # else the rate of this body once it has delivered enough
-        counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
-        speed = _SpeedCheck(self._opt.timeout, started) if not body.from_disk else None
-        one_call = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
-        while not cmd.cancelled.is_set():
-            # One piece per commit: up to ~50 ms of transfer, so a reader waiting on the
-            # first bytes of it does not wait long on a slow link, while a fast link commits,
-            # counts and notifies once per chunk instead of once per socket read.
-            elapsed = time.monotonic() - started
-            if stored >= _MIN_READ and elapsed > 0:
-                rate = stored / elapsed
-            limit = max(_MIN_READ, min(self._opt.chunk, int(rate * _PIECE_TIME)))
-            if one_call and (trusted or stored >= _TRUSTED_RATE):
-                # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
-                # one call (no Python per socket read or TLS record); see SparseCache.store.
-                n = self._cache.room(cmd.id, pos, limit)
-                if n == 0:
+        receipt = _Receipt(body, self._link, self._opt.timeout)
+        if fetch is None:
+            while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
+                pass
+            return receipt
+        turn = self.turns.open(cmd.id, receipt)
+        self._cache.poke()  # a reader waiting for these bytes may take the body over
+        try:
+            while True:
+                waited_from = time.monotonic()
+                if not self.turns.pool_turn(turn):
                     break
-                data = cast(WholePieces, body).read_piece(n)  # one_call: it has read_piece
-                n = len(data)
-                if n:
-                    self._cache.store(cmd.id, pos, data)
-            else:
-                buf = self._cache.write_buffer(cmd.id, pos, limit)
-                if buf is None:
+                final = True  # unless the piece is in and more may follow
+                try:
+                    if receipt.speed is not None and time.monotonic() - waited_from > 0.001:
+                        receipt.speed.restart(time.monotonic())  # a pause for a reader is no trickle
+                    if cmd.cancelled.is_set():
+                        break
+                    if turn.error is not None:
+                        raise turn.error
+                    if self._piece(cmd, receipt, self._pool_limit(receipt)) is None:
+                        break
+                    final = False
+                finally:
+                    self.turns.pool_done(turn, final)
+        finally:
+            self.turns.close(cmd.id, turn)
+        if turn.error is not None and not cmd.cancelled.is_set():
+            raise turn.error
+        return receipt
+
+    def serve_reader(self, fetch: Fetch, end: int, since: int) -> int:
+        """On a reader's thread: take over the body ``fetch`` receives (once its pool thread
+        lets go of the piece it is on) and receive into the cache up to ``end`` at least;
+        returns the bytes received (0: no body to take, or it ended or failed, handed
+        back to the pool thread, which retries or completes the fetch)."""
+        cmd = fetch.cmd
+        turn = self.turns.take(cmd.id, since)
+        if turn is None:
+            return 0
+        receipt: _Receipt = turn.state
+        got, ended, error = 0, False, None
+        try:
+            while not cmd.cancelled.is_set():
+                pos = receipt.body.position
+                if pos >= end:
                     break
-                n = body.readinto(buf)
-                if n:
-                    self._cache.commit(cmd.id, pos, n)
+                # What the reader waits for, in pieces of ~_PIECE_TIME of transfer as the
+                # pool thread's, and at least ~1 ms of this body's transfer (pauses
+                # included, so never much more than the reader can wait for): a decoder
+                # reading 8 KiB at a time takes a body over every ~1 ms of transfer, not
+                # every 8 KiB.
+                safe = self._pool_limit(receipt)
+                floor = min(safe, int(receipt.rate * _READER_PIECE_TIME))
+                n = self._piece(cmd, receipt, max(min(end - pos, safe), floor, _MIN_READ))
+                if n is None:
+                    ended = True
+                    break
+                got += n
+        except Exception as exc:  # noqa: BLE001 - the pool thread raises it: retried, or the fetch fails
+            error = exc
+        except BaseException as exc:  # Ctrl-C mid-piece: what the body delivered is unknown
+            error = ConnectionFailedError("receiving was interrupted", url=receipt.body.url, cause=exc)
+            raise
+        finally:
+            ended = ended or (error is None and self._cache.claim_done(cmd.id))  # the pool need not wait
+            self.turns.give_back(turn, ended=ended, error=error)
+        return got
+
+    def _pool_limit(self, receipt: "_Receipt") -> int:
+        """One piece per commit: up to ~50 ms of transfer, so a reader waiting on the first
+        bytes of it does not wait long on a slow link, while a fast link commits, counts and
+        notifies once per chunk instead of once per socket read."""
+        elapsed = time.monotonic() - receipt.started
+        if receipt.stored >= _MIN_READ and elapsed > 0:
+            receipt.rate = receipt.stored / elapsed  # pauses included: never too large a piece
+        return max(_MIN_READ, min(self._opt.chunk, int(receipt.rate * _PIECE_TIME)))
+
+    def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int) -> Optional[int]:
+        """Receive one piece of at most ``limit`` bytes into the cache at the body's
+        position; None once the claim ends there (done or cancelled)."""
+        body = receipt.body
+        pos = body.position
+        if receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
+            # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
+            # one call (no Python per socket read or TLS record); see SparseCache.store.
+            n = self._cache.room(cmd.id, pos, limit)
             if n == 0:
-                if body.end is None:  # length unknown: the end is proven here
-                    self._cache.set_size(pos)
-                    self._cache.shrink_claim(cmd.id, pos)
-                    break
-                raise TruncatedBodyError(
-                    f"body ended after {body.position - body.start} of {body.end - body.start} bytes",
-                    url=body.url,
-                    byte_range=(body.start, body.end),
-                )
-            if speed is not None:
-                speed.check(n, body)
-            self._host.count(counter, n)
-            pos += n
-            stored += n
-            self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
-            self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
-        return stored
+                return None
+            data = cast(WholePieces, body).read_piece(n)  # one_call: it has read_piece
+            n = len(data)
+            if n:
+                self._cache.store(cmd.id, pos, data)
+        else:
+            buf = self._cache.write_buffer(cmd.id, pos, limit)
+            if buf is None:
+                return None
+            n = body.readinto(buf)
+            if n:
+                self._cache.commit(cmd.id, pos, n)
+        if n == 0:
+            if body.end is None:  # length unknown: the end is proven here
+                self._cache.set_size(pos)
+                self._cache.shrink_claim(cmd.id, pos)
+                return None
+            raise TruncatedBodyError(
+                f"body ended after {body.position - body.start} of {body.end - body.start} bytes",
+                url=body.url,
+                byte_range=(body.start, body.end),
+            )
+        if receipt.speed is not None:
+            receipt.speed.check(n, body)
+        self._host.count(receipt.counter, n)
+        receipt.stored += n
+        self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
+        self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
+        return n
+
+
+class _Receipt:
+    """What receiving one body has counted so far, whichever thread receives it (one at a
+    time: the holder of its turn)."""
+
+    def __init__(self, body: Body, link: LinkEstimate, timeout: Timeout) -> None:
+        self.body = body
+        self.started = time.monotonic()
+        self.stored = 0
+        self.rate = link.bandwidth
+        self.trusted = link.measured  # else the rate of this body once it has delivered enough
+        self.counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
+        self.speed = _SpeedCheck(timeout, self.started) if not body.from_disk else None
+        self.one_call = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
 
 
 class _SpeedCheck:
@@ -250,6 +343,10 @@ class _SpeedCheck:
                 url=body.url,
                 byte_range=(body.position, body.end),
             )
+        self._since, self._bytes = now, 0
+
+    def restart(self, now: float) -> None:
+        """Start a new span: the body was not being read meanwhile (paused on purpose)."""
         self._since, self._bytes = now, 0
 
 

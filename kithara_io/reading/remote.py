@@ -117,6 +117,7 @@ class RemoteReader(RangeReads):
         what it needs again."""
         self._cond = threading.Condition()
         self._cache._after_fork_in_child()
+        self._fetcher.turns._after_fork_in_child()
         self._active.clear()
         self._tail_probe = None
         self._source._after_fork_in_child()
@@ -141,7 +142,9 @@ class RemoteReader(RangeReads):
             self._closed = True
             detach = not self._forked  # a forked child's reader that never read is not attached
             self._forked = False
-            victims = list(self._active.values())
+            # A fetch with nothing left to receive (a reader took its last bytes, its pool
+            # thread is completing it) is waited for below, not cancelled.
+            victims = [f for f in self._active.values() if not self._cache.claim_done(f.cmd.id)]
         self._cancel(victims)
         if victims and self._handover is None:  # (that would break the handed-over body too)
             self._source.abort_all()  # also requests still waiting for their headers
@@ -218,11 +221,12 @@ class RemoteReader(RangeReads):
     # -- reading -----------------------------------------------------------------------
     def interrupt(self) -> None:
         """A read waiting for bytes raises ``InterruptedError`` (see ``SparseCache.interrupt``);
-        a fetch such a read runs itself (inline) is cancelled, so it cannot keep the read
-        blocked on a stalled server."""
+        a fetch such a read runs itself (inline) or receives itself (taken over) is
+        cancelled, so it cannot keep the read blocked on a stalled server."""
         self._cache.interrupt()
+        self._fetcher.turns.interrupt()
         with self._cond:
-            inline = [f for f in self._active.values() if f.for_reader and f.started]
+            inline = [f for f in self._active.values() if (f.for_reader and f.started) or f.reader_holds]
         self._cancel(inline)
 
     def read_at(self, pos: int, out: memoryview) -> int:
@@ -244,27 +248,55 @@ class RemoteReader(RangeReads):
     def _read(self, pos: int, n: int, consume):
         if self._forked:
             self._attach_after_fork()
-        size = self.size
+        size = self._cache.known_size
+        if size is None:
+            size = self.size
         if pos >= size or n <= 0:
             return None
         end = min(size, pos + n)
         previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
-        hit, here = self._prepare_read(pos, end)
+        hit, here, counted = self._prepare_read(pos, end)
         if pos != previous_end:
             self._publish(Seek(previous_end, pos, hit))
+        if counted:  # a plain hit: one more lock hold, the copy
+            ready, result = self._cache.read_when_present(pos, end - pos, consume)
+            if ready is Wait.READY:
+                return result
+            # evicted since, or the stream failed (raised above): the long way, counted already
         if not hit:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
-        while True:
-            if here is not None:
-                self._hand_over(here, inline=True)
-            ready, result = self._cache.read_when_present(pos, end - pos, consume)
-            if ready is Wait.READY:
-                break
-            here = self._demand(pos, end)
+        seen = -1  # take a running fetch over at once; after a miss, once one has a body
+        turns = self._fetcher.turns
+        since = turns.enter()
+        try:
+            while True:
+                if here is not None:
+                    self._hand_over(here, inline=True)
+                    here = None
+                if seen == -1:
+                    ready, result = self._cache.read_when_present(pos, end - pos, consume, takeover=seen)
+                else:  # this may wait: for a fetch to start, answer, or end
+                    turns.block()
+                    try:
+                        ready, result = self._cache.read_when_present(pos, end - pos, consume, takeover=seen)
+                    finally:
+                        turns.unblock()
+                if ready is Wait.READY:
+                    break
+                if ready is Wait.CLAIMED:
+                    fetch_id, pokes = result
+                    seen = -1 if self._take_over(fetch_id, end, since) else pokes
+                    continue
+                seen = -1
+                here = self._demand(pos, end)
+        finally:
+            turns.leave()
         waited = time.monotonic() - waited_from
         if not hit:
             self._publish(ReaderResumed(pos, waited))
+        if counted:
+            return result
         with self._cond:
             self._counts.bytes_served += end - pos
             if hit:
@@ -273,6 +305,25 @@ class RemoteReader(RangeReads):
                 self._counts.waits += 1
                 self._counts.time_waited += waited
         return result
+
+    def _take_over(self, fetch_id: int, end: int, since: int) -> bool:
+        """Receive the bytes this reader waits for on its own thread, from the body of the
+        running fetch that claims them (see :mod:`.turns`); False if it has none to take."""
+        with self._cond:
+            fetch = self._active.get(fetch_id)
+            if fetch is None or not fetch.started or fetch.cmd.id == self._tail_probe or self._closed:
+                return False
+            fetch.reader_holds = True  # before take(): interrupt() sees it, or take() sees interrupt()
+        try:
+            got = self._fetcher.serve_reader(fetch, end, since)
+        finally:
+            with self._cond:
+                fetch.reader_holds = False
+        if got:
+            with self._cond:
+                self._counts.takeovers += 1
+                self._counts.bytes_by_reader += got
+        return got > 0
 
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:

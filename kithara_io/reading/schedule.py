@@ -20,6 +20,7 @@ from .fetching import UNKNOWN_END, Fetch, FetchLoop
 from ..options import StreamOptions
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority, first_missing, keep_running, next_fetch, tail_fetch
 from ..sources.base import Source
+from ..stats import StreamCounters
 
 
 class FetchScheduling:
@@ -38,6 +39,7 @@ class FetchScheduling:
     _priority: Priority
     _active: Dict[int, Fetch]  # fetch id -> its fetch, from registration to completion
     _tail_probe: Optional[int]
+    _counts: StreamCounters
     _unreachable: Optional[StreamError]
     _closed: bool
     _error: Optional[BaseException]
@@ -48,19 +50,27 @@ class FetchScheduling:
         def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None: ...
         def _fail_locked(self, error: Optional[BaseException]) -> None: ...
 
-    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand]]:
+    def _prepare_read(self, pos: int, end: int) -> Tuple[bool, Optional[FetchCommand], bool]:
         """Move the cursor; on a miss nobody will serve soon, cancel what the reader no
         longer needs (epoch cancel). Tops up read-ahead. Returns whether the bytes are
-        present, and a fetch of bytes the reader waits for, for it to run (see ``_read``)."""
+        present, a fetch of bytes the reader waits for, for it to run (see ``_read``), and
+        whether the read was counted already (a hit needing no plan: one lock hold)."""
         victims: List[Fetch] = []
         here = None
         with self._cond:
             self._pattern.record(pos, end, self._opt.read_behind)
-            if self._cache.complete:  # all held (the usual audio file, once in): nothing to plan
-                return True, None
-            self._cache.set_window(
-                max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch)
+            complete, present_until, free_from, size = self._cache.look(
+                pos, (max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch))
             )
+            if complete or (
+                present_until >= end
+                and (len(self._active) >= self._opt.max_outstanding or self._planned(free_from, size))
+            ):
+                # A hit and no fetch to add (all held, the usual audio file once in, or the
+                # read-ahead window covered): no snapshot, no plan; counted here.
+                self._counts.bytes_served += end - pos
+                self._counts.cache_hits += 1
+                return True, None, True
             view = self._cache.view()
             missing = view.present.covered_until(pos)
             hit = missing >= end
@@ -81,7 +91,17 @@ class FetchScheduling:
         if victims:
             with self._cond:
                 here = self._schedule_locked(need=(pos, end))
-        return hit, here
+        return hit, here, False
+
+    def _planned(self, free_from: int, size: Optional[int]) -> bool:
+        """Is every byte of the read-ahead window present or claimed (``free_from``: the
+        first that is neither, from the cursor), with nothing to fill behind either? Then
+        ``_plan_locked`` would find nothing (the window as ``next_fetch`` sizes it)."""
+        if size is None or self._pattern.went_back or not self._source.supports_ranges:
+            return False
+        cursor = min(self._pattern.cursor, size)
+        ahead = self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch)
+        return free_from >= min(size, cursor + max(ahead, 1))
 
     def _keeps(self, fetch: Fetch, target: int, soon: int, view: CacheView) -> bool:
         """Is this fetch still useful for a reader at ``target``?"""
@@ -164,6 +184,8 @@ class FetchScheduling:
             return here
         slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
+            if need is None and self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size):
+                break  # the window is covered: no snapshot, no plan (a random reader's completions)
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
@@ -250,7 +272,7 @@ class FetchScheduling:
             byte_range=byte_range,
             events=self.events,
         )
-        fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort())
+        fetch = self._active[cmd.id] = Fetch(cmd, plan, self._source.new_abort(), turns=self._fetcher.turns)
         cmd.abort = fetch.abort  # the Downloader may cancel it too (preemption)
         return cmd
 

@@ -1,0 +1,280 @@
+"""Reads driven by the reader (issue #24): a reader waiting for bytes of a running fetch
+takes its body over and receives on its own thread; the fetch stays the Downloader's (one
+place, cancelled, preempted, completed once), and its events and stats stay whole."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Dict, List
+
+import pytest
+
+import kithara_io
+from kithara_io import Downloader
+from kithara_io.errors import StreamClosedError
+from kithara_io.events import (
+    Event,
+    Progress,
+    RequestCancelled,
+    RequestCompleted,
+    RequestFailed,
+    RequestRetrying,
+    RequestStarted,
+)
+from kithara_io.options import Retry, Timeout
+from tests.servers.faults import Stall, Throttle, Truncate
+
+pytestmark = pytest.mark.timeout(60)
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class Recorder:
+    """Every event of a stream, with the thread it was published on."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: List[Event] = []
+        self.threads: Dict[int, set] = defaultdict(set)  # request id -> idents publishing Progress
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.events.append(event)
+            if isinstance(event, Progress):
+                self.threads[event.request_id].add(threading.get_ident())
+
+    def of(self, kind) -> List[Event]:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+
+def read_all(f, step: int, expected: bytes) -> bytes:
+    got = bytearray()
+    for _ in range(len(expected) // step + 2):
+        piece = f.read(step)
+        if not piece:
+            break
+        assert piece == expected[len(got) : len(got) + len(piece)], f"wrong bytes at {len(got)}"
+        got += piece
+    return bytes(got)
+
+
+def check_request_events(rec: Recorder, bytes_fetched: int) -> None:
+    """Each started request ends exactly once; the Progress of a completed one adds up to
+    its RequestCompleted.bytes, and all Progress to the stream's bytes_fetched."""
+    started = [e.request_id for e in rec.of(RequestStarted)]
+    ends = [e.request_id for e in rec.of((RequestCompleted, RequestCancelled, RequestFailed))]
+    assert sorted(started) == sorted(ends) and len(set(ends)) == len(ends)
+    progress: Dict[int, int] = defaultdict(int)
+    for e in rec.of(Progress):
+        progress[e.request_id] += e.bytes
+    for e in rec.of(RequestCompleted):
+        assert progress[e.request_id] == e.bytes
+    assert sum(progress.values()) == bytes_fetched
+
+
+def test_a_reader_receives_what_it_waits_for_and_the_events_and_stats_add_up(make_ranged_server, media, no_leaks):
+    """On a link slower than the reader, the reader catches up with the running fetch and
+    takes it over: most bytes arrive on its own thread, counted as before."""
+    link = make_ranged_server(bandwidth=40_000_000)
+    expected = media["random.bin"].read_bytes()
+    rec = Recorder()
+    d = Downloader()
+    d.subscribe(rec)  # every request of the stream, from the first (the stream's own bus starts at open's end)
+    try:
+        with kithara_io.open(link.url("random.bin"), downloader=d) as f:
+            reader = threading.get_ident()
+            assert read_all(f, 256 * KiB, expected) == expected
+            stats = f.stats()
+    finally:
+        d.close()
+    assert stats.takeovers >= 1 and 0 < stats.bytes_by_reader <= stats.bytes_fetched
+    assert stats.bytes_fetched >= len(expected)
+    assert any(reader in idents for idents in rec.threads.values())  # Progress from the reader's thread
+    check_request_events(rec, stats.bytes_fetched)
+
+
+def test_a_cut_while_the_reader_receives_is_resumed_exactly(fault_server, media, no_leaks):
+    """The body breaks under the reader: the failure goes back to the fetch's pool thread,
+    whose retry resumes at the cut; every byte is right, the retry is counted once."""
+    data = media["random.bin"].read_bytes()[: 4 * MiB]
+    url = fault_server.add("/f", data)
+    fault_server.script("/f", [(Throttle(8_000_000), Truncate(after_bytes=3 * MiB))])
+    rec = Recorder()
+    options = dict(tail=0, first_fetch=1 << 30, retry=Retry(attempts=3, backoff=0.01, max_backoff=0.05))
+    d = Downloader()
+    d.subscribe(rec)
+    try:
+        with kithara_io.open(url, downloader=d, **options) as f:
+            assert read_all(f, 64 * KiB, data) == data
+            stats = f.stats()
+    finally:
+        d.close()
+    assert stats.retries == 1 and len(rec.of(RequestRetrying)) == 1
+    assert stats.takeovers >= 1 and stats.bytes_by_reader > 0
+    assert stats.bytes_fetched == len(data)  # nothing lost or stored twice at the cut
+    check_request_events(rec, stats.bytes_fetched)
+
+
+def test_interrupt_wakes_a_reader_receiving_from_a_stalled_body(fault_server, media, no_leaks):
+    """A reader that took a body over and sits in its socket read when the server stalls:
+    ``interrupt()`` breaks that read (the fetch is cancelled), the read raises
+    InterruptedError, and the stream reads on correctly."""
+    data = media["random.bin"].read_bytes()[: 2 * MiB]
+    url = fault_server.add("/f", data)
+    fault_server.script("/f", [(Throttle(4_000_000), Stall(30, after_bytes=MiB + 256 * KiB))])
+    options = dict(tail=0, first_fetch=1 << 30, timeout=Timeout(connect=5, read=30))
+    rec = Recorder()
+    outcome: dict = {}
+    with kithara_io.open(url, **options) as f:
+        f.subscribe(rec)
+        head = f.read(256 * KiB)
+        assert head == data[: len(head)]
+
+        def read_rest() -> None:
+            try:
+                outcome["data"] = f.read(2 * MiB)
+            except BaseException as exc:  # checked below: InterruptedError only
+                outcome["error"] = exc
+
+        t = threading.Thread(target=read_rest)
+        t.start()
+        # Bounded (20 s): wait until the server stalls (the reader, inside read(), is then
+        # the one receiving, unless the machine held it off longer than the pool's grace).
+        deadline = time.monotonic() + 20
+        while f.stats().bytes_fetched < 1 * MiB and t.is_alive() and time.monotonic() < deadline:
+            t.join(0.01)
+        started = time.monotonic()
+        f.interrupt()
+        t.join(10)
+        assert not t.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
+        assert time.monotonic() - started < 2.0
+        f.seek(len(head))
+        assert read_all(f, 256 * KiB, data[len(head) :]) == data[len(head) :]
+
+
+def test_close_while_a_reader_receives_joins_everything(make_ranged_server, media, no_leaks):
+    link = make_ranged_server(bandwidth=2_000_000)
+    expected = media["random.bin"].read_bytes()
+    outcome: dict = {}
+    f = kithara_io.open(link.url("random.bin"))
+    f.read(64 * KiB)
+
+    def read_rest() -> None:
+        try:
+            outcome["data"] = f.read(4 * MiB)
+        except StreamClosedError as exc:
+            outcome["error"] = exc
+
+    t = threading.Thread(target=read_rest)
+    t.start()
+    deadline = time.monotonic() + 20  # bounded: until the reader receives
+    while f.stats().takeovers == 0 and t.is_alive() and time.monotonic() < deadline:
+        t.join(0.01)
+    f.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert "error" in outcome or outcome["data"] == expected[64 * KiB : 64 * KiB + 4 * MiB]
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_one_place_never_deadlocks_a_reader_on_its_own_read_ahead(make_ranged_server, media, streams, no_leaks):
+    """With one place in the Downloader, a stream's read-ahead fetch holds it while the
+    reader needs the next one (or another stream's reader does): the held fetch must go on
+    receiving while those readers wait, or nothing moves."""
+    link = make_ranged_server(bandwidth=50_000_000)
+    expected = media["random.bin"].read_bytes()
+    d = Downloader(max_concurrent=1)
+    results: Dict[int, bytes] = {}
+    try:
+
+        def run(i: int) -> None:
+            with kithara_io.open(link.url("random.bin"), downloader=d, max_fetch=1 * MiB) as f:
+                results[i] = read_all(f, 1 * MiB, expected)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+        assert not any(t.is_alive() for t in threads)
+        assert all(results[i] == expected for i in range(streams))
+    finally:
+        d.close()
+
+
+# -- the turns themselves (kithara_io.reading.turns), thread against thread ------------------------
+
+
+def _in_thread(fn) -> tuple:
+    result: dict = {}
+
+    def run() -> None:
+        result["value"] = fn()
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def test_a_pool_thread_waits_while_its_reader_reads_and_goes_on_when_it_blocks():
+    """While a reader is in a read that may take the body (enter), the pool thread gets no
+    turn; once that reader waits for a fetch it cannot take (block), it gets one at once,
+    whatever the grace: the fetch that holds a place is never held up by its reader."""
+    from kithara_io.reading.turns import Turns
+
+    turns = Turns(grace=60.0)
+    turn = turns.open(1, state=None)
+    turns.enter()
+    turns.leave()  # it left a read just now: the grace runs for 60 s
+    since = turns.enter()
+    pool, result = _in_thread(lambda: turns.pool_turn(turn))
+    pool.join(0.2)
+    assert pool.is_alive()  # the reader is reading: the pool thread waits
+    turns.block()
+    pool.join(5)
+    assert not pool.is_alive() and result["value"] is True
+    turns.pool_done(turn)
+    turns.unblock()
+    assert turns.take(1, since) is not None  # the reader takes it back between pieces
+    turns.leave()
+
+
+def test_the_pool_thread_closes_a_body_only_after_the_reader_gave_it_back():
+    """The pool thread must not close a body a reader is receiving from (it would read
+    from a closed response): close() waits for give_back()."""
+    from kithara_io.reading.turns import Turns
+
+    turns = Turns(grace=0.0)
+    turn = turns.open(7, state=None)
+    since = turns.enter()
+    assert turns.take(7, since) is turn
+    closer, _ = _in_thread(lambda: turns.close(7, turn))
+    closer.join(0.2)
+    assert closer.is_alive()  # the reader still holds the body
+    turns.give_back(turn)
+    closer.join(5)
+    assert not closer.is_alive()
+    assert turns.take(7, since) is None  # closed: nobody takes it any more
+    turns.leave()
+
+
+def test_interrupt_makes_a_reader_waiting_for_a_body_give_up():
+    from kithara_io.reading.turns import Turns
+
+    turns = Turns(grace=0.0)
+    turn = turns.open(3, state=None)
+    assert turns.pool_turn(turn)  # the pool thread is receiving a piece
+    since = turns.enter()
+    reader, result = _in_thread(lambda: turns.take(3, since))
+    reader.join(0.2)
+    assert reader.is_alive()
+    turns.interrupt()
+    reader.join(5)
+    assert not reader.is_alive() and result["value"] is None
+    assert turns.take(3, since) is None  # an interrupt since enter(): no take-over in this read
+    turns.pool_done(turn)
+    turns.leave()
