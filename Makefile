@@ -51,10 +51,10 @@ test: lint deps npm docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint, types and the Python versions claimed (setup.cfg python_requires), settings in
-# pyproject.toml. `ruff format --check` joins once the tree has been formatted in one commit:
-#	$(PY) -m ruff format --check kithara_io
+# pyproject.toml.
 lint: venv
 	$(PY) -m ruff check kithara_io
+	$(PY) -m ruff format --check kithara_io
 	$(PY) -m ruff check --select F,E9 tests bench examples  # pyflakes: names, imports
 	$(PY) -m mypy
 	$(VENV)/bin/vermin --quiet --no-tips --violations --target=3.9- kithara_io

@@ -1,8 +1,8 @@
 """kithara-io: open a remote audio file as a blocking, seekable binary file.
 
-    import soundfile as sf, kithara_io
-    with kithara_io.open("https://example.org/song.flac") as f:
-        data, rate = sf.read(f)
+import soundfile as sf, kithara_io
+with kithara_io.open("https://example.org/song.flac") as f:
+    data, rate = sf.read(f)
 """
 
 import logging as _logging
@@ -22,13 +22,15 @@ from .errors import (
     StreamError,
     TlsError,
     TruncatedBodyError,
+)
+from .errors import (
     redacting_logger as _redacting_logger,
 )
 from .extras import MissingExtraError
-from .sources.live.stream import LiveStream
 from .options import StreamOptions
-from .sources.hls.keyhook import HlsKeys
 from .retry import Retry, Timeout
+from .sources.hls.keyhook import HlsKeys
+from .sources.live.stream import LiveStream
 from .stats import StreamStats
 from .stream import Stream
 

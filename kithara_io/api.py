@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Callable, List, Mapping, Optional, Union
 
 import urllib3
-from typing import Callable, List, Mapping, Optional, Union
 
 from .disk import DiskCache, default_disk_cache
 from .engine.downloader import Downloader, default_downloader
 from .errors import InvalidResponseError, StreamError
 from .events import Event
-from .sources.live.opening import HandedBody, local_stream_fd, open_pipe, open_url
 from .options import StreamOptions
 from .reading.planning import Priority
 from .reading.remote import RemoteReader
 from .sources import dash_entry as _dash_entry
 from .sources import hls_entry as hls
+from .sources import stores
 from .sources.base import Source
 from .sources.cached import DiskCachedSource
 from .sources.file import LocalFileReader, path_from_source
 from .sources.http import HttpSource
-from .sources import stores
+from .sources.live.opening import HandedBody, local_stream_fd, open_pipe, open_url
 from .sources.live.stations import kind_by_name, read_playlist, resolve
 from .stream import Stream
 
@@ -114,7 +114,9 @@ def _open_remote(name, headers, opts, priority, downloader, on_event, disk, choi
     stream.close()
     log.info("station playlist %s: %d entries", name, len(urls))
     return resolve(
-        name, urls, lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, choice, depth + 1)
+        name,
+        urls,
+        lambda url: _open_remote(url, headers, opts, priority, downloader, on_event, disk, choice, depth + 1),
     )
 
 
@@ -187,7 +189,9 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
             reader.close()
             # Its URIs are relative to the URL that answered, after redirects (RFC 8216).
             fetched = (playlist or mpd, None, http.final_url)
-            return _open_hls(name, fetched, headers, priority, downloader, on_event, disk, choice, opts, dash=mpd is not None)
+            return _open_hls(
+                name, fetched, headers, priority, downloader, on_event, disk, choice, opts, dash=mpd is not None
+            )
         return Stream(reader, name)
     # No length: a radio station or a file without one. Read by a live reader of its own.
     body, abort = handed
@@ -211,7 +215,18 @@ def _open_http(name, headers, opts, priority, downloader, on_event, disk, choice
     if playlist is None and mpd is None:
         return stream
     stream.close()
-    return _open_hls(name, (playlist or mpd, None, final), headers, priority, downloader, on_event, disk, choice, opts, dash=mpd is not None)
+    return _open_hls(
+        name,
+        (playlist or mpd, None, final),
+        headers,
+        priority,
+        downloader,
+        on_event,
+        disk,
+        choice,
+        opts,
+        dash=mpd is not None,
+    )
 
 
 def _open_store(name, headers, opts, priority, downloader, on_event, disk, storage_options) -> Stream:

@@ -23,8 +23,7 @@ class MissingExtraError(ImportError):
         self.extra = extra
         self.feature = feature
         super().__init__(
-            f"{feature}: the optional dependency {module!r} is not installed "
-            f"(pip install 'kithara-io[{extra}]')",
+            f"{feature}: the optional dependency {module!r} is not installed (pip install 'kithara-io[{extra}]')",
             name=module,
         )
 

@@ -43,7 +43,16 @@ from .engine.downloader import Downloader, default_downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
 from .fs_ranges import (
-    PROBE, Range, StreamPool, as_offset, block_tuning, close_quietly, is_empty, per_range, plan_ranges, range_tuning,
+    PROBE,
+    Range,
+    StreamPool,
+    as_offset,
+    block_tuning,
+    close_quietly,
+    is_empty,
+    per_range,
+    plan_ranges,
+    range_tuning,
     read_range,
 )
 from .options import StreamOptions
@@ -126,9 +135,17 @@ class KitharaFileSystem(AbstractFileSystem):
         return url
 
     # -- opening -------------------------------------------------------------------------
-    def _open(self, path: str, mode: str = "rb", block_size: Optional[int] = None, autocommit: bool = True,
-              cache_options: Any = None, cache_type: Optional[str] = None, size: Optional[int] = None,
-              **kwargs: Any) -> Any:
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: Optional[int] = None,
+        autocommit: bool = True,
+        cache_options: Any = None,
+        cache_type: Optional[str] = None,
+        size: Optional[int] = None,
+        **kwargs: Any,
+    ) -> Any:
         """The kithara-io Stream itself: an ``io.RawIOBase`` whose reads return fewer bytes
         only at the end, seekable with O(1) ``tell`` and a ``size``: everything fsspec's
         readers ask of a ``"rb"`` file (buffering it again would only add a copy).
@@ -180,8 +197,9 @@ class KitharaFileSystem(AbstractFileSystem):
                 out["Last-Modified"] = f.last_modified
         return out
 
-    def expand_path(self, path: Any, recursive: bool = False, maxdepth: Optional[int] = None,
-                    **kwargs: Any) -> List[str]:
+    def expand_path(
+        self, path: Any, recursive: bool = False, maxdepth: Optional[int] = None, **kwargs: Any
+    ) -> List[str]:
         """The URLs as given, in order: HTTP cannot list, so no URL is a pattern (a ``?``
         starts a query; fsspec's default would glob it, and drop the URL from ``cat``)."""
         if maxdepth is not None and maxdepth < 1:
@@ -223,8 +241,15 @@ class KitharaFileSystem(AbstractFileSystem):
         with self._stream(url, kwargs, **range_tuning(start, end)) as f:
             return read_range(f, start, end)
 
-    def cat_ranges(self, paths: Sequence[str], starts: Any, ends: Any, max_gap: Optional[int] = None,
-                   on_error: str = "return", **kwargs: Any) -> List[Any]:
+    def cat_ranges(
+        self,
+        paths: Sequence[str],
+        starts: Any,
+        ends: Any,
+        max_gap: Optional[int] = None,
+        on_error: str = "return",
+        **kwargs: Any,
+    ) -> List[Any]:
         """Many ranges at once. ``starts``/``ends``: one value for all, or one per path (a
         list or a numpy array); negative values count from the end. Ranges of one URL whose
         gap is at most ``max_gap`` bytes (None: 0, ranges that touch or overlap, as fsspec's
@@ -271,8 +296,10 @@ class KitharaFileSystem(AbstractFileSystem):
         out: List[Any] = [None] * len(blocks)
         workers = min(len(by_url), self._downloader().max_concurrent)
         with ThreadPoolExecutor(workers, "kithara-cat") as threads:
-            futures = {url: threads.submit(self._read_url_blocks, url, [blocks[b] for b in bs], overrides)
-                       for url, bs in by_url.items()}
+            futures = {
+                url: threads.submit(self._read_url_blocks, url, [blocks[b] for b in bs], overrides)
+                for url, bs in by_url.items()
+            }
             for url, future in futures.items():
                 for b, data in zip(by_url[url], future.result()):
                     out[b] = data

@@ -24,8 +24,16 @@ from .stream import Stream
 class KitharaBufferedFile(AbstractBufferedFile):
     """Read-only ``AbstractBufferedFile`` over ``stream``, which it owns (closed with it)."""
 
-    def __init__(self, fs: Any, path: str, stream: Stream, block_size: Optional[int] = None,
-                 cache_type: str = "none", cache_options: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        path: str,
+        stream: Stream,
+        block_size: Optional[int] = None,
+        cache_type: str = "none",
+        cache_options: Any = None,
+        **kwargs: Any,
+    ) -> None:
         self._stream = stream
         self._lock = threading.Lock()  # _fetch_range seeks and reads the one stream
         try:
@@ -38,8 +46,16 @@ class KitharaBufferedFile(AbstractBufferedFile):
                     " one; read it with fsspec.open('kithara::URL') instead, or keep it on disk with"
                     " the storage option cache='disk'"
                 )
-            super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
-                             cache_options=cache_options, size=size, **kwargs)
+            super().__init__(
+                fs,
+                path,
+                mode="rb",
+                block_size=block_size,
+                cache_type=cache_type,
+                cache_options=cache_options,
+                size=size,
+                **kwargs,
+            )
         except BaseException:
             stream.close()
             raise

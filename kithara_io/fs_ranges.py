@@ -70,8 +70,13 @@ def range_tuning(start: Optional[int], end: Optional[int]) -> Dict[str, int]:
     nothing is fetched past it; the whole body, or a longer range, streams as usual."""
     lo = start or 0
     if lo >= 0 and end is not None and 0 < end - lo <= StreamOptions.max_fetch:
-        return {"tail": 0, "first_fetch": end if lo == 0 else PROBE, "min_fetch": end - lo,
-                "read_ahead": 1, "read_behind": 0}
+        return {
+            "tail": 0,
+            "first_fetch": end if lo == 0 else PROBE,
+            "min_fetch": end - lo,
+            "read_ahead": 1,
+            "read_behind": 0,
+        }
     return {"tail": 0, "first_fetch": StreamOptions.first_fetch if lo == 0 else PROBE}
 
 
@@ -84,8 +89,13 @@ def is_empty(start: Optional[int], end: Optional[int]) -> bool:
 def block_tuning(block_size: int) -> Dict[str, int]:
     """Stream options for a file read in blocks (fsspec's block caches): each block one
     request (up to ``max_fetch``), nothing fetched that no block asked for."""
-    return {"first_fetch": PROBE, "tail": 0, "min_fetch": max(1, min(block_size, StreamOptions.max_fetch)),
-            "read_ahead": 1, "read_behind": 0}
+    return {
+        "first_fetch": PROBE,
+        "tail": 0,
+        "min_fetch": max(1, min(block_size, StreamOptions.max_fetch)),
+        "read_ahead": 1,
+        "read_behind": 0,
+    }
 
 
 def read_range(f: Stream, start: Optional[int], end: Optional[int]) -> bytes:

@@ -80,4 +80,6 @@ def _check_live_start(value: object) -> None:
         return
     if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf"):
         return  # NaN fails the comparison
-    raise ValueError(f"option live_start must be None, 'edge', 'start', 'playlist' or seconds (a number), not {value!r}")
+    raise ValueError(
+        f"option live_start must be None, 'edge', 'start', 'playlist' or seconds (a number), not {value!r}"
+    )

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
-from .common import _disk_cache
 from ..disk import EntryInfo
 from ..disk.store import default_path
+from .common import _disk_cache
 from .progress import format_bytes
 
 

@@ -44,7 +44,9 @@ def _devices(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     for d in devices:
         mark = "*" if d["default"] else " "
-        out.write(f"{mark} {d['index']:>3}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, {d['samplerate']:.0f} Hz)\n")
+        out.write(
+            f"{mark} {d['index']:>3}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, {d['samplerate']:.0f} Hz)\n"
+        )
     out.write("* the default; choose another with: kithara-io play --device NAME|INDEX URL\n")
     return 0
 

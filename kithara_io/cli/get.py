@@ -25,9 +25,9 @@ import time
 import urllib.parse
 from typing import Any, BinaryIO, Optional, TextIO
 
+from ..errors import StreamError
 from . import live as cli_live
 from .common import UsageError, _open_source, _terminal_width
-from ..errors import StreamError
 from .progress import LineWriter, RateMeter, download_line, format_bytes
 
 VERIFY_BYTES = 64 * 1024

@@ -85,7 +85,9 @@ def record(stream: Any, path: str, duration: Optional[float], out: TextIO, width
                     writer.message(f"now playing: {title}")
                 if now - last_draw >= 0.25:
                     last_draw = now
-                    line = f"recording {format_time(now - started)}  {format_bytes(written)}  {format_rate(meter.rate())}"
+                    line = (
+                        f"recording {format_time(now - started)}  {format_bytes(written)}  {format_rate(meter.rate())}"
+                    )
                     writer.update(line[:width])
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a recording of a station ends

@@ -20,18 +20,19 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from .. import __version__
-from . import live as cli_live, trace as cli_trace
+from ..errors import StreamError, describe_cause
+from ..playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
+from ..playback.loudness import parse_volume
+from ..playback.naming import format_kbits
+from ..playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
+from . import live as cli_live
+from . import trace as cli_trace
 from .cache import _cache
 from .common import DISCARD, SourceError, UsageError, _one_line, _open_source
 from .devices import _devices
 from .get import COPY_CHUNK, VERIFY_BYTES, _get
 from .log import library_log
 from .play import SEEK_STEP, _play, add_queue_arguments
-from ..errors import StreamError, describe_cause
-from ..playback import DECODERS, NoOutputDeviceError, PlaybackError, Track, UnsupportedFormatError
-from ..playback.tempo import MAX_SPEED, MIN_SPEED, check_speed
-from ..playback.loudness import parse_volume
-from ..playback.naming import format_kbits
 from .progress import BAR_LEGEND, format_bytes, format_time, parse_time
 
 # The public names, also those that moved to the per-command modules.
@@ -104,6 +105,8 @@ def _speed(text: str) -> float:
         return check_speed(float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not {text!r}") from None
+
+
 def _volume(text: str) -> float:
     """A factor or decibels (argparse type)."""
     try:
@@ -125,10 +128,16 @@ def _negative_values(argv: Sequence[str]) -> List[str]:
 
 def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
     """-v/-q, before or after the command (after it, a default of SUPPRESS keeps the one before)."""
-    parser.add_argument("-v", "--verbose", action="count", default=default,
-                        help="show the library's log on stderr (retries, redirects, offline); -vv: debug")
-    parser.add_argument("-q", "--quiet", action="store_true", default=default,
-                        help="no progress or messages, only errors")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="show the library's log on stderr (retries, redirects, offline); -vv: debug",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress or messages, only errors"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,8 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sub: argparse.ArgumentParser, many: bool = False) -> None:
         _verbosity(sub, argparse.SUPPRESS)
         if many:
-            sub.add_argument("source", metavar="URL_OR_PATH", nargs="*",
-                             help="http(s) URLs, file:// URLs or local paths, played in turn")
+            sub.add_argument(
+                "source",
+                metavar="URL_OR_PATH",
+                nargs="*",
+                help="http(s) URLs, file:// URLs or local paths, played in turn",
+            )
         else:
             sub.add_argument("source", metavar="URL_OR_PATH", help="http(s) URL, file:// URL or local path")
         sub.add_argument("--retries", type=int, default=5, metavar="N", help="attempts per request")
@@ -160,17 +173,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     play = commands.add_parser("play", help="play through the sound card, with a progress display", epilog=EXAMPLES)
     common(play, many=True)
-    play.add_argument("--start", type=_time, default=0.0, metavar="TIME",
-                      help="start position: seconds, m:ss or h:mm:ss (1:23)")
-    play.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)")
+    play.add_argument(
+        "--start", type=_time, default=0.0, metavar="TIME", help="start position: seconds, m:ss or h:mm:ss (1:23)"
+    )
+    play.add_argument(
+        "--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe, soundfile first)"
+    )
     play.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS", help="crossfade between tracks")
-    play.add_argument("--speed", type=_speed, default=1.0, metavar="X",
-                      help="tempo 0.5-3.0, the pitch kept (keys [ and ]: -/+0.1)")
-    play.add_argument("--samplerate", type=int, default=None, metavar="HZ", help="output rate (default: the file's if the device takes it)")
+    play.add_argument(
+        "--speed", type=_speed, default=1.0, metavar="X", help="tempo 0.5-3.0, the pitch kept (keys [ and ]: -/+0.1)"
+    )
+    play.add_argument(
+        "--samplerate",
+        type=int,
+        default=None,
+        metavar="HZ",
+        help="output rate (default: the file's if the device takes it)",
+    )
     play.add_argument("--device", default=None, metavar="NAME|INDEX", help="output device (default: default)")
     play.add_argument("--list-devices", action="store_true", help="list the output devices and exit")
-    play.add_argument("--volume", type=_volume, default=1.0, metavar="X|dB",
-                      help="gain: a factor (1.0 = unchanged, 0.5) or decibels (-6dB)")
+    play.add_argument(
+        "--volume",
+        type=_volume,
+        default=1.0,
+        metavar="X|dB",
+        help="gain: a factor (1.0 = unchanged, 0.5) or decibels (-6dB)",
+    )
     add_queue_arguments(play)
     info = commands.add_parser("info", help="format, duration, size, range support, ETag")
     common(info)
@@ -178,12 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--decoder", choices=DECODERS, default=None, help="force a decoder (default: probe)")
     get = commands.add_parser("get", help="download to a file, resuming a partial one", epilog=EXAMPLES)
     common(get)
-    get.add_argument("-o", "--output", default=None, metavar="FILE|DIR/",
-                     help="where to write ('-': standard output; a directory: into it; "
-                     "default: the name in the URL or Content-Disposition, in the current directory)")
+    get.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="FILE|DIR/",
+        help="where to write ('-': standard output; a directory: into it; "
+        "default: the name in the URL or Content-Disposition, in the current directory)",
+    )
     get.add_argument("-f", "--force", action="store_true", help="overwrite an existing file that is not this source")
-    get.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                     help="a live stream: stop recording after this long (default: Ctrl-C or its end)")
+    get.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a live stream: stop recording after this long (default: Ctrl-C or its end)",
+    )
     devices = commands.add_parser("devices", help="list the audio output devices (* marks the default)")
     _verbosity(devices, argparse.SUPPRESS)
     devices.add_argument("--json", action="store_true", help="print one JSON array")
@@ -218,9 +256,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _devices(args, sys.stdout)
         if args.command == "play" and not args.source:
             raise UsageError("the following arguments are required: URL_OR_PATH")
-        handler = {"play": _play, "info": _info, "get": _get, "devices": _devices, "cache": _cache, "trace": cli_trace._trace}[
-            args.command
-        ]
+        handler = {
+            "play": _play,
+            "info": _info,
+            "get": _get,
+            "devices": _devices,
+            "cache": _cache,
+            "trace": cli_trace._trace,
+        }[args.command]
         out = DISCARD if args.quiet and args.command in ("play", "get", "trace") else sys.stdout
         with library_log(PROG, args.verbose or 0):
             return handler(args, out)
@@ -370,11 +413,16 @@ def _write_hls_info(details: Dict[str, Any], as_json: bool, out: TextIO) -> None
     rows = [
         ("source", details["source"]),
         ("format", details["format"] + (" (live)" if details["live"] else "")),
-        ("duration", f"{format_time(details['duration'])} ({details['duration']:.3f} s, {details['segments']} segments)"),
+        (
+            "duration",
+            f"{format_time(details['duration'])} ({details['duration']:.3f} s, {details['segments']} segments)",
+        ),
         ("size", "unknown (live)" if size is None else f"{format_bytes(size)} ({size} bytes)"),
     ]
     for index, variant in enumerate(details["variants"]):
         chosen = " (chosen)" if index == details["variant"] else ""
-        rows.append((f"variant {index}", f"{variant['bandwidth']} bit/s {variant['codecs'] or ''} {variant['uri']}{chosen}"))
+        rows.append(
+            (f"variant {index}", f"{variant['bandwidth']} bit/s {variant['codecs'] or ''} {variant['uri']}{chosen}")
+        )
     for name, value in rows:
         out.write(f"{name:<14}{value}\n")

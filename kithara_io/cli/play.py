@@ -19,12 +19,12 @@ from collections import deque
 from typing import Any, Deque, List, Optional, TextIO, Tuple
 
 from ..api import playlist_entries
-from .common import SourceError, UsageError, _one_line, _options, _terminal_width
-from .devices import checked_device
 from ..errors import StreamError
 from ..playback import PlaybackError, Player, Track, UnsupportedFormatError
-from ..playback.tempo import MAX_SPEED, MIN_SPEED
 from ..playback.loudness import MODES, format_db
+from ..playback.tempo import MAX_SPEED, MIN_SPEED
+from .common import SourceError, UsageError, _one_line, _options, _terminal_width
+from .devices import checked_device
 from .progress import LineWriter, RateMeter, format_time, parse_keys, playback_line
 
 SEEK_STEP = 10.0
@@ -42,8 +42,12 @@ OPEN_ERRORS = (StreamError, ValueError, UnsupportedFormatError, OSError)
 
 def add_queue_arguments(play: argparse.ArgumentParser) -> None:
     """``play``'s queue and loudness options."""
-    play.add_argument("--replaygain", choices=MODES, default="off",
-                      help="apply the tracks' ReplayGain tags, not clipping past their peak (default: off)")
+    play.add_argument(
+        "--replaygain",
+        choices=MODES,
+        default="off",
+        help="apply the tracks' ReplayGain tags, not clipping past their peak (default: off)",
+    )
     play.add_argument(
         "--shuffle", action="store_true", help="play the sources (and playlist entries) in a random order"
     )
@@ -303,7 +307,12 @@ def _volume_text(volume: float) -> str:
 
 
 def _status_line(
-    status: Any, ranges: Any, size: int, rate: Optional[float], writer: LineWriter, notice: str = "",
+    status: Any,
+    ranges: Any,
+    size: int,
+    rate: Optional[float],
+    writer: LineWriter,
+    notice: str = "",
     offline: bool = False,
 ) -> str:
     width = _terminal_width() if writer.tty else 100

@@ -13,11 +13,23 @@ import re
 from pathlib import Path
 from typing import Any, TextIO
 
-from .common import SourceError, UsageError, _one_line, _options
 from ..events import ReaderWaiting, RequestCancelled, RequestStarted, Seek
 from ..trace.story import OpenFailed, Story, run
+from .common import SourceError, UsageError, _one_line, _options
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+}
 _SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 EPILOG = """\
@@ -54,20 +66,50 @@ def position_arg(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
-    parser.add_argument("-o", "--output", default="trace.svg", metavar="FILE",
-                        help="the drawing: .svg, or .html for a page (default: trace.svg)")
-    parser.add_argument("--seek", dest="seeks", action="append", type=position_arg, default=[], metavar="POS",
-                        help="after reading, seek here and read again (repeatable): bytes (3MiB), --seek=-1MiB from the end, 80%%")
-    parser.add_argument("--read", type=size_arg, default=None, metavar="BYTES",
-                        help="bytes read at each position (default: to the end; 1MiB with --seek)")
-    parser.add_argument("--read-seconds", type=float, default=None, metavar="S",
-                        help="stop reading at a position after this long")
-    parser.add_argument("--rate", type=size_arg, default=None, metavar="BYTES",
-                        help="read at most this many bytes per second, like a player (default: as fast as it comes)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="trace.svg",
+        metavar="FILE",
+        help="the drawing: .svg, or .html for a page (default: trace.svg)",
+    )
+    parser.add_argument(
+        "--seek",
+        dest="seeks",
+        action="append",
+        type=position_arg,
+        default=[],
+        metavar="POS",
+        help="after reading, seek here and read again (repeatable): bytes (3MiB), --seek=-1MiB from the end, 80%%",
+    )
+    parser.add_argument(
+        "--read",
+        type=size_arg,
+        default=None,
+        metavar="BYTES",
+        help="bytes read at each position (default: to the end; 1MiB with --seek)",
+    )
+    parser.add_argument(
+        "--read-seconds", type=float, default=None, metavar="S", help="stop reading at a position after this long"
+    )
+    parser.add_argument(
+        "--rate",
+        type=size_arg,
+        default=None,
+        metavar="BYTES",
+        help="read at most this many bytes per second, like a player (default: as fast as it comes)",
+    )
     parser.add_argument("--priority", choices=("high", "low"), default="high", help="the traced stream's priority")
-    parser.add_argument("--preload", action="append", default=[], metavar="URL",
-                        help="a Low stream reading this URL through on the same Downloader (repeatable)")
-    parser.add_argument("--max-concurrent", type=int, default=2, metavar="N", help="the Downloader's places (default 2)")
+    parser.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Low stream reading this URL through on the same Downloader (repeatable)",
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=2, metavar="N", help="the Downloader's places (default 2)"
+    )
     parser.add_argument("--read-ahead", type=size_arg, default=None, metavar="BYTES", help="the streams' read-ahead")
     parser.add_argument("--max-fetch", type=size_arg, default=None, metavar="BYTES", help="the largest request")
     parser.add_argument("--title", default=None, help="the drawing's title (default: the URL)")

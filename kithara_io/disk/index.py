@@ -114,7 +114,11 @@ def _field(body: Dict[str, Any], name: str, kind: type, optional: bool = False) 
     value = body.get(name)
     if value is None and optional:
         return None
-    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not _encodable(name, value)):
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        or (isinstance(value, str) and not _encodable(name, value))
+    ):
         raise CorruptIndex(f"bad {name!r}")
     return value
 

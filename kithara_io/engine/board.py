@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..events import DownloaderStalled, FetchInfo
 from ..reading.planning import is_urgent
-from .scheduling import FetchCommand, Outcome, SlotQueues, _State
 from ..stats import DownloaderCounters, DownloaderStats
+from .scheduling import FetchCommand, Outcome, SlotQueues, _State
 from .watchdog import StallTracker
 
 Aborts = List[Tuple[FetchCommand, Callable[[], Any]]]

@@ -12,8 +12,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional
 
-from .board import Board
 from ..events import DownloaderStalled
+from .board import Board
 from .scheduling import FetchCommand, plan_pass
 from .watchdog import StallTracker, classify
 

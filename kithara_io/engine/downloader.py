@@ -39,18 +39,17 @@ stream leaves no thread behind, even on the shared default downloader.
 
 from __future__ import annotations
 
-
 import logging
 import os
 import threading
 import time
 from typing import Any, Callable, Hashable, List, Optional, Tuple, Type, Union
 
-from .board import Aborts, Board
-from .dispatcher import Workers
 from ..events import DownloaderStalled, Event, EventBus, RequestCancelled, RequestEnqueued, RequestStarted, Subscription
 from ..reading.planning import Priority, is_urgent
 from ..stats import DownloaderStats
+from .board import Aborts, Board
+from .dispatcher import Workers
 from .scheduling import FetchCommand, Outcome, SlotQueues, _State, may_start_inline, plan_pass
 from .watchdog import StallTracker
 
@@ -505,4 +504,3 @@ def default_downloader() -> Downloader:
         if _default is None or _default.closed:
             _default = Downloader()
         return _default
-

@@ -26,9 +26,7 @@ from .redirects import follow
 from .response import Response
 from .urls import origin, request_target, without_userinfo
 
-OnConnect = Callable[
-    [Any], None
-]  # called with the connection (``sock``/``kept_sock``) before sending
+OnConnect = Callable[[Any], None]  # called with the connection (``sock``/``kept_sock``) before sending
 
 
 class Client:
@@ -98,9 +96,7 @@ class Client:
                 tunnel = (
                     bare,
                     port,
-                    {"Proxy-Authorization": proxy.authorization}
-                    if proxy.authorization
-                    else {},
+                    {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {},
                 )
             else:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
@@ -110,15 +106,11 @@ class Client:
         try:
             if conn is None:
                 tls = policy.tls_context(url) if scheme == "https" else None
-                conn = new_connection(
-                    *via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel
-                )
+                conn = new_connection(*via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel)
                 self.pool.opened(conn)
                 conn.connect()
                 if conn.sock is not None:
-                    conn.sock.settimeout(
-                        policy.timeout.read
-                    )  # per gap between reads from now on
+                    conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
             if on_connect is not None:
                 on_connect(conn)
             conn.request(method, target, headers=sent)
@@ -146,12 +138,8 @@ class Client:
     ) -> Response:
         """The request over a plain (or TLS) socket, accepting ``ICY 200 OK``."""
         policy = self.policy
-        context = (
-            policy.tls_context(url) if origin(url)[0] == "https" else True
-        )  # True: plain http
-        attach = (
-            None if on_connect is None else (lambda sock: on_connect(_Socket(sock)))
-        )
+        context = policy.tls_context(url) if origin(url)[0] == "https" else True  # True: plain http
+        attach = None if on_connect is None else (lambda sock: on_connect(_Socket(sock)))
         try:
             raw = request_icy(
                 without_userinfo(url),

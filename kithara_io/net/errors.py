@@ -18,9 +18,7 @@ from ..errors import (
 )
 
 
-def connection_error(
-    exc: BaseException, url: str, span: Optional[tuple]
-) -> StreamError:
+def connection_error(exc: BaseException, url: str, span: Optional[tuple]) -> StreamError:
     """The StreamError for a request that got no answer: a certificate that cannot be
     verified is its own, permanent error; a proxy refusing the tunnel is its HTTP status
     (407 is not retried, 5xx are); anything else is a (transient) connection failure."""
@@ -45,9 +43,7 @@ def connection_error(
     refusal = _tunnel_refusal(exc)
     if refusal is not None:
         status, reason = refusal
-        return HTTPStatusError(
-            status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span
-        )
+        return HTTPStatusError(status, f"{reason} from the proxy".lstrip(), url=url, byte_range=span)
     return ConnectionFailedError("request failed", url=url, byte_range=span, cause=exc)
 
 

@@ -44,9 +44,7 @@ def without_credentials(headers: Mapping[str, str]) -> Dict[str, str]:
 
 
 def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(
-        f"{user}:{password}".encode("latin-1", "replace")
-    ).decode("ascii")
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode("latin-1", "replace")).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -171,9 +169,7 @@ def _userinfo_auth(url: str) -> Optional[str]:
     parts = urllib.parse.urlsplit(url)
     if parts.username is None:
         return None
-    return basic_auth(
-        urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
-    )
+    return basic_auth(urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
 
 
 def _netrc_auth(url: str) -> Optional[str]:

@@ -19,9 +19,9 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 class TooManyRedirectsError(InvalidResponseError):
     """More redirects than ``max_redirects`` (with 0: any redirect)."""
-_DRAIN = (
-    64 * 1024
-)  # a redirect's body is read up to this to keep the connection, else dropped
+
+
+_DRAIN = 64 * 1024  # a redirect's body is read up to this to keep the connection, else dropped
 
 
 def resolve(answered: str, location: str) -> str:
@@ -32,23 +32,17 @@ def resolve(answered: str, location: str) -> str:
         parsed = urllib3.util.parse_url(target)
         port = parsed.port
     except (ValueError, urllib3.exceptions.LocationParseError) as exc:
-        raise InvalidResponseError(
-            "redirected to a URL that cannot be fetched", url=answered, cause=exc
-        ) from None
+        raise InvalidResponseError("redirected to a URL that cannot be fetched", url=answered, cause=exc) from None
     if (
         (parsed.scheme or "").lower() not in ("http", "https")
         or not parsed.host
         or (port is not None and not 0 < port < 65536)
     ):
-        raise InvalidResponseError(
-            f"redirected to a URL that cannot be fetched: {target}", url=answered
-        )
+        raise InvalidResponseError(f"redirected to a URL that cannot be fetched: {target}", url=answered)
     return target
 
 
-def follow(
-    send: Callable[[str], Response], url: str, max_redirects: int, *, keep: bool = True
-) -> Response:
+def follow(send: Callable[[str], Response], url: str, max_redirects: int, *, keep: bool = True) -> Response:
     """``send(url)`` and then each redirect's target, until an answer that is no redirect.
     ``keep`` False: a redirect's connection is closed, never given back to the pool (an abort
     handle that saw it must not reach it once another request uses it)."""

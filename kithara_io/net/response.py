@@ -30,9 +30,7 @@ class Response:
     ) -> None:
         self.status: int = raw.status
         self.reason: str = raw.reason or ""
-        self.headers: Mapping[str, str] = (
-            raw.headers
-        )  # case-insensitive (http.client.HTTPMessage)
+        self.headers: Mapping[str, str] = raw.headers  # case-insensitive (http.client.HTTPMessage)
         self.url = url
         self.history = history or []  # the URLs asked before, when redirected
         self.connection = conn  # what an abort shuts down (``sock`` / ``kept_sock``)
@@ -42,9 +40,7 @@ class Response:
         self._method = method
         self._received = 0
         chunked = "chunked" in raw.headers.get("Transfer-Encoding", "").lower()
-        self._expected = (
-            None if chunked else content_length(raw.headers.get("Content-Length"))
-        )
+        self._expected = None if chunked else content_length(raw.headers.get("Content-Length"))
         if method == "HEAD" or raw.status in _EMPTY_STATUSES or 100 <= raw.status < 200:
             self._expected = 0
 

@@ -34,14 +34,8 @@ def resolve_verify(verify: Verify) -> Verify:
 def context_for(verify: Verify, cert: CertSpec) -> ssl.SSLContext:
     """The shared context for these settings (``verify`` already resolved). Raises OSError
     or ``ssl.SSLError`` for a bundle or certificate that cannot be loaded."""
-    ca = (
-        None
-        if verify is False
-        else (verify if isinstance(verify, str) else requests.certs.where())
-    )
-    cert_file, key_file = (
-        (cert if isinstance(cert, tuple) else (cert, None)) if cert else (None, None)
-    )
+    ca = None if verify is False else (verify if isinstance(verify, str) else requests.certs.where())
+    cert_file, key_file = (cert if isinstance(cert, tuple) else (cert, None)) if cert else (None, None)
     stamps = tuple(_stamp(p) for p in (ca, cert_file, key_file))
     with _LOCK:  # parallel first requests of a stream would load it twice at once
         return _load(ca, cert_file, key_file, stamps)
@@ -66,12 +60,8 @@ os.register_at_fork(after_in_child=_fresh_lock)
 
 
 @functools.lru_cache(maxsize=16)
-def _load(
-    ca: Optional[str], cert_file: Optional[str], key_file: Optional[str], stamps: tuple
-) -> ssl.SSLContext:
-    context = ssl.SSLContext(
-        ssl.PROTOCOL_TLS_CLIENT
-    )  # hostname checked, certificate required
+def _load(ca: Optional[str], cert_file: Optional[str], key_file: Optional[str], stamps: tuple) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname checked, certificate required
     if ca is None:  # verify=False
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -30,9 +30,7 @@ def without_userinfo(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(
-        (parts.scheme, host, parts.path, parts.query, parts.fragment)
-    )
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 @functools.lru_cache(maxsize=512)

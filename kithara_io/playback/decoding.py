@@ -123,10 +123,12 @@ class Decoding:
             self._waiting_more = True  # what the ring holds may start playing (see _callback)
             self._cond.notify_all()
             self._cond.wait_for(
-                lambda: self._stopping
-                or not self._order.more_coming
-                or generation != self._generation
-                or self._order.following(index) is not None
+                lambda: (
+                    self._stopping
+                    or not self._order.more_coming
+                    or generation != self._generation
+                    or self._order.following(index) is not None
+                )
             )
             self._waiting_more = False
             return self._order.following(index) if generation == self._generation else None

@@ -191,9 +191,20 @@ class Player(Decoding, SpeedControl, QueueControl):
             underruns, silence = self._underruns, self._silence_frames / rate
             device_underflows, error = self._device_underflows, self._error
         return PlaybackStatus(
-            state=state, track=index, position=position, duration=track.duration, samplerate=track.samplerate,
-            output_samplerate=rate, codec=track.codec, title=track.title, audio=track.audio, buffered=buffered,
-            underruns=underruns, silence=silence, device_underflows=device_underflows, error=error,
+            state=state,
+            track=index,
+            position=position,
+            duration=track.duration,
+            samplerate=track.samplerate,
+            output_samplerate=rate,
+            codec=track.codec,
+            title=track.title,
+            audio=track.audio,
+            buffered=buffered,
+            underruns=underruns,
+            silence=silence,
+            device_underflows=device_underflows,
+            error=error,
         )  # fmt: skip; the title outside the lock: it asks the stream (radio metadata)
 
     # -- control -------------------------------------------------------------------------
@@ -274,9 +285,7 @@ class Player(Decoding, SpeedControl, QueueControl):
         playback resumes at that frame once rebuffered. False if playback is over, or the
         track is a live stream (no duration: nothing to seek in)."""
         with self._cond:
-            if self._closed or self._error is not None or self._state in (
-                State.FINISHED, State.STOPPED, State.FAILED
-            ):
+            if self._closed or self._error is not None or self._state in (State.FINISHED, State.STOPPED, State.FAILED):
                 return False
             index = self._position_locked()[0]
             if self._tracks[index].duration is None:
@@ -323,10 +332,12 @@ class Player(Decoding, SpeedControl, QueueControl):
         timeout. Only meaningful after :meth:`play`."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._stopping
-                or self._decoder_eof
-                or self._waiting_more
-                or (self._ring is not None and self._ring.count >= self._prebuffer),
+                lambda: (
+                    self._stopping
+                    or self._decoder_eof
+                    or self._waiting_more
+                    or (self._ring is not None and self._ring.count >= self._prebuffer)
+                ),
                 timeout,
             )
 

@@ -168,7 +168,9 @@ class PyAVDecoder:
 
     def read(self, frames: int) -> np.ndarray:
         have = sum(len(p) for p in self._pending)
-        while self._usable(have) < frames and (self._limit is None or self._position + have < self._limit or self._window_ends()):
+        while self._usable(have) < frames and (
+            self._limit is None or self._position + have < self._limit or self._window_ends()
+        ):
             block = self._next_block()
             if block is None:
                 break
@@ -269,7 +271,11 @@ class PyAVDecoder:
         window, reader = self._window, self._reader
         if window is None or window.end is None:
             return False
-        if getattr(reader, "error", None) is not None or getattr(reader, "interrupted", False) or getattr(reader, "cancelled", False):
+        if (
+            getattr(reader, "error", None) is not None
+            or getattr(reader, "interrupted", False)
+            or getattr(reader, "cancelled", False)
+        ):
             return False  # not the window's end: the owner handles it
         self._open_container(window.end)
         self._frames = self._decode()
@@ -324,7 +330,11 @@ class PyAVDecoder:
             data = map_channels(data, channel_matrix(data.shape[1], self.channels))
         if frame.pts is None or frame.time_base is None:
             return None, data
-        first = int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate)) + self._offset + self._origin
+        first = (
+            int(round((frame.pts * frame.time_base - self._start * self._time_base) * self.samplerate))
+            + self._offset
+            + self._origin
+        )
         return first, data
 
     def _next_block(self) -> Optional[np.ndarray]:

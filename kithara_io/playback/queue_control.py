@@ -87,9 +87,7 @@ class QueueControl:
     def _jump_to(self, forward: bool) -> bool:
         """To the start of the next (previous) track in the play order; see next()."""
         with self._cond:
-            if self._closed or self._error is not None or self._state in (
-                State.FINISHED, State.STOPPED, State.FAILED
-            ):
+            if self._closed or self._error is not None or self._state in (State.FINISHED, State.STOPPED, State.FAILED):
                 return False
             index = self._position_locked()[0]
             target = self._order.following(index, manual=True) if forward else self._order.preceding(index)
@@ -98,4 +96,3 @@ class QueueControl:
             decoding = self._jump_locked(index if target is None else target, 0)
         decoding.reader.interrupt()
         return True
-

@@ -195,7 +195,9 @@ def _replaygain(values: Dict[str, List[str]]) -> ReplayGain:
     track = number("replaygain_track_gain", parse_gain)
     album = number("replaygain_album_gain", parse_gain)
     if track is None and album is None:  # Opus: R128 gains, no peaks
-        return ReplayGain(track_gain=number("r128_track_gain", parse_r128), album_gain=number("r128_album_gain", parse_r128))
+        return ReplayGain(
+            track_gain=number("r128_track_gain", parse_r128), album_gain=number("r128_album_gain", parse_r128)
+        )
     return ReplayGain(
         track_gain=track,
         track_peak=number("replaygain_track_peak", parse_peak),

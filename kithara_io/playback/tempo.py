@@ -116,4 +116,3 @@ class Tempo:
         if not pieces:
             return np.zeros((0, self.channels), dtype=np.float32)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-

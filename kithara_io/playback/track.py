@@ -52,7 +52,9 @@ class Track:
         # Both at open: status() must not ask a stream that may be closed by then.
         self.bitrate: Optional[int] = self._bitrate()
         # "MP3 192 kbit/s", "FLAC 24-bit 96 kHz", "AAC 256 kbit/s 5.1": whichever decoder.
-        self.audio: str = audio_words(self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate)
+        self.audio: str = audio_words(
+            self.codec_words, self.format, self.samplerate, self.channels, self.bits, self.bitrate
+        )
 
     def _bitrate(self) -> Optional[int]:
         """Bits per second: what the file's headers tell, else a station's ``icy-br``, else
@@ -162,4 +164,3 @@ def _raise_interrupt(reader: SafeReader) -> None:
     if error is not None and not isinstance(error, Exception):
         reader.error = None
         raise error
-

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, overload
 
-from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from ..errors import StreamClosedError, StreamError
+from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from .ranges import RangeSet
 
 T = TypeVar("T")

@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, cast
 
-from .cache import SparseCache
 from ..engine.downloader import Downloader
+from ..engine.scheduling import FetchCommand
 from ..errors import ConnectionFailedError, InvalidResponseError, StreamError, TruncatedBodyError
 from ..events import Event, FirstByte, Progress, RequestRetrying
 from ..options import StreamOptions
-from .planning import FetchPlan, LinkEstimate
 from ..retry import Attempt, Timeout
-from ..engine.scheduling import FetchCommand
 from ..sources.base import Abort, Body, Source, WholePieces
+from .cache import SparseCache
+from .planning import FetchPlan, LinkEstimate
 from .turns import Turns
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,9 @@ class _Receipt:
         self.trusted = link.measured  # else the rate of this body once it has delivered enough
         self.counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
         self.speed = _SpeedCheck(timeout, self.started) if not body.from_disk else None
-        self.one_call = callable(getattr(body, "read_piece", None))  # WholePieces (isinstance on a Protocol costs ~25 us)
+        self.one_call = callable(
+            getattr(body, "read_piece", None)
+        )  # WholePieces (isinstance on a Protocol costs ~25 us)
 
 
 class _SpeedCheck:

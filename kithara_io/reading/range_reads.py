@@ -27,13 +27,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from .blocks import BLOCK_SIZE, joined
-from .cache import Wait
 from ..engine.downloader import FetchCommand
 from ..options import StreamOptions
+from ..stats import StreamCounters
+from .blocks import BLOCK_SIZE, joined
+from .cache import Wait
 from .planning import FetchPlan, Priority
 from .schedule import FetchScheduling
-from ..stats import StreamCounters
 
 MAX_GAP = 1 << 20  # ranges closer than this are one request (object_store's coalesce default)
 
@@ -177,5 +177,3 @@ class RangeReads(FetchScheduling):
             here: Optional[FetchCommand] = self._demand(lo, hi)
             if here is not None:
                 self._hand_over(here, inline=True)
-
-

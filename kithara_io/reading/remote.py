@@ -22,8 +22,13 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from .cache import SparseCache, Wait, joined
 from ..engine.downloader import Downloader, FetchCommand, Outcome
+from ..errors import (
+    ConnectionFailedError,
+    StreamClosedError,
+    StreamError,
+    server_unreachable,
+)
 from ..events import (
     REQUEST_EVENTS,
     Event,
@@ -34,18 +39,13 @@ from ..events import (
     RequestFailed,
     Seek,
 )
-from ..errors import (
-    ConnectionFailedError,
-    StreamClosedError,
-    StreamError,
-    server_unreachable,
-)
 from ..options import StreamOptions
-from .fetching import Fetch, FetchLoop
-from .range_reads import RangeReads
-from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
 from ..sources.base import Abort, Body, Source
 from ..stats import StreamCounters, StreamStats
+from .cache import SparseCache, Wait, joined
+from .fetching import Fetch, FetchLoop
+from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
+from .range_reads import RangeReads
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ class RemoteReader(RangeReads):
                     self._submit_tail_probe_locked()
             limit = self._opt.timeout.open
             if self._cache.wait_for_size(limit) is None:
-                raise ConnectionFailedError(f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url)
+                raise ConnectionFailedError(
+                    f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url
+                )
         except UnknownLength:
             self.close()
             return self._handover

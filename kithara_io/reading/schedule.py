@@ -12,15 +12,24 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from .cache import CacheView, SparseCache
 from ..engine.downloader import Downloader, FetchCommand, Outcome
 from ..errors import ConnectionFailedError, StreamClosedError, StreamError
 from ..events import EventBus
-from .fetching import UNKNOWN_END, Fetch, FetchLoop
 from ..options import StreamOptions
-from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority, first_missing, keep_running, next_fetch, tail_fetch
 from ..sources.base import Source
 from ..stats import StreamCounters
+from .cache import CacheView, SparseCache
+from .fetching import UNKNOWN_END, Fetch, FetchLoop
+from .planning import (
+    AccessPattern,
+    FetchPlan,
+    LinkEstimate,
+    Priority,
+    first_missing,
+    keep_running,
+    next_fetch,
+    tail_fetch,
+)
 
 
 class FetchScheduling:

@@ -45,10 +45,14 @@ def check_encodings(answer: Answer, span: tuple) -> None:
     if "icy-metaint" in answer.headers and (answer.status == 206 or answer_length(answer) is not None):
         # Metadata interleaved every N bytes of a file with a length: its offsets would not
         # be the file's. Only a live answer (no length) is demuxed, by the live reader.
-        raise InvalidResponseError("server interleaves ICY metadata in a file of known length", url=url, byte_range=span)
+        raise InvalidResponseError(
+            "server interleaves ICY metadata in a file of known length", url=url, byte_range=span
+        )
     transfer = answer.headers.get("Transfer-Encoding")
     if transfer is not None and transfer.strip().lower() not in ("", "chunked"):
-        raise InvalidResponseError(f"server sent an unsupported Transfer-Encoding {transfer!r}", url=url, byte_range=span)
+        raise InvalidResponseError(
+            f"server sent an unsupported Transfer-Encoding {transfer!r}", url=url, byte_range=span
+        )
 
 
 STORED_SUFFIXES = {
@@ -61,6 +65,8 @@ STORED_SUFFIXES = {
     "zstd": (".zst",),
     "compress": (".z",),
 }
+
+
 def path_ends(url: str, suffixes: Tuple[str, ...]) -> bool:
     path = (urllib3.util.parse_url(url).path or "").lower()
     return bool(suffixes) and path.endswith(suffixes)
@@ -94,4 +100,11 @@ def answer_length(answer: Answer) -> Optional[int]:
     return content_length(answer.headers.get("Content-Length"))
 
 
-__all__ = ["answer_length", "check_content_range", "check_encodings", "disposition_filename", "may_be_a_slice", "path_ends"]
+__all__ = [
+    "answer_length",
+    "check_content_range",
+    "check_encodings",
+    "disposition_filename",
+    "may_be_a_slice",
+    "path_ends",
+]

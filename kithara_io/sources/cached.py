@@ -28,8 +28,8 @@ import threading
 from typing import Callable, Optional, Tuple
 
 from ..disk import CacheEntry
-from ..reading.ranges import RangeSet
 from ..errors import ConnectionFailedError, StreamError, server_unreachable
+from ..reading.ranges import RangeSet
 from .base import Body, Validators
 from .http import AbortHandle, HttpSource
 
@@ -73,7 +73,10 @@ class DiskBody:
             # this read (two processes pinning the same URL at once; the later reset wins).
             # Transient: the retry asks again, and the bytes then come from the network.
             raise ConnectionFailedError(
-                "the disk cache entry changed while being read", url=self.url, byte_range=(self.position, self.end), cause=exc
+                "the disk cache entry changed while being read",
+                url=self.url,
+                byte_range=(self.position, self.end),
+                cause=exc,
             ) from exc
         self.position += n
         return n
@@ -98,7 +101,13 @@ class TeeBody:
         self._on_disk_failure = on_disk_failure
         self._uncommitted = 0
         self._writing = True
-        self.url, self.start, self.end, self.total, self.ranged = body.url, body.start, body.end, body.total, body.ranged
+        self.url, self.start, self.end, self.total, self.ranged = (
+            body.url,
+            body.start,
+            body.end,
+            body.total,
+            body.ranged,
+        )
 
     @property
     def position(self) -> int:
@@ -241,9 +250,7 @@ class DiskCachedSource:
         return self._tee(body) if body is not None else None
 
     # -- internals ---------------------------------------------------------------------
-    def _revalidate(
-        self, start: int, end: Optional[int], abort: Optional[AbortHandle]
-    ) -> Tuple[Optional[Body], int]:
+    def _revalidate(self, start: int, end: Optional[int], abort: Optional[AbortHandle]) -> Tuple[Optional[Body], int]:
         """Ask the server once whether the entry's version is current. Returns the answer's
         body when the server sent one (a changed resource, or no conditional support), None
         when the entry serves the range (304, offline) or another thread revalidated; and

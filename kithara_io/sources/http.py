@@ -13,12 +13,19 @@ import logging
 import threading
 from typing import Callable, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 
-from ..headers import content_range, unsatisfied_range
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
-from ..retry import Timeout, parse_retry_after
-from .answers import answer_length, check_content_range, check_encodings, disposition_filename, may_be_a_slice, path_ends
-from .base import Validators
+from ..headers import content_range, unsatisfied_range
 from ..net import Client, Policy
+from ..retry import Timeout, parse_retry_after
+from .answers import (
+    answer_length,
+    check_content_range,
+    check_encodings,
+    disposition_filename,
+    may_be_a_slice,
+    path_ends,
+)
+from .base import Validators
 from .transport import AbortHandle, Answer, HttpBody, connection_error
 
 log = logging.getLogger(__name__)
@@ -131,9 +138,15 @@ class HttpSource:
             total = parsed[2] if parsed is not None else None
             if parsed is not None and total is not None:
                 check_content_range(header, parsed[0], parsed[1], total, answer.url, None)
-            if parsed is None or total is None or total > _MAX_TOTAL or parsed[:2] != (
-                max(0, total - length),
-                total - 1,
+            if (
+                parsed is None
+                or total is None
+                or total > _MAX_TOTAL
+                or parsed[:2]
+                != (
+                    max(0, total - length),
+                    total - 1,
+                )
             ):
                 raise InvalidResponseError(
                     f"Content-Range {header!r} does not match the requested last {length} bytes", url=answer.url
@@ -163,7 +176,12 @@ class HttpSource:
                     answer.close()
                     self.pin(known, final_url=answer.url)
                     return None
-                if answer.status == 416 and start == 0 and self._pinned is None and "Content-Range" not in answer.headers:
+                if (
+                    answer.status == 416
+                    and start == 0
+                    and self._pinned is None
+                    and "Content-Range" not in answer.headers
+                ):
                     # An empty file on a server that says so without the length (RangeHTTPServer):
                     # ask without Range to learn it.
                     answer.close()

@@ -130,7 +130,9 @@ class _Running:
             return True
 
 
-def _read(stream: Any, amount: Optional[int], seconds: Optional[float], rate: Optional[float], stop: threading.Event) -> int:
+def _read(
+    stream: Any, amount: Optional[int], seconds: Optional[float], rate: Optional[float], stop: threading.Event
+) -> int:
     """Read up to ``amount`` bytes (None: to the end), for at most ``seconds``; returns the count."""
     started, got = time.monotonic(), 0
     while amount is None or got < amount:
@@ -163,7 +165,13 @@ def run(story: Story, recorder: Optional[Recorder] = None) -> Recorder:
 
     def preload(url: str, name: str) -> None:
         try:
-            with _open(url, priority="low", downloader=downloader, on_event=running.listener(name, rec.listener(name)), **story.options) as f:
+            with _open(
+                url,
+                priority="low",
+                downloader=downloader,
+                on_event=running.listener(name, rec.listener(name)),
+                **story.options,
+            ) as f:
                 with lock:
                     streams.append(f)
                 _read(f, story.preload_read, None, None, stop)
@@ -201,12 +209,18 @@ def run(story: Story, recorder: Optional[Recorder] = None) -> Recorder:
     return rec
 
 
-def _main(story: Story, rec: Recorder, running: _Running, downloader: Downloader, stop: threading.Event, names: List[str]) -> None:
+def _main(
+    story: Story, rec: Recorder, running: _Running, downloader: Downloader, stop: threading.Event, names: List[str]
+) -> None:
     name = stream_name(story.url, names)
     names.append(name)
     amount = story.read if story.read is not None else (MiB if story.seeks else None)
     with _open(
-        story.url, priority=story.priority, downloader=downloader, on_event=running.listener(name, rec.listener(name)), **story.options
+        story.url,
+        priority=story.priority,
+        downloader=downloader,
+        on_event=running.listener(name, rec.listener(name)),
+        **story.options,
     ) as f:
         targets = [position(s, f.size) for s in story.seeks]
         _read(f, amount, story.read_seconds, story.rate, stop)

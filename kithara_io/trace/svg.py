@@ -76,13 +76,17 @@ def render(timeline: Timeline, title: str = "") -> str:
     c = _Canvas(timeline)
     y: float = 34 if title else 10
     if title:
-        c.add(f"<text x='{LEFT}' y='20' font-weight='bold' font-family='DejaVu Sans, Verdana, sans-serif' font-size='14'>{escape(title)}</text>")
+        c.add(
+            f"<text x='{LEFT}' y='20' font-weight='bold' font-family='DejaVu Sans, Verdana, sans-serif' font-size='14'>{escape(title)}</text>"
+        )
     lanes: List[Tuple[str, float, float]] = []  # label, top, bottom
     reader_y: Dict[str, float] = {}
     for stream in timeline.streams:
         lanes.append((f"reader: {stream}", y, y + READER_LANE))
         reader_y[stream] = y
-        c.add(f"<rect {_attrs(class_='lane reader', data_stream=stream, x=0, y=y, width=WIDTH, height=READER_LANE)} fill='#f7f7f7'/>")
+        c.add(
+            f"<rect {_attrs(class_='lane reader', data_stream=stream, x=0, y=y, width=WIDTH, height=READER_LANE)} fill='#f7f7f7'/>"
+        )
         y += READER_LANE + 2
     slot_y: Dict[int, float] = {}
     for slot in timeline.slots:
@@ -90,7 +94,9 @@ def render(timeline: Timeline, title: str = "") -> str:
         slot_y[slot] = y
         lanes.append((f"slot {slot}\n{SLOT_NAMES[slot] if slot < len(SLOT_NAMES) else '?'}", y, y + height))
         shade = "#eef3fa" if slot % 2 == 0 else "#f5f8fc"
-        c.add(f"<rect {_attrs(class_='lane slot', data_slot=slot, x=0, y=y, width=WIDTH, height=height)} fill='{shade}'/>")
+        c.add(
+            f"<rect {_attrs(class_='lane slot', data_slot=slot, x=0, y=y, width=WIDTH, height=height)} fill='{shade}'/>"
+        )
         y += height + 2
     for label, top, bottom in lanes:
         first, _, second = label.partition("\n")
@@ -170,7 +176,9 @@ def _bar(c: _Canvas, b: Bar, lane_top: float) -> None:
     c.add(f"<g><rect {attrs} fill='{colour}' fill-opacity='0.85'{stroke}><title>{escape(tip)}</title></rect>")
     if b.first_byte is not None and b.first_byte > b.start:  # waiting for the headers: paler
         fx = min(c.x(b.first_byte), x1)
-        c.add(f"<rect x='{_num(x0)}' y='{_num(top)}' width='{_num(fx - x0)}' height='{ROW}' fill='#ffffff' fill-opacity='0.55'/>")
+        c.add(
+            f"<rect x='{_num(x0)}' y='{_num(top)}' width='{_num(fx - x0)}' height='{ROW}' fill='#ffffff' fill-opacity='0.55'/>"
+        )
     c.add("</g>")
 
 
@@ -211,7 +219,9 @@ def _stream_mark(c: _Canvas, m: Mark, lane_top: float, chart_top: float, chart_b
 
 def _axis(c: _Canvas, top: float, bottom: float) -> float:
     step = nice_step(c.span)
-    c.add(f"<g class='axis'><line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{_num(bottom)}' y2='{_num(bottom)}' stroke='#000'/>")
+    c.add(
+        f"<g class='axis'><line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{_num(bottom)}' y2='{_num(bottom)}' stroke='#000'/>"
+    )
     for i in range(int(c.span / step) + 1):
         t = i * step
         x = c.x(c.tl.t0 + t)
@@ -228,7 +238,10 @@ def _legend_items(c: _Canvas) -> Iterator[Tuple[str, str]]:
     """(symbol SVG at the origin, text) pairs."""
     for stream, colour in c.colours.items():
         yield f"<rect x='0' y='-9' width='18' height='10' fill='{colour}'/>", f"request of {stream}"
-    yield "<rect x='0' y='-9' width='18' height='10' fill='#888'/><rect x='0' y='-9' width='7' height='10' fill='#fff' fill-opacity='0.55'/>", "pale: before the first byte"
+    yield (
+        "<rect x='0' y='-9' width='18' height='10' fill='#888'/><rect x='0' y='-9' width='7' height='10' fill='#fff' fill-opacity='0.55'/>",
+        "pale: before the first byte",
+    )
     yield "<line x1='0' x2='18' y1='-4' y2='-4' stroke='#555' stroke-dasharray='2,2'/>", "queued"
     yield "<rect x='0' y='-9' width='18' height='10' fill='url(#hatch)' stroke='#555'/>", "reader waits"
     yield "<path d='M4,-9L14,-9L9,0Z' fill='#555'/>", "seek"
@@ -246,7 +259,9 @@ def _legend(c: _Canvas, y: float) -> float:
         width = 26 + 6.5 * len(text) + 14
         if x + width > WIDTH - RIGHT:
             x, line = LEFT, line + 18
-        c.add(f"<g transform='translate({_num(x)},{_num(line)})'>{symbol}<text x='24' y='0' {FONT}>{escape(text)}</text></g>")
+        c.add(
+            f"<g transform='translate({_num(x)},{_num(line)})'>{symbol}<text x='24' y='0' {FONT}>{escape(text)}</text></g>"
+        )
         x += width
     c.add("</g>")
     return line + 10

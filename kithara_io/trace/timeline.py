@@ -30,7 +30,12 @@ from ..events import (
 )
 
 #: What the four Downloader slots hold (``planning.slot_index``), as lane labels.
-SLOT_NAMES = ("High stream, High request", "High stream, Low request", "Low stream, High request", "Low stream, Low request")
+SLOT_NAMES = (
+    "High stream, High request",
+    "High stream, Low request",
+    "Low stream, High request",
+    "Low stream, Low request",
+)
 
 
 class Stamped(NamedTuple):
@@ -139,7 +144,9 @@ def build(events: Sequence[Stamped], until: Optional[float] = None) -> Timeline:
             b = bar(s, ev.request_id)
             b.bytes = max(b.bytes, ev.total)
         elif isinstance(ev, RequestRetrying):
-            marks.append(Mark("retry", s.t, s.stream, f"retry {ev.attempt} in {ev.delay:.2f} s: {ev.cause}", ev.request_id))
+            marks.append(
+                Mark("retry", s.t, s.stream, f"retry {ev.attempt} in {ev.delay:.2f} s: {ev.cause}", ev.request_id)
+            )
         elif isinstance(ev, (RequestCompleted, RequestFailed, RequestCancelled)):
             b = bar(s, ev.request_id)
             b.end = s.t

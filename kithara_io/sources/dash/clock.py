@@ -26,10 +26,14 @@ from .mpd import parse_date
 log = logging.getLogger(__name__)
 
 DIRECT = frozenset({"urn:mpeg:dash:utc:direct:2014", "urn:mpeg:dash:utc:direct:2012"})
-HTTP = frozenset({
-    "urn:mpeg:dash:utc:http-iso:2014", "urn:mpeg:dash:utc:http-iso:2012",
-    "urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-xsdate:2012",
-})
+HTTP = frozenset(
+    {
+        "urn:mpeg:dash:utc:http-iso:2014",
+        "urn:mpeg:dash:utc:http-iso:2012",
+        "urn:mpeg:dash:utc:http-xsdate:2014",
+        "urn:mpeg:dash:utc:http-xsdate:2012",
+    }
+)
 
 FetchText = Callable[[str], str]  # GET a URL's body as text
 

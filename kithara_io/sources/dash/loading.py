@@ -28,7 +28,12 @@ MAX_INDEX_BYTES = 4 << 20
 
 
 def load_presentation(
-    transport: Transport, first: First, audio: Optional[str], retry: Retry, clock: Clock, deadline: Optional[float] = None
+    transport: Transport,
+    first: First,
+    audio: Optional[str],
+    retry: Retry,
+    clock: Clock,
+    deadline: Optional[float] = None,
 ) -> Presentation:
     """The presentation of an MPD already fetched (``first``: text, content type, final URL)."""
     text, content_type, final = first
@@ -70,7 +75,9 @@ def open_dash(
             return load_presentation(transport, load(transport, where, options.retry), audio, options.retry, clock)
 
         index = initial_variant([v.bandwidth for v in presentation.variants], variant)
-        reader = DashReader(url, presentation, reload, index, variant == "auto", transport, downloader, options, priority)
+        reader = DashReader(
+            url, presentation, reload, index, variant == "auto", transport, downloader, options, priority
+        )
     except BaseException:
         transport.close()
         raise

@@ -168,7 +168,9 @@ def parse_mpd(text: str, url: str) -> Mpd:
         p.duration(root.get("maxSegmentDuration"), "maxSegmentDuration"),
         tuple(periods),
         p.join(url, location) if location else None,
-        tuple(((e.get("schemeIdUri") or "").strip(), (e.get("value") or "").strip()) for e in _children(root, "UTCTiming")),
+        tuple(
+            ((e.get("schemeIdUri") or "").strip(), (e.get("value") or "").strip()) for e in _children(root, "UTCTiming")
+        ),
     )
 
 
@@ -190,12 +192,22 @@ class _Parser:
         roles = tuple((r.get("value") or "").strip().lower() for r in _children(element, "Role") if r.get("value"))
         label = next((_text(e) for e in _children(element, "Label") if _text(e)), element.get("label"))
         channels = _channels(element)
-        reps = tuple(self.representation(r, base, inherited, element, channels) for r in _children(element, "Representation"))
+        reps = tuple(
+            self.representation(r, base, inherited, element, channels) for r in _children(element, "Representation")
+        )
         return AdaptationSet(
-            element.get("id"), element.get("contentType"), element.get("mimeType"), element.get("lang"), roles, label, reps
+            element.get("id"),
+            element.get("contentType"),
+            element.get("mimeType"),
+            element.get("lang"),
+            roles,
+            label,
+            reps,
         )
 
-    def representation(self, element, base: str, inherited: Dict[str, list], parent, channels: Optional[str]) -> Representation:
+    def representation(
+        self, element, base: str, inherited: Dict[str, list], parent, channels: Optional[str]
+    ) -> Representation:
         base = self.base(element, base)
         levels = _addressing_elements(element, inherited)
         rep_id = element.get("id") or ""
@@ -229,7 +241,10 @@ class _Parser:
             if found is not None:
                 timeline = self.timeline(found)
             init = next(iter(_children(element, "Initialization")), init)
-            listed = tuple((u.get("media"), self.range(u.get("mediaRange"), "mediaRange")) for u in _children(element, "SegmentURL"))
+            listed = tuple(
+                (u.get("media"), self.range(u.get("mediaRange"), "mediaRange"))
+                for u in _children(element, "SegmentURL")
+            )
             urls = listed or urls
         timescale = self.count(attrs.get("timescale"), "timescale", 1) or 1
         return Addressing(
@@ -266,7 +281,9 @@ class _Parser:
         try:
             return urllib.parse.urljoin(base, ref.strip())
         except ValueError as exc:
-            raise InvalidResponseError(f"DASH MPD names a malformed URL {ref[:100]!r}", url=self.url, cause=exc) from None
+            raise InvalidResponseError(
+                f"DASH MPD names a malformed URL {ref[:100]!r}", url=self.url, cause=exc
+            ) from None
 
     def number(self, value: Optional[str], what: str, default: Optional[int]) -> Optional[int]:
         """A non-negative integer attribute; ``default`` when absent or blank."""

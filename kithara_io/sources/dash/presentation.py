@@ -49,7 +49,12 @@ def is_audio(adaptation: AdaptationSet) -> bool:
     kind = adaptation.kind
     if kind:
         return kind == "audio"
-    codecs = [c.strip().split(".")[0].lower() for r in adaptation.representations for c in (r.codecs or "").split(",") if c.strip()]
+    codecs = [
+        c.strip().split(".")[0].lower()
+        for r in adaptation.representations
+        for c in (r.codecs or "").split(",")
+        if c.strip()
+    ]
     return bool(codecs) and all(c in _AUDIO for c in codecs)
 
 
@@ -57,7 +62,13 @@ def matches(adaptation: AdaptationSet, wanted: str) -> bool:
     """``wanted`` names the set: its language (``en`` matches ``en-US``), a role, its label or id."""
     wanted = wanted.strip().lower()
     lang = (adaptation.lang or "").lower()
-    names = {lang, lang.split("-")[0], (adaptation.label or "").lower(), (adaptation.id or "").lower(), *adaptation.roles}
+    names = {
+        lang,
+        lang.split("-")[0],
+        (adaptation.label or "").lower(),
+        (adaptation.id or "").lower(),
+        *adaptation.roles,
+    }
     return wanted in names - {""}
 
 
@@ -123,7 +134,9 @@ def _playlist(mpd: Mpd, uri: str, periods: List[Tuple[Optional[Resource], List[M
         for index, m in enumerate(media):
             segments.append(Segment(key + m.number, m.duration, m.resource, None, init, p > 0 and index == 0))
     if any(b.sequence <= a.sequence for a, b in zip(segments, segments[1:])):
-        raise InvalidResponseError("DASH segment numbers of two periods overlap (10^7 segments or more in a period)", url=mpd.url)
+        raise InvalidResponseError(
+            "DASH segment numbers of two periods overlap (10^7 segments or more in a period)", url=mpd.url
+        )
     if not segments and not mpd.dynamic:
         raise InvalidResponseError("DASH representation without segments", url=mpd.url)
     longest = max((s.duration for s in segments), default=0.0)
@@ -140,4 +153,3 @@ def _playlist(mpd: Mpd, uri: str, periods: List[Tuple[Optional[Resource], List[M
         None,
         start,
     )
-

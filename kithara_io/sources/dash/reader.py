@@ -39,7 +39,17 @@ class DashReader(HlsReader):
         priority: Priority = Priority.HIGH,
     ) -> None:
         """``reload``: the presentation of the MPD fetched again (a live MPD's reloads)."""
-        super().__init__(url, presentation.variants, dict(presentation.media), variant, auto, transport, downloader, options, priority)
+        super().__init__(
+            url,
+            presentation.variants,
+            dict(presentation.media),
+            variant,
+            auto,
+            transport,
+            downloader,
+            options,
+            priority,
+        )
         self._presentation = presentation
         self._counts["bytes_fetched"] += presentation.index_bytes  # (a disk copy's: in bytes_from_disk too)
         self._reload = reload
@@ -64,7 +74,9 @@ class DashReader(HlsReader):
         index = next((i for i, v in enumerate(self._variants) if v.uri == url), None)
         fresh = self._reload()
         if index is None or index not in fresh.media:
-            raise InvalidResponseError("the reloaded DASH MPD no longer lists the representation being read", url=self.url)
+            raise InvalidResponseError(
+                "the reloaded DASH MPD no longer lists the representation being read", url=self.url
+            )
         with self._cond:
             self._presentation = fresh
             self._counts["bytes_fetched"] += fresh.index_bytes

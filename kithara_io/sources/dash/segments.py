@@ -39,7 +39,9 @@ class Media:
     resource: Resource
 
 
-def expand(mpd: Mpd, period: int, rep: Representation, now: float, read: ReadRange) -> Tuple[Optional[Resource], List[Media]]:
+def expand(
+    mpd: Mpd, period: int, rep: Representation, now: float, read: ReadRange
+) -> Tuple[Optional[Resource], List[Media]]:
     """``(init segment or None, media segments)`` of ``rep`` in period ``period`` (``now``:
     seconds since the epoch, for a live MPD)."""
     return _Expansion(mpd, period, rep, now).run(read)
@@ -76,11 +78,15 @@ class _Expansion:
 
     def _template_media(self, a: Addressing) -> List[Media]:
         if not a.media:
-            raise InvalidResponseError(f"DASH SegmentTemplate of representation {self.rep.id!r} has no media attribute", url=self.url)
+            raise InvalidResponseError(
+                f"DASH SegmentTemplate of representation {self.rep.id!r} has no media attribute", url=self.url
+            )
         out = []
         for number, time, duration in self._times(a):
             uri = self._join(fill(a.media, self._values(Number=number, Time=time), self.url))
-            out.append(Media(number, (time - a.presentation_time_offset) / a.timescale, duration / a.timescale, Resource(uri)))
+            out.append(
+                Media(number, (time - a.presentation_time_offset) / a.timescale, duration / a.timescale, Resource(uri))
+            )
         return out
 
     def _times(self, a: Addressing) -> List[Tuple[int, int, int]]:
@@ -88,7 +94,10 @@ class _Expansion:
         if a.timeline:
             return self._timeline(a)
         if not a.duration:
-            raise InvalidResponseError(f"DASH representation {self.rep.id!r} has neither a segment duration nor a SegmentTimeline", url=self.url)
+            raise InvalidResponseError(
+                f"DASH representation {self.rep.id!r} has neither a segment duration nor a SegmentTimeline",
+                url=self.url,
+            )
         seconds = a.duration / a.timescale
         first, count = 0, None
         if self.length is not None:
@@ -103,7 +112,10 @@ class _Expansion:
             raise InvalidResponseError(f"DASH period of representation {self.rep.id!r} has no known end", url=self.url)
         self._check_count(count - first)
         base = a.presentation_time_offset
-        return [(a.start_number + k, base + k * a.duration, self._clip(k * a.duration, a.duration, a)) for k in range(first, count)]
+        return [
+            (a.start_number + k, base + k * a.duration, self._clip(k * a.duration, a.duration, a))
+            for k in range(first, count)
+        ]
 
     def _clip(self, at: int, duration: int, a: Addressing) -> int:
         """The last segment ends with the period (its nominal duration may overrun it)."""
@@ -198,10 +210,14 @@ class _Expansion:
 
     def _check_count(self, count: int) -> None:
         if count > MAX_SEGMENTS:
-            raise InvalidResponseError(f"DASH representation {self.rep.id!r} lists more than {MAX_SEGMENTS} segments", url=self.url)
+            raise InvalidResponseError(
+                f"DASH representation {self.rep.id!r} lists more than {MAX_SEGMENTS} segments", url=self.url
+            )
 
     def _join(self, ref: str) -> str:
         try:
             return urllib.parse.urljoin(self.rep.base_url, ref.strip())
         except ValueError as exc:
-            raise InvalidResponseError(f"DASH MPD names a malformed URL {ref[:100]!r}", url=self.url, cause=exc) from None
+            raise InvalidResponseError(
+                f"DASH MPD names a malformed URL {ref[:100]!r}", url=self.url, cause=exc
+            ) from None

@@ -53,11 +53,12 @@ def parse_sidx(data: bytes, box_offset: int, url: str) -> List[Subsegment]:
             word, duration, _sap = struct.unpack_from(">III", data, pos)
             pos += 12
             if word >> 31:
-                raise InvalidResponseError("DASH sidx box indexes other sidx boxes (a hierarchical index is not supported)", url=url)
+                raise InvalidResponseError(
+                    "DASH sidx box indexes other sidx boxes (a hierarchical index is not supported)", url=url
+                )
             length = word & 0x7FFFFFFF
             out.append(Subsegment(offset, length, duration / timescale))
             offset += length
         return out
     except struct.error as exc:
         raise InvalidResponseError("DASH sidx box is cut short", url=url, cause=exc) from None
-

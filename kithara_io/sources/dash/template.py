@@ -22,7 +22,9 @@ def fill(pattern: str, values: Mapping[str, Union[int, str]], url: str) -> str:
         if not name:
             return "$" if spec is None else match.group(0)
         if name not in values:
-            raise InvalidResponseError(f"DASH SegmentTemplate {pattern[:100]!r} uses ${name}$, which has no value here", url=url)
+            raise InvalidResponseError(
+                f"DASH SegmentTemplate {pattern[:100]!r} uses ${name}$, which has no value here", url=url
+            )
         value = values[name]
         if spec is None:
             return str(value)

@@ -48,9 +48,7 @@ class ThroughputEstimator:
         return self._estimate
 
 
-def choose_variant(
-    bandwidths: Sequence[int], throughput: Optional[float], current: int, safety: float = SAFETY
-) -> int:
+def choose_variant(bandwidths: Sequence[int], throughput: Optional[float], current: int, safety: float = SAFETY) -> int:
     """Index of the variant to fetch the next segment from. Without a measurement the
     current one stays; else the highest BANDWIDTH <= ``safety * throughput``, or the
     lowest variant when none fits."""

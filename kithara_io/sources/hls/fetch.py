@@ -79,7 +79,9 @@ class PartFetcher:
         on_data: OnData,
     ) -> None:
         if key is not None:
-            self._with_retries(lambda: self._encrypted(resource, key, sequence, abort, cancelled, on_size, on_data), cancelled)
+            self._with_retries(
+                lambda: self._encrypted(resource, key, sequence, abort, cancelled, on_size, on_data), cancelled
+            )
             return
         state = _Progress(start, size if resource.byterange is None else resource.byterange[1])
         failures = 0

@@ -21,12 +21,11 @@ from ...reading.planning import Priority
 from .keyhook import fetch_key
 from .packed import HeadSkipper
 from .plan import PartKey
+from .state import ReaderState
 from .store import PartData
 from .transport import Abort
-from .state import ReaderState
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -99,8 +98,15 @@ class JobsMixin(ReaderState):
         skipper = HeadSkipper(skip)
         shift = skip or 0
         self._fetcher.fetch(
-            resource, secret, job.key[1], job.start + shift, None if job.end is None else job.end + shift, size,
-            job.abort, cmd.cancelled, lambda total: self._on_size(job, skipper, total),
+            resource,
+            secret,
+            job.key[1],
+            job.start + shift,
+            None if job.end is None else job.end + shift,
+            size,
+            job.abort,
+            cmd.cancelled,
+            lambda total: self._on_size(job, skipper, total),
             lambda pos, data: self._on_data(job, skipper, pos, data),
         )
 
@@ -152,7 +158,9 @@ class JobsMixin(ReaderState):
             if job is not None and outcome is Outcome.DONE and job.kind == "data":
                 duration = time.monotonic() - job.began
                 self._estimator.record(job.received, duration)  # tiny ones are pooled
-                event = RequestCompleted(cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url)
+                event = RequestCompleted(
+                    cmd.id, job.received, duration, job.received / duration if duration > 0 else 0.0, cmd.url
+                )
             elif outcome is Outcome.FAILED and job is not None and (job.dropped or job.abort.aborted):
                 self._counts["cancels"] += 1  # its connection was cut on purpose
             elif outcome is Outcome.FAILED and error is not None:  # FAILED always carries it

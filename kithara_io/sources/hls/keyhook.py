@@ -89,7 +89,9 @@ def aes_key(hooks: Optional[HlsKeys], data: bytes, uri: str) -> bytes:
             raise InvalidResponseError(f"HLS AES-128 key from the key hook transform is {size}, not 16 bytes", url=uri)
         return bytes(key)
     if len(data) != KEY_BYTES:
-        raise InvalidResponseError(f"HLS AES-128 key is {len(data)} bytes, not 16 (a wrapped key needs HlsKeys.transform)", url=uri)
+        raise InvalidResponseError(
+            f"HLS AES-128 key is {len(data)} bytes, not 16 (a wrapped key needs HlsKeys.transform)", url=uri
+        )
     return data
 
 

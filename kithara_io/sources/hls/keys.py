@@ -59,7 +59,9 @@ class SegmentDecryptor:
         try:
             tail = self._pending + self._decryptor.finalize()
         except ValueError as exc:  # not a whole number of blocks
-            raise InvalidResponseError("encrypted HLS segment is not a whole number of AES blocks", url=self._url, cause=exc) from None
+            raise InvalidResponseError(
+                "encrypted HLS segment is not a whole number of AES blocks", url=self._url, cause=exc
+            ) from None
         pad = tail[-1] if tail else 0
         if not tail or not 1 <= pad <= BLOCK or tail[-pad:] != bytes([pad]) * pad:
             raise InvalidResponseError("encrypted HLS segment has no valid padding (wrong key or IV?)", url=self._url)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Tuple
 
 from ...errors import ConnectionFailedError, StreamError
 from ...retry import Retry
-from .load import load_media
 from .keys import check_supported
+from .load import load_media
 from .playlist import MediaPlaylist
 from .state import ReaderState
 
@@ -78,7 +78,6 @@ class ReloadMixin(ReaderState):
             self._schedule_locked()
             self._cond.notify_all()
             return bool(fresh) or playlist.ended
-
 
     def stall(self, error: StreamError) -> None:
         """The playlist listed nothing new for too long: a read that waits for more fails

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Mapping, Optional, Tuple, Union
 
 from ...errors import InvalidResponseError
 from ...retry import Retry
-from .playlist import MediaPlaylist, looks_like_playlist, parse_playlist
 from .disk import DiskTransport
+from .playlist import MediaPlaylist, looks_like_playlist, parse_playlist
 from .transport import Transport, with_retries
 
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ def stream_transport(
     the deadline ``Timeout.open`` sets for the requests of the open (None: no bound)."""
     transport: Transport
     if cache is not None:
-        transport = DiskTransport(cache, headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
+        transport = DiskTransport(
+            cache, headers, options.timeout, options.verify, options.max_redirects, options.cert, url
+        )
     else:
         transport = Transport(headers, options.timeout, options.verify, options.max_redirects, options.cert, url)
     limit = options.timeout.open

@@ -12,10 +12,11 @@ from ...events import Event
 from ...options import StreamOptions
 from ...reading.planning import Priority
 from .abr import initial_variant
-from .playlist import MasterPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
-from .renditions import audio_variants
-from .reader import HlsReader
 from .load import First, VariantChoice, load, load_media, stream_transport
+from .playlist import MasterPlaylist, Rendition, Variant, looks_like_playlist, parse_playlist
+from .reader import HlsReader
+from .renditions import audio_variants
+
 
 def open_hls(
     url: str,
@@ -50,7 +51,10 @@ def open_hls(
             wanted = range(len(variants)) if auto else [index]
             media = {i: load_media(transport, variants[i].uri, options.retry, deadline) for i in wanted}
             if parsed.start is not None:  # EXT-X-START of the master: for media playlists without their own
-                media = {i: m if m.start is not None else dataclasses.replace(m, start=parsed.start) for i, m in media.items()}
+                media = {
+                    i: m if m.start is not None else dataclasses.replace(m, start=parsed.start)
+                    for i, m in media.items()
+                }
         else:
             if audio is not None:
                 raise ValueError(f"audio={audio!r}: a media playlist has no audio renditions to choose from")

@@ -162,7 +162,13 @@ class Plan:
         """``(sequence, duration, byte offset or None, variant, discontinuity)`` of the
         planned media segments (``discontinuity``: a fresh demuxer starts there)."""
         return [
-            (seq, self.segments[variant][seq].duration, self.layout.offset(index), variant, self._boundary(index) is not None)
+            (
+                seq,
+                self.segments[variant][seq].duration,
+                self.layout.offset(index),
+                variant,
+                self._boundary(index) is not None,
+            )
             for index, (variant, seq) in enumerate(self.parts)
             if seq >= 0
         ]

@@ -29,7 +29,9 @@ _BYTERANGE = re.compile(r"([0-9]+)(?:@([0-9]+))?")
 _IV = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,32})")
 
 #: Content types that name an HLS playlist (RFC 8216 section 4, and the older audio one).
-PLAYLIST_TYPES = frozenset({"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"})
+PLAYLIST_TYPES = frozenset(
+    {"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"}
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,12 @@ def parse_playlist(text: str, url: str) -> Union[MasterPlaylist, MediaPlaylist]:
         raise InvalidResponseError("not a valid HLS playlist", url=url, cause=exc) from None
     if parsed.is_variant:
         variants = tuple(
-            Variant(_bandwidth(p.stream_info.bandwidth, url), p.stream_info.codecs, _uri(p, url), p.stream_info.audio or None)
+            Variant(
+                _bandwidth(p.stream_info.bandwidth, url),
+                p.stream_info.codecs,
+                _uri(p, url),
+                p.stream_info.audio or None,
+            )
             for p in parsed.playlists
         )
         if not variants:
@@ -183,7 +190,11 @@ def _media(parsed: m3u8.M3U8, url: str) -> MediaPlaylist:
         if seg.init_section is not None:
             init = Resource(_uri(seg.init_section, url), _byterange(seg.init_section.byterange, 0, url))
         duration = _seconds(seg.duration, "segment duration", url)
-        segments.append(Segment(first + index, duration, Resource(uri, byterange), _key(seg.key, url), init, bool(seg.discontinuity)))
+        segments.append(
+            Segment(
+                first + index, duration, Resource(uri, byterange), _key(seg.key, url), init, bool(seg.discontinuity)
+            )
+        )
     if not segments and parsed.is_endlist:
         raise InvalidResponseError("HLS media playlist without segments", url=url)
     return MediaPlaylist(
@@ -232,7 +243,9 @@ def _key(key, url: str) -> Optional[Key]:
     if key.iv:
         match = _IV.fullmatch(str(key.iv).strip())
         if not match:
-            raise InvalidResponseError(f"HLS key IV {str(key.iv)[:60]!r} is not a hexadecimal number of at most 128 bits", url=url)
+            raise InvalidResponseError(
+                f"HLS key IV {str(key.iv)[:60]!r} is not a hexadecimal number of at most 128 bits", url=url
+            )
         iv = bytes.fromhex(match.group(1).rjust(32, "0"))
     return Key(key.method.upper(), _uri(key, url) if key.uri else None, iv)
 
@@ -243,7 +256,9 @@ def _uri(item, url: str) -> str:
     try:
         return item.absolute_uri
     except ValueError as exc:
-        raise InvalidResponseError(f"HLS playlist names a malformed URI {str(item.uri)[:100]!r}", url=url, cause=exc) from None
+        raise InvalidResponseError(
+            f"HLS playlist names a malformed URI {str(item.uri)[:100]!r}", url=url, cause=exc
+        ) from None
 
 
 def _seconds(value, what: str, url: str) -> float:

@@ -38,21 +38,21 @@ from ...options import StreamOptions
 from ...reading.planning import Priority
 from ...stats import StreamStats
 from . import abr
-from .load import load_media
 from .fetch import PartFetcher
-from .info import HlsInfo
 from .gaps import evictions, next_gap
+from .info import HlsInfo
 from .jobs import Job, JobsMixin
-from .live import LiveWatcher, ReloadMixin
 from .keys import KeyStore, check_supported
 from .kind import PlaylistKind
+from .live import LiveWatcher, ReloadMixin
+from .load import load_media
 from .plan import PartKey, Plan
 from .playlist import MediaPlaylist, Rendition, Variant
 from .start import choose as choose_start
 from .store import PartData
 from .switching import SwitchingMixin
-from .window import WindowMixin
 from .transport import Transport
+from .window import WindowMixin
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,13 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         try:
             with self._cond:
                 if self._plan.parts:
-                    self._submit_locked(self._plan.parts[0], 0, None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch, "data", Priority.HIGH)
+                    self._submit_locked(
+                        self._plan.parts[0],
+                        0,
+                        None if self._plan.encrypted(self._plan.parts[0]) else self._opt.first_fetch,
+                        "data",
+                        Priority.HIGH,
+                    )
                 self._schedule_locked()
             if not self._ended:
                 self._watcher = LiveWatcher(self, self._transport, self._opt.retry, self._opt.timeout.read)
@@ -418,7 +424,9 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
 
     def _learn_sizes_locked(self) -> None:
         urgent = self._size_waiters > 0
-        running = sum(1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._plan.sizes))
+        running = sum(
+            1 for j in self._active() if j.kind == "size" or (j.end is None and j.key not in self._plan.sizes)
+        )
         limit = _SIZE_JOBS_URGENT if urgent else _SIZE_JOBS
         for key in self._plan.parts:
             if running >= limit:

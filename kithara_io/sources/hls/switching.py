@@ -68,7 +68,6 @@ class SwitchingMixin(ReaderState):
             finally:
                 self._size_waiters -= 1
 
-
     def select(self, index: int) -> None:
         """Pin variant ``index`` from the next segment boundary on (adaptive switching ends)."""
         if not 0 <= index < len(self._variants):

@@ -95,7 +95,9 @@ class Body:
             want = limit if self.end is None else min(limit, self.end - self.position)
             data = self._response.read1(want) if want > 0 else b""
         except (http.client.HTTPException, OSError) as exc:
-            raise errors.ConnectionFailedError("connection broke while reading", url=self.url, byte_range=(self.position, self.end), cause=exc) from None
+            raise errors.ConnectionFailedError(
+                "connection broke while reading", url=self.url, byte_range=(self.position, self.end), cause=exc
+            ) from None
         if not data and self.end is not None and self.position < self.end and limit > 0 and self._length_promised:
             raise errors.TruncatedBodyError(
                 f"body ended after {self.position - self.start} of {self.end - self.start} bytes",
@@ -149,7 +151,9 @@ class Transport:
         response.release_conn()
         return data.decode("utf-8-sig", errors="replace"), response.headers.get("Content-Type"), response.url
 
-    def data(self, url: str, byterange: Optional[Tuple[int, int]] = None, headers: Optional[Mapping[str, str]] = None) -> bytes:
+    def data(
+        self, url: str, byterange: Optional[Tuple[int, int]] = None, headers: Optional[Mapping[str, str]] = None
+    ) -> bytes:
         """GET a small whole resource (a key), or ``(offset, length)`` of it, at most
         :data:`MAX_SMALL_BYTES`; ``headers`` added to this request (whatever its origin)."""
         body = self._open_network(url, *(_span(byterange)), headers=headers)
@@ -170,7 +174,12 @@ class Transport:
         return self._open_network(url, start, end, abort)
 
     def _open_network(
-        self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None, headers: Optional[Mapping[str, str]] = None
+        self,
+        url: str,
+        start: int = 0,
+        end: Optional[int] = None,
+        abort: Optional[Abort] = None,
+        headers: Optional[Mapping[str, str]] = None,
     ) -> Body:
         ranged = start > 0 or end is not None
         header = f"bytes={start}-{'' if end is None else end - 1}" if ranged else None
@@ -193,27 +202,39 @@ class Transport:
             parsed = content_range(response.headers.get("Content-Range"))
             if parsed is None or parsed[0] != start or parsed[1] < start or (end is not None and parsed[1] >= end):
                 raise errors.InvalidResponseError(
-                    f"Content-Range {response.headers.get('Content-Range')!r} does not match the request", url=url, byte_range=(start, end)
+                    f"Content-Range {response.headers.get('Content-Range')!r} does not match the request",
+                    url=url,
+                    byte_range=(start, end),
                 )
             return Body(response, url, start, parsed[1] + 1, parsed[2])
         body = Body(response, url, 0, length_value, length_value)  # 200: the whole resource
         while body.position < start:
             if not body.read(min(64 * 1024, start - body.position)):
-                raise errors.TruncatedBodyError("body ended before the requested range", url=url, byte_range=(start, end))
+                raise errors.TruncatedBodyError(
+                    "body ended before the requested range", url=url, byte_range=(start, end)
+                )
         if end is not None and (body.end is None or body.end > end):
             body._length_promised = body.end is not None
             body.end = end  # read no further than asked; the rest is dropped with the connection
         return body
 
     def _request(
-        self, method: str, url: str, range_header: Optional[str], abort: Optional[Abort], *, extra: Optional[Mapping[str, str]] = None
+        self,
+        method: str,
+        url: str,
+        range_header: Optional[str],
+        abort: Optional[Abort],
+        *,
+        extra: Optional[Mapping[str, str]] = None,
     ) -> Response:
         headers = {"Range": range_header} if range_header else {}
         if abort is not None and abort.aborted:
             raise errors.ConnectionFailedError("cancelled", url=url)
         with self._count_lock:
             self.requests += 1
-        response = self._client.request(method, url, headers, extra=extra, on_connect=None if abort is None else abort.connected)
+        response = self._client.request(
+            method, url, headers, extra=extra, on_connect=None if abort is None else abort.connected
+        )
         if abort is not None:
             abort.attach(response)  # the response's connection, until it goes back to the pool
         if response.status >= 400:
@@ -267,7 +288,9 @@ def _decoded(response: Response, url: str) -> Callable[[], bytes]:
     return read
 
 
-def with_retries(call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None) -> T:
+def with_retries(
+    call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None
+) -> T:
     """``call()`` again after transient failures (backoff, interruptible by ``cancelled``);
     no retry would start after ``deadline`` (a ``time.monotonic()`` value): the error is raised."""
     failures = 0

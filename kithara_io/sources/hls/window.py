@@ -43,7 +43,9 @@ class WindowMixin(ReaderState):
                     if found is None:
                         if self._plan.layout.total() == pos:
                             return  # the end of the planned segments: the next one comes there
-                        raise LiveWindowError(f"position {pos} is past the segments of the live window listed so far", url=self.url)
+                        raise LiveWindowError(
+                            f"position {pos} is past the segments of the live window listed so far", url=self.url
+                        )
                     index, offset = found
                     self._check_listed_locked(index, f"position {pos}")
                     if offset == 0 or self._plan.layout.size(index) is not None:
@@ -108,7 +110,9 @@ class WindowMixin(ReaderState):
             key = self._plan.parts[index]
             if key in self._plan.sizes or any(j.key == key for j in self._active()):
                 continue
-            self._check_listed_locked(index, f"the place of segment {self._plan.parts[end - 1][1]}")  # gone: no size to learn
+            self._check_listed_locked(
+                index, f"the place of segment {self._plan.parts[end - 1][1]}"
+            )  # gone: no size to learn
             if running >= _SIZE_JOBS:
                 break
             kind = "data" if self._plan.encrypted(key) else "size"

@@ -91,7 +91,9 @@ def live_client(
     cert=None,
 ) -> Client:
     """The client of one live stream: its first request and every reconnect."""
-    policy = Policy(url, request_headers(headers), timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects)
+    policy = Policy(
+        url, request_headers(headers), timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects
+    )
     return Client(policy, keep_alive=False)
 
 
@@ -186,4 +188,13 @@ class PipeBody:
                 pass
 
 
-__all__ = ["AbortSlot", "HttpLiveBody", "LiveBody", "PipeBody", "check_answer", "live_client", "open_http", "request_headers"]
+__all__ = [
+    "AbortSlot",
+    "HttpLiveBody",
+    "LiveBody",
+    "PipeBody",
+    "check_answer",
+    "live_client",
+    "open_http",
+    "request_headers",
+]

@@ -29,9 +29,9 @@ from typing import Mapping, Optional, Tuple
 
 from ...errors import ResourceChangedError, StreamError
 from ...events import ReaderResumed, ReaderWaiting
-from .stream import PROGRESS, READ_SIZE, LiveReader
 from .buffer import APPENDED, CLOSED, RESTART, FileWindow
 from .connection import LiveBody
+from .stream import PROGRESS, READ_SIZE, LiveReader
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,9 @@ class LiveFileReader(LiveReader):
     def _request_again(self, failures: int, cause: Optional[StreamError]) -> int:
         """A new request for the body (at once; after a failure, with the retry policy): the
         new failure count, or -1 when giving up (the failure is stored) or closing."""
-        body, failures = self._new_body(failures, cause, "the body broke and {} new requests failed", at_once=cause is None)
+        body, failures = self._new_body(
+            failures, cause, "the body broke and {} new requests failed", at_once=cause is None
+        )
         if body is None:
             return -1
         difference = _differs(self._validators, _validators(body.headers), body.headers, self._buffer.length)

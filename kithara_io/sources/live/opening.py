@@ -69,8 +69,9 @@ def open_url(
     try:
         icy = getattr(body, "icy", False)
         if icy or is_station(body.headers):
-            reader = LiveReader(url, body, connect_icy if icy else connect, opts,
-                                slot=slot, priority=priority, station=True)
+            reader = LiveReader(
+                url, body, connect_icy if icy else connect, opts, slot=slot, priority=priority, station=True
+            )
         else:  # a file without a length
             reader = LiveFileReader(url, body, connect, opts, slot=slot, priority=priority)
     except BaseException:
@@ -100,8 +101,9 @@ def local_stream_fd(path: str) -> Optional[int]:
         raise StreamError("cannot open", url=path, cause=exc) from exc
 
 
-def open_pipe(name: str, fd: int, *, options: StreamOptions = StreamOptions(),
-              priority: Priority = Priority.HIGH, on_event=None) -> LiveStream:
+def open_pipe(
+    name: str, fd: int, *, options: StreamOptions = StreamOptions(), priority: Priority = Priority.HIGH, on_event=None
+) -> LiveStream:
     """A live stream of a local FIFO, stdin or character device; takes ownership of ``fd``."""
     reader = LiveReader(name, PipeBody(name, fd), None, options, priority=priority, station=False)
     if on_event is not None:

@@ -19,7 +19,6 @@ import urllib3
 from ...errors import ConnectionFailedError, InvalidResponseError, cause_chain
 from ...headers import decimal
 
-
 MAX_HEAD = 64 * 1024  # the most header bytes accepted
 
 

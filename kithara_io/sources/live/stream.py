@@ -27,13 +27,13 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from ...errors import ConnectionFailedError, StreamError
 from ...events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
-from .buffer import LiveBuffer
 from ...options import StreamOptions
 from ...reading.planning import Priority
-from .icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
-from .connection import AbortSlot, LiveBody
 from ...stats import StreamStats
 from ...stream import Stream
+from .buffer import LiveBuffer
+from .connection import AbortSlot, LiveBody
+from .icy import IcyDemuxer, Metadata, is_station, metaint, station_metadata
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,13 @@ class LiveReader:
         with self._lock:
             requests, retries, fetched = self._requests, self._retries, self._fetched
         return StreamStats(
-            requests=requests, bytes_fetched=fetched, bytes_served=served, waits=waits,
-            time_waited=waited, retries=retries, bytes_cached=held,
+            requests=requests,
+            bytes_fetched=fetched,
+            bytes_served=served,
+            waits=waits,
+            time_waited=waited,
+            retries=retries,
+            bytes_cached=held,
         )
 
     def resource(self) -> Tuple[Optional[bool], Optional[str], Optional[str]]:

@@ -60,7 +60,9 @@ def open_source(
     module = _MODULES[kind]
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
-        raise TypeError(f"unknown storage option(s) {unknown} for {name.split(':', 1)[0]}://; valid: {list(module.OPTIONS)}")
+        raise TypeError(
+            f"unknown storage option(s) {unknown} for {name.split(':', 1)[0]}://; valid: {list(module.OPTIONS)}"
+        )
     headers = dict(headers or {})
     if kind == "azure":
         found = azure.target(bucket, key, options, headers, account)

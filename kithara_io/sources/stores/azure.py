@@ -45,13 +45,17 @@ def target(
     connection = options.get("connection_string") or env.get("AZURE_STORAGE_CONNECTION_STRING")
     if connection:
         settings = _parse_connection_string(connection)
-    name = options.get("account_name") or settings.get("AccountName") or account or env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    name = (
+        options.get("account_name") or settings.get("AccountName") or account or env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    )
     key = options.get("account_key") or settings.get("AccountKey") or env.get("AZURE_STORAGE_ACCOUNT_KEY")
     sas = options.get("sas_token") or settings.get("SharedAccessSignature") or env.get("AZURE_STORAGE_SAS_TOKEN")
     endpoint = options.get("endpoint_url") or settings.get("BlobEndpoint")
     if not endpoint:
         if not name:
-            raise ValueError("az:// URL without an account: give account_name, a connection string or AZURE_STORAGE_ACCOUNT_NAME")
+            raise ValueError(
+                "az:// URL without an account: give account_name, a connection string or AZURE_STORAGE_ACCOUNT_NAME"
+            )
         suffix = settings.get("EndpointSuffix", "core.windows.net")
         endpoint = f"{settings.get('DefaultEndpointsProtocol', 'https')}://{name}.blob.{suffix}"
     if not name:  # from the endpoint: ACCOUNT.blob.core.windows.net, or path-style (Azurite)
@@ -116,8 +120,17 @@ class SharedKeySigner(Signer):
         headers["x-ms-version"] = VERSION
         lower = {k.lower(): v for k, v in headers.items()}
         standard = [
-            "content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
-            "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
+            "content-encoding",
+            "content-language",
+            "content-length",
+            "content-md5",
+            "content-type",
+            "date",
+            "if-modified-since",
+            "if-match",
+            "if-none-match",
+            "if-unmodified-since",
+            "range",
         ]
         values = [lower.get(h, "") for h in standard]
         if values[2] == "0":

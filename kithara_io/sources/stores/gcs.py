@@ -30,7 +30,9 @@ def target(bucket: str, name: str, options: Mapping[str, Any], headers: Mapping[
         endpoint = "http://" + endpoint
     url = f"{endpoint.rstrip('/')}/{bucket}/{quote(name, safe='/')}"
     token = options.get("token")
-    anonymous = options.get("anon") or token == "anon" or (emulator and not options.get("endpoint_url") and token is None)
+    anonymous = (
+        options.get("anon") or token == "anon" or (emulator and not options.get("endpoint_url") and token is None)
+    )
     if anonymous:
         return Target(url, Signer(headers))
     need("google.auth", "gcs", "gs://")
@@ -44,7 +46,9 @@ def _credentials(token: Any, project: Any) -> Any:
         credentials, _ = google.auth.default(scopes=_SCOPES, quota_project_id=project)
         return credentials
     if isinstance(token, (str, os.PathLike)):
-        credentials, _ = google.auth.load_credentials_from_file(os.fspath(token), scopes=_SCOPES, quota_project_id=project)
+        credentials, _ = google.auth.load_credentials_from_file(
+            os.fspath(token), scopes=_SCOPES, quota_project_id=project
+        )
         return credentials
     return token  # a Credentials object
 
