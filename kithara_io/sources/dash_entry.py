@@ -12,6 +12,7 @@ __all__ = ["is_mpd_url", "looks_like_mpd", "open_dash", "sniff", "sniff_file"]
 
 _SNIFF_LIMIT = 1 << 20  # MPDs are small: a larger resource is not sniffed
 _HEAD = 4096
+_SPACE = b"\xef\xbb\xbf \t\r\n"  # a UTF-8 BOM and white space before the root
 _ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?MPD[\s>/]")
 #: Content types that name an MPD (kept here: the dash package is imported on first use).
 MPD_TYPES = frozenset({"application/dash+xml"})
@@ -49,8 +50,13 @@ def sniff(reader, content_type: Optional[str] = None) -> Optional[str]:
     size = reader.size
     if size is None or not 5 <= size <= _SNIFF_LIMIT:
         return None
-    if not reader.read_bytes(0, 64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        return None  # most resources are told apart by their first bytes
+    # Most resources are told apart by their first 8 bytes, which the open's first request
+    # brought (fsspec's probe asks for 16): a request of its own only for what may be XML.
+    first = reader.read_bytes(0, 8).lstrip(_SPACE)
+    if first and not first.startswith(b"<"):
+        return None
+    if not reader.read_bytes(0, 64).lstrip(_SPACE).startswith(b"<"):
+        return None
     if not looks_like_mpd(content_type, reader.read_bytes(0, min(size, _HEAD))):
         return None
     return reader.read_bytes(0, size).decode("utf-8-sig", errors="replace")
