@@ -133,7 +133,9 @@ def _play(args: argparse.Namespace, out: TextIO) -> int:
     status = player.status()
     if isinstance(status.error, KeyboardInterrupt):
         # Ctrl-C can surface in the decoder thread instead of this one (a lock wait the
-        # signal woke, seen with a live stream on JACK): still the user's Ctrl-C.
+        # signal woke, seen with a live stream on JACK): still the user's Ctrl-C, and its
+        # message starts on a line of its own too.
+        writer.end_line()
         raise KeyboardInterrupt
     average = stats.bytes_fetched / max(time.monotonic() - started, 1e-9) if stats.bytes_fetched else None
     writer.finish(_status_line(status, ranges, size, average, writer, offline=stats.offline))

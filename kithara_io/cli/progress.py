@@ -264,8 +264,10 @@ class LineWriter:
     def update(self, line: str, *, force: bool = False) -> None:
         """Show ``line``; on a pipe only if ``force`` or ``interval`` passed since the last one."""
         if self.tty:
-            self._out.write("\r" + line + "\x1b[K")
+            # Drawn before the write returns: a Ctrl-C raised right after the bytes went out
+            # (line buffering flushes at "\r") must still find the line to end.
             self._drawn = True
+            self._out.write("\r" + line + "\x1b[K")
         else:
             now = self._clock()
             if not force and self._last is not None and now - self._last < self._interval:
