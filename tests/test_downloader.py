@@ -426,6 +426,32 @@ def test_one_pass_starts_all_urgent_work_that_fits(max_concurrent):
         d.close()
 
 
+def test_lowering_a_running_stream_releases_the_low_work_it_held():
+    """Low-stream work waits while High-stream work runs; once the only High stream running is
+    lowered (nothing queued moves), the held work starts at once, not at the next event. Found
+    by the threaded scheduler model: the dispatcher was not woken, and the Low work waited."""
+    d = Downloader(max_concurrent=2, demand_throttle=0, stall_window=None, yield_to_high=True)
+    d.attach()
+    try:
+        rec = Recorder(expected=2)
+        high, high_started, high_gate = gated(rec, "high", H, H, owner="b")
+        d.submit(high)
+        assert high_started.wait(WAIT)
+        low, low_started, low_gate = gated(rec, "low", L, H, owner="a")
+        before = d.stats().passes  # a dispatcher pass is whole under the board's lock
+        d.submit(low)  # a place is free, but Low-stream work yields to the High stream running
+        # ... and the dispatcher has decided so in a pass after the submit: it now waits
+        assert d.wait_until(lambda s: s.queued == (0, 0, 1, 0) and s.running == 1 and s.passes > before, WAIT)
+        assert d.reprioritize("b", Priority.LOW) == 0  # nothing queued moved: only a running command
+        assert low_started.wait(WAIT)
+        low_gate.set()
+        high_gate.set()
+        assert rec.done.wait(WAIT)
+    finally:
+        d.close()
+    assert rec.outcomes["low"][0] is Outcome.DONE and rec.outcomes["high"][0] is Outcome.DONE
+
+
 def test_reprioritize_moves_queued_work_and_keeps_running_work():
     d = Downloader(max_concurrent=1, demand_throttle=0, stall_window=None)
     d.attach()

@@ -341,11 +341,13 @@ class Downloader:
         priority = Priority.parse(stream_priority)
         with self._board.lock:
             moved = self._board.queues.reprioritize(owner, priority)
+            changed = False  # a running command that stops being High-stream work frees held Low work
             for cmd in self._board.running.values():
-                if cmd.owner == owner:
+                if cmd.owner == owner and cmd.stream_priority is not priority:
                     cmd.stream_priority = priority
+                    changed = True
             preempted = []
-            if moved:
+            if moved or changed:
                 self._board.wake.notify()
                 if any(is_urgent(cmd.slot) for cmd in moved):
                     preempted = self._preempt_low_locked()
