@@ -18,7 +18,6 @@ import time
 from typing import TYPE_CHECKING, Tuple
 
 from ...errors import ConnectionFailedError, StreamError
-from ...retry import Retry
 from .keys import check_supported
 from .load import load_media
 from .playlist import MediaPlaylist
@@ -26,7 +25,6 @@ from .state import ReaderState
 
 if TYPE_CHECKING:
     from .reader import HlsReader
-    from .transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +93,10 @@ class ReloadMixin(ReaderState):
 
 
 class LiveWatcher:
-    def __init__(self, reader: "HlsReader", transport: "Transport", retry: Retry, quiet: float) -> None:
+    def __init__(self, reader: "HlsReader", quiet: float) -> None:
         """``quiet``: how long a playlist may list nothing new before a waiting read fails
         (at least three target durations)."""
-        self._reader = reader
-        self._transport = transport
-        self._retry = retry
+        self._reader = reader  # reloads through reader.reload_media (a DASH reader rebuilds its MPD)
         self._quiet = quiet
         self._thread = threading.Thread(target=self._loop, name="kithara-hls-live", daemon=True)
 

@@ -133,7 +133,7 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
                     )
                 self._schedule_locked()
             if not self._ended:
-                self._watcher = LiveWatcher(self, self._transport, self._opt.retry, self._opt.timeout.read)
+                self._watcher = LiveWatcher(self, self._opt.timeout.read)
                 self._watcher.start()
         except BaseException:
             self.close()
