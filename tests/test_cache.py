@@ -150,19 +150,50 @@ def test_stored_pieces_fill_blocks_and_read_back():
 
     cache = SparseCache(block_size=16)
     cache.set_size(40)
-    cache.claim(1, 0, 40)
+    cache.claim(1, 0, 16)
+    cache.claim(2, 16, 21)
+    cache.claim(3, 21, 40)
     whole, tail = bytes(range(16)), bytes(range(100, 108))
-    assert cache.room(1, 0, 64) == 16  # a piece never crosses a block
-    cache.store(1, 0, whole)  # the fetch fills this block: copied into a writable one
-    assert cache.room(1, 16, 5) == 5
-    cache.store(1, 16, b"abcde")
-    assert cache.room(1, 21, 64) == 11
-    cache.store(1, 21, b"x" * 11)
-    assert cache.room(1, 32, 64) == 8
-    cache.store(1, 32, tail)
-    assert cache.room(1, 40, 64) == 0  # the claim ends here
+    view = cache.piece_room(1, 0, 64)  # the fetch fills this block: received straight into it
+    assert isinstance(view, memoryview) and len(view) == 16  # a piece never crosses a block
+    view[:] = whole
+    cache.commit(1, 0, 16)
+    assert cache.piece_room(2, 16, 64) == 5  # a small part of a block: a piece kept as it is
+    cache.store(2, 16, b"abcde")
+    assert cache.piece_room(3, 21, 64) == 11  # beside kept pieces: one more piece
+    cache.store(3, 21, b"x" * 11)
+    view = cache.piece_room(3, 32, 64)  # half the last block (the resource's end): writable
+    assert isinstance(view, memoryview) and len(view) == 8
+    view[:] = tail
+    cache.commit(3, 32, 8)
+    assert cache.piece_room(3, 40, 64) == 0  # the claim ends here
     assert cache.read_when_present(0, 16, joined)[1] == whole
+    assert cache.read_when_present(16, 5, joined)[1] == b"abcde"
     assert read(cache, 0, 40) == whole + b"abcde" + b"x" * 11 + tail
+
+
+def test_exactly_one_kept_piece_is_read_back_uncopied():
+    from kithara_io.reading.cache import joined
+
+    cache = SparseCache(block_size=64)
+    cache.claim(1, 8, 24)
+    piece = bytes(range(8, 24))
+    assert cache.piece_room(1, 8, 64) == 16
+    cache.store(1, 8, piece)
+    assert cache.read_when_present(8, 16, joined)[1] is piece
+
+
+def test_a_piece_stored_where_a_writable_block_appeared_meanwhile_is_copied_in():
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 4)
+    cache.claim(2, 4, 16)
+    assert cache.piece_room(1, 0, 4) == 4  # a small part: to be kept as a piece
+    view = cache.piece_room(2, 4, 12)  # another fetch fills the rest: the block becomes writable
+    assert isinstance(view, memoryview)
+    view[:] = b"y" * 12
+    cache.commit(2, 4, 12)
+    cache.store(1, 0, b"abcd")
+    assert read(cache, 0, 16) == b"abcd" + b"y" * 12
 
 
 def test_a_block_kept_as_pieces_becomes_writable_with_its_bytes():
@@ -192,12 +223,12 @@ def test_blocks_never_exceed_the_budget():
 def test_store_after_close_or_release_keeps_nothing():
     cache = SparseCache(block_size=16)
     cache.claim(1, 0, 32)
-    assert cache.room(1, 0, 16) == 16
+    assert cache.piece_room(1, 0, 16)  # granted: a writable view of the block
     cache.release(1)
     cache.store(1, 0, bytes(16))
     assert cache.present().total == 0
     cache.claim(2, 16, 32)
-    assert cache.room(2, 16, 16) == 16
+    assert cache.piece_room(2, 16, 16)
     cache.close()
     cache.store(2, 16, bytes(16))
     assert cache.present().total == 0
@@ -210,9 +241,9 @@ def test_parts_of_a_block_are_kept_as_pieces_and_read_across():
     cache.claim(1, 8, 24)
     cache.claim(2, 24, 40)
     first, second = bytes(range(8, 24)), bytes(range(24, 40))
-    assert cache.room(2, 24, 64) == 16
+    assert cache.piece_room(2, 24, 64) == 16
     cache.store(2, 24, second)  # stored before the piece in front of it
-    assert cache.room(1, 8, 64) == 16
+    assert cache.piece_room(1, 8, 64) == 16
     cache.store(1, 8, first)
     assert cache.read_when_present(8, 16, joined)[1] is first  # exactly one piece: itself
     assert read(cache, 10, 28) == bytes(range(10, 38))  # across both pieces

@@ -30,6 +30,7 @@ from tests.test_auth import PROXY_ENV, basic, gets, with_userinfo, write_netrc
 pytestmark = pytest.mark.timeout(60)
 
 KiB = 1024
+MiB = 1024 * KiB
 QUICK = dict(
     retry=Retry(attempts=3, backoff=0.01, max_backoff=0.05),
     timeout=Timeout(connect=2, read=5),
@@ -420,6 +421,40 @@ def test_a_body_fills_the_callers_buffer_in_one_call(
     finally:
         source.close()
     assert len({r.connection for r in srv.requests}) == 1
+
+
+def test_a_sequential_reader_receives_whole_blocks_straight_into_the_cache(
+    no_leaks, make_fault_server, clean_env, media, monkeypatch
+):
+    """Once a body's rate is measured, pieces that fill cache blocks are read from the socket
+    into the block itself (``readinto_piece``), not into a new ``bytes`` then copied: all
+    but the pieces of partly filled blocks, and the bytes equal the file."""
+    from kithara_io.sources.transport import HttpBody
+
+    data = Path(media["random.bin"]).read_bytes()
+    data = (data * (8 * MiB // len(data) + 1))[: 8 * MiB + 12345]
+    received = {"into": 0, "bytes": 0}
+    into, piece = HttpBody.readinto_piece, HttpBody.read_piece
+
+    def counted_into(self, buf):
+        n = into(self, buf)
+        received["into"] += n
+        return n
+
+    def counted_piece(self, n):
+        got = piece(self, n)
+        received["bytes"] += len(got)
+        return got
+
+    monkeypatch.setattr(HttpBody, "readinto_piece", counted_into)
+    monkeypatch.setattr(HttpBody, "read_piece", counted_piece)
+    srv = make_fault_server()
+    url = srv.add("/f", data)
+    with kithara_io.open(url, timeout=Timeout(connect=2, read=5)) as f:
+        got = b"".join(iter(lambda: f.read(MiB), b""))
+    assert got == data
+    assert received["into"] >= 6 * MiB, received  # the first, unmeasured pieces use readinto
+    assert received["bytes"] <= MiB, received
 
 
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"])

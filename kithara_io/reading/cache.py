@@ -21,7 +21,7 @@ import enum
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, overload
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from ..errors import StreamClosedError, StreamError
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
@@ -346,20 +346,25 @@ class SparseCache:
         end = (pos // self._block_size + 1) * self._block_size
         return min(claim.end, end) - pos >= self._block_size // 2
 
-    def room(self, fetch_id: int, pos: int, limit: int) -> int:
-        """How many bytes (at most ``limit``) the fetch may store at ``pos`` in one piece:
-        up to the end of its claim and of the block; 0 when the claim ends at ``pos``.
-        Those bytes are the fetch's from now on (as for ``write_buffer``)."""
+    def piece_room(self, fetch_id: int, pos: int, limit: int) -> "Union[memoryview, int]":
+        """Where the fetch receives its next piece of at most ``limit`` bytes at ``pos``:
+        a writable view of its block where the fetch fills most of it (the body reads
+        straight into it, then ``commit``), else how many bytes it may ``store`` as one
+        piece kept uncopied (a random read; see :meth:`store`). 0: the claim ends at ``pos``."""
         with self._cond:
             claim = self._claims.get(fetch_id)
             if claim is None or self._closed or pos >= claim.end:
                 return 0
-            n = min(limit, claim.end - pos, self._block_size - pos % self._block_size)
-            claim.granted = pos + n
-            return n
+            block = self._blocks.get(pos // self._block_size)
+            if isinstance(block, Pieces) or (block is None and not self._fills(claim, pos)):
+                n = min(limit, claim.end - pos, self._block_size - pos % self._block_size)
+                claim.granted = pos + n
+                return n
+            view = self._write_buffer_locked(claim, pos, limit)
+            return 0 if view is None else view
 
     def store(self, fetch_id: int, pos: int, data: bytes) -> None:
-        """Commit ``data`` at ``pos`` (within what ``room`` granted). Where the fetch fills
+        """Commit ``data`` at ``pos`` (within what ``piece_room`` granted). Where the fetch fills
         only a small part of a block (a random read), the block keeps the body's pieces as
         they are (see :mod:`.blocks`; a reader of exactly one piece gets it back uncopied);
         otherwise the piece is copied into a writable, pooled block. (Keeping whole-block

@@ -274,13 +274,18 @@ class FetchLoop:
         if receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
             # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
             # one call (no Python per socket read or TLS record); see SparseCache.store.
-            n = self._cache.room(cmd.id, pos, limit)
-            if n == 0:
-                return None
-            data = cast(WholePieces, body).read_piece(n)  # one_call: it has read_piece
-            n = len(data)
-            if n:
-                self._cache.store(cmd.id, pos, data)
+            room = self._cache.piece_room(cmd.id, pos, limit)
+            if type(room) is int:
+                if room == 0:
+                    return None
+                data = cast(WholePieces, body).read_piece(room)  # one_call: it has read_piece
+                n = len(data)
+                if n:
+                    self._cache.store(cmd.id, pos, data)
+            else:  # straight from the socket into the block: no intermediate bytes
+                n = cast(WholePieces, body).readinto_piece(cast(memoryview, room))
+                if n:
+                    self._cache.commit(cmd.id, pos, n)
         else:
             buf = self._cache.write_buffer(cmd.id, pos, limit)
             if buf is None:

@@ -97,6 +97,8 @@ class WholePieces(Protocol):
 
     def read_piece(self, n: int) -> bytes: ...
 
+    def readinto_piece(self, buf: memoryview) -> int: ...
+
 
 #: A source's own kind of abort handle: ``fetch`` takes the ones its ``new_abort`` makes.
 A = TypeVar("A", bound=Abort)
