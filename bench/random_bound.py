@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The bound of case ``random`` for a Python file object: how close to the ``http.client``
+floor can *any* seekable file object with a byte cache get?
+
+    python bench/random_bound.py [--count 500] [--passes 7] [--https]
+
+``Minimal`` is the least such a file object does per cold ``seek`` + ``read(64 KiB)``: one
+lock hold to look the bytes up, one ``Range`` GET on a kept-alive ``http.client``
+connection, the body read as one ``bytes`` kept in the cache uncopied, one lock hold to
+record it, the bytes handed back. No priorities, no read-ahead, no events, no retries, no
+validation beyond the status: what kithara-io adds on top of it is the engine. Passes
+alternate floor, ``Minimal`` and kithara-io on new offsets each; the medians of the
+per-pass ratios are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import http.client
+import io
+import random
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import KiB, MB, ensure_random, open_client  # noqa: E402
+from _servers import bench_nginx  # noqa: E402
+
+READ = 64 * KiB
+
+
+def connection(url: str, tls) -> http.client.HTTPConnection:
+    u = urlsplit(url)
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=str(tls.ca))
+        return http.client.HTTPSConnection(u.hostname, u.port, context=ctx)
+    return http.client.HTTPConnection(u.hostname, u.port)
+
+
+class Minimal(io.RawIOBase):
+    """A seekable file object over Range GETs with a cache of the pieces it fetched."""
+
+    def __init__(self, url: str, size: int, tls) -> None:
+        self._conn = connection(url, tls)
+        self._target = urlsplit(url).path
+        self._size = size
+        self._pos = 0
+        self._lock = threading.Lock()
+        self._starts: List[int] = []  # sorted piece starts
+        self._pieces: Dict[int, bytes] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos
+        return pos
+
+    def read(self, n: int = -1) -> Optional[bytes]:
+        pos, end = self._pos, min(self._size, self._pos + n)
+        with self._lock:
+            i = bisect.bisect_right(self._starts, pos) - 1
+            if i >= 0:
+                start = self._starts[i]
+                piece = self._pieces[start]
+                if start + len(piece) >= end:
+                    self._pos = end
+                    return piece[pos - start : end - start]
+        self._conn.request("GET", self._target, headers={"Range": f"bytes={pos}-{end - 1}"})
+        resp = self._conn.getresponse()
+        data = resp.read()
+        if resp.status != 206 or len(data) != end - pos:
+            raise OSError(f"status {resp.status}, {len(data)} bytes")
+        with self._lock:
+            bisect.insort(self._starts, pos)
+            self._pieces[pos] = data
+        self._pos = end
+        return data
+
+    def close(self) -> None:
+        self._conn.close()
+        super().close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=500)
+    ap.add_argument("--passes", type=int, default=7)
+    ap.add_argument("--https", action="store_true")
+    ap.add_argument("--data", default="/tmp/kithara-bench-data")
+    args = ap.parse_args()
+    size = 200 * MB
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    path = ensure_random(data / "random200MB.bin", size)
+    rng = random.Random(7)
+    with bench_nginx(data, https=args.https) as srv:
+        url = srv.url(path.name)
+        tls = srv.tls
+
+        def floor(offsets: List[int]) -> None:
+            conn = connection(url, tls)
+            try:
+                for pos in offsets:
+                    conn.request("GET", urlsplit(url).path, headers={"Range": f"bytes={pos}-{pos + READ - 1}"})
+                    resp = conn.getresponse()
+                    if resp.status != 206 or len(resp.read()) != READ:
+                        raise OSError("floor: bad answer")
+            finally:
+                conn.close()
+
+        def through(f, offsets: List[int]) -> None:
+            for pos in offsets:
+                f.seek(pos)
+                if len(f.read(READ)) != READ:
+                    raise OSError("short read")
+
+        def minimal(offsets: List[int]) -> None:
+            with Minimal(url, size, tls) as f:
+                f.read(READ)  # the connection, as the others' open
+                through(f, offsets)
+
+        def kithara(offsets: List[int]) -> None:
+            with open_client("kithara-io", url, tls) as f:
+                through(f, offsets[:1])  # warm: open and the first answer are not timed
+                t = time.perf_counter()
+                through(f, offsets[1:])
+                kithara.seconds = time.perf_counter() - t  # type: ignore[attr-defined]
+
+        times: Dict[str, List[float]] = {"floor": [], "minimal": [], "kithara-io": []}
+        for _ in range(args.passes):
+            offsets = [rng.randrange(0, size - READ) for _ in range(args.count + 1)]
+            for name, fn in (("floor", floor), ("minimal", minimal)):
+                t = time.perf_counter()
+                fn(offsets[1:] if name == "floor" else offsets)
+                times[name].append(time.perf_counter() - t)
+            kithara(offsets)
+            times["kithara-io"].append(kithara.seconds)  # type: ignore[attr-defined]
+    per = {k: [s / args.count * 1000 for s in v] for k, v in times.items()}
+    for name in ("minimal", "kithara-io"):
+        ratios = sorted(a / b for a, b in zip(per[name], per["floor"]))
+        print(f"{name:11s} {sorted(per[name])[len(ratios) // 2]:.3f} ms/read  x floor: median {ratios[len(ratios) // 2]:.2f} "
+              f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
+    print(f"floor       {sorted(per['floor'])[args.passes // 2]:.3f} ms/read")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
