@@ -250,3 +250,38 @@ def test_parts_of_a_block_are_kept_as_pieces_and_read_across():
     cache.claim(3, 40, 48)  # a body read with readinto beside them: the block becomes writable
     write(cache, 3, 40, bytes(range(40, 48)))
     assert read(cache, 8, 40) == bytes(range(8, 48))
+
+
+def test_a_whole_resource_is_read_in_one_hold_until_recycled():
+    """``whole`` turns True once every byte is present, whatever the order the pieces came
+    in (or the size was learned in); ``read_held`` then serves any range, and gives way
+    (None) once the cache is closed, failed or recycled."""
+    data = bytes(range(40))
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 16, 40)
+    write(cache, 1, 16, data[16:])
+    cache.set_size(40)
+    assert not cache.whole and cache.read_held(0, 8, b"".join) is None
+    cache.claim(2, 0, 16)
+    write(cache, 2, 0, data[:16])  # the run from byte 0 reaches the end only now
+    assert cache.whole
+    assert cache.read_held(10, 20, b"".join) == data[10:30]
+
+    late = SparseCache(block_size=16)  # the size learned after the bytes
+    late.claim(1, 0, 40)
+    write(late, 1, 0, data)
+    assert not late.whole
+    late.set_size(40)
+    assert late.whole and late.read_held(0, 40, b"".join) == data
+
+    failed = SparseCache(block_size=16)
+    failed.set_size(40)
+    failed.claim(1, 0, 40)
+    write(failed, 1, 0, data)
+    failed.fail(StreamError("gone"))
+    assert failed.read_held(0, 8, b"".join) is None  # the long way raises it
+
+    cache.close()
+    assert cache.read_held(0, 8, b"".join) is None
+    cache.recycle()
+    assert not cache.whole

@@ -22,6 +22,7 @@ from kithara_io.events import (
     RequestFailed,
     RequestRetrying,
     RequestStarted,
+    Seek,
 )
 from kithara_io.options import Retry, Timeout
 from tests.servers.faults import Stall, Throttle, Truncate
@@ -228,8 +229,6 @@ def test_a_pool_thread_waits_while_its_reader_reads_and_goes_on_when_it_blocks()
 
     turns = Turns(grace=60.0)
     turn = turns.open(1, state=None)
-    turns.enter()
-    turns.leave()  # it left a read just now: the grace runs for 60 s
     since = turns.enter()
     pool, result = _in_thread(lambda: turns.pool_turn(turn))
     pool.join(0.2)
@@ -241,6 +240,32 @@ def test_a_pool_thread_waits_while_its_reader_reads_and_goes_on_when_it_blocks()
     turns.unblock()
     assert turns.take(1, since) is not None  # the reader takes it back between pieces
     turns.leave()
+
+
+def test_after_a_reader_leaves_the_pool_thread_waits_only_as_long_as_the_reader_stayed():
+    """The grace after a read is at most as long as the reader was in it: a reader in a
+    tight loop (in read() nearly all the time) keeps the bodies, one that reads a little
+    between long stretches of other work (a decoder decoding) leaves the pool threads to
+    read ahead meanwhile."""
+    from kithara_io.reading.turns import Turns
+
+    turns = Turns(grace=60.0)
+    turn = turns.open(1, state=None)
+    turns.enter()
+    turns.leave()  # in read() for microseconds: no grace worth the name
+    started = time.monotonic()
+    assert turns.pool_turn(turn)
+    assert time.monotonic() - started < 5
+    turns.pool_done(turn)
+
+    stay = threading.Event()
+    turns.enter()
+    stay.wait(0.3)  # in read() for 0.3 s (nothing sets it: a measured stay, not a race)
+    turns.leave()
+    started = time.monotonic()
+    assert turns.pool_turn(turn)
+    assert 0.2 <= time.monotonic() - started < 5  # about as long as it stayed, not 60 s
+    turns.pool_done(turn, final=True)
 
 
 def test_the_pool_thread_closes_a_body_only_after_the_reader_gave_it_back():
@@ -278,3 +303,27 @@ def test_interrupt_makes_a_reader_waiting_for_a_body_give_up():
     assert turns.take(3, since) is None  # an interrupt since enter(): no take-over in this read
     turns.pool_done(turn)
     turns.leave()
+
+
+def test_reads_of_a_whole_resource_take_the_short_way_and_still_count_and_tell(make_ranged_server, media, no_leaks):
+    """Once every byte is held, reads (read, readinto, at any place) are served in one
+    hold of the cache: the same bytes, counted as hits, a Seek event for a read that does
+    not continue the last one, and no request."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()
+    with kithara_io.open(link.url("random.bin")) as f:
+        assert read_all(f, 256 * KiB, expected) == expected
+        before = f.stats()
+        seeks: List[Seek] = []
+        f.events.subscribe(seeks.append, Seek)
+        f.seek(1000)
+        assert f.read(5000) == expected[1000:6000]
+        buf = bytearray(7000)
+        assert f.readinto(buf) == 7000 and bytes(buf) == expected[6000:13000]  # continues: no Seek
+        f.seek(len(expected) - 10)
+        assert f.read(100) == expected[-10:]
+        after = f.stats()
+    assert [(s.from_pos, s.to_pos, s.hit) for s in seeks] == [(len(expected), 1000, True), (13000, len(expected) - 10, True)]
+    assert after.cache_hits - before.cache_hits == 3
+    assert after.bytes_served - before.bytes_served == 5000 + 7000 + 10
+    assert after.requests == before.requests

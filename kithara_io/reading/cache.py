@@ -73,6 +73,9 @@ class SparseCache:
         self._closed = False
         self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
         self._pokes = 0  # counts poke(): a fetch a reader may take over has its body now
+        # Every byte is held (set under the lock, read without it: see read_held). Sticky
+        # until recycle(): nothing fetches into a whole resource, so nothing evicts.
+        self.whole = False
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: the fetches and waiters of the parent are gone (their claims
@@ -90,7 +93,13 @@ class SparseCache:
     def set_size(self, size: int) -> None:
         with self._cond:
             self._size = size
+            self._note_whole_locked()
             self._cond.notify_all()
+
+    def _note_whole_locked(self) -> None:
+        size = self._size
+        if size is not None and not self.whole and self._present.covered_until(0) >= size:
+            self.whole = True
 
     def fail(self, error: BaseException) -> None:
         """Record a permanent failure; every waiter raises it."""
@@ -118,6 +127,7 @@ class SparseCache:
         with self._cond:
             blocks, self._blocks = list(self._blocks.values()), {}
             self._present = RangeSet()
+            self.whole = False
         POOL.give(blocks)
 
     def present(self) -> RangeSet:
@@ -212,6 +222,15 @@ class SparseCache:
         """Memory held in blocks (what the budget bounds)."""
         with self._cond:
             return len(self._blocks) * self._block_size
+
+    def read_held(self, pos: int, n: int, consume: Callable[[List[memoryview]], T]) -> Optional[T]:
+        """For a ``whole`` resource: ``consume`` the pieces of ``[pos, pos+n)`` in one lock
+        hold (no claims, no waiting); None when it is not whole, closed or failed (the
+        caller takes the long way, which raises)."""
+        with self._cond:
+            if not self.whole or self._closed or self._error is not None:
+                return None
+            return consume(self._views(pos, n))
 
     def read_when_present(
         self, pos: int, n: int, consume: Callable[[List[memoryview]], T], takeover: Optional[int] = None
@@ -400,6 +419,8 @@ class SparseCache:
 
     def _commit_locked(self, fetch_id: int, pos: int, n: int) -> None:
         self._present.add(pos, pos + n)
+        if pos == 0 or self._present.covered_until(0) >= pos + n:  # the run from byte 0 grew
+            self._note_whole_locked()
         claim = self._claims.get(fetch_id)
         if claim is not None:
             claim.start = max(claim.start, pos + n)

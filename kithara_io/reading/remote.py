@@ -170,7 +170,8 @@ class RemoteReader(RangeReads):
     def size(self) -> int:
         if self._forked:
             self._attach_after_fork()
-        return self._cache.wait_for_size()
+        size = self._cache.known_size  # set once: no lock once known
+        return size if size is not None else self._cache.wait_for_size()
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -257,6 +258,17 @@ class RemoteReader(RangeReads):
             return None
         end = min(size, pos + n)
         previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
+        if self._cache.whole:  # every byte held (the usual audio file once in): one short way
+            with self._cond:
+                self._pattern.record(pos, end, self._opt.read_behind)
+                result = self._cache.read_held(pos, end - pos, consume)
+                if result is not None:
+                    self._counts.bytes_served += end - pos
+                    self._counts.cache_hits += 1
+            if result is not None:
+                if pos != previous_end:
+                    self._publish(Seek(previous_end, pos, True))
+                return result
         hit, here, counted = self._prepare_read(pos, end)
         if pos != previous_end:
             self._publish(Seek(previous_end, pos, hit))
@@ -270,7 +282,10 @@ class RemoteReader(RangeReads):
         waited_from = time.monotonic()
         seen = -1  # take a running fetch over at once; after a miss, once one has a body
         turns = self._fetcher.turns
-        since = turns.enter()
+        # Only a read that misses holds the pool threads back (see turns.py): one served
+        # from the cache leaves them receiving ahead (a decoder's 8 KiB reads between its
+        # decoding would otherwise keep read-ahead from ever overlapping the decoding).
+        since = None if hit else turns.enter()
         try:
             while True:
                 if here is not None:
@@ -286,6 +301,8 @@ class RemoteReader(RangeReads):
                         turns.unblock()
                 if ready is Wait.READY:
                     break
+                if since is None:  # the hit was evicted meanwhile: this read waits after all
+                    since = turns.enter()
                 if ready is Wait.CLAIMED:
                     fetch_id, pokes = result
                     seen = -1 if self._take_over(fetch_id, end, since) else pokes
@@ -293,7 +310,8 @@ class RemoteReader(RangeReads):
                 seen = -1
                 here = self._demand(pos, end)
         finally:
-            turns.leave()
+            if since is not None:
+                turns.leave()
         waited = time.monotonic() - waited_from
         if not hit:
             self._publish(ReaderResumed(pos, waited))

@@ -56,6 +56,8 @@ class Turns:
         self._turns: Dict[int, Turn] = {}
         self._grace = grace
         self._inside = 0  # readers in a read() now
+        self._entered = 0.0  # time.monotonic() the first of them entered
+        self._stayed = 0.0  # how long readers were in read() until the last one left
         self._left = float("-inf")  # time.monotonic() a reader last left read()
         self._pool_waiting = 0  # pool threads waiting for a reader to leave
         self._blocked = 0  # readers in a read() that wait for bytes they cannot take over
@@ -97,7 +99,7 @@ class Turns:
                     if self._blocked:
                         break  # its reader waits for another fetch: never hold that one up
                     if not self._inside:
-                        left = self._left + self._grace - time.monotonic()
+                        left = self._left + min(self._grace, self._stayed) - time.monotonic()
                         if left <= 0:
                             break
                         self._cond.wait(left)
@@ -169,14 +171,21 @@ class Turns:
         """A reader entered read(): the pool threads leave the bodies to it. Returns what
         ``take`` compares to see an ``interrupt`` since."""
         with self._cond:
+            if not self._inside:
+                self._entered = time.monotonic()
             self._inside += 1
             return self._interrupts
 
     def leave(self) -> None:
-        """A reader left read(): the pool threads receive if it stays away ``grace`` s."""
+        """A reader left read(): the pool threads receive if it stays away ``grace`` s, or
+        as long as it was in read() if that is shorter. A reader in a tight loop comes
+        back sooner than that; a decoder that reads a little between its decoding does
+        not, and read-ahead then overlaps the decoding."""
         with self._cond:
             self._inside -= 1
             self._left = time.monotonic()
+            if not self._inside:
+                self._stayed = self._left - self._entered
 
     def block(self) -> None:
         """The reader in read() is about to wait for bytes no body it may take holds yet
