@@ -115,13 +115,13 @@ def test_loop_playlist_starts_over_until_ctrl_c(jack, tmp_path) -> None:
                 break
             lines.append(line.rstrip("\n"))
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=15)
+        _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert played("\n".join(lines)) == ["track0.wav", "track1.wav", "track0.wav", "track1.wav"], lines
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
 
 
 def transient(term: Terminal, text: str) -> None:
