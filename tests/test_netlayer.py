@@ -555,3 +555,26 @@ def test_an_icy_station_is_asked_the_icy_way_on_every_reconnect(
     with kithara_io.open(url, tail=0, **QUICK) as f:  # tail=0: one first request
         assert len(read_exactly(f, 100_000)) == 100_000  # across two reconnects
     assert len(icy_server.listeners(path)) == 2 + 2
+
+
+def test_response_headers_are_read_once_and_looked_up_without_regard_to_case():
+    """``Headers``: what the engine asks of an answer (first value of a field, any case),
+    and every field as sent for those that repeat (cookies)."""
+    from kithara_io.net.response import Headers
+
+    fields = [
+        ("Content-Range", "bytes 0-9/100"),
+        ("Set-Cookie", "a=1; Path=/"),
+        ("set-cookie", "b=2; Path=/"),
+        ("ETag", '"x"'),
+    ]
+    headers = Headers(fields)
+    assert headers.get("content-range") == headers["CONTENT-RANGE"] == "bytes 0-9/100"
+    assert headers.get("Set-Cookie") == "a=1; Path=/"  # the first, as http.client's message
+    assert headers.get_all("SET-COOKIE") == ["a=1; Path=/", "b=2; Path=/"]
+    assert headers.get_all("Location", []) == [] and headers.get("Location") is None
+    assert "etag" in headers and "Location" not in headers and 3 not in headers
+    assert list(headers) == ["Content-Range", "Set-Cookie", "ETag"] and len(headers) == 3
+    assert headers.items() == fields
+    with pytest.raises(KeyError):
+        headers["Location"]

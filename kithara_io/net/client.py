@@ -126,8 +126,9 @@ class Client:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             _drop(conn)
             raise connection_error(exc, url, span) from exc
-        policy.remember_cookies(url, raw.headers)
-        return Response(raw, conn, url, method, pool=self.pool, key=key)
+        response = Response(raw, conn, url, method, pool=self.pool, key=key)
+        policy.remember_cookies(url, response.headers)
+        return response
 
     def _icy(
         self,
