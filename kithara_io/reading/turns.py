@@ -6,8 +6,9 @@ it is receiving, and the reader receives the next pieces itself, from the socket
 cache's blocks, then copies out once (no hand-off between threads per piece, no cold memory
 written by one thread and read by another). Between pieces the pool thread asks for its
 turn (:meth:`Turns.pool_turn`); it gets one only while no reader wants the body and no
-reader of the stream is in a read that may take one (``enter``/``leave``) or has left one
-less than ``grace`` seconds ago. So a reader that keeps coming back (a tight ``read`` loop)
+reader of the stream is in a read that may take one (``enter``/``leave``: a read the cache
+could not serve at once) or has left one less than ``grace`` seconds ago, or less than it
+stayed in it if that is shorter. So a reader that keeps coming back (a tight ``read`` loop)
 keeps the bodies, and read-ahead runs on the pool threads while the reader is away (a
 decoder decoding, a player playing what it has). A reader that waits for a fetch it cannot
 take (queued, or still sending its request: ``block``) lets the pool threads receive, so
