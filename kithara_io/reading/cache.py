@@ -73,8 +73,8 @@ class SparseCache:
         self._closed = False
         self._interrupt = False  # one-shot: the next wait of a reader raises InterruptedError
         self._pokes = 0  # counts poke(): a fetch a reader may take over has its body now
-        # Every byte is held (set under the lock, read without it: see read_held). Sticky
-        # until recycle(): nothing fetches into a whole resource, so nothing evicts.
+        # Every byte is held: kept up to date under the lock at every change of what is
+        # present, read without it (see read_held).
         self.whole = False
 
     def _after_fork_in_child(self) -> None:
@@ -134,12 +134,6 @@ class SparseCache:
         with self._cond:
             return self._present.copy()
 
-    @property
-    def complete(self) -> bool:
-        """Every byte of the resource is held: nothing is left to fetch (or to evict for)."""
-        with self._cond:
-            return self._size is not None and self._present.covered_until(0) >= self._size
-
     def view(self) -> CacheView:
         """A snapshot of the present and claimed ranges (see CacheView)."""
         with self._cond:
@@ -183,13 +177,13 @@ class SparseCache:
 
     def look(self, pos: int, window: Tuple[int, int]) -> Tuple[bool, int, int, Optional[int]]:
         """For a read at ``pos``, in one lock hold and without snapshots: whether the
-        resource is ``complete`` (then nothing else is done), else set the window (see
+        resource is ``whole`` (then nothing else is done), else set the window (see
         ``set_window``); and ``present_until``, the end of the present run from ``pos``,
         ``free_from``, the first byte at or after ``pos`` neither present nor claimed (where
         planning would start), and the size."""
         with self._cond:
             size = self._size
-            if size is not None and self._present.covered_until(0) >= size:
+            if self.whole and size is not None:  # whole: the size is known
                 return True, size, size, size
             self._window = window
             present_until = self._present.covered_until(pos)
@@ -360,6 +354,12 @@ class SparseCache:
         if self._budget is not None and (len(self._blocks) + 1) * self._block_size > self._budget:
             self._evict_locked()
 
+    def _as_pieces_locked(self, block: Optional[Block], claim: _Claim, pos: int) -> bool:
+        """Is the piece at ``pos`` kept as the body's own ``bytes`` (the block holds pieces
+        already, or is new and the fetch fills only a small part of it), not written into
+        a writable block?"""
+        return isinstance(block, Pieces) or (block is None and not self._fills(claim, pos))
+
     def _fills(self, claim: _Claim, pos: int) -> bool:
         """Will this fetch fill most of the block holding ``pos``, or a small part of it?"""
         end = (pos // self._block_size + 1) * self._block_size
@@ -374,8 +374,7 @@ class SparseCache:
             claim = self._claims.get(fetch_id)
             if claim is None or self._closed or pos >= claim.end:
                 return 0
-            block = self._blocks.get(pos // self._block_size)
-            if isinstance(block, Pieces) or (block is None and not self._fills(claim, pos)):
+            if self._as_pieces_locked(self._blocks.get(pos // self._block_size), claim, pos):
                 n = min(limit, claim.end - pos, self._block_size - pos % self._block_size)
                 claim.granted = pos + n
                 return n
@@ -395,9 +394,9 @@ class SparseCache:
         with self._cond:
             block = self._blocks.get(index)
             claim = self._claims.get(fetch_id)
-            if isinstance(block, Pieces) or (block is None and claim is not None and not self._fills(claim, pos)):
-                if not self._closed and claim is not None:
-                    if block is None:
+            if claim is not None and self._as_pieces_locked(block, claim, pos):
+                if not self._closed:
+                    if not isinstance(block, Pieces):  # a new block
                         self._make_room_locked()
                         block = self._blocks[index] = Pieces()
                     block.add(offset, data)
@@ -419,13 +418,12 @@ class SparseCache:
 
     def _commit_locked(self, fetch_id: int, pos: int, n: int) -> None:
         self._present.add(pos, pos + n)
-        if pos == 0 or self._present.covered_until(0) >= pos + n:  # the run from byte 0 grew
-            self._note_whole_locked()
         claim = self._claims.get(fetch_id)
         if claim is not None:
             claim.start = max(claim.start, pos + n)
         if self._budget is not None and len(self._blocks) * self._block_size > self._budget:
             self._evict_locked()
+        self._note_whole_locked()
         if any(self._present.covered_until(p) >= e for p, e in self._needs.values()):
             self._cond.notify_all()
 
@@ -452,6 +450,7 @@ class SparseCache:
             if len(self._blocks) * bs <= target:
                 break
             self._present.remove(i * bs, (i + 1) * bs)
+            self.whole = False
             POOL.give([self._blocks.pop(i)])  # outside every claim: no fetch writes it
 
 
