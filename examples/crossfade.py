@@ -10,7 +10,7 @@ import sys
 
 from _support import local_music
 from kithara_io.playback import Player
-from kithara_io.progress import audio_format, format_time
+from kithara_io.cli.progress import audio_format, format_time
 
 
 def main(urls) -> None:

@@ -28,7 +28,7 @@ SEEK_AT, SEEK_TO = 4.0, 20.0
 
 def run_demo() -> int:
     from kithara_io.playback import Player, PlaybackError
-    from kithara_io.progress import BAR_LEGEND, LineWriter, RateMeter, format_bytes, playback_line
+    from kithara_io.cli.progress import BAR_LEGEND, LineWriter, RateMeter, format_bytes, playback_line
 
     with tempfile.TemporaryDirectory(prefix="kithara-demo-") as tmp:
         path = make_music(Path(tmp) / "demo.flac", bars=BARS)

@@ -8,7 +8,7 @@ import sys
 
 from _support import local_music
 from kithara_io.playback import Player, PlaybackError
-from kithara_io.progress import format_time
+from kithara_io.cli.progress import format_time
 
 
 def main(url: str) -> int:
