@@ -184,8 +184,12 @@ class Stream(io.RawIOBase):
         self._check_closed()
         with self._lock:
             self._check_failed()
-            with memoryview(b) as view, view.cast("B") as out:
-                n = self._reader.read_at(self._pos, out)
+            with memoryview(b) as view:
+                if view.format == "B" and view.ndim == 1:  # bytearray, a decoder's buffer
+                    n = self._reader.read_at(self._pos, view)
+                else:
+                    with view.cast("B") as out:
+                        n = self._reader.read_at(self._pos, out)
             self._pos += n
         return n
 

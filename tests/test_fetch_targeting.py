@@ -8,7 +8,7 @@ import threading
 
 import kithara_io
 from kithara_io.engine.downloader import Downloader
-from kithara_io.events import RequestEnqueued, RequestStarted
+from kithara_io.events import Progress, RequestEnqueued, RequestStarted
 from kithara_io.reading.planning import AccessPattern
 from tests.servers.faults import Truncate
 
@@ -87,6 +87,51 @@ def test_sequential_read_grows_fetches_and_never_refetches(make_ranged_server, m
     for (s1, e1), (s2, e2) in zip(covered, covered[1:]):
         assert e1 <= s2, f"bytes fetched twice: {(s1, e1)} and {(s2, e2)}"
     assert stats.bytes_fetched == len(data)
+
+
+def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_server, media):
+    """Once the link is measured, a sequential reader's next read-ahead request goes out when
+    the body before it has about one first-byte time of transfer left (at least min_fetch):
+    the two bodies never share the link for long while the reader waits for the first, so
+    bytes arrive in the order they are read (issue #24: decode while reading on a link)."""
+    server = make_ranged_server(bandwidth=16_000_000)  # 8 MiB in ~0.5 s; first bytes in ~1 ms
+    data = media["random.bin"].read_bytes()
+    log, lock = [], threading.Lock()
+
+    def record(event):
+        with lock:
+            log.append(event)
+
+    with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0) as f:
+        f.events.subscribe(record, RequestEnqueued, Progress)
+        assert f.read(64 * KiB) == data[: 64 * KiB]
+        got = bytearray(data[: 64 * KiB])
+        for _ in range(len(data) // (64 * KiB)):  # bounded: a decoder's reads, in order
+            piece = f.read(64 * KiB)
+            if not piece:
+                break
+            got += piece
+        assert bytes(got) == data
+    with lock:
+        events = list(log)
+    ranges, received, left_at_next = {}, {}, []
+    for event in events:
+        if isinstance(event, Progress):
+            received[event.request_id] = event.total
+        elif event.range is not None:
+            before = [r for r, (s, e) in ranges.items() if e == event.range[0]]
+            if before and event.range[1] - event.range[0] > 128 * KiB:
+                # A read-ahead request (a reader waiting at the end of a body may still get
+                # a small one for its own bytes at once), and the one whose body ends where
+                # this one starts.
+                s, e = ranges[before[0]]
+                left_at_next.append(e - s - received.get(before[0], 0))
+            ranges[event.request_id] = event.range
+    assert len(left_at_next) >= 4, ranges
+    # The first requests go while the link is not measured yet (or measured from one burst);
+    # then each waits for ~16 MB/s x the first-byte time (~110 KiB here). Without the rule,
+    # the next request went at once, 1-2 MiB before the one it follows ended.
+    assert max(left_at_next[-3:]) <= 256 * KiB, left_at_next
 
 
 def test_open_fetches_head_and_tail(make_ranged_server, media):

@@ -190,3 +190,20 @@ def test_amortizing_length_follows_the_measured_link():
     slow = LinkEstimate()
     slow.record(ttfb=0.2, nbytes=100_000, duration=0.4)  # 250 kB/s behind a 200 ms first byte
     assert slow.amortizing_bytes() == pytest.approx(250e3 * 0.05)  # at most 50 ms of transfer
+
+
+def test_read_ahead_goes_in_order_only_on_a_measured_link_one_body_fills():
+    """``in_order``: a body gets the link to itself (the next read-ahead request waits for
+    its last first-byte time of transfer) once the link is measured, below the rate where
+    the client's CPU, not the link, bounds a body, and only if it is longer than that."""
+    from kithara_io.reading.planning import LinkEstimate
+
+    link = LinkEstimate()
+    assert not link.in_order(8 << 20, 64 << 10)  # not measured yet: parallel as before
+    link.record(ttfb=0.01, nbytes=10_000_000, duration=0.1)  # 100 MB/s, 10 ms to first byte
+    assert link.soon_bytes(64 << 10) == 1_000_000
+    assert link.in_order(8 << 20, 64 << 10)
+    assert not link.in_order(1_000_000, 64 << 10)  # all of it arrives within a first-byte time
+    fast = LinkEstimate()
+    fast.record(ttfb=0.0003, nbytes=100_000_000, duration=0.05)  # 2 GB/s: loopback
+    assert not fast.in_order(8 << 20, 64 << 10)

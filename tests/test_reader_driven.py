@@ -4,6 +4,7 @@ place, cancelled, preempted, completed once), and its events and stats stay whol
 
 from __future__ import annotations
 
+import array
 import threading
 import time
 from collections import defaultdict
@@ -327,3 +328,39 @@ def test_reads_of_a_whole_resource_take_the_short_way_and_still_count_and_tell(m
     assert after.cache_hits - before.cache_hits == 3
     assert after.bytes_served - before.bytes_served == 5000 + 7000 + 10
     assert after.requests == before.requests
+
+
+def test_short_reads_of_present_bytes_take_the_short_way_and_keep_read_ahead_going(make_ranged_server, media, no_leaks):
+    """Before the resource is whole, a short read of present bytes (a decoder's) is served
+    in one hold of the stream and one of the cache: the same bytes (into any buffer), a
+    hit each, a Seek for a read that does not continue the last one; and as the cursor
+    moves on, read-ahead still goes out ahead of it."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()
+    downloader = Downloader()
+    try:
+        options = dict(read_ahead=512 * KiB, max_fetch=256 * KiB, tail=0, downloader=downloader)
+        with kithara_io.open(link.url("random.bin"), **options) as f:
+            assert f.read(64 * KiB) == expected[: 64 * KiB]
+            assert downloader.wait_idle(10)
+            held = next(e for s, e in f.buffered() if s == 0)
+            assert 64 * KiB < held < len(expected), f.buffered()
+            before = f.stats()
+            seeks: List[Seek] = []
+            f.events.subscribe(seeks.append, Seek)
+            buf, pos, reads = bytearray(8192), 64 * KiB, 0
+            while pos + len(buf) <= held:  # bounded: the held bytes, 8 KiB a time
+                assert f.readinto(buf) == len(buf) and buf == expected[pos : pos + len(buf)], pos
+                pos, reads = pos + len(buf), reads + 1
+            f.seek(1000)
+            samples = array.array("h", bytes(8192))  # not a byte buffer: cast, same bytes
+            assert f.readinto(samples) == 8192 and samples.tobytes() == expected[1000:9192]
+            after = f.stats()
+            assert downloader.wait_idle(10)
+            farther = next(e for s, e in f.buffered() if s == 0)
+    finally:
+        downloader.close()
+    assert [(s.from_pos, s.to_pos, s.hit) for s in seeks] == [(pos, 1000, True)]
+    assert after.cache_hits - before.cache_hits == reads + 1
+    assert after.bytes_served - before.bytes_served == reads * 8192 + 8192
+    assert farther > held  # the reads moved the window: read-ahead went on

@@ -1,6 +1,6 @@
 """SparseCache: the downloaded bytes of one resource, and who is about to download the rest.
 
-Ownership: one ``threading.Condition`` guards everything here. Fetch threads write into the
+Ownership: one lock (``_lock``, entered directly; ``_cond`` waits on it) guards everything here. Fetch threads write into the
 regions they have claimed *without* the lock (nobody else reads or writes an unpresent,
 claimed region) and take the lock only to commit. Readers wait on the condition for
 "range present", "end proven", "failed" or "closed": every state change notifies, so no
@@ -60,7 +60,8 @@ class SparseCache:
     """Present byte ranges over a store of fixed-size blocks, plus per-fetch claims."""
 
     def __init__(self, block_size: int = BLOCK_SIZE, budget: Optional[int] = None) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # entered directly: Condition.__enter__ is a Python call
+        self._cond = threading.Condition(self._lock)
         self._block_size = block_size
         self._budget = budget  # bytes of blocks kept; None: unbounded
         self._window = (0, 0)  # never evicted: the reader's neighbourhood
@@ -80,18 +81,19 @@ class SparseCache:
     def _after_fork_in_child(self) -> None:
         """In a forked child: the fetches and waiters of the parent are gone (their claims
         with them), and a lock one of them held would never be released."""
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._claims.clear()
         self._needs = {}
 
     # -- state -------------------------------------------------------------------------
     @property
     def size(self) -> Optional[int]:
-        with self._cond:
+        with self._lock:
             return self._size
 
     def set_size(self, size: int) -> None:
-        with self._cond:
+        with self._lock:
             self._size = size
             self._note_whole_locked()
             self._cond.notify_all()
@@ -103,7 +105,7 @@ class SparseCache:
 
     def fail(self, error: BaseException) -> None:
         """Record a permanent failure; every waiter raises it."""
-        with self._cond:
+        with self._lock:
             if self._error is None:
                 self._error = error
             self._cond.notify_all()
@@ -111,32 +113,32 @@ class SparseCache:
     def interrupt(self) -> None:
         """The reader waiting for bytes now (else the next one that has to wait) raises
         ``InterruptedError`` once; nothing else changes."""
-        with self._cond:
+        with self._lock:
             self._interrupt = True
             self._cond.notify_all()
 
     def close(self) -> None:
         """Wake every waiter with ``StreamClosedError``. The bytes stay until ``recycle``:
         a fetch still stopping may be writing into a block."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
 
     def recycle(self) -> None:
         """After ``close``, once no fetch can write any more: hand the blocks to the pool."""
-        with self._cond:
+        with self._lock:
             blocks, self._blocks = list(self._blocks.values()), {}
             self._present = RangeSet()
             self.whole = False
         POOL.give(blocks)
 
     def present(self) -> RangeSet:
-        with self._cond:
+        with self._lock:
             return self._present.copy()
 
     def view(self) -> CacheView:
         """A snapshot of the present and claimed ranges (see CacheView)."""
-        with self._cond:
+        with self._lock:
             claimed = RangeSet()
             for claim in self._claims.values():
                 claimed.add(claim.start, claim.end)
@@ -158,7 +160,7 @@ class SparseCache:
         """Block until the total length is known (or raise the failure); None if
         ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._size is None:
                 self._raise_if_unusable()
                 if deadline is None:
@@ -181,7 +183,7 @@ class SparseCache:
         ``set_window``); and ``present_until``, the end of the present run from ``pos``,
         ``free_from``, the first byte at or after ``pos`` neither present nor claimed (where
         planning would start), and the size."""
-        with self._cond:
+        with self._lock:
             size = self._size
             if self.whole and size is not None:  # whole: the size is known
                 return True, size, size, size
@@ -191,7 +193,7 @@ class SparseCache:
 
     def first_free(self, pos: int) -> int:
         """The first byte at or after ``pos`` neither present nor claimed (no snapshot)."""
-        with self._cond:
+        with self._lock:
             return self._first_free_locked(self._present.covered_until(pos))
 
     def _first_free_locked(self, free: int) -> int:
@@ -208,23 +210,56 @@ class SparseCache:
 
     def set_window(self, start: int, end: int) -> None:
         """Bytes in ``[start, end)`` are never evicted (the reader is about to need them)."""
-        with self._cond:
+        with self._lock:
             self._window = (start, end)
 
     @property
     def bytes_held(self) -> int:
         """Memory held in blocks (what the budget bounds)."""
-        with self._cond:
+        with self._lock:
             return len(self._blocks) * self._block_size
 
     def read_held(self, pos: int, n: int, consume: Callable[[List[memoryview]], T]) -> Optional[T]:
         """For a ``whole`` resource: ``consume`` the pieces of ``[pos, pos+n)`` in one lock
         hold (no claims, no waiting); None when it is not whole, closed or failed (the
         caller takes the long way, which raises)."""
-        with self._cond:
+        with self._lock:
             if not self.whole or self._closed or self._error is not None:
                 return None
             return consume(self._views(pos, n))
+
+    def copy_held(self, pos: int, out: memoryview) -> int:
+        """For a ``whole`` resource: copy the bytes from ``pos`` into ``out`` (fewer only at
+        the end) in one lock hold; -1 when it is not whole, closed or failed (the caller
+        takes the long way, which raises). A decoder's 8 KiB reads: no lists, no callbacks."""
+        with self._lock:
+            if not self.whole or self._closed or self._error is not None:
+                return -1
+            n = max(0, min(len(out), self._size - pos))  # type: ignore[operator]  # whole: known
+            self._copy_locked(pos, n, out)
+            return n
+
+    def copy_present(self, pos: int, out: memoryview, window: Tuple[int, int], free: bool) -> int:
+        """A short read's hit in one lock hold: if all of ``out`` is present from ``pos``,
+        copy it and return where planning would start (``free_from`` of :meth:`look`; 0
+        unless ``free``), else -1 with nothing done. Sets the window (see ``set_window``);
+        raises the failure, or StreamClosedError, as a wait would."""
+        n = len(out)
+        with self._lock:
+            if self._closed or self._error is not None:
+                self._raise_if_unusable()
+            present_until = self._present.covered_until(pos)
+            if present_until < pos + n:
+                return -1
+            self._window = window
+            self._copy_locked(pos, n, out)
+            return self._first_free_locked(present_until) if free else 0
+
+    def _copy_locked(self, pos: int, n: int, out: memoryview) -> None:
+        done = 0
+        for view in self._views(pos, n):
+            out[done : done + len(view)] = view
+            done += len(view)
 
     def read_when_present(
         self, pos: int, n: int, consume: Callable[[List[memoryview]], T], takeover: Optional[int] = None
@@ -238,7 +273,7 @@ class SparseCache:
         pokes))`` for the caller to take that fetch over, as soon as ``poke`` was called
         since the caller saw ``pokes`` (-1: at once)."""
         end = pos + n
-        with self._cond:
+        with self._lock:
             while True:
                 self._raise_if_unusable()
                 missing = self._present.covered_until(pos)
@@ -256,7 +291,7 @@ class SparseCache:
 
     def poke(self) -> None:
         """Wake the readers waiting with ``takeover``: a fetch has a body to take over now."""
-        with self._cond:
+        with self._lock:
             self._pokes += 1
             self._cond.notify_all()
 
@@ -281,7 +316,13 @@ class SparseCache:
 
     # -- reading -----------------------------------------------------------------------
     def _views(self, pos: int, n: int) -> List[memoryview]:
-        views, bs = [], self._block_size
+        bs = self._block_size
+        index, offset = divmod(pos, bs)
+        if offset + n <= bs:  # within one block (a decoder's read): one view
+            block = self._blocks[index]
+            if not isinstance(block, Pieces):
+                return [memoryview(block)[offset : offset + n]]
+        views = []
         while n > 0:
             index, offset = divmod(pos, bs)
             view = block_view(self._blocks[index], offset, min(bs - offset, n))
@@ -293,18 +334,18 @@ class SparseCache:
     # -- claims and writing ------------------------------------------------------------
     def claim(self, fetch_id: int, start: int, end: int) -> None:
         """Reserve ``[start, end)`` for one fetch; planning never hands it out again."""
-        with self._cond:
+        with self._lock:
             self._claims[fetch_id] = _Claim(start, end, start)
 
     def extend_claim(self, fetch_id: int, end: int) -> None:
         """A fetch will deliver more than it asked for (a server that ignores Range)."""
-        with self._cond:
+        with self._lock:
             claim = self._claims[fetch_id]
             claim.end = max(claim.end, end)
 
     def shrink_claim(self, fetch_id: int, end: int) -> None:
         """Give back the claimed bytes from ``end`` on (cancel, or a shorter answer)."""
-        with self._cond:
+        with self._lock:
             claim = self._claims.get(fetch_id)
             if claim is not None:
                 claim.end = max(claim.granted, claim.start, min(claim.end, end))
@@ -312,26 +353,26 @@ class SparseCache:
 
     def release(self, fetch_id: int) -> None:
         """The fetch is over: its unwritten claim becomes fetchable again."""
-        with self._cond:
+        with self._lock:
             if self._claims.pop(fetch_id, None) is not None:
                 self._cond.notify_all()
 
     def claim_progress(self, fetch_id: int) -> Optional[tuple]:
         """``(next_byte, end)`` of a claim, or None."""
-        with self._cond:
+        with self._lock:
             claim = self._claims.get(fetch_id)
             return None if claim is None else (claim.start, claim.end)
 
     def claim_done(self, fetch_id: int) -> bool:
         """The fetch's claim is all written (it has nothing left to receive)."""
-        with self._cond:
+        with self._lock:
             claim = self._claims.get(fetch_id)
             return claim is not None and claim.start >= claim.end
 
     def write_buffer(self, fetch_id: int, pos: int, limit: int) -> Optional[memoryview]:
         """A writable view of at most ``limit`` bytes at ``pos`` inside the fetch's claim,
         or None when the claim ends at ``pos`` (finished or cancelled)."""
-        with self._cond:
+        with self._lock:
             return self._write_buffer_locked(self._claims.get(fetch_id), pos, limit)
 
     def _write_buffer_locked(self, claim: Optional[_Claim], pos: int, limit: int) -> Optional[memoryview]:
@@ -370,7 +411,7 @@ class SparseCache:
         a writable view of its block where the fetch fills most of it (the body reads
         straight into it, then ``commit``), else how many bytes it may ``store`` as one
         piece kept uncopied (a random read; see :meth:`store`). 0: the claim ends at ``pos``."""
-        with self._cond:
+        with self._lock:
             claim = self._claims.get(fetch_id)
             if claim is None or self._closed or pos >= claim.end:
                 return 0
@@ -391,7 +432,7 @@ class SparseCache:
         +7-13 MB of resident memory on a 64 MiB budget.)"""
         n = len(data)
         index, offset = divmod(pos, self._block_size)
-        with self._cond:
+        with self._lock:
             block = self._blocks.get(index)
             claim = self._claims.get(fetch_id)
             if claim is not None and self._as_pieces_locked(block, claim, pos):
@@ -412,7 +453,7 @@ class SparseCache:
         """``n`` bytes at ``pos`` were written by the fetch: they are present now."""
         if n <= 0:
             return
-        with self._cond:
+        with self._lock:
             if not self._closed:
                 self._commit_locked(fetch_id, pos, n)
 

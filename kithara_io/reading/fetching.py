@@ -48,6 +48,7 @@ class Fetch:
     handed: bool = False  # its answer went to open()'s caller: no longer ours to abort
     for_reader: bool = False  # handed to a waiting reader to run itself (try_run_inline)
     reader_holds: bool = False  # a reader took its body over and receives it now (serve_reader)
+    streaming: bool = False  # its body fills the link, more than a first-byte time from its end
     turns: Optional[Turns] = None  # where a reader takes its body over (FetchLoop.serve_reader)
 
     def abort(self) -> None:
@@ -76,6 +77,10 @@ class FetchHost(Protocol):
     def takes_over(self, fetch: Fetch, body: Body) -> bool:
         """Keep ``body`` (the first answer, without a length) for a live reader: True if the
         host took it, and the fetch must neither read nor close it."""
+
+    def streaming(self, fetch: Fetch, on: bool) -> None:
+        """The fetch's body fills the link until its last first-byte time of transfer
+        (``on``), or has reached it (the next read-ahead request may go now)."""
 
 
 class FetchLoop:
@@ -189,6 +194,15 @@ class FetchLoop:
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk, lambda n: self._downloader.note_progress(n, cmd))
         receipt = _Receipt(body, self._link, self._opt.timeout)
+        if fetch is not None:
+            # Read-ahead in order: the stream's next request goes out when this body has
+            # one first-byte time of transfer left, so its first byte arrives as this one
+            # ends, instead of both sharing the link while the reader waits for this one.
+            soon = self._link.soon_bytes(self._opt.min_fetch)
+            streams = body.end is not None and self._link.in_order(body.end - pos, self._opt.min_fetch)
+            if streams:
+                receipt.handoff_at, receipt.fetch = cast(int, body.end) - soon, fetch
+            self._host.streaming(fetch, streams)
         if fetch is None:
             while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
                 pass
@@ -271,6 +285,9 @@ class FetchLoop:
         position; None once the claim ends there (done or cancelled)."""
         body = receipt.body
         pos = body.position
+        handoff = receipt.handoff_at
+        if handoff is not None and pos < handoff:
+            limit = min(limit, handoff - pos)  # the piece ends where the next request may go
         if receipt.one_call and (receipt.trusted or receipt.stored >= _TRUSTED_RATE):
             # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
             # one call (no Python per socket read or TLS record); see SparseCache.store.
@@ -307,6 +324,9 @@ class FetchLoop:
             receipt.speed.check(n, body)
         self._host.count(receipt.counter, n)
         receipt.stored += n
+        if handoff is not None and body.position >= handoff:
+            receipt.handoff_at = None
+            self._host.streaming(cast(Fetch, receipt.fetch), False)
         self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
         self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
         return n
@@ -327,6 +347,8 @@ class _Receipt:
         self.one_call = callable(
             getattr(body, "read_piece", None)
         )  # WholePieces (isinstance on a Protocol costs ~25 us)
+        self.handoff_at: Optional[int] = None  # where the stream's next request may go (streaming)
+        self.fetch: Optional[Fetch] = None  # the pool fetch it belongs to, while streaming
 
 
 class _SpeedCheck:

@@ -163,6 +163,10 @@ _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a r
 _AMORTIZE = 20  # a request's first-byte time is about 1/20 of its transfer time
 _AMORTIZE_TIME = 0.05  # ... as long as that transfer takes no longer than this
 _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
+# Below this rate one body fills the link, and read-ahead bodies go one after the other
+# (LinkEstimate.in_order); above it (loopback, fast LANs) the client's CPU bounds a body, and
+# a second one received on another core adds to it (seq on loopback: 5-8% slower in order).
+_IN_ORDER_RATE = 400e6
 
 
 class LinkEstimate:
@@ -195,6 +199,11 @@ class LinkEstimate:
         if not self.measured:
             return 0
         return int(self.bandwidth * min(self.ttfb * _AMORTIZE, _AMORTIZE_TIME))
+
+    def in_order(self, nbytes: int, floor: int) -> bool:
+        """Should a body of ``nbytes`` have the link to itself until its last first-byte
+        time of transfer (``soon_bytes``), the stream's next read-ahead request waiting?"""
+        return self.measured and self.bandwidth < _IN_ORDER_RATE and nbytes > self.soon_bytes(floor)
 
     def soon_bytes(self, floor: int) -> int:
         """Bytes a running fetch delivers in the time a new request needs for its first byte."""

@@ -18,7 +18,7 @@ evicted) until the reader's next read sets it again: else eviction, which drops 
 farthest from the window first, would drop the bytes a range waits for to make room for its
 own next piece, again and again.
 
-Threads: runs on the caller's thread. The planning runs under the stream's ``_cond``, as
+Threads: runs on the caller's thread. The planning runs under the stream's ``_lock``, as
 ``FetchScheduling`` does (lock order: stream -> cache -> downloader); waits happen in the
 cache with no lock of the stream held.
 """
@@ -144,7 +144,7 @@ class RangeReads(FetchScheduling):
                     parts.setdefault(i, []).append(self._wait_bytes(lo, hi))
             pending = [i for i in pending if ranges[i][1] > last]
         served = sum(hi - lo for lo, hi in ranges if hi > lo)
-        with self._cond:
+        with self._lock:
             self._counts.bytes_served += served
         out = []
         for i in range(len(ranges)):
@@ -154,7 +154,7 @@ class RangeReads(FetchScheduling):
 
     def _fetch(self, pieces: List[Span]) -> None:
         """Submit fetches for the bytes of ``pieces`` nobody holds or fetches."""
-        with self._cond:
+        with self._lock:
             if self._closed or self._error is not None:
                 return  # the wait raises
             view = self._cache.view()

@@ -9,10 +9,11 @@ the reader no longer needs after a far seek (epoch cancel); ``read_ranges`` come
 misses and would wait for every byte of the new fetch runs it on its own thread when the
 Downloader has a place for it (``Downloader.try_run_inline``; a random reader's usual case).
 
-Ownership: ``self._cond`` guards ``_active``, the access pattern, ``_closed`` and
-``_error``. Lock order: ``self._cond`` -> cache lock -> downloader lock; the cache and
-the downloader never call back while holding theirs. ``Downloader.cancel`` may complete a
-command synchronously, so it is only ever called with ``self._cond`` released.
+Ownership: ``self._lock`` (``self._cond`` waits on it) guards ``_active``, the access
+pattern, the counters, ``_closed`` and ``_error``. Lock order: ``self._lock`` -> cache lock
+-> downloader lock; the cache and the downloader never call back while holding theirs.
+``Downloader.cancel`` may complete a command synchronously, so it is only ever called with
+``self._lock`` released.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from .range_reads import RangeReads
 
 log = logging.getLogger(__name__)
 
+_SHORT_READ = 256 * 1024  # reads up to this long copy under the stream's lock (_read_present)
+
 
 class RemoteReader(RangeReads):
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
@@ -65,8 +68,10 @@ class RemoteReader(RangeReads):
         self._opt = options
         self._priority = priority
         self._cache = SparseCache(budget=options.cache_budget)
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # entered directly: Condition.__enter__ is a Python call
+        self._cond = threading.Condition(self._lock)
         self._active: Dict[int, Fetch] = {}
+        self._streaming = 0  # active fetches whose body fills the link (Fetch.streaming)
         self._pattern = AccessPattern()
         self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
         self._closed = False
@@ -95,7 +100,7 @@ class RemoteReader(RangeReads):
             self._source.close()
             raise StreamClosedError("cannot open: the downloader was closed", url=self._source.url) from None
         try:
-            with self._cond:
+            with self._lock:
                 self._submit_locked(FetchPlan(0, self._opt.first_fetch, Priority.HIGH))
                 if self._opt.tail:
                     self._submit_tail_probe_locked()
@@ -117,17 +122,19 @@ class RemoteReader(RangeReads):
         hook): drop the fetches, whose threads are gone, forget the parent's connections,
         and take fresh locks. The first read attaches to the child's Downloader and fetches
         what it needs again."""
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._cache._after_fork_in_child()
         self._fetcher.turns._after_fork_in_child()
         self._active.clear()
+        self._streaming = 0
         self._tail_probe = None
         self._source._after_fork_in_child()
         self._downloader = self._downloader._after_fork_in_child()
         self._forked = not self._closed
 
     def _attach_after_fork(self) -> None:
-        with self._cond:
+        with self._lock:
             if not self._forked:
                 return
             self._forked = False
@@ -138,7 +145,7 @@ class RemoteReader(RangeReads):
     def close(self) -> None:
         """Cancel every fetch, wake blocked readers, wait for the fetch threads to let go,
         then release the connections. Idempotent."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -152,7 +159,7 @@ class RemoteReader(RangeReads):
             self._source.abort_all()  # also requests still waiting for their headers
         self._cache.close()
         deadline = time.monotonic() + self._opt.timeout.connect + 5.0
-        with self._cond:
+        with self._lock:
             while self._active:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -192,7 +199,7 @@ class RemoteReader(RangeReads):
         """Change the stream priority at any time: queued fetches move to their new slots
         now (running ones finish), later fetches are submitted with it."""
         priority = Priority.parse(priority)
-        with self._cond:  # _submit_locked reads _priority under it too: no fetch slips through
+        with self._lock:  # _submit_locked reads _priority under it too: no fetch slips through
             if priority is self._priority:
                 return
             self._priority = priority
@@ -218,7 +225,7 @@ class RemoteReader(RangeReads):
 
     def stats(self) -> StreamStats:
         offline = self._source.offline  # the source's own lock, not taken under ours
-        with self._cond:
+        with self._lock:
             return self._counts.snapshot(self._cache.bytes_held, offline)
 
     # -- reading -----------------------------------------------------------------------
@@ -228,12 +235,21 @@ class RemoteReader(RangeReads):
         cancelled, so it cannot keep the read blocked on a stalled server."""
         self._cache.interrupt()
         self._fetcher.turns.interrupt()
-        with self._cond:
+        with self._lock:
             inline = [f for f in self._active.values() if (f.for_reader and f.started) or f.reader_holds]
         self._cancel(inline)
 
     def read_at(self, pos: int, out: memoryview) -> int:
         """Fill ``out`` from ``pos``; fewer bytes only at the end of the resource."""
+        if not self._forked:
+            if self._cache.whole:  # every byte held: the short way
+                n = self._read_held(pos, out)
+                if n >= 0:
+                    return n
+            elif len(out) <= _SHORT_READ:  # a decoder's read, most often present
+                n = self._read_present(pos, out)
+                if n >= 0:
+                    return n
 
         def copy(pieces: List[memoryview]) -> int:
             done = 0
@@ -243,6 +259,45 @@ class RemoteReader(RangeReads):
             return done
 
         return self._read(pos, len(out), copy) or 0
+
+    def _read_held(self, pos: int, out: memoryview) -> int:
+        with self._lock:
+            n = self._cache.copy_held(pos, out)
+            if n < 0:
+                return n
+            previous_end = self._pattern.end
+            self._pattern.record(pos, pos + n, self._opt.read_behind)
+            self._counts.bytes_served += n
+            self._counts.cache_hits += 1
+        if pos != previous_end:  # a read that does not continue the last one
+            self._publish(Seek(previous_end, pos, True))
+        return n
+
+    def _read_present(self, pos: int, out: memoryview) -> int:
+        """A hit in two lock holds (the stream's, the cache's inside it): the copy, the
+        counts, and read-ahead topped up if the window needs it; -1 when not all of it is
+        present (nothing done: the long way follows)."""
+        size = self._cache.known_size
+        if size is None or pos >= size:
+            return -1
+        if pos + len(out) > size:
+            out = out[: size - pos]
+        n, opt = len(out), self._opt
+        window = (max(0, pos - opt.read_behind), pos + max(n, opt.read_ahead + opt.max_fetch))
+        with self._lock:
+            busy = len(self._active) >= opt.max_outstanding or self._streaming > 0
+            free_from = self._cache.copy_present(pos, out, window, free=not busy)
+            if free_from < 0:
+                return -1
+            previous_end = self._pattern.end
+            self._pattern.record(pos, pos + n, opt.read_behind)
+            self._counts.bytes_served += n
+            self._counts.cache_hits += 1
+            if not busy and not self._planned(free_from, size):
+                self._schedule_locked()
+        if pos != previous_end:
+            self._publish(Seek(previous_end, pos, True))
+        return n
 
     def read_bytes(self, pos: int, n: int) -> bytes:
         """``n`` bytes from ``pos`` (fewer only at the end) in one copy out of the cache."""
@@ -259,7 +314,7 @@ class RemoteReader(RangeReads):
         end = min(size, pos + n)
         previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
         if self._cache.whole:  # every byte held (the usual audio file once in): one short way
-            with self._cond:
+            with self._lock:
                 self._pattern.record(pos, end, self._opt.read_behind)
                 result = self._cache.read_held(pos, end - pos, consume)
                 if result is not None:
@@ -317,7 +372,7 @@ class RemoteReader(RangeReads):
             self._publish(ReaderResumed(pos, waited))
         if counted:
             return result
-        with self._cond:
+        with self._lock:
             self._counts.bytes_served += end - pos
             if hit:
                 self._counts.cache_hits += 1
@@ -329,7 +384,7 @@ class RemoteReader(RangeReads):
     def _take_over(self, fetch_id: int, end: int, since: int) -> bool:
         """Receive the bytes this reader waits for on its own thread, from the body of the
         running fetch that claims them (see :mod:`.turns`); False if it has none to take."""
-        with self._cond:
+        with self._lock:
             fetch = self._active.get(fetch_id)
             if fetch is None or not fetch.started or fetch.cmd.id == self._tail_probe or self._closed:
                 return False
@@ -337,17 +392,17 @@ class RemoteReader(RangeReads):
         try:
             got = self._fetcher.serve_reader(fetch, end, since)
         finally:
-            with self._cond:
+            with self._lock:
                 fetch.reader_holds = False
         if got:
-            with self._cond:
+            with self._lock:
                 self._counts.takeovers += 1
                 self._counts.bytes_by_reader += got
         return got > 0
 
     # -- FetchHost: what the fetch loop asks of its stream --------------------------------
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
-        with self._cond:
+        with self._lock:
             fetch = self._active.get(cmd.id)
             if fetch is not None:
                 fetch.started = True
@@ -355,14 +410,14 @@ class RemoteReader(RangeReads):
             return fetch
 
     def count(self, name: str, amount: float) -> None:
-        with self._cond:
+        with self._lock:
             self._counts.add(name, amount)
 
     def publish(self, event: Event) -> None:
         self._publish(event)
 
     def learned_length(self, total: int, from_tail_probe: bool) -> None:
-        with self._cond:
+        with self._lock:
             if self._cache.size is not None:
                 return
             self._cache.set_size(total)
@@ -373,7 +428,7 @@ class RemoteReader(RangeReads):
             self._schedule_locked()
 
     def record_link(self, ttfb: float, nbytes: int, duration: float) -> None:
-        with self._cond:
+        with self._lock:
             self._link.record(ttfb, nbytes, duration)
 
     def takes_over(self, fetch: Fetch, body: Body) -> bool:
@@ -381,7 +436,7 @@ class RemoteReader(RangeReads):
         stream is read by a reader of its own), and stop this reader."""
         if body.total is not None or body.ranged or self._cache.size is not None:
             return False
-        with self._cond:
+        with self._lock:
             if self._closed or self._error is not None or self._handover is not None:
                 return False
             self._handover = (body, fetch.handle)
@@ -390,10 +445,22 @@ class RemoteReader(RangeReads):
         self._cache.fail(self._error)  # wakes open()
         return True
 
+    def streaming(self, fetch: Fetch, on: bool) -> None:
+        with self._lock:
+            if fetch.streaming == on or self._active.get(fetch.cmd.id) is not fetch:
+                return
+            fetch.streaming = on
+            self._streaming += 1 if on else -1
+            if not on:
+                self._schedule_locked()  # the next read-ahead request, right behind this body
+
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         event: Optional[Event] = None
-        with self._cond:
+        with self._lock:
             fetch = self._active.pop(cmd.id, None)
+            if fetch is not None and fetch.streaming:
+                fetch.streaming = False
+                self._streaming -= 1
             if outcome is Outcome.DONE and fetch is not None:
                 duration = time.monotonic() - fetch.began if fetch.began else 0.0
                 nbytes = cmd.bytes_received
@@ -408,7 +475,7 @@ class RemoteReader(RangeReads):
                     self._unreachable = error  # a reader fails only on reaching a gap (_demand)
                 else:
                     self._fail_locked(error)
-            # Released only now, under self._cond: a reader the release wakes finds the
+            # Released only now, under self._lock: a reader the release wakes finds the
             # failure recorded, and does not send the gap's fetch again at once (_demand).
             self._cache.release(cmd.id)
             if cmd.id == self._tail_probe:

@@ -4,7 +4,7 @@
 holds (planning's pure functions decide) into fetch commands on the Downloader: read-ahead
 up to ``max_outstanding`` fetches, the tail probe, the fetch a waiting reader runs itself,
 and the epoch cancel of fetches a far seek made useless. Every ``..._locked`` method runs
-with the stream's ``_cond`` held (lock order: stream -> cache -> downloader).
+with the stream's ``_lock`` held (lock order: stream -> cache -> downloader).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class FetchScheduling:
     from; a command's completion goes to the reader's ``_on_complete``, a failure that
     ends the stream to its ``_fail_locked``."""
 
-    _cond: threading.Condition  # guards everything below
+    _lock: threading.RLock  # guards everything below (``_cond`` waits on it)
+    _cond: threading.Condition
     _source: Source
     _downloader: Downloader
     _opt: StreamOptions
@@ -47,6 +48,7 @@ class FetchScheduling:
     _pattern: AccessPattern
     _priority: Priority
     _active: Dict[int, Fetch]  # fetch id -> its fetch, from registration to completion
+    _streaming: int  # how many of them have Fetch.streaming set
     _tail_probe: Optional[int]
     _counts: StreamCounters
     _unreachable: Optional[StreamError]
@@ -66,14 +68,16 @@ class FetchScheduling:
         whether the read was counted already (a hit needing no plan: one lock hold)."""
         victims: List[Fetch] = []
         here = None
-        with self._cond:
+        with self._lock:
             self._pattern.record(pos, end, self._opt.read_behind)
             complete, present_until, free_from, size = self._cache.look(
                 pos, (max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch))
             )
             if complete or (
                 present_until >= end
-                and (len(self._active) >= self._opt.max_outstanding or self._planned(free_from, size))
+                and (
+                    len(self._active) >= self._opt.max_outstanding or self._streaming or self._planned(free_from, size)
+                )
             ):
                 # A hit and no fetch to add (all held, the usual audio file once in, or the
                 # read-ahead window covered): no snapshot, no plan; counted here.
@@ -98,7 +102,7 @@ class FetchScheduling:
                 here = self._schedule_locked(need=(pos, end))
         self._cancel(victims, "epoch")
         if victims:
-            with self._cond:
+            with self._lock:
                 here = self._schedule_locked(need=(pos, end))
         return hit, here, False
 
@@ -129,7 +133,7 @@ class FetchScheduling:
         gap now, whatever the read-ahead window says (returned for the reader to run if it
         lies within ``[pos, end)``). Offline, a gap no fetch can bring fails the stream:
         the gap, not ``pos`` (a read may start in bytes held on disk and end in a gap)."""
-        with self._cond:
+        with self._lock:
             if self._closed or self._error is not None:
                 return None  # the cache raises for the waiter
             if not self._source.supports_ranges:
@@ -164,7 +168,7 @@ class FetchScheduling:
             cmd = self._submit_locked(plan, here=here)
             return cmd if here else None
 
-    # -- scheduling (self._cond held) ----------------------------------------------------
+    # -- scheduling (self._lock held) ----------------------------------------------------
     def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
         view = self._cache.view()
         if view.size is None:
@@ -193,14 +197,18 @@ class FetchScheduling:
             return here
         slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
-            if need is None and self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size):
-                break  # the window is covered: no snapshot, no plan (a random reader's completions)
+            if need is None and (
+                self._streaming or self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size)
+            ):
+                break  # the window is covered (no snapshot, no plan), or the link is busy
             plan = self._plan_locked(self._pattern.cursor)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
             inside = (
                 here is None and need is not None and need[0] <= plan.start < need[1] and plan.end <= need[1] + slack
             )
+            if self._streaming and not inside:
+                break  # read-ahead waits until the body filling the link nears its end
             cmd = self._submit_locked(plan, here=inside)
             if inside:
                 here = cmd
@@ -235,9 +243,13 @@ class FetchScheduling:
             byte_range=(plan.start, plan.end) if plan.end < UNKNOWN_END else None,
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
+        fetch = self._active[cmd.id]
         if here:
-            self._active[cmd.id].for_reader = True
+            fetch.for_reader = True
         else:
+            if self._link.in_order(plan.end - plan.start, self._opt.min_fetch):
+                fetch.streaming = True  # from now: read-ahead waits for it (FetchLoop._copy_body)
+                self._streaming += 1
             self._hand_over(cmd)
         return cmd
 
@@ -264,7 +276,7 @@ class FetchScheduling:
         except RuntimeError:
             if not self._downloader.closed:
                 raise
-            with self._cond:  # reentrant: callers may hold it
+            with self._lock:  # reentrant: callers may hold it
                 self._active.pop(cmd.id, None)
                 self._cache.release(cmd.id)
                 self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
@@ -292,7 +304,7 @@ class FetchScheduling:
         if self._tail_probe is None or view.size is None:
             return
         plan = tail_fetch(view.present, view.claimed, size=view.size, tail=self._opt.tail)
-        if plan is not None:  # claims change only under self._cond, which is held
+        if plan is not None:  # claims change only under self._lock, which is held
             self._cache.claim(self._tail_probe, plan.start, plan.end)
 
     def _cancel(self, victims: List[Fetch], reason: str = "cancelled") -> None:
