@@ -78,6 +78,9 @@ class FetchHost(Protocol):
         """Keep ``body`` (the first answer, without a length) for a live reader: True if the
         host took it, and the fetch must neither read nor close it."""
 
+    def reader_end(self) -> int:
+        """Where the stream's last read ended (the reader's cursor)."""
+
     def streaming(self, fetch: Fetch, on: bool) -> None:
         """The fetch's body fills the link until its last first-byte time of transfer
         (``on``), or has reached it (the next read-ahead request may go now)."""
@@ -222,7 +225,7 @@ class FetchLoop:
                         break
                     if turn.error is not None:
                         raise turn.error
-                    if self._piece(cmd, receipt, self._pool_limit(receipt)) is None:
+                    if self._piece(cmd, receipt, self._near_reader_limit(receipt)) is None:
                         break
                     final = False
                 finally:
@@ -279,6 +282,16 @@ class FetchLoop:
         if receipt.stored >= _MIN_READ and elapsed > 0:
             receipt.rate = receipt.stored / elapsed  # pauses included: never too large a piece
         return max(_MIN_READ, min(self._opt.chunk, int(receipt.rate * _PIECE_TIME)))
+
+    def _near_reader_limit(self, receipt: "_Receipt") -> int:
+        """A pool thread's next piece: as ``_pool_limit``, but no longer than the reader's lead
+        over the body (at least ~1 ms of transfer). A piece is committed whole, so a reader
+        that catches up with one waits for all of it, even for the few bytes it needs."""
+        limit = self._pool_limit(receipt)
+        lead = receipt.body.position - self._host.reader_end()
+        if lead >= limit:
+            return limit
+        return max(lead, _MIN_READ, min(limit, int(receipt.rate * _READER_PIECE_TIME)))
 
     def _piece(self, cmd: FetchCommand, receipt: "_Receipt", limit: int) -> Optional[int]:
         """Receive one piece of at most ``limit`` bytes into the cache at the body's

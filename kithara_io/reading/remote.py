@@ -445,6 +445,10 @@ class RemoteReader(RangeReads):
         self._cache.fail(self._error)  # wakes open()
         return True
 
+    def reader_end(self) -> int:
+        with self._lock:
+            return self._pattern.end
+
     def streaming(self, fetch: Fetch, on: bool) -> None:
         with self._lock:
             if fetch.streaming == on or self._active.get(fetch.cmd.id) is not fetch:
