@@ -364,3 +364,28 @@ def test_short_reads_of_present_bytes_take_the_short_way_and_keep_read_ahead_goi
     assert after.cache_hits - before.cache_hits == reads + 1
     assert after.bytes_served - before.bytes_served == reads * 8192 + 8192
     assert farther > held  # the reads moved the window: read-ahead went on
+
+
+def test_short_reads_at_the_end_and_into_empty_buffers_return_nothing(make_ranged_server, media, no_leaks):
+    """The short ways (whole, and present bytes) at the very end of the resource, at a block
+    boundary, and into an empty buffer: 0 bytes, no error (there is no block to look at)."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()  # 8 MiB: the end is a block boundary
+    with kithara_io.open(link.url("random.bin"), read_ahead=MiB, max_fetch=MiB, tail=0) as f:
+        assert f.read(64 * KiB) == expected[: 64 * KiB]  # partly held
+        assert f.readinto(bytearray()) == 0 and f.tell() == 64 * KiB
+        f.seek(MiB)  # a block boundary, maybe not held yet: the long way or the short one
+        assert f.readinto(bytearray()) == 0
+        f.seek(0)
+        assert read_all(f, 256 * KiB, expected) == expected  # now whole
+        for pos in (len(expected), len(expected) + 5, MiB):
+            f.seek(pos)
+            assert f.readinto(bytearray()) == 0
+        f.seek(len(expected))
+        before, seeks = f.stats(), []
+        f.events.subscribe(seeks.append, Seek)
+        assert f.readinto(bytearray(8192)) == 0 and f.read(10) == b""
+        f.seek(100)
+        assert f.readinto(bytearray()) == 0
+        after = f.stats()
+    assert seeks == [] and after.cache_hits == before.cache_hits  # nothing read: not a hit

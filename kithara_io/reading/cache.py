@@ -256,6 +256,13 @@ class SparseCache:
             return self._first_free_locked(present_until) if free else 0
 
     def _copy_locked(self, pos: int, n: int, out: memoryview) -> None:
+        if n <= 0:  # at the end, or an empty buffer: there may be no block at pos
+            return
+        index, offset = divmod(pos, self._block_size)
+        block = self._blocks[index]
+        if offset + n <= self._block_size and not isinstance(block, Pieces):  # a decoder's read
+            out[:n] = memoryview(block)[offset : offset + n]
+            return
         done = 0
         for view in self._views(pos, n):
             out[done : done + len(view)] = view
@@ -318,6 +325,8 @@ class SparseCache:
     def _views(self, pos: int, n: int) -> List[memoryview]:
         bs = self._block_size
         index, offset = divmod(pos, bs)
+        if n <= 0:
+            return []
         if offset + n <= bs:  # within one block (a decoder's read): one view
             block = self._blocks[index]
             if not isinstance(block, Pieces):

@@ -263,8 +263,8 @@ class RemoteReader(RangeReads):
     def _read_held(self, pos: int, out: memoryview) -> int:
         with self._lock:
             n = self._cache.copy_held(pos, out)
-            if n < 0:
-                return n
+            if n <= 0:
+                return n  # -1: the long way; 0: nothing to read, not a hit, no Seek
             previous_end = self._pattern.end
             self._pattern.record(pos, pos + n, self._opt.read_behind)
             self._counts.bytes_served += n
@@ -283,6 +283,8 @@ class RemoteReader(RangeReads):
         if pos + len(out) > size:
             out = out[: size - pos]
         n, opt = len(out), self._opt
+        if n == 0:
+            return 0  # nothing to read: not a hit, no Seek (as the long way)
         window = (max(0, pos - opt.read_behind), pos + max(n, opt.read_ahead + opt.max_fetch))
         with self._lock:
             busy = len(self._active) >= opt.max_outstanding or self._streaming > 0
