@@ -102,16 +102,22 @@ def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_se
         with lock:
             log.append(event)
 
-    with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0) as f:
-        f.events.subscribe(record, RequestEnqueued, Progress)
-        assert f.read(64 * KiB) == data[: 64 * KiB]
-        got = bytearray(data[: 64 * KiB])
-        for _ in range(len(data) // (64 * KiB)):  # bounded: a decoder's reads, in order
-            piece = f.read(64 * KiB)
-            if not piece:
-                break
-            got += piece
-        assert bytes(got) == data
+    downloader = Downloader()
+    try:
+        with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0, downloader=downloader) as f:
+            f.events.subscribe(record, RequestEnqueued, Progress)
+            assert f.read(64 * KiB) == data[: 64 * KiB]
+            got = bytearray(data[: 64 * KiB])
+            for _ in range(len(data) // (64 * KiB)):  # bounded: a decoder's reads, in order
+                piece = f.read(64 * KiB)
+                if not piece:
+                    break
+                got += piece
+            assert bytes(got) == data
+            assert downloader.wait_idle(10)
+            assert f._reader._streaming == 0  # every body that had the link to itself let it go
+    finally:
+        downloader.close()
     with lock:
         events = list(log)
     ranges, received, left_at_next = {}, {}, []

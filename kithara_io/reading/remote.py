@@ -463,10 +463,7 @@ class RemoteReader(RangeReads):
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
         event: Optional[Event] = None
         with self._lock:
-            fetch = self._active.pop(cmd.id, None)
-            if fetch is not None and fetch.streaming:
-                fetch.streaming = False
-                self._streaming -= 1
+            fetch = self._forget_locked(cmd.id)
             if outcome is Outcome.DONE and fetch is not None:
                 duration = time.monotonic() - fetch.began if fetch.began else 0.0
                 nbytes = cmd.bytes_received

@@ -277,9 +277,17 @@ class FetchScheduling:
             if not self._downloader.closed:
                 raise
             with self._lock:  # reentrant: callers may hold it
-                self._active.pop(cmd.id, None)
+                self._forget_locked(cmd.id)
                 self._cache.release(cmd.id)
                 self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
+
+    def _forget_locked(self, fetch_id: int) -> Optional[Fetch]:
+        """Drop a fetch from ``_active`` (it completed, or never ran), keeping ``_streaming`` right."""
+        fetch = self._active.pop(fetch_id, None)
+        if fetch is not None and fetch.streaming:
+            fetch.streaming = False
+            self._streaming -= 1
+        return fetch
 
     def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
         cmd = FetchCommand(
