@@ -265,13 +265,22 @@ class RemoteReader(RangeReads):
             n = self._cache.copy_held(pos, out)
             if n <= 0:
                 return n  # -1: the long way; 0: nothing to read, not a hit, no Seek
-            previous_end = self._pattern.end
-            self._pattern.record(pos, pos + n, self._opt.read_behind)
-            self._counts.bytes_served += n
-            self._counts.cache_hits += 1
-        if pos != previous_end:  # a read that does not continue the last one
-            self._publish(Seek(previous_end, pos, True))
+            previous_end = self._hit_locked(pos, pos + n)
+        self._note_seek(previous_end, pos, True)
         return n
+
+    def _hit_locked(self, pos: int, end: int) -> int:
+        """Move the cursor over a read served from the cache and count it; returns where the
+        read before it ended."""
+        previous_end = self._pattern.end
+        self._pattern.record(pos, end, self._opt.read_behind)
+        self._counts.bytes_served += end - pos
+        self._counts.cache_hits += 1
+        return previous_end
+
+    def _note_seek(self, previous_end: int, pos: int, hit: bool) -> None:
+        if pos != previous_end:  # a read that does not continue the last one
+            self._publish(Seek(previous_end, pos, hit))
 
     def _read_present(self, pos: int, out: memoryview) -> int:
         """A hit in two lock holds (the stream's, the cache's inside it): the copy, the
@@ -291,14 +300,10 @@ class RemoteReader(RangeReads):
             free_from = self._cache.copy_present(pos, out, window, free=not busy)
             if free_from < 0:
                 return -1
-            previous_end = self._pattern.end
-            self._pattern.record(pos, pos + n, opt.read_behind)
-            self._counts.bytes_served += n
-            self._counts.cache_hits += 1
+            previous_end = self._hit_locked(pos, pos + n)
             if not busy and not self._planned(free_from, size):
                 self._schedule_locked()
-        if pos != previous_end:
-            self._publish(Seek(previous_end, pos, True))
+        self._note_seek(previous_end, pos, True)
         return n
 
     def read_bytes(self, pos: int, n: int) -> bytes:
@@ -314,21 +319,17 @@ class RemoteReader(RangeReads):
         if pos >= size or n <= 0:
             return None
         end = min(size, pos + n)
-        previous_end = self._pattern.end  # a read that does not continue the last one is a Seek
         if self._cache.whole:  # every byte held (the usual audio file once in): one short way
             with self._lock:
-                self._pattern.record(pos, end, self._opt.read_behind)
                 result = self._cache.read_held(pos, end - pos, consume)
                 if result is not None:
-                    self._counts.bytes_served += end - pos
-                    self._counts.cache_hits += 1
+                    previous_end = self._hit_locked(pos, end)
             if result is not None:
-                if pos != previous_end:
-                    self._publish(Seek(previous_end, pos, True))
+                self._note_seek(previous_end, pos, True)
                 return result
+        previous_end = self._pattern.end
         hit, here, counted = self._prepare_read(pos, end)
-        if pos != previous_end:
-            self._publish(Seek(previous_end, pos, hit))
+        self._note_seek(previous_end, pos, hit)
         if counted:  # a plain hit: one more lock hold, the copy
             ready, result = self._cache.read_when_present(pos, end - pos, consume)
             if ready is Wait.READY:
