@@ -323,10 +323,10 @@ class SparseCache:
 
     # -- reading -----------------------------------------------------------------------
     def _views(self, pos: int, n: int) -> List[memoryview]:
-        bs = self._block_size
-        index, offset = divmod(pos, bs)
         if n <= 0:
             return []
+        bs = self._block_size
+        index, offset = divmod(pos, bs)
         if offset + n <= bs:  # within one block (a decoder's read): one view
             block = self._blocks[index]
             if not isinstance(block, Pieces):

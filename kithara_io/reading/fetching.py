@@ -81,7 +81,7 @@ class FetchHost(Protocol):
     def reader_end(self) -> int:
         """Where the stream's last read ended (the reader's cursor)."""
 
-    def streaming(self, fetch: Fetch, on: bool) -> None:
+    def streaming(self, cmd: FetchCommand, on: bool) -> None:
         """The fetch's body fills the link until its last first-byte time of transfer
         (``on``), or has reached it (the next read-ahead request may go now)."""
 
@@ -201,11 +201,10 @@ class FetchLoop:
             # Read-ahead in order: the stream's next request goes out when this body has
             # one first-byte time of transfer left, so its first byte arrives as this one
             # ends, instead of both sharing the link while the reader waits for this one.
-            soon = self._link.soon_bytes(self._opt.min_fetch)
             streams = body.end is not None and self._link.in_order(body.end - pos, self._opt.min_fetch)
             if streams:
-                receipt.handoff_at, receipt.fetch = cast(int, body.end) - soon, fetch
-            self._host.streaming(fetch, streams)
+                receipt.handoff_at = cast(int, body.end) - self._link.soon_bytes(self._opt.min_fetch)
+            self._host.streaming(cmd, streams)
         if fetch is None:
             while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
                 pass
@@ -339,7 +338,7 @@ class FetchLoop:
         receipt.stored += n
         if handoff is not None and body.position >= handoff:
             receipt.handoff_at = None
-            self._host.streaming(cast(Fetch, receipt.fetch), False)
+            self._host.streaming(cmd, False)
         self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
         self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
         return n
@@ -361,7 +360,6 @@ class _Receipt:
             getattr(body, "read_piece", None)
         )  # WholePieces (isinstance on a Protocol costs ~25 us)
         self.handoff_at: Optional[int] = None  # where the stream's next request may go (streaming)
-        self.fetch: Optional[Fetch] = None  # the pool fetch it belongs to, while streaming
 
 
 class _SpeedCheck:

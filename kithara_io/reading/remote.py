@@ -294,7 +294,7 @@ class RemoteReader(RangeReads):
         n, opt = len(out), self._opt
         if n == 0:
             return 0  # nothing to read: not a hit, no Seek (as the long way)
-        window = (max(0, pos - opt.read_behind), pos + max(n, opt.read_ahead + opt.max_fetch))
+        window = self._window(pos, pos + n)
         with self._lock:
             busy = len(self._active) >= opt.max_outstanding or self._streaming > 0
             free_from = self._cache.copy_present(pos, out, window, free=not busy)
@@ -452,13 +452,10 @@ class RemoteReader(RangeReads):
         with self._lock:
             return self._pattern.end
 
-    def streaming(self, fetch: Fetch, on: bool) -> None:
+    def streaming(self, cmd: FetchCommand, on: bool) -> None:
         with self._lock:
-            if fetch.streaming == on or self._active.get(fetch.cmd.id) is not fetch:
-                return
-            fetch.streaming = on
-            self._streaming += 1 if on else -1
-            if not on:
+            fetch = self._active.get(cmd.id)
+            if fetch is not None and self._set_streaming_locked(fetch, on) and not on:
                 self._schedule_locked()  # the next read-ahead request, right behind this body
 
     def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:

@@ -70,9 +70,7 @@ class FetchScheduling:
         here = None
         with self._lock:
             self._pattern.record(pos, end, self._opt.read_behind)
-            complete, present_until, free_from, size = self._cache.look(
-                pos, (max(0, pos - self._opt.read_behind), max(end, pos + self._opt.read_ahead + self._opt.max_fetch))
-            )
+            complete, present_until, free_from, size = self._cache.look(pos, self._window(pos, end))
             if complete or (
                 present_until >= end
                 and (
@@ -105,6 +103,12 @@ class FetchScheduling:
             with self._lock:
                 here = self._schedule_locked(need=(pos, end))
         return hit, here, False
+
+    def _window(self, pos: int, end: int) -> Tuple[int, int]:
+        """The bytes a read of ``[pos, end)`` keeps from eviction: behind it and the
+        read-ahead it may bring (see ``SparseCache.set_window``)."""
+        opt = self._opt
+        return max(0, pos - opt.read_behind), max(end, pos + opt.read_ahead + opt.max_fetch)
 
     def _planned(self, free_from: int, size: Optional[int]) -> bool:
         """Is every byte of the read-ahead window present or claimed (``free_from``: the
@@ -246,10 +250,8 @@ class FetchScheduling:
         fetch = self._active[cmd.id]
         if here:
             fetch.for_reader = True
-        else:
-            if self._link.in_order(plan.end - plan.start, self._opt.min_fetch):
-                fetch.streaming = True  # from now: read-ahead waits for it (FetchLoop._copy_body)
-                self._streaming += 1
+        else:  # from now, read-ahead waits for it (until FetchLoop._copy_body says otherwise)
+            self._set_streaming_locked(fetch, self._link.in_order(plan.end - plan.start, self._opt.min_fetch))
             self._hand_over(cmd)
         return cmd
 
@@ -284,10 +286,17 @@ class FetchScheduling:
     def _forget_locked(self, fetch_id: int) -> Optional[Fetch]:
         """Drop a fetch from ``_active`` (it completed, or never ran), keeping ``_streaming`` right."""
         fetch = self._active.pop(fetch_id, None)
-        if fetch is not None and fetch.streaming:
-            fetch.streaming = False
-            self._streaming -= 1
+        if fetch is not None:
+            self._set_streaming_locked(fetch, False)
         return fetch
+
+    def _set_streaming_locked(self, fetch: Fetch, on: bool) -> bool:
+        """Set ``fetch.streaming``, keeping ``_streaming`` its count; True if it changed."""
+        if fetch.streaming == on:
+            return False
+        fetch.streaming = on
+        self._streaming += 1 if on else -1
+        return True
 
     def _register_locked(self, run, plan: FetchPlan, *, label: str, byte_range) -> FetchCommand:
         cmd = FetchCommand(
