@@ -89,7 +89,7 @@ def test_sequential_read_grows_fetches_and_never_refetches(make_ranged_server, m
     assert stats.bytes_fetched == len(data)
 
 
-def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_server, media):
+def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_server, media, no_leaks):
     """Once the link is measured, a sequential reader's next read-ahead request goes out when
     the body before it has about one first-byte time of transfer left (at least min_fetch):
     the two bodies never share the link for long while the reader waits for the first, so
@@ -140,7 +140,7 @@ def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_se
     assert max(left_at_next[-3:]) <= 256 * KiB, left_at_next
 
 
-def test_a_body_is_received_in_pieces_no_longer_than_the_readers_lead(make_ranged_server, media):
+def test_a_body_is_received_in_pieces_no_longer_than_the_readers_lead(make_ranged_server, media, no_leaks):
     """A piece is committed whole, so a reader that catches up with one waits for all of it
     even for the few bytes it needs: a pool thread's pieces are no longer than the reader's
     lead over the body (at least ~1 ms of transfer, 16 KiB here). A reader reading at the
