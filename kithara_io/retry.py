@@ -5,10 +5,19 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, Optional, Protocol, Tuple
 
 from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
 from .headers import retry_after as parse_retry_after  # noqa: F401 - where the sources import it
+
+
+class Cancellation(Protocol):
+    """What a retry's backoff waits on: ``threading.Event``'s reading half (a command's
+    ``CancelFlag``, or an Event)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: Optional[float] = None) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import List, Optional
 import pytest
 
 from kithara_io.engine.downloader import Downloader, FetchCommand, Outcome
+from kithara_io.engine.scheduling import CancelFlag
 from kithara_io.events import DownloaderStalled, RequestCancelled, RequestEnqueued, RequestStarted
 from kithara_io.reading.planning import Priority
 
@@ -1109,3 +1110,22 @@ def test_watchdog_sees_an_inline_run_that_hangs():
         assert d.stats().stalls == 1
     finally:
         d.close()
+
+
+@pytest.mark.timeout(60)
+def test_cancel_flag_wakes_its_waiters_whichever_comes_first():
+    """A command's cancellation makes its Event only when someone waits: a waiter must
+    still wake when set() comes before, during or after the wait begins."""
+    flag = CancelFlag()
+    assert not flag.is_set() and flag.wait(0.01) is False  # times out unset
+    for _ in range(200):  # both orders of set() and the first wait() occur
+        flag = CancelFlag()
+        got: List[bool] = []
+        waiters = [threading.Thread(target=lambda: got.append(flag.wait(10))) for _ in range(2)]
+        for t in waiters:
+            t.start()
+        flag.set()
+        for t in waiters:
+            t.join(10)
+        assert got == [True, True] and not any(t.is_alive() for t in waiters)
+        assert flag.is_set() and flag.wait(0) is True

@@ -69,6 +69,10 @@ class FetchHost(Protocol):
 
     def publish(self, event: Event) -> None: ...
 
+    def listened(self, request: bool = False) -> bool:
+        """Does anyone listen to the stream's events (``request``: or to the request events
+        of every stream)? Events are built only then."""
+
     def learned_length(self, total: int, from_tail_probe: bool) -> None:
         """The first answer that told the resource's length (set it, schedule more)."""
 
@@ -164,7 +168,8 @@ class FetchLoop:
         request_end = None if claim_end >= UNKNOWN_END else claim_end
         body = self._source.fetch(pos, request_end, fetch.handle)
         ttfb = time.monotonic() - started
-        self._host.publish(FirstByte(cmd.id, ttfb, self._source.url))
+        if self._host.listened(True):
+            self._host.publish(FirstByte(cmd.id, ttfb, self._source.url))
         self._host.count("requests", body.requests_sent)
         if self._host.takes_over(fetch, body):
             return
@@ -206,8 +211,10 @@ class FetchLoop:
                 receipt.handoff_at = cast(int, body.end) - self._link.soon_bytes(self._opt.min_fetch)
             self._host.streaming(cmd, streams)
         if fetch is None:
+            end = body.end  # the claim ends there at the latest (_on_response fitted it)
             while not cmd.cancelled.is_set() and self._piece(cmd, receipt, self._pool_limit(receipt)) is not None:
-                pass
+                if end is not None and body.position >= end:
+                    break  # all in: no call to learn that the claim ends
             return receipt
         turn = self.turns.open(cmd.id, receipt)
         self._cache.poke()  # a reader waiting for these bytes may take the body over
@@ -340,7 +347,8 @@ class FetchLoop:
             receipt.handoff_at = None
             self._host.streaming(cmd, False)
         self._downloader.note_progress(n, cmd)  # the hang watchdog sees bytes arrive
-        self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
+        if self._host.listened(True):
+            self._host.publish(Progress(cmd.id, n, cmd.bytes_received, self._source.url))
         return n
 
 

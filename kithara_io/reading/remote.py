@@ -205,6 +205,11 @@ class RemoteReader(RangeReads):
             self._priority = priority
             self._downloader.reprioritize(self, priority)
 
+    def listened(self, request: bool = False) -> bool:
+        """Does anyone listen to this stream's events (``request``: or to the Downloader's,
+        which also receives its request events)? Publishers build an event only then."""
+        return self.events.has_subscribers or (request and self._downloader.events.has_subscribers)
+
     def _publish(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
@@ -279,7 +284,7 @@ class RemoteReader(RangeReads):
         return previous_end
 
     def _note_seek(self, previous_end: int, pos: int, hit: bool) -> None:
-        if pos != previous_end:  # a read that does not continue the last one
+        if pos != previous_end and self.events.has_subscribers:  # a read that does not continue the last
             self._publish(Seek(previous_end, pos, hit))
 
     def _read_present(self, pos: int, out: memoryview) -> int:
@@ -335,7 +340,7 @@ class RemoteReader(RangeReads):
             if ready is Wait.READY:
                 return result
             # evicted since, or the stream failed (raised above): the long way, counted already
-        if not hit:
+        if not hit and self.events.has_subscribers:
             self._publish(ReaderWaiting(pos))
         waited_from = time.monotonic()
         seen = -1  # take a running fetch over at once; after a miss, once one has a body
@@ -371,7 +376,7 @@ class RemoteReader(RangeReads):
             if since is not None:
                 turns.leave()
         waited = time.monotonic() - waited_from
-        if not hit:
+        if not hit and self.events.has_subscribers:
             self._publish(ReaderResumed(pos, waited))
         if counted:
             return result
@@ -462,7 +467,7 @@ class RemoteReader(RangeReads):
         event: Optional[Event] = None
         with self._lock:
             fetch = self._forget_locked(cmd.id)
-            if outcome is Outcome.DONE and fetch is not None:
+            if outcome is Outcome.DONE and fetch is not None and self.listened(True):
                 duration = time.monotonic() - fetch.began if fetch.began else 0.0
                 nbytes = cmd.bytes_received
                 bandwidth = nbytes / duration if duration > 0 else 0.0

@@ -82,10 +82,10 @@ class FetchScheduling:
                 self._counts.bytes_served += end - pos
                 self._counts.cache_hits += 1
                 return True, None, True
-            view = self._cache.view()
-            missing = view.present.covered_until(pos)
+            missing = present_until  # the first byte from pos that is not present
             hit = missing >= end
-            if not hit and self._source.supports_ranges:
+            if not hit and self._active and self._source.supports_ranges:
+                view = self._cache.view()  # (no fetch to keep or cancel: no snapshot)
                 soon = self._link.soon_bytes(self._opt.min_fetch)
                 if not any(self._keeps(f, missing, soon, view) for f in self._active.values()):
                     # A new epoch: what served the old reading position goes.
@@ -201,7 +201,7 @@ class FetchScheduling:
             return here
         slack = self._link.run_here_slack()
         while len(self._active) < self._opt.max_outstanding and self._error is None:  # set if refused
-            if need is None and (
+            if (need is None or here is not None) and (
                 self._streaming or self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size)
             ):
                 break  # the window is covered (no snapshot, no plan), or the link is busy

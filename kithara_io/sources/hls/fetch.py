@@ -15,6 +15,7 @@ from typing import Callable, Optional, Tuple
 
 from ...errors import InvalidResponseError, StreamError
 from ...options import StreamOptions
+from ...retry import Cancellation
 from .keys import KeyStore, SegmentDecryptor, segment_iv
 from .packed import probe
 from .playlist import Key, Resource
@@ -27,7 +28,7 @@ _READ = 16 * 1024  # one socket read: small enough for a slow link to deliver pr
 
 OnSize = Callable[[int], None]
 OnData = Callable[[int, bytes], None]
-OnRetry = Callable[[threading.Event, int, float, str], None]
+OnRetry = Callable[[Cancellation, int, float, str], None]
 
 
 class _Progress:
@@ -47,7 +48,7 @@ class PartFetcher:
         self._lock = threading.Lock()
         self.retries = 0
 
-    def size(self, resource: Resource, abort: Abort, cancelled: threading.Event) -> Optional[int]:
+    def size(self, resource: Resource, abort: Abort, cancelled: Cancellation) -> Optional[int]:
         """The length of a whole-file part from a HEAD (a 1-byte range GET if HEAD says none)."""
 
         def ask() -> Optional[int]:
@@ -60,7 +61,7 @@ class PartFetcher:
 
         return self._with_retries(ask, cancelled)
 
-    def head(self, resource: Resource, abort: Abort, cancelled: threading.Event) -> Optional[Tuple[Optional[int], int]]:
+    def head(self, resource: Resource, abort: Abort, cancelled: Cancellation) -> Optional[Tuple[Optional[int], int]]:
         """``(length in its file or None, length of its leading ID3 tags)`` of a clear part
         that may be packed audio, from its first bytes (None: cancelled)."""
         return self._with_retries(lambda: probe(self._transport, resource, abort), cancelled)
@@ -74,7 +75,7 @@ class PartFetcher:
         end: Optional[int],
         size: Optional[int],
         abort: Abort,
-        cancelled: threading.Event,
+        cancelled: Cancellation,
         on_size: OnSize,
         on_data: OnData,
     ) -> None:
@@ -153,7 +154,7 @@ class PartFetcher:
             pos += len(tail)
         on_size(pos)
 
-    def _with_retries(self, call, cancelled: threading.Event):
+    def _with_retries(self, call, cancelled: Cancellation):
         failures = 0
         while True:
             try:
@@ -166,7 +167,7 @@ class PartFetcher:
                     raise
                 self._wait(failures, exc, cancelled)
 
-    def _wait(self, failures: int, exc: StreamError, cancelled: threading.Event) -> None:
+    def _wait(self, failures: int, exc: StreamError, cancelled: Cancellation) -> None:
         delay = self._retry.delay(failures, getattr(exc, "retry_after", None))
         log.info("retrying in %.2fs after %s", delay, exc)
         with self._lock:

@@ -10,7 +10,6 @@ the lock released, events published once it is released.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -18,6 +17,7 @@ from typing import List, Optional
 from ...engine.downloader import FetchCommand, Outcome
 from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...reading.planning import Priority
+from ...retry import Cancellation
 from .keyhook import fetch_key
 from .packed import HeadSkipper
 from .plan import PartKey
@@ -187,7 +187,7 @@ class JobsMixin(ReaderState):
         if isinstance(event, REQUEST_EVENTS):
             self._downloader.events.publish(event)
 
-    def _on_retry(self, cancelled: threading.Event, attempt: int, delay: float, cause: str) -> None:
+    def _on_retry(self, cancelled: Cancellation, attempt: int, delay: float, cause: str) -> None:
         """A fetch retries: RequestRetrying for the job whose cancel event this is."""
         if not self._listened():
             return

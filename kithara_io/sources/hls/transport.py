@@ -27,7 +27,7 @@ from ...headers import content_length, content_range
 from ...net import Client, Policy, Response
 from ...net.connections import shutdown
 from ...net.policy import USER_AGENT
-from ...retry import Retry, Timeout, parse_retry_after
+from ...retry import Cancellation, Retry, Timeout, parse_retry_after
 
 #: Largest playlist read (a day of 2 s segments is ~3 MB; parsing 16 MiB takes seconds).
 MAX_PLAYLIST_BYTES = 16 << 20
@@ -289,7 +289,7 @@ def _decoded(response: Response, url: str) -> Callable[[], bytes]:
 
 
 def with_retries(
-    call: Callable[[], T], retry: Retry, cancelled: threading.Event, deadline: Optional[float] = None
+    call: Callable[[], T], retry: Retry, cancelled: Cancellation, deadline: Optional[float] = None
 ) -> T:
     """``call()`` again after transient failures (backoff, interruptible by ``cancelled``);
     no retry would start after ``deadline`` (a ``time.monotonic()`` value): the error is raised."""
