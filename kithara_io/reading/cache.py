@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, o
 
 from ..errors import StreamClosedError, StreamError
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
+from .eviction import eviction_order
 from .ranges import RangeSet
 
 T = TypeVar("T")
@@ -484,19 +485,9 @@ class SparseCache:
         if self._budget is None:  # keeps everything
             return
         bs = self._block_size
-        lo, hi = self._window
         target = self._budget - self._budget // 16
-        busy = [(c.start // bs, (max(c.end, c.granted) - 1) // bs) for c in self._claims.values()]
-        distance = {}  # victim block -> how far it lies outside the window
-        for i in self._blocks:
-            if lo < (i + 1) * bs and i * bs < hi:
-                continue
-            for first, last in busy:
-                if first <= i <= last:
-                    break
-            else:
-                distance[i] = lo - (i + 1) * bs if (i + 1) * bs <= lo else i * bs - hi
-        for i in sorted(distance, key=distance.__getitem__, reverse=True):
+        claims = [(c.start, max(c.end, c.granted)) for c in self._claims.values()]
+        for i in eviction_order(self._blocks, bs, self._window, claims):
             if len(self._blocks) * bs <= target:
                 break
             self._present.remove(i * bs, (i + 1) * bs)
