@@ -1,9 +1,9 @@
-"""RemoteReader: blocking positional reads of one remote resource, and its fetches' host.
+"""RemoteReader: blocking positional reads of one remote resource.
 
 It decides (with ``schedule.FetchScheduling``, which the pure functions in
 ``planning`` advise) which bytes to fetch next, submits
 fetch commands to the shared Downloader (their bodies go into the SparseCache through the
-fetch loop, ``fetching.FetchLoop``, to which it is the ``FetchHost``), and cancels fetches
+fetch loop, ``fetching.FetchLoop``, whose ``FetchHost`` it is: ``hosting.FetchHosting``), and cancels fetches
 the reader no longer needs after a far seek (epoch cancel); ``read_ranges`` comes from
 ``range_reads.RangeReads`` (a FetchScheduling, its base class). A reader that
 misses and would wait for every byte of the new fetch runs it on its own thread when the
@@ -23,28 +23,15 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..engine.downloader import Downloader, FetchCommand, Outcome
-from ..errors import (
-    ConnectionFailedError,
-    StreamClosedError,
-    StreamError,
-    server_unreachable,
-)
-from ..events import (
-    REQUEST_EVENTS,
-    Event,
-    EventBus,
-    ReaderResumed,
-    ReaderWaiting,
-    RequestCompleted,
-    RequestFailed,
-    Seek,
-)
+from ..engine.downloader import Downloader
+from ..errors import ConnectionFailedError, StreamClosedError, StreamError
+from ..events import EventBus, ReaderResumed, ReaderWaiting, Seek
 from ..options import StreamOptions
 from ..sources.base import Abort, Body, Source
 from ..stats import StreamCounters, StreamStats
 from .cache import SparseCache, Wait, joined
 from .fetching import Fetch, FetchLoop
+from .hosting import FetchHosting, UnknownLength
 from .planning import AccessPattern, FetchPlan, LinkEstimate, Priority
 from .range_reads import RangeReads
 
@@ -53,7 +40,7 @@ log = logging.getLogger(__name__)
 _SHORT_READ = 256 * 1024  # reads up to this long copy under the stream's lock (_read_present)
 
 
-class RemoteReader(RangeReads):
+class RemoteReader(RangeReads, FetchHosting):
     """Blocking positional reads of one HTTP resource, filled by background fetches."""
 
     def __init__(
@@ -204,17 +191,6 @@ class RemoteReader(RangeReads):
                 return
             self._priority = priority
             self._downloader.reprioritize(self, priority)
-
-    def listened(self, request: bool = False) -> bool:
-        """Does anyone listen to this stream's events (``request``: or to the Downloader's,
-        which also receives its request events)? Publishers build an event only then."""
-        return self.events.has_subscribers or (request and self._downloader.events.has_subscribers)
-
-    def _publish(self, event: Event) -> None:
-        if self.events.has_subscribers:
-            self.events.publish(event)
-        if isinstance(event, REQUEST_EVENTS):  # the Downloader's bus sees every stream's requests
-            self._downloader.events.publish(event)
 
     @property
     def filename(self) -> Optional[str]:
@@ -407,102 +383,3 @@ class RemoteReader(RangeReads):
                 self._counts.takeovers += 1
                 self._counts.bytes_by_reader += got
         return got > 0
-
-    # -- FetchHost: what the fetch loop asks of its stream --------------------------------
-    def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
-        with self._lock:
-            fetch = self._active.get(cmd.id)
-            if fetch is not None:
-                fetch.started = True
-                fetch.began = time.monotonic()
-            return fetch
-
-    def count(self, name: str, amount: float) -> None:
-        with self._lock:
-            self._counts.add(name, amount)
-
-    def publish(self, event: Event) -> None:
-        self._publish(event)
-
-    def learned_length(self, total: int, from_tail_probe: bool) -> None:
-        with self._lock:
-            if self._cache.size is not None:
-                return
-            self._cache.set_size(total)
-            if from_tail_probe or self._tail_probe is not None:
-                self._claim_tail_for_probe_locked()
-            else:
-                self._schedule_tail_locked()
-            self._schedule_locked()
-
-    def record_link(self, ttfb: float, nbytes: int, duration: float) -> None:
-        with self._lock:
-            self._link.record(ttfb, nbytes, duration)
-
-    def takes_over(self, fetch: Fetch, body: Body) -> bool:
-        """The first answer has no length: keep it, unread, for open() to hand over (a live
-        stream is read by a reader of its own), and stop this reader."""
-        if body.total is not None or body.ranged or self._cache.size is not None:
-            return False
-        with self._lock:
-            if self._closed or self._error is not None or self._handover is not None:
-                return False
-            self._handover = (body, fetch.handle)
-            fetch.handed = True
-            self._error = UnknownLength("the first answer has no length", url=body.url)
-        self._cache.fail(self._error)  # wakes open()
-        return True
-
-    def reader_end(self) -> int:
-        with self._lock:
-            return self._pattern.end
-
-    def streaming(self, cmd: FetchCommand, on: bool) -> None:
-        with self._lock:
-            fetch = self._active.get(cmd.id)
-            if fetch is not None and self._set_streaming_locked(fetch, on) and not on:
-                self._schedule_locked()  # the next read-ahead request, right behind this body
-
-    def _on_complete(self, cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException]) -> None:
-        event: Optional[Event] = None
-        with self._lock:
-            fetch = self._forget_locked(cmd.id)
-            if outcome is Outcome.DONE and fetch is not None and self.listened(True):
-                duration = time.monotonic() - fetch.began if fetch.began else 0.0
-                nbytes = cmd.bytes_received
-                bandwidth = nbytes / duration if duration > 0 else 0.0
-                event = RequestCompleted(cmd.id, nbytes, duration, bandwidth, self._source.url)
-            elif outcome is Outcome.FAILED and error is not None:  # FAILED always carries it
-                event = RequestFailed(cmd.id, error, self._source.url)
-            if outcome is Outcome.CANCELLED:
-                self._counts.cancels += 1
-            elif outcome is Outcome.FAILED and not self._closed:
-                if self._source.offline and isinstance(error, StreamError) and server_unreachable(error):
-                    self._unreachable = error  # a reader fails only on reaching a gap (_demand)
-                else:
-                    self._fail_locked(error)
-            # Released only now, under self._lock: a reader the release wakes finds the
-            # failure recorded, and does not send the gap's fetch again at once (_demand).
-            self._cache.release(cmd.id)
-            if cmd.id == self._tail_probe:
-                self._tail_probe = None
-                if self._cache.size is not None:
-                    self._schedule_tail_locked()  # whatever the probe did not bring
-            if self._cache.size is None and not self._active:
-                self._restart_head_locked()  # preempted before the length was known
-            self._schedule_locked()
-            self._cond.notify_all()
-        if event is not None:  # RequestCancelled comes from the Downloader itself
-            self._publish(event)
-
-    def _fail_locked(self, error: Optional[BaseException]) -> None:
-        if not isinstance(error, StreamError):
-            error = StreamError("fetch failed unexpectedly", url=self._source.url, cause=error)
-        if self._error is None:
-            self._error = error
-            log.error("kithara-io: %s", error)
-        self._cache.fail(self._error)
-
-
-class UnknownLength(StreamError):
-    """Internal: the first answer has no length; open() hands it over."""

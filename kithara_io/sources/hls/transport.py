@@ -288,9 +288,7 @@ def _decoded(response: Response, url: str) -> Callable[[], bytes]:
     return read
 
 
-def with_retries(
-    call: Callable[[], T], retry: Retry, cancelled: Cancellation, deadline: Optional[float] = None
-) -> T:
+def with_retries(call: Callable[[], T], retry: Retry, cancelled: Cancellation, deadline: Optional[float] = None) -> T:
     """``call()`` again after transient failures (backoff, interruptible by ``cancelled``);
     no retry would start after ``deadline`` (a ``time.monotonic()`` value): the error is raised."""
     failures = 0
