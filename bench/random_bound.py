@@ -76,19 +76,50 @@ class Minimal(io.RawIOBase):
                 if start + len(piece) >= end:
                     self._pos = end
                     return piece[pos - start : end - start]
-        self._conn.request("GET", self._target, headers={"Range": f"bytes={pos}-{end - 1}"})
-        resp = self._conn.getresponse()
-        data = resp.read()
-        if resp.status != 206 or len(data) != end - pos:
-            raise OSError(f"status {resp.status}, {len(data)} bytes")
+        data = self._get(pos, end)
+        if len(data) != end - pos:
+            raise OSError(f"{len(data)} bytes of {end - pos}")
         with self._lock:
             bisect.insort(self._starts, pos)
             self._pieces[pos] = data
         self._pos = end
         return data
 
+    def _get(self, pos: int, end: int) -> bytes:
+        self._conn.request("GET", self._target, headers={"Range": f"bytes={pos}-{end - 1}"})
+        resp = self._conn.getresponse()
+        data = resp.read()
+        if resp.status != 206:
+            raise OSError(f"status {resp.status}")
+        return data
+
     def close(self) -> None:
         self._conn.close()
+        super().close()
+
+
+class OverSource(Minimal):
+    """``Minimal`` with kithara-io's own network layer and validation in place of the bare
+    connection: each miss is one ``HttpSource.fetch`` (policy headers, kept-alive pool,
+    redirects, Content-Range and validator checks), its body read as one piece. What a
+    kithara-io stream would cost with an engine that cost nothing."""
+
+    def __init__(self, url: str, size: int, tls) -> None:
+        super().__init__(url, size, tls)
+        from kithara_io.sources.http import HttpSource
+
+        self._conn.close()
+        self._source = HttpSource(url, verify=str(tls.ca) if tls is not None else True)
+
+    def _get(self, pos: int, end: int) -> bytes:
+        body = self._source.fetch(pos, end, self._source.new_abort())
+        try:
+            return body.read_piece(end - pos)
+        finally:
+            body.close()
+
+    def close(self) -> None:
+        self._source.close()
         super().close()
 
 
@@ -130,6 +161,11 @@ def main() -> int:
                 f.read(READ)  # the connection, as the others' open
                 through(f, offsets)
 
+        def over_source(offsets: List[int]) -> None:
+            with OverSource(url, size, tls) as f:
+                f.read(READ)
+                through(f, offsets)
+
         def kithara(offsets: List[int]) -> None:
             with open_client("kithara-io", url, tls) as f:
                 through(f, offsets[:1])  # warm: open and the first answer are not timed
@@ -137,17 +173,17 @@ def main() -> int:
                 through(f, offsets[1:])
                 kithara.seconds = time.perf_counter() - t  # type: ignore[attr-defined]
 
-        times: Dict[str, List[float]] = {"floor": [], "minimal": [], "kithara-io": []}
+        times: Dict[str, List[float]] = {"floor": [], "minimal": [], "over-source": [], "kithara-io": []}
         for _ in range(args.passes):
             offsets = [rng.randrange(0, size - READ) for _ in range(args.count + 1)]
-            for name, fn in (("floor", floor), ("minimal", minimal)):
+            for name, fn in (("floor", floor), ("minimal", minimal), ("over-source", over_source)):
                 t = time.perf_counter()
                 fn(offsets[1:] if name == "floor" else offsets)
                 times[name].append(time.perf_counter() - t)
             kithara(offsets)
             times["kithara-io"].append(kithara.seconds)  # type: ignore[attr-defined]
     per = {k: [s / args.count * 1000 for s in v] for k, v in times.items()}
-    for name in ("minimal", "kithara-io"):
+    for name in ("minimal", "over-source", "kithara-io"):
         ratios = sorted(a / b for a, b in zip(per[name], per["floor"]))
         print(f"{name:11s} {sorted(per[name])[len(ratios) // 2]:.3f} ms/read  x floor: median {ratios[len(ratios) // 2]:.2f} "
               f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
