@@ -254,11 +254,21 @@ def _open_store(name, headers, opts, priority, downloader, on_event, disk, stora
     return Stream(reader, name)
 
 
+def _open_dash(*args, **kwargs):
+    """:func:`.sources.dash.loading.open_dash`, imported on first use (defusedxml, isodate);
+    a clear error when the ``dash`` extra is not installed."""
+    try:
+        from .sources.dash.loading import open_dash
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(f"reading MPEG-DASH needs the 'dash' extra: pip install 'kithara-io[dash]' ({exc})") from None
+    return open_dash(*args, **kwargs)
+
+
 def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice, opts, dash: bool = False) -> Stream:
     """``first``: the playlist (or MPD, ``dash``) already fetched, as (text, content type,
     final URL), or None."""
     variant, audio = choice
-    opener = _dash_entry.open_dash if dash else hls.open_hls
+    opener = _open_dash if dash else hls.open_hls
     reader = opener(
         name,
         variant=variant,
@@ -272,7 +282,7 @@ def _open_hls(name, first, headers, priority, downloader, on_event, disk, choice
         cache=disk,
     )
     if dash:
-        from .sources.dash.stream import DashStream  # see dash_entry.open_dash
+        from .sources.dash.stream import DashStream  # see _open_dash
 
         return DashStream(reader, name)
     from .sources.hls.stream import HlsStream  # see hls_entry.open_hls

@@ -1,6 +1,7 @@
 """How ``kithara_io.open`` finds MPEG-DASH: by the URL (``.mpd``), or by the first bytes of a
 small resource (an XML document whose root is ``MPD``, or the ``application/dash+xml``
-content type)."""
+content type). Light on purpose: the dash package (defusedxml, isodate) is imported only
+to open an MPD (``api._open_dash``), and it imports this module, never the reverse."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import urllib.parse
 from typing import Optional
 
-__all__ = ["is_mpd_url", "looks_like_mpd", "open_dash", "sniff", "sniff_file"]
+__all__ = ["is_mpd_url", "looks_like_mpd", "sniff", "sniff_file"]
 
 _SNIFF_LIMIT = 1 << 20  # MPDs are small: a larger resource is not sniffed
 _HEAD = 4096
@@ -16,16 +17,6 @@ _SPACE = b"\xef\xbb\xbf \t\r\n"  # a UTF-8 BOM and white space before the root
 _ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?MPD[\s>/]")
 #: Content types that name an MPD (kept here: the dash package is imported on first use).
 MPD_TYPES = frozenset({"application/dash+xml"})
-
-
-def open_dash(*args, **kwargs):
-    """:func:`.dash.loading.open_dash`, imported on first use (defusedxml, isodate); a
-    clear error when the ``dash`` extra is not installed."""
-    try:
-        from .dash.loading import open_dash as open_mpd
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(f"reading MPEG-DASH needs the 'dash' extra: pip install 'kithara-io[dash]' ({exc})") from None
-    return open_mpd(*args, **kwargs)
 
 
 def is_mpd_url(url: str) -> bool:
