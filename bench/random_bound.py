@@ -8,9 +8,10 @@ floor can *any* seekable file object with a byte cache get?
 lock hold to look the bytes up, one ``Range`` GET on a kept-alive ``http.client``
 connection, the body read as one ``bytes`` kept in the cache uncopied, one lock hold to
 record it, the bytes handed back. No priorities, no read-ahead, no events, no retries, no
-validation beyond the status: what kithara-io adds on top of it is the engine. Passes
-alternate floor, ``Minimal`` and kithara-io on new offsets each; the medians of the
-per-pass ratios are printed.
+validation beyond the status: what kithara-io adds on top of it is the engine. ``OverSource``
+is ``Minimal`` over kithara-io's own network layer and validation. Passes alternate the
+ways on new offsets each (each way's open and first read are not timed); the medians of
+the per-pass ratios are printed.
 """
 
 from __future__ import annotations
@@ -123,13 +124,18 @@ class OverSource(Minimal):
         super().close()
 
 
-def main() -> int:
+def arguments(count: int, passes: int) -> argparse.Namespace:
+    """``--count`` reads per pass, ``--passes``, ``--https``, ``--data`` (where the file is made)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=500)
-    ap.add_argument("--passes", type=int, default=7)
+    ap.add_argument("--count", type=int, default=count)
+    ap.add_argument("--passes", type=int, default=passes)
     ap.add_argument("--https", action="store_true")
     ap.add_argument("--data", default="/tmp/kithara-bench-data")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = arguments(500, 7)
     size = 200 * MB
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -139,49 +145,53 @@ def main() -> int:
         url = srv.url(path.name)
         tls = srv.tls
 
-        def floor(offsets: List[int]) -> None:
+        def floor(offsets: List[int]) -> float:
             conn = connection(url, tls)
+            target = urlsplit(url).path
+
+            def get(pos: int) -> None:
+                conn.request("GET", target, headers={"Range": f"bytes={pos}-{pos + READ - 1}"})
+                resp = conn.getresponse()
+                if resp.status != 206 or len(resp.read()) != READ:
+                    raise OSError("floor: bad answer")
+
             try:
-                for pos in offsets:
-                    conn.request("GET", urlsplit(url).path, headers={"Range": f"bytes={pos}-{pos + READ - 1}"})
-                    resp = conn.getresponse()
-                    if resp.status != 206 or len(resp.read()) != READ:
-                        raise OSError("floor: bad answer")
+                get(offsets[0])  # the connection: not timed, as the others' open
+                started = time.perf_counter()
+                for pos in offsets[1:]:
+                    get(pos)
+                return time.perf_counter() - started
             finally:
                 conn.close()
 
-        def through(f, offsets: List[int]) -> None:
-            for pos in offsets:
+        def timed_reads(f, offsets: List[int]) -> float:
+            """Seconds of the reads at ``offsets[1:]`` (the first read, which opens, is not timed)."""
+            for i, pos in enumerate(offsets):
+                if i == 1:
+                    started = time.perf_counter()
                 f.seek(pos)
                 if len(f.read(READ)) != READ:
                     raise OSError("short read")
+            return time.perf_counter() - started
 
-        def minimal(offsets: List[int]) -> None:
+        def minimal(offsets: List[int]) -> float:
             with Minimal(url, size, tls) as f:
-                f.read(READ)  # the connection, as the others' open
-                through(f, offsets)
+                return timed_reads(f, offsets)
 
-        def over_source(offsets: List[int]) -> None:
+        def over_source(offsets: List[int]) -> float:
             with OverSource(url, size, tls) as f:
-                f.read(READ)
-                through(f, offsets)
+                return timed_reads(f, offsets)
 
-        def kithara(offsets: List[int]) -> None:
+        def kithara(offsets: List[int]) -> float:
             with open_client("kithara-io", url, tls) as f:
-                through(f, offsets[:1])  # warm: open and the first answer are not timed
-                t = time.perf_counter()
-                through(f, offsets[1:])
-                kithara.seconds = time.perf_counter() - t  # type: ignore[attr-defined]
+                return timed_reads(f, offsets)
 
-        times: Dict[str, List[float]] = {"floor": [], "minimal": [], "over-source": [], "kithara-io": []}
+        ways = (("floor", floor), ("minimal", minimal), ("over-source", over_source), ("kithara-io", kithara))
+        times: Dict[str, List[float]] = {name: [] for name, _ in ways}
         for _ in range(args.passes):
             offsets = [rng.randrange(0, size - READ) for _ in range(args.count + 1)]
-            for name, fn in (("floor", floor), ("minimal", minimal), ("over-source", over_source)):
-                t = time.perf_counter()
-                fn(offsets[1:] if name == "floor" else offsets)
-                times[name].append(time.perf_counter() - t)
-            kithara(offsets)
-            times["kithara-io"].append(kithara.seconds)  # type: ignore[attr-defined]
+            for name, way in ways:
+                times[name].append(way(offsets))
     per = {k: [s / args.count * 1000 for s in v] for k, v in times.items()}
     for name in ("minimal", "over-source", "kithara-io"):
         ratios = sorted(a / b for a, b in zip(per[name], per["floor"]))

@@ -14,7 +14,6 @@ includes ``_send``, which includes ``getresponse``, ``http.request``, ``Response
 
 from __future__ import annotations
 
-import argparse
 import collections
 import http.client
 import random
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import MB, ensure_random  # noqa: E402
 from _servers import bench_nginx  # noqa: E402
-from random_bound import connection  # noqa: E402
+from random_bound import arguments, connection  # noqa: E402
 
 from kithara_io.net import client as net_client  # noqa: E402
 from kithara_io.net import connections, response  # noqa: E402
@@ -53,12 +52,7 @@ def timed(owner: type, name: str, label: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=1500)
-    ap.add_argument("--passes", type=int, default=3)
-    ap.add_argument("--https", action="store_true")
-    ap.add_argument("--data", default="/tmp/kithara-bench-data")
-    args = ap.parse_args()
+    args = arguments(1500, 3)
     for owner, name, label in [
         (http.client.HTTPConnection, "getresponse", "getresponse"),
         (http.client.HTTPConnection, "request", "http.request"),
