@@ -285,3 +285,34 @@ def test_a_whole_resource_is_read_in_one_hold_until_recycled():
     assert cache.read_held(0, 8, b"".join) is None
     cache.recycle()
     assert not cache.whole
+
+
+def test_a_random_readers_pieces_count_by_their_bytes():
+    """Pieces kept as the bodies handed them over hold only their bytes of the budget: a
+    random reader's small reads fill it with data, not with mostly empty blocks."""
+    cache = SparseCache(block_size=64, budget=256)
+    for i in range(16):  # 16 blocks, 8 bytes in each: 128 bytes, well within 256
+        pos = i * 64 + 8
+        cache.set_window(pos, pos + 8)
+        cache.claim(i, pos, pos + 8)
+        cache.store(i, pos, bytes([i]) * 8)
+        cache.release(i)
+    assert cache.bytes_held == 128
+    assert all(read(cache, i * 64 + 8, 8) == bytes([i]) * 8 for i in range(16))  # none evicted
+
+
+def test_a_whole_block_after_pieces_evicts_to_stay_within_the_budget():
+    """A writable block that would pass the budget evicts enough first, also when the held
+    bytes are already under the eviction target (small pieces, then a whole block)."""
+    cache = SparseCache(block_size=64, budget=256)
+    for i in range(3):  # three blocks of 40 bytes each: 120 held
+        cache.claim(i, i * 64, i * 64 + 40)
+        cache.store(i, i * 64, bytes([i]) * 40)
+        cache.release(i)
+    cache.claim(10, 3 * 64, 4 * 64)  # a whole block: writable
+    write(cache, 10, 3 * 64, bytes(64))
+    cache.claim(11, 4 * 64, 6 * 64)  # two more: 120 + 192 would pass 256
+    cache.set_window(4 * 64, 6 * 64)
+    write(cache, 11, 4 * 64, bytes(128))
+    assert cache.bytes_held <= 256
+    assert read(cache, 4 * 64, 128) == bytes(128)

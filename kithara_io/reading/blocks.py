@@ -22,16 +22,18 @@ from typing import Dict, List, Union
 class Pieces:
     """Read-only pieces of one block by offset (disjoint: each came from one claim)."""
 
-    __slots__ = ("_offsets", "_datas")
+    __slots__ = ("_offsets", "_datas", "nbytes")
 
     def __init__(self) -> None:
         self._offsets: List[int] = []
         self._datas: List[bytes] = []
+        self.nbytes = 0  # the pieces' bytes: what the block holds of the cache budget
 
     def add(self, offset: int, data: bytes) -> None:
         i = bisect.bisect_left(self._offsets, offset)
         self._offsets.insert(i, offset)
         self._datas.insert(i, data)
+        self.nbytes += len(data)
 
     def view(self, offset: int, n: int) -> memoryview:
         """Up to ``n`` bytes from ``offset``: to the end of the piece holding it (which the
@@ -57,6 +59,11 @@ def block_view(block: Block, offset: int, n: int) -> memoryview:
     if isinstance(block, Pieces):
         return block.view(offset, n)
     return memoryview(block)[offset : offset + n]
+
+
+def held_bytes(block: Block) -> int:
+    """What a block holds of the cache budget: all of a writable one, a Pieces' pieces."""
+    return block.nbytes if isinstance(block, Pieces) else len(block)
 
 
 def joined(pieces: List[memoryview]) -> bytes:

@@ -1,16 +1,13 @@
 """SparseCache: the downloaded bytes of one resource, and who is about to download the rest.
 
-Ownership: one lock (``_lock``, entered directly; ``_cond`` waits on it) guards everything here. Fetch threads write into the
-regions they have claimed *without* the lock (nobody else reads or writes an unpresent,
-claimed region) and take the lock only to commit. Readers wait on the condition for
-"range present", "end proven", "failed" or "closed": every state change notifies, so no
-waiter polls and no wait has a timeout. A commit wakes the readers only once the range one
-of them waits for is complete (a 1 MiB read is not woken for every piece of it).
-
-Blocks (:mod:`.blocks`) are writable ones that fetches copy into, or the bodies' own
-``bytes`` pieces kept uncopied. Writable ones are recycled through one process-wide pool
-(:data:`.blocks.POOL`, its own lock): an evicted block, and every block of a cache whose
-fetches have all stopped (``recycle``), serves the next block any stream needs.
+Ownership: one lock (``_lock``, entered directly; ``_cond`` waits on it) guards everything
+here. Fetch threads write into the regions they have claimed *without* the lock (nobody else
+reads or writes an unpresent, claimed region) and take it only to commit. Readers wait on the
+condition for "range present", "end proven", "failed" or "closed": every state change
+notifies, so no waiter polls and no wait has a timeout; a commit wakes a reader only once
+its whole range is present. Blocks (:mod:`.blocks`) are writable ones that fetches copy
+into, or the bodies' own ``bytes`` pieces kept uncopied; writable ones are recycled through
+one process-wide pool (``blocks.POOL``). What a full cache drops: :mod:`.eviction`.
 
 Lock order: a caller may hold its own lock when calling in here; nothing in here calls out.
 """
@@ -25,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, o
 
 from ..errors import StreamClosedError, StreamError
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
-from .eviction import eviction_order
+from .eviction import Budget
 from .ranges import RangeSet
 
 T = TypeVar("T")
@@ -64,7 +61,7 @@ class SparseCache:
         self._lock = threading.RLock()  # entered directly: Condition.__enter__ is a Python call
         self._cond = threading.Condition(self._lock)
         self._block_size = block_size
-        self._budget = budget  # bytes of blocks kept; None: unbounded
+        self._budget = Budget(budget, block_size)  # what the blocks hold of it; making room
         self._window = (0, 0)  # never evicted: the reader's neighbourhood
         self._blocks: Dict[int, Block] = {}
         self._needs: Dict[int, Tuple[int, int]] = {}  # waiting readers: token -> [pos, end)
@@ -129,6 +126,7 @@ class SparseCache:
         """After ``close``, once no fetch can write any more: hand the blocks to the pool."""
         with self._lock:
             blocks, self._blocks = list(self._blocks.values()), {}
+            self._budget.held = 0
             self._present = RangeSet()
             self.whole = False
         POOL.give(blocks)
@@ -216,9 +214,10 @@ class SparseCache:
 
     @property
     def bytes_held(self) -> int:
-        """Memory held in blocks (what the budget bounds)."""
+        """Memory held in blocks (what the budget bounds): whole writable blocks, and the
+        pieces a random reader's bodies handed over as they are."""
         with self._lock:
-            return len(self._blocks) * self._block_size
+            return self._budget.held
 
     def read_held(self, pos: int, n: int, consume: Callable[[List[memoryview]], T]) -> Optional[T]:
         """For a ``whole`` resource: ``consume`` the pieces of ``[pos, pos+n)`` in one lock
@@ -390,25 +389,28 @@ class SparseCache:
             return None
         index, offset = divmod(pos, self._block_size)
         block = self._blocks.get(index)
+        bs = self._block_size
         if block is None:
-            self._make_room_locked()
-            block = self._blocks[index] = POOL.take(self._block_size, self._fills(claim, pos))
+            self._make_room_locked(bs)
+            block = self._blocks[index] = POOL.take(bs, self._fills(claim, pos))
+            self._budget.held += bs
         elif isinstance(block, Pieces):  # a readinto body writes beside stored pieces
-            block = self._blocks[index] = block.writable(self._block_size)
+            self._make_room_locked(bs - block.nbytes)  # (the claim keeps this block)
+            self._budget.held += bs - block.nbytes
+            block = self._blocks[index] = block.writable(bs)
         n = min(limit, claim.end - pos, self._block_size - offset)
         claim.granted = pos + n
         return memoryview(block)[offset : offset + n]
 
-    def _make_room_locked(self) -> None:
-        """Before a new block: evict first if it would pass the budget (the blocks never
-        exceed it, not even by the one being filled)."""
-        if self._budget is not None and (len(self._blocks) + 1) * self._block_size > self._budget:
-            self._evict_locked()
+    def _make_room_locked(self, more: int) -> None:
+        """Before the blocks hold ``more`` bytes: evict first if they would pass the budget
+        (they never exceed it, not even by the block being filled)."""
+        if self._budget.over(more):
+            self._evict_locked(more)
 
     def _as_pieces_locked(self, block: Optional[Block], claim: _Claim, pos: int) -> bool:
-        """Is the piece at ``pos`` kept as the body's own ``bytes`` (the block holds pieces
-        already, or is new and the fetch fills only a small part of it), not written into
-        a writable block?"""
+        """Is the piece at ``pos`` kept as the body's ``bytes`` (the block holds pieces already,
+        or is new and the fetch fills only a small part of it)?"""
         return isinstance(block, Pieces) or (block is None and not self._fills(claim, pos))
 
     def _fills(self, claim: _Claim, pos: int) -> bool:
@@ -436,10 +438,8 @@ class SparseCache:
         """Commit ``data`` at ``pos`` (within what ``piece_room`` granted). Where the fetch fills
         only a small part of a block (a random read), the block keeps the body's pieces as
         they are (see :mod:`.blocks`; a reader of exactly one piece gets it back uncopied);
-        otherwise the piece is copied into a writable, pooled block. (Keeping whole-block
-        pieces uncopied too saved two copies per MiB but not memory: freed by another fetch
-        thread than the one that read them, they pile up in malloc's per-thread arenas,
-        +7-13 MB of resident memory on a 64 MiB budget.)"""
+        otherwise it is copied into a writable, pooled block (why: bench/README.md, "Keeping
+        the body's bytes uncopied")."""
         n = len(data)
         index, offset = divmod(pos, self._block_size)
         with self._lock:
@@ -447,10 +447,11 @@ class SparseCache:
             claim = self._claims.get(fetch_id)
             if claim is not None and self._as_pieces_locked(block, claim, pos):
                 if not self._closed:
+                    self._make_room_locked(n)
                     if not isinstance(block, Pieces):  # a new block
-                        self._make_room_locked()
                         block = self._blocks[index] = Pieces()
                     block.add(offset, data)
+                    self._budget.held += n
                     self._commit_locked(fetch_id, pos, n)
                 return
             view = self._write_buffer_locked(claim, pos, n)  # the copy below runs unlocked
@@ -472,27 +473,16 @@ class SparseCache:
         claim = self._claims.get(fetch_id)
         if claim is not None:
             claim.start = max(claim.start, pos + n)
-        if self._budget is not None and len(self._blocks) * self._block_size > self._budget:
+        if self._budget.over():
             self._evict_locked()
         self._note_whole_locked()
         if any(self._present.covered_until(p) >= e for p, e in self._needs.values()):
             self._cond.notify_all()
 
-    def _evict_locked(self) -> None:
-        """Drop whole blocks outside the reader's window and every claim, farthest from the
-        window first, until the blocks fit the budget less 1/16 of it (or nothing more may
-        go): the scan then runs once every few blocks, not at every commit."""
-        if self._budget is None:  # keeps everything
-            return
-        bs = self._block_size
-        target = self._budget - self._budget // 16
-        claims = [(c.start, max(c.end, c.granted)) for c in self._claims.values()]
-        for i in eviction_order(self._blocks, bs, self._window, claims):
-            if len(self._blocks) * bs <= target:
-                break
-            self._present.remove(i * bs, (i + 1) * bs)
+    def _evict_locked(self, more: int = 0) -> None:
+        """Make room for ``more`` bytes: never the reader's window or a claimed block."""
+        if self._budget.evict(self._blocks, self._present, more, self._window, self._claims.values()):
             self.whole = False
-            POOL.give([self._blocks.pop(i)])  # outside every claim: no fetch writes it
 
 
 __all__ = ["SparseCache", "CacheView", "Wait", "BLOCK_SIZE", "StreamError", "joined"]

@@ -1,8 +1,12 @@
-"""Which blocks a full cache drops: a pure choice over block indexes, window and claims."""
+"""A cache's budget: the bytes its blocks hold, and which blocks go when it is full (a pure
+choice over block indexes, the reader's window and the claims), dropping them."""
 
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+
+from .blocks import POOL, Block, held_bytes
+from .ranges import RangeSet
 
 
 def eviction_order(
@@ -25,3 +29,55 @@ def eviction_order(
         else:
             distance[i] = lo - (i + 1) * block_size if (i + 1) * block_size <= lo else i * block_size - hi
     return sorted(distance, key=distance.__getitem__, reverse=True)
+
+
+class Claimed(Protocol):
+    """A fetch's claim as eviction sees it: what it writes, or was granted to write."""
+
+    start: int
+    end: int
+    granted: int
+
+
+class Budget:
+    """The bytes a cache's blocks hold (``held``: a writable block all of its size, a Pieces
+    block its pieces) against ``limit`` (None: unbounded), and making room. The cache
+    updates ``held`` and calls in under its lock."""
+
+    def __init__(self, limit: Optional[int], block_size: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._block_size = block_size
+
+    def over(self, more: int = 0) -> bool:
+        """Would ``more`` bytes pass the limit?"""
+        return self.limit is not None and self.held + more > self.limit
+
+    def evict(
+        self,
+        blocks: Dict[int, Block],
+        present: RangeSet,
+        more: int,
+        window: Tuple[int, int],
+        claims: Iterable[Claimed],
+    ) -> bool:
+        """Drop blocks in :func:`eviction_order` (their bytes no longer present, writable
+        ones to the pool) until the held bytes fit the limit less 1/16 of it and leave room
+        for ``more`` (or nothing more may go): the scan then runs once every few blocks, not
+        at every commit. True if any block went."""
+        limit = self.limit
+        if limit is None:  # keeps everything
+            return False
+        bs = self._block_size
+        target = limit - limit // 16
+        spans = [(c.start, max(c.end, c.granted)) for c in claims]
+        dropped = False
+        for i in eviction_order(blocks, bs, window, spans):
+            if self.held <= target and self.held + more <= limit:
+                break
+            present.remove(i * bs, (i + 1) * bs)
+            block = blocks.pop(i)
+            self.held -= held_bytes(block)
+            POOL.give([block])  # outside every claim: no fetch writes it
+            dropped = True
+        return dropped
