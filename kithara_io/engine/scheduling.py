@@ -20,10 +20,10 @@ _ids = itertools.count(1)
 
 
 class CancelFlag:
-    """A command's cancellation (a ``retry.Cancellation``): a one-way ``threading.Event`` (``is_set``, ``set``, ``wait``)
-    that makes its Event only when a thread waits on it. Most commands are never waited on
-    (only a retry's backoff is), and an Event with its Condition costs ~8 us to make, which
-    a random read paid for its one fetch."""
+    """A command's cancellation (a ``retry.Cancellation``): a one-way ``threading.Event``
+    (``is_set``, ``set``, ``wait``) that makes its Event only when a thread waits on it.
+    Most commands are never waited on (only a retry's backoff is), and an Event with its
+    Condition costs ~8 us to make, which a random read paid for its one fetch."""
 
     __slots__ = ("_set", "_event", "_lock")
 

@@ -85,7 +85,7 @@ class FetchScheduling:
             missing = present_until  # the first byte from pos that is not present
             hit = missing >= end
             if not hit and self._active and self._source.supports_ranges:
-                view = self._cache.view()  # (no fetch to keep or cancel: no snapshot)
+                view = self._cache.view()  # what the running fetches are judged by
                 soon = self._link.soon_bytes(self._opt.min_fetch)
                 if not any(self._keeps(f, missing, soon, view) for f in self._active.values()):
                     # A new epoch: what served the old reading position goes.
