@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Callable, Tuple
 
 from ..hls.info import HlsInfo
 from .mpd import AdaptationSet, Mpd, Period, Representation
+from .presentation import Presentation
 
 if TYPE_CHECKING:
-    from .reader import DashReader
+    from ..hls.reader import HlsReader
 
 
 class DashInfo(HlsInfo):
@@ -17,14 +18,16 @@ class DashInfo(HlsInfo):
     Representations of the audio AdaptationSet read, in MPD order: ``select(i)`` and
     ``variant`` index them as ``representations`` does."""
 
-    def __init__(self, reader: "DashReader") -> None:
+    def __init__(self, reader: "HlsReader", presentation: Callable[[], Presentation]) -> None:
+        """``presentation``: the MPD as last loaded, turned into the engine's model (a live
+        MPD's reloads replace it)."""
         super().__init__(reader)
-        self._dash = reader
+        self._presentation = presentation
 
     @property
     def mpd(self) -> Mpd:
         """The MPD as last loaded (type, availabilityStartTime, periods...)."""
-        return self._dash.presentation.mpd
+        return self._presentation().mpd
 
     @property
     def periods(self) -> Tuple[Period, ...]:
@@ -38,13 +41,13 @@ class DashInfo(HlsInfo):
     @property
     def adaptation_set(self) -> AdaptationSet:
         """The audio AdaptationSet read (of the first period; ``open(url, audio=...)``)."""
-        return self._dash.presentation.sets[0]
+        return self._presentation().sets[0]
 
     @property
     def representations(self) -> Tuple[Representation, ...]:
         """The Representations of ``adaptation_set``: id, bandwidth, codecs, mime_type,
         channels, sample_rate, base_url; index ``i`` is variant ``i``."""
-        return tuple(reps[0] for reps in self._dash.presentation.chosen)
+        return tuple(reps[0] for reps in self._presentation().chosen)
 
     @property
     def representation(self) -> Representation:

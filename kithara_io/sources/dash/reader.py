@@ -53,7 +53,7 @@ class DashReader(HlsReader):
         self._presentation = presentation
         self._counts["bytes_fetched"] += presentation.index_bytes  # (a disk copy's: in bytes_from_disk too)
         self._reload = reload
-        self.dash = DashInfo(self)
+        self.dash = DashInfo(self, lambda: self.presentation)
         self.hls = self.dash  # the engine's info: what the Player and the CLI read
 
     @property
