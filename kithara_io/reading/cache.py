@@ -387,26 +387,25 @@ class SparseCache:
     def _write_buffer_locked(self, claim: Optional[_Claim], pos: int, limit: int) -> Optional[memoryview]:
         if claim is None or self._closed or pos >= claim.end:
             return None
-        index, offset = divmod(pos, self._block_size)
-        block = self._blocks.get(index)
         bs = self._block_size
+        index, offset = divmod(pos, bs)
+        block = self._blocks.get(index)
         if block is None:
-            self._make_room_locked(bs)
+            self._reserve_locked(bs)
             block = self._blocks[index] = POOL.take(bs, self._fills(claim, pos))
-            self._budget.held += bs
         elif isinstance(block, Pieces):  # a readinto body writes beside stored pieces
-            self._make_room_locked(bs - block.nbytes)  # (the claim keeps this block)
-            self._budget.held += bs - block.nbytes
+            self._reserve_locked(bs - block.nbytes)  # (the claim keeps this block)
             block = self._blocks[index] = block.writable(bs)
-        n = min(limit, claim.end - pos, self._block_size - offset)
+        n = min(limit, claim.end - pos, bs - offset)
         claim.granted = pos + n
         return memoryview(block)[offset : offset + n]
 
-    def _make_room_locked(self, more: int) -> None:
-        """Before the blocks hold ``more`` bytes: evict first if they would pass the budget
-        (they never exceed it, not even by the block being filled)."""
+    def _reserve_locked(self, more: int) -> None:
+        """The blocks are about to hold ``more`` bytes: evict first if they would pass the
+        budget (they never exceed it, not even by the block being filled), then count them."""
         if self._budget.over(more):
             self._evict_locked(more)
+        self._budget.held += more
 
     def _as_pieces_locked(self, block: Optional[Block], claim: _Claim, pos: int) -> bool:
         """Is the piece at ``pos`` kept as the body's ``bytes`` (the block holds pieces already,
@@ -447,11 +446,10 @@ class SparseCache:
             claim = self._claims.get(fetch_id)
             if claim is not None and self._as_pieces_locked(block, claim, pos):
                 if not self._closed:
-                    self._make_room_locked(n)
+                    self._reserve_locked(n)
                     if not isinstance(block, Pieces):  # a new block
                         block = self._blocks[index] = Pieces()
                     block.add(offset, data)
-                    self._budget.held += n
                     self._commit_locked(fetch_id, pos, n)
                 return
             view = self._write_buffer_locked(claim, pos, n)  # the copy below runs unlocked

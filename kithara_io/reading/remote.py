@@ -272,12 +272,12 @@ class RemoteReader(RangeReads, FetchHosting):
             return -1
         if pos + len(out) > size:
             out = out[: size - pos]
-        n, opt = len(out), self._opt
+        n = len(out)
         if n == 0:
             return 0  # nothing to read: not a hit, no Seek (as the long way)
         window = self._window(pos, pos + n)
         with self._lock:
-            busy = len(self._active) >= opt.max_outstanding or self._streaming > 0
+            busy = self._busy_locked()
             free_from = self._cache.copy_present(pos, out, window, free=not busy)
             if free_from < 0:
                 return -1

@@ -71,12 +71,7 @@ class FetchScheduling:
         with self._lock:
             self._pattern.record(pos, end, self._opt.read_behind)
             complete, present_until, free_from, size = self._cache.look(pos, self._window(pos, end))
-            if complete or (
-                present_until >= end
-                and (
-                    len(self._active) >= self._opt.max_outstanding or self._streaming or self._planned(free_from, size)
-                )
-            ):
+            if complete or (present_until >= end and (self._busy_locked() or self._planned(free_from, size))):
                 # A hit and no fetch to add (all held, the usual audio file once in, or the
                 # read-ahead window covered): no snapshot, no plan; counted here.
                 self._counts.bytes_served += end - pos
@@ -109,6 +104,11 @@ class FetchScheduling:
         read-ahead it may bring (see ``SparseCache.set_window``)."""
         opt = self._opt
         return max(0, pos - opt.read_behind), max(end, pos + opt.read_ahead + opt.max_fetch)
+
+    def _busy_locked(self) -> bool:
+        """May read-ahead add no fetch now: ``max_outstanding`` are running, or a body fills
+        the link (read-ahead then waits until it nears its end)?"""
+        return len(self._active) >= self._opt.max_outstanding or self._streaming > 0
 
     def _planned(self, free_from: int, size: Optional[int]) -> bool:
         """Is every byte of the read-ahead window present or claimed (``free_from``: the
