@@ -9,7 +9,8 @@ lock hold to look the bytes up, one ``Range`` GET on a kept-alive ``http.client`
 connection, the body read as one ``bytes`` kept in the cache uncopied, one lock hold to
 record it, the bytes handed back. No priorities, no read-ahead, no events, no retries, no
 validation beyond the status: what kithara-io adds on top of it is the engine. ``OverSource``
-is ``Minimal`` over kithara-io's own network layer and validation. Passes alternate the
+is ``Minimal`` over kithara-io's own network layer and validation; ``OverCurl`` is ``Minimal``
+over libcurl (pycurl), and obstore's ``get_range`` runs beside them when installed. Passes alternate the
 ways on new offsets each (each way's open and first read are not timed); the medians of
 the per-pass ratios are printed.
 """
@@ -124,6 +125,39 @@ class OverSource(Minimal):
         super().close()
 
 
+class OverCurl(Minimal):
+    """``Minimal`` over libcurl (pycurl): one kept easy handle, whose connection libcurl keeps
+    alive, a Range GET per miss, the body gathered from libcurl's write callbacks. Where a
+    transport that builds requests and parses answers in C would put the bound (``None``
+    where pycurl is not installed)."""
+
+    def __init__(self, url: str, size: int, tls) -> None:
+        super().__init__(url, size, tls)
+        import pycurl
+
+        self._conn.close()
+        self._curl = c = pycurl.Curl()
+        c.setopt(pycurl.URL, url)
+        if tls is not None:
+            c.setopt(pycurl.CAINFO, str(tls.ca))
+        self._chunks: List[bytes] = []
+        c.setopt(pycurl.WRITEFUNCTION, self._chunks.append)
+        self._pycurl = pycurl
+
+    def _get(self, pos: int, end: int) -> bytes:
+        c = self._curl
+        c.setopt(self._pycurl.RANGE, f"{pos}-{end - 1}")
+        self._chunks.clear()
+        c.perform()
+        if c.getinfo(self._pycurl.RESPONSE_CODE) != 206:
+            raise OSError("status")
+        return b"".join(self._chunks)
+
+    def close(self) -> None:
+        self._curl.close()
+        super().close()
+
+
 def arguments(count: int, passes: int) -> argparse.Namespace:
     """``--count`` reads per pass, ``--passes``, ``--https``, ``--data`` (where the file is made)."""
     ap = argparse.ArgumentParser()
@@ -132,6 +166,12 @@ def arguments(count: int, passes: int) -> argparse.Namespace:
     ap.add_argument("--https", action="store_true")
     ap.add_argument("--data", default="/tmp/kithara-bench-data")
     return ap.parse_args()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def main() -> int:
@@ -182,18 +222,38 @@ def main() -> int:
             with OverSource(url, size, tls) as f:
                 return timed_reads(f, offsets)
 
+        def over_curl(offsets: List[int]) -> float:
+            with OverCurl(url, size, tls) as f:
+                return timed_reads(f, offsets)
+
+        def obstore_range(offsets: List[int]) -> float:
+            import _obstore
+            import obstore
+
+            store = _obstore.store(url, tls)
+            obstore.get_range(store, "", start=offsets[0], length=READ)  # the connection, untimed
+            started = time.perf_counter()
+            for pos in offsets[1:]:
+                if len(obstore.get_range(store, "", start=pos, length=READ)) != READ:
+                    raise OSError("obstore: short read")
+            return time.perf_counter() - started
+
         def kithara(offsets: List[int]) -> float:
             with open_client("kithara-io", url, tls) as f:
                 return timed_reads(f, offsets)
 
-        ways = (("floor", floor), ("minimal", minimal), ("over-source", over_source), ("kithara-io", kithara))
+        ways = [("floor", floor), ("minimal", minimal), ("over-source", over_source), ("kithara-io", kithara)]
+        if _has("obstore"):
+            ways.append(("obstore", obstore_range))
+        if _has("pycurl"):
+            ways.append(("over-curl", over_curl))
         times: Dict[str, List[float]] = {name: [] for name, _ in ways}
         for _ in range(args.passes):
             offsets = [rng.randrange(0, size - READ) for _ in range(args.count + 1)]
             for name, way in ways:
                 times[name].append(way(offsets))
     per = {k: [s / args.count * 1000 for s in v] for k, v in times.items()}
-    for name in ("minimal", "over-source", "kithara-io"):
+    for name in [name for name, _ in ways if name != "floor"]:
         ratios = sorted(a / b for a, b in zip(per[name], per["floor"]))
         print(f"{name:11s} {sorted(per[name])[len(ratios) // 2]:.3f} ms/read  x floor: median {ratios[len(ratios) // 2]:.2f} "
               f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")

@@ -3,7 +3,7 @@
 alternate, pass after pass, and the median of each and of each pass's ratio is printed with
 the client CPU per GiB (``getrusage`` around each pass). Much shorter than ``run.py``.
 
-    python bench/ratios.py seq [--https] [--passes 7] [--size 200] [--data DIR]
+    python bench/ratios.py seq [--https] [--passes 7] [--size 200] [--data DIR] [--option NAME=VALUE]
     python bench/ratios.py random [--https] [--passes 5] [--count 300]
     python bench/ratios.py partial [--passes 5] [--count 2000]
 
@@ -46,9 +46,9 @@ def _usage() -> List[float]:
     return [r.ru_utime, r.ru_stime, r.ru_minflt, r.ru_nvcsw + r.ru_nivcsw]
 
 
-def seq_clients(url: str, size: int, tls) -> Dict[str, Callable[[], int]]:
+def seq_clients(url: str, size: int, tls, **kithara_kw) -> Dict[str, Callable[[], int]]:
     def kithara() -> int:
-        with open_client("kithara-io", url, tls) as f:
+        with open_client("kithara-io", url, tls, **kithara_kw) as f:
             return read_through(f, MiB, size)
 
     return {
@@ -58,7 +58,7 @@ def seq_clients(url: str, size: int, tls) -> Dict[str, Callable[[], int]]:
     }
 
 
-def random_clients(url: str, size: int, count: int, tls) -> Dict[str, Callable[[], int]]:
+def random_clients(url: str, size: int, count: int, tls, **kithara_kw) -> Dict[str, Callable[[], int]]:
     import obstore
 
     rng = random.Random(7)
@@ -70,7 +70,7 @@ def random_clients(url: str, size: int, count: int, tls) -> Dict[str, Callable[[
     new_offsets()
     conn, target = http_connection(url, tls)
     store = _obstore.store(url, tls)
-    kithara_cm = open_client("kithara-io", url, tls)
+    kithara_cm = open_client("kithara-io", url, tls, **kithara_kw)
     f = kithara_cm.__enter__()
     f.read(64 * KiB)
 
@@ -127,21 +127,27 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=200, help="file size in MB")
     ap.add_argument("--count", type=int, default=300, help="random, partial: reads per pass")
     ap.add_argument("--data", help="directory for the test file (kept)")
+    ap.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE",
+        help="a kithara-io option (an integer; 'None'), e.g. read_ahead=4194304; repeatable",
+    )
     args = ap.parse_args()
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="kithara-ratios-"))
     size = args.size * MB
     path = ensure_random(data / f"random{size // MB}MB.bin", size)
     import kithara_io  # noqa: F401
 
+    kw = {name: None if value == "None" else int(value) for name, value in (o.split("=", 1) for o in args.option)}
+
     with bench_nginx(data, https=args.https) as srv:
         url = srv.url(path.name)
         if args.pattern == "partial":
             return partial(url, args.passes, args.count, srv.tls)
         if args.pattern == "seq":
-            clients = seq_clients(url, size, srv.tls)
+            clients = seq_clients(url, size, srv.tls, **kw)
             unit = size
         else:
-            clients = random_clients(url, size, args.count, srv.tls)
+            clients = random_clients(url, size, args.count, srv.tls, **kw)
             unit = args.count * 64 * KiB
         times: Dict[str, List[float]] = {c: [] for c in clients}
         cpus: Dict[str, List[float]] = {c: [] for c in clients}

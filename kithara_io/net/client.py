@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import StreamError
 from ..sources.live.shoutcast import is_icy_status_line, request_icy
+from . import curl
 from .connections import Connection, Pool, new_connection, shutdown
 from .errors import connection_error
 from .policy import Policy
@@ -47,10 +48,13 @@ class Client:
         on_connect: Optional[OnConnect] = None,
         span: Optional[tuple] = None,
         icy: bool = False,
+        whole: bool = False,
     ) -> Response:
         """``method`` ``url`` with the policy's headers for each hop plus ``headers`` (and
         ``extra``, sent whatever the origin), redirects followed. ``icy``: ask as an old
-        Shoutcast server wants (no HTTP attempt first). Raises a StreamError."""
+        Shoutcast server wants (no HTTP attempt first). ``whole``: the caller expects a
+        ``206`` to a small bounded ``Range`` (the server answered ranges before), so the
+        answer may be received whole over libcurl (see :mod:`.curl`). Raises a StreamError."""
         mine = dict(headers or {})
         if extra:
             mine.update(extra)
@@ -58,7 +62,7 @@ class Client:
         def send(hop: str) -> Response:
             if icy:
                 return self._icy(hop, mine, on_connect, span)
-            return self._send(method, hop, mine, on_connect, span)
+            return self._send(method, hop, mine, on_connect, span, whole)
 
         # A connection an on_connect callback saw is not pooled after a redirect: the
         # caller's abort handle may still reach it until the next hop replaces it.
@@ -80,6 +84,7 @@ class Client:
         headers: Mapping[str, str],
         on_connect: Optional[OnConnect],
         span,
+        whole: bool = False,
     ) -> Response:
         policy = self.policy
         scheme, host, port = origin(url)
@@ -102,6 +107,10 @@ class Client:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
                 if proxy.authorization:
                     sent["Proxy-Authorization"] = proxy.authorization
+        if whole and proxy is None and scheme == "http" and method == "GET" and curl.usable and curl.range_bound(sent):
+            buffered = self._send_curl(url, key, target, sent, on_connect, span)
+            if buffered is not None:
+                return buffered
         conn = self.pool.take(key)
         try:
             if conn is None:
@@ -127,6 +136,39 @@ class Client:
             _drop(conn)
             raise connection_error(exc, url, span) from exc
         response = Response(raw, conn, url, method, pool=self.pool, key=key)
+        policy.remember_cookies(url, response.headers)
+        return response
+
+    def _send_curl(
+        self,
+        url: str,
+        key: tuple,
+        target: str,
+        sent: Mapping[str, str],
+        on_connect: Optional[OnConnect],
+        span,
+    ) -> Optional[Response]:
+        """A small range GET over libcurl (see :mod:`.curl`); None when the answer is not one
+        to keep whole (then ``http.client`` asks again)."""
+        policy = self.policy
+        key = (*key, "curl")
+        conn: Any = self.pool.take(key)
+        if conn is None:
+            scheme, host, port = key[0], key[1], key[2]
+            conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout)
+            self.pool.opened(conn)
+        try:
+            if on_connect is not None:
+                on_connect(conn)
+            conn.request("GET", target, headers=sent)
+            raw = conn.getresponse()
+        except curl.NotBuffered:
+            self.pool.give_back(key, conn)
+            return None
+        except (OSError, ValueError) as exc:
+            _drop(conn)
+            raise connection_error(exc, url, span) from exc
+        response = Response(raw, conn, url, "GET", pool=self.pool, key=key)
         policy.remember_cookies(url, response.headers)
         return response
 

@@ -1,0 +1,450 @@
+"""Small range requests over libcurl (pycurl), where it is installed: the network layer's
+second kind of connection.
+
+Why two: per small request libcurl costs least (it builds the request and parses the answer
+in C, where ``http.client`` spends ~80 us of Python, its ``email`` header parser among it), and
+per byte of a large body ``http.client`` does (it receives straight into the cache's memory;
+libcurl hands every piece over as a new ``bytes``). Measured in bench/README.md, "The
+transport" and "Issue #24, sixth round". So :class:`~.client.Client` sends here a plain-http
+GET of one bounded ``Range`` of at most :data:`SMALL` bytes, not through a proxy, when its
+caller expects a ``206`` (the server answered ranges before: ``Client.request(whole=True)``);
+every other request goes through ``http.client``.
+
+A :class:`CurlConnection` runs libcurl's multi interface on the caller's thread: the request
+runs until its headers are in (``getresponse``), then each read of the :class:`CurlAnswer`
+runs it until that read has its bytes, so a reader gets the first bytes of a slow body at
+once, as over ``http.client``. A body is kept to at most the range's length (the request
+decides how much memory it takes, never the server): one that would pass it (a server
+ignoring ``Range`` sends the whole file) is cut there, its status and headers left for the
+caller to refuse, and a read past the cut raises. An answer libcurl does not read as
+HTTP/1.x (an old Shoutcast ``ICY 200 OK``, a malformed status line), or a socket past
+select()'s reach, raises :class:`NotBuffered`: the client asks that hop again over
+``http.client``.
+
+Abort: ``kept_sock.shutdown()`` (what :func:`.connections.shutdown` calls from another
+thread) marks the connection aborted and shuts its socket down; the transfer loop sees
+either at once. Timeouts: libcurl's connect timeout, and the loop's read timeout: silence
+longer than ``Timeout.read`` between two pieces of an answer fails the request, as a socket
+timeout does on ``http.client`` (the fetch loop checks ``speed_limit`` on the body's reads,
+as for any body). A connection that breaks mid-body gives what came and raises on the
+read past it; one the server closes early ends the body short, as on ``http.client``.
+
+Thread safety: one thread at a time uses a connection (the pool hands it to one request);
+``kept_sock.shutdown`` may come from any thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import socket
+import time
+import weakref
+from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple
+
+from ..retry import Timeout
+
+try:
+    import pycurl
+except ImportError:  # optional: every request goes through http.client then
+    pycurl = None
+
+SMALL = 256 * 1024  # the largest range a CurlConnection serves
+_MAX_FD = 1000  # select() in libcurl's multi interface stops at FD_SETSIZE (1024)
+_RANGE = re.compile(r"bytes=(\d+)-(\d+)$|bytes=-(\d+)$")
+
+usable = pycurl is not None
+_LIVE: "weakref.WeakSet[CurlConnection]" = weakref.WeakSet()
+_INHERITED: List["CurlConnection"] = []  # a forked child's copies: never cleaned up there
+
+
+def range_bound(headers: Mapping[str, str]) -> Optional[int]:
+    """How many body bytes the ``Range`` of these request headers asks for, if it is one
+    bounded range of at most :data:`SMALL` bytes and every header can go on the wire as is;
+    else None."""
+    spec = headers.get("Range")
+    if spec is None:
+        return None
+    match = _RANGE.match(spec)
+    if match is None:
+        return None
+    first, last, suffix = match.groups()
+    n = int(suffix) if suffix is not None else int(last) - int(first) + 1
+    if not 0 < n <= SMALL:
+        return None
+    for name, value in headers.items():  # http.client refuses these with its own error
+        if "\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value:
+            return None
+    return n
+
+
+class NotBuffered(Exception):
+    """The answer is not one this connection keeps whole (see the module docstring): ask
+    again over ``http.client``."""
+
+
+class _Breaker:
+    """What an abort handle shuts down: marks the connection aborted, breaks its socket."""
+
+    def __init__(self, conn: "CurlConnection") -> None:
+        self._conn = conn
+
+    def shutdown(self, how: int) -> None:
+        conn = self._conn
+        conn.aborted = True
+        sock = conn.sock
+        if sock is not None:
+            sock.shutdown(how)
+
+
+class _Fields:
+    """An answer's header fields as ``http.client``'s message gives them to ``Response``."""
+
+    def __init__(self, fields: List[Tuple[str, str]]) -> None:
+        self._fields = fields
+
+    def items(self) -> List[Tuple[str, str]]:
+        return self._fields
+
+
+class CurlAnswer:
+    """One answer (see :class:`.connections.Answer`): its body comes as the reads ask for it,
+    each read running the transfer until it has its bytes (``http.client``'s semantics:
+    ``read(n)`` and ``readinto`` fill up unless the body ends, ``read1`` returns what came)."""
+
+    def __init__(self, conn: "CurlConnection") -> None:
+        self.status = conn._status
+        self.reason = conn._reason
+        self.headers = _Fields(conn._fields)
+        self._conn = conn
+
+    def read(self, n: Optional[int] = None) -> bytes:
+        conn = self._conn
+        want = conn._bound if n is None or n < 0 else n
+        conn._fill(want)
+        return conn._take(want)
+
+    def read1(self, n: int = -1) -> bytes:
+        conn = self._conn
+        conn._fill(1)
+        return conn._take(conn._bound if n < 0 else n)
+
+    def readinto(self, buf: memoryview) -> int:
+        conn = self._conn
+        conn._fill(len(buf))
+        data = conn._take(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def isclosed(self) -> bool:
+        """The transfer is over and its body read."""
+        conn = self._conn
+        return not conn._running and not conn._buffered
+
+    def close(self) -> None:
+        self._conn._stop()
+
+
+class CurlConnection:
+    """One libcurl handle to one origin (see the module docstring); the
+    :class:`.connections.Connection` Protocol."""
+
+    def __init__(self, scheme: str, host: str, port: int, timeout: Timeout) -> None:
+        assert pycurl is not None
+        bracketed = f"[{host}]" if ":" in host else host
+        self._base = f"{scheme}://{bracketed}:{port}"
+        self._read_timeout = timeout.read
+        self.sock: Optional[socket.socket] = None  # the socket libcurl uses now (ours, it holds a dup)
+        self.kept_sock = _Breaker(self)
+        self.aborted = False
+        self._sockets: List[socket.socket] = []
+        self._request: Optional[Tuple[str, Mapping[str, str], int]] = None
+        self._curl = curl = pycurl.Curl()
+        self._multi = pycurl.CurlMulti()
+        _LIVE.add(self)
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout.connect * 1000)))
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.MAXCONNECTS, 1)
+        curl.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket)
+        curl.setopt(pycurl.HEADERFUNCTION, self._on_header)
+        curl.setopt(pycurl.WRITEFUNCTION, self._on_body)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._status = 0
+        self._reason = ""
+        self._fields: List[Tuple[str, str]] = []
+        self._headers_done = False
+        self._chunks: Deque[bytes] = collections.deque()
+        self._buffered = 0  # bytes in _chunks
+        self._kept = 0  # body bytes received
+        self._bound = 0
+        self._refused = False  # NotBuffered: ask again over http.client
+        self._overflow = False  # the body went past the bound: cut there
+        self._running = False  # the handle is in the multi handle, its transfer not over
+        self._error: Optional[OSError] = None  # what ended the transfer, raised past its bytes
+        self._received_at = 0.0
+
+    # -- the Connection Protocol ----------------------------------------------------------
+    def connect(self) -> None:
+        """Nothing to do: libcurl connects within the request (and reconnects a kept
+        connection the server closed)."""
+
+    def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = {}) -> None:
+        bound = range_bound(headers)
+        if method != "GET" or bound is None:
+            raise ValueError("a CurlConnection serves GETs of small bounded ranges only")
+        self._request = (url, headers, bound)
+
+    def getresponse(self) -> CurlAnswer:
+        """Send the request and run it until its headers are in. Raises :class:`NotBuffered`,
+        or an OSError in ``http.client``'s terms (see the module docstring)."""
+        assert self._request is not None, "request() first"
+        target, headers, bound = self._request
+        self._request = None
+        self._reset()
+        self._bound = bound
+        if self.aborted:
+            raise ConnectionAbortedError("request aborted")
+        curl = self._curl
+        curl.setopt(pycurl.URL, self._base + target)
+        curl.setopt(pycurl.BUFFERSIZE, max(16 * 1024, bound))  # the body in as few callbacks as may be
+        curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()] + ["Accept:", "Expect:"])
+        self._multi.add_handle(curl)
+        self._running = True
+        self._pump(lambda: self._headers_done)
+        if self._refused:
+            self._stop()
+            raise NotBuffered()
+        if not self._headers_done:
+            self._stop()
+            raise self._error or ConnectionResetError("the answer ended before its headers")
+        return CurlAnswer(self)
+
+    def close(self) -> None:
+        curl, self._curl = self._curl, None
+        if curl is not None:
+            self._multi.close()  # closes the connection it keeps (libcurl's copy of the socket)
+            curl.close()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+        self.sock = None
+        self._running = False
+
+    # -- the transfer -------------------------------------------------------------------
+    def _fill(self, want: int) -> None:
+        """Run the transfer until ``want`` body bytes wait to be read, or it is over."""
+        if self._buffered < want and self._running:
+            self._pump(lambda: self._buffered >= want)
+
+    def _take(self, n: int) -> bytes:
+        """Up to ``n`` waiting body bytes (the chunk itself when it is exactly those); past
+        the last byte, the error that ended the transfer, once."""
+        chunks = self._chunks
+        if not chunks:
+            error, self._error = self._error, None
+            if error is not None and not self._running:
+                raise error
+            return b""
+        first = chunks[0]
+        if len(first) <= n:
+            chunks.popleft()
+            taken = [first]
+            size = len(first)
+            while chunks and size + len(chunks[0]) <= n:
+                piece = chunks.popleft()
+                taken.append(piece)
+                size += len(piece)
+            if size < n and chunks:
+                rest = chunks[0]
+                taken.append(rest[: n - size])
+                chunks[0] = rest[n - size :]
+                size = n
+            data = first if len(taken) == 1 else b"".join(taken)
+        else:
+            data, chunks[0] = first[:n], first[n:]
+        self._buffered -= len(data)
+        return data
+
+    def _pump(self, done: Callable[[], bool]) -> None:
+        """Run the transfer until ``done()`` or its end; the read timeout counts silence from
+        when this call began or the last bytes came, whichever is later (a body nobody read
+        for a while is not silent)."""
+        multi = self._multi
+        began = time.monotonic()
+        self._received_at = max(self._received_at, began)
+        while True:
+            ret, active = multi.perform()
+            while ret == pycurl.E_CALL_MULTI_PERFORM:
+                ret, active = multi.perform()
+            if self.aborted:
+                self._end(ConnectionAbortedError("request aborted"))
+                return
+            if not active:
+                self._end(self._outcome())
+                return
+            if done():
+                return
+            now = time.monotonic()
+            silent = now - self._received_at
+            if not self._status:  # nothing yet: connecting counts apart
+                silent -= self._connect_allowance(now - began)
+            wait = self._read_timeout - silent
+            if wait <= 0:
+                self._end(TimeoutError("timed out"))
+                return
+            timer = multi.timeout()
+            multi.select(min(wait, timer / 1000 if timer >= 0 else 1.0, 1.0))
+
+    def _outcome(self) -> Optional[OSError]:
+        """How the transfer that just ended went: None, or the error it ended with."""
+        _, _, failed = self._multi.info_read()
+        if not failed:
+            return None
+        _, code, message = failed[0]
+        if self._overflow:
+            return ConnectionError(f"the answer is longer than the {self._bound} bytes asked: cut there")
+        if not self._headers_done and code not in _NETWORK_FAILURES:
+            # Not an answer libcurl reads as HTTP/1.x (an old Shoutcast "ICY 200 OK", a
+            # malformed status line or header): http.client's way has its own handling.
+            self._refused = True
+        if self._refused or code == pycurl.E_PARTIAL_FILE:
+            return None  # (closed early: the body ends short, as on http.client)
+        return _as_os_error(code, message)
+
+    def _end(self, error: Optional[OSError]) -> None:
+        """The transfer is over (or given up): what libcurl keeps of the connection stays."""
+        if not self._running:
+            return
+        self._running = False
+        self._error = error
+        curl = self._curl
+        self._keep_sockets(curl.getinfo(pycurl.ACTIVESOCKET) if error is None else -1)
+        self._multi.remove_handle(curl)  # mid-transfer: libcurl closes that connection
+
+    def _stop(self) -> None:
+        """Drop the rest of the answer (closed before its end: the connection goes too)."""
+        if self._running:
+            self._end(ConnectionAbortedError("answer closed"))
+        self._chunks.clear()
+        self._buffered = 0
+        self._error = None
+
+    def _connect_allowance(self, elapsed: float) -> float:
+        """Of the time before the first byte, what connecting took (libcurl's connect
+        timeout bounds it; the read timeout counts from the request sent)."""
+        connected = self._curl.getinfo(pycurl.CONNECT_TIME)
+        return connected if connected > 0 else elapsed
+
+    def _on_header(self, line: bytes) -> Optional[int]:
+        self._received_at = time.monotonic()
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text.startswith("HTTP/"):
+            parts = text.split(" ", 2)
+            self._status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self._reason = parts[2] if len(parts) > 2 else ""
+            self._fields = []
+            self._headers_done = False
+            return None
+        if text:
+            if text[0] in " \t" and self._fields:  # an obsolete folded line continues the last
+                name, value = self._fields[-1]
+                self._fields[-1] = (name, f"{value} {text.strip()}")
+            elif ":" in text:
+                name, _, value = text.partition(":")
+                self._fields.append((name.strip(), value.strip()))
+            return None
+        if 100 <= self._status < 200:
+            return None  # an interim answer: the real one follows
+        self._headers_done = True
+        return None
+
+    def _on_body(self, data: bytes) -> Optional[int]:
+        self._received_at = time.monotonic()
+        room = self._bound - self._kept
+        if len(data) > room:  # more than asked (a 200 with the whole file): cut
+            if room > 0:
+                self._chunks.append(data[:room])
+                self._buffered += room
+                self._kept = self._bound
+            self._overflow = True
+            return 0  # ends the transfer
+        self._kept += len(data)
+        self._buffered += len(data)
+        self._chunks.append(data)
+        return None
+
+    def _open_socket(self, purpose: int, address: Tuple[int, int, int, Any]) -> Any:
+        if self.aborted:
+            return pycurl.SOCKET_BAD
+        family, socktype, protocol, _ = address
+        sock = socket.socket(family, socktype, protocol)
+        if sock.fileno() >= _MAX_FD:
+            sock.close()
+            self._refused = True
+            return pycurl.SOCKET_BAD
+        self._sockets.append(sock)
+        self.sock = sock
+        return sock  # libcurl is given a dup of it: shutting this one down breaks both
+
+    def _keep_sockets(self, active: int) -> None:
+        """After a transfer: close our copies of the sockets libcurl no longer holds
+        (``active``: the fd of the connection it keeps, -1 for none). No close callback:
+        libcurl may close a connection where pycurl cannot call into Python."""
+        sockets = self._sockets
+        if active == -1:
+            kept: List[socket.socket] = []
+        elif len(sockets) == 1:  # one connection, the one libcurl keeps (MAXCONNECTS 1)
+            return
+        else:
+            inode = os.fstat(active).st_ino
+            kept = [s for s in sockets if os.fstat(s.fileno()).st_ino == inode]
+        for sock in sockets:
+            if sock not in kept:
+                sock.close()
+        self._sockets = kept
+        self.sock = kept[0] if kept else None
+
+
+_NETWORK_FAILURES = (
+    (
+        pycurl.E_OPERATION_TIMEDOUT,
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_PARTIAL_FILE,
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SEND_ERROR,
+    )
+    if pycurl is not None
+    else ()
+)
+
+
+def _after_fork_in_child() -> None:
+    """The parent's connections stay as they are in a child: libcurl's cleanup of a copy
+    would close (and for TLS, end the session of) a socket the parent still uses."""
+    _INHERITED.extend(_LIVE)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _as_os_error(code: int, message: str) -> OSError:
+    """libcurl's failure as the exception ``http.client`` or ``ssl`` would have raised."""
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        return TimeoutError(f"timed out ({message})")
+    if code == pycurl.E_COULDNT_CONNECT:
+        return ConnectionRefusedError(message)
+    if code in (pycurl.E_COULDNT_RESOLVE_HOST,):
+        return socket.gaierror(message)
+    if code in (pycurl.E_GOT_NOTHING, pycurl.E_PARTIAL_FILE, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR):
+        return ConnectionResetError(message)
+    return OSError(message)
+
+
+__all__ = ["SMALL", "CurlAnswer", "CurlConnection", "NotBuffered", "range_bound", "usable"]

@@ -1,0 +1,192 @@
+"""Small range requests over libcurl (``kithara_io.net.curl``): a later range of at most 256 KiB
+of a plain-http server that answers ranges goes over pycurl; everything else through
+http.client. Against the fault server on loopback: the bytes equal the file, a connection is
+kept, a slow body hands its first bytes over at once, an abort or a silence longer than the
+read timeout ends a request at once, a whole file sent to a range is cut at the range's
+length, a close-delimited answer leaves no socket, and without pycurl nothing changes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Iterator, List
+
+import pytest
+
+import kithara_io
+from kithara_io import Retry, Timeout
+from kithara_io.errors import ConnectionFailedError, InvalidResponseError
+from kithara_io.net import curl
+from kithara_io.sources.http import HttpSource
+from kithara_io.sources.transport import AbortHandle
+from tests.conftest import open_resources
+from tests.servers.faults import IgnoreRange, NoContentLength, StallForever
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not curl.usable, reason="pycurl is not installed"),
+]
+
+KiB = 1024
+QUICK = dict(retry=Retry(attempts=2, backoff=0.01, max_backoff=0.05), timeout=Timeout(connect=2, read=5))
+
+
+@pytest.fixture
+def answered(monkeypatch) -> Iterator[List[int]]:
+    """The body bytes libcurl received for each request it ran to its end (or gave up)."""
+    kept: List[int] = []
+    original = curl.CurlConnection._end
+
+    def counted(self, error):
+        if self._running:
+            kept.append(self._kept)
+        original(self, error)
+
+    monkeypatch.setattr(curl.CurlConnection, "_end", counted)
+    yield kept
+
+
+def _data(n: int) -> bytes:
+    return random.Random(n).randbytes(n)
+
+
+def _pinned(url: str, **kw) -> HttpSource:
+    """A source whose first answer (over http.client) said the server answers ranges."""
+    source = HttpSource(url, **kw)
+    body = source.fetch(0, 100)
+    body.read_piece(100)
+    body.close()
+    return source
+
+
+def test_small_later_ranges_go_over_libcurl_on_one_connection(no_leaks, fault_server, answered) -> None:
+    data = _data(4 << 20)
+    url = fault_server.add("/f", data)
+    rng = random.Random(5)
+    with kithara_io.open(url, tail=0, **QUICK) as f:
+        for _ in range(40):
+            pos = rng.randrange(0, len(data) - 64 * KiB)
+            f.seek(pos)
+            assert f.read(64 * KiB) == data[pos : pos + 64 * KiB]
+    assert len(answered) >= 30 and all(n <= curl.SMALL for n in answered), answered
+    # kept: at most max_outstanding (2) connections over http.client (the open's requests)
+    # and as many over libcurl, for 40 reads
+    assert len({r.connection for r in fault_server.requests}) <= 4
+
+
+def test_a_slow_small_range_hands_its_first_bytes_over_at_once(no_leaks, make_ranged_server, media, answered) -> None:
+    """At 100 KB/s a 64 KiB range takes ~0.65 s: its first 4 KiB come long before."""
+    server = make_ranged_server(bandwidth=100_000, chunk_size=4096)
+    data = media["random.bin"].read_bytes()
+    source = _pinned(server.url("random.bin"), timeout=QUICK["timeout"])
+    try:
+        started = time.monotonic()
+        body = source.fetch(1 << 20, (1 << 20) + 64 * KiB)
+        buf = memoryview(bytearray(4 * KiB))
+        assert body.readinto(buf) > 0 and time.monotonic() - started < 0.4
+        body.close()
+    finally:
+        source.close()
+    assert answered
+
+
+def test_an_abort_breaks_a_stalled_small_range_at_once(no_leaks, fault_server) -> None:
+    url = fault_server.add("/f", _data(1 << 20))
+    source = _pinned(url, timeout=Timeout(connect=2, read=30))
+    fault_server.script("/f", [StallForever()])
+    abort = AbortHandle()
+    failed: List[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            body = source.fetch(5000, 9000, abort)  # the headers come, then the body stalls
+            try:
+                body.read_piece(4000)
+            finally:
+                body.close()
+        except BaseException as exc:  # noqa: BLE001 - what the test checks
+            failed.append(exc)
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while fault_server.count("/f") < 2 and time.monotonic() < deadline:  # bounded
+            time.sleep(0.01)
+        aborted_at = time.monotonic()
+        abort.abort()
+        worker.join(5)
+        assert not worker.is_alive() and time.monotonic() - aborted_at < 1.0
+        assert failed and isinstance(failed[0], ConnectionFailedError), failed
+    finally:
+        source.close()
+
+
+def test_a_silent_server_fails_a_small_range_by_the_read_timeout(no_leaks, fault_server, answered) -> None:
+    url = fault_server.add("/f", _data(1 << 20))
+    source = _pinned(url, timeout=Timeout(connect=2, read=0.3))
+    fault_server.script("/f", [StallForever()])
+    try:
+        body = source.fetch(5000, 9000)  # the headers come, then the body stalls
+        started = time.monotonic()
+        try:
+            with pytest.raises(ConnectionFailedError, match="timed out"):
+                body.read_piece(4000)
+        finally:
+            body.close()
+        assert 0.25 <= time.monotonic() - started < 2.0
+    finally:
+        source.close()
+
+
+def test_a_whole_file_to_a_small_range_is_refused_and_not_kept(no_leaks, fault_server, answered) -> None:
+    """A server that ignores Range on a later request sends the whole file: refused, and no
+    more than the range's length was kept of it."""
+    url = fault_server.add("/f", _data(2 << 20))
+    source = _pinned(url, timeout=QUICK["timeout"])
+    fault_server.script("/f", [IgnoreRange()])
+    try:
+        with pytest.raises(InvalidResponseError):
+            source.fetch(5000, 9000)
+    finally:
+        source.close()
+    assert answered and max(answered) <= 4000
+
+
+def test_a_close_delimited_small_range_leaves_no_socket(no_leaks, fault_server, answered) -> None:
+    data = _data(1 << 20)
+    url = fault_server.add("/f", data)
+    source = _pinned(url, timeout=QUICK["timeout"])
+    try:
+        before = open_resources()
+        fault_server.script("/f", [NoContentLength()])
+        body = source.fetch(5000, 9000)
+        assert body.read_piece(4000) == data[5000:9000]
+        body.close()
+        assert answered == [4000]
+        assert not open_resources() - before
+    finally:
+        source.close()
+
+
+def test_without_pycurl_small_ranges_go_over_http_client(no_leaks, fault_server, monkeypatch) -> None:
+    made: List[object] = []
+    monkeypatch.setattr(curl, "usable", False)
+    monkeypatch.setattr(curl.CurlConnection, "__init__", lambda self, *a, **k: made.append(self))
+    data = _data(1 << 20)
+    url = fault_server.add("/f", data)
+    with kithara_io.open(url, tail=0, **QUICK) as f:
+        f.seek(300_000)
+        assert f.read(64 * KiB) == data[300_000 : 300_000 + 64 * KiB]
+    assert not made
+
+
+def test_range_bound_takes_only_small_bounded_ranges() -> None:
+    assert curl.range_bound({"Range": "bytes=0-65535"}) == 64 * KiB
+    assert curl.range_bound({"Range": "bytes=-4096"}) == 4096
+    assert curl.range_bound({"Range": f"bytes=0-{curl.SMALL}"}) is None  # one byte too many
+    assert curl.range_bound({"Range": "bytes=100-"}) is None
+    assert curl.range_bound({"Range": "bytes=0-1,5-9"}) is None
+    assert curl.range_bound({}) is None
+    assert curl.range_bound({"Range": "bytes=0-9", "X-Bad": "a\r\nInjected: 1"}) is None
