@@ -75,6 +75,24 @@ def test_small_later_ranges_go_over_libcurl_on_one_connection(no_leaks, fault_se
     assert len({r.connection for r in fault_server.requests}) <= 4
 
 
+def test_small_ranges_over_https_keep_the_trust_and_the_client_certificate(
+    no_leaks, make_fault_server, tls_files, answered
+) -> None:
+    """The CA bundle and the client certificate given go to libcurl's connections too: a
+    server that requires the certificate answers every range, and no handshake fails."""
+    srv = make_fault_server(tls=tls_files.server_context(require_client_cert=True))
+    data = _data(2 << 20)
+    url = srv.add("/f", data)
+    cert = (str(tls_files.client_cert), str(tls_files.client_key))
+    rng = random.Random(9)
+    with kithara_io.open(url, verify=str(tls_files.ca), cert=cert, tail=0, **QUICK) as f:
+        for _ in range(20):
+            pos = rng.randrange(0, len(data) - 16 * KiB)
+            f.seek(pos)
+            assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
+    assert len(answered) >= 10 and srv.tls_failures == []
+
+
 def test_a_slow_small_range_hands_its_first_bytes_over_at_once(no_leaks, make_ranged_server, media, answered) -> None:
     """At 100 KB/s a 64 KiB range takes ~0.65 s: its first 4 KiB come long before."""
     server = make_ranged_server(bandwidth=100_000, chunk_size=4096)

@@ -242,7 +242,9 @@ def test_connections_are_reused_across_range_requests(tls_fault_server, tls_file
     with kithara_io.open(url, verify=str(tls_files.ca), **dict(FAST, min_fetch=64 * KiB, max_fetch=64 * KiB, read_ahead=256 * KiB)) as f:
         assert read_all(f) == data
     assert len(gets(srv, "/f")) >= 32
-    assert srv.connections <= 4, srv.connections  # a few keep-alive connections, not one per request
+    # a few keep-alive connections, not one per request: the open's (head and tail at once)
+    # over http.client, then the small ranges' over libcurl (two at once)
+    assert srv.connections <= 6, srv.connections
 
 
 def test_ca_bundle_is_loaded_once_not_per_connection(make_fault_server, tls_files, media, tmp_path, monkeypatch, no_leaks):

@@ -107,7 +107,7 @@ class Client:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
                 if proxy.authorization:
                     sent["Proxy-Authorization"] = proxy.authorization
-        if whole and proxy is None and scheme == "http" and method == "GET" and curl.usable and curl.range_bound(sent):
+        if whole and proxy is None and method == "GET" and curl.usable and curl.range_bound(sent):
             buffered = self._send_curl(url, key, target, sent, on_connect, span)
             if buffered is not None:
                 return buffered
@@ -155,7 +155,7 @@ class Client:
         conn: Any = self.pool.take(key)
         if conn is None:
             scheme, host, port = key[0], key[1], key[2]
-            conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout)
+            conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout, policy.verify, policy.cert)
             self.pool.opened(conn)
         try:
             if on_connect is not None:

@@ -3,8 +3,10 @@
 What the client needs of a connection is the :class:`Connection` Protocol; ``http.client``
 was chosen for it by measurement (bench/README.md, "The transport": the least CPU per byte,
 since a body is received straight into the caller's buffer, and 1.1-1.2x its bare cost per
-64 KiB request; pycurl is cheaper per small request but hands every 16 KiB over as a new
-``bytes``: 3-4.4x the CPU on 4 MiB bodies over http, 1.0-1.3x over https).
+64 KiB request; pycurl is cheaper per small request but hands every piece over as a new
+``bytes``: 3-4.4x the CPU on 4 MiB bodies over http, 1.0-1.3x over https). Small range
+requests go over pycurl's connections (:mod:`.curl`), kept in the same pool under their own
+keys.
 
 A :class:`Pool` belongs to one source (its ``close`` closes them all). A connection is taken
 for one request and comes back only when its answer was read to its end and the server keeps

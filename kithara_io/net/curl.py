@@ -44,6 +44,7 @@ import weakref
 from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple
 
 from ..retry import Timeout
+from .tls import CertSpec, Verify, ca_bundle, cert_files
 
 try:
     import pycurl
@@ -150,7 +151,9 @@ class CurlConnection:
     """One libcurl handle to one origin (see the module docstring); the
     :class:`.connections.Connection` Protocol."""
 
-    def __init__(self, scheme: str, host: str, port: int, timeout: Timeout) -> None:
+    def __init__(
+        self, scheme: str, host: str, port: int, timeout: Timeout, verify: Verify = True, cert: CertSpec = None
+    ) -> None:
         assert pycurl is not None
         bracketed = f"[{host}]" if ":" in host else host
         self._base = f"{scheme}://{bracketed}:{port}"
@@ -171,6 +174,8 @@ class CurlConnection:
         curl.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket)
         curl.setopt(pycurl.HEADERFUNCTION, self._on_header)
         curl.setopt(pycurl.WRITEFUNCTION, self._on_body)
+        if scheme == "https":
+            _trust(curl, verify, cert)
         self._reset()
 
     def _reset(self) -> None:
@@ -423,6 +428,24 @@ _NETWORK_FAILURES = (
     if pycurl is not None
     else ()
 )
+
+
+def _trust(curl: Any, verify: Verify, cert: CertSpec) -> None:
+    """The TLS settings of ``tls.context_for`` (the http.client connections'): the same CA
+    bundle, hostname and certificate checks, client certificate."""
+    ca = ca_bundle(verify)
+    if ca is None:
+        curl.setopt(pycurl.SSL_VERIFYPEER, 0)
+        curl.setopt(pycurl.SSL_VERIFYHOST, 0)
+    elif os.path.isdir(ca):
+        curl.setopt(pycurl.CAPATH, ca)
+    else:
+        curl.setopt(pycurl.CAINFO, ca)
+    cert_file, key_file = cert_files(cert)
+    if cert_file:
+        curl.setopt(pycurl.SSLCERT, cert_file)
+        if key_file:
+            curl.setopt(pycurl.SSLKEY, key_file)
 
 
 def _after_fork_in_child() -> None:

@@ -31,11 +31,22 @@ def resolve_verify(verify: Verify) -> Verify:
     return verify
 
 
+def ca_bundle(verify: Verify) -> Optional[str]:
+    """The CA bundle (a file or a directory) that ``verify`` (already resolved) trusts; None
+    when verification is off."""
+    return None if verify is False else (verify if isinstance(verify, str) else requests.certs.where())
+
+
+def cert_files(cert: CertSpec) -> Tuple[Optional[str], Optional[str]]:
+    """(certificate, key) files of a client certificate setting."""
+    return (cert if isinstance(cert, tuple) else (cert, None)) if cert else (None, None)
+
+
 def context_for(verify: Verify, cert: CertSpec) -> ssl.SSLContext:
     """The shared context for these settings (``verify`` already resolved). Raises OSError
     or ``ssl.SSLError`` for a bundle or certificate that cannot be loaded."""
-    ca = None if verify is False else (verify if isinstance(verify, str) else requests.certs.where())
-    cert_file, key_file = (cert if isinstance(cert, tuple) else (cert, None)) if cert else (None, None)
+    ca = ca_bundle(verify)
+    cert_file, key_file = cert_files(cert)
     stamps = tuple(_stamp(p) for p in (ca, cert_file, key_file))
     with _LOCK:  # parallel first requests of a stream would load it twice at once
         return _load(ca, cert_file, key_file, stamps)
@@ -74,4 +85,4 @@ def _load(ca: Optional[str], cert_file: Optional[str], key_file: Optional[str], 
     return context
 
 
-__all__ = ["CertSpec", "Verify", "context_for", "resolve_verify"]
+__all__ = ["CertSpec", "Verify", "ca_bundle", "cert_files", "context_for", "resolve_verify"]
