@@ -107,8 +107,9 @@ class Client:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
                 if proxy.authorization:
                     sent["Proxy-Authorization"] = proxy.authorization
-        if whole and proxy is None and method == "GET" and curl.usable and curl.range_bound(sent):
-            buffered = self._send_curl(url, key, target, sent, on_connect, span)
+        bound = curl.range_bound(sent) if whole and proxy is None and method == "GET" and curl.usable else None
+        if bound is not None:
+            buffered = self._send_curl(url, key, target, sent, bound, on_connect, span)
             if buffered is not None:
                 return buffered
         conn = self.pool.take(key)
@@ -145,6 +146,7 @@ class Client:
         key: tuple,
         target: str,
         sent: Mapping[str, str],
+        bound: int,
         on_connect: Optional[OnConnect],
         span,
     ) -> Optional[Response]:
@@ -152,7 +154,7 @@ class Client:
         to keep whole (then ``http.client`` asks again)."""
         policy = self.policy
         key = (*key, "curl")
-        conn: Any = self.pool.take(key)
+        conn: Any = self.pool.take(key, check=False)
         if conn is None:
             scheme, host, port = key[0], key[1], key[2]
             conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout, policy.verify, policy.cert)
@@ -160,7 +162,7 @@ class Client:
         try:
             if on_connect is not None:
                 on_connect(conn)
-            conn.request("GET", target, headers=sent)
+            conn.request_range(target, sent, bound)
             raw = conn.getresponse()
         except curl.NotBuffered:
             self.pool.give_back(key, conn)

@@ -143,13 +143,14 @@ class Pool:
         self._closed = False
         _POOLS.add(self)
 
-    def take(self, key: Hashable) -> Optional[Connection]:
-        """An idle connection for ``key`` that is still open, or None."""
+    def take(self, key: Hashable, check: bool = True) -> Optional[Connection]:
+        """An idle connection for ``key`` that is still open, or None. ``check`` False: the
+        connection finds out itself (libcurl reconnects one the server closed meanwhile)."""
         while True:
             with self._lock:
                 idle = self._idle.get(key)
                 conn = idle.pop() if idle else None
-            if conn is None or not _dropped(conn):
+            if conn is None or not check or not _dropped(conn):
                 return conn
             conn.close()
 

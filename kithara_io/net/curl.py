@@ -204,6 +204,10 @@ class CurlConnection:
             raise ValueError("a CurlConnection serves GETs of small bounded ranges only")
         self._request = (url, headers, bound)
 
+    def request_range(self, url: str, headers: Mapping[str, str], bound: int) -> None:
+        """``request("GET", ...)`` with ``range_bound(headers)`` known already."""
+        self._request = (url, headers, bound)
+
     def getresponse(self) -> CurlAnswer:
         """Send the request and run it until its headers are in. Raises :class:`NotBuffered`,
         or an OSError in ``http.client``'s terms (see the module docstring)."""

@@ -97,6 +97,7 @@ class Policy:
         self.verify = resolve_verify(verify)
         self.cert = cert
         self.cookies = http.cookiejar.CookieJar()  # thread-safe
+        self._cookies_set = False  # whether an answer ever set one (len() of the jar walks it)
         self._given = given
         self._away = without_credentials(given)
         self._home_headers = dict(given)
@@ -115,7 +116,7 @@ class Policy:
         """The headers a request to ``url`` carries (see the module docstring)."""
         home = self.home is None or origin(url) == self.home
         out = dict(self._home_headers if home else self._away)
-        if len(self.cookies) and not (home and any(k.lower() == "cookie" for k in out)):
+        if self._cookies_set and not (home and any(k.lower() == "cookie" for k in out)):
             request = urllib.request.Request(without_userinfo(url))
             self.cookies.add_cookie_header(request)
             cookie = request.get_header("Cookie")
@@ -129,6 +130,7 @@ class Policy:
             return
         answered = _Answered(headers)  # what the jar reads of a response: its headers
         self.cookies.extract_cookies(answered, urllib.request.Request(without_userinfo(url)))  # type: ignore[arg-type]
+        self._cookies_set = True
 
     # -- proxies and TLS ---------------------------------------------------------------
     def proxy_for(self, url: str) -> Optional[Proxy]:

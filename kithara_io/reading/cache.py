@@ -135,6 +135,15 @@ class SparseCache:
         with self._lock:
             return self._present.copy()
 
+    def consult(self, fn: "Callable[[RangeSet, RangeSet, Optional[int]], T]") -> T:
+        """``fn(present, claimed, size)`` under the cache's lock, without a snapshot: for a
+        quick pure function (a plan) that keeps neither set."""
+        with self._lock:
+            claimed = RangeSet()
+            for claim in self._claims.values():
+                claimed.add(claim.start, claim.end)
+            return fn(self._present, claimed, self._size)
+
     def view(self) -> CacheView:
         """A snapshot of the present and claimed ranges (see CacheView)."""
         with self._lock:

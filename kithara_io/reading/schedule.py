@@ -174,20 +174,27 @@ class FetchScheduling:
 
     # -- scheduling (self._lock held) ----------------------------------------------------
     def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
-        view = self._cache.view()
-        if view.size is None:
-            return None
-        return next_fetch(
-            view.present,
-            view.claimed,
-            cursor=cursor,
-            size=view.size,
-            read_ahead=self._pattern.read_ahead(self._opt.read_ahead, self._opt.min_fetch),
-            read_behind=self._opt.read_behind if self._pattern.went_back else 0,
-            min_fetch=self._opt.min_fetch,
-            max_fetch=self._opt.max_fetch,
-            amortize=self._link.amortizing_bytes() if self._pattern.run > 0 else 0,  # a reader reading on
-        )
+        opt, pattern = self._opt, self._pattern
+        read_ahead = pattern.read_ahead(opt.read_ahead, opt.min_fetch)
+        read_behind = opt.read_behind if pattern.went_back else 0
+        amortize = self._link.amortizing_bytes() if pattern.run > 0 else 0  # a reader reading on
+
+        def plan(present, claimed, size: Optional[int]) -> Optional[FetchPlan]:
+            if size is None:
+                return None
+            return next_fetch(
+                present,
+                claimed,
+                cursor=cursor,
+                size=size,
+                read_ahead=read_ahead,
+                read_behind=read_behind,
+                min_fetch=opt.min_fetch,
+                max_fetch=opt.max_fetch,
+                amortize=amortize,
+            )
+
+        return self._cache.consult(plan)  # no snapshot of a random reader's many ranges
 
     def _schedule_locked(self, need: Optional[Tuple[int, int]] = None) -> Optional[FetchCommand]:
         """Keep up to ``max_outstanding`` fetches going for the read-ahead window.
