@@ -52,7 +52,8 @@ def _data(n: int) -> bytes:
 
 
 def _pinned(url: str, **kw) -> HttpSource:
-    """A source whose first answer (over http.client) said the server answers ranges."""
+    """A source whose first answer (over http.client) said the server answers ranges; its
+    later ranges far from that one (a random read) go over libcurl."""
     source = HttpSource(url, **kw)
     body = source.fetch(0, 100)
     body.read_piece(100)
@@ -61,7 +62,7 @@ def _pinned(url: str, **kw) -> HttpSource:
 
 
 def test_small_later_ranges_go_over_libcurl_on_one_connection(no_leaks, fault_server, answered) -> None:
-    data = _data(4 << 20)
+    data = _data(32 << 20)
     url = fault_server.add("/f", data)
     rng = random.Random(5)
     with kithara_io.open(url, tail=0, **QUICK) as f:
@@ -69,6 +70,7 @@ def test_small_later_ranges_go_over_libcurl_on_one_connection(no_leaks, fault_se
             pos = rng.randrange(0, len(data) - 64 * KiB)
             f.seek(pos)
             assert f.read(64 * KiB) == data[pos : pos + 64 * KiB]
+    # (a read within 512 KiB past a recent range's end continues it: http.client)
     assert len(answered) >= 30 and all(n <= curl.SMALL for n in answered), answered
     # kept: at most max_outstanding (2) connections over http.client (the open's requests)
     # and as many over libcurl, for 40 reads
@@ -81,16 +83,16 @@ def test_small_ranges_over_https_keep_the_trust_and_the_client_certificate(
     """The CA bundle and the client certificate given go to libcurl's connections too: a
     server that requires the certificate answers every range, and no handshake fails."""
     srv = make_fault_server(tls=tls_files.server_context(require_client_cert=True))
-    data = _data(2 << 20)
+    data = _data(8 << 20)
     url = srv.add("/f", data)
     cert = (str(tls_files.client_cert), str(tls_files.client_key))
     rng = random.Random(9)
     with kithara_io.open(url, verify=str(tls_files.ca), cert=cert, tail=0, **QUICK) as f:
-        for _ in range(20):
+        for _ in range(30):
             pos = rng.randrange(0, len(data) - 16 * KiB)
             f.seek(pos)
             assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
-    assert len(answered) >= 10 and srv.tls_failures == []
+    assert len(answered) >= 5 and srv.tls_failures == [], answered
 
 
 def test_a_slow_small_range_hands_its_first_bytes_over_at_once(no_leaks, make_ranged_server, media, answered) -> None:
@@ -118,7 +120,7 @@ def test_an_abort_breaks_a_stalled_small_range_at_once(no_leaks, fault_server) -
 
     def fetch() -> None:
         try:
-            body = source.fetch(5000, 9000, abort)  # the headers come, then the body stalls
+            body = source.fetch(800_000, 804_000, abort)  # the headers come, then the body stalls
             try:
                 body.read_piece(4000)
             finally:
@@ -146,7 +148,7 @@ def test_a_silent_server_fails_a_small_range_by_the_read_timeout(no_leaks, fault
     source = _pinned(url, timeout=Timeout(connect=2, read=0.3))
     fault_server.script("/f", [StallForever()])
     try:
-        body = source.fetch(5000, 9000)  # the headers come, then the body stalls
+        body = source.fetch(800_000, 804_000)  # the headers come, then the body stalls
         started = time.monotonic()
         try:
             with pytest.raises(ConnectionFailedError, match="timed out"):
@@ -166,7 +168,7 @@ def test_a_whole_file_to_a_small_range_is_refused_and_not_kept(no_leaks, fault_s
     fault_server.script("/f", [IgnoreRange()])
     try:
         with pytest.raises(InvalidResponseError):
-            source.fetch(5000, 9000)
+            source.fetch(800_000, 804_000)
     finally:
         source.close()
     assert answered and max(answered) <= 4000
@@ -179,8 +181,8 @@ def test_a_close_delimited_small_range_leaves_no_socket(no_leaks, fault_server, 
     try:
         before = open_resources()
         fault_server.script("/f", [NoContentLength()])
-        body = source.fetch(5000, 9000)
-        assert body.read_piece(4000) == data[5000:9000]
+        body = source.fetch(800_000, 804_000)
+        assert body.read_piece(4000) == data[800_000:804_000]
         body.close()
         assert answered == [4000]
         assert not open_resources() - before
@@ -208,3 +210,25 @@ def test_range_bound_takes_only_small_bounded_ranges() -> None:
     assert curl.range_bound({"Range": "bytes=0-1,5-9"}) is None
     assert curl.range_bound({}) is None
     assert curl.range_bound({"Range": "bytes=0-9", "X-Bad": "a\r\nInjected: 1"}) is None
+
+
+def test_importing_kithara_io_loads_no_libcurl() -> None:
+    """pycurl (libcurl and its libraries: ~6 MB of RSS) loads with the first small range,
+    not with ``import kithara_io``: a process that only streams never pays for it."""
+    import subprocess
+    import sys
+
+    code = "import sys, kithara_io; print('pycurl' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done
+
+
+def test_a_stream_keeps_its_ranges_on_http_client(no_leaks, fault_server, answered) -> None:
+    """Ranges that continue where earlier ones ended (a reader streaming on) stay on
+    http.client's connections, small as they are: their bodies land straight in the cache."""
+    data = _data(4 << 20)
+    url = fault_server.add("/f", data)
+    small = dict(tail=0, min_fetch=64 * KiB, max_fetch=256 * KiB, read_ahead=512 * KiB)
+    with kithara_io.open(url, **small, **QUICK) as f:
+        assert f.read() == data
+    assert len(fault_server.requests) >= 16 and answered == []

@@ -36,6 +36,7 @@ Thread safety: one thread at a time uses a connection (the pool hands it to one 
 from __future__ import annotations
 
 import collections
+import importlib.util
 import os
 import re
 import socket
@@ -46,16 +47,33 @@ from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple
 from ..retry import Timeout
 from .tls import CertSpec, Verify, ca_bundle, cert_files
 
-try:
-    import pycurl
-except ImportError:  # optional: every request goes through http.client then
-    pycurl = None
-
 SMALL = 256 * 1024  # the largest range a CurlConnection serves
 _MAX_FD = 1000  # select() in libcurl's multi interface stops at FD_SETSIZE (1024)
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)$|bytes=-(\d+)$")
 
-usable = pycurl is not None
+# pycurl (libcurl, its OpenSSL, nghttp2...: ~6 MB of RSS) is imported with the first
+# CurlConnection: a process that only streams never loads it.
+pycurl: Any = None
+usable = importlib.util.find_spec("pycurl") is not None
+
+
+def _load() -> None:
+    global pycurl, _NETWORK_FAILURES
+    if pycurl is None:
+        import pycurl as module
+
+        _NETWORK_FAILURES = (
+            module.E_OPERATION_TIMEDOUT,
+            module.E_COULDNT_CONNECT,
+            module.E_COULDNT_RESOLVE_HOST,
+            module.E_GOT_NOTHING,
+            module.E_PARTIAL_FILE,
+            module.E_RECV_ERROR,
+            module.E_SEND_ERROR,
+        )
+        pycurl = module
+
+
 _LIVE: "weakref.WeakSet[CurlConnection]" = weakref.WeakSet()
 _INHERITED: List["CurlConnection"] = []  # a forked child's copies: never cleaned up there
 
@@ -154,7 +172,7 @@ class CurlConnection:
     def __init__(
         self, scheme: str, host: str, port: int, timeout: Timeout, verify: Verify = True, cert: CertSpec = None
     ) -> None:
-        assert pycurl is not None
+        _load()
         bracketed = f"[{host}]" if ":" in host else host
         self._base = f"{scheme}://{bracketed}:{port}"
         self._read_timeout = timeout.read
@@ -419,19 +437,7 @@ class CurlConnection:
         self.sock = kept[0] if kept else None
 
 
-_NETWORK_FAILURES = (
-    (
-        pycurl.E_OPERATION_TIMEDOUT,
-        pycurl.E_COULDNT_CONNECT,
-        pycurl.E_COULDNT_RESOLVE_HOST,
-        pycurl.E_GOT_NOTHING,
-        pycurl.E_PARTIAL_FILE,
-        pycurl.E_RECV_ERROR,
-        pycurl.E_SEND_ERROR,
-    )
-    if pycurl is not None
-    else ()
-)
+_NETWORK_FAILURES: Tuple[int, ...] = ()  # libcurl's codes of a failed network (set by _load)
 
 
 def _trust(curl: Any, verify: Verify, cert: CertSpec) -> None:

@@ -9,9 +9,10 @@ one Client per source, its Policy built from the URL and options given here).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
-from typing import Callable, Dict, FrozenSet, Mapping, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..headers import content_range, unsatisfied_range
@@ -64,9 +65,10 @@ class HttpSource:
             url, headers, timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects, netrc=sign is None
         )
         self._client = Client(self._policy)
-        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _redirects_told
+        self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _redirects_told, _ends
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
+        self._ends: Deque[int] = collections.deque(maxlen=8)  # where the last ranges asked for ended
 
     # -- the Source protocol -------------------------------------------------------------
     @property
@@ -234,12 +236,25 @@ class HttpSource:
             headers = self._sign("GET", url, headers)
         if abort.aborted:
             raise connection_error(ConnectionAbortedError("request aborted"), url, span)
-        # A later range of a server that answers ranges may come back whole over libcurl.
-        whole = range_spec is not None and not conditions and self._ranged is True
+        elsewhere = self._elsewhere(span)
+        whole = range_spec is not None and not conditions and self._ranged is True and elsewhere
         response = self._client.request("GET", url, headers, on_connect=abort.attach, span=span, whole=whole)
         if response.history:
             self._tell_redirect(url, response.url)
         return Answer.of(response)
+
+    def _elsewhere(self, span: Optional[tuple]) -> bool:
+        """Does this range start away from where the recent ones ended (a random read, not a
+        reader streaming on, whose read-ahead may ask for the next range before the one
+        before it went out)? Such a small range may go over libcurl (``Client.request(whole=)``,
+        cheapest per request); a stream's ranges keep http.client's connections, whose bodies
+        land straight in the cache (and a process that only streams never loads libcurl)."""
+        start, end = span if span is not None else (None, None)
+        with self._lock:
+            continues = start is not None and any(0 <= start - e <= _NEAR for e in self._ends)
+            if end is not None:
+                self._ends.append(end)
+        return not continues
 
     def _tell_redirect(self, url: str, target: str) -> None:
         """Log a redirect once per target (the command line's ``-v`` shows it)."""
@@ -337,5 +352,6 @@ class HttpSource:
             raise ResourceChangedError("resource changed on the server: " + ", ".join(changes), url=answer.url)
 
 
+_NEAR = 512 * 1024  # a range starting this far past a recent one's end continues a stream
 _EXPIRED = (401, 403, 404, 410)  # what a signed URL answers once its signature is stale
 __all__ = ["HttpSource", "HttpBody", "Body", "Validators", "AbortHandle"]
