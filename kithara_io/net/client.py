@@ -53,8 +53,8 @@ class Client:
         """``method`` ``url`` with the policy's headers for each hop plus ``headers`` (and
         ``extra``, sent whatever the origin), redirects followed. ``icy``: ask as an old
         Shoutcast server wants (no HTTP attempt first). ``whole``: the caller expects a
-        ``206`` to a small bounded ``Range`` (the server answered ranges before), so the
-        answer may be received whole over libcurl (see :mod:`.curl`). Raises a StreamError."""
+        ``206`` to a small bounded ``Range`` (the server answered ranges before, and this is
+        a random read), so it may go over libcurl (see :mod:`.curl`). Raises a StreamError."""
         mine = dict(headers or {})
         if extra:
             mine.update(extra)
@@ -150,8 +150,8 @@ class Client:
         on_connect: Optional[OnConnect],
         span,
     ) -> Optional[Response]:
-        """A small range GET over libcurl (see :mod:`.curl`); None when the answer is not one
-        to keep whole (then ``http.client`` asks again)."""
+        """A small range GET over libcurl (see :mod:`.curl`); None when libcurl cannot read
+        the answer (then ``http.client`` asks again)."""
         policy = self.policy
         key = (*key, "curl")
         conn: Any = self.pool.take(key, check=False)

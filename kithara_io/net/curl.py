@@ -7,8 +7,9 @@ per byte of a large body ``http.client`` does (it receives straight into the cac
 libcurl hands every piece over as a new ``bytes``). Measured in bench/README.md, "The
 transport" and "Issue #24, sixth round". So :class:`~.client.Client` sends here a plain-http
 GET of one bounded ``Range`` of at most :data:`SMALL` bytes, not through a proxy, when its
-caller expects a ``206`` (the server answered ranges before: ``Client.request(whole=True)``);
-every other request goes through ``http.client``.
+caller expects a ``206`` to a random read (the server answered ranges before, and the range
+starts away from where the stream's recent ones ended: ``Client.request(whole=True)``, see
+``HttpSource._elsewhere``); every other request goes through ``http.client``.
 
 A :class:`CurlConnection` runs libcurl's multi interface on the caller's thread: the request
 runs until its headers are in (``getresponse``), then each read of the :class:`CurlAnswer`
