@@ -234,3 +234,23 @@ def test_a_stream_keeps_its_ranges_on_http_client(no_leaks, fault_server, answer
     with kithara_io.open(url, **small, **QUICK) as f:
         assert f.read() == data
     assert len(fault_server.requests) >= 16 and answered == []
+
+
+def test_an_abort_after_the_body_was_read_spares_the_next_request(no_leaks, fault_server, answered) -> None:
+    """An abort that lands once the body is in (an epoch cancel racing the fetch's end) marks
+    the libcurl connection it reached; the next request takes a fresh one and succeeds."""
+    data = _data(4 << 20)
+    url = fault_server.add("/f", data)
+    source = _pinned(url, timeout=QUICK["timeout"])
+    try:
+        late = AbortHandle()
+        body = source.fetch(1_000_000, 1_004_000, late)
+        assert body.read_piece(4000) == data[1_000_000:1_004_000]
+        late.abort()
+        body.close()
+        body = source.fetch(3_000_000, 3_004_000)
+        assert body.read_piece(4000) == data[3_000_000:3_004_000]
+        body.close()
+    finally:
+        source.close()
+    assert len(answered) == 2

@@ -155,6 +155,9 @@ class Client:
         policy = self.policy
         key = (*key, "curl")
         conn: Any = self.pool.take(key, check=False)
+        if conn is not None and conn.aborted:  # a late abort reached it in the pool
+            conn.close()
+            conn = None
         if conn is None:
             scheme, host, port = key[0], key[1], key[2]
             conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout, policy.verify, policy.cert)
