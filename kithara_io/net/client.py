@@ -154,10 +154,7 @@ class Client:
         the answer (then ``http.client`` asks again)."""
         policy = self.policy
         key = (*key, "curl")
-        conn: Any = self.pool.take(key, check=False)
-        if conn is not None and conn.aborted:  # a late abort reached it in the pool
-            conn.close()
-            conn = None
+        conn: Any = self.pool.take(key)
         if conn is None:
             scheme, host, port = key[0], key[1], key[2]
             conn = curl.CurlConnection(scheme, host.strip("[]"), port, policy.timeout, policy.verify, policy.cert)

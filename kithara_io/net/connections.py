@@ -33,24 +33,38 @@ from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple
 _MAX_IDLE = 8  # per key: a stream keeps at most its max_outstanding fetches busy
 
 
-class HttpConnection(http.client.HTTPConnection):
-    """An ``HTTPConnection`` that keeps its socket reachable for aborts: on a ``Connection:
-    close`` answer http.client forgets ``sock`` once the headers are in, the response alone
-    reading it."""
+class _Kept:
+    """What our ``http.client`` connections add: the socket kept reachable for aborts (on a
+    ``Connection: close`` answer http.client forgets ``sock`` once the headers are in, the
+    response alone reading it), and the pool's liveness check."""
 
+    sock: Optional[socket.socket]
     kept_sock: Optional[socket.socket] = None
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         self.kept_sock = self.sock
 
+    def dropped(self) -> bool:
+        """Whether the server closed this idle connection (readable: EOF, or bytes nobody
+        asked for)."""
+        sock = self.sock
+        if sock is None:
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
 
-class HttpsConnection(http.client.HTTPSConnection):
-    kept_sock: Optional[socket.socket] = None
 
-    def connect(self) -> None:
-        super().connect()
-        self.kept_sock = self.sock
+class HttpConnection(_Kept, http.client.HTTPConnection):
+    pass
+
+
+class HttpsConnection(_Kept, http.client.HTTPSConnection):
+    pass
 
 
 class Answer(Protocol):
@@ -74,12 +88,15 @@ class Answer(Protocol):
 
 class Connection(Protocol):
     """One connection to an origin (or through a proxy's tunnel). ``kept_sock`` is its socket
-    once connected, which :func:`shutdown` breaks from any thread (an abort)."""
+    once connected, which :func:`shutdown` breaks from any thread (an abort); ``dropped``:
+    an idle one in the pool that must not be used again."""
 
     sock: Optional[socket.socket]
-    kept_sock: Optional[socket.socket]
+    kept_sock: Any
 
     def connect(self) -> None: ...
+
+    def dropped(self) -> bool: ...
 
     def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = ...) -> None: ...
 
@@ -118,20 +135,6 @@ def shutdown(conn: Optional[Connection]) -> None:
             pass
 
 
-def _dropped(conn: Connection) -> bool:
-    """Whether an idle connection was closed by the server (readable: EOF, or bytes nobody
-    asked for)."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-    try:
-        return bool(poller.poll(0))
-    except OSError:
-        return True
-
-
 class Pool:
     """Idle connections per key, and every connection opened (see the module docstring)."""
 
@@ -143,14 +146,13 @@ class Pool:
         self._closed = False
         _POOLS.add(self)
 
-    def take(self, key: Hashable, check: bool = True) -> Optional[Connection]:
-        """An idle connection for ``key`` that is still open, or None. ``check`` False: the
-        connection finds out itself (libcurl reconnects one the server closed meanwhile)."""
+    def take(self, key: Hashable) -> Optional[Connection]:
+        """An idle connection for ``key`` that is still usable (``Connection.dropped``), or None."""
         while True:
             with self._lock:
                 idle = self._idle.get(key)
                 conn = idle.pop() if idle else None
-            if conn is None or not check or not _dropped(conn):
+            if conn is None or not conn.dropped():
                 return conn
             conn.close()
 

@@ -100,8 +100,8 @@ def range_bound(headers: Mapping[str, str]) -> Optional[int]:
 
 
 class NotBuffered(Exception):
-    """The answer is not one this connection keeps whole (see the module docstring): ask
-    again over ``http.client``."""
+    """libcurl cannot read this answer (see the module docstring): ask again over
+    ``http.client``."""
 
 
 class _Breaker:
@@ -217,11 +217,16 @@ class CurlConnection:
         """Nothing to do: libcurl connects within the request (and reconnects a kept
         connection the server closed)."""
 
+    def dropped(self) -> bool:
+        """An idle connection that a late abort reached (an epoch cancel racing its fetch's
+        end) is not used again; one the server closed is libcurl's to reconnect, so no poll."""
+        return self.aborted
+
     def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = {}) -> None:
         bound = range_bound(headers)
         if method != "GET" or bound is None:
             raise ValueError("a CurlConnection serves GETs of small bounded ranges only")
-        self._request = (url, headers, bound)
+        self.request_range(url, headers, bound)
 
     def request_range(self, url: str, headers: Mapping[str, str], bound: int) -> None:
         """``request("GET", ...)`` with ``range_bound(headers)`` known already."""
@@ -474,9 +479,9 @@ def _as_os_error(code: int, message: str) -> OSError:
         return TimeoutError(f"timed out ({message})")
     if code == pycurl.E_COULDNT_CONNECT:
         return ConnectionRefusedError(message)
-    if code in (pycurl.E_COULDNT_RESOLVE_HOST,):
+    if code == pycurl.E_COULDNT_RESOLVE_HOST:
         return socket.gaierror(message)
-    if code in (pycurl.E_GOT_NOTHING, pycurl.E_PARTIAL_FILE, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR):
+    if code in (pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR):
         return ConnectionResetError(message)
     return OSError(message)
 
