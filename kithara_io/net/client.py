@@ -48,11 +48,11 @@ class Client:
         on_connect: Optional[OnConnect] = None,
         span: Optional[tuple] = None,
         icy: bool = False,
-        whole: bool = False,
+        random_read: bool = False,
     ) -> Response:
         """``method`` ``url`` with the policy's headers for each hop plus ``headers`` (and
         ``extra``, sent whatever the origin), redirects followed. ``icy``: ask as an old
-        Shoutcast server wants (no HTTP attempt first). ``whole``: the caller expects a
+        Shoutcast server wants (no HTTP attempt first). ``random_read``: the caller expects a
         ``206`` to a small bounded ``Range`` (the server answered ranges before, and this is
         a random read), so it may go over libcurl (see :mod:`.curl`). Raises a StreamError."""
         mine = dict(headers or {})
@@ -62,7 +62,7 @@ class Client:
         def send(hop: str) -> Response:
             if icy:
                 return self._icy(hop, mine, on_connect, span)
-            return self._send(method, hop, mine, on_connect, span, whole)
+            return self._send(method, hop, mine, on_connect, span, random_read)
 
         # A connection an on_connect callback saw is not pooled after a redirect: the
         # caller's abort handle may still reach it until the next hop replaces it.
@@ -84,7 +84,7 @@ class Client:
         headers: Mapping[str, str],
         on_connect: Optional[OnConnect],
         span,
-        whole: bool = False,
+        random_read: bool = False,
     ) -> Response:
         policy = self.policy
         scheme, host, port = origin(url)
@@ -107,7 +107,7 @@ class Client:
                 target = without_userinfo(url)  # absolute-form through a forward proxy
                 if proxy.authorization:
                     sent["Proxy-Authorization"] = proxy.authorization
-        bound = curl.range_bound(sent) if whole and proxy is None and method == "GET" and curl.usable else None
+        bound = curl.range_bound(sent) if random_read and proxy is None and method == "GET" and curl.usable else None
         if bound is not None:
             buffered = self._send_curl(url, key, target, sent, bound, on_connect, span)
             if buffered is not None:

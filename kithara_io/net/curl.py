@@ -8,7 +8,7 @@ libcurl hands every piece over as a new ``bytes``). Measured in bench/README.md,
 transport" and "Issue #24, sixth round". So :class:`~.client.Client` sends here a plain-http
 GET of one bounded ``Range`` of at most :data:`SMALL` bytes, not through a proxy, when its
 caller expects a ``206`` to a random read (the server answered ranges before, and the range
-starts away from where the stream's recent ones ended: ``Client.request(whole=True)``, see
+starts away from where the stream's recent ones ended: ``Client.request(random_read=True)``, see
 ``HttpSource._elsewhere``); every other request goes through ``http.client``.
 
 A :class:`CurlConnection` runs libcurl's multi interface on the caller's thread: the request

@@ -139,19 +139,19 @@ class SparseCache:
         """``fn(present, claimed, size)`` under the cache's lock, without a snapshot: for a
         quick pure function (a plan) that keeps neither set."""
         with self._lock:
-            claimed = RangeSet()
-            for claim in self._claims.values():
-                claimed.add(claim.start, claim.end)
-            return fn(self._present, claimed, self._size)
+            return fn(self._present, self._claimed_locked(), self._size)
 
     def view(self) -> CacheView:
         """A snapshot of the present and claimed ranges (see CacheView)."""
         with self._lock:
-            claimed = RangeSet()
-            for claim in self._claims.values():
-                claimed.add(claim.start, claim.end)
             claims = {i: (c.start, c.end) for i, c in self._claims.items()}
-            return CacheView(self._present.copy(), claimed, claims, self._size)
+            return CacheView(self._present.copy(), self._claimed_locked(), claims, self._size)
+
+    def _claimed_locked(self) -> RangeSet:
+        claimed = RangeSet()
+        for claim in self._claims.values():
+            claimed.add(claim.start, claim.end)
+        return claimed
 
     # -- waiting -----------------------------------------------------------------------
     def _raise_if_unusable(self) -> None:

@@ -237,8 +237,10 @@ class HttpSource:
         if abort.aborted:
             raise connection_error(ConnectionAbortedError("request aborted"), url, span)
         elsewhere = self._elsewhere(span)
-        whole = range_spec is not None and not conditions and self._ranged is True and elsewhere
-        response = self._client.request("GET", url, headers, on_connect=abort.attach, span=span, whole=whole)
+        random_read = range_spec is not None and not conditions and self._ranged is True and elsewhere
+        response = self._client.request(
+            "GET", url, headers, on_connect=abort.attach, span=span, random_read=random_read
+        )
         if response.history:
             self._tell_redirect(url, response.url)
         return Answer.of(response)
@@ -246,7 +248,7 @@ class HttpSource:
     def _elsewhere(self, span: Optional[tuple]) -> bool:
         """Does this range start away from where the recent ones ended (a random read, not a
         reader streaming on, whose read-ahead may ask for the next range before the one
-        before it went out)? Such a small range may go over libcurl (``Client.request(whole=)``,
+        before it went out)? Such a small range may go over libcurl (``Client.request(random_read=)``,
         cheapest per request); a stream's ranges keep http.client's connections, whose bodies
         land straight in the cache (and a process that only streams never loads libcurl)."""
         start, end = span if span is not None else (None, None)
