@@ -272,3 +272,46 @@ def test_ca_bundle_is_loaded_once_not_per_connection(make_fault_server, tls_file
             assert read_all(f) == data
         assert srv.connections >= 2
     assert len(loads) == 1, loads
+
+
+# -- aborts over TLS ------------------------------------------------------------------------------
+
+
+def test_a_body_read_after_an_abort_never_returns_the_ciphertext(nginx_tls_server, tls_files, media, no_leaks):
+    """An abort shuts the socket down under a TLS body whose ciphertext already waits in the
+    kernel. ``ssl.SSLSocket.shutdown`` would drop its TLS state first, and the fetch's next read
+    would then hand over the raw TLS records as body bytes (a wrong byte a far seek's epoch
+    cancel could store in the cache): the read after the abort must fail, or give the file."""
+    import select
+
+    from kithara_io.sources.http import HttpSource
+    from kithara_io.sources.transport import AbortHandle
+
+    class Seen(AbortHandle):
+        def attach(self, conn) -> None:
+            self.sock = conn.sock
+            super().attach(conn)
+
+    local = media_bytes(media, "random.bin")
+    source = HttpSource(nginx_tls_server.url("random.bin"), verify=str(tls_files.ca), timeout=Timeout(connect=2, read=5))
+    try:
+        abort = Seen()
+        body = source.fetch(0, len(local), abort)
+        try:
+            first = body.read_piece(64 * KiB)
+            assert first == local[: len(first)]
+            waiting = select.poll()
+            waiting.register(abort.sock, select.POLLIN)
+            assert waiting.poll(5000), "nginx sent nothing more within 5 s"  # ciphertext is queued
+            abort.abort()
+            got = b""
+            try:
+                got = body.read_piece(256 * KiB)
+            except StreamError:
+                pass
+            pos = len(first)
+            assert got == local[pos : pos + len(got)], "the body gave bytes that are not the file's"
+        finally:
+            body.close()
+    finally:
+        source.close()

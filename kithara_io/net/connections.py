@@ -127,12 +127,24 @@ def new_connection(
 
 def shutdown(conn: Optional[Connection]) -> None:
     """Break ``conn`` from any thread: a blocked read or write on it fails at once."""
-    sock = None if conn is None else (getattr(conn, "kept_sock", None) or conn.sock)
-    if sock is not None:
-        try:
+    shutdown_socket(None if conn is None else (getattr(conn, "kept_sock", None) or conn.sock))
+
+
+def shutdown_socket(sock: Any) -> None:
+    """Shut ``sock`` down from any thread, its TLS state left alone. ``ssl.SSLSocket.shutdown``
+    drops that state first, and a read racing it (or the next read on the thread using the
+    socket) then takes the raw TLS records waiting in the kernel as plaintext: a body that
+    continues with ciphertext. Shut down at the socket level, such a read decrypts what
+    already came, then ends (or raises), as on a plain socket."""
+    if sock is None:
+        return
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    except OSError:
+        pass
 
 
 class Pool:
@@ -215,4 +227,5 @@ __all__ = [
     "Pool",
     "new_connection",
     "shutdown",
+    "shutdown_socket",
 ]

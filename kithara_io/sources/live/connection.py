@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Protocol, Union
 
 from ...errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
 from ...net import Client, Policy, Response
+from ...net.connections import shutdown_socket as _shutdown
 from ...retry import Timeout, parse_retry_after
 
 
@@ -63,12 +64,6 @@ class AbortSlot:
         _shutdown(sock)
 
 
-def _shutdown(sock: Optional[socket.socket]) -> None:
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def request_headers(headers: Optional[Mapping[str, str]]) -> dict:
