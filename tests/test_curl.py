@@ -1,5 +1,5 @@
 """Small range requests over libcurl (``kithara_io.net.curl``): a later range of at most 256 KiB
-of a plain-http server that answers ranges goes over pycurl; everything else through
+of a server that answers ranges goes over pycurl (HTTP/2 where a TLS server offers it); everything else through
 http.client. Against the fault server on loopback: the bytes equal the file, a connection is
 kept, a slow body hands its first bytes over at once, an abort or a silence longer than the
 read timeout ends a request at once, a whole file sent to a range is cut at the range's
@@ -21,6 +21,7 @@ from kithara_io.net import curl
 from kithara_io.sources.http import HttpSource
 from kithara_io.sources.transport import AbortHandle
 from tests.conftest import open_resources
+from tests.servers import Http2NginxServer
 from tests.servers.faults import IgnoreRange, NoContentLength, StallForever
 
 pytestmark = [
@@ -93,6 +94,29 @@ def test_small_ranges_over_https_keep_the_trust_and_the_client_certificate(
             f.seek(pos)
             assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
     assert len(answered) >= 5 and srv.tls_failures == [], answered
+
+
+def test_small_ranges_over_https_go_over_http2_where_the_server_offers_it(
+    no_leaks, tls_files, tmp_path, answered
+) -> None:
+    """nginx offering ``h2`` (ALPN): libcurl's ranges go over HTTP/2, http.client's requests
+    (the first answer, the sequential ones) stay on HTTP/1.1; every byte equals the file."""
+    data = _data(16 << 20)
+    (tmp_path / "f.bin").write_bytes(data)
+    rng = random.Random(11)
+    with Http2NginxServer(tmp_path, tls=tls_files) as srv:
+        with kithara_io.open(srv.url("f.bin"), verify=str(tls_files.ca), tail=0, **QUICK) as f:
+            for i in range(60):
+                size = 64 * KiB if i % 2 else rng.randrange(1, 4 * KiB)
+                pos = rng.randrange(0, len(data) - size)
+                f.seek(pos)
+                assert f.read(size) == data[pos : pos + size], f"wrong bytes at {pos}"
+            f.seek(len(data) - 1000)
+            assert f.read() == data[-1000:]
+        protocols = [line.split('"')[1].rsplit(" ", 1)[1] for line in srv.access_log.read_text().splitlines()]
+    assert len(answered) >= 40, answered
+    assert protocols.count("HTTP/2.0") == len(answered), protocols
+    assert protocols.count("HTTP/1.1") >= 1  # the open's request, over http.client
 
 
 def test_a_slow_small_range_hands_its_first_bytes_over_at_once(no_leaks, make_ranged_server, media, answered) -> None:

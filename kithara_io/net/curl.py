@@ -5,11 +5,15 @@ Why two: per small request libcurl costs least (it builds the request and parses
 in C, where ``http.client`` spends ~80 us of Python, its ``email`` header parser among it), and
 per byte of a large body ``http.client`` does (it receives straight into the cache's memory;
 libcurl hands every piece over as a new ``bytes``). Measured in bench/README.md, "The
-transport" and "Issue #24, sixth round". So :class:`~.client.Client` sends here a plain-http
-GET of one bounded ``Range`` of at most :data:`SMALL` bytes, not through a proxy, when its
+transport" and "Issue #24, sixth round". So :class:`~.client.Client` sends here a GET (http
+or https) of one bounded ``Range`` of at most :data:`SMALL` bytes, not through a proxy, when its
 caller expects a ``206`` to a random read (the server answered ranges before, and the range
 starts away from where the stream's recent ones ended: ``Client.request(random_read=True)``, see
 ``HttpSource._elsewhere``); every other request goes through ``http.client``.
+
+Over https, libcurl offers HTTP/2 (ALPN ``h2``, then ``http/1.1``) and speaks it where the server
+picks it; its answers read as HTTP/1.1's (status, header fields, body). Plain http stays on
+HTTP/1.1 (no cleartext upgrade). Measured in bench/README.md, "HTTP/2".
 
 A :class:`CurlConnection` runs libcurl's multi interface on the caller's thread: the request
 runs until its headers are in (``getresponse``), then each read of the :class:`CurlAnswer`
@@ -18,7 +22,7 @@ once, as over ``http.client``. A body is kept to at most the range's length (the
 decides how much memory it takes, never the server): one that would pass it (a server
 ignoring ``Range`` sends the whole file) is cut there, its status and headers left for the
 caller to refuse, and a read past the cut raises. An answer libcurl does not read as
-HTTP/1.x (an old Shoutcast ``ICY 200 OK``, a malformed status line), or a socket past
+HTTP (an old Shoutcast ``ICY 200 OK``, a malformed status line), or a socket past
 select()'s reach, raises :class:`NotBuffered`: the client asks that hop again over
 ``http.client``.
 
@@ -186,7 +190,9 @@ class CurlConnection:
         self._multi = pycurl.CurlMulti()
         _LIVE.add(self)
         curl.setopt(pycurl.NOSIGNAL, 1)
-        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        # HTTP/2 where a TLS server offers it (ALPN), else HTTP/1.1; plain http stays on 1.1
+        version = pycurl.CURL_HTTP_VERSION_2TLS if scheme == "https" else pycurl.CURL_HTTP_VERSION_1_1
+        curl.setopt(pycurl.HTTP_VERSION, version)
         curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout.connect * 1000)))
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.MAXCONNECTS, 1)

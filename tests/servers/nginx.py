@@ -183,6 +183,19 @@ class NginxServer:
         return f"<NginxServer {getattr(self, 'base_url', '?')} root={self.root}>"
 
 
+class Http2NginxServer(NginxServer):
+    """nginx offering HTTP/2 on its TLS port (ALPN ``h2``, then ``http/1.1``): what most CDNs
+    and object stores offer. Its access log names each request's protocol (``HTTP/2.0``)."""
+
+    kind = "nginx-http2"
+
+    def __init__(self, root: "str | Path", tls: "TlsFiles", start_timeout: float = 10.0) -> None:
+        super().__init__(root, start_timeout=start_timeout, tls=tls)
+
+    def _config_values(self) -> dict:
+        return {**super()._config_values(), "ssl": " ssl http2"}
+
+
 class ChunkedNginxServer(NginxServer):
     """nginx passing every file through ``sub_filter`` (a substitution that never matches, so
     the bytes are the file's): what nginx sends for any filtered body (sub_filter, gzip, SSI)
