@@ -10,7 +10,8 @@ import sys as _sys
 
 from .aio import AsyncStream, aopen
 from .api import open
-from .engine.downloader import Downloader, default_downloader
+from .engine.default import default_downloader
+from .engine.downloader import Downloader
 from .errors import (
     CertificateError,
     ConnectionFailedError,

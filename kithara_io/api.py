@@ -9,7 +9,8 @@ from typing import Callable, List, Mapping, Optional, Union
 import urllib3
 
 from .disk import DiskCache, default_disk_cache
-from .engine.downloader import Downloader, default_downloader
+from .engine.default import default_downloader
+from .engine.downloader import Downloader
 from .errors import InvalidResponseError, StreamError
 from .events import Event
 from .options import StreamOptions

@@ -39,7 +39,8 @@ except ModuleNotFoundError as exc:
     raise missing_extra("fsspec", "The kithara:// fsspec filesystem", exc) from exc
 
 from . import api, fs_stores
-from .engine.downloader import Downloader, default_downloader
+from .engine.default import default_downloader
+from .engine.downloader import Downloader
 from .errors import HTTPStatusError, StreamError
 from .fs_buffered import KitharaBufferedFile
 from .fs_ranges import (

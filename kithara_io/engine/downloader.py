@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from typing import Any, Callable, Hashable, List, Optional, Tuple, Type, Union
 
@@ -57,7 +56,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-__all__ = ["Downloader", "FetchCommand", "Outcome", "SlotQueues", "default_downloader", "may_start_inline", "plan_pass"]
+__all__ = ["Downloader", "FetchCommand", "Outcome", "SlotQueues", "may_start_inline", "plan_pass"]
 
 
 class Downloader:
@@ -111,9 +110,11 @@ class Downloader:
         streams use there. The parent's default is replaced by the child's own; any other
         starts over in place (fresh locks, nothing queued or running, no threads until the
         next ``attach``). The commands it held belong to readers, which submit them again."""
-        _replace_default_in_child()
-        if self is _parent_default:
-            return default_downloader()
+        from .default import replacement_in_child  # (.default imports this module)
+
+        replacement = replacement_in_child(self)
+        if replacement is not None:
+            return replacement
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._board = Board(self._board.count)  # a parent thread may have held the old lock
@@ -479,30 +480,3 @@ def _call_abort(cmd: FetchCommand, abort: Callable[[], Any]) -> None:
 def _abort_all(aborts: Aborts) -> None:
     for cmd, abort in aborts:
         _call_abort(cmd, abort)
-
-
-_default: Optional[Downloader] = None
-_default_lock = threading.Lock()
-_parent_default: Optional[Downloader] = None  # in a forked child: the parent's default
-_default_pid = os.getpid()
-
-
-def _replace_default_in_child() -> None:
-    """Once per process: a forked child gets its own default Downloader."""
-    global _default, _default_lock, _parent_default, _default_pid
-    if _default_pid != os.getpid():
-        _default_pid = os.getpid()
-        _default_lock = threading.Lock()
-        _parent_default, _default = _default, None
-
-
-os.register_at_fork(after_in_child=_replace_default_in_child)
-
-
-def default_downloader() -> Downloader:
-    """The process-wide Downloader used when ``open()`` is given none."""
-    global _default
-    with _default_lock:
-        if _default is None or _default.closed:
-            _default = Downloader()
-        return _default

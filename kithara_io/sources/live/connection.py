@@ -64,8 +64,6 @@ class AbortSlot:
         _shutdown(sock)
 
 
-
-
 def request_headers(headers: Optional[Mapping[str, str]]) -> dict:
     """The caller's headers plus what a radio listener sends."""
     out = {"User-Agent": "kithara-io", **dict(headers or {})}
