@@ -1,0 +1,150 @@
+"""An access-pattern soak, checked byte for byte: seeded sessions of mixed reads through
+``kithara_io.open`` against nginx over http, over https (HTTP/1.1 only), over https offering
+HTTP/2, and serving the file chunked (no length, no ranges).
+
+A session opens the file with one of several option sets (defaults; no tail probe; one
+fetch at a time; a small cache that evicts; small pieces) and makes up to 40 reads: random
+offsets of 1 B to 1 MiB, sequential runs, reads near the end, short seeks back,
+``readinto`` into odd-sized buffers, ``SEEK_CUR``/``SEEK_END`` seeks, a read to the end.
+Sometimes two sessions run at once on the shared default downloader. Checked: every read
+equals the file there and is whole (fewer bytes only at the end); nothing hangs (each read
+is bounded by ``Timeout``, the test by its timeout); nothing is left running (``no_leaks``).
+It found the TLS abort that stored ciphertext (``connections.shutdown_socket``): a far seek
+cancelling a read-ahead over https, about once in 3,000 reads.
+
+``make test`` runs it for ~15 s. A longer one, by hand, prints its counts:
+
+    KITHARA_ACCESS_SECONDS=600 python -m pytest tests/test_access_soak.py -s
+
+(``KITHARA_ACCESS_SEED`` picks another seed of the file and of the sessions.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+import kithara_io
+from kithara_io import Retry, Timeout
+from tests.servers import ChunkedNginxServer, Http2NginxServer, NginxServer
+from tests.servers.tls import TlsFiles
+
+SECONDS = float(os.environ.get("KITHARA_ACCESS_SECONDS", "12"))
+SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
+SIZE = 24 << 20
+KiB, MiB = 1 << 10, 1 << 20
+
+pytestmark = pytest.mark.timeout(SECONDS + 120)
+
+OPTION_SETS: List[Dict[str, int]] = [
+    {},
+    {"tail": 0},
+    {"max_outstanding": 1},
+    {"cache_budget": 16 * MiB, "max_fetch": 4 * MiB, "read_ahead": 4 * MiB},  # evicts
+    {"first_fetch": 16 * KiB, "min_fetch": 16 * KiB, "chunk": 64 * KiB},
+]
+BOUNDED = dict(timeout=Timeout(connect=5, read=10), retry=Retry(attempts=3, backoff=0.01, max_backoff=0.1))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Tuple[bytes, Dict[str, str]]]:
+    """The file's bytes and its URL on each server (name -> URL)."""
+    root = tmp_path_factory.mktemp("access-soak")
+    data = random.Random(SEED).randbytes(SIZE)
+    (root / "f.bin").write_bytes(data)
+    with NginxServer(root) as plain, NginxServer(root, tls=tls_files) as tls, Http2NginxServer(
+        root, tls=tls_files
+    ) as h2, ChunkedNginxServer(root) as chunked:
+        yield data, {
+            "http": plain.url("f.bin"),
+            "https": tls.url("f.bin"),
+            "https-h2": h2.url("f.bin"),
+            "chunked": chunked.url("f.bin"),
+        }
+
+
+class Session:
+    """One open-to-close run of seeded reads; ``failure`` says the first wrong read."""
+
+    def __init__(self, seed: int, url: str, data: bytes, ca: Path, ranged: bool) -> None:
+        self.rng = random.Random(seed)
+        self.url, self.data, self.ca, self.ranged = url, data, ca, ranged
+        self.options = self.rng.choice(OPTION_SETS)
+        self.reads = 0
+        self.failure = ""
+
+    def run(self) -> None:
+        try:
+            with kithara_io.open(self.url, verify=str(self.ca), **self.options, **BOUNDED) as f:
+                for _ in range(self.rng.randrange(5, 40 if self.ranged else 12)):
+                    if not self._one(f):
+                        return
+        except Exception as exc:  # noqa: BLE001 - reported as the session's failure
+            self.failure = f"{exc!r}"
+
+    def _one(self, f: io.RawIOBase) -> bool:
+        rng, size = self.rng, len(self.data)
+        op = rng.random()
+        n = rng.choice([1, 100, 4 * KiB, 8 * KiB, 64 * KiB, 200_000, MiB])
+        if op < 0.30:
+            pos = f.seek(rng.randrange(0, size))  # a random read
+        elif op < 0.60:
+            pos = f.tell()  # go on where the last read ended
+        elif op < 0.70:
+            pos = f.seek(-rng.randrange(1, 300_000), io.SEEK_END)
+        elif op < 0.80:
+            pos = f.seek(-min(f.tell(), rng.randrange(1, 2 * MiB)), io.SEEK_CUR)
+        elif op < 0.90:  # a decoder's buffer of an odd size
+            pos = f.tell()
+            buf = bytearray(rng.randrange(1, 70_000))
+            got = bytes(buf[: f.readinto(buf)])
+            return self._check(pos, len(buf), got)
+        else:
+            pos = f.tell()
+            if size - pos < 4 * MiB:
+                return self._check(pos, size - pos, f.read())
+        return self._check(pos, n, f.read(n))
+
+    def _check(self, pos: int, n: int, got: bytes) -> bool:
+        self.reads += 1
+        want = self.data[pos : pos + n]
+        if got == want:
+            return True
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        self.failure = (
+            f"{self.url} with {self.options}: read of {n} at {pos} gave {len(got)} bytes, "
+            f"first wrong at {pos + first}"
+        )
+        return False
+
+
+def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, no_leaks) -> None:
+    data, urls = served
+    rng = random.Random(SEED)
+    kinds = sorted(urls)
+    deadline = time.monotonic() + SECONDS
+    sessions: List[Session] = []
+    while time.monotonic() < deadline:
+        batch = [
+            Session(rng.randrange(1 << 30), urls[kind], data, tls_files.ca, kind != "chunked")
+            for kind in rng.sample(kinds, 2 if rng.random() < 0.3 else 1)
+        ]
+        threads = [threading.Thread(target=s.run, name=f"access-soak-{i}") for i, s in enumerate(batch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "a session did not end within 60 s"
+        sessions += batch
+        failures = [s.failure for s in batch if s.failure]
+        assert not failures, failures[0]
+    reads = sum(s.reads for s in sessions)
+    print(f"\naccess soak: {len(sessions)} sessions, {reads} reads, all equal to the file")
+    assert reads >= 50
