@@ -12,7 +12,14 @@ is bounded by ``Timeout``, the test by its timeout); nothing is left running (``
 It found the TLS abort that stored ciphertext (``connections.shutdown_socket``): a far seek
 cancelling a read-ahead over https, about once in 3,000 reads.
 
-``make test`` runs it for ~15 s. A longer one, by hand, prints its counts:
+The second test runs the same sessions against the fault server (http and https), each with
+a seeded script of faults on its requests: resets, truncations, stalls, 5xx, dropped
+connections, capped ranges, chunked or close-delimited bodies, and answers that must be
+refused (a changed ETag, a wrong Content-Range, a range answered 200, gzip, an HTML page, 404).
+There a read may also fail, with a ``StreamError``, which ends the session; it may never
+return a wrong byte or hang.
+
+``make test`` runs each for ~12 s. A longer run, by hand, prints its counts:
 
     KITHARA_ACCESS_SECONDS=600 python -m pytest tests/test_access_soak.py -s
 
@@ -32,8 +39,27 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 import kithara_io
-from kithara_io import Retry, Timeout
+from kithara_io import Retry, StreamError, Timeout
 from tests.servers import ChunkedNginxServer, Http2NginxServer, NginxServer
+from tests.servers.faults import (
+    CapRange,
+    ChangedETag,
+    Chunked,
+    Disconnect,
+    FaultSpec,
+    Gzip,
+    HtmlPage,
+    IgnoreRange,
+    Latency,
+    NoContentLength,
+    RangeAs200,
+    Reset,
+    Stall,
+    Status,
+    Throttle,
+    Truncate,
+    WrongContentRange,
+)
 from tests.servers.tls import TlsFiles
 
 SECONDS = float(os.environ.get("KITHARA_ACCESS_SECONDS", "12"))
@@ -51,6 +77,36 @@ OPTION_SETS: List[Dict[str, int]] = [
     {"first_fetch": 16 * KiB, "min_fetch": 16 * KiB, "chunk": 64 * KiB},
 ]
 BOUNDED = dict(timeout=Timeout(connect=5, read=10), retry=Retry(attempts=3, backoff=0.01, max_backoff=0.1))
+FAULTY = dict(timeout=Timeout(connect=2, read=1), retry=Retry(attempts=4, backoff=0.01, max_backoff=0.05))
+FAULTY_SIZE = 6 << 20
+
+
+def _fault(rng: random.Random) -> FaultSpec:
+    """One request's fault: survivable ones (a retry or a resume gets the bytes), or an
+    answer the stream must refuse."""
+    cut = rng.randrange(0, 300_000)
+    return rng.choice(
+        [
+            Reset(after_bytes=cut),
+            Truncate(after_bytes=cut),
+            Stall(0.05, after_bytes=cut),
+            Status(503, retry_after="0"),
+            Status(500),
+            Disconnect(rst=rng.random() < 0.5),
+            Latency(0.02),
+            CapRange(max_bytes=rng.choice([1000, 64 * KiB, 300_000])),
+            Chunked(),
+            NoContentLength(),
+            (Throttle(4_000_000), Reset(after_bytes=cut)),
+            ChangedETag(),
+            WrongContentRange(shift=rng.choice([-1, 1, 100])),
+            IgnoreRange(),
+            RangeAs200(),
+            Gzip(),
+            HtmlPage(200),
+            Status(404),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +129,27 @@ def served(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Ite
 class Session:
     """One open-to-close run of seeded reads; ``failure`` says the first wrong read."""
 
-    def __init__(self, seed: int, url: str, data: bytes, ca: Path, ranged: bool) -> None:
+    def __init__(self, seed: int, url: str, data: bytes, ca: Path, ranged: bool, faulty: bool = False) -> None:
         self.rng = random.Random(seed)
-        self.url, self.data, self.ca, self.ranged = url, data, ca, ranged
+        self.url, self.data, self.ca, self.ranged, self.faulty = url, data, ca, ranged, faulty
         self.options = self.rng.choice(OPTION_SETS)
         self.reads = 0
         self.failure = ""
+        self.refused = ""  # faulty: the StreamError that ended the session
 
     def run(self) -> None:
         try:
-            with kithara_io.open(self.url, verify=str(self.ca), **self.options, **BOUNDED) as f:
+            with kithara_io.open(
+                self.url, verify=str(self.ca), **self.options, **(FAULTY if self.faulty else BOUNDED)
+            ) as f:
                 for _ in range(self.rng.randrange(5, 40 if self.ranged else 12)):
                     if not self._one(f):
                         return
+        except StreamError as exc:
+            if self.faulty and self.url in str(exc):
+                self.refused = type(exc).__name__
+            else:
+                self.failure = f"{exc!r}"
         except Exception as exc:  # noqa: BLE001 - reported as the session's failure
             self.failure = f"{exc!r}"
 
@@ -125,6 +189,18 @@ class Session:
         return False
 
 
+def _run(batch: List[Session]) -> None:
+    """Run the sessions at once; fail on the first wrong read or unexpected error."""
+    threads = [threading.Thread(target=s.run, name=f"access-soak-{i}") for i, s in enumerate(batch)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a session did not end within 60 s"
+    failures = [s.failure for s in batch if s.failure]
+    assert not failures, failures[0]
+
+
 def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, no_leaks) -> None:
     data, urls = served
     rng = random.Random(SEED)
@@ -136,15 +212,32 @@ def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files,
             Session(rng.randrange(1 << 30), urls[kind], data, tls_files.ca, kind != "chunked")
             for kind in rng.sample(kinds, 2 if rng.random() < 0.3 else 1)
         ]
-        threads = [threading.Thread(target=s.run, name=f"access-soak-{i}") for i, s in enumerate(batch)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert not any(t.is_alive() for t in threads), "a session did not end within 60 s"
+        _run(batch)
         sessions += batch
-        failures = [s.failure for s in batch if s.failure]
-        assert not failures, failures[0]
     reads = sum(s.reads for s in sessions)
     print(f"\naccess soak: {len(sessions)} sessions, {reads} reads, all equal to the file")
+    assert reads >= 50
+
+
+def test_mixed_reads_through_faults_equal_the_file_or_fail_loudly(make_fault_server, tls_files, no_leaks) -> None:
+    rng = random.Random(SEED + 1)
+    data = rng.randbytes(FAULTY_SIZE)
+    servers = [make_fault_server(), make_fault_server(tls=tls_files.server_context())]
+    deadline = time.monotonic() + SECONDS
+    sessions: List[Session] = []
+    while time.monotonic() < deadline:
+        batch = []
+        for _ in range(2 if rng.random() < 0.3 else 1):
+            server = rng.choice(servers)
+            path = f"/s{len(sessions) + len(batch)}.bin"
+            url = server.add(path, data)
+            server.script(path, [_fault(rng) if rng.random() < 0.4 else None for _ in range(16)])
+            batch.append(Session(rng.randrange(1 << 30), url, data, tls_files.ca, True, faulty=True))
+        _run(batch)
+        sessions += batch
+        for server in servers:
+            server.clear_faults()
+    reads = sum(s.reads for s in sessions)
+    refused = sorted({s.refused for s in sessions if s.refused})
+    print(f"\nfaulty soak: {len(sessions)} sessions, {reads} reads, all equal to the file; ended by {refused}")
     assert reads >= 50
