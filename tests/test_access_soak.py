@@ -3,7 +3,8 @@
 HTTP/2, and serving the file chunked (no length, no ranges).
 
 A session opens the file with one of several option sets (defaults; no tail probe; one
-fetch at a time; a small cache that evicts; small pieces) and makes up to 40 reads: random
+fetch at a time; a small cache that evicts; small pieces), a third of them through a disk
+cache shared by every session (small enough to evict), and makes up to 40 reads: random
 offsets of 1 B to 1 MiB, sequential runs, reads near the end, short seeks back,
 ``readinto`` into odd-sized buffers, ``SEEK_CUR``/``SEEK_END`` seeks, a read to the end.
 Sometimes two sessions run at once on the shared default downloader. Checked: every read
@@ -40,6 +41,7 @@ import pytest
 
 import kithara_io
 from kithara_io import Retry, StreamError, Timeout
+from kithara_io.disk import DiskCache
 from tests.servers import ChunkedNginxServer, Http2NginxServer, NginxServer
 from tests.servers.faults import (
     CapRange,
@@ -129,10 +131,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Ite
 class Session:
     """One open-to-close run of seeded reads; ``failure`` says the first wrong read."""
 
-    def __init__(self, seed: int, url: str, data: bytes, ca: Path, ranged: bool, faulty: bool = False) -> None:
+    def __init__(
+        self, seed: int, url: str, data: bytes, ca: Path, ranged: bool, disk: DiskCache, faulty: bool = False
+    ) -> None:
         self.rng = random.Random(seed)
         self.url, self.data, self.ca, self.ranged, self.faulty = url, data, ca, ranged, faulty
-        self.options = self.rng.choice(OPTION_SETS)
+        self.options: Dict[str, object] = dict(self.rng.choice(OPTION_SETS))
+        if self.rng.random() < 0.3:
+            self.options["cache"] = disk
         self.reads = 0
         self.failure = ""
         self.refused = ""  # faulty: the StreamError that ended the session
@@ -201,15 +207,16 @@ def _run(batch: List[Session]) -> None:
     assert not failures, failures[0]
 
 
-def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, no_leaks) -> None:
+def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, tmp_path, no_leaks) -> None:
     data, urls = served
+    disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     rng = random.Random(SEED)
     kinds = sorted(urls)
     deadline = time.monotonic() + SECONDS
     sessions: List[Session] = []
     while time.monotonic() < deadline:
         batch = [
-            Session(rng.randrange(1 << 30), urls[kind], data, tls_files.ca, kind != "chunked")
+            Session(rng.randrange(1 << 30), urls[kind], data, tls_files.ca, kind != "chunked", disk)
             for kind in rng.sample(kinds, 2 if rng.random() < 0.3 else 1)
         ]
         _run(batch)
@@ -219,8 +226,9 @@ def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files,
     assert reads >= 50
 
 
-def test_mixed_reads_through_faults_equal_the_file_or_fail_loudly(make_fault_server, tls_files, no_leaks) -> None:
+def test_mixed_reads_through_faults_equal_the_file_or_fail_loudly(make_fault_server, tls_files, tmp_path, no_leaks) -> None:
     rng = random.Random(SEED + 1)
+    disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     data = rng.randbytes(FAULTY_SIZE)
     servers = [make_fault_server(), make_fault_server(tls=tls_files.server_context())]
     deadline = time.monotonic() + SECONDS
@@ -232,7 +240,7 @@ def test_mixed_reads_through_faults_equal_the_file_or_fail_loudly(make_fault_ser
             path = f"/s{len(sessions) + len(batch)}.bin"
             url = server.add(path, data)
             server.script(path, [_fault(rng) if rng.random() < 0.4 else None for _ in range(16)])
-            batch.append(Session(rng.randrange(1 << 30), url, data, tls_files.ca, True, faulty=True))
+            batch.append(Session(rng.randrange(1 << 30), url, data, tls_files.ca, True, disk, faulty=True))
         _run(batch)
         sessions += batch
         for server in servers:
