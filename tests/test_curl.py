@@ -119,6 +119,32 @@ def test_small_ranges_over_https_go_over_http2_where_the_server_offers_it(
     assert protocols.count("HTTP/1.1") >= 1  # the open's request, over http.client
 
 
+class _GoawayNginx(Http2NginxServer):
+    """nginx ending each HTTP/2 connection after 3 requests (GOAWAY)."""
+
+    config_template = Http2NginxServer.config_template.replace("keepalive_requests 100000;", "keepalive_requests 3;")
+
+
+def test_http2_connections_the_server_ends_every_few_requests_are_replaced(
+    no_leaks, tls_files, tmp_path, answered
+) -> None:
+    """A GOAWAY after every third request: libcurl opens the next connection, the bytes stay
+    the file's, and no socket is left behind (the closed connections' copies are closed)."""
+    data = _data(8 << 20)
+    (tmp_path / "f.bin").write_bytes(data)
+    rng = random.Random(12)
+    with _GoawayNginx(tmp_path, tls=tls_files) as srv:
+        assert "keepalive_requests 3;" in (srv.dir / "nginx.conf").read_text()
+        with kithara_io.open(srv.url("f.bin"), verify=str(tls_files.ca), tail=0, **QUICK) as f:
+            for _ in range(60):
+                size = rng.choice([1, 4 * KiB, 64 * KiB])
+                pos = rng.randrange(0, len(data) - size)
+                f.seek(pos)
+                assert f.read(size) == data[pos : pos + size], f"wrong bytes at {pos}"
+        protocols = [line.split('"')[1].rsplit(" ", 1)[1] for line in srv.access_log.read_text().splitlines()]
+    assert len(answered) >= 20 and protocols.count("HTTP/2.0") >= len(answered), (answered, protocols)
+
+
 def test_a_slow_small_range_hands_its_first_bytes_over_at_once(no_leaks, make_ranged_server, media, answered) -> None:
     """At 100 KB/s a 64 KiB range takes ~0.65 s: its first 4 KiB come long before."""
     server = make_ranged_server(bandwidth=100_000, chunk_size=4096)
