@@ -348,7 +348,7 @@ class CurlConnection:
         if self._overflow:
             return ConnectionError(f"the answer is longer than the {self._bound} bytes asked: cut there")
         if not self._headers_done and code not in _NETWORK_FAILURES:
-            # Not an answer libcurl reads as HTTP/1.x (an old Shoutcast "ICY 200 OK", a
+            # Not an answer libcurl reads as HTTP (an old Shoutcast "ICY 200 OK", a
             # malformed status line or header): http.client's way has its own handling.
             self._refused = True
         if self._refused or code == pycurl.E_PARTIAL_FILE:
