@@ -13,7 +13,11 @@ is bounded by ``Timeout``, the test by its timeout); nothing is left running (``
 It found the TLS abort that stored ciphertext (``connections.shutdown_socket``): a far seek
 cancelling a read-ahead over https, about once in 3,000 reads.
 
-The second test runs the same sessions against the fault server (http and https), each with
+The second test runs the same sessions over HLS: FFmpeg's media playlists (MPEG-TS, fMP4,
+single-file byte ranges, AES-128) served by the HLS test server, and by nginx over https
+and over HTTP/2; every byte equals the local segments joined (decrypted).
+
+The third test runs the same sessions against the fault server (http and https), each with
 a seeded script of faults on its requests: resets, truncations, stalls, 5xx, dropped
 connections, capped ranges, chunked or close-delimited bodies, and answers that must be
 refused (a changed ETag, a wrong Content-Range, a range answered 200, gzip, an HTML page, 404).
@@ -43,6 +47,8 @@ import kithara_io
 from kithara_io import Retry, StreamError, Timeout
 from kithara_io.disk import DiskCache
 from tests.servers import ChunkedNginxServer, Http2NginxServer, NginxServer
+from tests.servers.hls import HlsServer
+from tests.servers.hls_media import make_hls_media
 from tests.servers.faults import (
     CapRange,
     ChangedETag,
@@ -168,7 +174,7 @@ class Session:
         elif op < 0.60:
             pos = f.tell()  # go on where the last read ended
         elif op < 0.70:
-            pos = f.seek(-rng.randrange(1, 300_000), io.SEEK_END)
+            pos = f.seek(max(0, size - rng.randrange(1, 300_000)))
         elif op < 0.80:
             pos = f.seek(-min(f.tell(), rng.randrange(1, 2 * MiB)), io.SEEK_CUR)
         elif op < 0.90:  # a decoder's buffer of an odd size
@@ -223,6 +229,42 @@ def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files,
         sessions += batch
     reads = sum(s.reads for s in sessions)
     print(f"\naccess soak: {len(sessions)} sessions, {reads} reads, all equal to the file")
+    assert reads >= 50
+
+
+HLS_PLAYLISTS = [
+    "ts/v0/index.m3u8",
+    "ts/v2/index.m3u8",
+    "fmp4/v1/index.m3u8",
+    "single_ts/index.m3u8",
+    "single_fmp4/index.m3u8",
+    "aes/index.m3u8",
+]
+
+
+def test_mixed_reads_over_hls_equal_the_segments(tls_files, tmp_path, no_leaks) -> None:
+    media = make_hls_media((tmp_path / "hls").resolve())
+    local = {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
+    rng = random.Random(SEED + 2)
+    disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
+    sessions: List[Session] = []
+    with (
+        HlsServer(media.root) as plain,
+        NginxServer(media.root, tls=tls_files) as tls,
+        Http2NginxServer(media.root, tls=tls_files) as h2,
+    ):
+        servers = [plain, tls, h2]
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline:
+            batch = []
+            for _ in range(2 if rng.random() < 0.3 else 1):
+                name = rng.choice(HLS_PLAYLISTS)
+                url = rng.choice(servers).url(name)
+                batch.append(Session(rng.randrange(1 << 30), url, local[name], tls_files.ca, True, disk))
+            _run(batch)
+            sessions += batch
+    reads = sum(s.reads for s in sessions)
+    print(f"\nhls soak: {len(sessions)} sessions, {reads} reads, all equal to the segments")
     assert reads >= 50
 
 
