@@ -8,7 +8,7 @@ that may hold only the range, and the file name a ``Content-Disposition`` sugges
 from __future__ import annotations
 
 import email.message
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import urllib3
 
@@ -67,6 +67,13 @@ STORED_SUFFIXES = {
 }
 
 
+def is_html_page(headers: Mapping[str, str], url: str) -> bool:
+    """An HTML page answering for a URL that does not name one: an error page or a captive
+    portal's sign-in page, never the media asked for."""
+    content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return content_type == "text/html" and not path_ends(url, (".html", ".htm", ".xhtml"))
+
+
 def path_ends(url: str, suffixes: Tuple[str, ...]) -> bool:
     path = (urllib3.util.parse_url(url).path or "").lower()
     return bool(suffixes) and path.endswith(suffixes)
@@ -105,6 +112,7 @@ __all__ = [
     "check_content_range",
     "check_encodings",
     "disposition_filename",
+    "is_html_page",
     "may_be_a_slice",
     "path_ends",
 ]

@@ -23,8 +23,8 @@ from .answers import (
     check_content_range,
     check_encodings,
     disposition_filename,
+    is_html_page,
     may_be_a_slice,
-    path_ends,
 )
 from .base import Validators
 from .transport import AbortHandle, Answer, HttpBody, connection_error
@@ -288,8 +288,7 @@ class HttpSource:
                     url=url,
                     byte_range=span,
                 )
-            content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if content_type == "text/html" and not path_ends(url, (".html", ".htm", ".xhtml")):
+            if is_html_page(answer.headers, url):
                 raise InvalidResponseError(
                     "server answered with an HTML page, not the file (an error page or captive portal?)",
                     url=url,

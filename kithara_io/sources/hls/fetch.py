@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable, Optional, Tuple
 
-from ...errors import InvalidResponseError, StreamError
+from ...errors import InvalidResponseError, StreamError, TruncatedBodyError
 from ...options import StreamOptions
 from ...retry import Cancellation
 from .keys import KeyStore, SegmentDecryptor, segment_iv
@@ -110,7 +110,9 @@ class PartFetcher:
         body = self._transport.open(resource.uri, base + state.pos, None if stop is None else base + stop, abort)
         try:
             if state.size is None:
-                total = body.total if body.total is not None else body.end
+                # The resource's length, never the body's end: that may be the range asked
+                # (a 206 with an unknown total, "/*"; a 200 without a length, cut there).
+                total = body.total
                 if total is not None:
                     state.size = total
                     on_size(total)
@@ -118,9 +120,12 @@ class PartFetcher:
             while not cancelled.is_set() and (stop is None or state.pos < stop):
                 data = body.read(_READ if stop is None else min(_READ, stop - state.pos))
                 if not data:
-                    if stop is None:  # no length given: the end is proven here
-                        state.size = state.pos
-                        on_size(state.pos)
+                    if stop is not None:  # a body with no length of its own ended early
+                        raise TruncatedBodyError(
+                            f"body ended at byte {state.pos} of {stop}", url=resource.uri, byte_range=(state.pos, stop)
+                        )
+                    state.size = state.pos  # no length given: the end is proven here
+                    on_size(state.pos)
                     break
                 on_data(state.pos, data)
                 state.pos += len(data)

@@ -1,0 +1,82 @@
+"""HLS parts served by servers whose answers could be read two ways (as
+``test_ambiguous_answers.py`` for files): a range answered ``200`` with only the bytes asked
+(fsspec's test server, broken proxies), close-delimited or not; a ``206`` whose total is
+``*``. Believed, the part would end at the range asked and every later byte of the stream
+would sit at the wrong offset. Each stream must equal the local parts joined. And a part
+answered by an HTML page (a captive portal's ``200``) is refused, never read as media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+
+import kithara_io
+from kithara_io import InvalidResponseError
+from tests.servers.faults import BadContentRange, FaultServer, HtmlPage, NoContentLength, RangeAs200, running_fault_server
+from tests.servers.hls_media import HlsMedia, make_hls_media
+
+pytestmark = pytest.mark.timeout(60)
+
+SMALL = dict(first_fetch=16 * 1024, min_fetch=16 * 1024, chunk=64 * 1024)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[HlsMedia, FaultServer]]:
+    media = make_hls_media(tmp_path_factory.mktemp("hls-ambiguous").resolve())
+    with running_fault_server() as server:
+        for path in media.root.rglob("*"):
+            if path.is_file():
+                server.add("/" + path.relative_to(media.root).as_posix(), path.read_bytes())
+        yield media, server
+
+
+CASES = [
+    ("ts/v0/index.m3u8", "seg000.ts", "always", RangeAs200()),
+    ("ts/v0/index.m3u8", "seg000.ts", "always", (RangeAs200(), NoContentLength())),
+    ("ts/v0/index.m3u8", "seg003.ts", "always", (RangeAs200(), NoContentLength())),
+    ("ts/v0/index.m3u8", "seg000.ts", "once", BadContentRange("bytes 0-16383/*")),
+    ("single_ts/index.m3u8", "media.ts", "always", (RangeAs200(), NoContentLength())),
+    ("fmp4/v1/index.m3u8", "seg001.m4s", "always", (RangeAs200(), NoContentLength())),
+]
+
+
+@pytest.mark.parametrize("playlist, part, how, fault", CASES, ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+def test_a_part_answered_ambiguously_still_reads_exactly(served, playlist, part, how, fault, no_leaks) -> None:
+    media, server = served
+    server.clear_faults()
+    path = f"/{Path(playlist).parent.as_posix()}/{part}"
+    if how == "always":
+        server.always(path, fault)
+    else:
+        server.script(path, [fault])
+    try:
+        with kithara_io.open(server.url(playlist), **SMALL) as f:
+            got = f.read()
+    finally:
+        server.clear_faults()
+    assert got == media.local_bytes(playlist)
+
+
+@pytest.mark.parametrize("part", ["seg000.ts", "seg003.ts"])
+def test_a_part_answered_by_an_html_page_is_refused(served, part, no_leaks) -> None:
+    """A captive portal answers ``200`` with its sign-in page: the stream fails naming the
+    part, and no byte of the page is handed over as media."""
+    media, server = served
+    playlist = "ts/v0/index.m3u8"
+    local = media.local_bytes(playlist)
+    server.clear_faults()
+    server.always(f"/ts/v0/{part}", HtmlPage(200))
+    got = bytearray()
+    try:
+        with pytest.raises(InvalidResponseError, match=rf"HTML page.*{part}"):
+            with kithara_io.open(server.url(playlist), **SMALL) as f:  # (open may meet it)
+                for _ in range(1000):  # bounded: the stream is ~0.5 MB
+                    piece = f.read(8192)
+                    if not piece:
+                        break
+                    got += piece
+    finally:
+        server.clear_faults()
+    assert got == local[: len(got)]
