@@ -2,8 +2,10 @@
 ``test_ambiguous_answers.py`` for files): a range answered ``200`` with only the bytes asked
 (fsspec's test server, broken proxies), close-delimited or not; a ``206`` whose total is
 ``*``. Believed, the part would end at the range asked and every later byte of the stream
-would sit at the wrong offset. Each stream must equal the local parts joined. And a part
-answered by an HTML page (a captive portal's ``200``) is refused, never read as media."""
+would sit at the wrong offset. Each stream must equal the local parts joined. A part
+answered by an HTML page (a captive portal's ``200``) is refused, never read as media. A
+HEAD's length of a gzip body is not the part's; a part whose GET says another length than
+its HEAD did fails the stream (its later bytes would sit at the wrong offsets)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,17 @@ from typing import Iterator, Tuple
 import pytest
 
 import kithara_io
-from kithara_io import InvalidResponseError
-from tests.servers.faults import BadContentRange, FaultServer, HtmlPage, NoContentLength, RangeAs200, running_fault_server
+from kithara_io import InvalidResponseError, ResourceChangedError
+from tests.servers.faults import (
+    BadContentRange,
+    ChangedLength,
+    FaultServer,
+    Gzip,
+    HtmlPage,
+    NoContentLength,
+    RangeAs200,
+    running_fault_server,
+)
 from tests.servers.hls_media import HlsMedia, make_hls_media
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,6 +83,46 @@ def test_a_part_answered_by_an_html_page_is_refused(served, part, no_leaks) -> N
     try:
         with pytest.raises(InvalidResponseError, match=rf"HTML page.*{part}"):
             with kithara_io.open(server.url(playlist), **SMALL) as f:  # (open may meet it)
+                for _ in range(1000):  # bounded: the stream is ~0.5 MB
+                    piece = f.read(8192)
+                    if not piece:
+                        break
+                    got += piece
+    finally:
+        server.clear_faults()
+    assert got == local[: len(got)]
+
+
+def test_a_head_with_a_gzip_length_does_not_shorten_the_stream(served, no_leaks) -> None:
+    """The HEAD that learns seg003's length answers for a gzip body (smaller): believed, the
+    stream would end early, a read near its end giving nothing."""
+    media, server = served
+    playlist = "ts/v0/index.m3u8"
+    local = media.local_bytes(playlist)
+    server.clear_faults()
+    server.script("/ts/v0/seg003.ts", [Gzip()], method="HEAD")
+    try:
+        with kithara_io.open(server.url(playlist), tail=0) as f:
+            pos = len(local) - 6599
+            f.seek(pos)
+            assert f.read(4096) == local[pos : pos + 4096]
+            assert f.size == len(local)
+    finally:
+        server.clear_faults()
+
+
+def test_a_part_whose_get_contradicts_its_head_fails_the_stream(served, no_leaks) -> None:
+    """seg003's HEAD says 70000 bytes, its GET 65236: every byte after it would be laid out
+    4764 bytes off. The stream fails there; what it gave before is the file's."""
+    media, server = served
+    playlist = "ts/v0/index.m3u8"
+    local = media.local_bytes(playlist)
+    server.clear_faults()
+    server.script("/ts/v0/seg003.ts", [ChangedLength(70000)], method="HEAD")
+    got = bytearray()
+    try:
+        with pytest.raises(ResourceChangedError, match=r"not 70000.*seg003"):
+            with kithara_io.open(server.url(playlist), tail=0) as f:
                 for _ in range(1000):  # bounded: the stream is ~0.5 MB
                     piece = f.read(8192)
                     if not piece:

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable, Optional, Tuple
 
-from ...errors import InvalidResponseError, StreamError, TruncatedBodyError
+from ...errors import InvalidResponseError, ResourceChangedError, StreamError, TruncatedBodyError
 from ...options import StreamOptions
 from ...retry import Cancellation
 from .keys import KeyStore, SegmentDecryptor, segment_iv
@@ -117,6 +117,12 @@ class PartFetcher:
                     state.size = total
                     on_size(total)
                     stop = total if end is None else min(end, total)
+            elif resource.byterange is None and body.total is not None and body.total != state.size:
+                # The stream's offsets were laid out with the first length: a part that
+                # changed (or a HEAD that said another) would put bytes at the wrong place.
+                raise ResourceChangedError(
+                    f"the part is {body.total} bytes long, not {state.size} as first said", url=resource.uri
+                )
             while not cancelled.is_set() and (stop is None or state.pos < stop):
                 data = body.read(_READ if stop is None else min(_READ, stop - state.pos))
                 if not data:

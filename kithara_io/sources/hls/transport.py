@@ -167,9 +167,12 @@ class Transport:
             body.close()
 
     def head_length(self, url: str, abort: Optional[Abort] = None) -> Optional[int]:
-        """The resource length from a HEAD (None if the server does not say)."""
+        """The resource length from a HEAD (None if the server does not say, or says the
+        length of an encoded body: a GET would be refused for its encoding anyway)."""
         response = self._request("HEAD", url, None, abort)
         response.release_conn()
+        if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+            return None
         return content_length(response.headers.get("Content-Length"))
 
     def open(self, url: str, start: int = 0, end: Optional[int] = None, abort: Optional[Abort] = None) -> Body:
