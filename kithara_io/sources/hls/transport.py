@@ -168,10 +168,11 @@ class Transport:
 
     def head_length(self, url: str, abort: Optional[Abort] = None) -> Optional[int]:
         """The resource length from a HEAD (None if the server does not say, or says the
-        length of an encoded body: a GET would be refused for its encoding anyway)."""
+        length of something a GET would be refused for: an encoded body, an HTML page)."""
         response = self._request("HEAD", url, None, abort)
         response.release_conn()
-        if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity") or is_html_page(response.headers, url):
             return None
         return content_length(response.headers.get("Content-Length"))
 
