@@ -18,6 +18,7 @@ import kithara_io
 from kithara_io import InvalidResponseError, ResourceChangedError
 from tests.servers.faults import (
     BadContentRange,
+    CapRange,
     ChangedLength,
     FaultServer,
     Gzip,
@@ -132,4 +133,44 @@ def test_a_part_whose_get_contradicts_its_head_fails_the_stream(served, no_leaks
                     got += piece
     finally:
         server.clear_faults()
+    assert got == local[: len(got)]
+
+
+def test_parts_whose_answers_are_capped_read_on_without_retries(served, no_leaks) -> None:
+    """A CDN slice limit: every 206 carries at most 16 KiB, with an honest Content-Range. Each
+    answer is a whole answer, not a broken one: the next request goes on, no retry waits."""
+    media, server = served
+    server.clear_faults()
+    for playlist in ("ts/v2/index.m3u8", "single_ts/index.m3u8"):
+        folder = media.root / Path(playlist).parent
+        for path in folder.iterdir():
+            server.always("/" + path.relative_to(media.root).as_posix(), CapRange(16 * 1024))
+    try:
+        for playlist in ("ts/v2/index.m3u8", "single_ts/index.m3u8"):
+            with kithara_io.open(server.url(playlist)) as f:
+                assert f.read() == media.local_bytes(playlist)
+                assert f.stats().retries == 0
+    finally:
+        server.clear_faults()
+
+
+def test_a_byte_range_past_the_end_of_its_file_fails_the_stream(served, no_leaks) -> None:
+    """The playlist's last EXT-X-BYTERANGE ends 1,000 bytes past its file: the stream fails
+    saying so, with every byte it gave before equal to the file's (it neither waits for
+    bytes that do not exist nor ends short in silence)."""
+    media, server = served
+    text = (media.root / "single_ts/index.m3u8").read_text()
+    last = [line for line in text.splitlines() if line.startswith("#EXT-X-BYTERANGE:")][-1]
+    length, _, offset = last.split(":", 1)[1].partition("@")
+    text = text.replace(last, f"#EXT-X-BYTERANGE:{int(length) + 1000}@{offset}")
+    server.add("/single_ts/long.m3u8", text.encode())
+    local = media.local_bytes("single_ts/index.m3u8")
+    got = bytearray()
+    with pytest.raises(InvalidResponseError, match=r"byte range reaches past the end of the file"):
+        with kithara_io.open(server.url("single_ts/long.m3u8")) as f:
+            for _ in range(1000):  # bounded: the stream is ~0.7 MB
+                piece = f.read(65536)
+                if not piece:
+                    break
+                got += piece
     assert got == local[: len(got)]

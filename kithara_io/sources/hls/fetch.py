@@ -108,7 +108,15 @@ class PartFetcher:
         if stop is not None and state.pos >= stop:
             return
         body = self._transport.open(resource.uri, base + state.pos, None if stop is None else base + stop, abort)
+        first = state.pos
         try:
+            span = resource.byterange
+            if span is not None and body.total is not None and span[0] + span[1] > body.total:
+                raise InvalidResponseError(
+                    f"the playlist's byte range reaches past the end of the file ({body.total} bytes)",
+                    url=resource.uri,
+                    byte_range=(span[0], span[0] + span[1]),
+                )
             if state.size is None:
                 # The resource's length, never the body's end: that may be the range asked
                 # (a 206 with an unknown total, "/*"; a 200 without a length, cut there).
@@ -126,13 +134,14 @@ class PartFetcher:
             while not cancelled.is_set() and (stop is None or state.pos < stop):
                 data = body.read(_READ if stop is None else min(_READ, stop - state.pos))
                 if not data:
-                    if stop is not None:  # a body with no length of its own ended early
+                    if stop is None:  # no length given: the end is proven here
+                        state.size = state.pos
+                        on_size(state.pos)
+                    elif state.pos == first:  # nothing came: asked again, it could loop forever
                         raise TruncatedBodyError(
                             f"body ended at byte {state.pos} of {stop}", url=resource.uri, byte_range=(state.pos, stop)
                         )
-                    state.size = state.pos  # no length given: the end is proven here
-                    on_size(state.pos)
-                    break
+                    break  # (an answer covering less than asked, a capped range: the next goes on)
                 on_data(state.pos, data)
                 state.pos += len(data)
         finally:
