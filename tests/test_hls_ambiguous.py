@@ -44,6 +44,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[HlsMedia,
         yield media, server
 
 
+def read_until_it_fails(url: str, error: type, match: str, **options) -> bytes:
+    """Open ``url`` and read it to its end, expecting ``error`` (at open or at a read); the
+    bytes read before it."""
+    got = bytearray()
+    with pytest.raises(error, match=match):
+        with kithara_io.open(url, **options) as f:  # (open may meet it)
+            for _ in range(1000):  # bounded: the streams here are under 1 MB
+                piece = f.read(8192)
+                if not piece:
+                    break
+                got += piece
+    return bytes(got)
+
+
 CASES = [
     ("ts/v0/index.m3u8", "seg000.ts", "always", RangeAs200()),
     ("ts/v0/index.m3u8", "seg000.ts", "always", (RangeAs200(), NoContentLength())),
@@ -80,15 +94,8 @@ def test_a_part_answered_by_an_html_page_is_refused(served, part, no_leaks) -> N
     local = media.local_bytes(playlist)
     server.clear_faults()
     server.always(f"/ts/v0/{part}", HtmlPage(200))
-    got = bytearray()
     try:
-        with pytest.raises(InvalidResponseError, match=rf"HTML page.*{part}"):
-            with kithara_io.open(server.url(playlist), **SMALL) as f:  # (open may meet it)
-                for _ in range(1000):  # bounded: the stream is ~0.5 MB
-                    piece = f.read(8192)
-                    if not piece:
-                        break
-                    got += piece
+        got = read_until_it_fails(server.url(playlist), InvalidResponseError, rf"HTML page.*{part}", **SMALL)
     finally:
         server.clear_faults()
     assert got == local[: len(got)]
@@ -122,15 +129,8 @@ def test_a_part_whose_get_contradicts_its_head_fails_the_stream(served, no_leaks
     local = media.local_bytes(playlist)
     server.clear_faults()
     server.script("/ts/v0/seg003.ts", [ChangedLength(70000)], method="HEAD")
-    got = bytearray()
     try:
-        with pytest.raises(ResourceChangedError, match=r"not 70000.*seg003"):
-            with kithara_io.open(server.url(playlist), tail=0) as f:
-                for _ in range(1000):  # bounded: the stream is ~0.5 MB
-                    piece = f.read(8192)
-                    if not piece:
-                        break
-                    got += piece
+        got = read_until_it_fails(server.url(playlist), ResourceChangedError, r"not 70000.*seg003", tail=0)
     finally:
         server.clear_faults()
     assert got == local[: len(got)]
@@ -165,12 +165,7 @@ def test_a_byte_range_past_the_end_of_its_file_fails_the_stream(served, no_leaks
     text = text.replace(last, f"#EXT-X-BYTERANGE:{int(length) + 1000}@{offset}")
     server.add("/single_ts/long.m3u8", text.encode())
     local = media.local_bytes("single_ts/index.m3u8")
-    got = bytearray()
-    with pytest.raises(InvalidResponseError, match=r"byte range reaches past the end of the file"):
-        with kithara_io.open(server.url("single_ts/long.m3u8")) as f:
-            for _ in range(1000):  # bounded: the stream is ~0.7 MB
-                piece = f.read(65536)
-                if not piece:
-                    break
-                got += piece
+    got = read_until_it_fails(
+        server.url("single_ts/long.m3u8"), InvalidResponseError, r"byte range reaches past the end of the file"
+    )
     assert got == local[: len(got)]
