@@ -35,6 +35,11 @@ def decimal(text: Optional[str]) -> Optional[int]:
     return HUGE if len(significant) > 20 else int(significant or "0")
 
 
+def content_coding(value: Optional[str]) -> str:
+    """A ``Content-Encoding`` value, lowered: ``"identity"`` when absent or empty."""
+    return (value or "").strip().lower() or "identity"
+
+
 def content_length(value: Optional[str]) -> Optional[int]:
     """A ``Content-Length`` value, or None when absent or not a plain decimal number."""
     return decimal(value)

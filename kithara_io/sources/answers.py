@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Tuple
 import urllib3
 
 from ..errors import InvalidResponseError
-from ..headers import content_length
+from ..headers import content_coding, content_length
 from .live.icy import is_station
 from .transport import Answer
 
@@ -37,8 +37,8 @@ def check_encodings(answer: Answer, span: tuple) -> None:
     (a ``.gz`` that werkzeug, Flask or twisted label ``Content-Encoding: gzip``); compression
     applied on the fly is refused. Only plain chunked framing is read."""
     url = answer.url
-    encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity") and not path_ends(url, STORED_SUFFIXES.get(encoding, ())):
+    encoding = content_coding(answer.headers.get("Content-Encoding"))
+    if encoding != "identity" and not path_ends(url, STORED_SUFFIXES.get(encoding, ())):
         raise InvalidResponseError(
             f"server sent Content-Encoding {encoding!r} although identity was asked", url=url, byte_range=span
         )

@@ -71,6 +71,17 @@ def test_content_length(value: str) -> None:
 
 
 @FUZZ
+@given(value=st.one_of(st.none(), HEADER_TEXT))
+@example(value=None)
+@example(value=" \t")
+@example(value=" GZip ")
+def test_content_coding(value) -> None:
+    coding, _ = outcome(lambda: headers.content_coding(value), ())
+    assert coding == coding.strip().lower() and coding
+    assert (coding == "identity") == ((value or "").strip().lower() in ("", "identity"))
+
+
+@FUZZ
 @given(value=HEADER_TEXT)
 @example(value="bytes \xb2-\xb3/\xb9")  # Latin-1 superscripts matched \d: int() refused them
 @example(value="bytes 0-1/" + "9" * 5000)  # too long for int(): once a ValueError out of open()

@@ -23,7 +23,7 @@ import zlib
 from typing import Callable, Mapping, Optional, Tuple, TypeVar, Union
 
 from ... import errors
-from ...headers import content_length, content_range, unsatisfied_range
+from ...headers import content_coding, content_length, content_range, unsatisfied_range
 from ...net import Client, Policy, Response
 from ...net.connections import shutdown
 from ...net.policy import USER_AGENT
@@ -171,8 +171,8 @@ class Transport:
         length of something a GET would be refused for: an encoded body, an HTML page)."""
         response = self._request("HEAD", url, None, abort)
         response.release_conn()
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity") or is_html_page(response.headers, url):
+        encoded = content_coding(response.headers.get("Content-Encoding")) != "identity"
+        if encoded or is_html_page(response.headers, url):
             return None
         return content_length(response.headers.get("Content-Length"))
 
@@ -216,8 +216,8 @@ class Transport:
         return body
 
     def _body(self, response: Response, url: str, start: int, end: Optional[int]) -> Body:
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
+        encoding = content_coding(response.headers.get("Content-Encoding"))
+        if encoding != "identity":
             raise errors.InvalidResponseError(f"unexpected Content-Encoding {encoding!r}", url=url)
         if is_html_page(response.headers, url):
             raise errors.InvalidResponseError(
@@ -299,8 +299,8 @@ def _decoded(response: Response, url: str) -> Callable[[], bytes]:
     """A reader of ``response``'s body with a gzip or deflate Content-Encoding undone (a
     playlist server may send one whatever we ask); b"" at the end. InvalidResponseError for
     any other encoding."""
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
+    encoding = content_coding(response.headers.get("Content-Encoding"))
+    if encoding == "identity":
         return lambda: response.read1(64 * 1024)
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise errors.InvalidResponseError(f"playlist in an unsupported Content-Encoding {encoding!r}", url=url)

@@ -21,6 +21,7 @@ import threading
 from typing import Mapping, Optional, Protocol, Union
 
 from ...errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
+from ...headers import content_coding
 from ...net import Client, Policy, Response
 from ...net.connections import shutdown_socket as _shutdown
 from ...retry import Timeout, parse_retry_after
@@ -135,8 +136,8 @@ def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str])
         error = HTTPStatusError(status, reason, url=url)
         error.retry_after = parse_retry_after(headers.get("Retry-After"))
         raise error
-    encoding = headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    encoding = content_coding(headers.get("Content-Encoding"))
+    if encoding != "identity":
         raise InvalidResponseError(f"server sent Content-Encoding {encoding!r} although identity was asked", url=url)
     if headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html":
         raise InvalidResponseError("server answered with an HTML page, not a stream", url=url)
