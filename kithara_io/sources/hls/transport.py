@@ -198,7 +198,7 @@ class Transport:
             total = unsatisfied_range(response.headers.get("Content-Range"))
             response.close()
             if total is None or start < total:
-                raise errors.HTTPStatusError(416, response.reason, url=response.url)
+                raise _status_error(response)
             return Body(None, url, start, start, total)
         if ranged and response.status == 200 and may_be_a_slice(Answer.of(response), start, end):
             # Some servers (fsspec's test server, broken proxies) answer a range with 200 and
@@ -270,10 +270,15 @@ class Transport:
             abort.attach(response)  # the response's connection, until it goes back to the pool
         if response.status >= 400 and not (unsatisfiable and response.status == 416):
             response.close()
-            error = errors.HTTPStatusError(response.status, response.reason, url=response.url)
-            error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise error
+            raise _status_error(response)
         return response
+
+
+def _status_error(response: Response) -> errors.HTTPStatusError:
+    """What an answer with an error status raises (with its ``Retry-After``)."""
+    error = errors.HTTPStatusError(response.status, response.reason, url=response.url)
+    error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return error
 
 
 def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:
