@@ -6,12 +6,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
-  gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+  lighttpd lighttpd-mod-openssl apache2-bin
 PYTEST_ARGS ?=
 # npm packages the tests use (Azurite, the Azure Blob emulator), installed under .npm/
 NPM_PREFIX := .npm
 NPM_STAMP  := $(NPM_PREFIX)/.installed
-NPM_PACKAGES := azurite@3
+NPM_PACKAGES := azurite@3 http-server@14
 
 .PHONY: test lint demo bench docs pictures deps npm venv clean
 

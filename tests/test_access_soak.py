@@ -204,7 +204,7 @@ class Session:
         return False
 
 
-def _run(batch: List[Session]) -> None:
+def run_sessions(batch: List[Session]) -> None:
     """Run the sessions at once; fail on the first wrong read or unexpected error."""
     threads = [threading.Thread(target=s.run, name=f"access-soak-{i}") for i, s in enumerate(batch)]
     for t in threads:
@@ -228,7 +228,7 @@ def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files,
             Session(rng.randrange(1 << 30), urls[kind], data, tls_files.ca, kind != "chunked", disk)
             for kind in rng.sample(kinds, 2 if rng.random() < 0.3 else 1)
         ]
-        _run(batch)
+        run_sessions(batch)
         sessions += batch
     reads = sum(s.reads for s in sessions)
     print(f"\naccess soak: {len(sessions)} sessions, {reads} reads, all equal to the file")
@@ -264,7 +264,7 @@ def test_mixed_reads_over_hls_equal_the_segments(tls_files, tmp_path, no_leaks) 
                 name = rng.choice(HLS_PLAYLISTS)
                 url = rng.choice(servers).url(name)
                 batch.append(Session(rng.randrange(1 << 30), url, local[name], tls_files.ca, True, disk))
-            _run(batch)
+            run_sessions(batch)
             sessions += batch
     reads = sum(s.reads for s in sessions)
     print(f"\nhls soak: {len(sessions)} sessions, {reads} reads, all equal to the segments")
@@ -293,7 +293,7 @@ def test_mixed_reads_over_hls_through_faults_equal_the_segments_or_fail_loudly(
             if path.startswith(folder) and not path.endswith(".m3u8"):
                 server.script(path, [_fault(rng) if rng.random() < 0.3 else None for _ in range(6)])
         session = Session(rng.randrange(1 << 30), server.url(name), local[name], tls_files.ca, True, disk, faulty=True)
-        _run([session])
+        run_sessions([session])
         sessions.append(session)
         server.clear_faults()
     reads = sum(s.reads for s in sessions)
@@ -317,7 +317,7 @@ def test_mixed_reads_through_faults_equal_the_file_or_fail_loudly(make_fault_ser
             url = server.add(path, data)
             server.script(path, [_fault(rng) if rng.random() < 0.4 else None for _ in range(16)])
             batch.append(Session(rng.randrange(1 << 30), url, data, tls_files.ca, True, disk, faulty=True))
-        _run(batch)
+        run_sessions(batch)
         sessions += batch
         for server in servers:
             server.clear_faults()

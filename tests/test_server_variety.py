@@ -1,0 +1,106 @@
+"""Byte-exact reads against HTTP servers this project did not write.
+
+nginx is what most tests use; these servers answer ranges their own way, where nginx is
+silent: weak or strong ETags and how ``If-Range`` is judged against them, what a range past
+the end answers, whether a HEAD or a 416 carries a length, the content type of a playlist.
+Each server runs the seeded sessions of mixed reads of ``tests/test_access_soak.py``
+(random, sequential, tail, seeks back, odd ``readinto`` buffers, two streams at once, a
+shared disk cache) on a file, then on FFmpeg's HLS playlists (MPEG-TS, fMP4, single-file
+byte ranges, AES-128): every read equals the file, or the local segments joined.
+
+The servers: lighttpd and Apache httpd (over http and https), aiohttp's, tornado's and
+werkzeug's static files, and Node's http-server. A few seconds each in ``make test``;
+longer by hand:
+
+    KITHARA_VARIETY_SECONDS=120 python -m pytest tests/test_server_variety.py -s
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable, ContextManager, Dict, List, Tuple
+
+import pytest
+
+from kithara_io.disk import DiskCache
+from tests.servers import app_servers, system_servers
+from tests.servers.hls_media import make_hls_media
+from tests.servers.tls import TlsFiles
+from tests.test_access_soak import HLS_PLAYLISTS, Session, run_sessions
+
+SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "3"))
+SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
+SIZE = 8 << 20
+MiB = 1 << 20
+
+pytestmark = pytest.mark.timeout(2 * SECONDS + 120)
+
+Make = Callable[[Path, TlsFiles], ContextManager]
+SERVERS: Dict[str, Tuple[Make, Callable[[], "str | None"]]] = {
+    "lighttpd": (lambda root, tls: system_servers.LighttpdServer(root), lambda: system_servers.unavailable("lighttpd")),
+    "lighttpd-https": (
+        lambda root, tls: system_servers.LighttpdServer(root, tls=tls),
+        lambda: system_servers.unavailable("lighttpd"),
+    ),
+    "apache": (lambda root, tls: system_servers.ApacheServer(root), lambda: system_servers.unavailable("apache")),
+    "apache-https": (
+        lambda root, tls: system_servers.ApacheServer(root, tls=tls),
+        lambda: system_servers.unavailable("apache"),
+    ),
+    "aiohttp": (lambda root, tls: app_servers.AiohttpServer(root), lambda: app_servers.unavailable("aiohttp")),
+    "tornado": (lambda root, tls: app_servers.TornadoServer(root), lambda: app_servers.unavailable("tornado")),
+    "werkzeug": (lambda root, tls: app_servers.WerkzeugServer(root), lambda: app_servers.unavailable("werkzeug")),
+    "node-http-server": (
+        lambda root, tls: app_servers.NodeHttpServer(root),
+        lambda: app_servers.unavailable("node-http-server"),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, bytes, Dict[str, bytes]]:
+    """The served root, the file's bytes, and each playlist's local segments joined."""
+    root = tmp_path_factory.mktemp("variety").resolve()
+    data = random.Random(SEED).randbytes(SIZE)
+    (root / "f.bin").write_bytes(data)
+    media = make_hls_media(root / "hls")
+    return root, data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
+
+
+def _soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
+    """Run batches of sessions for ``seconds``; (sessions, reads)."""
+    sessions: List[Session] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sessions += (new := batch())
+        run_sessions(new)
+    return len(sessions), sum(s.reads for s in sessions)
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_mixed_reads_equal_the_file_and_the_segments(kind, content, tls_files, tmp_path, no_leaks) -> None:
+    make, unavailable = SERVERS[kind]
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    root, data, local = content
+    disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
+    rng = random.Random(f"{SEED}-{kind}")
+    ca = tls_files.ca
+    with make(root, tls_files) as server:
+
+        def files() -> List[Session]:
+            count = 2 if rng.random() < 0.3 else 1
+            return [Session(rng.randrange(1 << 30), server.url("f.bin"), data, ca, True, disk) for _ in range(count)]
+
+        def playlists() -> List[Session]:
+            name = rng.choice(HLS_PLAYLISTS)
+            return [Session(rng.randrange(1 << 30), server.url(f"hls/{name}"), local[name], ca, True, disk)]
+
+        file_counts = _soak(SECONDS, files)
+        hls_counts = _soak(SECONDS, playlists)
+    print(f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads; hls {hls_counts[0]}, {hls_counts[1]}")
+    assert file_counts[1] >= 10 and hls_counts[1] >= 10
