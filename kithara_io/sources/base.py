@@ -33,13 +33,19 @@ class Validators:
         """What differs in ``seen`` (a later answer) from this pinned version, in words.
         A validator either side lacks cannot differ."""
         changes = []
-        if self.etag and seen.etag and self.etag != seen.etag:
+        if self.etag and seen.etag and not same_etag(self.etag, seen.etag):
             changes.append(f"ETag {self.etag} -> {seen.etag}")
         if self.last_modified and seen.last_modified and self.last_modified != seen.last_modified:
             changes.append(f"Last-Modified {self.last_modified} -> {seen.last_modified}")
         if self.size is not None and seen.size is not None and self.size != seen.size:
             changes.append(f"length {self.size} -> {seen.size}")
         return changes
+
+
+def same_etag(a: str, b: str) -> bool:
+    """RFC 9110's weak comparison: the same opaque tag, weak (``W/``) or not. Apache tags a
+    file modified within the last second weak, and the same tag strong a second later."""
+    return a.removeprefix("W/") == b.removeprefix("W/")
 
 
 class Abort(Protocol):

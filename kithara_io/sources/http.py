@@ -10,6 +10,7 @@ one Client per source, its Policy built from the URL and options given here).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from typing import Callable, Deque, Dict, FrozenSet, Mapping, Optional, Tuple, Union
@@ -68,6 +69,7 @@ class HttpSource:
         self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _redirects_told, _ends
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
+        self._dates_in_if_range = True  # False once the server ignored a date there (Apache)
         self._ends: Deque[int] = collections.deque(maxlen=8)  # where the last ranges asked for ended
 
     # -- the Source protocol -------------------------------------------------------------
@@ -172,6 +174,7 @@ class HttpSource:
         abort = abort or AbortHandle()
         spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         for attempt in range(2):
+            dated = self._if_range()[1]
             answer = self._request(spec, (start, end), abort, conditions)
             try:
                 if known is not None and answer.status == 304:
@@ -188,6 +191,16 @@ class HttpSource:
                     # ask without Range to learn it.
                     answer.close()
                     answer = self._request(None, (start, end), abort)
+                elif answer.status == 200 and self._ranged and dated:
+                    # If-Range carried a date: Apache judges one too fresh to be a strong
+                    # validator for 60 s after the file's mtime, and answers the whole
+                    # file. Unchanged (as _pin checks), it is asked again without If-Range:
+                    # every answer's validators are still compared with the pinned ones.
+                    self._pin(answer, answer_length(answer), ranged=True)
+                    answer.close()
+                    with self._lock:
+                        self._dates_in_if_range = False
+                    answer = self._request(spec, (start, end), abort, conditions)
                 elif answer.status == 200 and not self._ranged and may_be_a_slice(answer, start, end):
                     # Some servers (fsspec's test server, broken proxies) answer a range with
                     # 200 and just the bytes asked: such a body cannot be told from a whole
@@ -227,9 +240,9 @@ class HttpSource:
         headers = {"Accept-Encoding": "identity", **(conditions or {})}
         if range_spec is not None:
             headers["Range"] = range_spec
-            pinned = self._pinned
-            if pinned is not None and pinned.if_range:
-                headers["If-Range"] = pinned.if_range
+            if_range, _ = self._if_range()
+            if if_range:
+                headers["If-Range"] = if_range
         with self._lock:
             url = self.final_url
         if self._sign is not None:
@@ -244,6 +257,18 @@ class HttpSource:
         if response.history:
             self._tell_redirect(url, response.url)
         return Answer.of(response)
+
+    def _if_range(self) -> Tuple[Optional[str], bool]:
+        """The pinned version's If-Range validator, and whether it is a date (sent only
+        while the server honours dates there)."""
+        pinned = self._pinned
+        value = None if pinned is None else pinned.if_range
+        if pinned is None or value is None:
+            return None, False
+        dated = value == pinned.last_modified  # (no strong ETag)
+        if dated and not self._dates_in_if_range:
+            return None, False
+        return value, dated
 
     def _elsewhere(self, span: Optional[tuple]) -> bool:
         """Does this range start away from where the recent ones ended (a random read, not a
@@ -348,7 +373,11 @@ class HttpSource:
                 return
             if self._ranged is None:  # pinned by a 304, which says nothing about ranges
                 self._ranged = ranged
-        changes = pinned.changes_from(seen)
+            changes = pinned.changes_from(seen)
+            if not changes and pinned.etag and pinned.etag.startswith("W/") and seen.etag and seen.etag[:2] != "W/":
+                # The same tag, strong now (Apache's, a second after the file changed):
+                # If-Range can carry it from now on.
+                self._pinned = dataclasses.replace(pinned, etag=seen.etag)
         if changes:
             raise ResourceChangedError("resource changed on the server: " + ", ".join(changes), url=answer.url)
 

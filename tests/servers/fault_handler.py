@@ -196,7 +196,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         if method == "GET" and rng is not None and not plan.ignore_range:
             if_range = self.headers.get("If-Range")
-            if if_range is None or _if_range_matches(if_range, res.etag, res.last_modified):
+            dated = if_range is not None and not if_range.strip().startswith(('"', "W/"))
+            if if_range is None or (
+                _if_range_matches(if_range, res.etag, res.last_modified) and not (dated and plan.dates_fail_if_range)
+            ):
                 selected = parse_range(rng, total)
         if selected == UNSATISFIABLE:
             shown = plan.total if plan.total is not None else total

@@ -21,6 +21,7 @@ class _Plan:
         self.latency = 0.0
         self.answer: Optional[Fault] = None  # Disconnect / Status / Redirect / HtmlPage
         self.ignore_range = False
+        self.dates_fail_if_range = False
         self.cap: Optional[int] = None
         self.slice_as_200 = False
         # (first, last, total) -> Content-Range value, or None to omit it; forces a 206
@@ -166,6 +167,15 @@ class IgnoreRange(Fault):
 
     def _apply(self, plan: _Plan) -> None:
         plan.ignore_range = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DatesFailIfRange(Fault):
+    """Apache within 60 s of a file's mtime: an ``If-Range`` date never matches (too fresh to
+    be a strong validator), so a range asked with one is answered 200 with the whole body."""
+
+    def _apply(self, plan: _Plan) -> None:
+        plan.dates_fail_if_range = True
 
 
 @dataclasses.dataclass(frozen=True)

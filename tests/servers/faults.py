@@ -22,8 +22,9 @@ faults combined in one response, e.g. ``(Latency(0.2), Throttle(50_000), Reset(1
 
 Where a fault acts:
   before headers    Latency, Disconnect, Status, Redirect, HtmlPage (these replace the answer)
-  in the headers    IgnoreRange, CapRange, RangeAs200, WrongContentRange, BadContentRange,
-                    NoContentRange, ChangedLength, ChangedETag, Gzip, Chunked, NoContentLength
+  in the headers    IgnoreRange, DatesFailIfRange, CapRange, RangeAs200, WrongContentRange,
+                    BadContentRange, NoContentRange, ChangedLength, ChangedETag, Gzip, Chunked,
+                    NoContentLength
   in the body       Reset, Truncate, Stall, StallForever, Throttle (counted in payload bytes;
                     they also apply to the bodies of Status/HtmlPage answers)
 
@@ -58,6 +59,7 @@ from .fault_kinds import (
     ChangedETag,
     ChangedLength,
     Chunked,
+    DatesFailIfRange,
     Disconnect,
     Fault,
     FaultSpec,
@@ -98,6 +100,7 @@ __all__ = [
     "BadContentRange",
     "NoContentRange",
     "IgnoreRange",
+    "DatesFailIfRange",
     "CapRange",
     "RangeAs200",
     "ChangedETag",
