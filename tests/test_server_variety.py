@@ -8,9 +8,9 @@ Each server runs the seeded sessions of mixed reads of ``tests/test_access_soak.
 shared disk cache) on a file, then on FFmpeg's HLS playlists (MPEG-TS, fMP4, single-file
 byte ranges, AES-128): every read equals the file, or the local segments joined.
 
-The servers: lighttpd and Apache httpd (over http and https), aiohttp's, tornado's and
-werkzeug's static files, and Node's http-server. A few seconds each in ``make test``;
-longer by hand:
+The servers: lighttpd, Apache httpd and Caddy (Go's ``ServeContent``), over http and https;
+aiohttp's, tornado's, werkzeug's and Twisted's static files; Node's http-server. A few
+seconds each in ``make test``; longer by hand:
 
     KITHARA_VARIETY_SECONDS=120 python -m pytest tests/test_server_variety.py -s
 """
@@ -50,9 +50,15 @@ SERVERS: Dict[str, Tuple[Make, Callable[[], "str | None"]]] = {
         lambda root, tls: system_servers.ApacheServer(root, tls=tls),
         lambda: system_servers.unavailable("apache"),
     ),
+    "caddy": (lambda root, tls: system_servers.CaddyServer(root), lambda: system_servers.unavailable("caddy")),
+    "caddy-https": (
+        lambda root, tls: system_servers.CaddyServer(root, tls=tls),
+        lambda: system_servers.unavailable("caddy"),
+    ),
     "aiohttp": (lambda root, tls: app_servers.AiohttpServer(root), lambda: app_servers.unavailable("aiohttp")),
     "tornado": (lambda root, tls: app_servers.TornadoServer(root), lambda: app_servers.unavailable("tornado")),
     "werkzeug": (lambda root, tls: app_servers.WerkzeugServer(root), lambda: app_servers.unavailable("werkzeug")),
+    "twisted": (lambda root, tls: app_servers.TwistedServer(root), lambda: app_servers.unavailable("twisted")),
     "node-http-server": (
         lambda root, tls: app_servers.NodeHttpServer(root),
         lambda: app_servers.unavailable("node-http-server"),

@@ -1,17 +1,18 @@
 """Static-file HTTP servers the project did not write, each serving a directory on
 127.0.0.1 with Range support, each in its own child process: aiohttp (``web.static``),
 tornado (``StaticFileHandler``), werkzeug (Flask ``send_from_directory``: werkzeug's
-``SharedDataMiddleware`` answers Range with a 200) and Node.js ``http-server`` (npm,
-installed under .npm/ by ``make test``). Plain http, each server's default headers, no
-compression. ``unavailable(kind)`` says why one cannot run here (a ``pytest.skip`` reason).
+``SharedDataMiddleware`` answers Range with a 200), Twisted (``twisted.web.static.File``,
+its own Range code) and Node.js ``http-server`` (npm, installed under .npm/ by ``make
+test``). Plain http, each server's default headers, no compression. ``unavailable(kind)``
+says why one cannot run here (a ``pytest.skip`` reason).
 
 Seen differences from nginx: aiohttp judges ``If-Range`` only as a date (an ETag there
 is ignored) and answers a multi-range with 416; tornado ignores ``If-Range``, answers a
 multi-range with the whole file (200) and keeps a path's ETag (a SHA-512 of the content)
 for the life of its process; werkzeug closes every connection (no keep-alive) and takes a
-weak ETag in ``If-Range``; http-server's ETags are weak, it ignores ``If-Range``, answers a
-suffix range (``bytes=-N``) with 416 (no Content-Range) and a multi-range with its first
-range only.
+weak ETag in ``If-Range``; Twisted sends no ETag and ignores ``If-Range``; http-server's
+ETags are weak, it ignores ``If-Range``, answers a suffix range (``bytes=-N``) with 416
+(no Content-Range) and a multi-range with its first range only.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 run_simple("127.0.0.1", int(sys.argv[2]), app, threaded=True)
 """
 
+# reactor.listenTCP, not an endpoint: a port taken meanwhile raises CannotListenError here (a
+# traceback naming "Address already in use", and the child exits) instead of a silent failed Deferred.
+_TWISTED = """\
+import sys
+from twisted.internet import reactor
+from twisted.web import server, static
+class QuietSite(server.Site):
+    def log(self, request):  # no line per request
+        pass
+reactor.listenTCP(int(sys.argv[2]), QuietSite(static.File(sys.argv[1])), interface="127.0.0.1")
+reactor.run()
+"""
+
 _IN_USE = ("address already in use", "eaddrinuse", "errno 98", "is in use by another program")
 
 
@@ -94,7 +108,9 @@ def _listens(pid: int, port: int) -> bool:
 
 def unavailable(kind: str) -> Optional[str]:
     """None if servers of ``kind`` can run here, else a one-line reason to skip."""
-    modules = {"aiohttp": ["aiohttp"], "tornado": ["tornado"], "werkzeug": ["flask", "werkzeug"]}
+    modules = {
+        "aiohttp": ["aiohttp"], "tornado": ["tornado"], "werkzeug": ["flask", "werkzeug"], "twisted": ["twisted"],
+    }
     if kind in modules:
         missing = [m for m in modules[kind] if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed" if missing else None
@@ -256,6 +272,17 @@ class WerkzeugServer(_PythonServer):
     script = _WERKZEUG
 
 
+class TwistedServer(_PythonServer):
+    """Twisted's ``twisted.web.static.File`` (``twisted.web.server.Site``): no ETag at all,
+    Last-Modified the mtime rounded *up* to the second (so up to 1 s in the future for a fresh
+    file), keep-alive; If-Range ignored (the range is served whatever the validator); a range past
+    the end: 416 with ``Content-Range: bytes */<size>``; content types from /etc/mime.types
+    (``.ts``: ``text/vnd.trolltech.linguist``, ``.m4s``: ``video/iso.segment``)."""
+
+    kind = "twisted"
+    script = _TWISTED
+
+
 class NodeHttpServer(AppServer):
     """Node.js ``http-server`` 14 (npm): weak ETag ``W/"<inode>-<size>-<mtime ISO>"``,
     ``cache-control: max-age=3600``, keep-alive (5 s); no Server header; If-Range ignored."""
@@ -267,6 +294,9 @@ class NodeHttpServer(AppServer):
         return [node, str(HTTP_SERVER_JS), str(self.root), "-a", "127.0.0.1", "-p", str(port), "-s"]
 
 
-SERVERS = {cls.kind: cls for cls in (AiohttpServer, TornadoServer, WerkzeugServer, NodeHttpServer)}
+SERVERS = {cls.kind: cls for cls in (AiohttpServer, TornadoServer, WerkzeugServer, TwistedServer, NodeHttpServer)}
 
-__all__ = ["AiohttpServer", "AppServer", "NodeHttpServer", "SERVERS", "TornadoServer", "WerkzeugServer", "unavailable"]
+__all__ = [
+    "AiohttpServer", "AppServer", "NodeHttpServer", "SERVERS", "TornadoServer", "TwistedServer", "WerkzeugServer",
+    "unavailable",
+]

@@ -1,9 +1,10 @@
-"""The system lighttpd and Apache httpd, run in the foreground from a private temporary directory.
+"""The system lighttpd, Apache httpd and Caddy, run in the foreground from a private temporary directory.
 
-Two independently written servers for byte-exact range reads: static files from ``root`` on
+Three independently written servers for byte-exact range reads (Caddy's ``file_server`` is Go's
+net/http ``ServeContent``, the file server of many Go services): static files from ``root`` on
 127.0.0.1, keep-alive, ``Range``, ETags, no compression, HTTP/1.1 only (lighttpd's h2 over TLS is
-off, as for ``NginxServer``). Neither takes an inherited socket the way nginx does here, so a free
-port is picked (bind port 0, close), the server started on it and confirmed by HEAD requests for
+off, as for ``NginxServer``; Caddy's h2 and h3 too). None takes an inherited socket the way nginx
+does here, so a free port is picked (bind port 0, close), the server started on it and confirmed by HEAD requests for
 at most ``start_timeout`` s; one that exits because the port was taken meanwhile is restarted on a
 new port (3 attempts in all).
 
@@ -17,6 +18,14 @@ CAP_DAC_READ_SEARCH): its euid is not 0, so it switches no user, and it reads th
 Apache's validators are cautious: a file modified less than 1 s before a request gets a weak ETag
 (``W/"..."``, strong a second later), and an ``If-Range`` date is ignored (200, the whole file) until
 60 s after the file's mtime (what ``tests/test_weak_validators.py`` checks kithara-io copes with).
+
+Caddy (Go's ``ServeContent``): a strong ETag ``"<mtime in s, base 36><size, base 36>"``, the same
+from the first request on (no 1 s rule: a file rewritten within the second at the same size keeps
+it); ``If-Range``: an ETag by strong comparison (its own weakened, ``W/"..."``: 200), a date only if
+it equals the Last-Modified to the second (an older one: 200); a range past the end: 416 with
+``Content-Range: bytes */<size>``; a multi-range whose ranges add up to more than the file: 200.
+It runs with its admin endpoint off, no automatic HTTPS, and ``HOME``/``XDG_*`` pointed at the
+temporary directory (its autosave.json and storage go there).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, TypeVar
+from typing import Dict, List, Optional, TypeVar
 
 from .tls import TlsFiles
 
@@ -43,10 +52,10 @@ CONTENT_TYPES = {
     "m4s": "video/mp4", "mp4": "video/mp4", "flac": "audio/flac", "wav": "audio/wav",
     "ogg": "audio/ogg", "opus": "audio/ogg", "mp3": "audio/mpeg", "txt": "text/plain",
 }
-_BINARIES = {"lighttpd": ("lighttpd",), "apache": ("apache2", "httpd")}
-_PACKAGES = {"lighttpd": "lighttpd lighttpd-mod-openssl", "apache": "apache2-bin"}
+_BINARIES = {"lighttpd": ("lighttpd",), "apache": ("apache2", "httpd"), "caddy": ("caddy",)}
+_PACKAGES = {"lighttpd": "lighttpd lighttpd-mod-openssl", "apache": "apache2-bin", "caddy": "caddy"}
 APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
-_PORT_TAKEN = "Address already in use"
+_PORT_TAKEN = "address already in use"  # compared ignoring case (Go writes it in lower case)
 _ATTEMPTS = 3
 
 _LIGHTTPD_CONF = """\
@@ -95,6 +104,31 @@ DocumentRoot "{root}"
 {tls}
 """
 
+# Caddyfile (Caddy 2.6: no persist_config / default_bind yet). Plain http: auto_https off and an
+# http:// site address; https: the site's own certificate files. `protocols h1`: HTTP/1.1 only
+# (no h2, and no h3 listener on UDP). No `encode`: no compression. grace_period bounds stop().
+_CADDYFILE = """\
+{{
+	admin off
+	auto_https off
+	grace_period 1s
+	log {{
+		output file "{d}/error.log"
+	}}
+	servers {{
+		protocols h1
+	}}
+}}
+{scheme}://127.0.0.1:{port} {{
+	bind 127.0.0.1
+{tls}	root * "{root}"
+{types}	file_server
+	log {{
+		output file "{d}/access.log"
+	}}
+}}
+"""
+
 
 def _find(kind: str) -> Optional[str]:
     for name in _BINARIES[kind]:
@@ -109,7 +143,7 @@ def _apache_modules() -> Optional[str]:
 
 
 def unavailable(kind: str) -> Optional[str]:
-    """None if the ``kind`` ("lighttpd" / "apache") server can run here, else why not (one line)."""
+    """None if the ``kind`` ("lighttpd" / "apache" / "caddy") server can run here, else why not (one line)."""
     if kind not in _BINARIES:
         raise ValueError(f"unknown server kind {kind!r}")
     if _find(kind) is None:
@@ -166,7 +200,8 @@ class _SystemServer:
         conf.write_text(self._config())
         with open(self.console_log, "wb") as console:
             self._proc = subprocess.Popen(
-                self._argv(conf), stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True
+                self._argv(conf), stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
+                env=self._env(),
             )
         deadline = time.monotonic() + timeout
         error: object = "no answer"
@@ -183,7 +218,7 @@ class _SystemServer:
             time.sleep(0.05)
         code = self._proc.poll()
         logs = self._read_logs()
-        if code is not None and _PORT_TAKEN in logs:
+        if code is not None and _PORT_TAKEN in logs.lower():
             return False
         raise RuntimeError(f"{self.kind} did not start (exit code {code}): {error}\n{logs}")
 
@@ -208,6 +243,10 @@ class _SystemServer:
 
     def _argv(self, conf: Path) -> List[str]:
         raise NotImplementedError
+
+    def _env(self) -> Optional[Dict[str, str]]:
+        """The server's environment (None: this process's)."""
+        return None
 
     def _read_logs(self) -> str:
         return "\n".join(
@@ -293,3 +332,35 @@ class ApacheServer(_SystemServer):
             "setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
             "--inh-caps=+dac_override", "--ambient-caps=+dac_override", *argv,
         ]
+
+
+class CaddyServer(_SystemServer):
+    """Caddy 2 (``caddy run``, Go net/http ``ServeContent``) serving ``root``; https with the
+    ``tls`` certificate files when given. Content types as lighttpd's and Apache's (``CONTENT_TYPES``,
+    other files application/octet-stream), set by ``header`` before ``file_server``, which keeps
+    them (its own come from /etc/mime.types, where ``.ts`` is a Qt translation file)."""
+
+    kind = "caddy"
+    product = "Caddy"
+
+    def _config(self) -> str:
+        tls = self.tls
+        types = "".join(
+            f"\t@type_{ext} path *.{ext}\n\theader @type_{ext} Content-Type {mime}\n"
+            for ext, mime in CONTENT_TYPES.items()
+        )
+        known = " ".join(f"*.{ext}" for ext in CONTENT_TYPES)
+        types += f"\t@type_other {{\n\t\tfile\n\t\tnot path {known}\n\t}}\n"
+        types += "\theader @type_other Content-Type application/octet-stream\n"
+        return _CADDYFILE.format(
+            d=self.dir, root=self.root, port=self.port, scheme="https" if tls else "http", types=types,
+            tls=f'\ttls "{tls.cert}" "{tls.key}"\n' if tls else "",
+        )
+
+    def _argv(self, conf: Path) -> List[str]:
+        return [str(_find(self.kind)), "run", "--config", str(conf), "--adapter", "caddyfile"]
+
+    def _env(self) -> Optional[Dict[str, str]]:
+        # its data (certificate storage, autosave.json) and config directories: here, not ~
+        home = str(self.dir)
+        return {**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
