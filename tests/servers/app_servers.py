@@ -21,7 +21,6 @@ import http.client
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import IO, List, Optional, TypeVar, Union
+
+from .processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 HTTP_SERVER_JS = REPO / ".npm" / "node_modules" / "http-server" / "bin" / "http-server"
@@ -213,17 +214,7 @@ class AppServer:
         if self._stopped:
             return
         self._stopped = True
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout)
+        stop_process(self._proc, timeout)
         if self._log is not None:
             self._log.close()
         self._tmp.cleanup()

@@ -12,7 +12,6 @@ import base64
 import http.client
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +20,8 @@ import time
 import urllib.parse
 from pathlib import Path
 from typing import Optional
+
+from .processes import stop_process
 
 SOURCE_PASSWORD = "kithara-source"
 ADMIN_PASSWORD = "kithara-admin"
@@ -178,14 +179,7 @@ class IcecastServer:
         for source in self._sources:
             source.stop()
         self._sources.clear()
-        proc = self._proc
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        stop_process(self._proc, timeout)
         self._tmp.cleanup()
 
     def __enter__(self) -> "IcecastServer":

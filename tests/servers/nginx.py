@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -13,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Optional, TypeVar
 
+from .processes import stop_process
 from .tls import TlsFiles
 
 _N = TypeVar("_N", bound="NginxServer")
@@ -163,14 +163,7 @@ class NginxServer:
             if self._stopped:
                 return
             self._stopped = True
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout)
+            stop_process(self._proc, timeout)
             self._tmp.cleanup()
 
     def __enter__(self: _N) -> _N:

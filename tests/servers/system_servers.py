@@ -34,7 +34,6 @@ import http.client
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, TypeVar
 
+from .processes import stop_process
 from .tls import TlsFiles
 
 _S = TypeVar("_S", bound="_SystemServer")
@@ -264,14 +264,7 @@ class _SystemServer:
             if self._stopped:
                 return
             self._stopped = True
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout)
+            stop_process(self._proc, timeout)
             self._tmp.cleanup()
 
     def __enter__(self: _S) -> _S:
