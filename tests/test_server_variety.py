@@ -9,7 +9,8 @@ shared disk cache) on a file, then on FFmpeg's HLS playlists (MPEG-TS, fMP4, sin
 byte ranges, AES-128): every read equals the file, or the local segments joined.
 
 The servers: lighttpd, Apache httpd and Caddy (Go's ``ServeContent``), over http and https;
-aiohttp's, tornado's, werkzeug's and Twisted's static files; Node's http-server. A few
+aiohttp's, tornado's, werkzeug's and Twisted's static files; Node's http-server; and the caching
+reverse proxies Varnish and Squid in front of nginx, as a CDN edge sits before an origin. A few
 seconds each in ``make test``; longer by hand:
 
     KITHARA_VARIETY_SECONDS=120 python -m pytest tests/test_server_variety.py -s
@@ -26,7 +27,7 @@ from typing import Callable, ContextManager, Dict, List, Tuple
 import pytest
 
 from kithara_io.disk import DiskCache
-from tests.servers import app_servers, system_servers
+from tests.servers import app_servers, caches, system_servers
 from tests.servers.hls_media import make_hls_media
 from tests.servers.tls import TlsFiles
 from tests.test_access_soak import HLS_PLAYLISTS, Session, run_sessions
@@ -63,6 +64,8 @@ SERVERS: Dict[str, Tuple[Make, Callable[[], "str | None"]]] = {
         lambda root, tls: app_servers.NodeHttpServer(root),
         lambda: app_servers.unavailable("node-http-server"),
     ),
+    "varnish": (lambda root, tls: caches.VarnishServer(root), lambda: caches.unavailable("varnish")),
+    "squid": (lambda root, tls: caches.SquidServer(root), lambda: caches.unavailable("squid")),
 }
 
 
