@@ -173,6 +173,20 @@ def test_reset_drops_the_old_version(cache: DiskCache) -> None:
         assert entry.validators() == v2 and not entry.present()
 
 
+def test_a_weak_etag_turning_strong_keeps_the_version(cache: DiskCache) -> None:
+    """Apache tags a file changed within the last second weak, the same tag strong a second
+    later: an entry pinned to either is the same version (RFC 9110's weak comparison)."""
+    modified = "Wed, 25 Nov 2026 10:00:00 GMT"
+    with cache.open_entry(URL) as entry:
+        entry.reset(Validators(500, 'W/"x"', modified))
+        entry.write(0, b"y" * 100)
+        entry.commit()
+        entry.reset(Validators(500, '"x"', modified))
+        assert entry.present() == RangeSet([(0, 100)])
+        entry.reset(Validators(500, 'W/"z"', modified))
+        assert not entry.present()
+
+
 def test_the_key_function_maps_signed_urls_to_one_entry(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path, key=lambda url: url.split("?")[0])
     with cache.open_entry(URL + "?sig=1") as entry:

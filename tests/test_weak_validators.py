@@ -23,7 +23,7 @@ import pytest
 
 import kithara_io
 from kithara_io import ResourceChangedError, Retry, Timeout
-from kithara_io.sources.base import same_etag
+from kithara_io.sources.base import Validators, same_etag
 from tests.servers import system_servers
 from tests.servers.faults import ChangedETag, DatesFailIfRange, FaultServer
 
@@ -54,6 +54,10 @@ def test_etags_compare_weakly() -> None:
     assert same_etag('W/"2dc6c0-661f"', '"2dc6c0-661f"')
     assert same_etag('"a"', 'W/"a"') and same_etag('W/"a"', 'W/"a"')
     assert not same_etag('W/"a"', 'W/"b"') and not same_etag('"a"', '"b"')
+    date = "Wed, 25 Nov 2026 10:00:00 GMT"
+    assert Validators(5, 'W/"a"', date).same_version(Validators(5, '"a"', date))
+    assert not Validators(5, 'W/"a"', date).same_version(Validators(6, '"a"', date))
+    assert not Validators(5, None, date).same_version(Validators(5, '"a"', date))
 
 
 def test_a_server_ignoring_if_range_dates_is_asked_without_them(fault_server: FaultServer) -> None:

@@ -234,8 +234,8 @@ class CacheEntry:
             # pin, commit or reset between what is read here and what is written.
             with self._filelock:
                 disk = self._read_disk()
-                pinned = disk is not None and disk.generation is not None and disk.validators == validators
-                if disk is not None and pinned and not new_version:
+                known = None if disk is None or disk.generation is None else disk.validators
+                if disk is not None and known is not None and known.same_version(validators) and not new_version:
                     with self._lock:
                         self._join(disk)
                     return

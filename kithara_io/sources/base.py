@@ -29,6 +29,15 @@ class Validators:
             return self.etag
         return self.last_modified
 
+    def same_version(self, other: "Validators") -> bool:
+        """Every validator equal, ETags compared weakly (``W/"x"`` is ``"x"``; see
+        :func:`same_etag`)."""
+        if self.size != other.size or self.last_modified != other.last_modified:
+            return False
+        if self.etag is None or other.etag is None:
+            return self.etag is other.etag
+        return same_etag(self.etag, other.etag)
+
     def changes_from(self, seen: "Validators") -> list:
         """What differs in ``seen`` (a later answer) from this pinned version, in words.
         A validator either side lacks cannot differ."""
