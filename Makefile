@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEB_PACKAGES := nginx-light libportaudio2 jackd2 icecast2 openssl \
   gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-  lighttpd lighttpd-mod-openssl apache2-bin caddy varnish squid
+  lighttpd lighttpd-mod-openssl apache2-bin caddy varnish squid tinyproxy
 PYTEST_ARGS ?=
 # npm packages the tests use (Azurite, the Azure Blob emulator), installed under .npm/
 NPM_PREFIX := .npm

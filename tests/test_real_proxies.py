@@ -1,0 +1,159 @@
+"""Byte-exact reads through forward proxies this project did not write: Squid and tinyproxy.
+
+kithara-io honours ``http_proxy``/``https_proxy`` as requests does: plain http goes to the proxy
+in absolute form (``GET http://host:port/path``) over kept-alive connections, https through a
+``CONNECT`` tunnel. ``tests/test_auth.py`` and ``tests/test_netlayer.py`` check that against
+this project's own proxy; here real ones stand in the path, each with its own ways (see
+``tests/servers/forward_proxies.py``): Squid caches what passed through whole and then answers
+ranges itself, revalidating with the origin, and forwards the other ranges as they are;
+tinyproxy closes the client connection after every plain-http answer without saying so (a kept
+connection is dead when it is reused) and relays tunnels slowly.
+
+Each (proxy, origin) pair, nginx over http and https, runs the seeded sessions of mixed reads of
+``tests/test_access_soak.py`` on an 8 MiB file, then on FFmpeg's HLS playlists: every read
+equals the file or the local segments joined. Over http one whole GET of the file first fills
+Squid's cache (ranges alone never do), so the file's ranges come from Squid, not from nginx.
+The proxy's access log must then show that the file's requests, and the playlists', went
+through it (absolute-form GETs, or CONNECTs to the origin). A few seconds each in ``make test``;
+longer by hand:
+
+    KITHARA_PROXY_SECONDS=120 python -m pytest tests/test_real_proxies.py -s
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+
+from kithara_io.disk import DiskCache
+from tests.servers import forward_proxies
+from tests.servers.forward_proxies import ForwardProxy
+from tests.servers.hls_media import make_hls_media
+from tests.servers.nginx import NginxServer
+from tests.test_access_soak import HLS_PLAYLISTS, Session, run_sessions
+from tests.test_auth import PROXY_ENV
+
+SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "3"))
+SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
+SIZE = 8 << 20
+MiB = 1 << 20
+
+pytestmark = pytest.mark.timeout(2 * SECONDS + 120)
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, bytes, Dict[str, bytes]]:
+    """The served root, the file's bytes, and each playlist's local segments joined."""
+    root = tmp_path_factory.mktemp("proxied").resolve()
+    data = random.Random(SEED).randbytes(SIZE)
+    (root / "f.bin").write_bytes(data)
+    media = make_hls_media(root / "hls")
+    return root, data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No proxies from the machine's environment (no ``no_proxy`` either), an empty netrc."""
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty.netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    return monkeypatch
+
+
+def _soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
+    """Run batches of sessions for ``seconds``; (sessions, reads)."""
+    sessions: List[Session] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sessions += (new := batch())
+        run_sessions(new)
+    return len(sessions), sum(s.reads for s in sessions)
+
+
+def _fetch_whole(proxy: ForwardProxy, url: str) -> Tuple[int, bytes, str]:
+    """One plain GET of ``url`` through ``proxy`` (absolute form): status, body, ``Via``."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return response.status, response.read(), response.getheader("Via", "")
+    finally:
+        conn.close()
+
+
+def _settled_log(proxy: ForwardProxy, timeout: float = 10.0) -> List[str]:
+    """The access log once it has stopped growing for 0.5 s (at most ``timeout`` s): Squid logs
+    a transaction when it ends, a tunnel when it has seen it close."""
+    deadline = time.monotonic() + timeout
+    lines = proxy.log_lines()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = proxy.log_lines()
+        if now == lines:
+            break
+        lines = now
+    return lines
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("kind", sorted(forward_proxies.PROXIES))
+def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
+    kind, scheme, content, tls_files, proxy_env, tmp_path, no_leaks
+) -> None:
+    reason = forward_proxies.unavailable(kind)
+    if reason:
+        pytest.skip(reason)
+    root, data, local = content
+    disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
+    rng = random.Random(f"{SEED}-{kind}-{scheme}")
+    ca = tls_files.ca
+    with forward_proxies.PROXIES[kind]() as proxy, NginxServer(
+        root, tls=tls_files if scheme == "https" else None
+    ) as origin:
+        proxy_env.setenv("http_proxy", proxy.url)
+        proxy_env.setenv("https_proxy", proxy.url)
+
+        def files() -> List[Session]:
+            count = 2 if rng.random() < 0.3 else 1
+            return [Session(rng.randrange(1 << 30), origin.url("f.bin"), data, ca, True, disk) for _ in range(count)]
+
+        def playlists() -> List[Session]:
+            name = rng.choice(HLS_PLAYLISTS)
+            return [Session(rng.randrange(1 << 30), origin.url(f"hls/{name}"), local[name], ca, True, disk)]
+
+        if scheme == "http":  # fill Squid's cache: ranges alone never do (range_offset_limit 0)
+            status, body, via = _fetch_whole(proxy, origin.url("f.bin"))
+            assert (status, body == data, f"({kind}/" in via) == (200, True, True), (status, len(body), via)
+        file_counts = _soak(SECONDS, files)
+        file_log = _settled_log(proxy)
+        hls_counts = _soak(SECONDS, playlists)
+        log = _settled_log(proxy)
+        where = re.escape(f"127.0.0.1:{origin.port}")
+        file_target, hls_target = (
+            (rf"\bGET http://{where}/f\.bin\b", rf"\b(GET|HEAD) http://{where}/hls/")
+            if scheme == "http" else (rf"\bCONNECT {where}\b",) * 2
+        )
+        carried = [line for line in file_log if re.search(file_target, line)]
+        hls = [line for line in log[len(file_log):] if re.search(hls_target, line)]
+        origin_requests = len(origin.access_log.read_text().splitlines())
+    codes = collections.Counter(line.split()[3] for line in log if kind == "squid" and len(line.split()) > 3)
+    print(
+        f"\n{kind} {scheme}: file {file_counts[0]} sessions, {file_counts[1]} reads; hls {hls_counts[0]},"
+        f" {hls_counts[1]}; proxy log {len(carried)} file / {len(hls)} hls lines; origin {origin_requests}"
+        f" requests{'; ' + str(dict(codes)) if codes else ''}"
+    )
+    assert file_counts[1] >= 10 and hls_counts[1] >= 10
+    assert carried, f"{kind}'s access log shows no request for the file:\n" + "\n".join(log[-20:])
+    assert hls, f"{kind}'s access log shows no HLS request:\n" + "\n".join(log[-20:])
+    if kind == "squid" and scheme == "http":  # its cache answered ranges of the file
+        assert any(re.search(r"_(HIT|REFRESH_\w+)/206 ", line) for line in carried), "\n".join(carried[-20:])
