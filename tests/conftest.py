@@ -200,6 +200,20 @@ def open_resources() -> collections.Counter:
     return found
 
 
+PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No proxies from the machine's environment, and an empty netrc (not ~/.netrc)."""
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty.netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    return monkeypatch
+
+
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a thread running or an fd (socket, file, pipe) open.

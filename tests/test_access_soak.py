@@ -41,7 +41,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -214,6 +214,25 @@ def run_sessions(batch: List[Session]) -> None:
     assert not any(t.is_alive() for t in threads), "a session did not end within 60 s"
     failures = [s.failure for s in batch if s.failure]
     assert not failures, failures[0]
+
+
+def soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
+    """Run batches of sessions (``batch()`` makes the next) for ``seconds``; (sessions, reads)."""
+    sessions: List[Session] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sessions += (new := batch())
+        run_sessions(new)
+    return len(sessions), sum(s.reads for s in sessions)
+
+
+def file_and_playlists(root: Path, size: int = 8 << 20) -> Tuple[bytes, Dict[str, bytes]]:
+    """A random file ``root/f.bin`` and FFmpeg's HLS media under ``root/hls``: the file's
+    bytes, and each of ``HLS_PLAYLISTS``' segments joined."""
+    data = random.Random(SEED).randbytes(size)
+    (root / "f.bin").write_bytes(data)
+    media = make_hls_media(root / "hls")
+    return data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
 
 
 def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, tmp_path, no_leaks) -> None:

@@ -32,7 +32,6 @@ MiB = 1024 * KiB
 FAST = dict(retry=Retry(attempts=3, backoff=0.01, max_backoff=0.05), timeout=Timeout(connect=2, read=2))
 # One 64 KiB request at a time: a 1 MiB file is 16 range requests after the first.
 SMALL = dict(FAST, tail=0, max_outstanding=1, first_fetch=64 * KiB, min_fetch=64 * KiB, max_fetch=64 * KiB, read_ahead=64 * KiB, cache_budget=None)
-PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
 
 
 def basic(user: str, password: str) -> str:
@@ -48,17 +47,6 @@ def _bytes(path: str, size: int) -> bytes:
 def data(media) -> bytes:
     """1 MiB of random.bin."""
     return _bytes(str(media["random.bin"]), 1 * MiB)
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    """No proxies from the machine's environment, and an empty netrc (not ~/.netrc)."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path / "empty.netrc"
-    empty.write_text("")
-    monkeypatch.setenv("NETRC", str(empty))
-    return monkeypatch
 
 
 def write_netrc(path: Path, host: str, user: str, password: str) -> Path:

@@ -25,7 +25,7 @@ from tests.live_media import mp3_payload
 from tests.servers.faults import FaultServer, Redirect
 from tests.servers.hls_media import HlsMedia, make_hls_media
 from tests.servers.icy import IcyServer, Station
-from tests.test_auth import PROXY_ENV, basic, gets, with_userinfo, write_netrc
+from tests.test_auth import basic, gets, with_userinfo, write_netrc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,17 +52,6 @@ def icy_server() -> Iterator[IcyServer]:
 @pytest.fixture(scope="module")
 def mp3() -> bytes:
     return mp3_payload(4.0)
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    """No proxies from the machine's environment, and an empty netrc (not ~/.netrc)."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path / "empty.netrc"
-    empty.write_text("")
-    monkeypatch.setenv("NETRC", str(empty))
-    return monkeypatch
 
 
 def publish(srv: FaultServer, folder: Path, prefix: str) -> None:

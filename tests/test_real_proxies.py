@@ -29,21 +29,18 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
 from kithara_io.disk import DiskCache
 from tests.servers import forward_proxies
 from tests.servers.forward_proxies import ForwardProxy
-from tests.servers.hls_media import make_hls_media
 from tests.servers.nginx import NginxServer
-from tests.test_access_soak import HLS_PLAYLISTS, Session, run_sessions
-from tests.test_auth import PROXY_ENV
+from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "3"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
-SIZE = 8 << 20
 MiB = 1 << 20
 
 pytestmark = pytest.mark.timeout(2 * SECONDS + 120)
@@ -52,32 +49,8 @@ pytestmark = pytest.mark.timeout(2 * SECONDS + 120)
 @pytest.fixture(scope="module")
 def content(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, bytes, Dict[str, bytes]]:
     """The served root, the file's bytes, and each playlist's local segments joined."""
-    root = tmp_path_factory.mktemp("proxied").resolve()
-    data = random.Random(SEED).randbytes(SIZE)
-    (root / "f.bin").write_bytes(data)
-    media = make_hls_media(root / "hls")
-    return root, data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
-
-
-@pytest.fixture
-def proxy_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No proxies from the machine's environment (no ``no_proxy`` either), an empty netrc."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path / "empty.netrc"
-    empty.write_text("")
-    monkeypatch.setenv("NETRC", str(empty))
-    return monkeypatch
-
-
-def _soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
-    """Run batches of sessions for ``seconds``; (sessions, reads)."""
-    sessions: List[Session] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sessions += (new := batch())
-        run_sessions(new)
-    return len(sessions), sum(s.reads for s in sessions)
+    root = tmp_path_factory.mktemp("served").resolve()
+    return (root, *file_and_playlists(root))
 
 
 def _fetch_whole(proxy: ForwardProxy, url: str) -> Tuple[int, bytes, str]:
@@ -108,7 +81,7 @@ def _settled_log(proxy: ForwardProxy, timeout: float = 10.0) -> List[str]:
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("kind", sorted(forward_proxies.PROXIES))
 def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
-    kind, scheme, content, tls_files, proxy_env, tmp_path, no_leaks
+    kind, scheme, content, tls_files, clean_env, tmp_path, no_leaks
 ) -> None:
     reason = forward_proxies.unavailable(kind)
     if reason:
@@ -120,8 +93,8 @@ def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
     with forward_proxies.PROXIES[kind]() as proxy, NginxServer(
         root, tls=tls_files if scheme == "https" else None
     ) as origin:
-        proxy_env.setenv("http_proxy", proxy.url)
-        proxy_env.setenv("https_proxy", proxy.url)
+        clean_env.setenv("http_proxy", proxy.url)
+        clean_env.setenv("https_proxy", proxy.url)
 
         def files() -> List[Session]:
             count = 2 if rng.random() < 0.3 else 1
@@ -134,9 +107,9 @@ def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
         if scheme == "http":  # fill Squid's cache: ranges alone never do (range_offset_limit 0)
             status, body, via = _fetch_whole(proxy, origin.url("f.bin"))
             assert (status, body == data, f"({kind}/" in via) == (200, True, True), (status, len(body), via)
-        file_counts = _soak(SECONDS, files)
+        file_counts = soak(SECONDS, files)
         file_log = _settled_log(proxy)
-        hls_counts = _soak(SECONDS, playlists)
+        hls_counts = soak(SECONDS, playlists)
         log = _settled_log(proxy)
         where = re.escape(f"127.0.0.1:{origin.port}")
         file_target, hls_target = (

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from pathlib import Path
 from typing import Callable, ContextManager, Dict, List, Tuple
 
@@ -28,13 +27,11 @@ import pytest
 
 from kithara_io.disk import DiskCache
 from tests.servers import app_servers, caches, system_servers
-from tests.servers.hls_media import make_hls_media
 from tests.servers.tls import TlsFiles
-from tests.test_access_soak import HLS_PLAYLISTS, Session, run_sessions
+from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "3"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
-SIZE = 8 << 20
 MiB = 1 << 20
 
 pytestmark = pytest.mark.timeout(2 * SECONDS + 120)
@@ -72,21 +69,8 @@ SERVERS: Dict[str, Tuple[Make, Callable[[], "str | None"]]] = {
 @pytest.fixture(scope="module")
 def content(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, bytes, Dict[str, bytes]]:
     """The served root, the file's bytes, and each playlist's local segments joined."""
-    root = tmp_path_factory.mktemp("variety").resolve()
-    data = random.Random(SEED).randbytes(SIZE)
-    (root / "f.bin").write_bytes(data)
-    media = make_hls_media(root / "hls")
-    return root, data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
-
-
-def _soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
-    """Run batches of sessions for ``seconds``; (sessions, reads)."""
-    sessions: List[Session] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sessions += (new := batch())
-        run_sessions(new)
-    return len(sessions), sum(s.reads for s in sessions)
+    root = tmp_path_factory.mktemp("served").resolve()
+    return (root, *file_and_playlists(root))
 
 
 @pytest.mark.parametrize("kind", sorted(SERVERS))
@@ -109,7 +93,7 @@ def test_mixed_reads_equal_the_file_and_the_segments(kind, content, tls_files, t
             name = rng.choice(HLS_PLAYLISTS)
             return [Session(rng.randrange(1 << 30), server.url(f"hls/{name}"), local[name], ca, True, disk)]
 
-        file_counts = _soak(SECONDS, files)
-        hls_counts = _soak(SECONDS, playlists)
+        file_counts = soak(SECONDS, files)
+        hls_counts = soak(SECONDS, playlists)
     print(f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads; hls {hls_counts[0]}, {hls_counts[1]}")
     assert file_counts[1] >= 10 and hls_counts[1] >= 10
