@@ -39,7 +39,7 @@ from tests.servers.forward_proxies import ForwardProxy
 from tests.servers.nginx import NginxServer
 from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
 
-SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "3"))
+SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
 MiB = 1 << 20
 

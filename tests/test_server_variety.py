@@ -30,7 +30,7 @@ from tests.servers import app_servers, caches, system_servers
 from tests.servers.tls import TlsFiles
 from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
 
-SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "3"))
+SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
 MiB = 1 << 20
 
