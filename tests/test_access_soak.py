@@ -50,6 +50,7 @@ from kithara_io import Retry, StreamError, Timeout
 from kithara_io.disk import DiskCache
 from tests.servers import ChunkedNginxServer, Http2NginxServer, NginxServer
 from tests.servers.hls import HlsServer
+from tests.servers.dash_media import make_dash_media, top_boxes
 from tests.servers.hls_media import make_hls_media
 from tests.servers.faults import (
     CapRange,
@@ -227,12 +228,22 @@ def soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
 
 
 def file_and_playlists(root: Path, size: int = 8 << 20) -> Tuple[bytes, Dict[str, bytes]]:
-    """A random file ``root/f.bin`` and FFmpeg's HLS media under ``root/hls``: the file's
-    bytes, and each of ``HLS_PLAYLISTS``' segments joined."""
+    """A random file ``root/f.bin``, FFmpeg's HLS media under ``root/hls`` and its DASH media
+    under ``root/dash``: the file's bytes, and each playlist's or manifest's stream as read
+    locally, by its path under ``root`` (the DASH ones have one representation each:
+    ``$Number$`` templates, a SegmentList of files, one of byte ranges, a SegmentBase sidx)."""
     data = random.Random(SEED).randbytes(size)
     (root / "f.bin").write_bytes(data)
-    media = make_hls_media(root / "hls")
-    return data, {name: media.local_bytes(name) for name in HLS_PLAYLISTS}
+    hls = make_hls_media(root / "hls")
+    streams = {f"hls/{name}": hls.local_bytes(name) for name in HLS_PLAYLISTS}
+    dash = make_dash_media(root)
+    streams["dash/number/manifest.mpd"] = dash.local("number")
+    streams["dash/files/manifest.mpd"] = dash.local("files")
+    streams["dash/list/manifest.mpd"] = (dash.root / "list" / "manifest-stream0.mp4").read_bytes()
+    whole = (dash.root / "base" / "media" / "audio.mp4").read_bytes()
+    at, length = next((at, n) for at, n, kind in top_boxes(whole) if kind == "sidx")
+    streams["dash/base/manifest.mpd"] = whole[:at] + whole[at + length :]  # the file less its sidx
+    return data, streams
 
 
 def test_mixed_reads_over_every_kind_of_server_equal_the_file(served, tls_files, tmp_path, no_leaks) -> None:

@@ -10,8 +10,8 @@ tinyproxy closes the client connection after every plain-http answer without say
 connection is dead when it is reused) and relays tunnels slowly.
 
 Each (proxy, origin) pair, nginx over http and https, runs the seeded sessions of mixed reads of
-``tests/test_access_soak.py`` on an 8 MiB file, then on FFmpeg's HLS playlists: every read
-equals the file or the local segments joined. Over http one whole GET of the file first fills
+``tests/test_access_soak.py`` on an 8 MiB file, then on FFmpeg's HLS playlists and DASH
+manifests: every read equals the file or the local segments joined. Over http one whole GET of the file first fills
 Squid's cache (ranges alone never do), so the file's ranges come from Squid, not from nginx.
 The proxy's access log must then show that the file's requests, and the playlists', went
 through it (absolute-form GETs, or CONNECTs to the origin). A few seconds each in ``make test``;
@@ -37,7 +37,7 @@ from kithara_io.disk import DiskCache
 from tests.servers import forward_proxies
 from tests.servers.forward_proxies import ForwardProxy
 from tests.servers.nginx import NginxServer
-from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
+from tests.test_access_soak import Session, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
@@ -87,6 +87,7 @@ def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
     if reason:
         pytest.skip(reason)
     root, data, local = content
+    names = sorted(local)
     disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     rng = random.Random(f"{SEED}-{kind}-{scheme}")
     ca = tls_files.ca
@@ -101,32 +102,32 @@ def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
             return [Session(rng.randrange(1 << 30), origin.url("f.bin"), data, ca, True, disk) for _ in range(count)]
 
         def playlists() -> List[Session]:
-            name = rng.choice(HLS_PLAYLISTS)
-            return [Session(rng.randrange(1 << 30), origin.url(f"hls/{name}"), local[name], ca, True, disk)]
+            name = rng.choice(names)
+            return [Session(rng.randrange(1 << 30), origin.url(name), local[name], ca, True, disk)]
 
         if scheme == "http":  # fill Squid's cache: ranges alone never do (range_offset_limit 0)
             status, body, via = _fetch_whole(proxy, origin.url("f.bin"))
             assert (status, body == data, f"({kind}/" in via) == (200, True, True), (status, len(body), via)
         file_counts = soak(SECONDS, files)
         file_log = _settled_log(proxy)
-        hls_counts = soak(SECONDS, playlists)
+        stream_counts = soak(SECONDS, playlists)
         log = _settled_log(proxy)
         where = re.escape(f"127.0.0.1:{origin.port}")
-        file_target, hls_target = (
-            (rf"\bGET http://{where}/f\.bin\b", rf"\b(GET|HEAD) http://{where}/hls/")
+        file_target, streams_target = (
+            (rf"\bGET http://{where}/f\.bin\b", rf"\b(GET|HEAD) http://{where}/(hls|dash)/")
             if scheme == "http" else (rf"\bCONNECT {where}\b",) * 2
         )
         carried = [line for line in file_log if re.search(file_target, line)]
-        hls = [line for line in log[len(file_log):] if re.search(hls_target, line)]
+        streamed = [line for line in log[len(file_log):] if re.search(streams_target, line)]
         origin_requests = len(origin.access_log.read_text().splitlines())
     codes = collections.Counter(line.split()[3] for line in log if kind == "squid" and len(line.split()) > 3)
     print(
-        f"\n{kind} {scheme}: file {file_counts[0]} sessions, {file_counts[1]} reads; hls {hls_counts[0]},"
-        f" {hls_counts[1]}; proxy log {len(carried)} file / {len(hls)} hls lines; origin {origin_requests}"
+        f"\n{kind} {scheme}: file {file_counts[0]} sessions, {file_counts[1]} reads; HLS/DASH {stream_counts[0]},"
+        f" {stream_counts[1]}; proxy log {len(carried)} file / {len(streamed)} HLS/DASH lines; origin {origin_requests}"
         f" requests{'; ' + str(dict(codes)) if codes else ''}"
     )
-    assert file_counts[1] >= 10 and hls_counts[1] >= 10
+    assert file_counts[1] >= 10 and stream_counts[1] >= 10
     assert carried, f"{kind}'s access log shows no request for the file:\n" + "\n".join(log[-20:])
-    assert hls, f"{kind}'s access log shows no HLS request:\n" + "\n".join(log[-20:])
+    assert streamed, f"{kind}'s access log shows no HLS or DASH request:\n" + "\n".join(log[-20:])
     if kind == "squid" and scheme == "http":  # its cache answered ranges of the file
         assert any(re.search(r"_(HIT|REFRESH_\w+)/206 ", line) for line in carried), "\n".join(carried[-20:])

@@ -6,7 +6,8 @@ the end answers, whether a HEAD or a 416 carries a length, the content type of a
 Each server runs the seeded sessions of mixed reads of ``tests/test_access_soak.py``
 (random, sequential, tail, seeks back, odd ``readinto`` buffers, two streams at once, a
 shared disk cache) on a file, then on FFmpeg's HLS playlists (MPEG-TS, fMP4, single-file
-byte ranges, AES-128): every read equals the file, or the local segments joined.
+byte ranges, AES-128) and DASH manifests (``$Number$`` templates, SegmentLists of files and of
+byte ranges, a SegmentBase sidx): every read equals the file, or the local segments joined.
 
 The servers: lighttpd, Apache httpd and Caddy (Go's ``ServeContent``), over http and https;
 aiohttp's, tornado's, werkzeug's and Twisted's static files; Node's http-server; and the caching
@@ -28,7 +29,7 @@ import pytest
 from kithara_io.disk import DiskCache
 from tests.servers import app_servers, caches, system_servers
 from tests.servers.tls import TlsFiles
-from tests.test_access_soak import HLS_PLAYLISTS, Session, file_and_playlists, soak
+from tests.test_access_soak import Session, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
@@ -80,6 +81,7 @@ def test_mixed_reads_equal_the_file_and_the_segments(kind, content, tls_files, t
     if reason:
         pytest.skip(reason)
     root, data, local = content
+    names = sorted(local)
     disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     rng = random.Random(f"{SEED}-{kind}")
     ca = tls_files.ca
@@ -90,10 +92,10 @@ def test_mixed_reads_equal_the_file_and_the_segments(kind, content, tls_files, t
             return [Session(rng.randrange(1 << 30), server.url("f.bin"), data, ca, True, disk) for _ in range(count)]
 
         def playlists() -> List[Session]:
-            name = rng.choice(HLS_PLAYLISTS)
-            return [Session(rng.randrange(1 << 30), server.url(f"hls/{name}"), local[name], ca, True, disk)]
+            name = rng.choice(names)
+            return [Session(rng.randrange(1 << 30), server.url(name), local[name], ca, True, disk)]
 
         file_counts = soak(SECONDS, files)
-        hls_counts = soak(SECONDS, playlists)
-    print(f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads; hls {hls_counts[0]}, {hls_counts[1]}")
-    assert file_counts[1] >= 10 and hls_counts[1] >= 10
+        stream_counts = soak(SECONDS, playlists)
+    print(f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads; HLS/DASH {stream_counts[0]}, {stream_counts[1]}")
+    assert file_counts[1] >= 10 and stream_counts[1] >= 10
