@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .nginx import NginxServer, find_nginx
-from .system_servers import _ATTEMPTS, _SystemServer
+from .system_servers import _SystemServer
 from .tls import TlsFiles
 
 _BINARIES = {"varnish": "varnishd", "squid": "squid"}
@@ -44,11 +44,7 @@ _SQUID_USERS = ("proxy", "squid", "nobody")  # as root: the first that exists (D
 # Squid 5. Not defaults: memory cache sizes (64 MB, objects up to 32 MB: maximum_object_size is
 # 4 MB by default), no ICMP pinger helper, a fixed visible_hostname (not this host's name, which
 # need not resolve), and shutdown_lifetime 0 (it waits 30 s for clients by default).
-_SQUID_CONF = """\
-http_port 127.0.0.1:{port} accel defaultsite=127.0.0.1 no-vhost
-cache_peer 127.0.0.1 parent {origin} 0 no-query originserver name=origin
-http_access allow localhost
-http_access deny all
+SQUID_COMMON = """\
 {user}
 visible_hostname kithara-squid
 cache_mem 64 MB
@@ -62,6 +58,12 @@ coredump_dir {d}
 pinger_enable off
 shutdown_lifetime 0 seconds
 """
+_SQUID_CONF = """\
+http_port 127.0.0.1:{port} accel defaultsite=127.0.0.1 no-vhost
+cache_peer 127.0.0.1 parent {origin} 0 no-query originserver name=origin
+http_access allow localhost
+http_access deny all
+""" + SQUID_COMMON
 
 
 def _find(kind: str) -> Optional[str]:
@@ -121,11 +123,7 @@ class _CacheServer(_SystemServer):
         try:
             self.origin = NginxServer(self.root)
             self._prepare()
-            for _ in range(_ATTEMPTS):
-                if self._start(start_timeout):
-                    break
-            else:
-                raise RuntimeError(f"{self.kind}: {_ATTEMPTS} free ports taken before it bound\n{self._read_logs()}")
+            self._start_on_a_free_port(start_timeout)
         except BaseException:
             self.stop()
             raise

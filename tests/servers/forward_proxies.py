@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple, TypeVar
 
-from .caches import _squid_user
-from .processes import stop_process
+from .caches import SQUID_COMMON, _squid_user
+from .processes import ChildServer
 from .system_servers import _ATTEMPTS, _free_port
 
 _P = TypeVar("_P", bound="ForwardProxy")
@@ -50,19 +50,7 @@ acl tunnel method CONNECT
 http_access allow localhost tunnel
 http_access allow localhost
 http_access deny all
-{user}
-visible_hostname kithara-squid
-cache_mem 64 MB
-maximum_object_size_in_memory 32 MB
-maximum_object_size 32 MB
-pid_filename {d}/squid.pid
-cache_log {d}/error.log
-access_log stdio:{d}/access.log
-cache_store_log none
-coredump_dir {d}
-pinger_enable off
-shutdown_lifetime 0 seconds
-"""
+""" + SQUID_COMMON
 
 _TINYPROXY_CONF = """\
 Listen 127.0.0.1
@@ -95,7 +83,7 @@ def unavailable(kind: str) -> Optional[str]:
     return None
 
 
-class ForwardProxy:
+class ForwardProxy(ChildServer):
     """One forward proxy (``kind``) on 127.0.0.1; ``stop()`` ends it and removes its directory."""
 
     kind = ""
@@ -189,20 +177,6 @@ class ForwardProxy:
     def _argv(self, conf: Path) -> List[str]:
         return [str(_find(self.kind)), *self.flags, str(conf)]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the proxy, kill its process group if it lingers, remove the directory. Idempotent."""
-        with self._stop_lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            stop_process(self._proc, timeout)
-            self._tmp.cleanup()
-
-    def __enter__(self: _P) -> _P:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class SquidProxy(ForwardProxy):

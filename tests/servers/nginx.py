@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Optional, TypeVar
 
-from .processes import stop_process
+from .processes import ChildServer
 from .tls import TlsFiles
 
 _N = TypeVar("_N", bound="NginxServer")
@@ -65,7 +65,7 @@ def find_nginx() -> str:
     return path
 
 
-class NginxServer:
+class NginxServer(ChildServer):
     """nginx serving ``root`` on 127.0.0.1 with sendfile and keep-alive.
 
     The listening socket is bound here and handed to nginx through its ``NGINX``
@@ -156,21 +156,6 @@ class NginxServer:
     def url(self, name: str) -> str:
         """URL of ``name`` (a path relative to the served directory)."""
         return f"{self.base_url}/{name.lstrip('/')}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate nginx (fast shutdown), kill its process group if it lingers. Idempotent."""
-        with self._stop_lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            stop_process(self._proc, timeout)
-            self._tmp.cleanup()
-
-    def __enter__(self: _N) -> _N:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<NginxServer {getattr(self, 'base_url', '?')} root={self.root}>"

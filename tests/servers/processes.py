@@ -7,7 +7,9 @@ import contextlib
 import os
 import signal
 import subprocess
-from typing import Optional
+import tempfile
+import threading
+from typing import Optional, TypeVar
 
 
 def stop_process(proc: "Optional[subprocess.Popen[bytes]]", timeout: float) -> None:
@@ -21,3 +23,32 @@ def stop_process(proc: "Optional[subprocess.Popen[bytes]]", timeout: float) -> N
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+
+
+_C = TypeVar("_C", bound="ChildServer")
+
+
+class ChildServer:
+    """What a server run as a child process shares: ``stop()`` (the process, then its private
+    directory; idempotent, from any thread) and the context manager. Set by subclasses:
+    ``_proc``, ``_tmp`` (a ``TemporaryDirectory``), ``_stop_lock``, ``_stopped``."""
+
+    _proc: "Optional[subprocess.Popen[bytes]]"
+    _tmp: tempfile.TemporaryDirectory
+    _stop_lock: threading.Lock
+    _stopped: bool
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process, kill its group if it lingers, remove the directory."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            stop_process(self._proc, timeout)
+            self._tmp.cleanup()
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, TypeVar
 
-from .processes import stop_process
+from .processes import ChildServer
 from .tls import TlsFiles
 
 _S = TypeVar("_S", bound="_SystemServer")
@@ -161,7 +161,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _SystemServer:
+class _SystemServer(ChildServer):
     kind = ""
     product = ""  # how the ``Server`` header starts
     supports_ranges = True
@@ -181,14 +181,16 @@ class _SystemServer:
         self._stopped = False
         self._proc: Optional[subprocess.Popen[bytes]] = None
         try:
-            for _ in range(_ATTEMPTS):
-                if self._start(start_timeout):
-                    break
-            else:
-                raise RuntimeError(f"{self.kind}: {_ATTEMPTS} free ports taken before it bound\n{self._read_logs()}")
+            self._start_on_a_free_port(start_timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _start_on_a_free_port(self, timeout: float) -> None:
+        for _ in range(_ATTEMPTS):
+            if self._start(timeout):
+                return
+        raise RuntimeError(f"{self.kind}: {_ATTEMPTS} free ports taken before it bound\n{self._read_logs()}")
 
     def _start(self, timeout: float) -> bool:
         """Start on a new free port: True once it answers, False if it exits for lack of the port."""
@@ -257,21 +259,6 @@ class _SystemServer:
     def url(self, name: str) -> str:
         """URL of ``name`` (a path relative to the served directory)."""
         return f"{self.base_url}/{name.lstrip('/')}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the server, kill its process group if it lingers, remove the directory. Idempotent."""
-        with self._stop_lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            stop_process(self._proc, timeout)
-            self._tmp.cleanup()
-
-    def __enter__(self: _S) -> _S:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self, 'base_url', '?')} root={self.root}>"
