@@ -5,10 +5,20 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import FrozenSet, Optional, Protocol, Tuple
+from typing import FrozenSet, Mapping, Optional, Protocol, Tuple
 
 from .errors import ConnectionFailedError, HTTPStatusError, TruncatedBodyError
-from .headers import retry_after as parse_retry_after  # noqa: F401 - where the sources import it
+from .headers import retry_after as parse_retry_after
+
+
+def status_error(
+    status: int, reason: str, headers: Mapping[str, str], url: str, byte_range: Optional[Tuple] = None
+) -> HTTPStatusError:
+    """What an answer with an error status raises: its ``Retry-After`` (seconds or a date)
+    rides along, for the retry policy to honour."""
+    error = HTTPStatusError(status, reason, url=url, byte_range=byte_range)
+    error.retry_after = parse_retry_after(headers.get("Retry-After"))
+    return error
 
 
 class Cancellation(Protocol):

@@ -38,7 +38,7 @@ from kithara_io import (
     Timeout,
     TruncatedBodyError,
 )
-from kithara_io.retry import parse_retry_after
+from kithara_io.headers import retry_after as parse_retry_after
 from tests.servers.faults import (
     BadContentRange,
     CapRange,

@@ -18,7 +18,7 @@ from typing import Callable, Deque, Dict, FrozenSet, Mapping, Optional, Tuple, U
 from ..errors import HTTPStatusError, InvalidResponseError, ResourceChangedError
 from ..headers import content_range, unsatisfied_range
 from ..net import Client, Policy
-from ..retry import Timeout, parse_retry_after
+from ..retry import Timeout, status_error
 from .answers import (
     answer_length,
     check_content_range,
@@ -328,9 +328,7 @@ class HttpSource:
                 answer.close()
                 return HttpBody(url, None, start, start, total, True)
             raise InvalidResponseError("416 Range Not Satisfiable", url=url, byte_range=span)
-        error = HTTPStatusError(status, answer.reason, url=url, byte_range=span)
-        error.retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-        raise error
+        raise status_error(status, answer.reason, answer.headers, url, span)
 
     def _parse_content_range(self, answer: Answer, start: int, end: Optional[int]) -> Tuple[int, int, Optional[int]]:
         url = answer.url

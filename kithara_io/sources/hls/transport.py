@@ -27,7 +27,7 @@ from ...headers import content_coding, content_length, content_range, unsatisfie
 from ...net import Client, Policy, Response
 from ...net.connections import shutdown
 from ...net.policy import USER_AGENT
-from ...retry import Cancellation, Retry, Timeout, parse_retry_after
+from ...retry import Cancellation, Retry, Timeout, status_error
 from ..answers import is_html_page, may_be_a_slice
 from ..transport import Answer
 
@@ -198,7 +198,7 @@ class Transport:
             total = unsatisfied_range(response.headers.get("Content-Range"))
             response.close()
             if total is None or start < total:
-                raise _status_error(response)
+                raise status_error(416, response.reason, response.headers, response.url)
             return Body(None, url, start, start, total)
         if ranged and response.status == 200 and may_be_a_slice(Answer.of(response), start, end):
             # Some servers (fsspec's test server, broken proxies) answer a range with 200 and
@@ -270,15 +270,8 @@ class Transport:
             abort.attach(response)  # the response's connection, until it goes back to the pool
         if response.status >= 400 and not (unsatisfiable and response.status == 416):
             response.close()
-            raise _status_error(response)
+            raise status_error(response.status, response.reason, response.headers, response.url)
         return response
-
-
-def _status_error(response: Response) -> errors.HTTPStatusError:
-    """What an answer with an error status raises (with its ``Retry-After``)."""
-    error = errors.HTTPStatusError(response.status, response.reason, url=response.url)
-    error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    return error
 
 
 def _read_at_most(read: Callable[[], bytes], url: str, limit: int, what: str) -> bytes:

@@ -20,11 +20,11 @@ import socket
 import threading
 from typing import Mapping, Optional, Protocol, Union
 
-from ...errors import ConnectionFailedError, HTTPStatusError, InvalidResponseError, StreamError
+from ...errors import ConnectionFailedError, InvalidResponseError, StreamError
 from ...headers import content_coding
 from ...net import Client, Policy, Response
 from ...net.connections import shutdown_socket as _shutdown
-from ...retry import Timeout, parse_retry_after
+from ...retry import Timeout, status_error
 
 
 class LiveBody(Protocol):
@@ -133,9 +133,7 @@ def open_http(client: Client, url: str, slot: AbortSlot, *, icy: bool = False) -
 def check_answer(url: str, status: int, reason: str, headers: Mapping[str, str]) -> None:
     """Refuse what is not a stream: an error status, an encoded body, an HTML page."""
     if status != 200:
-        error = HTTPStatusError(status, reason, url=url)
-        error.retry_after = parse_retry_after(headers.get("Retry-After"))
-        raise error
+        raise status_error(status, reason, headers, url)
     encoding = content_coding(headers.get("Content-Encoding"))
     if encoding != "identity":
         raise InvalidResponseError(f"server sent Content-Encoding {encoding!r} although identity was asked", url=url)
