@@ -227,6 +227,33 @@ def soak(seconds: float, batch: Callable[[], List[Session]]) -> Tuple[int, int]:
     return len(sessions), sum(s.reads for s in sessions)
 
 
+class Batches:
+    """Seeded batches of sessions against one server, ``url(name)`` its URL of a name under
+    the served root: of the file (one session, or two at once), or of a playlist or manifest
+    (see :func:`file_and_playlists`)."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        url: Callable[[str], str],
+        data: bytes,
+        streams: Dict[str, bytes],
+        ca: Path,
+        disk: DiskCache,
+    ) -> None:
+        self.rng, self.url, self.data, self.streams, self.ca, self.disk = rng, url, data, streams, ca, disk
+        self.names = sorted(streams)
+
+    def files(self) -> List[Session]:
+        count = 2 if self.rng.random() < 0.3 else 1
+        url = self.url("f.bin")
+        return [Session(self.rng.randrange(1 << 30), url, self.data, self.ca, True, self.disk) for _ in range(count)]
+
+    def playlists(self) -> List[Session]:
+        name = self.rng.choice(self.names)
+        return [Session(self.rng.randrange(1 << 30), self.url(name), self.streams[name], self.ca, True, self.disk)]
+
+
 def file_and_playlists(root: Path, size: int = 8 << 20) -> Tuple[bytes, Dict[str, bytes]]:
     """A random file ``root/f.bin``, FFmpeg's HLS media under ``root/hls`` and its DASH media
     under ``root/dash``: the file's bytes, and each playlist's or manifest's stream as read

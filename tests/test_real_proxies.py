@@ -37,7 +37,7 @@ from kithara_io.disk import DiskCache
 from tests.servers import forward_proxies
 from tests.servers.forward_proxies import ForwardProxy
 from tests.servers.nginx import NginxServer
-from tests.test_access_soak import Session, file_and_playlists, soak
+from tests.test_access_soak import Batches, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_PROXY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
@@ -87,30 +87,21 @@ def test_mixed_reads_through_a_real_proxy_equal_the_file_and_the_segments(
     if reason:
         pytest.skip(reason)
     root, data, local = content
-    names = sorted(local)
     disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     rng = random.Random(f"{SEED}-{kind}-{scheme}")
-    ca = tls_files.ca
     with forward_proxies.PROXIES[kind]() as proxy, NginxServer(
         root, tls=tls_files if scheme == "https" else None
     ) as origin:
         clean_env.setenv("http_proxy", proxy.url)
         clean_env.setenv("https_proxy", proxy.url)
-
-        def files() -> List[Session]:
-            count = 2 if rng.random() < 0.3 else 1
-            return [Session(rng.randrange(1 << 30), origin.url("f.bin"), data, ca, True, disk) for _ in range(count)]
-
-        def playlists() -> List[Session]:
-            name = rng.choice(names)
-            return [Session(rng.randrange(1 << 30), origin.url(name), local[name], ca, True, disk)]
+        batches = Batches(rng, origin.url, data, local, tls_files.ca, disk)
 
         if scheme == "http":  # fill Squid's cache: ranges alone never do (range_offset_limit 0)
             status, body, via = _fetch_whole(proxy, origin.url("f.bin"))
             assert (status, body == data, f"({kind}/" in via) == (200, True, True), (status, len(body), via)
-        file_counts = soak(SECONDS, files)
+        file_counts = soak(SECONDS, batches.files)
         file_log = _settled_log(proxy)
-        stream_counts = soak(SECONDS, playlists)
+        stream_counts = soak(SECONDS, batches.playlists)
         log = _settled_log(proxy)
         where = re.escape(f"127.0.0.1:{origin.port}")
         file_target, streams_target = (

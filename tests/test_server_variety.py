@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, List, Tuple
+from typing import Callable, ContextManager, Dict, Tuple
 
 import pytest
 
 from kithara_io.disk import DiskCache
 from tests.servers import app_servers, caches, system_servers
 from tests.servers.tls import TlsFiles
-from tests.test_access_soak import Session, file_and_playlists, soak
+from tests.test_access_soak import Batches, file_and_playlists, soak
 
 SECONDS = float(os.environ.get("KITHARA_VARIETY_SECONDS", "2"))
 SEED = int(os.environ.get("KITHARA_ACCESS_SEED", "24"))
@@ -81,21 +81,14 @@ def test_mixed_reads_equal_the_file_and_the_segments(kind, content, tls_files, t
     if reason:
         pytest.skip(reason)
     root, data, local = content
-    names = sorted(local)
     disk = DiskCache(tmp_path / "disk", max_bytes=32 * MiB)
     rng = random.Random(f"{SEED}-{kind}")
-    ca = tls_files.ca
     with make(root, tls_files) as server:
-
-        def files() -> List[Session]:
-            count = 2 if rng.random() < 0.3 else 1
-            return [Session(rng.randrange(1 << 30), server.url("f.bin"), data, ca, True, disk) for _ in range(count)]
-
-        def playlists() -> List[Session]:
-            name = rng.choice(names)
-            return [Session(rng.randrange(1 << 30), server.url(name), local[name], ca, True, disk)]
-
-        file_counts = soak(SECONDS, files)
-        stream_counts = soak(SECONDS, playlists)
-    print(f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads; HLS/DASH {stream_counts[0]}, {stream_counts[1]}")
+        batches = Batches(rng, server.url, data, local, tls_files.ca, disk)
+        file_counts = soak(SECONDS, batches.files)
+        stream_counts = soak(SECONDS, batches.playlists)
+    print(
+        f"\n{kind}: file {file_counts[0]} sessions, {file_counts[1]} reads;"
+        f" HLS/DASH {stream_counts[0]}, {stream_counts[1]}"
+    )
     assert file_counts[1] >= 10 and stream_counts[1] >= 10
