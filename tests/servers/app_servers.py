@@ -17,7 +17,6 @@ ETags are weak, it ignores ``If-Range``, answers a suffix range (``bytes=-N``) w
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import os
 import shutil
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 from typing import IO, List, Optional, TypeVar, Union
 
-from .processes import stop_process
+from .processes import head, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 HTTP_SERVER_JS = REPO / ".npm" / "node_modules" / "http-server" / "bin" / "http-server"
@@ -183,16 +182,12 @@ class AppServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
             try:
-                conn.request("HEAD", "/")
-                conn.getresponse().read()
+                head(self.port, 1.0)
                 if self._proc.poll() is None and _listens(self._proc.pid, self.port):
                     return True
             except OSError:
                 pass
-            finally:
-                conn.close()
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(

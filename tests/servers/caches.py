@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .nginx import NginxServer, find_nginx
+from .processes import head
 from .system_servers import _SystemServer
 from .tls import TlsFiles
 
@@ -136,16 +137,10 @@ class _CacheServer(_SystemServer):
 
     def _head(self, timeout: float) -> str:
         """One HEAD / request (the origin's 403 passed on): ``product`` if the cache answered."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("HEAD", "/")
-            response = conn.getresponse()
-            response.read()
-            if self._is_cache(response):
-                return self.product
-            return f"{response.status}, Server {response.getheader('Server')!r}, Via {response.getheader('Via')!r}"
-        finally:
-            conn.close()
+        response = head(self.port, timeout)
+        if self._is_cache(response):
+            return self.product
+        return f"{response.status}, Server {response.getheader('Server')!r}, Via {response.getheader('Via')!r}"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the cache (terminate, then kill its process group), then the origin. Idempotent."""

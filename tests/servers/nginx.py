@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import socket
@@ -12,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Optional, TypeVar
 
-from .processes import ChildServer
+from .processes import ChildServer, head
 from .tls import TlsFiles
 
 _N = TypeVar("_N", bound="NginxServer")
@@ -115,22 +114,13 @@ class NginxServer(ChildServer):
                 start_new_session=True,
             )
         # Our copy of the listener is closed: if nginx dies, the request below fails fast.
-        if self.tls is not None:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                "127.0.0.1", self.port, timeout=timeout, context=self.tls.client_context()
-            )
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request("HEAD", "/")
-            conn.getresponse().read()
+            head(self.port, timeout, self.tls)
         except OSError as exc:
             raise RuntimeError(
                 f"nginx did not start (exit code {self._proc.poll()}): {exc}\n"
                 f"--- {self.error_log} ---\n{self._read_error_log()}"
             ) from exc
-        finally:
-            conn.close()
 
     def _config_values(self) -> dict:
         return {

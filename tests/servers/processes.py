@@ -1,15 +1,38 @@
-"""Stopping a server that runs as a child process in its own session (nginx, Icecast, the
-system and application servers)."""
+"""Servers that run as child processes in their own sessions (nginx, Icecast, the system and
+application servers, the caches and proxies): probing one, stopping one."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
 import tempfile
 import threading
-from typing import Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from .tls import TlsFiles
+
+
+def head(port: int, timeout: float, tls: "Optional[TlsFiles]" = None) -> http.client.HTTPResponse:
+    """One ``HEAD /`` to 127.0.0.1:``port`` (https, trusting ``tls``'s CA, when given): the
+    answer, read to its end (its status and headers stay readable). Raises OSError (or an
+    ``http.client.HTTPException``) when nothing answers."""
+    if tls is not None:
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=timeout, context=tls.client_context()
+        )
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("HEAD", "/")
+        response = conn.getresponse()
+        response.read()
+        return response
+    finally:
+        conn.close()
 
 
 def stop_process(proc: "Optional[subprocess.Popen[bytes]]", timeout: float) -> None:

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, TypeVar
 
-from .processes import ChildServer
+from .processes import ChildServer, head
 from .tls import TlsFiles
 
 _S = TypeVar("_S", bound="_SystemServer")
@@ -226,19 +226,7 @@ class _SystemServer(ChildServer):
 
     def _head(self, timeout: float) -> str:
         """One HEAD / request; the ``Server`` header of the answer."""
-        if self.tls is not None:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                "127.0.0.1", self.port, timeout=timeout, context=self.tls.client_context()
-            )
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("HEAD", "/")
-            response = conn.getresponse()
-            response.read()
-            return response.getheader("Server", "")
-        finally:
-            conn.close()
+        return head(self.port, timeout, self.tls).getheader("Server", "")
 
     def _config(self) -> str:
         raise NotImplementedError
