@@ -24,15 +24,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import IO, List, Optional, TypeVar, Union
+from typing import IO, List, Optional, Union
 
-from .processes import head, stop_process
+from .processes import ChildServer, head
 
 REPO = Path(__file__).resolve().parents[2]
 HTTP_SERVER_JS = REPO / ".npm" / "node_modules" / "http-server" / "bin" / "http-server"
-_S = TypeVar("_S", bound="AppServer")
 
 _AIOHTTP = """\
 import sys
@@ -123,7 +123,7 @@ def unavailable(kind: str) -> Optional[str]:
     return f"unknown server kind {kind!r}"
 
 
-class AppServer:
+class AppServer(ChildServer):
     """One static-file server in a child process (own session) serving ``root``."""
 
     kind = ""
@@ -140,6 +140,7 @@ class AppServer:
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._log: Optional[IO[bytes]] = None
         self._log_path = Path(self._tmp.name) / "server.log"
+        self._stop_lock = threading.Lock()
         self._stopped = False
         self.port = 0
         self.base_url = ""
@@ -205,20 +206,10 @@ class AppServer:
         return f"{self.base_url}/{name.lstrip('/')}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the child (kill its process group if it lingers), remove the temp dir. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        stop_process(self._proc, timeout)
+        """As ``ChildServer.stop``, and close the child's log. Idempotent."""
+        super().stop(timeout)
         if self._log is not None:
             self._log.close()
-        self._tmp.cleanup()
-
-    def __enter__(self: _S) -> _S:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url or '?'} root={self.root}>"
