@@ -372,7 +372,10 @@ class HttpSource:
             if self._ranged is None:  # pinned by a 304, which says nothing about ranges
                 self._ranged = ranged
             changes = pinned.changes_from(seen)
-            if not changes and pinned.etag and pinned.etag.startswith("W/") and seen.etag and seen.etag[:2] != "W/":
+            weak_to_strong = (
+                pinned.etag and pinned.etag.startswith("W/") and seen.etag and not seen.etag.startswith("W/")
+            )
+            if weak_to_strong and not changes:
                 # The same tag, strong now (Apache's, a second after the file changed):
                 # If-Range can carry it from now on.
                 self._pinned = dataclasses.replace(pinned, etag=seen.etag)
