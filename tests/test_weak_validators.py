@@ -60,7 +60,7 @@ def test_etags_compare_weakly() -> None:
     assert not Validators(5, None, date).same_version(Validators(5, '"a"', date))
 
 
-def test_a_server_ignoring_if_range_dates_is_asked_without_them(fault_server: FaultServer) -> None:
+def test_a_server_ignoring_if_range_dates_is_asked_without_them(fault_server: FaultServer, no_leaks) -> None:
     """Weak tag pinned, so If-Range carries the date; the server answers such ranges 200.
     One such answer, then ranges go without If-Range and read exactly."""
     data = random.Random(1).randbytes(600_000)
@@ -75,7 +75,7 @@ def test_a_server_ignoring_if_range_dates_is_asked_without_them(fault_server: Fa
     assert len(after) >= 20 and all(r.if_range is None and r.status == 206 for r in after)
 
 
-def test_a_change_is_still_caught_once_dates_are_dropped(fault_server: FaultServer) -> None:
+def test_a_change_is_still_caught_once_dates_are_dropped(fault_server: FaultServer, no_leaks) -> None:
     data = random.Random(3).randbytes(600_000)
     url = fault_server.add("/f.bin", data, etag='W/"v1"')
     fault_server.always("/f.bin", DatesFailIfRange())
@@ -90,7 +90,7 @@ def test_a_change_is_still_caught_once_dates_are_dropped(fault_server: FaultServ
             f.close()  # (raises the stream's failure again: by design)
 
 
-def test_a_weak_tag_turning_strong_is_the_same_version(fault_server: FaultServer) -> None:
+def test_a_weak_tag_turning_strong_is_the_same_version(fault_server: FaultServer, no_leaks) -> None:
     """The file is tagged W/"v1" at open, "v1" from then on (Apache, a second later): no
     ResourceChangedError, and If-Range carries the strong tag once seen."""
     data = random.Random(6).randbytes(600_000)
@@ -103,7 +103,7 @@ def test_a_weak_tag_turning_strong_is_the_same_version(fault_server: FaultServer
     assert ranges[-1].if_range == '"v1"' and all(r.status == 206 for r in ranges)
 
 
-def test_another_weak_tag_is_a_changed_resource(fault_server: FaultServer) -> None:
+def test_another_weak_tag_is_a_changed_resource(fault_server: FaultServer, no_leaks) -> None:
     data = random.Random(8).randbytes(600_000)
     url = fault_server.add("/f.bin", data, etag='W/"v1"')
     fault_server.script("/f.bin", [None] + [ChangedETag('W/"v2"')] * 200)
@@ -113,7 +113,7 @@ def test_another_weak_tag_is_a_changed_resource(fault_server: FaultServer) -> No
 
 
 @pytest.mark.skipif(system_servers.unavailable("apache") is not None, reason="Apache httpd is not installed")
-def test_a_file_apache_serves_moments_after_it_was_written(tmp_path: Path) -> None:
+def test_a_file_apache_serves_moments_after_it_was_written(tmp_path: Path, no_leaks) -> None:
     """The real thing: opened right after it was written (weak tag, date If-Range ignored),
     read across the second in which the tag turns strong. Every byte equals the file."""
     with system_servers.ApacheServer(tmp_path) as server:
