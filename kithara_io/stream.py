@@ -181,9 +181,12 @@ class Stream(io.RawIOBase):
         return self._reader.resource()[2]
 
     def readinto(self, b) -> int:
-        self._check_closed()
+        if self.closed:  # _check_closed and _check_failed inlined: decoders read 8 KiB at a time
+            raise ValueError("I/O operation on closed stream")
         with self._lock:
-            self._check_failed()
+            error = self._reader.error
+            if error is not None:
+                raise error.with_traceback(None)
             with memoryview(b) as view:
                 if view.format == "B" and view.ndim == 1:  # bytearray, a decoder's buffer
                     n = self._reader.read_at(self._pos, view)
@@ -274,7 +277,8 @@ class Stream(io.RawIOBase):
         return pos
 
     def tell(self) -> int:
-        self._check_closed()
+        if self.closed:  # (inlined: decoders ask for it around every read)
+            raise ValueError("I/O operation on closed stream")
         return self._pos
 
     # -- lifecycle -----------------------------------------------------------------------

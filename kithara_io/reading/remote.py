@@ -242,21 +242,30 @@ class RemoteReader(RangeReads, FetchHosting):
         return self._read(pos, len(out), copy) or 0
 
     def _read_held(self, pos: int, out: memoryview) -> int:
+        """A read of a whole resource: the copy, the cursor and the counts in one hold of
+        each lock (a decoder makes thousands of these per file)."""
         with self._lock:
             n = self._cache.copy_held(pos, out)
             if n <= 0:
                 return n  # -1: the long way; 0: nothing to read, not a hit, no Seek
             previous_end = self._hit_locked(pos, pos + n)
-        self._note_seek(previous_end, pos, True)
+        if pos != previous_end and self.events.has_subscribers:  # (_note_seek, inlined)
+            self._publish(Seek(previous_end, pos, True))
         return n
 
     def _hit_locked(self, pos: int, end: int) -> int:
         """Move the cursor over a read served from the cache and count it; returns where the
         read before it ended."""
-        previous_end = self._pattern.end
-        self._pattern.record(pos, end, self._opt.read_behind)
-        self._counts.bytes_served += end - pos
-        self._counts.cache_hits += 1
+        pattern = self._pattern
+        previous_end = pattern.end
+        if pos == previous_end:  # AccessPattern.record's usual case, inlined: the run grows
+            pattern.run += end - pos
+            pattern.cursor, pattern.end = pos, end
+        else:
+            pattern.record(pos, end, self._opt.read_behind)
+        counts = self._counts
+        counts.bytes_served += end - pos
+        counts.cache_hits += 1
         return previous_end
 
     def _note_seek(self, previous_end: int, pos: int, hit: bool) -> None:
@@ -284,7 +293,8 @@ class RemoteReader(RangeReads, FetchHosting):
             previous_end = self._hit_locked(pos, pos + n)
             if not busy and not self._planned(free_from, size):
                 self._schedule_locked()
-        self._note_seek(previous_end, pos, True)
+        if pos != previous_end and self.events.has_subscribers:  # (_note_seek, inlined)
+            self._publish(Seek(previous_end, pos, True))
         return n
 
     def read_bytes(self, pos: int, n: int) -> bytes:
