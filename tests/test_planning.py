@@ -179,6 +179,20 @@ def test_a_continuing_run_asks_for_at_least_the_amortizing_length():
     assert fetch_length(present, none, 70, 10, 1000, amortize=400) == 10  # a fresh seek: small
 
 
+def test_a_fetch_a_reader_waits_for_covers_its_read():
+    """A reader blocked on bytes up to ``need_end`` gets them in one request: growing from
+    the run before (64 bytes here) would only add round trips to its wait."""
+    present, none = RangeSet([(0, 64)]), RangeSet()
+    assert fetch_length(present, none, 64, 16, 10_000) == 64  # alone: the run before
+    assert fetch_length(present, none, 64, 16, 10_000, need_end=1000) == 936
+    assert fetch_length(present, none, 64, 16, 500, need_end=1000) == 500  # still capped
+    assert fetch_length(present, none, 64, 16, 10_000, amortize=2000, need_end=1000) == 2000  # the larger
+    assert fetch_length(present, none, 64, 16, 10_000, need_end=10) == 64  # behind the start: no say
+    got = next_fetch(present, none, cursor=0, size=10_000, read_ahead=10_000, read_behind=0, min_fetch=16,
+                     max_fetch=10_000, need_end=1000)
+    assert (got.start, got.end) == (64, 1000)
+
+
 def test_amortizing_length_follows_the_measured_link():
     from kithara_io.reading.planning import LinkEstimate
 

@@ -20,6 +20,7 @@ from kithara_io.events import (
     Progress,
     RequestCancelled,
     RequestCompleted,
+    RequestEnqueued,
     RequestFailed,
     RequestRetrying,
     RequestStarted,
@@ -304,6 +305,26 @@ def test_interrupt_makes_a_reader_waiting_for_a_body_give_up():
     assert turns.take(3, since) is None  # an interrupt since enter(): no take-over in this read
     turns.pool_done(turn)
     turns.leave()
+
+
+def test_a_read_that_waits_is_fetched_in_one_request(make_ranged_server, media, no_leaks):
+    """``read(1 MiB)`` right after open, which holds the first 64 KiB: the rest of the read
+    comes in one request (sized to the read), not in requests growing from 64 KiB, each a
+    round trip the reader waits for. Read-ahead may go out beside it, beyond the read."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()
+    downloader = Downloader()
+    ranges: List[tuple] = []
+    downloader.subscribe(lambda e: ranges.append(e.range), RequestEnqueued)
+    try:
+        with kithara_io.open(link.url("random.bin"), tail=0, downloader=downloader) as f:
+            assert f.read(MiB) == expected[:MiB]
+    finally:
+        downloader.close()
+    assert ranges[0] == (0, 64 * KiB), ranges  # open()'s
+    covering = [r for r in ranges if r[0] == 64 * KiB]
+    assert len(covering) == 1 and covering[0][1] >= MiB, ranges
+    assert not [r for r in ranges if 64 * KiB < r[0] < MiB], ranges
 
 
 def test_reads_of_a_whole_resource_take_the_short_way_and_still_count_and_tell(make_ranged_server, media, no_leaks):

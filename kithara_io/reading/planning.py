@@ -86,7 +86,13 @@ def run_before(present: RangeSet, claimed: RangeSet, start: int) -> int:
 
 
 def fetch_length(
-    present: RangeSet, claimed: RangeSet, start: int, min_fetch: int, max_fetch: int, amortize: int = 0
+    present: RangeSet,
+    claimed: RangeSet,
+    start: int,
+    min_fetch: int,
+    max_fetch: int,
+    amortize: int = 0,
+    need_end: int = 0,
 ) -> int:
     """Adaptive size: as long as the run of bytes just before ``start`` that are present or
     already being fetched, within bounds.
@@ -95,11 +101,14 @@ def fetch_length(
     previous fetch is still running (pipelining); a fresh seek starts small (fast first byte).
     A continuing run asks for at least ``amortize`` bytes: enough that the request's own
     cost (its first-byte time) is a small part of the transfer (see LinkEstimate).
+    A reader blocked on bytes up to ``need_end`` gets them in one request (up to
+    ``max_fetch``): it returns only once all are in, so smaller first requests would only
+    add round trips to its wait.
     """
     run = run_before(present, claimed, start)
     if run > 0:
         run = max(run, amortize)
-    return max(min_fetch, min(max_fetch, run))
+    return max(min_fetch, min(max_fetch, max(run, need_end - start)))
 
 
 def next_fetch(
@@ -113,19 +122,21 @@ def next_fetch(
     min_fetch: int,
     max_fetch: int,
     amortize: int = 0,
+    need_end: int = 0,
 ) -> Optional[FetchPlan]:
     """The next range one stream should fetch, or None when its windows are complete.
 
     First the earliest gap at or after the cursor within the read-ahead window (High);
     only when nothing is missing there, the earliest gap in the read-behind window
-    read-behind window (Low). Never a byte that is present or already claimed.
+    (Low). Never a byte that is present or already claimed. ``need_end``: a reader waits
+    for the bytes before it (see ``fetch_length``).
     """
     cursor = max(0, min(cursor, size))
     ahead_limit = min(size, cursor + max(read_ahead, 1))
     start = first_missing(present, claimed, cursor)
     if start < ahead_limit:
         end = _gap_end(present, claimed, start, size)
-        length = fetch_length(present, claimed, start, min_fetch, max_fetch, amortize)
+        length = fetch_length(present, claimed, start, min_fetch, max_fetch, amortize, need_end)
         return FetchPlan(start, min(end, start + length), Priority.HIGH)
     behind_limit = max(0, cursor - read_behind)
     pos = behind_limit

@@ -166,6 +166,7 @@ class FetchScheduling:
                 read_behind=0,
                 min_fetch=self._opt.min_fetch,
                 max_fetch=self._opt.max_fetch,
+                need_end=end,
             )
             assert plan is not None and plan.start == start, (plan, start)
             here = plan.end <= end + self._link.run_here_slack()
@@ -173,7 +174,9 @@ class FetchScheduling:
             return cmd if here else None
 
     # -- scheduling (self._lock held) ----------------------------------------------------
-    def _plan_locked(self, cursor: int) -> Optional[FetchPlan]:
+    def _plan_locked(self, cursor: int, need_end: int = 0) -> Optional[FetchPlan]:
+        """The next fetch of the read-ahead window from ``cursor``; one a reader waits for
+        covers its read up to ``need_end`` (see ``planning.fetch_length``)."""
         opt, pattern = self._opt, self._pattern
         read_ahead = pattern.read_ahead(opt.read_ahead, opt.min_fetch)
         read_behind = opt.read_behind if pattern.went_back else 0
@@ -192,6 +195,7 @@ class FetchScheduling:
                 min_fetch=opt.min_fetch,
                 max_fetch=opt.max_fetch,
                 amortize=amortize,
+                need_end=need_end,
             )
 
         return self._cache.consult(plan)  # no snapshot of a random reader's many ranges
@@ -212,7 +216,7 @@ class FetchScheduling:
                 self._streaming or self._planned(self._cache.first_free(self._pattern.cursor), self._cache.known_size)
             ):
                 break  # the window is covered (no snapshot, no plan), or the link is busy
-            plan = self._plan_locked(self._pattern.cursor)
+            plan = self._plan_locked(self._pattern.cursor, need[1] if need is not None and here is None else 0)
             if plan is None or self._out_of_reach_locked(plan.start):
                 break
             inside = (
