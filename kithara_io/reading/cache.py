@@ -249,7 +249,7 @@ class SparseCache:
                 return 0
             index, offset = divmod(pos, self._block_size)
             block = self._blocks[index]
-            if offset + n <= self._block_size and type(block) is not Pieces:  # _copy_locked's usual case
+            if offset + n <= self._block_size and not isinstance(block, Pieces):  # _copy_locked's usual case
                 out[:n] = memoryview(block)[offset : offset + n]
             else:
                 self._copy_locked(pos, n, out)
