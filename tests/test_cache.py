@@ -50,6 +50,22 @@ def test_wait_reports_unclaimed_gap():
     assert wait_for(cache, 0, 11) is Wait.UNCLAIMED
 
 
+def test_an_interrupt_is_raised_by_a_read_of_unclaimed_bytes_too():
+    """A read that finds bytes nobody fetches (its own fetch was just cancelled by
+    ``interrupt``) raises InterruptedError, once, instead of returning UNCLAIMED, which
+    would make it fetch them itself; bytes present are read whatever is pending."""
+    cache = SparseCache(block_size=16)
+    cache.claim(1, 0, 10)
+    write(cache, 1, 0, b"x" * 10)
+    cache.interrupt()
+    assert cache.interrupt_pending
+    assert read(cache, 0, 10) == b"x" * 10  # present: no wait, the interrupt stays pending
+    with pytest.raises(InterruptedError):
+        wait_for(cache, 0, 11)
+    assert not cache.interrupt_pending
+    assert wait_for(cache, 0, 11) is Wait.UNCLAIMED  # once
+
+
 def test_waiter_wakes_when_bytes_arrive():
     cache = SparseCache(block_size=16)
     cache.claim(1, 0, 32)

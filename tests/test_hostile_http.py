@@ -273,7 +273,9 @@ def test_ipv6_literals_work_for_every_request(tmp_path: Path, no_leaks) -> None:
             for offset in (5000, 1_500_000, 100, 2_000_000):
                 f.seek(offset)
                 assert f.read(70_000) == data[offset : offset + 70_000]
-            assert f.stats().requests >= 8
+            # open()'s, then at least one per read that misses: 5000, 1_500_000 and 2_000_000
+            # (100 is held by then). Several ranged requests, each over the IPv6 literal.
+            assert f.stats().requests >= 4
 
 
 def test_icy_metadata_in_a_file_of_known_length_is_refused(fault_server, no_leaks) -> None:

@@ -307,6 +307,66 @@ def test_interrupt_makes_a_reader_waiting_for_a_body_give_up():
     turns.leave()
 
 
+def test_interrupt_stops_a_read_that_runs_its_own_fetch(fault_server, media, no_leaks):
+    """A read that runs its fetch itself (inline) on a slow link, often while a read-ahead
+    body fills the link (then nothing else claims the read's bytes when its fetch ends):
+    ``interrupt()`` cancels the read's fetch, and the read raises InterruptedError at once,
+    instead of asking for the bytes again and receiving them itself for seconds (a ``get``
+    stopped with Ctrl-C went on until its 1 MiB had arrived). Which fetch runs where depends
+    on timing; ``tests/test_cache.py`` checks the rule itself."""
+    data = media["random.bin"].read_bytes()[: 3 * MiB]
+    url = fault_server.add("/f", data)
+    fault_server.always("/f", Throttle(100_000))  # the read's 960 KiB would take ~10 s
+    downloader = Downloader()
+    outcome: dict = {}
+    try:
+        with kithara_io.open(url, downloader=downloader) as f:  # read at once, as `get` does
+            buf = bytearray(MiB)
+
+            def read() -> None:
+                try:
+                    outcome["n"] = f.readinto(buf)
+                except BaseException as exc:  # checked below: InterruptedError only
+                    outcome["error"] = exc
+
+            t = threading.Thread(target=read)
+            t.start()
+            deadline = time.monotonic() + 10  # bounded: until the read's own fetch brings bytes
+            while f.stats().bytes_fetched < 256 * KiB and t.is_alive() and time.monotonic() < deadline:
+                t.join(0.01)
+            started = time.monotonic()
+            f.interrupt()
+            t.join(15)
+            assert not t.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
+            assert time.monotonic() - started < 2.0
+            f.seek(0)
+            assert f.read(64 * KiB) == data[: 64 * KiB]  # the stream stays usable
+    finally:
+        downloader.close()
+
+
+def test_a_pending_interrupt_stops_the_next_read_before_it_runs_its_own_fetch(make_ranged_server, media, no_leaks):
+    """``interrupt()`` with nobody waiting: the next read that has to wait raises, once. A
+    read that would run its fetch itself counts as waiting: it raises instead of receiving
+    the bytes (on a stalled server it could not be woken), and the read after it works."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()
+    downloader = Downloader()
+    try:
+        # A read-ahead window of one request: the read's fetch is the only one, run inline.
+        with kithara_io.open(link.url("random.bin"), tail=0, read_ahead=64 * KiB, downloader=downloader) as f:
+            assert f.read(1000) == expected[:1000]
+            assert downloader.wait_idle(10)
+            f.interrupt()
+            f.seek(4 * MiB)
+            with pytest.raises(InterruptedError):
+                f.read(64 * KiB)  # one request's worth: its fetch would run on this thread
+            assert f.tell() == 4 * MiB
+            assert f.read(64 * KiB) == expected[4 * MiB : 4 * MiB + 64 * KiB]
+    finally:
+        downloader.close()
+
+
 def test_a_read_that_waits_is_fetched_in_one_request(make_ranged_server, media, no_leaks):
     """``read(1 MiB)`` right after open, which holds the first 64 KiB: the rest of the read
     comes in one request (sized to the read), not in requests growing from 64 KiB, each a

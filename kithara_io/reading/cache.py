@@ -115,6 +115,11 @@ class SparseCache:
             self._interrupt = True
             self._cond.notify_all()
 
+    @property
+    def interrupt_pending(self) -> bool:
+        """Has ``interrupt`` been called since a read last raised for it?"""
+        return self._interrupt
+
     def close(self) -> None:
         """Wake every waiter with ``StreamClosedError``. The bytes stay until ``recycle``:
         a fetch still stopping may be writing into a block."""
@@ -302,12 +307,12 @@ class SparseCache:
                 missing = self._present.covered_until(pos)
                 if missing >= end:
                     return Wait.READY, consume(self._views(pos, n))
+                if self._interrupt:  # before UNCLAIMED: else the read would fetch the bytes itself
+                    self._interrupt = False
+                    raise InterruptedError("read interrupted (Stream.interrupt)")
                 claimant = self._claimant(missing)
                 if claimant is None:
                     return Wait.UNCLAIMED, None
-                if self._interrupt:
-                    self._interrupt = False
-                    raise InterruptedError("read interrupted (Stream.interrupt)")
                 if takeover is not None and takeover != self._pokes:
                     return Wait.CLAIMED, (claimant, self._pokes)
                 self._wait_locked((pos, end))

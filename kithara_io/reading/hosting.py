@@ -42,6 +42,10 @@ class FetchHosting(FetchScheduling):
     def begin_fetch(self, cmd: FetchCommand) -> Optional[Fetch]:
         with self._lock:
             fetch = self._active.get(cmd.id)
+            if fetch is not None and fetch.for_reader and self._cache.interrupt_pending:
+                # interrupt() came after the read planned this fetch, too early to cancel it:
+                # not run, so the read raises InterruptedError instead of waiting for it.
+                return None
             if fetch is not None:
                 fetch.started = True
                 fetch.began = time.monotonic()
