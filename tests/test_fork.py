@@ -3,6 +3,7 @@ connections), and the parent is unaffected (issue #18)."""
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import select
@@ -41,6 +42,9 @@ def fork_and_read(f, pos: int, n: int, work=in_child) -> bytes:
         code = 1
         try:
             os.close(r)
+            # A child that hangs prints every thread's stack (to the test's captured stderr)
+            # before the parent gives up on it and kills it.
+            faulthandler.dump_traceback_later(WAIT - 5, exit=False)
             got = work(f, pos, n)
             view = memoryview(got)
             while view:

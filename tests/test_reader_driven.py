@@ -367,6 +367,32 @@ def test_a_pending_interrupt_stops_the_next_read_before_it_runs_its_own_fetch(ma
         downloader.close()
 
 
+def test_a_readers_own_fetch_starts_before_the_read_ahead_planned_with_it(make_ranged_server, media, no_leaks):
+    """With one place (``max_concurrent=1``), a read that misses plans its own fetch and
+    read-ahead beyond it in one pass: its own fetch takes the place first (run by the
+    reader), the read-ahead waits in the queue. Submitted first, the read-ahead took the
+    place and the reader's fetch waited behind it."""
+    link = make_ranged_server()
+    expected = media["random.bin"].read_bytes()
+    downloader = Downloader(max_concurrent=1)
+    ranges: Dict[int, tuple] = {}
+    started: List[int] = []
+    downloader.subscribe(lambda e: ranges.__setitem__(e.request_id, e.range), RequestEnqueued)
+    downloader.subscribe(lambda e: started.append(e.request_id), RequestStarted)
+    try:
+        with kithara_io.open(link.url("random.bin"), tail=0, downloader=downloader) as f:
+            assert downloader.wait_idle(10)
+            before = len(started)
+            assert f.read(MiB) == expected[:MiB]
+            assert downloader.wait_idle(10)
+    finally:
+        downloader.close()
+    after = [ranges[i] for i in started[before:]]
+    # The read's (to 1 MiB, or a little past it once the link is measured), then read-ahead.
+    assert len(after) >= 2 and after[0][0] == 64 * KiB and after[0][1] >= MiB, after
+    assert all(r[0] >= after[0][1] for r in after[1:]), after
+
+
 def test_a_read_that_waits_is_fetched_in_one_request(make_ranged_server, media, no_leaks):
     """``read(1 MiB)`` right after open, which holds the first 64 KiB: the rest of the read
     comes in one request (sized to the read), not in requests growing from 64 KiB, each a

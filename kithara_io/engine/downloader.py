@@ -229,7 +229,7 @@ class Downloader:
             self._complete_cancelled([cmd])
             raise RuntimeError("submit() needs an attached stream (call attach() first)")
 
-    def try_run_inline(self, cmd: FetchCommand) -> bool:
+    def try_run_inline(self, cmd: FetchCommand, started: Optional[Callable[[], None]] = None) -> bool:
         """Run ``cmd`` on the calling thread if it may start right now, else ``submit`` it.
 
         For a reader that will block on exactly these bytes anyway: running the fetch itself
@@ -250,7 +250,9 @@ class Downloader:
         raised by the run function completes the command as CANCELLED (reason
         ``"interrupted"``) and then propagates to the caller. The caller must hold no lock
         that the run function or the completion takes. ``Downloader.close()`` does not wait
-        for inline runs (their callers do).
+        for inline runs (their callers do). ``started``: called once ``cmd`` has its place
+        (before it runs here) or its place in the queue (lock released; not called when
+        the command had completed already).
         """
         if cmd._state is not _State.NEW:
             if cmd.cancelled.is_set():
@@ -278,11 +280,15 @@ class Downloader:
                 self._board.bump_locked()
         if not inline:
             self.submit(cmd)
+            if started is not None:
+                started()
             return False
         _abort_all(preempted)
         if self._listened(cmd):
             self._publish(cmd, _enqueued(cmd))
             self._publish(cmd, RequestStarted(cmd.id, 0.0, cmd.url))
+        if started is not None:
+            started()
         self._execute(cmd, inline=True)
         return True
 

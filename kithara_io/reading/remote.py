@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..engine.downloader import Downloader
+from ..engine.downloader import Downloader, FetchCommand
 from ..errors import ConnectionFailedError, StreamClosedError, StreamError
 from ..events import EventBus, ReaderResumed, ReaderWaiting, Seek
 from ..options import StreamOptions
@@ -58,6 +58,7 @@ class RemoteReader(RangeReads, FetchHosting):
         self._lock = threading.RLock()  # entered directly: Condition.__enter__ is a Python call
         self._cond = threading.Condition(self._lock)
         self._active: Dict[int, Fetch] = {}
+        self._deferred: List[FetchCommand] = []  # see FetchScheduling._schedule_locked
         self._streaming = 0  # active fetches whose body fills the link (Fetch.streaming)
         self._pattern = AccessPattern()
         self._tail_probe: Optional[int] = None  # id of the suffix request sent at open
@@ -114,6 +115,7 @@ class RemoteReader(RangeReads, FetchHosting):
         self._cache._after_fork_in_child()
         self._fetcher.turns._after_fork_in_child()
         self._active.clear()
+        self._deferred = []
         self._streaming = 0
         self._tail_probe = None
         self._source._after_fork_in_child()

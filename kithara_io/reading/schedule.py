@@ -48,6 +48,7 @@ class FetchScheduling:
     _pattern: AccessPattern
     _priority: Priority
     _active: Dict[int, Fetch]  # fetch id -> its fetch, from registration to completion
+    _deferred: List[FetchCommand]  # read-ahead planned beside a reader's own fetch, not yet submitted
     _streaming: int  # how many of them have Fetch.streaming set
     _tail_probe: Optional[int]
     _counts: StreamCounters
@@ -206,7 +207,9 @@ class FetchScheduling:
         ``need``: the ``[pos, end)`` a reader is about to block on. The first fetch lying
         inside it (or reaching past it by what the link moves in ``_RUN_HERE_EXTRA``) is
         registered but not submitted: it is returned, for the reader to run itself
-        (``Downloader.try_run_inline``), as it waits for (nearly) all of it anyway."""
+        (``Downloader.try_run_inline``), as it waits for (nearly) all of it anyway. Read-ahead
+        planned after it is submitted once that fetch has its place (``_hand_over``): queued
+        first, it would take the place, and the reader's fetch would wait behind it."""
         here = None
         if self._closed or self._error is not None or not self._source.supports_ranges:
             return here
@@ -224,7 +227,7 @@ class FetchScheduling:
             )
             if self._streaming and not inside:
                 break  # read-ahead waits until the body filling the link nears its end
-            cmd = self._submit_locked(plan, here=inside)
+            cmd = self._submit_locked(plan, here=inside, defer=here is not None)
             if inside:
                 here = cmd
         return here
@@ -249,8 +252,9 @@ class FetchScheduling:
             return
         self._submit_locked(FetchPlan(start, size if size is not None else UNKNOWN_END, Priority.HIGH))
 
-    def _submit_locked(self, plan: FetchPlan, here: bool = False) -> FetchCommand:
-        """Register and claim a fetch; submit it unless the reader runs it ``here``."""
+    def _submit_locked(self, plan: FetchPlan, here: bool = False, defer: bool = False) -> FetchCommand:
+        """Register and claim a fetch; submit it unless the reader runs it ``here`` (or,
+        ``defer``, once the reader's own fetch has its place: ``_submit_deferred``)."""
         cmd = self._register_locked(
             self._fetcher.run,
             plan,
@@ -263,8 +267,18 @@ class FetchScheduling:
             fetch.for_reader = True
         else:  # from now, read-ahead waits for it (until FetchLoop._copy_body says otherwise)
             self._set_streaming_locked(fetch, self._link.in_order(plan.end - plan.start, self._opt.min_fetch))
-            self._hand_over(cmd)
+            if defer:
+                self._deferred.append(cmd)
+            else:
+                self._hand_over(cmd)
         return cmd
+
+    def _submit_deferred(self) -> None:
+        """Submit the read-ahead held back while a reader's own fetch was handed over."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+            for cmd in deferred:
+                self._hand_over(cmd)
 
     def _submit_tail_probe_locked(self) -> None:
         """Ask for the last bytes together with the head: containers read their end at open
@@ -283,7 +297,7 @@ class FetchScheduling:
         stream fails it with StreamClosedError instead of raising its RuntimeError."""
         try:
             if inline:
-                self._downloader.try_run_inline(cmd)
+                self._downloader.try_run_inline(cmd, started=self._submit_deferred)
             else:
                 self._downloader.submit(cmd)
         except RuntimeError:
@@ -293,6 +307,9 @@ class FetchScheduling:
                 self._forget_locked(cmd.id)
                 self._cache.release(cmd.id)
                 self._fail_locked(StreamClosedError("the downloader of this stream was closed", url=self._source.url))
+        finally:
+            if inline and self._deferred:  # not started (closed, cancelled): submitted anyway
+                self._submit_deferred()
 
     def _forget_locked(self, fetch_id: int) -> Optional[Fetch]:
         """Drop a fetch from ``_active`` (it completed, or never ran), keeping ``_streaming`` right."""
