@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
+
+
+def interrupt_a_read(stream, read: Callable[[], Any], ready: Callable[[], bool], within: float, wait: float = 10) -> None:
+    """Run ``read()`` in another thread; once ``ready()`` (polled, at most ``wait`` s: what
+    is checked is the read at that point, so no guessed sleep), ``stream.interrupt()``: the
+    read must raise InterruptedError within ``within`` s."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = read()
+        except BaseException as exc:  # checked below: InterruptedError only
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    deadline = time.monotonic() + wait
+    while not ready() and reader.is_alive() and time.monotonic() < deadline:
+        reader.join(0.01)
+    started = time.monotonic()
+    stream.interrupt()
+    reader.join(within + 10)
+    assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
+    assert time.monotonic() - started < within
 
 
 def check_interrupt_wakes_a_waiting_read(stream, head: bytes, far: int, reader_waits: Callable[[], bool]) -> None:
@@ -14,27 +38,12 @@ def check_interrupt_wakes_a_waiting_read(stream, head: bytes, far: int, reader_w
     raises InterruptedError within 1 s of ``interrupt()``; the stream stays usable (``head``,
     at 0, reads as before); with nobody waiting, the next read that has to wait raises, once.
     ``reader_waits()`` tells when the read at ``far`` has started waiting."""
-    outcome: dict = {}
 
-    def read_far() -> None:
+    def read_far() -> bytes:
         stream.seek(far)
-        try:
-            outcome["data"] = stream.read(4096)
-        except InterruptedError as exc:
-            outcome["error"] = exc
+        return stream.read(4096)
 
-    reader = threading.Thread(target=read_far)
-    reader.start()
-    # Bounded: 10 s. Waiting for the reader to block is what is checked, so poll what the
-    # stream shows rather than sleep a guessed time.
-    deadline = time.monotonic() + 10
-    while not reader_waits() and reader.is_alive() and time.monotonic() < deadline:
-        reader.join(0.01)
-    started = time.monotonic()
-    stream.interrupt()
-    reader.join(5)
-    assert not reader.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
-    assert time.monotonic() - started < 1.0
+    interrupt_a_read(stream, read_far, reader_waits, within=1.0)
     stream.seek(0)
     assert stream.read(len(head)) == head  # usable: what it has reads as before
     stream.interrupt()  # nobody waits: the next read that has to wait raises, once

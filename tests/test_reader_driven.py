@@ -27,6 +27,7 @@ from kithara_io.events import (
     Seek,
 )
 from kithara_io.options import Retry, Timeout
+from tests.interrupts import interrupt_a_read
 from tests.servers.faults import Stall, Throttle, Truncate
 
 pytestmark = pytest.mark.timeout(60)
@@ -131,30 +132,13 @@ def test_interrupt_wakes_a_reader_receiving_from_a_stalled_body(fault_server, me
     fault_server.script("/f", [(Throttle(4_000_000), Stall(30, after_bytes=MiB + 256 * KiB))])
     options = dict(tail=0, first_fetch=1 << 30, timeout=Timeout(connect=5, read=30))
     rec = Recorder()
-    outcome: dict = {}
     with kithara_io.open(url, **options) as f:
         f.subscribe(rec)
         head = f.read(256 * KiB)
         assert head == data[: len(head)]
-
-        def read_rest() -> None:
-            try:
-                outcome["data"] = f.read(2 * MiB)
-            except BaseException as exc:  # checked below: InterruptedError only
-                outcome["error"] = exc
-
-        t = threading.Thread(target=read_rest)
-        t.start()
-        # Bounded (20 s): wait until the server stalls (the reader, inside read(), is then
-        # the one receiving, unless the machine held it off longer than the pool's grace).
-        deadline = time.monotonic() + 20
-        while f.stats().bytes_fetched < 1 * MiB and t.is_alive() and time.monotonic() < deadline:
-            t.join(0.01)
-        started = time.monotonic()
-        f.interrupt()
-        t.join(10)
-        assert not t.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
-        assert time.monotonic() - started < 2.0
+        # Interrupted once the server stalls (the reader, inside read(), is then the one
+        # receiving, unless the machine held it off longer than the pool's grace).
+        interrupt_a_read(f, lambda: f.read(2 * MiB), lambda: f.stats().bytes_fetched >= MiB, 2.0, wait=20)
         f.seek(len(head))
         assert read_all(f, 256 * KiB, data[len(head) :]) == data[len(head) :]
 
@@ -318,27 +302,10 @@ def test_interrupt_stops_a_read_that_runs_its_own_fetch(fault_server, media, no_
     url = fault_server.add("/f", data)
     fault_server.always("/f", Throttle(100_000))  # the read's 960 KiB would take ~10 s
     downloader = Downloader()
-    outcome: dict = {}
     try:
         with kithara_io.open(url, downloader=downloader) as f:  # read at once, as `get` does
-            buf = bytearray(MiB)
-
-            def read() -> None:
-                try:
-                    outcome["n"] = f.readinto(buf)
-                except BaseException as exc:  # checked below: InterruptedError only
-                    outcome["error"] = exc
-
-            t = threading.Thread(target=read)
-            t.start()
-            deadline = time.monotonic() + 10  # bounded: until the read's own fetch brings bytes
-            while f.stats().bytes_fetched < 256 * KiB and t.is_alive() and time.monotonic() < deadline:
-                t.join(0.01)
-            started = time.monotonic()
-            f.interrupt()
-            t.join(15)
-            assert not t.is_alive() and isinstance(outcome.get("error"), InterruptedError), outcome
-            assert time.monotonic() - started < 2.0
+            # Interrupted once the read's own fetch brought bytes.
+            interrupt_a_read(f, lambda: f.readinto(bytearray(MiB)), lambda: f.stats().bytes_fetched >= 256 * KiB, 2.0)
             f.seek(0)
             assert f.read(64 * KiB) == data[: 64 * KiB]  # the stream stays usable
     finally:
