@@ -181,12 +181,9 @@ class Stream(io.RawIOBase):
         return self._reader.resource()[2]
 
     def readinto(self, b) -> int:
-        if self.closed:  # _check_closed and _check_failed inlined: decoders read 8 KiB at a time
-            raise ValueError("I/O operation on closed stream")
+        self._check_closed()
         with self._lock:
-            error = self._reader.error
-            if error is not None:
-                raise error.with_traceback(None)
+            self._check_failed()
             with memoryview(b) as view:
                 if view.format == "B" and view.ndim == 1:  # bytearray, a decoder's buffer
                     n = self._reader.read_at(self._pos, view)
@@ -277,8 +274,7 @@ class Stream(io.RawIOBase):
         return pos
 
     def tell(self) -> int:
-        if self.closed:  # (inlined: decoders ask for it around every read)
-            raise ValueError("I/O operation on closed stream")
+        self._check_closed()
         return self._pos
 
     # -- lifecycle -----------------------------------------------------------------------

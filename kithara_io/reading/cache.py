@@ -249,15 +249,8 @@ class SparseCache:
         with self._lock:
             if not self.whole or self._closed or self._error is not None:
                 return -1
-            n = min(len(out), self._size - pos)  # type: ignore[operator]  # whole: known
-            if n <= 0:
-                return 0
-            index, offset = divmod(pos, self._block_size)
-            block = self._blocks[index]
-            if offset + n <= self._block_size and not isinstance(block, Pieces):  # _copy_locked's usual case
-                out[:n] = memoryview(block)[offset : offset + n]
-            else:
-                self._copy_locked(pos, n, out)
+            n = max(0, min(len(out), self._size - pos))  # type: ignore[operator]  # whole: known
+            self._copy_locked(pos, n, out)
             return n
 
     def copy_present(self, pos: int, out: memoryview, window: Tuple[int, int], free: bool) -> int:

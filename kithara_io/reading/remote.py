@@ -251,8 +251,7 @@ class RemoteReader(RangeReads, FetchHosting):
             if n <= 0:
                 return n  # -1: the long way; 0: nothing to read, not a hit, no Seek
             previous_end = self._hit_locked(pos, pos + n)
-        if pos != previous_end and self.events.has_subscribers:  # (_note_seek, inlined)
-            self._publish(Seek(previous_end, pos, True))
+        self._note_seek(previous_end, pos, True)
         return n
 
     def _hit_locked(self, pos: int, end: int) -> int:
@@ -295,8 +294,7 @@ class RemoteReader(RangeReads, FetchHosting):
             previous_end = self._hit_locked(pos, pos + n)
             if not busy and not self._planned(free_from, size):
                 self._schedule_locked()
-        if pos != previous_end and self.events.has_subscribers:  # (_note_seek, inlined)
-            self._publish(Seek(previous_end, pos, True))
+        self._note_seek(previous_end, pos, True)
         return n
 
     def read_bytes(self, pos: int, n: int) -> bytes:
