@@ -33,12 +33,46 @@ def run(coro, timeout: float = 30):
 
 
 async def lag_probe(stop: asyncio.Event, lags: list) -> None:
-    """Schedules itself every 1 ms; records how late each wake-up was."""
-    loop = asyncio.get_running_loop()
+    """Schedules itself every 1 ms; records each wake-up as (when, how late), in
+    ``time.monotonic`` seconds."""
     while not stop.is_set():
-        before = loop.time()
+        before = time.monotonic()
         await asyncio.sleep(0.001)
-        lags.append(loop.time() - before - 0.001)
+        now = time.monotonic()
+        lags.append((now, now - before - 0.001))
+
+
+class ProcessStalls:
+    """A plain thread that sleeps 1 ms at a time and records each wake-up as (when, how late).
+    A stall of the whole process (a full garbage collection holding the GIL, the machine
+    descheduled) makes it late too; a call blocking the loop's thread does not, since a thread
+    blocked in a call releases the GIL. ``explain(when, lag)`` is how much of a loop wake-up's
+    lateness this thread shared."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._stalls: list = []
+        self._thread = threading.Thread(target=self._run, name="stall-probe", daemon=True)
+
+    def __enter__(self) -> "ProcessStalls":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = time.monotonic()
+            time.sleep(0.001)
+            now = time.monotonic()
+            if now - before > 0.002:
+                self._stalls.append((now - (now - before - 0.001), now))
+
+    def explain(self, when: float, lag: float) -> float:
+        start = when - lag
+        return sum(max(0.0, min(end, when) - max(begin, start)) for begin, end in self._stalls)
 
 
 def percentile(values, p: float) -> float:
@@ -133,12 +167,18 @@ def test_the_loop_stays_responsive_while_8_streams_read_a_throttled_server(make_
         await probe
         return results, lags, elapsed, executor_wait
 
-    results, lags, elapsed, executor_wait = run(main(), timeout=50)
+    with ProcessStalls() as stalls:
+        results, samples, elapsed, executor_wait = run(main(), timeout=50)
     assert results == [local[i * MiB : (i + 1) * MiB] for i in range(8)]
     assert elapsed > 0.5  # the link was the limit: the probe ran while reads waited
-    assert len(lags) > 200
-    worst, p99 = max(lags), percentile(lags, 0.99)
+    assert len(samples) > 200
+    lags = [lag for _, lag in samples]
+    # What the loop alone suffered: a stall of the whole process (once in CI a 333 ms one,
+    # with p99 2 ms) is not the loop being blocked, and it delays the thread probe as well.
+    own = [lag - stalls.explain(when, lag) for when, lag in samples]
+    worst, p99 = max(own), percentile(own, 0.99)
     print(f"loop lag over {len(lags)} probes in {elapsed:.2f} s: p50 {percentile(lags, 0.5) * 1e3:.2f} ms, "
+          f"p99 {percentile(lags, 0.99) * 1e3:.2f} ms, max {max(lags) * 1e3:.2f} ms; the loop's own: "
           f"p99 {p99 * 1e3:.2f} ms, max {worst * 1e3:.2f} ms; default executor: {executor_wait * 1e3:.1f} ms")
     # Measured p99 2-5 ms, max 12-30 ms on a 2-core machine shared with other jobs; the
     # bounds leave room for a loaded CI machine. Reads on the loop itself give a p99 and
