@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from ..errors import StreamError
 from ..sources.live.shoutcast import is_icy_status_line, request_icy
 from . import curl
-from .connections import Connection, Pool, new_connection, shutdown
+from .connections import SHARED, Connection, Pool, SharedKey, new_connection, shutdown
 from .errors import connection_error
 from .policy import Policy
 from .redirects import follow
@@ -32,11 +32,15 @@ OnConnect = Callable[[Any], None]  # called with the connection (``sock``/``kept
 
 class Client:
     """Requests under one :class:`Policy` over one :class:`Pool` (see the module docstring).
-    ``keep_alive`` False: no connection is kept after its answer (a live stream's)."""
+    ``keep_alive`` False: no connection is kept after its answer (a live stream's). ``share``:
+    idle ``http.client`` connections go to the store every sharing client takes from, under
+    a key naming the origin, the proxy (with its credentials) and, over https, the CA bundle
+    and client certificate (see :mod:`.connections`)."""
 
-    def __init__(self, policy: Policy, *, keep_alive: bool = True) -> None:
+    def __init__(self, policy: Policy, *, keep_alive: bool = True, share: bool = False) -> None:
         self.policy = policy
-        self.pool = Pool(keep_alive)
+        self.pool = Pool(keep_alive, shared=SHARED if share else None)
+        self._share = share
 
     def request(
         self,
@@ -89,7 +93,9 @@ class Client:
         policy = self.policy
         scheme, host, port = origin(url)
         proxy = policy.proxy_for(url)
-        key = (scheme, host, port, proxy)
+        key: tuple = (scheme, host, port, proxy)
+        if self._share:
+            key = SharedKey((*key, (policy.verify, policy.cert) if scheme == "https" else None))
         sent = {**policy.headers_for(url), **headers}
         target = request_target(url)
         tunnel: Optional[Tuple[str, int, Dict[str, str]]] = None
@@ -119,8 +125,8 @@ class Client:
                 conn = new_connection(*via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel)
                 self.pool.opened(conn)
                 conn.connect()
-                if conn.sock is not None:
-                    conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
+            if conn.sock is not None:  # (a shared one may come from a source with other timeouts)
+                conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on
             if on_connect is not None:
                 on_connect(conn)
             conn.request(method, target, headers=sent)

@@ -11,12 +11,23 @@ keys.
 A :class:`Pool` belongs to one source (its ``close`` closes them all). A connection is taken
 for one request and comes back only when its answer was read to its end and the server keeps
 it open; one that the server closed while idle is dropped when taken. ``shutdown_all`` breaks
-every connection, also those whose request still waits for its answer (a source closing).
+every connection the pool has in use, also those whose request still waits for its answer
+(a source closing).
+
+Idle connections under a :class:`SharedKey` are kept in one store that the pools of every
+ranged source share (:data:`SHARED`), as a requests ``Session`` or obstore's client shares
+its pool: a second stream of an origin starts on a connection the first one left, without
+a TCP and TLS handshake. The key names everything a connection is bound to (origin, proxy
+and its credentials, CA bundle and client certificate), so no source ever uses a
+connection set up under another's settings. A connection in the store belongs to no pool
+(a source closing does not break it); it belongs to the pool that takes it. The store is
+emptied when the last sharing pool closes: no socket outlives the streams.
 
 After ``os.fork()`` the child forgets the parent's connections without touching them (no
 shutdown, which the parent's peers would see): its requests open fresh ones.
 
-Thread safety: ``_lock`` guards ``_idle`` and ``_open``; no I/O under it.
+Thread safety: a pool's ``_lock`` guards its ``_idle`` and ``_open``, the store's its own
+``_idle`` and user count; no I/O under either, and neither is held while taking the other.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import weakref
 from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple
 
 _MAX_IDLE = 8  # per key: a stream keeps at most its max_outstanding fetches busy
+_MAX_SHARED = 32  # per key in the shared store: the idle connections of many streams at once
 
 
 class _Kept:
@@ -147,23 +159,90 @@ def shutdown_socket(sock: Any) -> None:
         pass
 
 
-class Pool:
-    """Idle connections per key, and every connection opened (see the module docstring)."""
+class SharedKey(tuple):
+    """A pool key whose idle connections go to the shared store (see the module docstring);
+    the caller builds it from everything the connection is bound to."""
 
-    def __init__(self, keep_alive: bool = True) -> None:
+    __slots__ = ()
+
+
+class SharedIdle:
+    """Idle connections shared by the pools that ask for it, per :class:`SharedKey`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: Dict[Hashable, List[Connection]] = {}
+        self._users = 0
+
+    def attach(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def detach(self) -> None:
+        """A sharing pool closed; the last one closes every idle connection."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            idle = [c for conns in self._idle.values() for c in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
+
+    def take(self, key: Hashable) -> Optional[Connection]:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give_back(self, key: Hashable, conn: Connection) -> bool:
+        """Keep ``conn`` for the next taker of ``key``; False if there is no room (or no
+        sharing pool is left), then the caller closes it."""
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if self._users <= 0 or len(idle) >= _MAX_SHARED:
+                return False
+            idle.append(conn)
+            return True
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = {}
+
+
+SHARED = SharedIdle()
+
+
+class Pool:
+    """Idle connections per key, and every connection in use (see the module docstring).
+    ``shared``: connections under a :class:`SharedKey` are kept in that store instead."""
+
+    def __init__(self, keep_alive: bool = True, shared: Optional[SharedIdle] = None) -> None:
         self._keep_alive = keep_alive
         self._lock = threading.Lock()
         self._idle: Dict[Hashable, List[Connection]] = {}
         self._open: "weakref.WeakSet[Connection]" = weakref.WeakSet()
         self._closed = False
+        self._shared = shared if keep_alive else None
+        self._detach: Optional[weakref.finalize] = None
+        if self._shared is not None:
+            self._shared.attach()
+            # Called by close(), or when a pool nobody closed is collected: it never keeps
+            # the shared connections open for good.
+            self._detach = weakref.finalize(self, self._shared.detach)
         _POOLS.add(self)
 
     def take(self, key: Hashable) -> Optional[Connection]:
         """An idle connection for ``key`` that is still usable (``Connection.dropped``), or None."""
+        shared = self._shared if type(key) is SharedKey else None
         while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                conn = idle.pop() if idle else None
+            if shared is not None:
+                conn = shared.take(key)
+                if conn is not None:
+                    self.opened(conn)  # ours from now: shutdown_all reaches it
+            else:
+                with self._lock:
+                    idle = self._idle.get(key)
+                    conn = idle.pop() if idle else None
             if conn is None or not conn.dropped():
                 return conn
             conn.close()
@@ -178,13 +257,18 @@ class Pool:
 
     def give_back(self, key: Hashable, conn: Connection) -> None:
         """A connection whose answer was read to its end, still open."""
+        shared = self._shared if type(key) is SharedKey else None
         with self._lock:
             keep = self._keep_alive and not self._closed and conn.sock is not None
-            idle = self._idle.setdefault(key, [])
-            if keep and len(idle) < _MAX_IDLE:
-                idle.append(conn)
-                return
-        conn.close()
+            if shared is not None:
+                self._open.discard(conn)  # the store's now: this source closing leaves it alone
+            else:
+                idle = self._idle.setdefault(key, [])
+                if keep and len(idle) < _MAX_IDLE:
+                    idle.append(conn)
+                    return
+        if not (keep and shared is not None and shared.give_back(key, conn)):
+            conn.close()
 
     def shutdown_all(self) -> None:
         """Break every connection, idle or in use (requests waiting for their answer too)."""
@@ -201,6 +285,8 @@ class Pool:
             self._idle.clear()
         for conn in idle:
             conn.close()
+        if self._detach is not None:
+            self._detach()  # once: a finalizer runs at most once
 
     def _forget_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -212,6 +298,7 @@ _POOLS: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    SHARED._forget_after_fork()
     for pool in list(_POOLS):
         pool._forget_after_fork()
 
@@ -225,6 +312,9 @@ __all__ = [
     "HttpConnection",
     "HttpsConnection",
     "Pool",
+    "SHARED",
+    "SharedIdle",
+    "SharedKey",
     "new_connection",
     "shutdown",
     "shutdown_socket",

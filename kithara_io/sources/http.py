@@ -65,7 +65,7 @@ class HttpSource:
         self._policy = Policy(
             url, headers, timeout=timeout, verify=verify, cert=cert, max_redirects=max_redirects, netrc=sign is None
         )
-        self._client = Client(self._policy)
+        self._client = Client(self._policy, share=True)  # a second stream of the origin starts warm
         self._lock = threading.Lock()  # guards _pinned, _ranged, final_url, filename, _redirects_told, _ends
         self._pinned: Optional[Validators] = None
         self._ranged: Optional[bool] = None
