@@ -13,6 +13,7 @@ import threading
 import pytest
 
 import kithara_io
+from kithara_io.net import curl
 from kithara_io.events import RequestCancelled, RequestCompleted, RequestEnqueued, RequestFailed
 from tests.servers.faults import Latency, StallForever
 from tests.test_auth import basic
@@ -180,3 +181,38 @@ def test_a_source_nobody_closed_does_not_keep_the_shared_connections_open(fault_
     del forgotten
     gc.collect()  # (a reference cycle would keep it until a collection)
     # the stream's idle connection was closed with it: no_leaks finds no socket
+
+
+@pytest.mark.timeout(30)
+def test_a_second_streams_random_read_takes_the_libcurl_connection_the_first_left(
+    fault_server, monkeypatch, no_leaks
+):
+    """A far 64 KiB read goes over libcurl (net.curl): its connection is shared too."""
+    a, b = fault_server.add("/a.bin", DATA_A * 10), fault_server.add("/b.bin", DATA_A * 10)
+    far = 2_500_000
+    over_curl: list = []
+    request_range = curl.CurlConnection.request_range
+
+    def spy(conn, target, *args):
+        over_curl.append((id(conn), target))
+        return request_range(conn, target, *args)
+
+    monkeypatch.setattr(curl.CurlConnection, "request_range", spy)
+
+    def random_read(url: str):
+        requests = Requests()
+        stream = kithara_io.open(url, on_event=requests, tail=0)
+        stream.seek(far)
+        assert stream.read(65536) == (DATA_A * 10)[far : far + 65536]
+        requests.settle()
+        return stream
+
+    def far_request(path: str):
+        return next(r for r in fault_server.requests if r.path == path and r.range and r.range.startswith(f"bytes={far}-"))
+
+    with random_read(a):
+        with random_read(b):
+            pass
+    assert far_request("/b.bin").connection == far_request("/a.bin").connection
+    assert [target for _, target in over_curl] == ["/a.bin", "/b.bin"]
+    assert over_curl[0][0] == over_curl[1][0]  # one libcurl connection, taken by b from a

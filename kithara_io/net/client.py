@@ -33,9 +33,10 @@ OnConnect = Callable[[Any], None]  # called with the connection (``sock``/``kept
 class Client:
     """Requests under one :class:`Policy` over one :class:`Pool` (see the module docstring).
     ``keep_alive`` False: no connection is kept after its answer (a live stream's). ``share``:
-    idle ``http.client`` connections go to the store every sharing client takes from, under
-    a key naming the origin, the proxy (with its credentials) and, over https, the CA bundle
-    and client certificate (see :mod:`.connections`)."""
+    idle connections (``http.client``'s and libcurl's) go to the store every sharing client
+    takes from, under a key naming the origin, the proxy (with its credentials), over https
+    the CA bundle and client certificate, and for libcurl the timeouts its handle holds (see
+    :mod:`.connections`)."""
 
     def __init__(self, policy: Policy, *, keep_alive: bool = True, share: bool = False) -> None:
         self.policy = policy
@@ -159,7 +160,8 @@ class Client:
         """A small range GET over libcurl (see :mod:`.curl`); None when libcurl cannot read
         the answer (then ``http.client`` asks again)."""
         policy = self.policy
-        key = (*key, "curl")
+        # libcurl's handle also holds the timeouts it was made with: part of a shared key.
+        key = SharedKey((*key, "curl", policy.timeout)) if self._share else (*key, "curl")
         conn: Any = self.pool.take(key)
         if conn is None:
             scheme, host, port = key[0], key[1], key[2]
