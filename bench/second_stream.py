@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A second stream of an origin while the first is open (a player preloading the next track,
-a data job opening the next file): ``open`` + the first 4 KiB, on a 50 ms RTT link.
+a data job opening the next file): ``open`` + the first 4 KiB, then its first far
+``read(64 KiB)`` (a random read: over libcurl), on a 50 ms RTT link.
 
     python bench/second_stream.py [--https] [--rounds 8]
 
@@ -53,14 +54,21 @@ def main() -> int:
                     return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=srv.tls.client_context())
 
-            times: dict = {"kithara-io": [], "fresh connection": [], "kept-alive connection": []}
+            times: dict = {"kithara-io": [], "kithara-io far read": [], "fresh connection": [], "kept-alive connection": []}
+            far = 6 * MiB
             for _ in range(args.rounds):
                 with kithara_io.open(link.url(first.name), **kw) as playing:
+                    playing.read(64 * KiB)
+                    playing.seek(far)  # a random read: its libcurl connection is idle after it
                     playing.read(64 * KiB)
                     t = time.perf_counter()
                     with kithara_io.open(link.url(second.name), **kw) as nxt:
                         assert len(nxt.read(4 * KiB)) == 4 * KiB
                         times["kithara-io"].append(time.perf_counter() - t)
+                        nxt.seek(far)
+                        t = time.perf_counter()
+                        assert len(nxt.read(64 * KiB)) == 64 * KiB
+                        times["kithara-io far read"].append(time.perf_counter() - t)
                 conn = connection()
                 t = time.perf_counter()
                 assert len(get(conn, "/" + second.name)) == 4 * KiB
