@@ -141,13 +141,16 @@ def test_unknown_ca_is_refused_at_open_at_once(make_fault_server, tls_files, med
     assert srv.count() == 0  # no request ever went out unverified
 
 
-@pytest.mark.parametrize("form", ["pair", "one-file"])
+@pytest.mark.parametrize("form", ["pair", "pair as a list", "one-file"])
 def test_client_certificate_is_presented_on_every_connection(make_fault_server, tls_files, media, tmp_path, form, no_leaks):
     srv = make_fault_server(tls=tls_files.server_context(require_client_cert=True))
     data = media_bytes(media, "random.bin")[: 1 * MiB]
     url = srv.add("/f", data)
+    cert: object
     if form == "pair":
         cert = (str(tls_files.client_cert), str(tls_files.client_key))
+    elif form == "pair as a list":  # as a JSON or YAML config gives it
+        cert = [str(tls_files.client_cert), str(tls_files.client_key)]
     else:
         combined = tmp_path / "client-with-key.pem"
         combined.write_bytes(tls_files.client_key.read_bytes() + tls_files.client_cert.read_bytes())

@@ -95,7 +95,8 @@ class Policy:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.verify = resolve_verify(verify)
-        self.cert = cert
+        # A (cert, key) pair given as a list (a JSON or YAML config) is the same pair.
+        self.cert: CertSpec = tuple(cert) if isinstance(cert, list) else cert
         self.cookies = http.cookiejar.CookieJar()  # thread-safe
         self._cookies_set = False  # whether an answer ever set one (len() of the jar walks it)
         self._given = given
