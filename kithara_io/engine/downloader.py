@@ -474,6 +474,10 @@ def _complete(cmd: FetchCommand, outcome: Outcome, error: Optional[BaseException
         cmd.on_complete(cmd, outcome, error)
     except Exception:  # a broken callback must not kill a pool thread
         log.exception("completion callback of %r failed", cmd)
+    # Finished: nothing aborts it any more. An owner's abort callback often refers back to
+    # the command (a stream's Fetch.abort -> its Fetch -> the command): without this, every
+    # command is a cycle freed only by the cyclic GC, whose full collections pause every thread.
+    cmd.abort = None
 
 
 def _call_abort(cmd: FetchCommand, abort: Callable[[], Any]) -> None:
