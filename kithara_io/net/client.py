@@ -42,6 +42,7 @@ class Client:
         self.policy = policy
         self.pool = Pool(keep_alive, shared=SHARED if share else None)
         self._share = share
+        self._tls_identity = (policy.verify, policy.cert)  # what a shared https connection is bound to
 
     def request(
         self,
@@ -96,7 +97,7 @@ class Client:
         proxy = policy.proxy_for(url)
         key: tuple = (scheme, host, port, proxy)
         if self._share:
-            key = SharedKey((*key, (policy.verify, policy.cert) if scheme == "https" else None))
+            key = SharedKey((*key, self._tls_identity if scheme == "https" else None))
         sent = {**policy.headers_for(url), **headers}
         target = request_target(url)
         tunnel: Optional[Tuple[str, int, Dict[str, str]]] = None
