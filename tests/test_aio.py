@@ -68,7 +68,7 @@ class ProcessStalls:
             time.sleep(0.001)
             now = time.monotonic()
             if now - before > 0.002:
-                self._stalls.append((now - (now - before - 0.001), now))
+                self._stalls.append((before + 0.001, now))  # late from when it was due
 
     def explain(self, when: float, lag: float) -> float:
         start = when - lag
