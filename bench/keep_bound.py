@@ -8,7 +8,14 @@ no engine, each way in a fresh process (malloc's state carries over otherwise):
   stream) and handed to the caller uncopied: no copy at all, but memory that stays alive;
 * ``copy``: received into the stream's own ring of ``--keep`` reused 1 MiB blocks, then
   ``bytes(block)`` for the caller: the copy a block cache makes, which CPython makes with
-  the GIL held (only ``b"".join`` of exact ``bytes`` items releases it).
+  the GIL held (only ``b"".join`` of exact ``bytes`` items releases it). The ring is new for
+  every stream, as a new cache's blocks are: every pass pays its page faults, and malloc
+  places a new 1 MiB ``bytearray`` 16 bytes past a page boundary, where receiving measured
+  ~4x slower on this host (``recv_offsets.py``);
+* ``ring``: as ``copy``, but each URL's ring is made once per process, page-aligned and
+  touched, and reused by every pass: a cache whose blocks come back from a pool;
+* ``source``: as ``ring``, through kithara-io's own network layer (``HttpSource.fetch`` of
+  8 MiB ranges, ``readinto_piece``): what kithara-io's engine could reach on one thread.
 
     python bench/keep_bound.py many [--keep 8] [--passes 5]   # 32 streams x 8 MiB
     python bench/keep_bound.py seq [--keep 64]                 # one stream of 200 MB
@@ -22,35 +29,51 @@ import argparse
 import collections
 import http.client
 import json
+import mmap
 import resource
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional, cast
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # kithara_io, for ``source``
 
 from _common import MB, MiB, ensure_random  # noqa: E402
 from _servers import bench_nginx  # noqa: E402
 
-WAYS = ("floor", "keep", "copy")
+WAYS = ("floor", "keep", "copy", "ring", "source")
+RANGE = 8 * MiB  # the ``source`` way's requests (kithara-io's ``max_fetch``)
 
 
-def stream(url: str, size: int, how: str, keep: int) -> int:
+def ring_of(keep: int) -> List[memoryview]:
+    """``keep`` page-aligned 1 MiB blocks, each page touched once."""
+    blocks = []
+    for _ in range(keep):
+        block = mmap.mmap(-1, MiB)
+        block.write(b"\0" * MiB)
+        blocks.append(memoryview(block))
+    return blocks
+
+
+def stream(url: str, size: int, how: str, keep: int, ring: Optional[List[memoryview]] = None) -> int:
+    if how == "source":
+        return through_source(url, size, cast(List[memoryview], ring))
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port)
     try:
         conn.request("GET", u.path)
         resp = conn.getresponse()
         kept: collections.deque = collections.deque(maxlen=keep)
-        ring = [bytearray(MiB) for _ in range(keep)] if how == "copy" else []
+        if how == "copy":
+            ring = [memoryview(bytearray(MiB)) for _ in range(keep)]
         got = 0
         for i in range(size // MiB + 2):
-            if how == "copy":
-                view = memoryview(ring[i % keep])
+            if ring is not None:
+                view = ring[i % keep]
                 n = resp.readinto(view)
                 bytes(view[:n])  # the caller's bytes
             else:
@@ -66,13 +89,41 @@ def stream(url: str, size: int, how: str, keep: int) -> int:
         conn.close()
 
 
+def through_source(url: str, size: int, ring: List[memoryview]) -> int:
+    from kithara_io.sources.http import HttpSource
+
+    source = HttpSource(url)
+    got = i = 0
+    try:
+        while got < size:
+            end = min(size, got + RANGE)
+            body = source.fetch(got, end)
+            try:
+                while body.position < end:
+                    view = ring[i % len(ring)][: min(MiB, end - body.position)]
+                    i += 1
+                    n = body.readinto_piece(view)
+                    if n == 0:
+                        raise RuntimeError("source: short body")
+                    bytes(view[:n])  # the caller's bytes
+                    got += n
+            finally:
+                body.close()
+        return got
+    finally:
+        source.close()
+
+
 def one_way(urls: List[str], size: int, how: str, keep: int, passes: int) -> None:
     """In its own process: ``passes`` + 1 rounds of every URL at once; prints JSON."""
     rounds = []
+    rings = {u: ring_of(keep) for u in urls} if how in ("ring", "source") else {}
     for p in range(passes + 1):
         got: List[int] = []
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        threads = [threading.Thread(target=lambda u=u: got.append(stream(u, size, how, keep))) for u in urls]
+        threads = [
+            threading.Thread(target=lambda u=u: got.append(stream(u, size, how, keep, rings.get(u)))) for u in urls
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -119,7 +170,7 @@ def main() -> int:
     floor = results["floor"][0]
     for how in WAYS:
         rate, cpu, faults = results[how]
-        print(f"{args.case} {how:5s} keep {keep:3d} MiB: {rate:6.0f} MB/s ({rate / floor:.2f}x floor)  CPU {cpu:.2f} s/GiB  {faults} page faults")
+        print(f"{args.case} {how:6s} keep {keep:3d} MiB: {rate:6.0f} MB/s ({rate / floor:.2f}x floor)  CPU {cpu:.2f} s/GiB  {faults} page faults")
     return 0
 
 
