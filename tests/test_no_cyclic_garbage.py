@@ -1,7 +1,8 @@
-"""A stream's fetches are freed by reference counting as they complete, never left to the
-cyclic garbage collector: a random reader makes thousands of them, and a full collection
-pauses every thread of the process (60-130 ms measured in the test process, an asyncio
-loop included)."""
+"""A stream's fetches are freed by reference counting as they complete, and a closed stream
+as it is dropped, never left to the cyclic garbage collector: a random reader makes
+thousands of fetches, a data job opens thousands of files, and a full collection pauses
+every thread of the process (60-130 ms measured in the test process, an asyncio loop
+included)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 import kithara_io
 from kithara_io.engine.scheduling import FetchCommand
-from kithara_io.reading.fetching import Fetch
+from kithara_io.reading.fetching import Fetch, FetchLoop
+from kithara_io.reading.remote import RemoteReader
 
 DATA = os.urandom(4 << 20)
 
@@ -33,6 +35,26 @@ def test_completed_fetches_leave_no_cyclic_garbage(fault_server, no_leaks):
             assert f.stats().requests >= 20
             gc.collect()
             leftovers = [type(o).__name__ for o in gc.garbage if isinstance(o, (FetchCommand, Fetch))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert leftovers == []
+
+
+@pytest.mark.timeout(30)
+def test_a_closed_stream_leaves_no_cyclic_garbage(fault_server, no_leaks):
+    url = fault_server.add("/g.bin", DATA)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            with kithara_io.open(url) as f:
+                assert f.read(1 << 20) == DATA[: 1 << 20]
+                f.seek(3 << 20)
+                assert f.read(65536) == DATA[3 << 20 : (3 << 20) + 65536]
+            del f
+        gc.collect()
+        leftovers = [type(o).__name__ for o in gc.garbage if isinstance(o, (RemoteReader, FetchLoop))]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, cast
 
@@ -102,7 +103,9 @@ class FetchLoop:
         link: LinkEstimate,
         downloader: Downloader,
     ) -> None:
-        self._host = host
+        # Weakly: the host owns this loop, and a stream that refers to itself through it
+        # would be freed only by the garbage collector, ~70 objects per stream.
+        self._host = weakref.proxy(host)
         self._source = source
         self._cache = cache
         self._opt = options
