@@ -15,9 +15,11 @@ import pytest
 
 import kithara_io
 from kithara_io.events import VariantSwitched
+from kithara_io.sources.dash.reader import DashReader
 from kithara_io.sources.hls.transport import USER_AGENT
 from tests.servers.dash import DashServer, LiveDash
 from tests.servers.dash_media import PERIOD_RUNS, DashMedia, make_dash_media
+from tests.test_no_cyclic_garbage import left_to_the_collector
 
 
 @pytest.fixture(scope="session")
@@ -452,3 +454,17 @@ def test_player_plays_both_periods_at_their_rates(server, dash_media, no_leaks) 
     reference = np.concatenate(expected)
     assert len(played) >= len(reference) and not played[len(reference) :].any()
     assert np.array_equal(played[: len(reference)], reference)
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_dash_stream_leaves_no_cyclic_garbage(server, dash_media, no_leaks) -> None:
+    """Freed as it is dropped (see test_no_cyclic_garbage.py), ``stream.dash`` looked at."""
+    local = dash_media.local("timeline")
+
+    def open_read_close() -> None:
+        for _ in range(2):
+            with kithara_io.open(server.url("timeline/manifest.mpd"), variant=0) as stream:
+                assert stream.dash is stream.hls and stream.dash.representation.codecs == "mp4a.40.2"
+                assert stream.read(100_000) == local[:100_000]
+
+    assert left_to_the_collector(open_read_close, (DashReader,)) == []

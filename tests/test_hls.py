@@ -19,11 +19,14 @@ import pytest
 import kithara_io
 from kithara_io.events import ReaderWaiting, RequestCancelled, RequestEnqueued, VariantSwitched
 from kithara_io.reading.planning import Priority
+from kithara_io.sources.hls.fetch import PartFetcher
+from kithara_io.sources.hls.reader import HlsReader
 from kithara_io.sources.hls.transport import USER_AGENT
 from tests.servers.hls import HlsServer, LiveConfig
 from tests.servers.hls_media import BITRATES, MASTER_ORDER, HlsMedia, make_hls_media
 from tests.interrupts import check_interrupt_wakes_a_waiting_read
 from tests.servers.ranged import StallingBucket
+from tests.test_no_cyclic_garbage import left_to_the_collector
 
 
 @pytest.fixture(scope="session")
@@ -689,3 +692,20 @@ def test_player_plays_fmp4_auto_across_a_switch(server, hls_media, no_leaks) -> 
     assert np.array_equal(played[:frames], expected[:frames].astype(np.float32))
     assert not played[frames:].any()
     print(f"Player fMP4 auto: variants {[r[0].variant for r in runs]}, restarts at {restarts}")
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_hls_stream_leaves_no_cyclic_garbage(server, hls_media, no_leaks) -> None:
+    """Freed as it is dropped (see test_no_cyclic_garbage.py): AES-128, so the key store's
+    callback is made, and ``stream.hls`` looked at, which holds the reader."""
+    local = hls_media.local_bytes("aes/index.m3u8")
+
+    def open_read_close() -> None:
+        for _ in range(2):
+            with kithara_io.open(server.url("aes/index.m3u8")) as stream:
+                assert stream.hls is stream.hls and len(stream.hls.variants) == 1
+                assert stream.read(100_000) == local[:100_000]
+                stream.seek(len(local) // 2)
+                assert stream.read(1000) == local[len(local) // 2 : len(local) // 2 + 1000]
+
+    assert left_to_the_collector(open_read_close, (HlsReader, PartFetcher)) == []

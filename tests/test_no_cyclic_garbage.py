@@ -2,13 +2,14 @@
 as it is dropped, never left to the cyclic garbage collector: a random reader makes
 thousands of fetches, a data job opens thousands of files, and a full collection pauses
 every thread of the process (60-130 ms measured in the test process, an asyncio loop
-included)."""
+included). HLS and DASH streams: ``test_hls.py``, ``test_dash.py``."""
 
 from __future__ import annotations
 
 import gc
 import os
 import random
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -20,42 +21,44 @@ from kithara_io.reading.remote import RemoteReader
 DATA = os.urandom(4 << 20)
 
 
+def left_to_the_collector(action: Callable[[], None], kinds: Tuple[type, ...]) -> List[str]:
+    """The names of the objects of ``kinds`` that only a collection would free after ``action``."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept, to be looked at
+    try:
+        action()
+        gc.collect()
+        return [type(o).__name__ for o in gc.garbage if isinstance(o, kinds)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
 @pytest.mark.timeout(30)
 def test_completed_fetches_leave_no_cyclic_garbage(fault_server, no_leaks):
     url = fault_server.add("/f.bin", DATA)
     rng = random.Random(3)
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept, to be looked at
-    try:
-        with kithara_io.open(url, tail=0) as f:
+    with kithara_io.open(url, tail=0) as f:
+
+        def read_randomly() -> None:
             for _ in range(30):
                 pos = rng.randrange(0, len(DATA) - 65536)
                 f.seek(pos)
                 assert f.read(65536) == DATA[pos : pos + 65536]
             assert f.stats().requests >= 20
-            gc.collect()
-            leftovers = [type(o).__name__ for o in gc.garbage if isinstance(o, (FetchCommand, Fetch))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert leftovers == []
+
+        assert left_to_the_collector(read_randomly, (FetchCommand, Fetch)) == []
 
 
 @pytest.mark.timeout(30)
 def test_a_closed_stream_leaves_no_cyclic_garbage(fault_server, no_leaks):
     url = fault_server.add("/g.bin", DATA)
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+
+    def open_read_close() -> None:
         for _ in range(3):
             with kithara_io.open(url) as f:
                 assert f.read(1 << 20) == DATA[: 1 << 20]
                 f.seek(3 << 20)
                 assert f.read(65536) == DATA[3 << 20 : (3 << 20) + 65536]
-            del f
-        gc.collect()
-        leftovers = [type(o).__name__ for o in gc.garbage if isinstance(o, (RemoteReader, FetchLoop))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert leftovers == []
+
+    assert left_to_the_collector(open_read_close, (RemoteReader, FetchLoop)) == []

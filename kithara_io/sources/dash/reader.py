@@ -53,8 +53,16 @@ class DashReader(HlsReader):
         self._presentation = presentation
         self._counts["bytes_fetched"] += presentation.index_bytes  # (a disk copy's: in bytes_from_disk too)
         self._reload = reload
-        self.dash = DashInfo(self, lambda: self.presentation)
-        self.hls = self.dash  # the engine's info: what the Player and the CLI read
+
+    @property
+    def dash(self) -> DashInfo:
+        """What ``stream.dash`` tells: a view of this reader, a new one at each call."""
+        return DashInfo(self, lambda: self.presentation)
+
+    @property
+    def hls(self) -> DashInfo:
+        """The engine's info, what the Player and the CLI read: ``dash``."""
+        return self.dash
 
     @property
     def presentation(self) -> Presentation:

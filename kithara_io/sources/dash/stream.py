@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from ..hls.stream import HlsStream
 from .info import DashInfo
-
-if TYPE_CHECKING:
-    from .reader import DashReader
 
 
 class DashStream(HlsStream):
@@ -19,4 +16,4 @@ class DashStream(HlsStream):
 
     @property
     def dash(self) -> DashInfo:
-        return cast("DashReader", self._reader).dash
+        return cast(DashInfo, self.hls)  # the reader's info is a DashInfo (DashReader.hls)

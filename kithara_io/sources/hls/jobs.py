@@ -18,7 +18,6 @@ from ...engine.downloader import FetchCommand, Outcome
 from ...events import REQUEST_EVENTS, Event, FirstByte, Progress, RequestCompleted, RequestFailed, RequestRetrying
 from ...reading.planning import Priority
 from ...retry import Cancellation
-from .keyhook import fetch_key
 from .packed import HeadSkipper
 from .plan import PartKey
 from .state import ReaderState
@@ -195,6 +194,3 @@ class JobsMixin(ReaderState):
             job = next((j for j in self._jobs.values() if j.cmd.cancelled is cancelled), None)
         if job is not None:
             self._publish(RequestRetrying(job.cmd.id, attempt, delay, cause, job.cmd.url))
-
-    def _fetch_key(self, uri: str) -> bytes:
-        return fetch_key(self._transport, self._opt.hls_keys, self._opt.retry, uri)

@@ -26,10 +26,12 @@ seeking within a live window: :mod:`.window`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple, Union
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ...engine.downloader import Downloader
 from ...errors import StreamClosedError, StreamError
@@ -42,6 +44,7 @@ from .fetch import PartFetcher
 from .gaps import evictions, next_gap
 from .info import HlsInfo
 from .jobs import Job, JobsMixin
+from .keyhook import fetch_key
 from .keys import KeyStore, check_supported
 from .kind import PlaylistKind
 from .live import LiveWatcher, ReloadMixin
@@ -103,15 +106,17 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         self._error: Optional[BaseException] = None
         self._pending: List[Event] = []  # published once self._cond is released
         self._counts: Dict[str, float] = dict.fromkeys(StreamStats.__dataclass_fields__, 0)
-        self._keys = KeyStore(self._fetch_key)
-        self._fetcher = PartFetcher(transport, self._keys, options, self._on_retry)
+        # Callbacks that refer to the reader weakly, and a stream.hls made at each call: the
+        # reader holds nothing that holds it, so a closed stream is freed at once, not by the
+        # garbage collector (~100 objects per stream).
+        self._keys = KeyStore(functools.partial(fetch_key, transport, options.hls_keys, options.retry))
+        self._fetcher = PartFetcher(transport, self._keys, options, weakly(self._on_retry))
         playlist = self._plan.media[variant]
         self._kind = PlaylistKind.of(playlist)
         self._ended = self._kind is PlaylistKind.VOD  # an EVENT or live playlist ends at ENDLIST
         self._restartable = False  # the reader re-opens its demuxer at init segments (switching)
         self._announced: set = set()  # offsets of the discontinuities published (switching)
         self._watcher = None
-        self.hls = HlsInfo(self)
         self.start = choose_start(playlist, self._kind, options.live_start)  # live_start: .start
         self._plan.build(variant, [s.sequence for s in playlist.segments[self.start.index :]])
         for key in self._plan.parts:
@@ -159,6 +164,11 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
         self._transport.close()
 
     # -- what a Stream asks ------------------------------------------------------------
+    @property
+    def hls(self) -> HlsInfo:
+        """What ``stream.hls`` tells: a view of this reader, a new one at each call."""
+        return HlsInfo(self)
+
     @property
     def size(self) -> Optional[int]:
         """Total length once every size is known (blocks until then); None for a live
@@ -473,3 +483,16 @@ class HlsReader(SwitchingMixin, ReloadMixin, WindowMixin, JobsMixin):
 def _covers(job: Job, offset: int) -> bool:
     """Will this data job write byte ``offset`` of its part?"""
     return job.start + job.received <= offset and (job.end is None or offset < job.end)
+
+
+def weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """A callback that calls the bound ``method`` while its object lives, without keeping
+    the object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args)
+
+    return call

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ...reading.planning import Priority
     from .abr import ThroughputEstimator
     from .fetch import PartFetcher
-    from .info import HlsInfo
     from .jobs import Job
     from .keys import KeyStore
     from .kind import PlaylistKind
@@ -36,7 +35,6 @@ class ReaderState:
 
     url: str
     events: EventBus
-    hls: HlsInfo
     start: Start
     renditions: Tuple[Rendition, ...]
     reading: Tuple[Optional[Rendition], ...]

@@ -27,10 +27,16 @@ class HlsStream(Stream):
     """
 
     _reader: HlsReader
+    _info: Optional[HlsInfo] = None
 
     @property
     def hls(self) -> HlsInfo:
-        return self._reader.hls
+        # Kept here, not in the reader: the reader then holds nothing that holds it, so a
+        # closed stream is freed at once rather than by the garbage collector.
+        info = self._info
+        if info is None:
+            info = self._info = self._reader.hls
+        return info
 
     def seekable(self) -> bool:
         self._check_closed()
