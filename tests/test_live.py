@@ -14,8 +14,11 @@ import pytest
 import kithara_io
 from kithara_io import ConnectionFailedError, HTTPStatusError, Retry, StreamClosedError, StreamError
 from kithara_io.events import MetadataChanged, ReaderWaiting, RequestRetrying, StreamGap
+from kithara_io.reading.remote import RemoteReader
+from kithara_io.sources.live.stream import LiveReader
 from tests.live_media import mp3_payload
 from tests.servers.icy import IcyServer, Station, head_listeners, station_bytes
+from tests.test_no_cyclic_garbage import left_to_the_collector
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -313,3 +316,19 @@ def test_playlist_without_a_working_stream_fails_naming_it(icy_server, no_leaks)
     with pytest.raises(StreamError) as info:
         kithara_io.open(pls, retry=Retry(attempts=1))
     assert pls in str(info.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("framing", ["close", "icy"])
+def test_a_closed_station_leaves_no_cyclic_garbage(icy_server, mp3, framing, no_leaks):
+    """Freed as it is dropped (see test_no_cyclic_garbage.py): the reader that asked first
+    and found no length kept that as its error, whose traceback referred back to it."""
+
+    def listen() -> None:
+        for _ in range(2):
+            station = Station(payload=mp3, framing=framing, rate=400_000, burst=8 * KiB, clock_start=12_345, metaint=4000)
+            _, url = mount(icy_server, station)
+            with kithara_io.open(url) as f:
+                assert len(read_exactly(f, 50_000)) == 50_000
+
+    assert left_to_the_collector(listen, (RemoteReader, LiveReader)) == []

@@ -97,7 +97,9 @@ class RemoteReader(RangeReads, FetchHosting):
                 raise ConnectionFailedError(
                     f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url
                 )
-        except UnknownLength:
+        except UnknownLength as exc:
+            # Kept as this reader's error: its traceback's frames would refer back to it.
+            exc.__traceback__ = None
             self.close()
             return self._handover
         except BaseException:
