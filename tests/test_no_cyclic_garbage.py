@@ -15,6 +15,7 @@ import pytest
 
 import kithara_io
 from kithara_io.engine.scheduling import FetchCommand
+from kithara_io.net.curl import CurlConnection
 from kithara_io.reading.fetching import Fetch, FetchLoop
 from kithara_io.reading.remote import RemoteReader
 
@@ -58,7 +59,8 @@ def test_a_closed_stream_leaves_no_cyclic_garbage(fault_server, no_leaks):
         for _ in range(3):
             with kithara_io.open(url) as f:
                 assert f.read(1 << 20) == DATA[: 1 << 20]
-                f.seek(3 << 20)
+                f.seek(3 << 20)  # a small range: over libcurl
                 assert f.read(65536) == DATA[3 << 20 : (3 << 20) + 65536]
+                assert f.read_ranges([(0, 100), (2 << 20, (2 << 20) + 100)]) == [DATA[:100], DATA[2 << 20 : (2 << 20) + 100]]
 
-    assert left_to_the_collector(open_read_close, (RemoteReader, FetchLoop)) == []
+    assert left_to_the_collector(open_read_close, (RemoteReader, FetchLoop, CurlConnection)) == []

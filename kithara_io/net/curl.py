@@ -112,10 +112,12 @@ class _Breaker:
     """What an abort handle shuts down: marks the connection aborted, breaks its socket."""
 
     def __init__(self, conn: "CurlConnection") -> None:
-        self._conn = conn
+        self._conn = weakref.ref(conn)  # the connection holds this: no cycle to collect
 
     def shutdown(self, how: int) -> None:
-        conn = self._conn
+        conn = self._conn()
+        if conn is None:
+            return
         conn.aborted = True
         sock = conn.sock
         if sock is not None:
