@@ -132,7 +132,7 @@ class HttpSource:
         is a 206 that matches: a server without (suffix) range support is left to the head
         request to discover, and nothing is pinned from such an answer."""
         abort = abort or AbortHandle()
-        answer = self._request(f"bytes=-{length}", None, abort)
+        answer = self._request(f"bytes=-{length}", None, abort, if_range=self._if_range()[0])
         try:
             if answer.status != 206:
                 answer.close()
@@ -174,8 +174,8 @@ class HttpSource:
         abort = abort or AbortHandle()
         spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         for attempt in range(2):
-            dated = self._if_range()[1]
-            answer = self._request(spec, (start, end), abort, conditions)
+            if_range, dated = self._if_range()
+            answer = self._request(spec, (start, end), abort, conditions, if_range)
             try:
                 if known is not None and answer.status == 304:
                     answer.close()
@@ -200,7 +200,7 @@ class HttpSource:
                     answer.close()
                     with self._lock:
                         self._dates_in_if_range = False
-                    answer = self._request(spec, (start, end), abort, conditions)
+                    answer = self._request(spec, (start, end), abort, conditions, self._if_range()[0])
                 elif answer.status == 200 and not self._ranged and may_be_a_slice(answer, start, end):
                     # Some servers (fsspec's test server, broken proxies) answer a range with
                     # 200 and just the bytes asked: such a body cannot be told from a whole
@@ -236,11 +236,13 @@ class HttpSource:
         span: Optional[tuple],
         abort: AbortHandle,
         conditions: Optional[Mapping[str, str]] = None,
+        if_range: Optional[str] = None,
     ) -> Answer:
+        """One GET; ``if_range``: the If-Range value of a range request (from ``_if_range``,
+        which the caller also reads to judge the answer)."""
         headers = {"Accept-Encoding": "identity", **(conditions or {})}
         if range_spec is not None:
             headers["Range"] = range_spec
-            if_range, _ = self._if_range()
             if if_range:
                 headers["If-Range"] = if_range
         with self._lock:
