@@ -18,6 +18,7 @@ import kithara_io
 from kithara_io.engine.scheduling import FetchCommand
 from kithara_io.net.curl import CurlConnection
 from kithara_io.reading.fetching import Fetch, FetchLoop
+from kithara_io.reading.cache import SparseCache
 from kithara_io.reading.remote import RemoteReader
 
 DATA = os.urandom(4 << 20)
@@ -66,3 +67,21 @@ def test_a_closed_stream_leaves_no_cyclic_garbage(fault_server, no_leaks):
                 assert f.read_ranges([(0, 100), (2 << 20, (2 << 20) + 100)]) == [DATA[:100], DATA[2 << 20 : (2 << 20) + 100]]
 
     assert left_to_the_collector(open_read_close, (RemoteReader, FetchLoop, CurlConnection)) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_failed_open_leaves_no_cyclic_garbage(fault_server, no_leaks):
+    """The error goes to the caller; the reader and its cache, closed, keep no copy whose
+    traceback refers back to them (a job probing many URLs meets many 404s)."""
+    url = fault_server.url("/missing.bin")
+
+    def fail_to_open() -> None:
+        for _ in range(3):
+            try:  # (not pytest.raises: its ExceptionInfo, kept in this frame, is a cycle of its own)
+                kithara_io.open(url).close()
+            except kithara_io.HTTPStatusError as exc:
+                assert exc.status == 404 and url in str(exc)
+            else:
+                raise AssertionError("opened a missing file")
+
+    assert left_to_the_collector(fail_to_open, (RemoteReader, SparseCache)) == []

@@ -125,6 +125,7 @@ class SparseCache:
         a fetch still stopping may be writing into a block."""
         with self._lock:
             self._closed = True
+            self._error = None  # a closed cache raises StreamClosedError instead; its traceback may hold us
             self._cond.notify_all()
 
     def recycle(self) -> None:

@@ -102,10 +102,18 @@ class RemoteReader(RangeReads, FetchHosting):
             exc.__traceback__ = None
             self.close()
             return self._handover
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            self._let_go_of(exc)
             raise
         return None
+
+    def _let_go_of(self, error: BaseException) -> None:
+        """After a failed open the caller owns ``error``: kept here as well, the frames of its
+        traceback (this reader's) would refer back, a cycle for the collector."""
+        with self._lock:
+            if self._error is error:
+                self._error = None
 
     def _after_fork_in_child(self) -> None:
         """In a forked child (only the forking thread exists; called by ``stream``'s fork
