@@ -98,9 +98,8 @@ class RemoteReader(RangeReads, FetchHosting):
                     f"timed out: no answer within {limit:g} s (Timeout.open)", url=self._source.url
                 )
         except UnknownLength as exc:
-            # Kept as this reader's error: its traceback's frames would refer back to it.
-            exc.__traceback__ = None
             self.close()
+            self._let_go_of(exc)
             return self._handover
         except BaseException as exc:
             self.close()
@@ -109,8 +108,8 @@ class RemoteReader(RangeReads, FetchHosting):
         return None
 
     def _let_go_of(self, error: BaseException) -> None:
-        """After a failed open the caller owns ``error``: kept here as well, the frames of its
-        traceback (this reader's) would refer back, a cycle for the collector."""
+        """After an open that did not give this reader a stream, it keeps no ``error``: the
+        frames of its traceback (this reader's) would refer back, a cycle for the collector."""
         with self._lock:
             if self._error is error:
                 self._error = None
