@@ -8,6 +8,7 @@ with kithara_io.open("https://example.org/song.flac") as f:
 import logging as _logging
 import sys as _sys
 
+from . import forking as _forking  # noqa: F401 - first: its after-fork hook lets go of the locks before any other runs
 from .aio import AsyncStream, aopen
 from .api import open
 from .engine.default import default_downloader

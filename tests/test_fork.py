@@ -182,3 +182,82 @@ def test_fork_with_a_live_stream_open_resets_the_others_and_prints_nothing(tmp_p
     finally:
         writer.join(10)
     assert not failed_in_handlers  # nor in the parent
+
+
+# -- state caught mid-update -------------------------------------------------------------------
+class _Announcing:
+    """A lock that says when a thread has to wait for it (the fork, here)."""
+
+    def __init__(self) -> None:
+        self._inner = threading.RLock()
+        self.waited_for = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._inner.acquire(blocking=False):
+            return True
+        self.waited_for.set()
+        return self._inner.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._inner.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _a_stream_cache(tmp_path):
+    from kithara_io.reading.cache import SparseCache
+
+    return SparseCache()
+
+
+def _a_disk_entry(tmp_path):
+    from kithara_io.disk import DiskCache
+
+    return DiskCache(tmp_path / "cache").open_entry("http://127.0.0.1:9/a.bin")
+
+
+def _a_policy(tmp_path):
+    from kithara_io.net.policy import Policy
+
+    return Policy("http://127.0.0.1:9/a.bin")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", [_a_stream_cache, _a_disk_entry, _a_policy], ids=["cache", "disk-entry", "cookies"])
+def test_a_fork_waits_for_an_update_in_progress(make, tmp_path, no_leaks):
+    """A thread is updating a structure the child keeps, under that structure's lock, when
+    another thread forks: the fork waits for the update to end, so the child gets all of it
+    and a lock it can take. Without kithara-io's at-fork hook nothing waits for the lock:
+    the child gets the first half of the update, and a lock held by a thread it lacks."""
+    obj = make(tmp_path)
+    own = obj._lock
+    lock = obj._lock = _Announcing()  # the structure's lock, telling when the fork waits on it
+    update: list = []
+    holding = threading.Event()
+
+    def updating() -> None:
+        with obj.fork_lock():
+            update.append("first half")
+            holding.set()
+            lock.waited_for.wait(10)  # (not set without the hook: the fork went ahead)
+            update.append("second half")
+
+    def child(_f, _pos, _n) -> bytes:
+        assert obj.fork_lock().acquire(timeout=5), "the child cannot take the lock"
+        return ",".join(update).encode()
+
+    thread = threading.Thread(target=updating)
+    thread.start()
+    try:
+        assert holding.wait(WAIT)
+        got = fork_and_read(None, 0, 0, work=child)
+    finally:
+        thread.join(WAIT)
+    assert got == b"first half,second half"
+    obj._lock = own
+    close = getattr(obj, "close", None)
+    if close is not None:
+        close()

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import filelock
 
+from ..forking import guard
 from ..reading.ranges import RangeSet
 from .files import (
     DATA_PREFIX,
@@ -98,6 +99,7 @@ class CacheEntry:
         self._pending = RangeSet()  # written, not yet committed
         self._stale = False
         self._closed = False
+        guard(self)
         self._mark = _hold(directory)
         try:
             with self._filelock:
@@ -114,6 +116,10 @@ class CacheEntry:
 
     def __repr__(self) -> str:
         return f"CacheEntry({self.url!r}, present={self.present()!r})"
+
+    def fork_lock(self) -> threading.Lock:
+        """Held across a fork (:mod:`kithara_io.forking`): the child's committed ranges are whole."""
+        return self._lock
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: fresh locks (a parent thread may have held one). The in-use

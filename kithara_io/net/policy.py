@@ -13,7 +13,8 @@ A :class:`Policy` is built from what the caller gave for one URL (``home``): hea
 - which TLS context: one shared per CA bundle and client certificate (:mod:`.tls`).
 
 The environment is read once per origin. Thread safety: ``_lock`` guards the per-origin
-caches; the cookie jar has its own lock.
+caches, and is held around each use of the cookie jar (the jar's own lock is private to it:
+held across a fork instead, see :mod:`kithara_io.forking`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import requests.utils
 
 from ..errors import StreamError, TlsError
+from ..forking import guard
 from ..retry import Timeout
 from .tls import CertSpec, Verify, context_for, resolve_verify
 from .urls import Origin, origin, without_userinfo
@@ -97,7 +99,7 @@ class Policy:
         self.verify = resolve_verify(verify)
         # A (cert, key) pair given as a list (a JSON or YAML config) is the same pair.
         self.cert: CertSpec = tuple(cert) if isinstance(cert, list) else cert
-        self.cookies = http.cookiejar.CookieJar()  # thread-safe
+        self.cookies = http.cookiejar.CookieJar()  # used under _lock
         self._cookies_set = False  # whether an answer ever set one (len() of the jar walks it)
         self._given = given
         self._away = without_credentials(given)
@@ -108,6 +110,10 @@ class Policy:
                 self._home_headers["Authorization"] = auth
         self._lock = threading.Lock()
         self._proxies: Dict[Origin, Optional[Proxy]] = {}
+        guard(self)
+
+    def fork_lock(self) -> threading.Lock:
+        return self._lock
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # a parent thread may have held it
@@ -119,7 +125,8 @@ class Policy:
         out = dict(self._home_headers if home else self._away)
         if self._cookies_set and not (home and any(k.lower() == "cookie" for k in out)):
             request = urllib.request.Request(without_userinfo(url))
-            self.cookies.add_cookie_header(request)
+            with self._lock:
+                self.cookies.add_cookie_header(request)
             cookie = request.get_header("Cookie")
             if cookie:
                 out["Cookie"] = cookie
@@ -130,8 +137,9 @@ class Policy:
         if headers.get("Set-Cookie") is None:
             return
         answered = _Answered(headers)  # what the jar reads of a response: its headers
-        self.cookies.extract_cookies(answered, urllib.request.Request(without_userinfo(url)))  # type: ignore[arg-type]
-        self._cookies_set = True
+        with self._lock:
+            self.cookies.extract_cookies(answered, urllib.request.Request(without_userinfo(url)))  # type: ignore[arg-type]
+            self._cookies_set = True
 
     # -- proxies and TLS ---------------------------------------------------------------
     def proxy_for(self, url: str) -> Optional[Proxy]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from ..errors import StreamClosedError, StreamError
+from ..forking import guard
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from .eviction import Budget
 from .ranges import RangeSet
@@ -75,6 +76,12 @@ class SparseCache:
         # Every byte is held: kept up to date under the lock at every change of what is
         # present, read without it (see read_held).
         self.whole = False
+        guard(self)
+
+    def fork_lock(self) -> threading.RLock:
+        """Held across a fork (:mod:`kithara_io.forking`): a child's cache is never caught
+        between a block's bytes and the ranges that say they are present."""
+        return self._lock
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: the fetches and waiters of the parent are gone (their claims
