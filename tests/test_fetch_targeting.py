@@ -8,7 +8,7 @@ import threading
 
 import kithara_io
 from kithara_io.engine.downloader import Downloader
-from kithara_io.events import Progress, RequestEnqueued, RequestStarted
+from kithara_io.events import FirstByte, Progress, RequestEnqueued, RequestStarted
 from kithara_io.reading.planning import AccessPattern
 from tests.servers.faults import Truncate
 
@@ -138,6 +138,41 @@ def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_se
     # then each waits for ~16 MB/s x the first-byte time (~110 KiB here). Without the rule,
     # the next request went at once, 1-2 MiB before the one it follows ended.
     assert max(left_at_next[-3:]) <= 256 * KiB, left_at_next
+
+
+def test_read_ahead_follows_a_body_its_reader_runs_in_order_too(make_ranged_server, media, no_leaks):
+    """A read that misses runs its own fetch on the reader's thread; on a measured link the
+    read-ahead planned beyond it waits until that body nears its end, as behind a pool
+    thread's, instead of going out at once and halving the bandwidth the reader waits on.
+    Seen in the events: the read-ahead request is enqueued after the reader's request has
+    its first byte (before, it was enqueued as the reader's request got its place)."""
+    server = make_ranged_server(bandwidth=16_000_000)
+    data = media["random.bin"].read_bytes()
+    log, lock = [], threading.Lock()
+
+    def record(event):
+        with lock:
+            log.append(event)
+
+    downloader = Downloader()
+    try:
+        with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0, downloader=downloader) as f:
+            assert f.read(MiB) == data[:MiB]  # the link is measured
+            f.seek(4 * MiB)  # a jump: the read runs its own fetch, and so does the next one
+            assert f.read(MiB) == data[4 * MiB : 5 * MiB]
+            f.events.subscribe(record, RequestEnqueued, FirstByte)
+            assert f.read(2 * MiB) == data[5 * MiB : 7 * MiB]
+            assert downloader.wait_idle(10)
+            assert f._reader._streaming == 0
+    finally:
+        downloader.close()
+    with lock:
+        events = list(log)
+    ranges = {e.request_id: e.range for e in events if isinstance(e, RequestEnqueued)}
+    own = next(i for i, r in ranges.items() if r is not None and r[0] == 5 * MiB)
+    ahead = next(i for i, r in ranges.items() if r is not None and r[0] == ranges[own][1])
+    order = [(type(e), e.request_id) for e in events]
+    assert order.index((FirstByte, own)) < order.index((RequestEnqueued, ahead)), order
 
 
 def test_a_body_is_received_in_pieces_no_longer_than_the_readers_lead(make_ranged_server, media, no_leaks):

@@ -179,7 +179,7 @@ class FetchLoop:
         try:
             self._on_response(cmd, body)
             # An inline run is its reader's already: no turns to take (and no lock per piece).
-            receipt = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch)
+            receipt = self._copy_body(cmd, body, pos, None if fetch.for_reader else fetch, paced=True)
         finally:
             body.close()
         if not body.from_disk:  # the link estimate is of the network
@@ -198,14 +198,17 @@ class FetchLoop:
         if self._cache.size is None and body.total is not None:
             self._host.learned_length(body.total, from_tail_probe=False)
 
-    def _copy_body(self, cmd: FetchCommand, body: Body, pos: int, fetch: Optional[Fetch] = None) -> "_Receipt":
+    def _copy_body(
+        self, cmd: FetchCommand, body: Body, pos: int, fetch: Optional[Fetch] = None, *, paced: bool = False
+    ) -> "_Receipt":
         """Stream the body into the cache from ``pos``; returns what was received. With
         ``fetch``, a reader waiting for its bytes may take the body over between pieces
-        (:mod:`.turns`; :meth:`serve_reader`)."""
+        (:mod:`.turns`; :meth:`serve_reader`). ``paced``: one of the stream's fetches
+        (whichever thread runs it), which the next read-ahead request follows in order."""
         if body.start < pos:
             _skip(body, pos - body.start, self._opt.chunk, lambda n: self._downloader.note_progress(n, cmd))
         receipt = _Receipt(body, self._link, self._opt.timeout)
-        if fetch is not None:
+        if paced:
             # Read-ahead in order: the stream's next request goes out when this body has
             # one first-byte time of transfer left, so its first byte arrives as this one
             # ends, instead of both sharing the link while the reader waits for this one.

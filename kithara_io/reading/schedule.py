@@ -263,10 +263,12 @@ class FetchScheduling:
         )
         self._cache.claim(cmd.id, plan.start, plan.end)
         fetch = self._active[cmd.id]
+        # From now, read-ahead waits for it (until FetchLoop._copy_body says otherwise): a
+        # body its reader runs fills the link as much as one a pool thread runs.
+        self._set_streaming_locked(fetch, self._link.in_order(plan.end - plan.start, self._opt.min_fetch))
         if here:
             fetch.for_reader = True
-        else:  # from now, read-ahead waits for it (until FetchLoop._copy_body says otherwise)
-            self._set_streaming_locked(fetch, self._link.in_order(plan.end - plan.start, self._opt.min_fetch))
+        else:
             if defer:
                 self._deferred.append(cmd)
             else:
