@@ -133,7 +133,7 @@ def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_se
                 s, e = ranges[before[0]]
                 left_at_next.append(e - s - received.get(before[0], 0))
             ranges[event.request_id] = event.range
-    assert len(left_at_next) >= 4, ranges
+    assert len(left_at_next) >= 3, ranges  # 8 MiB in requests of up to 2 MiB
     # The first requests go while the link is not measured yet (or measured from one burst);
     # then each waits for ~16 MB/s x the first-byte time (~110 KiB here). Without the rule,
     # the next request went at once, 1-2 MiB before the one it follows ended.

@@ -198,12 +198,26 @@ def test_amortizing_length_follows_the_measured_link():
 
     link = LinkEstimate()
     assert link.amortizing_bytes() == 0  # a guess is not a measurement
-    link.record(ttfb=0.001, nbytes=10_000_000, duration=0.01)  # 1 GB/s, 1 ms to first byte
+    link.record(ttfb=0.001, nbytes=10_000_000, duration=0.011)  # 1 GB/s, 1 ms to first byte
     assert link.measured and link.bandwidth == pytest.approx(1e9)
     assert link.amortizing_bytes() == pytest.approx(20e6)  # 20 first-byte times of transfer
     slow = LinkEstimate()
-    slow.record(ttfb=0.2, nbytes=100_000, duration=0.4)  # 250 kB/s behind a 200 ms first byte
+    slow.record(ttfb=0.2, nbytes=100_000, duration=0.6)  # 250 kB/s behind a 200 ms first byte
     assert slow.amortizing_bytes() == pytest.approx(250e3 * 0.05)  # at most 50 ms of transfer
+
+
+def test_the_bandwidth_is_the_transfers_after_the_first_byte():
+    """A small body behind a long first byte: its transfer time, not the first byte's wait,
+    says how fast the link is (a 64 KiB answer 10 ms away is not a 6.5 MB/s link); a body
+    that came with its headers says only that the link is at least 64 MB/s (64 KiB in 1 ms)."""
+    from kithara_io.reading.planning import LinkEstimate
+
+    far = LinkEstimate()
+    far.record(ttfb=0.010, nbytes=65_536, duration=0.012)  # 2 ms of transfer after the first byte
+    assert far.bandwidth == pytest.approx(65_536 / 0.002)
+    at_once = LinkEstimate()
+    at_once.record(ttfb=0.010, nbytes=65_536, duration=0.010_01)
+    assert at_once.bandwidth == pytest.approx(65_536 / 0.001)
 
 
 def test_read_ahead_goes_in_order_only_on_a_measured_link_one_body_fills():
@@ -214,10 +228,10 @@ def test_read_ahead_goes_in_order_only_on_a_measured_link_one_body_fills():
 
     link = LinkEstimate()
     assert not link.in_order(8 << 20, 64 << 10)  # not measured yet: parallel as before
-    link.record(ttfb=0.01, nbytes=10_000_000, duration=0.1)  # 100 MB/s, 10 ms to first byte
+    link.record(ttfb=0.01, nbytes=10_000_000, duration=0.11)  # 100 MB/s, 10 ms to first byte
     assert link.soon_bytes(64 << 10) == 1_000_000
     assert link.in_order(8 << 20, 64 << 10)
     assert not link.in_order(1_000_000, 64 << 10)  # all of it arrives within a first-byte time
     fast = LinkEstimate()
-    fast.record(ttfb=0.0003, nbytes=100_000_000, duration=0.05)  # 2 GB/s: loopback
+    fast.record(ttfb=0.0003, nbytes=100_000_000, duration=0.0503)  # 2 GB/s: loopback
     assert not fast.in_order(8 << 20, 64 << 10)

@@ -173,6 +173,7 @@ def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 _AMORTIZE = 20  # a request's first-byte time is about 1/20 of its transfer time
 _AMORTIZE_TIME = 0.05  # ... as long as that transfer takes no longer than this
+_MIN_TRANSFER = 0.001  # a body received faster than this tells only a lower bound of the rate
 _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 # Below this rate one body fills the link, and read-ahead bodies go one after the other
 # (LinkEstimate.in_order); above it (loopback, fast LANs) the client's CPU bounds a body, and
@@ -190,10 +191,15 @@ class LinkEstimate:
         self._answered = False  # ttfb is a guess until the first answer
 
     def record(self, ttfb: float, nbytes: int, duration: float) -> None:
+        """One request: ``ttfb`` to its answer, then ``nbytes`` received, ``duration`` in
+        all. The bandwidth is the transfer's, after the first byte: a 64 KiB body behind a
+        10 ms first byte is not a 6.5 MB/s link (the first-byte time is counted apart). A
+        transfer under ``_MIN_TRANSFER`` (the body came with its headers) says only that the
+        link is at least that fast."""
         self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb if self._answered else ttfb
         self._answered = True
         if nbytes >= 64 * 1024 and duration > 0:
-            rate = nbytes / duration
+            rate = nbytes / max(duration - ttfb, _MIN_TRANSFER)
             self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate if self.measured else rate
             self.measured = True
 
