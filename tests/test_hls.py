@@ -709,3 +709,19 @@ def test_a_closed_hls_stream_leaves_no_cyclic_garbage(server, hls_media, no_leak
                 assert stream.read(1000) == local[len(local) // 2 : len(local) // 2 + 1000]
 
     assert left_to_the_collector(open_read_close, (HlsReader, PartFetcher)) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "playlist, missing", [("ts/master.m3u8", "/ts/v1/index.m3u8"), ("fmp4/master.m3u8", "/fmp4/v1/index.m3u8")]
+)
+def test_a_failed_open_leaves_nothing_to_the_garbage_collector(server, playlist, missing, no_leaks):
+    """An open that fails (the first variant's playlist answers 404) raises its error and
+    leaves no reader or part fetcher in a reference cycle."""
+
+    def failed_open() -> None:
+        server.fail_once(missing, 404)
+        with pytest.raises(kithara_io.StreamError, match="404"):
+            kithara_io.open(server.url(playlist))
+
+    assert left_to_the_collector(failed_open, (HlsReader, PartFetcher)) == []
