@@ -89,12 +89,11 @@ def test_sequential_read_grows_fetches_and_never_refetches(make_ranged_server, m
     assert stats.bytes_fetched == len(data)
 
 
-def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_server, media, no_leaks):
-    """Once the link is measured, a sequential reader's next read-ahead request goes out when
-    the body before it has about one first-byte time of transfer left (at least min_fetch):
-    the two bodies never share the link for long while the reader waits for the first, so
-    bytes arrive in the order they are read (issue #24: decode while reading on a link)."""
-    server = make_ranged_server(bandwidth=16_000_000)  # 8 MiB in ~0.5 s; first bytes in ~1 ms
+def _events_on_a_16_mb_link(make_ranged_server, media, types, read) -> list:
+    """``read(f, data, listen)`` over a 16 MB/s link (8 MiB in ~0.5 s, first bytes in ~1 ms)
+    with requests of up to 2 MiB; the stream's events of ``types`` from when it calls
+    ``listen()`` to when every fetch is over (each body that had the link to itself let it go)."""
+    server = make_ranged_server(bandwidth=16_000_000)
     data = media["random.bin"].read_bytes()
     log, lock = [], threading.Lock()
 
@@ -105,21 +104,33 @@ def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_se
     downloader = Downloader()
     try:
         with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0, downloader=downloader) as f:
-            f.events.subscribe(record, RequestEnqueued, Progress)
-            assert f.read(64 * KiB) == data[: 64 * KiB]
-            got = bytearray(data[: 64 * KiB])
-            for _ in range(len(data) // (64 * KiB)):  # bounded: a decoder's reads, in order
-                piece = f.read(64 * KiB)
-                if not piece:
-                    break
-                got += piece
-            assert bytes(got) == data
+            read(f, data, lambda: f.events.subscribe(record, *types))
             assert downloader.wait_idle(10)
-            assert f._reader._streaming == 0  # every body that had the link to itself let it go
+            assert f._reader._streaming == 0
     finally:
         downloader.close()
     with lock:
-        events = list(log)
+        return list(log)
+
+
+def test_read_ahead_requests_follow_each_other_on_a_measured_link(make_ranged_server, media, no_leaks):
+    """Once the link is measured, a sequential reader's next read-ahead request goes out when
+    the body before it has about one first-byte time of transfer left (at least min_fetch):
+    the two bodies never share the link for long while the reader waits for the first, so
+    bytes arrive in the order they are read (issue #24: decode while reading on a link)."""
+
+    def read_in_order(f, data, listen) -> None:
+        listen()
+        assert f.read(64 * KiB) == data[: 64 * KiB]
+        got = bytearray(data[: 64 * KiB])
+        for _ in range(len(data) // (64 * KiB)):  # bounded: a decoder's reads, in order
+            piece = f.read(64 * KiB)
+            if not piece:
+                break
+            got += piece
+        assert bytes(got) == data
+
+    events = _events_on_a_16_mb_link(make_ranged_server, media, (RequestEnqueued, Progress), read_in_order)
     ranges, received, left_at_next = {}, {}, []
     for event in events:
         if isinstance(event, Progress):
@@ -146,28 +157,15 @@ def test_read_ahead_follows_a_body_its_reader_runs_in_order_too(make_ranged_serv
     thread's, instead of going out at once and halving the bandwidth the reader waits on.
     Seen in the events: the read-ahead request is enqueued after the reader's request has
     its first byte (before, it was enqueued as the reader's request got its place)."""
-    server = make_ranged_server(bandwidth=16_000_000)
-    data = media["random.bin"].read_bytes()
-    log, lock = [], threading.Lock()
 
-    def record(event):
-        with lock:
-            log.append(event)
+    def jump_and_read_on(f, data, listen) -> None:
+        assert f.read(MiB) == data[:MiB]  # the link is measured
+        f.seek(4 * MiB)  # a jump: the read runs its own fetch, and so does the next one
+        assert f.read(MiB) == data[4 * MiB : 5 * MiB]
+        listen()
+        assert f.read(2 * MiB) == data[5 * MiB : 7 * MiB]
 
-    downloader = Downloader()
-    try:
-        with kithara_io.open(server.url("random.bin"), max_fetch=2 * MiB, tail=0, downloader=downloader) as f:
-            assert f.read(MiB) == data[:MiB]  # the link is measured
-            f.seek(4 * MiB)  # a jump: the read runs its own fetch, and so does the next one
-            assert f.read(MiB) == data[4 * MiB : 5 * MiB]
-            f.events.subscribe(record, RequestEnqueued, FirstByte)
-            assert f.read(2 * MiB) == data[5 * MiB : 7 * MiB]
-            assert downloader.wait_idle(10)
-            assert f._reader._streaming == 0
-    finally:
-        downloader.close()
-    with lock:
-        events = list(log)
+    events = _events_on_a_16_mb_link(make_ranged_server, media, (RequestEnqueued, FirstByte), jump_and_read_on)
     ranges = {e.request_id: e.range for e in events if isinstance(e, RequestEnqueued)}
     own = next(i for i, r in ranges.items() if r is not None and r[0] == 5 * MiB)
     ahead = next(i for i, r in ranges.items() if r is not None and r[0] == ranges[own][1])
