@@ -268,11 +268,10 @@ class FetchScheduling:
         self._set_streaming_locked(fetch, self._link.in_order(plan.end - plan.start, self._opt.min_fetch))
         if here:
             fetch.for_reader = True
+        elif defer:
+            self._deferred.append(cmd)
         else:
-            if defer:
-                self._deferred.append(cmd)
-            else:
-                self._hand_over(cmd)
+            self._hand_over(cmd)
         return cmd
 
     def _submit_deferred(self) -> None:
