@@ -209,7 +209,8 @@ def test_amortizing_length_follows_the_measured_link():
 def test_the_bandwidth_is_the_transfers_after_the_first_byte():
     """A small body behind a long first byte: its transfer time, not the first byte's wait,
     says how fast the link is (a 64 KiB answer 10 ms away is not a 6.5 MB/s link); a body
-    that came with its headers says only that the link is at least 64 MB/s (64 KiB in 1 ms)."""
+    that came with its headers says only that the link is at least 262 MB/s (64 KiB in
+    0.25 ms): it moves a lower estimate up, never a higher one down."""
     from kithara_io.reading.planning import LinkEstimate
 
     far = LinkEstimate()
@@ -217,7 +218,14 @@ def test_the_bandwidth_is_the_transfers_after_the_first_byte():
     assert far.bandwidth == pytest.approx(65_536 / 0.002)
     at_once = LinkEstimate()
     at_once.record(ttfb=0.010, nbytes=65_536, duration=0.010_01)
-    assert at_once.bandwidth == pytest.approx(65_536 / 0.001)
+    assert at_once.bandwidth == pytest.approx(65_536 / 0.000_25)
+    fast = LinkEstimate()
+    fast.record(ttfb=0.0003, nbytes=100_000_000, duration=0.0503)  # 2 GB/s
+    for _ in range(20):  # random 64 KiB reads on loopback: each only a lower bound
+        fast.record(ttfb=0.0002, nbytes=65_536, duration=0.000_25)
+    assert fast.bandwidth == pytest.approx(2e9)
+    far.record(ttfb=0.010, nbytes=65_536, duration=0.010_01)  # 32.8 MB/s, then a bound of 262
+    assert far.bandwidth == pytest.approx(0.7 * 65_536 / 0.002 + 0.3 * 65_536 / 0.000_25)
 
 
 def test_read_ahead_goes_in_order_only_on_a_measured_link_one_body_fills():

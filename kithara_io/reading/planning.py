@@ -173,7 +173,9 @@ def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 _AMORTIZE = 20  # a request's first-byte time is about 1/20 of its transfer time
 _AMORTIZE_TIME = 0.05  # ... as long as that transfer takes no longer than this
-_MIN_TRANSFER = 0.001  # a body received faster than this tells only a lower bound of the rate
+# A body received faster than this tells only a lower bound of the rate (it came with its
+# headers, or in one burst): 64 KiB in under 0.25 ms is 262 MB/s or more.
+_MIN_TRANSFER = 0.00025
 _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 # Below this rate one body fills the link, and read-ahead bodies go one after the other
 # (LinkEstimate.in_order); above it (loopback, fast LANs) the client's CPU bounds a body, and
@@ -195,13 +197,20 @@ class LinkEstimate:
         all. The bandwidth is the transfer's, after the first byte: a 64 KiB body behind a
         10 ms first byte is not a 6.5 MB/s link (the first-byte time is counted apart). A
         transfer under ``_MIN_TRANSFER`` (the body came with its headers) says only that the
-        link is at least that fast."""
+        link is at least that fast: it moves a lower estimate up, never a higher one down
+        (fast bodies left out would leave only the slow ones: on loopback, random 64 KiB
+        reads then judged the link at 65 MB/s, and a read whose gap ran 36 KB past it went
+        to the pool instead of being run by its reader)."""
         self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb if self._answered else ttfb
         self._answered = True
-        if nbytes >= 64 * 1024 and duration > 0:
-            rate = nbytes / max(duration - ttfb, _MIN_TRANSFER)
-            self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate if self.measured else rate
-            self.measured = True
+        if nbytes < 64 * 1024 or duration <= 0:
+            return
+        transfer = duration - ttfb
+        rate = nbytes / max(transfer, _MIN_TRANSFER)
+        if not self.measured:
+            self.bandwidth, self.measured = rate, True
+        elif transfer >= _MIN_TRANSFER or rate > self.bandwidth:
+            self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate
 
     def run_here_slack(self) -> int:
         """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
