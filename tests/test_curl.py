@@ -304,3 +304,52 @@ def test_an_abort_after_the_body_was_read_spares_the_next_request(no_leaks, faul
     finally:
         source.close()
     assert len(answered) == 2
+
+
+def test_an_answer_after_an_interim_one_reads_as_its_own_head(no_leaks) -> None:
+    """libcurl hands every header line over, an interim ``103``'s too: the answer is the
+    head after the last status line, a folded line continues the field before it, and the
+    body is the one asked for. (The head is parsed once its blank line has come.)"""
+    import socket
+
+    body = bytes(range(100))
+    head = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.flac>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 1000-1099/5000\r\n"
+        b"Content-Length: 100\r\nX-Folded: one\r\n\t two\r\nETag: \"v1\"\r\n\r\n"
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    asked: List[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            asked.append(request)
+            conn.sendall(head[:40])  # the interim head in two pieces, then the rest
+            conn.sendall(head[40:] + body)
+            conn.recv(1)  # until the client closes
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    conn = curl.CurlConnection("http", "127.0.0.1", listener.getsockname()[1], Timeout(connect=2, read=5))
+    try:
+        conn.request("GET", "/f", headers={"Range": "bytes=1000-1099"})
+        answer = conn.getresponse()
+        assert (answer.status, answer.reason) == (206, "Partial Content")
+        assert answer.headers.items() == [
+            ("Content-Range", "bytes 1000-1099/5000"),
+            ("Content-Length", "100"),
+            ("X-Folded", "one two"),
+            ("ETag", '"v1"'),
+        ]
+        assert answer.read() == body
+    finally:
+        conn.close()
+        server.join(10)
+        listener.close()
+    assert not server.is_alive() and asked and asked[0].startswith(b"GET /f HTTP/1.1\r\n")

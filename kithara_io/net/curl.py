@@ -199,7 +199,10 @@ class CurlConnection:
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.MAXCONNECTS, 1)
         curl.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket)
-        curl.setopt(pycurl.HEADERFUNCTION, self._on_header)
+        # libcurl appends each header line here in C (no Python call per line); the head
+        # is parsed once, when its blank line has come (_head_in).
+        self._lines: List[bytes] = []
+        curl.setopt(pycurl.HEADERFUNCTION, self._lines.append)
         curl.setopt(pycurl.WRITEFUNCTION, self._on_body)
         if scheme == "https":
             _trust(curl, verify, cert)
@@ -210,6 +213,8 @@ class CurlConnection:
         self._reason = ""
         self._fields: List[Tuple[str, str]] = []
         self._headers_done = False
+        self._lines.clear()
+        self._seen = 0  # header lines looked at by _head_in
         self._chunks: Deque[bytes] = collections.deque()
         self._buffered = 0  # bytes in _chunks
         self._kept = 0  # body bytes received
@@ -256,7 +261,8 @@ class CurlConnection:
         curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()] + ["Accept:", "Expect:"])
         self._multi.add_handle(curl)
         self._running = True
-        self._pump(lambda: self._headers_done)
+        self._pump(self._head_in)
+        self._head_in()  # (the transfer may have ended with the head's last line)
         if self._refused:
             self._stop()
             raise NotBuffered()
@@ -332,7 +338,7 @@ class CurlConnection:
                 return
             now = time.monotonic()
             silent = now - self._received_at
-            if not self._status:  # nothing yet: connecting counts apart
+            if not self._lines:  # nothing yet: connecting counts apart
                 silent -= self._connect_allowance(now - began)
             wait = self._read_timeout - silent
             if wait <= 0:
@@ -349,7 +355,7 @@ class CurlConnection:
         _, code, message = failed[0]
         if self._overflow:
             return ConnectionError(f"the answer is longer than the {self._bound} bytes asked: cut there")
-        if not self._headers_done and code not in _NETWORK_FAILURES:
+        if not self._head_in() and code not in _NETWORK_FAILURES:
             # Not an answer libcurl reads as HTTP (an old Shoutcast "ICY 200 OK", a
             # malformed status line or header): http.client's way has its own handling.
             self._refused = True
@@ -381,28 +387,41 @@ class CurlConnection:
         connected = self._curl.getinfo(pycurl.CONNECT_TIME)
         return connected if connected > 0 else elapsed
 
-    def _on_header(self, line: bytes) -> Optional[int]:
+    def _head_in(self) -> bool:
+        """Has the answer's head come whole: its blank line, after the last status line
+        (an interim 1xx answer's head comes before the real one's)? Parsed then, once."""
+        if self._headers_done:
+            return True
+        lines = self._lines
+        count = len(lines)
+        if count == self._seen:
+            return False
+        self._seen = count
         self._received_at = time.monotonic()
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):
-            parts = text.split(" ", 2)
-            self._status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self._reason = parts[2] if len(parts) > 2 else ""
-            self._fields = []
-            self._headers_done = False
-            return None
-        if text:
-            if text[0] in " \t" and self._fields:  # an obsolete folded line continues the last
-                name, value = self._fields[-1]
-                self._fields[-1] = (name, f"{value} {text.strip()}")
+        if lines[-1].strip(b"\r\n"):
+            return False  # the blank line that ends a head has not come yet
+        first = 0
+        for i in range(count - 2, -1, -1):
+            if lines[i].startswith(b"HTTP/"):
+                parts = lines[i].decode("iso-8859-1").rstrip("\r\n").split(" ", 2)
+                self._status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+                self._reason = parts[2] if len(parts) > 2 else ""
+                first = i + 1
+                break
+        if 100 <= self._status < 200:
+            return False  # an interim answer: the real one follows
+        fields: List[Tuple[str, str]] = []
+        for line in lines[first : count - 1]:
+            text = line.decode("iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t") and fields:  # an obsolete folded line continues the last
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {text.strip()}")
             elif ":" in text:
                 name, _, value = text.partition(":")
-                self._fields.append((name.strip(), value.strip()))
-            return None
-        if 100 <= self._status < 200:
-            return None  # an interim answer: the real one follows
+                fields.append((name.strip(), value.strip()))
+        self._fields = fields
         self._headers_done = True
-        return None
+        return True
 
     def _on_body(self, data: bytes) -> Optional[int]:
         self._received_at = time.monotonic()
