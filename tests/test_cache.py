@@ -332,3 +332,18 @@ def test_a_whole_block_after_pieces_evicts_to_stay_within_the_budget():
     write(cache, 11, 4 * 64, bytes(128))
     assert cache.bytes_held <= 256
     assert read(cache, 4 * 64, 128) == bytes(128)
+
+
+def test_bytes_marked_present_that_no_block_holds_fail_a_read_loudly():
+    """Pieces are stored only where nothing is present (claims cover gaps). Should that ever
+    break, a read raises instead of looping for ever over an empty view (a prototype that
+    claimed present bytes once grew a list of empty views to 24 GB)."""
+    cache = SparseCache(block_size=64)
+    cache.claim(1, 0, 16)
+    assert cache.piece_room(1, 0, 16) == 16
+    cache.store(1, 0, b"a" * 16)
+    cache.claim(2, 4, 8)  # over present bytes: what the engine never does
+    assert cache.piece_room(2, 4, 4) == 4
+    cache.store(2, 4, b"b" * 4)  # a short piece now shadows the long one from byte 8 on
+    with pytest.raises(RuntimeError, match="marked present"):
+        cache.read_when_present(8, 8, b"".join)

@@ -357,6 +357,8 @@ class SparseCache:
         while n > 0:
             index, offset = divmod(pos, bs)
             view = block_view(self._blocks[index], offset, min(bs - offset, n))
+            if not view:  # a broken invariant (pieces stored over present bytes): loud, not a loop
+                raise RuntimeError(f"byte cache: byte {pos} is marked present but no block holds it")
             views.append(view)
             pos += len(view)
             n -= len(view)
