@@ -93,9 +93,11 @@ def fetch_length(
     max_fetch: int,
     amortize: int = 0,
     need_end: int = 0,
+    grow: bool = True,
 ) -> int:
     """Adaptive size: as long as the run of bytes just before ``start`` that are present or
-    already being fetched, within bounds.
+    already being fetched, within bounds (``grow`` False: a reader that jumped, whose
+    fetch the bytes others brought before it say nothing about).
 
     A sequential reader doubles its fetch size each time (throughput), also while the
     previous fetch is still running (pipelining); a fresh seek starts small (fast first byte).
@@ -105,7 +107,7 @@ def fetch_length(
     ``max_fetch``): it returns only once all are in, so smaller first requests would only
     add round trips to its wait.
     """
-    run = run_before(present, claimed, start)
+    run = run_before(present, claimed, start) if grow else 0
     if run > 0:
         run = max(run, amortize)
     return max(min_fetch, min(max_fetch, max(run, need_end - start)))
@@ -123,20 +125,26 @@ def next_fetch(
     max_fetch: int,
     amortize: int = 0,
     need_end: int = 0,
+    grow: bool = True,
 ) -> Optional[FetchPlan]:
     """The next range one stream should fetch, or None when its windows are complete.
 
     First the earliest gap at or after the cursor within the read-ahead window (High);
     only when nothing is missing there, the earliest gap in the read-behind window
     (Low). Never a byte that is present or already claimed. ``need_end``: a reader waits
-    for the bytes before it (see ``fetch_length``).
+    for the bytes before it (see ``fetch_length``); ``min_fetch`` then counts from the
+    cursor, so a read that starts in cached bytes asks for the rest of its ``min_fetch``,
+    not ``min_fetch`` more. ``grow`` False: a reader that jumped (see ``fetch_length``).
     """
     cursor = max(0, min(cursor, size))
     ahead_limit = min(size, cursor + max(read_ahead, 1))
     start = first_missing(present, claimed, cursor)
     if start < ahead_limit:
         end = _gap_end(present, claimed, start, size)
-        length = fetch_length(present, claimed, start, min_fetch, max_fetch, amortize, need_end)
+        floor = min_fetch
+        if need_end > start:  # a reader waits from the cursor on: its min_fetch counts from there
+            floor = max(1, min_fetch - (start - cursor))
+        length = fetch_length(present, claimed, start, floor, max_fetch, amortize, need_end, grow)
         return FetchPlan(start, min(end, start + length), Priority.HIGH)
     behind_limit = max(0, cursor - read_behind)
     pos = behind_limit
@@ -173,9 +181,7 @@ def keep_running(fetch_pos: int, fetch_end: int, target: int, soon: int) -> bool
 _SMALL_STEP_BACK = 256 * 1024  # decoders step back a few frames; farther is a random jump
 _AMORTIZE = 20  # a request's first-byte time is about 1/20 of its transfer time
 _AMORTIZE_TIME = 0.05  # ... as long as that transfer takes no longer than this
-# A body received faster than this tells only a lower bound of the rate (it came with its
-# headers, or in one burst): 64 KiB in under 0.25 ms is 262 MB/s or more.
-_MIN_TRANSFER = 0.00025
+_MIN_TRANSFER = 0.001  # a body received faster than this tells only a lower bound of the rate
 _RUN_HERE_EXTRA = 0.0005  # a reader runs a fetch itself if its bytes past the read take < 0.5 ms
 # Below this rate one body fills the link, and read-ahead bodies go one after the other
 # (LinkEstimate.in_order); above it (loopback, fast LANs) the client's CPU bounds a body, and
@@ -190,6 +196,10 @@ class LinkEstimate:
         self.ttfb = 0.05
         self.bandwidth = 1e6
         self.measured = False  # bandwidth is a guess until a body of 64 KiB or more was timed
+        # Bytes over whole requests, first byte included: what the link surely delivered.
+        # Slower than ``bandwidth`` behind a far first byte; faster where bodies come with
+        # their headers, which ``bandwidth`` counts as ``_MIN_TRANSFER`` of transfer.
+        self.delivered = 0.0
         self._answered = False  # ttfb is a guess until the first answer
 
     def record(self, ttfb: float, nbytes: int, duration: float) -> None:
@@ -197,24 +207,25 @@ class LinkEstimate:
         all. The bandwidth is the transfer's, after the first byte: a 64 KiB body behind a
         10 ms first byte is not a 6.5 MB/s link (the first-byte time is counted apart). A
         transfer under ``_MIN_TRANSFER`` (the body came with its headers) says only that the
-        link is at least that fast: it moves a lower estimate up, never a higher one down
-        (fast bodies left out would leave only the slow ones: on loopback, random 64 KiB
-        reads then judged the link at 65 MB/s, and a read whose gap ran 36 KB past it went
-        to the pool instead of being run by its reader)."""
+        link is at least that fast."""
         self.ttfb = 0.7 * self.ttfb + 0.3 * ttfb if self._answered else ttfb
         self._answered = True
-        if nbytes < 64 * 1024 or duration <= 0:
-            return
-        transfer = duration - ttfb
-        rate = nbytes / max(transfer, _MIN_TRANSFER)
-        if not self.measured:
-            self.bandwidth, self.measured = rate, True
-        elif transfer >= _MIN_TRANSFER or rate > self.bandwidth:
-            self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate
+        if nbytes >= 64 * 1024 and duration > 0:
+            rate = nbytes / max(duration - ttfb, _MIN_TRANSFER)
+            delivered = nbytes / duration
+            if self.measured:
+                self.bandwidth = 0.7 * self.bandwidth + 0.3 * rate
+                self.delivered = 0.7 * self.delivered + 0.3 * delivered
+            else:
+                self.bandwidth, self.delivered = rate, delivered
+            self.measured = True
 
     def run_here_slack(self) -> int:
-        """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs)."""
-        return int(self.bandwidth * _RUN_HERE_EXTRA)
+        """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs).
+        The link moves at least ``delivered``: on loopback, where every 64 KiB body comes
+        with its headers and ``bandwidth`` reads 65 MB/s, a random read's 64 KiB fetch that
+        reaches ~60 KB past it is still run by its reader, not handed to the pool (~1 ms)."""
+        return int(max(self.bandwidth, self.delivered) * _RUN_HERE_EXTRA)
 
     def amortizing_bytes(self) -> int:
         """The length of a request whose first-byte time is ~5% of its transfer time, but

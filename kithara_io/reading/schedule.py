@@ -181,7 +181,8 @@ class FetchScheduling:
         opt, pattern = self._opt, self._pattern
         read_ahead = pattern.read_ahead(opt.read_ahead, opt.min_fetch)
         read_behind = opt.read_behind if pattern.went_back else 0
-        amortize = self._link.amortizing_bytes() if pattern.run > 0 else 0  # a reader reading on
+        reading_on = pattern.run > 0  # else it jumped: its fetches do not grow
+        amortize = self._link.amortizing_bytes() if reading_on else 0
 
         def plan(present, claimed, size: Optional[int]) -> Optional[FetchPlan]:
             if size is None:
@@ -197,6 +198,7 @@ class FetchScheduling:
                 max_fetch=opt.max_fetch,
                 amortize=amortize,
                 need_end=need_end,
+                grow=reading_on,
             )
 
         return self._cache.consult(plan)  # no snapshot of a random reader's many ranges
