@@ -199,42 +199,19 @@ def test_a_read_that_starts_in_cached_bytes_asks_for_the_rest_of_its_min_fetch()
     64 KiB more (which reached past the read, and was handed to the pool). A reader that
     jumped does not grow its fetch from bytes others brought before the gap."""
     kib = 1024
-    got = plan(
-        present=[(100 * kib, 130 * kib)],
-        cursor=100 * kib,
-        min_fetch=64 * kib,
-        max_fetch=1024 * kib,
-        need_end=164 * kib,
-        grow=False,
-    )
-    assert (got.start, got.end) == (130 * kib, 164 * kib)
-    short = plan(
-        present=[(100 * kib, 104 * kib)],
-        cursor=100 * kib,
-        min_fetch=64 * kib,
-        max_fetch=1024 * kib,
-        need_end=108 * kib,
-        grow=False,
-    )
-    assert (short.start, short.end) == (104 * kib, 164 * kib)  # a decoder's 8 KiB: the rest of 64 KiB
-    grown = plan(
-        present=[(0, 130 * kib)], cursor=100 * kib, min_fetch=64 * kib, max_fetch=1024 * kib, need_end=164 * kib
-    )
-    assert (grown.start, grown.end) == (130 * kib, 260 * kib)  # a reader reading on: the run before
-    jumped = plan(
-        present=[(0, 130 * kib)],
-        cursor=100 * kib,
-        min_fetch=64 * kib,
-        max_fetch=1024 * kib,
-        need_end=164 * kib,
-        grow=False,
-    )
-    assert (jumped.start, jumped.end) == (130 * kib, 164 * kib)
-    ahead = plan(present=[(0, 130 * kib)], cursor=100 * kib, min_fetch=64 * kib, max_fetch=1024 * kib)
-    assert (ahead.start, ahead.end) == (130 * kib, 260 * kib)  # read-ahead (no reader waits): as before
-    capped = plan(present=[(100 * kib, 104 * kib)], cursor=100 * kib, min_fetch=16 * kib, max_fetch=32 * kib,
-                  need_end=900 * kib, grow=False)
-    assert (capped.start, capped.end) == (104 * kib, 136 * kib)  # max_fetch still bounds a long read
+
+    def span(present, need_end=0, grow=True, min_fetch=64 * kib, max_fetch=1024 * kib):
+        got = plan(present=present, cursor=100 * kib, min_fetch=min_fetch, max_fetch=max_fetch, need_end=need_end,
+                   grow=grow)
+        return got.start // kib, got.end // kib
+
+    assert span([(100 * kib, 130 * kib)], 164 * kib, grow=False) == (130, 164)
+    assert span([(100 * kib, 104 * kib)], 108 * kib, grow=False) == (104, 164)  # a decoder's 8 KiB: the rest of 64
+    assert span([(0, 130 * kib)], 164 * kib) == (130, 260)  # a reader reading on: the run before
+    assert span([(0, 130 * kib)], 164 * kib, grow=False) == (130, 164)  # one that jumped: no growth
+    assert span([(0, 130 * kib)]) == (130, 260)  # read-ahead (no reader waits): as before
+    long_read = span([(100 * kib, 104 * kib)], 900 * kib, grow=False, min_fetch=16 * kib, max_fetch=32 * kib)
+    assert long_read == (104, 136)  # max_fetch still bounds a long read
 
 
 def test_the_slack_a_reader_runs_itself_counts_what_whole_requests_delivered():
