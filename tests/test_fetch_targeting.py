@@ -303,7 +303,7 @@ def test_a_reader_runs_the_fetch_it_waits_for_itself(make_ranged_server, media):
         downloader.close()
 
 
-def test_a_read_whose_gap_starts_inside_it_runs_its_fetch_itself(nginx_server, media):
+def test_a_read_whose_gap_starts_inside_it_runs_its_fetch_itself(nginx_server, media, no_leaks):
     """A random read that starts in bytes an earlier read brought and ends in a gap runs the
     gap's fetch on its own thread: the fetch is the rest of its ``min_fetch`` from where it
     reads. (It was ``min_fetch`` from the gap's start, ~60 KB past the read, which on
