@@ -28,7 +28,7 @@ from kithara_io.events import (
 )
 from kithara_io.options import Retry, Timeout
 from tests.interrupts import interrupt_a_read
-from tests.servers.faults import Stall, Throttle, Truncate
+from tests.servers.faults import Latency, Stall, Throttle, Truncate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -465,3 +465,53 @@ def test_short_reads_at_the_end_and_into_empty_buffers_return_nothing(make_range
         assert f.readinto(bytearray()) == 0
         after = f.stats()
     assert seeks == [] and after.cache_hits == before.cache_hits  # nothing read: not a hit
+
+
+def test_a_body_left_behind_by_a_jump_is_received_while_the_reader_reads_elsewhere(fault_server, no_leaks):
+    """A read-ahead body that answers late, after its reader jumped and kept reading far
+    away, back to back, each read running its own fetch: the body is received meanwhile
+    (a reader receiving its own body takes no other). It waited for the reader to stay away
+    from read(), which a tight loop never does, holding its Downloader place and its
+    connection for as long as the reader read elsewhere."""
+    data = bytes(range(251)) * (32 * MiB // 251)
+    url = fault_server.add("/a.bin", data)
+    # Request 1 is open()'s, 2 the read-ahead after the first reads (small, so the jump
+    # leaves it running: nearly done anyway), which answers 0.1 s late.
+    fault_server.script("/a.bin", [None, Latency(0.1)])
+    started, ended = threading.Event(), threading.Event()  # the read-ahead's request
+    ahead = (64 * KiB, 128 * KiB)
+    ids = []
+    outcome = []
+
+    def watch(event) -> None:
+        if isinstance(event, RequestEnqueued) and event.range == ahead:
+            ids.append(event.request_id)
+        elif event.request_id in ids:
+            if isinstance(event, RequestStarted):
+                started.set()
+            else:
+                outcome.append(type(event))
+                ended.set()
+
+    downloader = Downloader()
+    try:
+        options = dict(tail=0, first_fetch=64 * KiB, read_ahead=128 * KiB, max_fetch=64 * KiB, min_fetch=64 * KiB)
+        with kithara_io.open(url, downloader=downloader, **options) as f:
+            assert downloader.wait_idle(10)
+            f.subscribe(watch, RequestEnqueued, RequestStarted, RequestCompleted, RequestCancelled, RequestFailed)
+            for pos in (0, 16 * KiB):  # hits, the second continuing the first: read-ahead goes out
+                assert f.read(16 * KiB) == data[pos : pos + 16 * KiB]
+            assert started.wait(10)  # running (a queued one would be cancelled by the jump)
+            pos = MiB
+            for _ in range(380):  # each read a miss of ~1-5 ms: the late answer comes within them
+                if ended.is_set():
+                    break
+                f.seek(pos)
+                assert f.read(64 * KiB) == data[pos : pos + 64 * KiB]  # its own fetch, run here
+                pos += 80 * KiB
+            else:
+                pytest.fail("the read-ahead body waited for the reader to stop reading elsewhere")
+            assert outcome == [RequestCompleted]
+            assert downloader.wait_idle(10)
+    finally:
+        downloader.close()

@@ -347,7 +347,7 @@ class RemoteReader(RangeReads, FetchHosting):
         try:
             while True:
                 if here is not None:
-                    self._hand_over(here, inline=True)
+                    self._run_own(here, since is not None)
                     here = None
                 if seen == -1:
                     ready, result = self._cache.read_when_present(pos, end - pos, consume, takeover=seen)
@@ -383,6 +383,21 @@ class RemoteReader(RangeReads, FetchHosting):
                 self._counts.waits += 1
                 self._counts.time_waited += waited
         return result
+
+    def _run_own(self, cmd: FetchCommand, inside: bool) -> None:
+        """Run the fetch of the bytes this read waits for on the reader's thread. ``inside``:
+        the read counts as in ``read()`` for the turns; while it receives its own body it
+        takes no other, so the pool threads receive theirs meanwhile (a read-ahead body left
+        behind by a jump would otherwise wait, holding its place and connection, for as
+        long as the reader keeps reading elsewhere)."""
+        turns = self._fetcher.turns
+        if inside:
+            turns.block()
+        try:
+            self._hand_over(cmd, inline=True)
+        finally:
+            if inside:
+                turns.unblock()
 
     def _take_over(self, fetch_id: int, end: int, since: int) -> bool:
         """Receive the bytes this reader waits for on its own thread, from the body of the
