@@ -22,7 +22,7 @@ from kithara_io.sources.http import HttpSource
 from kithara_io.sources.transport import AbortHandle
 from tests.conftest import open_resources
 from tests.servers import Http2NginxServer
-from tests.servers.faults import IgnoreRange, NoContentLength, StallForever
+from tests.servers.faults import IgnoreRange, Latency, NoContentLength, StallForever
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -353,3 +353,37 @@ def test_an_answer_after_an_interim_one_reads_as_its_own_head(no_leaks) -> None:
         server.join(10)
         listener.close()
     assert not server.is_alive() and asked and asked[0].startswith(b"GET /f HTTP/1.1\r\n")
+
+
+def test_a_random_range_lands_in_memory_made_while_the_server_answers(no_leaks, fault_server, monkeypatch) -> None:
+    """The body of a range over libcurl lands in memory of the range's length, allocated
+    (and faulted in) once the request is out and before its answer comes: a cache keeps
+    what a random read brings, and new memory costs a page fault per 4 KiB. The piece a
+    read hands over is a view of that memory (no copy), and the connection lets go of it
+    once all of it was read."""
+    data = _data(1 << 20)
+    url = fault_server.add("/f", data)
+    source = _pinned(url, timeout=QUICK["timeout"])
+    fault_server.script("/f", [Latency(0.3)])  # the answer comes 0.3 s after the request
+    before_answer = []
+    original = curl.CurlConnection._pump
+
+    def pump(self, done):
+        if not before_answer:  # the first wait for the answer
+            before_answer.append((self._landing, bool(self._lines)))
+        original(self, done)
+
+    monkeypatch.setattr(curl.CurlConnection, "_pump", pump)
+    try:
+        body = source.fetch(800_000, 864_000)
+        try:
+            piece = body.read_piece(64_000)
+        finally:
+            body.close()
+        landing, answered = before_answer[0]
+        assert landing is not None and len(landing) == 64_000 and not answered
+        assert isinstance(piece, memoryview) and piece.obj is landing
+        assert bytes(piece) == data[800_000:864_000]
+        assert all(conn._landing is None for conn in list(curl._LIVE))
+    finally:
+        source.close()

@@ -39,7 +39,7 @@ import socket
 import ssl
 import threading
 import weakref
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple, Union
 
 _MAX_IDLE = 8  # per key: a stream keeps at most its max_outstanding fetches busy
 _MAX_SHARED = 32  # per key in the shared store: the idle connections of many streams at once
@@ -79,6 +79,9 @@ class HttpsConnection(_Kept, http.client.HTTPSConnection):
     pass
 
 
+Piece = Union[bytes, memoryview]  # a read of an answer: new bytes, or a view of its body's memory (libcurl's)
+
+
 class Answer(Protocol):
     """An answer on a connection: status line, headers, and its body read into the caller's
     memory (``readinto``) or as what arrived (``read1``)."""
@@ -89,9 +92,9 @@ class Answer(Protocol):
 
     def readinto(self, buf: memoryview) -> int: ...
 
-    def read1(self, n: int = -1) -> bytes: ...
+    def read1(self, n: int = -1) -> Piece: ...
 
-    def read(self, n: Optional[int] = None) -> bytes: ...
+    def read(self, n: Optional[int] = None) -> Piece: ...
 
     def isclosed(self) -> bool: ...
 

@@ -21,7 +21,11 @@ runs it until that read has its bytes, so a reader gets the first bytes of a slo
 once, as over ``http.client``. A body is kept to at most the range's length (the request
 decides how much memory it takes, never the server): one that would pass it (a server
 ignoring ``Range`` sends the whole file) is cut there, its status and headers left for the
-caller to refuse, and a read past the cut raises. An answer libcurl does not read as
+caller to refuse, and a read past the cut raises. The body lands in memory allocated, and
+faulted in, right after the request is sent, while the server answers; reads return views of
+it. A cache keeps what a random read brings, and new memory costs a page fault per 4 KiB
+(~75 us per 64 KiB on this project's VM), which would otherwise fall after the answer came:
+see bench/README.md, "thirteenth round". An answer libcurl does not read as
 HTTP (an old Shoutcast ``ICY 200 OK``, a malformed status line), or a socket past
 select()'s reach, raises :class:`NotBuffered`: the client asks that hop again over
 ``http.client``.
@@ -40,21 +44,24 @@ Thread safety: one thread at a time uses a connection (the pool hands it to one 
 
 from __future__ import annotations
 
-import collections
 import importlib.util
+import mmap
 import os
 import re
 import socket
 import time
 import weakref
-from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union, cast
 
 from ..retry import Timeout
+from .connections import Piece
 from .tls import CertSpec, Verify, ca_bundle, cert_files
 
 SMALL = 256 * 1024  # the largest range a CurlConnection serves
 _MAX_FD = 1000  # select() in libcurl's multi interface stops at FD_SETSIZE (1024)
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)$|bytes=-(\d+)$")
+_MAPPED = 16 * 1024  # a body of at least this bound lands in a mapping of its own (_landing)
+_POPULATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)  # Linux: faulted in by mmap()
 
 # pycurl (libcurl, its OpenSSL, nghttp2...: ~6 MB of RSS) is imported with the first
 # CurlConnection: a process that only streams never loads it.
@@ -145,13 +152,13 @@ class CurlAnswer:
         self.headers = _Fields(conn._fields)
         self._conn = conn
 
-    def read(self, n: Optional[int] = None) -> bytes:
+    def read(self, n: Optional[int] = None) -> Piece:
         conn = self._conn
         want = conn._bound if n is None or n < 0 else n
         conn._fill(want)
         return conn._take(want)
 
-    def read1(self, n: int = -1) -> bytes:
+    def read1(self, n: int = -1) -> Piece:
         conn = self._conn
         conn._fill(1)
         return conn._take(conn._bound if n < 0 else n)
@@ -215,8 +222,9 @@ class CurlConnection:
         self._headers_done = False
         self._lines.clear()
         self._seen = 0  # header lines looked at by _head_in
-        self._chunks: Deque[bytes] = collections.deque()
-        self._buffered = 0  # bytes in _chunks
+        self._landing: Optional[Union[bytearray, mmap.mmap]] = None  # the body's memory
+        self._given = 0  # body bytes read from it
+        self._buffered = 0  # body bytes received and not read yet
         self._kept = 0  # body bytes received
         self._bound = 0
         self._refused = False  # NotBuffered: ask again over http.client
@@ -261,6 +269,8 @@ class CurlConnection:
         curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()] + ["Accept:", "Expect:"])
         self._multi.add_handle(curl)
         self._running = True
+        self._send()
+        self._land()  # while the server answers
         self._pump(self._head_in)
         self._head_in()  # (the transfer may have ended with the head's last line)
         if self._refused:
@@ -288,34 +298,39 @@ class CurlConnection:
         if self._buffered < want and self._running:
             self._pump(lambda: self._buffered >= want)
 
-    def _take(self, n: int) -> bytes:
-        """Up to ``n`` waiting body bytes (the chunk itself when it is exactly those); past
-        the last byte, the error that ended the transfer, once."""
-        chunks = self._chunks
-        if not chunks:
+    def _take(self, n: int) -> Piece:
+        """Up to ``n`` waiting body bytes, a view of the body's memory; past the last byte,
+        the error that ended the transfer, once."""
+        k = min(n, self._buffered)
+        if not k:
             error, self._error = self._error, None
             if error is not None and not self._running:
                 raise error
             return b""
-        first = chunks[0]
-        if len(first) <= n:
-            chunks.popleft()
-            taken = [first]
-            size = len(first)
-            while chunks and size + len(chunks[0]) <= n:
-                piece = chunks.popleft()
-                taken.append(piece)
-                size += len(piece)
-            if size < n and chunks:
-                rest = chunks[0]
-                taken.append(rest[: n - size])
-                chunks[0] = rest[n - size :]
-                size = n
-            data = first if len(taken) == 1 else b"".join(taken)
-        else:
-            data, chunks[0] = first[:n], first[n:]
-        self._buffered -= len(data)
-        return data
+        start = self._given
+        self._given += k
+        self._buffered -= k
+        view = memoryview(cast(Union[bytearray, mmap.mmap], self._landing))[start : start + k]
+        if not self._running and not self._buffered:
+            self._landing = None  # all given: the views keep it as long as they live
+        return view
+
+    def _land(self) -> Union[bytearray, mmap.mmap]:
+        """The body's memory: the bound, all of it faulted in now. Called as soon as the
+        request is out, so the faults overlap the server's work; a larger body gets a
+        mapping of its own (a heap block would take the memory that the copy a reader
+        gets back just freed, and that copy would fault instead)."""
+        if self._landing is None:
+            bound = self._bound
+            self._landing = mmap.mmap(-1, bound, flags=_POPULATE) if bound >= _MAPPED else bytearray(bound)
+        return self._landing
+
+    def _send(self) -> None:
+        """Let libcurl send the request (and take whatever it can without waiting)."""
+        multi = self._multi
+        ret, _ = multi.perform()
+        while ret == pycurl.E_CALL_MULTI_PERFORM:
+            ret, _ = multi.perform()
 
     def _pump(self, done: Callable[[], bool]) -> None:
         """Run the transfer until ``done()`` or its end; the read timeout counts silence from
@@ -377,7 +392,6 @@ class CurlConnection:
         """Drop the rest of the answer (closed before its end: the connection goes too)."""
         if self._running:
             self._end(ConnectionAbortedError("answer closed"))
-        self._chunks.clear()
         self._buffered = 0
         self._error = None
 
@@ -425,17 +439,19 @@ class CurlConnection:
 
     def _on_body(self, data: bytes) -> Optional[int]:
         self._received_at = time.monotonic()
-        room = self._bound - self._kept
-        if len(data) > room:  # more than asked (a 200 with the whole file): cut
+        kept = self._kept
+        room = self._bound - kept
+        n = len(data)
+        if n > room:  # more than asked (a 200 with the whole file): cut
             if room > 0:
-                self._chunks.append(data[:room])
+                self._land()[kept : self._bound] = data[:room]
                 self._buffered += room
                 self._kept = self._bound
             self._overflow = True
             return 0  # ends the transfer
-        self._kept += len(data)
-        self._buffered += len(data)
-        self._chunks.append(data)
+        self._land()[kept : kept + n] = data
+        self._kept = kept + n
+        self._buffered += n
         return None
 
     def _open_socket(self, purpose: int, address: Tuple[int, int, int, Any]) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ..headers import content_length
-from .connections import Connection, Pool, shutdown
+from .connections import Connection, Piece, Pool, shutdown
 
 _EMPTY_STATUSES = (204, 304)
 D = TypeVar("D")
@@ -101,9 +101,10 @@ class Response:
     def read1(self, n: int = -1, decode_content: bool = False) -> bytes:
         data = self._raw.read1(n)
         self._received += len(data)
-        return data
+        return data if type(data) is bytes else bytes(data)
 
-    def read(self, n: Optional[int] = None, decode_content: bool = False) -> bytes:
+    def read(self, n: Optional[int] = None, decode_content: bool = False) -> Piece:
+        """Up to ``n`` bytes (all with None); over libcurl a view of the body's memory."""
         data = self._raw.read(n)
         self._received += len(data)
         return data

@@ -4,10 +4,11 @@ A block is one of:
 
 - a writable ``bytearray`` or anonymous ``mmap`` that pieces are copied into;
 - :class:`Pieces`: part of a block as bodies handed it over, piece by piece, never copied
-  (a random 64 KiB read costs no copy and touches no fresh page).
+  (a random 64 KiB read costs no copy into a block): ``bytes`` from ``http.client``, or a
+  view of the memory a libcurl answer landed in (faulted in while the server answered).
 
 Writable blocks are recycled through one process-wide pool (:data:`POOL`, its own lock);
-Pieces are simply freed, and malloc reuses their memory.
+Pieces are simply freed (malloc, or the kernel for a mapping, takes their memory back).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import threading
 from typing import Dict, List, Union
 
+from ..sources.base import Piece
+
 
 class Pieces:
     """Read-only pieces of one block by offset (disjoint: each came from one claim)."""
@@ -26,10 +29,10 @@ class Pieces:
 
     def __init__(self) -> None:
         self._offsets: List[int] = []
-        self._datas: List[bytes] = []
+        self._datas: List[Piece] = []
         self.nbytes = 0  # the pieces' bytes: what the block holds of the cache budget
 
-    def add(self, offset: int, data: bytes) -> None:
+    def add(self, offset: int, data: Piece) -> None:
         i = bisect.bisect_left(self._offsets, offset)
         self._offsets.insert(i, offset)
         self._datas.insert(i, data)
@@ -68,7 +71,7 @@ def held_bytes(block: Block) -> int:
 
 def joined(pieces: List[memoryview]) -> bytes:
     """The pieces as one ``bytes``: a body's piece itself when they are exactly one whole
-    piece it handed over (all of a Pieces piece), else one copy."""
+    ``bytes`` piece it handed over (all of a Pieces piece), else one copy."""
     if len(pieces) == 1:
         whole = pieces[0].obj
         if type(whole) is bytes and len(whole) == len(pieces[0]):

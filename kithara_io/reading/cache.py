@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, o
 
 from ..errors import StreamClosedError, StreamError
 from ..forking import guard
+from ..sources.base import Piece
 from .blocks import BLOCK_SIZE, POOL, Block, Pieces, block_view, joined
 from .eviction import Budget
 from .ranges import RangeSet
@@ -457,7 +458,7 @@ class SparseCache:
             view = self._write_buffer_locked(claim, pos, limit)
             return 0 if view is None else view
 
-    def store(self, fetch_id: int, pos: int, data: bytes) -> None:
+    def store(self, fetch_id: int, pos: int, data: Piece) -> None:
         """Commit ``data`` at ``pos`` (within what ``piece_room`` granted). Where the fetch fills
         only a small part of a block (a random read), the block keeps the body's pieces as
         they are (see :mod:`.blocks`; a reader of exactly one piece gets it back uncopied);

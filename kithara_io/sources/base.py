@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Protocol, TypeVar, runtime_checkable
 
+from ..net.connections import Piece
+
 
 @dataclass(frozen=True)
 class Validators:
@@ -103,14 +105,15 @@ class Body(Protocol):
 
 @runtime_checkable
 class WholePieces(Protocol):
-    """A body that can also hand over a piece as one new ``bytes`` object, read in one
+    """A body that can also hand over a piece as one object (new ``bytes``, or a view of
+    memory the body holds for it alone, which libcurl's answers give), read in one
     call that blocks until all ``n`` bytes are in (fewer only at the end of the body):
     fewer Python-level calls than ``readinto``, and a piece that fills only part of a block
     is kept as it is. The fetch loop uses it only once it has measured that ``n`` bytes
     arrive quickly. A connection that stalls or breaks within such a read holds back or
     loses what arrived of that piece."""
 
-    def read_piece(self, n: int) -> bytes: ...
+    def read_piece(self, n: int) -> Piece: ...
 
     def readinto_piece(self, buf: memoryview) -> int: ...
 

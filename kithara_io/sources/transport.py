@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from ..errors import ConnectionFailedError
+from ..net.connections import Piece
 from ..net.connections import shutdown as _shutdown
 from ..net.errors import connection_error
 from ..net.policy import CREDENTIAL_HEADERS, without_credentials
@@ -140,7 +141,7 @@ class HttpBody:
         self.position += n
         return n
 
-    def read_piece(self, n: int) -> bytes:
+    def read_piece(self, n: int) -> Piece:
         """``n`` bytes in one object (fewer only at the end; see ``WholePieces``): one call
         into http.client, whose buffered reader loops over socket reads and TLS records in C,
         straight into the object returned."""
@@ -173,7 +174,7 @@ class HttpBody:
         buf[: len(data)] = data
         return len(data)
 
-    def _read_raw(self, read: Callable[..., bytes], n: int) -> bytes:
+    def _read_raw(self, read: Callable[..., Piece], n: int) -> Piece:
         """One urllib3 read of at most ``n`` bytes; a network error names the cut."""
         if self._broken is not None:
             raise self._broken
