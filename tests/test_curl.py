@@ -22,7 +22,7 @@ from kithara_io.sources.http import HttpSource
 from kithara_io.sources.transport import AbortHandle
 from tests.conftest import open_resources
 from tests.servers import Http2NginxServer
-from tests.servers.faults import IgnoreRange, Latency, NoContentLength, StallForever
+from tests.servers.faults import CapRange, IgnoreRange, Latency, NoContentLength, StallForever
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -385,5 +385,26 @@ def test_a_random_range_lands_in_memory_made_while_the_server_answers(no_leaks, 
         assert isinstance(piece, memoryview) and piece.obj is landing
         assert bytes(piece) == data[800_000:864_000]
         assert all(conn._landing is None for conn in list(curl._LIVE))
+    finally:
+        source.close()
+
+
+def test_a_short_answer_keeps_only_its_own_bytes(no_leaks, fault_server) -> None:
+    """A server that caps every range (a CDN's slice limit) answers a 64 KiB range with
+    1,000 bytes: the piece read holds those bytes, not the 64 KiB landing made for the
+    answer, or the server would decide how much memory each kept piece costs."""
+    data = _data(1 << 20)
+    url = fault_server.add("/f", data)
+    source = _pinned(url, timeout=QUICK["timeout"])
+    fault_server.always("/f", CapRange(1000))
+    try:
+        body = source.fetch(800_000, 864_000)
+        try:
+            assert body.end == 801_000  # the honest Content-Range of the capped answer
+            piece = body.read_piece(64_000)
+        finally:
+            body.close()
+        holder = piece.obj if isinstance(piece, memoryview) else piece
+        assert bytes(piece) == data[800_000:801_000] and len(holder) == 1000
     finally:
         source.close()
