@@ -408,3 +408,21 @@ def test_a_short_answer_keeps_only_its_own_bytes(no_leaks, fault_server) -> None
         assert bytes(piece) == data[800_000:801_000] and len(holder) == 1000
     finally:
         source.close()
+
+
+def test_the_tail_probe_keeps_to_http_client(no_leaks, fault_server, answered) -> None:
+    """The suffix request sent at open (the tail probe) is not a random read, even when the
+    first answer has already said that the server answers ranges: every stream sends it, and
+    a process that only streams must not load libcurl (~6 MB of RSS) for it."""
+    url = fault_server.add("/f", _data(1 << 20))
+    source = _pinned(url, timeout=QUICK["timeout"])
+    try:
+        body = source.fetch_suffix(64 * KiB)
+        assert body is not None
+        try:
+            assert body.read_piece(64 * KiB) == _data(1 << 20)[-64 * KiB :]
+        finally:
+            body.close()
+    finally:
+        source.close()
+    assert answered == []

@@ -278,9 +278,11 @@ class HttpSource:
         before it went out)? Such a small range may go over libcurl (``Client.request(random_read=)``,
         cheapest per request); a stream's ranges keep http.client's connections, whose bodies
         land straight in the cache (and a process that only streams never loads libcurl)."""
-        start, end = span if span is not None else (None, None)
+        if span is None:
+            return False  # the tail probe (a suffix, sent at open): a streaming reader sends it too
+        start, end = span
         with self._lock:
-            continues = start is not None and any(0 <= start - e <= _NEAR for e in self._ends)
+            continues = any(0 <= start - e <= _NEAR for e in self._ends)
             if end is not None:
                 self._ends.append(end)
         return not continues
