@@ -398,6 +398,7 @@ class CurlConnection:
             self._end(ConnectionAbortedError("answer closed"))
         self._buffered = 0
         self._error = None
+        self._landing = None  # (a kept connection holds no body's memory)
 
     def _connect_allowance(self, elapsed: float) -> float:
         """Of the time before the first byte, what connecting took (libcurl's connect
