@@ -269,7 +269,7 @@ class CurlConnection:
         curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()] + ["Accept:", "Expect:"])
         self._multi.add_handle(curl)
         self._running = True
-        self._send()
+        self._perform()  # the request goes out
         self._land()  # while the server answers
         self._pump(self._head_in)
         self._head_in()  # (the transfer may have ended with the head's last line)
@@ -329,12 +329,14 @@ class CurlConnection:
             self._landing = mmap.mmap(-1, bound, flags=_POPULATE) if bound >= _MAPPED else bytearray(bound)
         return self._landing
 
-    def _send(self) -> None:
-        """Let libcurl send the request (and take whatever it can without waiting)."""
+    def _perform(self) -> int:
+        """Let libcurl do what it can without waiting (send, receive); returns how many
+        transfers are still running (0: this one is over)."""
         multi = self._multi
-        ret, _ = multi.perform()
+        ret, active = multi.perform()
         while ret == pycurl.E_CALL_MULTI_PERFORM:
-            ret, _ = multi.perform()
+            ret, active = multi.perform()
+        return active
 
     def _pump(self, done: Callable[[], bool]) -> None:
         """Run the transfer until ``done()`` or its end; the read timeout counts silence from
@@ -344,9 +346,7 @@ class CurlConnection:
         began = time.monotonic()
         self._received_at = max(self._received_at, began)
         while True:
-            ret, active = multi.perform()
-            while ret == pycurl.E_CALL_MULTI_PERFORM:
-                ret, active = multi.perform()
+            active = self._perform()
             if self.aborted:
                 self._end(ConnectionAbortedError("request aborted"))
                 return
