@@ -295,6 +295,10 @@ class HttpSource:
             log.info("%s redirected to %s", url, target)
 
     def _validate(self, answer: Answer, start: int, end: Optional[int], abort: AbortHandle) -> HttpBody:
+        if answer.status == 206 and end is not None:
+            usual = self._as_pinned(answer, start, end, abort)
+            if usual is not None:
+                return usual
         url = answer.url
         span = (start, end)
         status = answer.status
@@ -333,6 +337,27 @@ class HttpSource:
                 return HttpBody(url, None, start, start, total, True)
             raise InvalidResponseError("416 Range Not Satisfiable", url=url, byte_range=span)
         raise status_error(status, answer.reason, answer.headers, url, span)
+
+    def _as_pinned(self, answer: Answer, start: int, end: int, abort: AbortHandle) -> Optional[HttpBody]:
+        """The usual answer to a range request once the resource is pinned, told by comparing
+        strings: exactly the bytes asked, of the pinned version, plain (what the checks below
+        would accept and pin nothing new from). None for anything else: the checks decide."""
+        pinned = self._pinned
+        total = None if pinned is None else pinned.size
+        if total is None or self._ranged is not True or end > total:
+            return None
+        headers = answer.headers
+        if (
+            headers.get("Content-Range") != f"bytes {start}-{end - 1}/{total}"
+            or headers.get("Content-Length") != str(end - start)
+            or headers.get("ETag") != pinned.etag
+            or headers.get("Last-Modified") != pinned.last_modified
+            or "Content-Encoding" in headers
+            or "Transfer-Encoding" in headers
+            or "icy-metaint" in headers
+        ):
+            return None
+        return HttpBody(answer.url, answer, start, end, total, True, abort)
 
     def _parse_content_range(self, answer: Answer, start: int, end: Optional[int]) -> Tuple[int, int, Optional[int]]:
         url = answer.url
