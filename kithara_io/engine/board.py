@@ -28,6 +28,7 @@ class Board:
         self.wake = threading.Condition(self.lock)
         self.changed = threading.Condition(self.lock)
         self.version = 0  # bumped at every change of state (wait_until re-checks then)
+        self.watchers = 0  # threads waiting on ``changed`` (none: a bump notifies nobody)
         self.queues = SlotQueues()
         self.running: Dict[int, FetchCommand] = {}
         self.count = count if count is not None else DownloaderCounters()
@@ -37,7 +38,8 @@ class Board:
 
     def bump_locked(self) -> None:
         self.version += 1
-        self.changed.notify_all()
+        if self.watchers:
+            self.changed.notify_all()
 
     def stats_locked(self) -> DownloaderStats:
         return self.count.snapshot(len(self.running), self.queues.counts(), self.throttling)

@@ -402,7 +402,11 @@ class Downloader:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self._board.changed.wait(remaining)
+                    self._board.watchers += 1
+                    try:
+                        self._board.changed.wait(remaining)
+                    finally:
+                        self._board.watchers -= 1
                 version, snap = self._board.version, self._board.stats_locked()
         return True
 
