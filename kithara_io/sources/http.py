@@ -343,9 +343,9 @@ class HttpSource:
         strings: exactly the bytes asked, of the pinned version, plain (what the checks below
         would accept and pin nothing new from). None for anything else: the checks decide."""
         pinned = self._pinned
-        total = None if pinned is None else pinned.size
-        if total is None or self._ranged is not True or end > total:
+        if pinned is None or pinned.size is None or self._ranged is not True or end > pinned.size:
             return None
+        total = pinned.size
         headers = answer.headers
         if (
             headers.get("Content-Range") != f"bytes {start}-{end - 1}/{total}"
