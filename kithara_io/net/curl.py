@@ -34,8 +34,10 @@ Abort: ``kept_sock.shutdown()`` (what :func:`.connections.shutdown` calls from a
 thread) marks the connection aborted and shuts its socket down; the transfer loop sees
 either at once. Timeouts: libcurl's connect timeout, and the loop's read timeout: silence
 longer than ``Timeout.read`` between two pieces of an answer fails the request, as a socket
-timeout does on ``http.client`` (the fetch loop checks ``speed_limit`` on the body's reads,
-as for any body). A connection that breaks mid-body gives what came and raises on the
+timeout does on ``http.client``; and from the answer's first byte, within each wait, head and
+body are held to ``speed_limit`` over ``speed_time``: a read of a piece waits for all of it, so
+the fetch loop's check between pieces would not see a trickle, nor a head drip-fed a line at
+a time (libcurl stops a head only at 300 KB). A connection that breaks mid-body gives what came and raises on the
 read past it; one the server closes early ends the body short, as on ``http.client``.
 
 Thread safety: one thread at a time uses a connection (the pool hands it to one request);
@@ -48,6 +50,7 @@ import importlib.util
 import mmap
 import os
 import re
+import select
 import socket
 import time
 import weakref
@@ -190,6 +193,9 @@ class CurlConnection:
         bracketed = f"[{host}]" if ":" in host else host
         self._base = f"{scheme}://{bracketed}:{port}"
         self._read_timeout = timeout.read
+        self._speed_limit = timeout.speed_limit
+        self._speed_time = timeout.speed_time
+        self._multiplexed = False  # the last answer came over HTTP/2 (see dropped)
         self.sock: Optional[socket.socket] = None  # the socket libcurl uses now (ours, it holds a dup)
         self.kept_sock = _Breaker(self)
         self.aborted = False
@@ -240,8 +246,23 @@ class CurlConnection:
 
     def dropped(self) -> bool:
         """An idle connection that a late abort reached (an epoch cancel racing its fetch's
-        end) is not used again; one the server closed is libcurl's to reconnect, so no poll."""
-        return self.aborted
+        end) is not used again; one the server closed is libcurl's to reconnect. Over
+        HTTP/1.1, bytes waiting on an idle connection answer no request of ours (a server
+        that sent more than its Content-Length): libcurl would read them as the next
+        request's answer, so the connection is not used again either."""
+        if self.aborted:
+            return True
+        sock = self.sock
+        if sock is None or self._multiplexed:  # (HTTP/2 frames may come at any time)
+            return False
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        try:
+            if not poller.poll(0):
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""  # b"": closed
+        except OSError:
+            return False  # (reset, or nothing after all: libcurl's to see)
 
     def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = {}) -> None:
         bound = range_bound(headers)
@@ -277,8 +298,9 @@ class CurlConnection:
             self._stop()
             raise NotBuffered()
         if not self._headers_done:
+            error = self._error  # (_stop forgets it)
             self._stop()
-            raise self._error or ConnectionResetError("the answer ended before its headers")
+            raise error or ConnectionResetError("the answer ended before its headers")
         return CurlAnswer(self)
 
     def close(self) -> None:
@@ -345,6 +367,7 @@ class CurlConnection:
         multi = self._multi
         began = time.monotonic()
         self._received_at = max(self._received_at, began)
+        span: Optional[Tuple[float, int, int]] = None  # the speed check's: since, body bytes, header lines
         while True:
             active = self._perform()
             if self.aborted:
@@ -359,6 +382,17 @@ class CurlConnection:
             silent = now - self._received_at
             if not self._lines:  # nothing yet: connecting counts apart
                 silent -= self._connect_allowance(now - began)
+            elif self._speed_limit:  # the answer has begun: it keeps the pace
+                if span is None:
+                    span = (now, self._kept, len(self._lines))
+                elif now - span[0] >= self._speed_time:
+                    since, kept, lines = span
+                    got = self._kept - kept + sum(map(len, self._lines[lines:]))
+                    if got < self._speed_limit * (now - since):
+                        limit, time_ = self._speed_limit, self._speed_time
+                        self._end(ConnectionError(f"transfer slower than {limit:g} bytes/s for {time_:g} s"))
+                        return
+                    span = (now, self._kept, len(self._lines))
             wait = self._read_timeout - silent
             if wait <= 0:
                 self._end(TimeoutError("timed out"))
@@ -389,6 +423,8 @@ class CurlConnection:
         self._running = False
         self._error = error
         curl = self._curl
+        if error is None:
+            self._multiplexed = curl.getinfo(pycurl.INFO_HTTP_VERSION) == pycurl.CURL_HTTP_VERSION_2_0
         self._keep_sockets(curl.getinfo(pycurl.ACTIVESOCKET) if error is None else -1)
         self._multi.remove_handle(curl)  # mid-transfer: libcurl closes that connection
 
