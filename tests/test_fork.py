@@ -296,3 +296,149 @@ def test_a_child_reusing_the_blocks_it_inherited_never_changes_the_parents_bytes
             assert f.read(4096) == data[pos : pos + 4096], f"byte at {pos} changed by the child"
     finally:
         f.close()
+
+
+# -- audit: what parent and child share after a fork -------------------------------------------
+KiB = 1024
+RANDOM = dict(tail=0, read_ahead=64 * KiB, first_fetch=64 * KiB, min_fetch=64 * KiB, max_fetch=64 * KiB)
+
+
+def _random_reads(f, data: bytes, seed: int, n: int, size: int = 64 * KiB) -> None:
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        pos = rng.randrange(0, len(data) - size)
+        f.seek(pos)
+        assert f.read(size) == data[pos : pos + size], f"wrong bytes at {pos}"
+
+
+def _read_at(f, data: bytes, pos: int, size: int = 64 * KiB) -> None:
+    f.seek(pos)
+    assert f.read(size) == data[pos : pos + size], f"wrong bytes at {pos}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_random_reads_in_parent_and_child_around_a_read_in_flight_keep_their_connections_apart(
+    request, scheme, data, no_leaks
+):
+    """The parent has a libcurl connection idle in the shared store and a random read in
+    flight over libcurl on another thread when it forks. The child reads at random on the
+    same stream and on new ones of the same origin, over connections of its own; the
+    parent's read ends right, and its later reads go on over the connections it had."""
+    from kithara_io.net import curl
+    from tests.servers.faults import Latency
+
+    if scheme == "https":
+        fault_server = request.getfixturevalue("tls_fault_server")
+        RANDOM = dict(globals()["RANDOM"], verify=str(request.getfixturevalue("tls_files").ca))
+    else:
+        fault_server = request.getfixturevalue("fault_server")
+        RANDOM = globals()["RANDOM"]
+    url = fault_server.add("/f.bin", data)
+    other = bytes(reversed(data))
+    other_url = fault_server.add("/g.bin", other)
+    with kithara_io.open(url, **RANDOM) as f, kithara_io.open(url, **RANDOM) as g:
+        _random_reads(f, data, 1, 3)
+        _random_reads(g, data, 7, 3)
+        fault_server.script("/f.bin", [Latency(0.5), Latency(0.5)])
+        both = [threading.Thread(target=_read_at, args=(h, data, pos)) for h, pos in ((f, 3 << 20), (g, 6 << 20))]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(WAIT)  # two libcurl connections now (the reads overlapped), both idle
+        before = {r.connection for r in fault_server.requests}
+        fault_server.script("/f.bin", [Latency(1.5)])  # the next request: in flight at the fork
+        n_before = len(fault_server.requests)
+        in_flight: list = []
+
+        def slow_read() -> None:
+            g.seek(5 << 20)
+            in_flight.append(g.read(64 * KiB))  # over libcurl (asserted below)
+
+        thread = threading.Thread(target=slow_read)
+        thread.start()
+        try:
+            assert fault_server.wait_requests(n_before + 1, timeout=WAIT)
+            assert any(c._running for c in list(curl._LIVE)), "no libcurl transfer in flight"
+            assert any(not c._running for c in list(curl._LIVE)), "no libcurl connection idle"
+
+            def child(f, pos, n):
+                _random_reads(f, data, 2, 6)
+                _random_reads(g, data, 3, 6)
+                with kithara_io.open(other_url, **RANDOM) as h:
+                    _random_reads(h, other, 4, 6)
+                with kithara_io.open(url, **RANDOM) as h:
+                    _random_reads(h, data, 5, 6)
+                f.close()
+                return b"ok"
+
+            n_fork = len(fault_server.requests)
+            assert fork_and_read(f, 0, 0, work=child) == b"ok"
+            n_child = len(fault_server.requests)
+        finally:
+            thread.join(WAIT)
+        assert in_flight == [data[5 << 20 : (5 << 20) + 64 * KiB]]
+        _random_reads(f, data, 6, 10)
+        _random_reads(g, data, 8, 10)
+        with kithara_io.open(other_url, **RANDOM) as h:
+            _random_reads(h, other, 9, 4)
+        log = fault_server.requests
+    assert all(r.outcome == "ok" for r in log), [(r.range, r.outcome) for r in log]
+    child_conns = {r.connection for r in log[n_fork:n_child]}
+    assert child_conns and not child_conns & before, "the child used a connection of the parent's"
+    parent_after = {r.connection for r in log[n_child:]}
+    assert not parent_after & child_conns
+    assert parent_after <= before | {max(child_conns) + i for i in range(1, 3)}, "the parent reconnected"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("child_exit", ["normal", "_exit"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_child_exiting_leaves_the_parents_connections_open(request, scheme, child_exit, data, tmp_path):
+    """A forked child that read, closed its streams and exited (the interpreter's own exit,
+    which frees every object, or ``os._exit``) leaves the parent's connections as they
+    were: the parent's next reads go over them, every byte right. Over https, libcurl's
+    cleanup of a connection it inherited would send a TLS close_notify on the parent's
+    socket (the server then closes it, or fails a request in flight)."""
+    import subprocess
+
+    if scheme == "https":
+        server = request.getfixturevalue("tls_fault_server")
+        ca = str(request.getfixturevalue("tls_files").ca)
+    else:
+        server = request.getfixturevalue("fault_server")
+        ca = "-"
+    url = server.add("/f.bin", data)
+    (tmp_path / "data").write_bytes(data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fork_exit_worker", url, ca, str(tmp_path / "data"), child_exit],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "forking\n", proc.stderr.read()
+        before = {r.connection for r in server.requests}
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "child 0\n", proc.stderr.read()
+        assert server.wait_idle(WAIT)
+        n_child = len(server.requests)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "done\n", proc.stderr.read()
+        assert proc.wait(WAIT) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    log = server.requests
+    assert all(r.outcome == "ok" for r in log), [(r.range, r.connection, r.outcome) for r in log]
+    after = {r.connection for r in log[n_child:]}
+    assert after <= before, f"the parent had to reconnect: {sorted(after - before)} (had {sorted(before)})"

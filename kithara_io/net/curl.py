@@ -52,6 +52,7 @@ import os
 import re
 import select
 import socket
+import stat
 import time
 import weakref
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union, cast
@@ -550,8 +551,49 @@ def _trust(curl: Any, verify: Verify, cert: CertSpec) -> None:
 
 def _after_fork_in_child() -> None:
     """The parent's connections stay as they are in a child: libcurl's cleanup of a copy
-    would close (and for TLS, end the session of) a socket the parent still uses."""
-    _INHERITED.extend(_LIVE)
+    would close (and for TLS, end the session of) a socket the parent still uses. Kept
+    here, they are still freed when the child's interpreter exits (its finalization frees
+    every object): so the child's copies of their sockets (ours, and libcurl's dup of each)
+    are replaced by a dead socket first, and whatever that cleanup sends (a TLS
+    close_notify, which would end the parent's session) goes nowhere."""
+    inherited = list(_LIVE)
+    _INHERITED.extend(inherited)
+    _disarm([sock for conn in inherited for sock in conn._sockets])
+
+
+def _disarm(sockets: List[socket.socket]) -> None:
+    """Point every descriptor of this process that refers to one of ``sockets`` (the
+    sockets themselves and libcurl's dups of them, found by inode) at a dead socket: one
+    whose peer is closed, so a write fails and a read ends at once."""
+    inodes = set()
+    for sock in sockets:
+        try:
+            inodes.add(os.fstat(sock.fileno()).st_ino)
+        except (OSError, ValueError):  # closed meanwhile
+            continue
+    if not inodes:
+        return
+    for fds in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(fds)
+        except OSError:
+            continue
+        break
+    else:
+        return
+    dead, peer = socket.socketpair()
+    peer.close()
+    try:
+        for name in names:
+            fd = int(name)
+            try:
+                st = os.fstat(fd)
+            except OSError:  # (listdir's own descriptor, gone by now)
+                continue
+            if stat.S_ISSOCK(st.st_mode) and st.st_ino in inodes:
+                os.dup2(dead.fileno(), fd, inheritable=False)
+    finally:
+        dead.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
