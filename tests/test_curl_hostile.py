@@ -57,6 +57,18 @@ def _far_read(url: str, timeout: Timeout, retry: Retry = QUICK, n: int = 8 * KiB
         return f.read(n)
 
 
+def _fails_by_the_speed_limit(misbehave) -> None:
+    """The far read against ``misbehave`` fails by the speed limit (1 KB/s over 1 s; read
+    timeout 1 s), naming the URL, within 5 s."""
+    slow = Timeout(connect=2, read=1, speed_limit=1024, speed_time=1)
+    with HostileServer(DATA, FAR, misbehave) as srv:
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailedError, match="slower than") as failed:
+            _far_read(srv.url(), slow)
+        took = time.monotonic() - started
+    assert srv.url() in str(failed.value) and took < 5, took
+
+
 # -- 1. interim heads ---------------------------------------------------------------------
 @pytest.mark.timeout(30)
 def test_an_endless_stream_of_interim_heads_ends_at_once(no_leaks, transfers) -> None:
@@ -133,13 +145,7 @@ def test_a_drip_fed_head_fails_by_the_speed_limit(no_leaks, kind) -> None:
         while time.monotonic() - began < 10 and send_all(sock, piece, stop):
             stop.wait(0.2)
 
-    slow = Timeout(connect=2, read=1, speed_limit=1024, speed_time=1)
-    with HostileServer(DATA, FAR, misbehave) as srv:
-        started = time.monotonic()
-        with pytest.raises(ConnectionFailedError, match="slower than") as failed:
-            _far_read(srv.url(), slow)
-        took = time.monotonic() - started
-    assert srv.url() in str(failed.value) and took < 5, took
+    _fails_by_the_speed_limit(misbehave)
 
 
 # -- 3. a trickling body ------------------------------------------------------------------
@@ -159,13 +165,7 @@ def test_a_trickling_small_range_fails_by_the_speed_limit(no_leaks, transfers) -
                 return
             stop.wait(0.2)
 
-    slow = Timeout(connect=2, read=1, speed_limit=1024, speed_time=1)
-    with HostileServer(DATA, FAR, misbehave) as srv:
-        started = time.monotonic()
-        with pytest.raises(ConnectionFailedError, match="slower than") as failed:
-            _far_read(srv.url(), slow)
-        took = time.monotonic() - started
-    assert srv.url() in str(failed.value) and took < 5, took
+    _fails_by_the_speed_limit(misbehave)
     assert transfers and all(kept <= 64 * KiB for _, kept, _ in transfers)
 
 
