@@ -9,6 +9,7 @@ complete are returned, for the caller to handle once the lock is released.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..events import DownloaderStalled, FetchInfo
@@ -29,6 +30,11 @@ class Board:
         self.changed = threading.Condition(self.lock)
         self.version = 0  # bumped at every change of state (wait_until re-checks then)
         self.watchers = 0  # threads waiting on ``changed`` (none: a bump notifies nobody)
+        # Blocking reads to break off if still running then (Downloader.watch): command id ->
+        # (time.monotonic() deadline, what breaks the read off); and when the dispatcher,
+        # asleep, wakes next (time.monotonic(); None: not before it is notified).
+        self.overruns: Dict[int, Tuple[float, Callable[[], None]]] = {}
+        self.wakes_at: Optional[float] = None
         self.queues = SlotQueues()
         self.running: Dict[int, FetchCommand] = {}
         self.count = count if count is not None else DownloaderCounters()
@@ -63,6 +69,7 @@ class Board:
     def finish_locked(self, cmd: FetchCommand, error: Optional[BaseException], interrupted: bool) -> Outcome:
         """A run function returned (or raised ``error``): the command's outcome, counted."""
         self.running.pop(cmd.id, None)
+        self.overruns.pop(cmd.id, None)
         cmd._state = _State.FINISHED
         if interrupted:
             cmd.cancel("interrupted")
@@ -118,13 +125,22 @@ class Board:
         return DownloaderStalled(stalled_for, slots, in_flight)
 
     def wait_timeout_locked(self, now: float, tracker: StallTracker) -> Optional[float]:
-        """Time-limited only while work is pending (watchdog, throttle); idle: no timeout."""
+        """Time-limited only while work is pending (watchdog, throttle, a watched read);
+        idle: no timeout."""
         if not self.queues and not self.running:
             return None
-        deadlines = [d for d in (tracker.deadline(), self.throttle_deadline) if d is not None]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
+        timeouts = [d - now for d in (tracker.deadline(), self.throttle_deadline) if d is not None]
+        if self.overruns:  # (their deadlines are on the real clock)
+            timeouts.append(min(d for d, _ in self.overruns.values()) - time.monotonic())
+        return max(0.0, min(timeouts)) if timeouts else None
+
+    def take_overruns_locked(self) -> List[Callable[[], None]]:
+        """The watched reads past their deadline, each broken off once (call them unlocked)."""
+        if not self.overruns:
+            return []
+        now = time.monotonic()
+        late = [i for i, (deadline, _) in self.overruns.items() if deadline <= now]
+        return [self.overruns.pop(i)[1] for i in late]
 
 
 def _info(cmd: FetchCommand, now: float, running: bool) -> FetchInfo:

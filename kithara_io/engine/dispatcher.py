@@ -8,7 +8,9 @@ timeout only while work is pending (watchdog, throttle pause); idle, without one
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional
 
@@ -18,6 +20,8 @@ from .scheduling import FetchCommand, plan_pass
 from .watchdog import StallTracker, classify
 
 THREAD_PREFIX = "kithara-fetch"
+
+log = logging.getLogger(__name__)
 
 
 class Workers:
@@ -82,6 +86,7 @@ class Workers:
                 board.count.dispatcher_idle = False
                 now = self._clock()
                 rejected = self._start_batch_locked(now)
+                overrun = board.take_overruns_locked()
                 current = (board.count.started, board.count.finished, board.count.bytes)
                 kind = classify(
                     queued=len(board.queues),
@@ -97,13 +102,17 @@ class Workers:
                     if report.first:
                         board.count.stalls += 1
                     stalled = board.stalled_event_locked(report.stalled_for, now)
-                elif not rejected:
+                elif not rejected and not overrun:
                     timeout = board.wait_timeout_locked(now, tracker)
                     board.count.dispatcher_idle = timeout is None and not pending
+                    board.wakes_at = None if timeout is None else time.monotonic() + timeout
                     board.wake.wait(timeout)
+                    board.wakes_at = None
                     continue
             # Outside the lock: completions and subscribers may call back into the Downloader.
             self._on_rejected(rejected)
+            for break_off in overrun:
+                _call(break_off)
             if stalled is not None:
                 self._on_stall(stalled)
 
@@ -134,3 +143,10 @@ class Workers:
         board.count.passes += 1
         board.bump_locked()
         return rejected
+
+
+def _call(break_off: Callable[[], None]) -> None:
+    try:
+        break_off()
+    except Exception:  # a broken callback must not stop the dispatcher
+        log.exception("breaking off a read that overran failed")

@@ -371,6 +371,24 @@ class Downloader:
                 cmd._bytes += nbytes
                 cmd._last_progress = self._clock()
 
+    def watch(self, cmd: FetchCommand, seconds: float, break_off: Callable[[], None]) -> None:
+        """Unless ``unwatch(cmd)`` comes within ``seconds``, the dispatcher calls
+        ``break_off()`` (once, on its thread): for a running command's blocking read that a
+        server trickling its bytes would keep going for hours (see FetchLoop._piece)."""
+        deadline = time.monotonic() + seconds
+        with self._board.lock:
+            if self._workers is None or cmd.id not in self._board.running:
+                return
+            self._board.overruns[cmd.id] = (deadline, break_off)
+            wakes_at = self._board.wakes_at
+            if wakes_at is None or deadline < wakes_at:
+                self._board.wake.notify()  # (asleep past the deadline)
+
+    def unwatch(self, cmd: FetchCommand) -> None:
+        """The read ``watch`` guarded is over."""
+        with self._board.lock:
+            self._board.overruns.pop(cmd.id, None)
+
     def queued(self) -> List[List[FetchCommand]]:
         """A snapshot of the four slots."""
         with self._board.lock:

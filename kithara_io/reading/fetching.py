@@ -34,6 +34,7 @@ _PIECE_TIME = 0.05  # a piece is about this much transfer: waiting readers see b
 _TRUSTED_RATE = 256 * 1024  # bytes of a body after which its measured rate sizes whole pieces
 _MIN_PROGRESS = 16 * 1024  # a failed attempt that stored less counts as no progress
 _READER_PIECE_TIME = 0.001  # a reader that takes a body over receives at least this much transfer
+_OVERRUN = 20  # a piece read in one call is broken off after this many times its expected time (or speed_time)
 _GRACE = 0.005  # pool threads receive once no reader of the stream has for this long (turns)
 
 
@@ -89,6 +90,10 @@ class FetchHost(Protocol):
     def streaming(self, cmd: FetchCommand, on: bool) -> None:
         """The fetch's body fills the link until its last first-byte time of transfer
         (``on``), or has reached it (the next read-ahead request may go now)."""
+
+    def trickled(self) -> None:
+        """A piece read in one call took far longer than the link's rate said: read pieces
+        in small timed reads until a body has measured the link again."""
 
 
 class FetchLoop:
@@ -286,6 +291,19 @@ class FetchLoop:
             self.turns.give_back(turn, ended=ended, error=error)
         return got
 
+    def _watch(self, cmd: FetchCommand, receipt: "_Receipt", size: int) -> Optional["_Overrun"]:
+        """Have the Downloader break off the one-call read of a piece of ``size`` bytes that
+        takes far longer than the link's rate says: a server trickling its bytes inside one
+        piece is never silent for the read timeout, and the speed check runs only between
+        pieces. None when no speed limit applies (from disk, or ``speed_limit`` 0)."""
+        timeout = self._opt.timeout
+        if receipt.speed is None or not timeout.speed_limit:
+            return None
+        seconds = max(timeout.speed_time, _OVERRUN * size / max(receipt.rate, 1.0))
+        overrun = _Overrun(cast(WholePieces, receipt.body), size, seconds)
+        self._downloader.watch(cmd, seconds, overrun.break_off)
+        return overrun
+
     def _pool_limit(self, receipt: "_Receipt") -> int:
         """One piece per commit: up to ~50 ms of transfer, so a reader waiting on the first
         bytes of it does not wait long on a slow link, while a fast link commits, counts and
@@ -317,17 +335,33 @@ class FetchLoop:
             # The rate is measured: a piece arrives within ~_PIECE_TIME, so read it in
             # one call (no Python per socket read or TLS record); see SparseCache.store.
             room = self._cache.piece_room(cmd.id, pos, limit)
-            if type(room) is int:
-                if room == 0:
-                    return None
-                data = cast(WholePieces, body).read_piece(room)  # one_call: it has read_piece
-                n = len(data)
-                if n:
-                    self._cache.store(cmd.id, pos, data)
-            else:  # straight from the socket into the block: no intermediate bytes
-                n = cast(WholePieces, body).readinto_piece(cast(memoryview, room))
-                if n:
-                    self._cache.commit(cmd.id, pos, n)
+            if type(room) is int and room == 0:
+                return None
+            whole = cast(WholePieces, body)  # one_call: it has read_piece
+            overrun = self._watch(cmd, receipt, room if isinstance(room, int) else len(room))
+            try:
+                if type(room) is int:
+                    data = whole.read_piece(room)
+                    n = len(data)
+                    if n:
+                        self._cache.store(cmd.id, pos, data)
+                else:  # straight from the socket into the block: no intermediate bytes
+                    n = whole.readinto_piece(cast(memoryview, room))
+                    if n:
+                        self._cache.commit(cmd.id, pos, n)
+            except StreamError:
+                if overrun is None or not overrun.broken:
+                    raise  # (broken off: said below in the user's terms)
+            finally:
+                if overrun is not None:
+                    self._downloader.unwatch(cmd)
+            if overrun is not None and overrun.broken:
+                self._host.trickled()  # pieces are read in small reads again, each one timed
+                raise ConnectionFailedError(
+                    f"a piece of {overrun.size} bytes took more than {overrun.seconds:g} s: the transfer slowed down",
+                    url=body.url,
+                    byte_range=(body.position, body.end),
+                )
         else:
             buf = self._cache.write_buffer(cmd.id, pos, limit)
             if buf is None:
@@ -374,6 +408,21 @@ class _Receipt:
             getattr(body, "read_piece", None)
         )  # WholePieces (isinstance on a Protocol costs ~25 us)
         self.handoff_at: Optional[int] = None  # where the stream's next request may go (streaming)
+
+
+class _Overrun:
+    """A piece read in one call, which the Downloader's dispatcher breaks off (``broken``) if
+    it is still running ``seconds`` after it began."""
+
+    def __init__(self, body: WholePieces, size: int, seconds: float) -> None:
+        self.size = size
+        self.seconds = seconds
+        self.broken = False
+        self._body = body
+
+    def break_off(self) -> None:
+        self.broken = True
+        self._body.break_off()
 
 
 class _SpeedCheck:

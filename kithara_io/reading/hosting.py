@@ -87,6 +87,10 @@ class FetchHosting(FetchScheduling):
         self._cache.fail(self._error)  # wakes open()
         return True
 
+    def trickled(self) -> None:
+        with self._lock:
+            self._link.distrust()
+
     def reader_end(self) -> int:
         with self._lock:
             return self._pattern.end

@@ -220,6 +220,11 @@ class LinkEstimate:
                 self.bandwidth, self.delivered = rate, delivered
             self.measured = True
 
+    def distrust(self) -> None:
+        """The link no longer delivers at the measured rate (a piece overran): a guess again
+        until the next body is timed."""
+        self.measured = False
+
     def run_here_slack(self) -> int:
         """Bytes past a read that its reader may wait for to fetch it itself (no hand-offs).
         The link moves at least ``delivered``: on loopback, where every 64 KiB body comes

@@ -117,6 +117,10 @@ class WholePieces(Protocol):
 
     def readinto_piece(self, buf: memoryview) -> int: ...
 
+    def break_off(self) -> None:
+        """From another thread: end a read in progress now (it returns what came, or
+        raises), without marking the fetch aborted; the connection is not used again."""
+
 
 #: A source's own kind of abort handle: ``fetch`` takes the ones its ``new_abort`` makes.
 A = TypeVar("A", bound=Abort)

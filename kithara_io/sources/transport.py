@@ -165,6 +165,12 @@ class HttpBody:
         self.position += n
         return n
 
+    def break_off(self) -> None:
+        """See ``WholePieces.break_off``: the answer's connection is shut down."""
+        raw = self._raw
+        if raw is not None:
+            raw.shutdown()
+
     def readinto1(self, buf: memoryview) -> int:
         """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
         the reader of a live stream must not wait for a piece of a slow station to fill."""
