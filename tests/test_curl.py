@@ -17,7 +17,7 @@ import pytest
 import kithara_io
 from kithara_io import Retry, Timeout
 from kithara_io.errors import ConnectionFailedError, InvalidResponseError
-from kithara_io.net import curl
+from kithara_io.net import curl, curl_fork
 from kithara_io.sources.http import HttpSource
 from kithara_io.sources.transport import AbortHandle
 from tests.conftest import open_resources
@@ -384,7 +384,7 @@ def test_a_random_range_lands_in_memory_made_while_the_server_answers(no_leaks, 
         assert landing is not None and len(landing) == 64_000 and not answered
         assert isinstance(piece, memoryview) and piece.obj is landing
         assert bytes(piece) == data[800_000:864_000]
-        assert all(conn._landing is None for conn in list(curl._LIVE))
+        assert all(conn._landing is None for conn in list(curl_fork.LIVE))
     finally:
         source.close()
 

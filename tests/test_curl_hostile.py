@@ -97,7 +97,7 @@ def test_a_small_range_after_an_interim_head_reads_its_own_bytes(no_leaks, trans
 
     with HostileServer(DATA, FAR, misbehave) as srv:
         assert _far_read(srv.url(), Timeout(connect=2, read=2)) == DATA[FAR + 100_000 : FAR + 100_000 + 8 * KiB]
-    assert transfers and transfers[0][2] is None and transfers[0][1] > 0
+    assert any(error is None and kept > 0 for _, kept, error in transfers), transfers  # over libcurl
 
 
 # -- 2. heads that never end --------------------------------------------------------------

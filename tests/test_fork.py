@@ -329,7 +329,7 @@ def test_random_reads_in_parent_and_child_around_a_read_in_flight_keep_their_con
     flight over libcurl on another thread when it forks. The child reads at random on the
     same stream and on new ones of the same origin, over connections of its own; the
     parent's read ends right, and its later reads go on over the connections it had."""
-    from kithara_io.net import curl
+    from kithara_io.net import curl_fork
     from tests.servers.faults import Latency
 
     if scheme == "https":
@@ -363,8 +363,8 @@ def test_random_reads_in_parent_and_child_around_a_read_in_flight_keep_their_con
         thread.start()
         try:
             assert fault_server.wait_requests(n_before + 1, timeout=WAIT)  # (held back by its Latency)
-            assert any(c._running for c in list(curl._LIVE)), "no libcurl transfer in flight"
-            assert any(not c._running for c in list(curl._LIVE)), "no libcurl connection idle"
+            assert any(c._running for c in list(curl_fork.LIVE)), "no libcurl transfer in flight"
+            assert any(not c._running for c in list(curl_fork.LIVE)), "no libcurl connection idle"
 
             def child(f, pos, n):
                 _random_reads(f, data, 2, 6)

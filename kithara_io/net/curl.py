@@ -52,13 +52,14 @@ import os
 import re
 import select
 import socket
-import stat
 import time
 import weakref
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union, cast
 
 from ..retry import Timeout
+from . import curl_fork
 from .connections import Piece
+from .heads import header_fields, status_line
 from .tls import CertSpec, Verify, ca_bundle, cert_files
 
 SMALL = 256 * 1024  # the largest range a CurlConnection serves
@@ -88,10 +89,6 @@ def _load() -> None:
             module.E_SEND_ERROR,
         )
         pycurl = module
-
-
-_LIVE: "weakref.WeakSet[CurlConnection]" = weakref.WeakSet()
-_INHERITED: List["CurlConnection"] = []  # a forked child's copies: never cleaned up there
 
 
 def range_bound(headers: Mapping[str, str]) -> Optional[int]:
@@ -204,7 +201,7 @@ class CurlConnection:
         self._request: Optional[Tuple[str, Mapping[str, str], int]] = None
         self._curl = curl = pycurl.Curl()
         self._multi = pycurl.CurlMulti()
-        _LIVE.add(self)
+        curl_fork.track(self)
         curl.setopt(pycurl.NOSIGNAL, 1)
         # HTTP/2 where a TLS server offers it (ALPN), else HTTP/1.1; plain http stays on 1.1
         version = pycurl.CURL_HTTP_VERSION_2TLS if scheme == "https" else pycurl.CURL_HTTP_VERSION_1_1
@@ -264,6 +261,10 @@ class CurlConnection:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""  # b"": closed
         except OSError:
             return False  # (reset, or nothing after all: libcurl's to see)
+
+    def held_sockets(self) -> List[socket.socket]:
+        """The sockets this connection opened and has not closed (libcurl holds a dup of each)."""
+        return list(self._sockets)
 
     def request(self, method: str, url: str, body: None = None, headers: Mapping[str, str] = {}) -> None:
         bound = range_bound(headers)
@@ -456,26 +457,10 @@ class CurlConnection:
         self._received_at = time.monotonic()
         if lines[-1].strip(b"\r\n"):
             return False  # the blank line that ends a head has not come yet
-        first = 0
-        for i in range(count - 2, -1, -1):
-            if lines[i].startswith(b"HTTP/"):
-                parts = lines[i].decode("iso-8859-1").rstrip("\r\n").split(" ", 2)
-                self._status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-                self._reason = parts[2] if len(parts) > 2 else ""
-                first = i + 1
-                break
+        self._status, self._reason, first = status_line(lines)
         if 100 <= self._status < 200:
             return False  # an interim answer: the real one follows
-        fields: List[Tuple[str, str]] = []
-        for line in lines[first : count - 1]:
-            text = line.decode("iso-8859-1").rstrip("\r\n")
-            if text[:1] in (" ", "\t") and fields:  # an obsolete folded line continues the last
-                name, value = fields[-1]
-                fields[-1] = (name, f"{value} {text.strip()}")
-            elif ":" in text:
-                name, _, value = text.partition(":")
-                fields.append((name.strip(), value.strip()))
-        self._fields = fields
+        self._fields = header_fields(lines[first : count - 1])
         self._headers_done = True
         return True
 
@@ -547,56 +532,6 @@ def _trust(curl: Any, verify: Verify, cert: CertSpec) -> None:
         curl.setopt(pycurl.SSLCERT, cert_file)
         if key_file:
             curl.setopt(pycurl.SSLKEY, key_file)
-
-
-def _after_fork_in_child() -> None:
-    """The parent's connections stay as they are in a child: libcurl's cleanup of a copy
-    would close (and for TLS, end the session of) a socket the parent still uses. Kept
-    here, they are still freed when the child's interpreter exits (its finalization frees
-    every object): so the child's copies of their sockets (ours, and libcurl's dup of each)
-    are replaced by a dead socket first, and whatever that cleanup sends (a TLS
-    close_notify, which would end the parent's session) goes nowhere."""
-    inherited = list(_LIVE)
-    _INHERITED.extend(inherited)
-    _disarm([sock for conn in inherited for sock in conn._sockets])
-
-
-def _disarm(sockets: List[socket.socket]) -> None:
-    """Point every descriptor of this process that refers to one of ``sockets`` (the
-    sockets themselves and libcurl's dups of them, found by inode) at a dead socket: one
-    whose peer is closed, so a write fails and a read ends at once."""
-    inodes = set()
-    for sock in sockets:
-        try:
-            inodes.add(os.fstat(sock.fileno()).st_ino)
-        except (OSError, ValueError):  # closed meanwhile
-            continue
-    if not inodes:
-        return
-    for fds in ("/proc/self/fd", "/dev/fd"):
-        try:
-            names = os.listdir(fds)
-        except OSError:
-            continue
-        break
-    else:
-        return
-    dead, peer = socket.socketpair()
-    peer.close()
-    try:
-        for name in names:
-            fd = int(name)
-            try:
-                st = os.fstat(fd)
-            except OSError:  # (listdir's own descriptor, gone by now)
-                continue
-            if stat.S_ISSOCK(st.st_mode) and st.st_ino in inodes:
-                os.dup2(dead.fileno(), fd, inheritable=False)
-    finally:
-        dead.close()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _as_os_error(code: int, message: str) -> OSError:
