@@ -184,6 +184,8 @@ class CurlConnection:
     """One libcurl handle to one origin (see the module docstring); the
     :class:`.connections.Connection` Protocol."""
 
+    paces_itself = True  # its transfer loop holds an answer to the speed limit (_pump)
+
     def __init__(
         self, scheme: str, host: str, port: int, timeout: Timeout, verify: Verify = True, cert: CertSpec = None
     ) -> None:

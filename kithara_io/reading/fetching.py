@@ -295,12 +295,14 @@ class FetchLoop:
         """Have the Downloader break off the one-call read of a piece of ``size`` bytes that
         takes far longer than the link's rate says: a server trickling its bytes inside one
         piece is never silent for the read timeout, and the speed check runs only between
-        pieces. None when no speed limit applies (from disk, or ``speed_limit`` 0)."""
+        pieces. None when no speed limit applies (from disk, or ``speed_limit`` 0), or the
+        body's transport holds it to the limit itself."""
         timeout = self._opt.timeout
-        if receipt.speed is None or not timeout.speed_limit:
+        body = cast(WholePieces, receipt.body)
+        if receipt.speed is None or not timeout.speed_limit or body.paces_itself:
             return None
         seconds = max(timeout.speed_time, _OVERRUN * size / max(receipt.rate, 1.0))
-        overrun = _Overrun(cast(WholePieces, receipt.body), size, seconds)
+        overrun = _Overrun(body, size, seconds)
         self._downloader.watch(cmd, seconds, overrun.break_off)
         return overrun
 

@@ -121,6 +121,11 @@ class WholePieces(Protocol):
         """From another thread: end a read in progress now (it returns what came, or
         raises), without marking the fetch aborted; the connection is not used again."""
 
+    @property
+    def paces_itself(self) -> bool:
+        """Does its transport hold a read to ``Timeout.speed_limit`` itself (libcurl's
+        answers do)? Then nothing needs to watch a read of it."""
+
 
 #: A source's own kind of abort handle: ``fetch`` takes the ones its ``new_abort`` makes.
 A = TypeVar("A", bound=Abort)

@@ -171,6 +171,11 @@ class HttpBody:
         if raw is not None:
             raw.shutdown()
 
+    @property
+    def paces_itself(self) -> bool:
+        raw = self._raw
+        return raw is not None and getattr(raw.connection, "paces_itself", False)
+
     def readinto1(self, buf: memoryview) -> int:
         """What one socket read brings (at least 1 byte; 0 at the end), not a whole piece:
         the reader of a live stream must not wait for a piece of a slow station to fill."""
