@@ -56,6 +56,34 @@ class Timeout:
             raise ValueError(f"Timeout.speed_limit must be a finite number of bytes/s >= 0, not {limit!r}")
 
 
+class Pace:
+    """``Timeout.speed_limit`` over each span of ``speed_time`` seconds, as curl's
+    ``--speed-limit``/``--speed-time``: told the bytes as they come, :meth:`slow` says when
+    a span ended under the limit (a trickle never trips the per-gap read timeout)."""
+
+    def __init__(self, timeout: Timeout, now: float) -> None:
+        self._limit = timeout.speed_limit
+        self._span = timeout.speed_time
+        self._since = now
+        self._bytes = 0
+
+    def slow(self, n: int, now: float) -> bool:
+        """``n`` more bytes came by ``now``: did the span that ends here stay under the limit?"""
+        self._bytes += n
+        if now - self._since < self._span:
+            return False
+        slow = self._bytes < self._limit * (now - self._since)
+        self._since, self._bytes = now, 0
+        return slow
+
+    def restart(self, now: float) -> None:
+        """Start a new span: the bytes were not being read meanwhile (paused on purpose)."""
+        self._since, self._bytes = now, 0
+
+    def describe(self) -> str:
+        return f"transfer slower than {self._limit:g} bytes/s for {self._span:g} s"
+
+
 @dataclass(frozen=True)
 class Retry:
     """How a fetch survives transient faults.

@@ -63,10 +63,8 @@ class _Kept:
         sock = self.sock
         if sock is None:
             return True
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
         try:
-            return bool(poller.poll(0))
+            return readable(sock)
         except OSError:
             return True
 
@@ -138,6 +136,14 @@ def new_connection(
     if tunnel is not None:
         conn.set_tunnel(tunnel[0], tunnel[1], headers=tunnel[2])
     return conn
+
+
+def readable(sock: socket.socket) -> bool:
+    """Has ``sock`` something to read now (bytes, EOF or an error)? On an idle connection,
+    that is nothing a request of ours asked for. OSError if it cannot be polled."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def shutdown(conn: Optional[Connection]) -> None:
@@ -319,6 +325,7 @@ __all__ = [
     "SharedIdle",
     "SharedKey",
     "new_connection",
+    "readable",
     "shutdown",
     "shutdown_socket",
 ]

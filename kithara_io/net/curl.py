@@ -50,15 +50,14 @@ import importlib.util
 import mmap
 import os
 import re
-import select
 import socket
 import time
 import weakref
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union, cast
 
-from ..retry import Timeout
+from ..retry import Pace, Timeout
 from . import curl_fork
-from .connections import Piece
+from .connections import Piece, readable
 from .heads import header_fields, status_line
 from .tls import CertSpec, Verify, ca_bundle, cert_files
 
@@ -192,9 +191,8 @@ class CurlConnection:
         _load()
         bracketed = f"[{host}]" if ":" in host else host
         self._base = f"{scheme}://{bracketed}:{port}"
+        self._timeout = timeout
         self._read_timeout = timeout.read
-        self._speed_limit = timeout.speed_limit
-        self._speed_time = timeout.speed_time
         self._multiplexed = False  # the last answer came over HTTP/2 (see dropped)
         self.sock: Optional[socket.socket] = None  # the socket libcurl uses now (ours, it holds a dup)
         self.kept_sock = _Breaker(self)
@@ -255,10 +253,8 @@ class CurlConnection:
         sock = self.sock
         if sock is None or self._multiplexed:  # (HTTP/2 frames may come at any time)
             return False
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
         try:
-            if not poller.poll(0):
+            if not readable(sock):
                 return False
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""  # b"": closed
         except OSError:
@@ -371,7 +367,8 @@ class CurlConnection:
         multi = self._multi
         began = time.monotonic()
         self._received_at = max(self._received_at, began)
-        span: Optional[Tuple[float, int, int]] = None  # the speed check's: since, body bytes, header lines
+        pace: Optional[Pace] = None  # from the answer's first line
+        mark = (0, 0)  # body bytes and head lines the pace was told of
         while True:
             active = self._perform()
             if self.aborted:
@@ -386,17 +383,14 @@ class CurlConnection:
             silent = now - self._received_at
             if not self._lines:  # nothing yet: connecting counts apart
                 silent -= self._connect_allowance(now - began)
-            elif self._speed_limit:  # the answer has begun: it keeps the pace
-                if span is None:
-                    span = (now, self._kept, len(self._lines))
-                elif now - span[0] >= self._speed_time:
-                    since, kept, lines = span
-                    got = self._kept - kept + sum(map(len, self._lines[lines:]))
-                    if got < self._speed_limit * (now - since):
-                        limit, time_ = self._speed_limit, self._speed_time
-                        self._end(ConnectionError(f"transfer slower than {limit:g} bytes/s for {time_:g} s"))
-                        return
-                    span = (now, self._kept, len(self._lines))
+            elif pace is None:  # the answer has begun: it keeps the pace
+                pace, mark = Pace(self._timeout, now), (self._kept, len(self._lines))
+            else:
+                kept, lines = mark
+                mark = (self._kept, len(self._lines))
+                if pace.slow(self._kept - kept + sum(map(len, self._lines[lines:])), now):
+                    self._end(ConnectionError(pace.describe()))
+                    return
             wait = self._read_timeout - silent
             if wait <= 0:
                 self._end(TimeoutError("timed out"))

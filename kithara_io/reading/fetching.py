@@ -20,7 +20,7 @@ from ..engine.scheduling import FetchCommand
 from ..errors import ConnectionFailedError, InvalidResponseError, StreamError, TruncatedBodyError
 from ..events import Event, FirstByte, Progress, RequestRetrying
 from ..options import StreamOptions
-from ..retry import Attempt, Timeout
+from ..retry import Attempt, Pace, Timeout
 from ..sources.base import Abort, Body, Source, WholePieces
 from .cache import SparseCache
 from .planning import FetchPlan, LinkEstimate
@@ -381,8 +381,8 @@ class FetchLoop:
                 url=body.url,
                 byte_range=(body.start, body.end),
             )
-        if receipt.speed is not None:
-            receipt.speed.check(n, body)
+        if receipt.speed is not None and receipt.speed.slow(n, time.monotonic()):
+            raise ConnectionFailedError(receipt.speed.describe(), url=body.url, byte_range=(body.position, body.end))
         self._host.count(receipt.counter, n)
         receipt.stored += n
         if handoff is not None and body.position >= handoff:
@@ -405,7 +405,7 @@ class _Receipt:
         self.rate = link.bandwidth
         self.trusted = link.measured  # else the rate of this body once it has delivered enough
         self.counter = "bytes_from_disk" if body.from_disk else "bytes_fetched"
-        self.speed = _SpeedCheck(timeout, self.started) if not body.from_disk else None
+        self.speed = Pace(timeout, self.started) if not body.from_disk else None
         self.one_call = callable(
             getattr(body, "read_piece", None)
         )  # WholePieces (isinstance on a Protocol costs ~25 us)
@@ -425,34 +425,6 @@ class _Overrun:
     def break_off(self) -> None:
         self.broken = True
         self._body.break_off()
-
-
-class _SpeedCheck:
-    """Fails a body that arrives slower than ``speed_limit`` bytes/s over each span of
-    ``speed_time`` seconds (a trickle never trips the per-gap read timeout)."""
-
-    def __init__(self, timeout: Timeout, now: float) -> None:
-        self._limit = timeout.speed_limit
-        self._span = timeout.speed_time
-        self._since = now
-        self._bytes = 0
-
-    def check(self, n: int, body: Body) -> None:
-        self._bytes += n
-        now = time.monotonic()
-        if now - self._since < self._span:
-            return
-        if self._bytes < self._limit * (now - self._since):
-            raise ConnectionFailedError(
-                f"transfer slower than {self._limit:g} bytes/s for {self._span:g} s",
-                url=body.url,
-                byte_range=(body.position, body.end),
-            )
-        self._since, self._bytes = now, 0
-
-    def restart(self, now: float) -> None:
-        """Start a new span: the body was not being read meanwhile (paused on purpose)."""
-        self._since, self._bytes = now, 0
 
 
 def _skip(body: Body, count: int, chunk: int, progress: Callable[[int], None]) -> None:
