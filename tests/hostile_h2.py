@@ -54,6 +54,11 @@ class H2Link:
             self.gone = True
         return not self.gone
 
+    def write_frame(self, frame) -> bool:
+        """A frame as is (a hyperframe ``Frame``), past h2's state machine: what the
+        protocol forbids. What h2 has queued goes first."""
+        return self.flush() and self.write(frame.serialize())
+
     def flush(self) -> bool:
         out = self.h2.data_to_send()
         return self.write(out) if out else not self.gone

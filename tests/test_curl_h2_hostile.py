@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 import time
+import tracemalloc
 from typing import List, Optional
 
 import h2.errors
 import pytest
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
 
 import kithara_io
 from kithara_io import ConnectionFailedError, InvalidResponseError, Retry, StreamError, Timeout
@@ -235,6 +237,59 @@ def test_a_stalled_stream_fails_by_the_read_timeout(no_leaks, tls_files, stall) 
     _over_h2(srv, 2)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("pace", ["flooded", "drip-fed"])
+def test_a_header_block_without_end_fails_in_bounded_time_and_memory(no_leaks, tls_files, pace) -> None:
+    """HEADERS without END_HEADERS, then CONTINUATION frames of header fields that never
+    end: as fast as the server can send them (nghttp2 and libcurl stop the block at their
+    limits), or one field every 0.2 s (never silent for the read timeout: the head is held
+    to the speed limit). Fails naming the URL within a few seconds, the memory held stays
+    small. (A regression guard: passed before any fix.)"""
+
+    def misbehave(link, sid, start, end, data):
+        head = HeadersFrame(sid)
+        head.data = link.h2.encoder.encode([(":status", "206")])
+        if not link.write_frame(head):
+            return False
+        filler = link.h2.encoder.encode([("x-filler", "a" * 50)])
+        began = time.monotonic()
+        while time.monotonic() - began < 10:
+            more = ContinuationFrame(sid)
+            more.data = filler * (50 if pace == "flooded" else 1)
+            if not link.write_frame(more) or (pace == "drip-fed" and not link.wait(0.2)):
+                return False
+        return False
+
+    with HostileH2Server(DATA, FAR, misbehave, tls_files) as srv:
+        tracemalloc.start()
+        try:
+            took = _fails(srv, tls_files, ConnectionFailedError)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert took < (5 if pace == "drip-fed" else 3) and peak < 4 << 20, (took, peak)
+    _over_h2(srv, 2)
+
+
+@pytest.mark.timeout(30)
+def test_data_before_headers_is_asked_again_over_http_client(no_leaks, tls_files) -> None:
+    """A DATA frame before any HEADERS (a protocol error: nghttp2 ends the connection):
+    libcurl has no answer to read, the request goes again over http.client (HTTP/1.1 here),
+    the bytes are the file's. (A regression guard: passed before any fix.)"""
+
+    def misbehave(link, sid, start, end, data):
+        early = DataFrame(sid)
+        early.data = b"J" * 1000
+        link.write_frame(early)
+        link.wait(1)
+        return False
+
+    with HostileH2Server(DATA, FAR, misbehave, tls_files) as srv:
+        _far_reads(srv, tls_files)
+    _over_h2(srv)
+    assert (POS, POS + 64 * KiB) in srv.h1_requests, srv.h1_requests
+
+
 # -- 6. a Content-Range that is not the range asked -----------------------------------------
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("shift", [1, -1])
@@ -271,6 +326,23 @@ def test_interim_heads_before_the_206_read_as_the_answer_after_them(no_leaks, tl
 
 
 # -- 8. a close mid-body ---------------------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_end_stream_before_the_content_length_is_resumed(no_leaks, tls_files) -> None:
+    """Half the body with END_STREAM, Content-Length saying the whole range: nghttp2
+    refuses the frame that ends the stream short, the bytes before it are kept and the
+    rest asked again; the bytes are the file's. (A regression guard: passed before any
+    fix.)"""
+
+    def misbehave(link, sid, start, end, data):
+        return link.send_headers(sid, 206, link.range_headers(start, end)) and link.send_data(
+            sid, data[start : start + (end - start) // 2], end=True
+        )
+
+    with HostileH2Server(DATA, FAR, _once(misbehave), tls_files) as srv:
+        _far_reads(srv, tls_files)
+    _over_h2(srv, 2)
+
+
 @pytest.mark.timeout(30)
 def test_a_connection_closed_mid_body_is_resumed(no_leaks, tls_files) -> None:
     """Half the body, then the TCP connection closes (no GOAWAY, no close_notify): the rest
