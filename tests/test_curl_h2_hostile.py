@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import h2.errors
 import pytest
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame
 
 import kithara_io
 from kithara_io import ConnectionFailedError, InvalidResponseError, Retry, StreamError, Timeout
@@ -154,6 +154,32 @@ def test_goaway_below_the_stream_in_flight_is_retried_on_a_new_connection(no_lea
         _far_reads(srv, tls_files)
     _over_h2(srv, 2)
     assert srv.h2_connections >= 2, srv.h2_requests
+
+
+@pytest.mark.timeout(30)
+def test_goaway_below_the_stream_in_flight_on_a_connection_left_open_costs_one_read_timeout(
+    no_leaks, tls_files
+) -> None:
+    """The same GOAWAY, but the server keeps the connection open (and silent). libcurl
+    retries a stream a GOAWAY refused only once the connection closes: the request waits
+    out the read timeout (1 s), then goes again on a new connection and gets the file's
+    bytes. What this costs is bounded by the read timeout, not more. (A regression guard:
+    passed before any fix; see the report of the HTTP/2 audit.)"""
+
+    def misbehave(link, sid, start, end, data):
+        goaway = GoAwayFrame(0)  # (past h2's state machine, which would end the connection)
+        goaway.last_stream_id, goaway.error_code = sid - 2, 0
+        link.write_frame(goaway)
+        link.wait(10)
+        return False
+
+    with HostileH2Server(DATA, FAR, _once(misbehave), tls_files) as srv:
+        started = time.monotonic()
+        _far_reads(srv, tls_files)
+        took = time.monotonic() - started
+    assert took < 3, took  # (measured: ~1.05 s, the read timeout and the retry)
+    _over_h2(srv, 2)
+    assert srv.h2_connections >= 2
 
 
 # -- 3. more DATA than Content-Length ------------------------------------------------------
