@@ -140,7 +140,10 @@ class Response:
         if raw.isclosed():
             return True
         if self._expected is not None and self._received >= self._expected:
-            raw.read()  # nothing left: lets http.client mark the answer done
+            try:
+                raw.read()  # nothing left: lets http.client mark the answer done
+            except OSError:  # (over HTTP/2, a stream reset or closed after its last byte)
+                return False
             return raw.isclosed()
         return False
 
