@@ -15,11 +15,13 @@ own state.
 from __future__ import annotations
 
 import http.client
+from functools import partial
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import StreamError
 from ..sources.live.shoutcast import is_icy_status_line, request_icy
 from . import curl
+from .answer_heads import FinalResponse
 from .connections import SHARED, Connection, Pool, SharedKey, new_connection, shutdown
 from .errors import connection_error
 from .policy import Policy
@@ -122,10 +124,15 @@ class Client:
                 return buffered
         conn = self.pool.take(key)
         try:
+            fresh = conn is None
             if conn is None:
                 tls = policy.tls_context(url) if scheme == "https" else None
                 conn = new_connection(*via, tls=tls, timeout=policy.timeout.connect, tunnel=tunnel)
                 self.pool.opened(conn)
+            # Answers past interim heads, their heads held to this policy's speed limit (a
+            # proxy's answer to CONNECT too; a shared connection may have served other timeouts).
+            conn.response_class = partial(FinalResponse, timeout=policy.timeout)
+            if fresh:
                 conn.connect()
             if conn.sock is not None:  # (a shared one may come from a source with other timeouts)
                 conn.sock.settimeout(policy.timeout.read)  # per gap between reads from now on

@@ -38,9 +38,10 @@ import select
 import socket
 import ssl
 import threading
-import time
 import weakref
 from typing import Any, Dict, Hashable, List, Mapping, Optional, Protocol, Tuple, Union
+
+from .answer_heads import FinalResponse
 
 _MAX_IDLE = 8  # per key: a stream keeps at most its max_outstanding fetches busy
 _MAX_SHARED = 32  # per key in the shared store: the idle connections of many streams at once
@@ -68,36 +69,6 @@ class _Kept:
             return readable(sock)
         except OSError:
             return True
-
-
-_MAX_INTERIM = 32  # interim (1xx) answers read before one request's answer; more is an error
-
-
-class FinalResponse(http.client.HTTPResponse):
-    """``http.client``'s response, past any interim answer: it skips ``100 Continue`` only,
-    so a ``103 Early Hints`` (or ``102``) would be taken for the answer, the real one left
-    unread on the connection. Interim heads are read and dropped, as libcurl does, for at
-    most ``_MAX_INTERIM`` of them and the socket's read timeout in all (a server dripping
-    interim heads never stays silent long enough for the timeout to end it).
-    ``101 Switching Protocols`` is an answer: it ends HTTP on the connection."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self._interim_limit = sock.gettimeout() or 30.0  # seconds
-
-    def begin(self) -> None:
-        super().begin()
-        began = time.monotonic()
-        count = 1
-        while 102 <= self.status < 200:
-            elapsed = time.monotonic() - began
-            if count > _MAX_INTERIM or elapsed > self._interim_limit:
-                raise http.client.HTTPException(
-                    f"{count} interim answers ({self.status} {self.reason}) in {elapsed:.1f} s, and no answer"
-                )
-            self.headers = None  # type: ignore[assignment]  # begin() then reads the next head
-            super().begin()
-            count += 1
 
 
 class HttpConnection(_Kept, http.client.HTTPConnection):
@@ -137,6 +108,7 @@ class Connection(Protocol):
 
     sock: Optional[socket.socket]
     kept_sock: Any
+    response_class: Any  # what getresponse() makes: an answer_heads.FinalResponse
 
     def connect(self) -> None: ...
 

@@ -1,10 +1,12 @@
-"""Interim answers (1xx) before the answer, on the ``http.client`` path.
+"""Answer heads on the ``http.client`` path: interim answers before the answer, and heads
+that come too slowly.
 
 ``http.client`` skips ``100 Continue`` only: a ``103 Early Hints`` (RFC 8297; CDNs send
 them) or ``102 Processing`` was taken for the answer and failed the stream with "HTTP 103".
-libcurl's path already reads past them (``test_curl``). Every byte is compared with the
-served data; a server that sends nothing but interim heads fails the request, fast or
-dripped, within the read timeout.
+And it reads a head line by line, each socket read bounded by the read timeout alone: a
+head dripped a byte at a time held a request for as long as the server kept dripping. Both
+are now as on libcurl's path (``test_curl``, ``test_curl_hostile``): interim heads are read
+past, and a head is held to the speed limit. Every byte is compared with the served data.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ EARLY = b"HTTP/1.1 103 Early Hints\r\nLink: </f>; rel=preload\r\n\r\n"
 PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 
-def _ranged(start: int, end: int, data: bytes) -> bytes:
+def _head(start: int, end: int, total: int) -> bytes:
     return (
-        f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end - 1}/{len(data)}\r\n"
+        f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end - 1}/{total}\r\n"
         f'Accept-Ranges: bytes\r\nETag: "v1"\r\nContent-Length: {end - start}\r\n\r\n'
-    ).encode() + data[start:end]
+    ).encode()
+
+
+def _ranged(start: int, end: int, data: bytes) -> bytes:
+    return _head(start, end, len(data)) + data[start:end]
 
 
 @pytest.mark.timeout(30)
@@ -138,3 +144,76 @@ def test_only_interim_answers_fail_the_request(no_leaks, pause) -> None:
         took = time.monotonic() - began
     assert srv.url() in str(caught.value)
     assert took < 3.0, took
+
+
+# -- heads that come too slowly -----------------------------------------------------------
+SLOW = Timeout(connect=2, read=1, open=None, speed_limit=1024, speed_time=1)
+
+
+def _dripped(kind: str):
+    """A 206 head for ``[start, end)`` whose ``kind`` part comes a few bytes every 0.2 s
+    (never silent for the 1 s read timeout), for up to 20 s."""
+
+    def misbehave(sock, start, end, data, stop):
+        if kind == "a header line, byte by byte":
+            lead, piece = b"HTTP/1.1 206 Partial Content\r\nX-Long: ", b"a"
+        elif kind == "header lines, one by one":
+            lead, piece = b"HTTP/1.1 206 Partial Content\r\n", b"X-A: b\r\n"
+        else:  # the status line itself
+            lead, piece = b"", b"H"
+        if not send_all(sock, lead, stop):
+            return
+        began = time.monotonic()
+        while time.monotonic() - began < 20 and send_all(sock, piece, stop):
+            stop.wait(0.2)
+
+    return misbehave
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["a header line, byte by byte", "header lines, one by one", "the status line"])
+def test_a_dripped_head_fails_by_the_speed_limit(no_leaks, kind) -> None:
+    """A range continuing a sequential read (over ``http.client``) gets a dripped head: the
+    read fails by the speed limit (1 KB/s over 1 s), naming the URL, within the two
+    attempts' few seconds. Before, it waited for as long as the server dripped (here its
+    20 s; a 64 KiB header line at this pace would take 3.6 hours)."""
+    with HostileServer(DATA, 65536, _dripped(kind)) as srv:
+        began = time.monotonic()
+        with pytest.raises(StreamError, match="head came too slowly") as caught:
+            with kithara_io.open(srv.url(), tail=0, timeout=SLOW, retry=Retry(attempts=2, backoff=0.01)) as f:
+                f.read()
+        took = time.monotonic() - began
+    assert srv.url() in str(caught.value)
+    assert took < 6.0, took
+
+
+@pytest.mark.timeout(30)
+def test_a_dripped_first_answer_fails_open_without_an_open_timeout(no_leaks) -> None:
+    """The first answer's head is dripped and ``Timeout.open`` is off: open() fails by the
+    speed limit in seconds. Before, it waited for as long as the server dripped."""
+    with HostileServer(DATA, 0, _dripped("a header line, byte by byte")) as srv:
+        began = time.monotonic()
+        with pytest.raises(StreamError, match="head came too slowly"):
+            kithara_io.open(srv.url(), tail=0, timeout=SLOW, retry=Retry(attempts=2, backoff=0.01))
+        took = time.monotonic() - began
+    assert took < 6.0, took
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_head_above_the_speed_limit_is_read(no_leaks) -> None:
+    """A head of ~5 KB sent in 600-byte pieces every 0.1 s (6 KB/s, above the 1 KB/s limit,
+    for longer than the 1 s span) is an answer like any other: the file reads whole."""
+
+    def misbehave(sock, start, end, data, stop):
+        head = _head(start, end, len(data))[: -len(b"\r\n")] + b"".join(
+            f"X-Pad-{i}: {'p' * 50}\r\n".encode() for i in range(80)
+        ) + b"\r\n"
+        for at in range(0, len(head), 600):
+            if not send_all(sock, head[at : at + 600], stop):
+                return False
+            stop.wait(0.1)
+        return send_all(sock, data[start:end], stop)
+
+    with HostileServer(DATA, 65536, misbehave) as srv:
+        with kithara_io.open(srv.url(), tail=0, timeout=SLOW, retry=Retry(attempts=1)) as f:
+            assert f.read() == DATA
