@@ -127,3 +127,36 @@ def test_the_usual_answer_takes_the_short_way() -> None:
     # A changed version is never accepted by it: the full checks refuse it.
     changed = [(k, '"other"' if k == "ETag" else v) for k, v in usual]
     assert source._as_pinned(_answer(206, changed), START, END, AbortHandle()) is None
+
+
+@pytest.mark.timeout(60)
+def test_what_the_first_answer_tells_is_set_before_another_answer_is_taken_on_it(monkeypatch, no_leaks) -> None:
+    """The tail probe and open()'s first request answer at once. Whichever pins the
+    version first also sets what the answer tells (the Content-Disposition file name, the
+    URL after redirects); the other answer, taken the short way once it sees the pin, lets
+    open() return. So the pin is published last: before, open() sometimes returned while
+    the file name was still being parsed, and ``Stream.filename`` was None (``kithara-io
+    get`` then named the file after the URL: 1 in ~200 opens, every open here, where the
+    parsing is made to take 50 ms)."""
+    import threading
+    import time
+
+    import kithara_io
+    from kithara_io.sources import http as http_source
+    from tests.servers.faults import Header, running_fault_server
+
+    parse = http_source.disposition_filename
+    gate = threading.Lock()  # (the first parse only: the next opens' run while it is held)
+
+    def slow_parse(header: Optional[str]) -> Optional[str]:
+        with gate:
+            time.sleep(0.05)  # the race's window, widened: the parsing takes this long
+            return parse(header)
+
+    monkeypatch.setattr(http_source, "disposition_filename", slow_parse)
+    with running_fault_server() as server:
+        url = server.add("/x/dl", bytes(range(256)) * 1000)
+        server.always("/x/dl", Header("Content-Disposition", "attachment; filename*=UTF-8''%C3%A9t%C3%A9.flac"))
+        for _ in range(10):
+            with kithara_io.open(url) as f:
+                assert f.filename == "\u00e9t\u00e9.flac"

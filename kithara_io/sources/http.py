@@ -95,8 +95,8 @@ class HttpSource:
         Range support is learnt from the next answer."""
         with self._lock:
             if self._pinned is None:
-                self._pinned = known
                 self.final_url = final_url or self.final_url
+                self._pinned = known  # last, as in _pin
 
     def abort_all(self) -> None:
         """Break every request in flight, also those still waiting for their answer."""
@@ -393,10 +393,12 @@ class HttpSource:
         with self._lock:
             pinned = self._pinned
             if pinned is None:
-                self._pinned = seen
                 self._ranged = ranged
                 self.final_url = answer.url or self.final_url
                 self.filename = disposition_filename(answer.headers.get("Content-Disposition"))
+                # Last: another fetch's answer is taken as usual (``_as_pinned``, unlocked)
+                # once it sees the pin, and open() may return then, with what is set above.
+                self._pinned = seen
                 return
             if self._ranged is None:  # pinned by a 304, which says nothing about ranges
                 self._ranged = ranged
