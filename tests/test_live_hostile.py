@@ -123,7 +123,7 @@ def test_full_metadata_blocks_after_every_audio_byte_keep_memory_bounded(no_leak
     ahead. The audio is exact and what the reader holds for the titles stays small.
 
     Failed before the fix: every title change waited in a queue for the reader to reach
-    its position, unbounded: 3000 blocks held ~28 MB of titles (the server chose how much).
+    its position, unbounded: 3000 blocks held 12.7 MiB of titles (the server chose how much).
     """
     n = 3000
     sent_all = threading.Event()

@@ -42,6 +42,9 @@ STATION_WINDOW = 64 * 1024
 #: A connection that delivered this much counts as progress: the retry count starts over.
 PROGRESS = 16 * 1024
 READ_SIZE = 64 * 1024
+#: Title changes kept for positions the reader has not reached: the server decides how many
+#: come (a 4 KiB block after every audio byte), the reader how fast they are passed.
+MAX_PENDING = 64
 
 _ids = itertools.count(1)
 Reconnect = Callable[[AbortSlot], LiveBody]
@@ -190,7 +193,10 @@ class LiveReader:
         with self._lock:
             metadata: Metadata = dict(self._station_fields)
             metadata.update({k: v for k, v in fields.items() if k in ("title", "url")})
-            self._pending.append((position, metadata))
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append((position, metadata))
+            else:  # memory bounded: the newest change replaces the last one waiting
+                self._pending[-1] = (self._pending[-1][0], metadata)
         self.events.publish(MetadataChanged(dict(metadata), position))
 
     # -- the live thread -------------------------------------------------------------------
