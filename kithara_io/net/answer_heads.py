@@ -9,7 +9,13 @@ transfer loop (:mod:`.curl`) holds heads to the speed limit; :class:`FinalRespon
 the same here, with ``Timeout.speed_limit`` over ``speed_time`` from the head's first byte
 (``retry.Pace``, as a body's), for every head of one answer (a proxy's CONNECT answer too).
 
-No private name of ``http.client`` is used: a connection's ``response_class`` is made with
+A chunk size is read strictly (``1*HEXDIG``, then extensions): ``http.client`` reads it with
+``int(line, 16)``, which takes ``-2`` (it then handed every byte after it over as body, the
+framing included), ``+a``, ``0x1f`` or ``1_0``. That is the one private method overridden
+(``_read_next_chunk_size``, unchanged since Python 3.5; a ValueError from it is how
+``http.client`` itself fails a body: ``IncompleteRead``).
+
+Otherwise no private name of ``http.client`` is used: a connection's ``response_class`` is made with
 the socket and reads it through ``sock.makefile("rb")`` (as every CPython 3 does). Ours
 gets a stand-in whose ``makefile`` wraps the socket's own unbuffered file (``SocketIO``,
 which keeps the socket open while the answer reads it) in :class:`_PacedHead`; once the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
 import socket
 import time
 from typing import Any, Optional
@@ -27,6 +34,8 @@ from typing import Any, Optional
 from ..retry import Pace, Timeout
 
 _MAX_INTERIM = 32  # interim (1xx) answers read before one request's answer; more is an error
+_MAX_LINE = 65536  # a chunk-size line, as http.client's _MAXLINE
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class _PacedHead(io.RawIOBase):
@@ -112,6 +121,17 @@ class FinalResponse(http.client.HTTPResponse):
             count += 1
         if self._head is not None:
             self._head.head_done()
+
+    def _read_next_chunk_size(self) -> int:
+        """The next chunk's size: hex digits only, then optional blanks and extensions
+        (RFC 9112); a ValueError (``IncompleteRead`` to the caller) for anything else."""
+        line = self.fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise http.client.LineTooLong("chunk size")
+        size = line.split(b";", 1)[0].strip(b" \t\r\n")
+        if not _CHUNK_SIZE.fullmatch(size):
+            raise ValueError(f"invalid chunk size line {line[:40]!r}")
+        return int(size, 16)
 
 
 __all__ = ["FinalResponse"]
