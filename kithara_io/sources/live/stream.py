@@ -23,9 +23,9 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
-from ...errors import ConnectionFailedError, StreamError
+from ...errors import ConnectionFailedError, InvalidResponseError, StreamError
 from ...events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
 from ...options import StreamOptions
 from ...reading.planning import Priority
@@ -261,6 +261,11 @@ class LiveReader:
         body, failures = self._new_body(failures, cause, "live stream dropped and {} reconnection attempts failed")
         if body is None:
             return -1
+        refused = not_the_stream(body.headers, self.content_type) if self.station else None
+        if refused is not None:  # its bytes are no audio of this station: never mixed in
+            body.close()
+            self._buffer.fail(InvalidResponseError(f"reconnected, but {refused}", url=self.url))
+            return -1
         with self._lock:
             self._body = body
             self._station_fields = station_metadata(body.headers) or self._station_fields
@@ -305,6 +310,19 @@ class LiveReader:
             body, self._body = self._body, None
             if body is not None:
                 body.close()
+
+
+def not_the_stream(headers: Mapping[str, str], first_type: Optional[str]) -> Optional[str]:
+    """Why a station's reconnection answer is not its stream, if it shows: a body with a
+    length (a file: an "offline" notice, a jingle), or text (an error page) when the first
+    answer (its ``first_type``) was not text."""
+    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    if headers.get("Content-Length") is not None and not chunked:
+        return f"the answer is a file of {headers['Content-Length'].strip()[:20]} bytes, not the stream"
+    media = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media.startswith("text/") and not (first_type or "").strip().lower().startswith("text/"):
+        return f"the answer is {media[:40]}, not the stream"
+    return None
 
 
 class LiveStream(Stream):
