@@ -29,6 +29,7 @@ from ...errors import ConnectionFailedError, InvalidResponseError, StreamError
 from ...events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
 from ...options import StreamOptions
 from ...reading.planning import Priority
+from ...retry import Pace, Timeout
 from ...stats import StreamStats
 from ...stream import Stream
 from .buffer import LiveBuffer
@@ -236,6 +237,7 @@ class LiveReader:
         demuxer = IcyDemuxer(interval) if interval else None
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
+        pace = BodyPace(self._opts.timeout, self._buffer, self.url)
         while not self._closing.is_set():
             try:
                 n = body.readinto(view)
@@ -253,6 +255,9 @@ class LiveReader:
                     self._changed(start + position, fields)
             if not self._buffer.put(data):
                 return None  # closed
+            slow = pace.slow(n)
+            if slow is not None:
+                return slow
         return None
 
     def _connect_again(self, failures: int, cause: Optional[BaseException]) -> int:
@@ -310,6 +315,31 @@ class LiveReader:
             body, self._body = self._body, None
             if body is not None:
                 body.close()
+
+
+class BodyPace:
+    """``Timeout.speed_limit`` over ``speed_time`` on the reads of one live body (a trickle
+    never trips the per-read timeout), except across the writer's waits for room in
+    ``buffer`` (backpressure: the body was not being read)."""
+
+    def __init__(self, timeout: Timeout, buffer: LiveBuffer, url: str) -> None:
+        self._pace = Pace(timeout, time.monotonic()) if timeout.speed_limit > 0 else None
+        self._buffer = buffer
+        self._pauses = buffer.pauses
+        self._url = url
+
+    def slow(self, n: int) -> Optional[ConnectionFailedError]:
+        """``n`` more bytes came: the cut, if the span that ended was under the limit."""
+        pace = self._pace
+        if pace is None:
+            return None
+        now = time.monotonic()
+        if self._buffer.pauses != self._pauses:  # (only the writer, this thread, changes it)
+            self._pauses = self._buffer.pauses
+            pace.restart(now)
+        if pace.slow(n, now):
+            return ConnectionFailedError(f"live connection too slow: {pace.describe()}", url=self._url)
+        return None
 
 
 def not_the_stream(headers: Mapping[str, str], first_type: Optional[str]) -> Optional[str]:
