@@ -395,8 +395,9 @@ def test_hostile_chunk_sizes_never_reach_the_audio(framing, no_leaks) -> None:
     connection (reconnected: the audio goes on from the reconnection), never data.
 
     "negative" failed before the fix: http.client took ``-2`` as a size, and from then on
-    handed the framing (``\\r\\n4\\r\\n``...) over as audio. "signed" ("+3e8", which int()
-    accepts) is refused now too. The others are regression guards (passed as they were)."""
+    handed the framing (``\\r\\n4\\r\\n``...) over as audio. "signed" failed too, though its
+    bytes were right: int() read "+3e8" as 1000; it is refused now, as RFC 9112 and curl
+    refuse it. The others are regression guards (passed as they were)."""
     tail, extra = _FRAMING[framing]
 
     def handler(conn) -> None:
@@ -519,3 +520,38 @@ def test_icy_status_head_dripped_on_reconnection_fails_by_the_speed_limit(no_lea
     assert isinstance(error, ConnectionFailedError), error
     assert srv.url() in str(error) and "slow" in str(error)
     assert took < 6
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("framing", ["dripped-size-line", "endless-trailer"])
+def test_chunk_framing_without_end_inside_one_read(framing, no_leaks) -> None:
+    """After 30 000 bytes of good chunks, a chunk-size line dripped a byte every 0.1 s
+    (``1000000...``, never its end), or a last chunk followed by trailer lines that never
+    end: no body byte comes, so each is a cut (a line held to the speed limit; at most 100
+    trailer lines), and the audio goes on from the reconnection.
+
+    Failed before the fix: both happen inside one read of the body, where ``http.client``
+    reads a line for as long as it comes (a size line up to 64 KiB: ~2 hours at this pace;
+    trailer lines without end, at full CPU); the read still waited after 8 s."""
+
+    def handler(conn) -> None:
+        if conn.index == 0:
+            conn.send(station_head(None, extra=CHUNKED) + chunked(_chunks(audio(0, 30_000))))
+            if framing == "dripped-size-line":
+                conn.drip(b"1" + b"0" * 5000, 0.1, limit=15)
+            else:
+                conn.send(b"0\r\n")
+                conn.push(lambda i: b"X-Trailer-%d: y\r\n" % i * 100, limit=15)
+        else:
+            conn.send(station_head(None, extra=CHUNKED) + chunked(_chunks(audio(LATER, 20_000))))
+            conn.until_gone()
+
+    events: list = []
+    with LiveServer(handler) as srv:
+        f = kithara_io.open(srv.url(), on_event=events.append, **FAST)
+        data, error, took = read_bounded(f, 50_000, limit=8)
+        close_quietly(f)
+    print(f"{framing}: {len(data)} bytes, {took:.1f} s, {error!r}")
+    assert error is None, error
+    assert data == audio(0, 30_000) + audio(LATER, 20_000)
+    assert took < 4
