@@ -374,6 +374,31 @@ def test_a_reconnection_redirected_to_another_origin_sends_no_credentials(creden
     assert len(away) == 1 and b"authorization" not in away[0].lower() and b"s3cret" not in away[0]
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("location", ["/live.mp3", "file:///etc/passwd"], ids=["to-itself", "file-scheme"])
+def test_a_reconnection_redirected_nowhere_fails_at_once(location, no_leaks) -> None:
+    """The reconnection is redirected to itself for ever, or to a file: URL: an
+    InvalidResponseError naming the URL once ``max_redirects`` (3 here) is passed, or at
+    once; the audio before it exact. Regression guard: passed as it was."""
+
+    def handler(conn) -> None:
+        if conn.index == 0:
+            conn.send(station_head(None) + audio(0, 50_000))
+        else:
+            conn.send(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
+            conn.until_gone(limit=5)
+
+    with LiveServer(handler) as srv:
+        f = kithara_io.open(srv.url(), max_redirects=3, **FAST)
+        data, error, took = read_bounded(f, 200_000, limit=8)
+        close_quietly(f)
+        requests = len(srv.heads)
+    print(f"redirected {location}: {requests} requests, {took:.2f} s, {error!r}")
+    assert data == audio(0, 50_000)
+    assert isinstance(error, InvalidResponseError) and srv.url() in str(error), error
+    assert requests == (1 + 4 if location.startswith("/") else 2) and took < 2
+
+
 # -- 5. hostile chunk framing ----------------------------------------------------------------------
 
 
