@@ -293,6 +293,38 @@ def test_a_dripped_body_fails_by_the_speed_limit(kind, no_leaks) -> None:
         assert piece == audio((first + k) * LATER, len(piece))
 
 
+@pytest.mark.timeout(20)
+def test_a_paused_reader_is_no_slow_body(no_leaks) -> None:
+    """The speed limit counts the body's reads, not the reader's pauses: a station pushed as
+    fast as the client takes, a 128 KiB buffer, a reader that stops for 3 s once it is full
+    (a paused player: the live thread waits for room, the server for the socket) and then
+    reads on. Nothing is cut: one request, no gap, every byte exact. Guards the fix above
+    (passed before it, with no pace at all): with the pace not restarted after such a wait,
+    the span across the pause came out under this test's 100 KB/s limit and the station was
+    reconnected (a gap at 190 464 bytes, checked by taking the restart out)."""
+    budget = 128 * KiB
+
+    def handler(conn) -> None:
+        conn.send(station_head(None))
+        conn.push(lambda i: audio(i * 16 * KiB, 16 * KiB), limit=15)
+
+    timeout = Timeout(connect=2, read=2, open=5, speed_limit=100_000, speed_time=1)
+    events: list = []
+    with LiveServer(handler) as srv:
+        with kithara_io.open(srv.url(), timeout=timeout, retry=RETRY, tail=0, cache_budget=budget, max_fetch=64 * KiB,
+                             on_event=events.append) as f:
+            first = read_exactly(f, 1000)
+            deadline = time.monotonic() + 5
+            while f.stats().bytes_cached < budget - 16 * KiB:  # the buffer fills: bounded wait
+                assert time.monotonic() < deadline, "the buffer never filled"
+                time.sleep(0.01)
+            threading.Event().wait(3)  # the pause under test (not a race being waited out)
+            rest = read_exactly(f, 2 * MiB)
+            requests = f.stats().requests
+    assert first + rest == audio(0, 1000 + 2 * MiB)
+    assert requests == 1 and not [e for e in events if isinstance(e, StreamGap)]
+
+
 # -- 4. reconnections answered with something else ---------------------------------------------
 
 
