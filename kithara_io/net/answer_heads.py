@@ -9,7 +9,17 @@ transfer loop (:mod:`.curl`) holds heads to the speed limit; :class:`FinalRespon
 the same here, with ``Timeout.speed_limit`` over ``speed_time`` from the head's first byte
 (``retry.Pace``, as a body's), for every head of one answer (a proxy's CONNECT answer too).
 
-No private name of ``http.client`` is used: a connection's ``response_class`` is made with
+The lines of chunk framing are ours too. A chunk size is read strictly (``1*HEXDIG``, then
+extensions): ``http.client`` reads it with ``int(line, 16)``, which takes ``-2`` (it then
+handed every byte after it over as body, the framing included), ``+a``, ``0x1f`` or ``1_0``.
+A framing line (a size, a trailer) is held to the speed limit from its first byte, and a
+last chunk takes at most ``_MAX_TRAILERS`` trailer lines: inside one read of the body,
+``http.client`` read a dripped size line (64 KiB at a byte a second) or trailer lines that
+never end for as long as they came. These are the two private methods overridden
+(``_read_next_chunk_size``, ``_read_and_discard_trailer``, unchanged since Python 3.5; a
+ValueError from the first is how ``http.client`` itself fails a body: ``IncompleteRead``).
+
+Otherwise no private name of ``http.client`` is used: a connection's ``response_class`` is made with
 the socket and reads it through ``sock.makefile("rb")`` (as every CPython 3 does). Ours
 gets a stand-in whose ``makefile`` wraps the socket's own unbuffered file (``SocketIO``,
 which keeps the socket open while the answer reads it) in :class:`_PacedHead`; once the
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
 import socket
 import time
 from typing import Any, Optional
@@ -27,6 +38,9 @@ from typing import Any, Optional
 from ..retry import Pace, Timeout
 
 _MAX_INTERIM = 32  # interim (1xx) answers read before one request's answer; more is an error
+_MAX_LINE = 65536  # a chunk-size or trailer line, as http.client's _MAXLINE
+_MAX_TRAILERS = 100  # trailer lines after the last chunk, as http.client's _MAXHEADERS
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class _PacedHead(io.RawIOBase):
@@ -89,6 +103,7 @@ class FinalResponse(http.client.HTTPResponse):
 
     def __init__(self, sock: socket.socket, *args: Any, timeout: Optional[Timeout] = None, **kwargs: Any) -> None:
         self._head: Optional[_PacedHead] = None
+        self._pace_timeout = timeout
         if timeout is not None and timeout.speed_limit > 0:
             shim = _Socket(sock, timeout)
             super().__init__(shim, *args, **kwargs)  # type: ignore[arg-type]  # it reads shim.makefile()
@@ -112,6 +127,49 @@ class FinalResponse(http.client.HTTPResponse):
             count += 1
         if self._head is not None:
             self._head.head_done()
+
+    def _read_next_chunk_size(self) -> int:
+        """The next chunk's size: hex digits only, then optional blanks and extensions
+        (RFC 9112); a ValueError (``IncompleteRead`` to the caller) for anything else."""
+        line = self._framing_line("chunk size")
+        size = line.split(b";", 1)[0].strip(b" \t\r\n")
+        if not _CHUNK_SIZE.fullmatch(size):
+            raise ValueError(f"invalid chunk size line {line[:40]!r}")
+        return int(size, 16)
+
+    def _read_and_discard_trailer(self) -> None:
+        """The trailer lines after the last chunk, up to the blank line (or the end)."""
+        for _ in range(_MAX_TRAILERS + 1):
+            line = self._framing_line("trailer")
+            if line in (b"\r\n", b"\n", b""):
+                return
+        raise http.client.HTTPException(f"more than {_MAX_TRAILERS} trailer lines after the last chunk")
+
+    def _framing_line(self, what: str) -> bytes:
+        """One line of chunk framing (with its end of line; b"" at the end of the body), at
+        most ``_MAX_LINE`` bytes, held to the speed limit from its first byte: each wait is
+        for one read of the socket, never for a whole line a server drips."""
+        fp = self.fp
+        line = b""
+        pace: Optional[Pace] = None
+        while True:
+            ahead = fp.peek(1)  # what is buffered, else what one read of the socket brings
+            if not ahead:
+                return line
+            end = ahead.find(b"\n")
+            piece = fp.read(end + 1 if end >= 0 else len(ahead))
+            line += piece
+            if len(line) > _MAX_LINE:
+                raise http.client.LineTooLong(what)
+            if end >= 0:
+                return line
+            timeout = self._pace_timeout
+            if timeout is not None and timeout.speed_limit > 0:
+                now = time.monotonic()
+                if pace is None:
+                    pace = Pace(timeout, now)
+                elif pace.slow(len(piece), now):
+                    raise ConnectionError(f"a {what} line came too slowly: {pace.describe()}")
 
 
 __all__ = ["FinalResponse"]

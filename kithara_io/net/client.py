@@ -209,6 +209,7 @@ class Client:
                 policy.timeout.read,
                 context,
                 attach,
+                policy.timeout,
             )
         except StreamError:
             raise

@@ -46,11 +46,14 @@ class LiveBuffer:
         self.served = 0
         self.waits = 0
         self.time_waited = 0.0
+        self.pauses = 0  # times the writer waited for room (its reads of the body paused)
 
     # -- the writer ------------------------------------------------------------------------
     def put(self, data: bytes) -> bool:
         """Append ``data``; waits while the reader is ``budget`` behind. False once closed."""
         with self._cond:
+            if not self.closed and self.end - self.consumed >= self.budget:
+                self.pauses += 1
             while not self.closed and self.end - self.consumed >= self.budget:
                 self._cond.wait()
             if self.closed:
@@ -206,6 +209,8 @@ class FileWindow(LiveBuffer):
         """Append ``data`` at ``end`` (after waiting for room): APPENDED, else CLOSED, or
         RESTART when a reader wants bytes before the window (``data`` is not stored)."""
         with self._cond:
+            if not self.closed and self.restart is None and self._full():
+                self.pauses += 1
             while not self.closed and self.restart is None and self._full():
                 self._cond.wait()
             if self.closed:

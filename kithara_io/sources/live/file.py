@@ -31,7 +31,7 @@ from ...errors import ResourceChangedError, StreamError
 from ...events import ReaderResumed, ReaderWaiting
 from .buffer import APPENDED, CLOSED, RESTART, FileWindow
 from .connection import LiveBody
-from .stream import PROGRESS, READ_SIZE, LiveReader
+from .stream import PROGRESS, READ_SIZE, BodyPace, LiveReader
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class LiveFileReader(LiveReader):
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
         offset = 0
+        pace = BodyPace(self._opts.timeout, self._buffer, self.url)
         while not self._closing.is_set():
             if offset < skip and self._buffer.restart_pending():
                 return RESTART, None
@@ -168,11 +169,14 @@ class LiveFileReader(LiveReader):
                     self._refuse(f"the bytes at offset {offset} differ from those read before")
                     return CLOSED, None
                 offset += n
-                continue
-            offset += n
-            status = self._buffer.append(data)
-            if status != APPENDED:
-                return status, None
+            else:
+                offset += n
+                status = self._buffer.append(data)
+                if status != APPENDED:
+                    return status, None
+            slow = pace.slow(n)
+            if slow is not None:
+                return BROKEN, slow
         return CLOSED, None
 
     def _request_again(self, failures: int, cause: Optional[StreamError]) -> int:

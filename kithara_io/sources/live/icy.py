@@ -9,6 +9,7 @@ sizes of the pieces it is fed. Pure code: no I/O, no threads.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
@@ -31,8 +32,12 @@ BLOCK_KEYS = {"StreamTitle": "title", "StreamUrl": "url"}
 _LEADING_NUMBER = re.compile(r"\s*([0-9]+)")
 
 # A value ends at the quote followed by ';' and then the next key or the end: titles
-# contain apostrophes ("Guns N' Roses") and semicolons, never the sequence "';Key='".
-_FIELD = re.compile(r"(\w+)='(.*?)';(?=\s*\w+='|\s*$)", re.S)
+# contain apostrophes ("Guns N' Roses") and semicolons, never the sequence "';Key='". What
+# ``(\w+)='(.*?)';(?=\s*\w+='|\s*$)`` finds, in time linear in the block (that pattern
+# searched a lazy value from every key, each key from every position: 0.2 s for 4 KiB).
+_KEY = re.compile(r"(?<!\w)(\w+)='")
+_END = re.compile(r"';")
+_AFTER_END = re.compile(r"\s*(?:\w+='|$)")
 
 
 def is_station(headers: Mapping[str, str]) -> bool:
@@ -72,9 +77,18 @@ def parse_block(block: bytes) -> Dict[str, str]:
     """The fields of one metadata block: ``title`` and ``url`` (other keys keep their own
     name). Trailing NUL padding is ignored; text is UTF-8, else Latin-1."""
     text = _text(block.rstrip(b"\0")).strip()
+    ends = [m.start() for m in _END.finditer(text) if _AFTER_END.match(text, m.end())]
     fields: Dict[str, str] = {}
-    for key, value in _FIELD.findall(text):
-        fields[BLOCK_KEYS.get(key, key)] = value
+    pos = 0
+    while True:
+        key = _KEY.search(text, pos)
+        if key is None:
+            break
+        i = bisect.bisect_left(ends, key.end())
+        if i == len(ends):  # unterminated: so is every later key
+            break
+        fields[BLOCK_KEYS.get(key.group(1), key.group(1))] = text[key.end() : ends[i]]
+        pos = ends[i] + 2
     return fields
 
 

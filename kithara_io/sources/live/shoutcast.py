@@ -12,12 +12,14 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 from typing import Mapping, Optional, Tuple, Union
 
 import urllib3
 
 from ...errors import ConnectionFailedError, InvalidResponseError, cause_chain
 from ...headers import decimal
+from ...retry import Pace, Timeout
 
 MAX_HEAD = 64 * 1024  # the most header bytes accepted
 
@@ -85,10 +87,13 @@ def request_icy(
     read_timeout: Optional[float],
     verify: Union[bool, str, ssl.SSLContext] = True,
     attach=None,
+    pace: Optional[Timeout] = None,
 ) -> IcyResponse:
     """GET ``url`` over a plain (or TLS) socket, accepting any ``XXX nnn reason`` status
-    line. ``attach(sock)`` is called as soon as the socket is connected (for aborts).
-    Raises OSError (connection) or InvalidResponseError (an unreadable head)."""
+    line. ``attach(sock)`` is called as soon as the socket is connected (for aborts);
+    ``pace``: the head is held to its speed limit (a dripped head never trips the read
+    timeout). Raises OSError (connection), ConnectionFailedError (a head too slow or cut)
+    or InvalidResponseError (an unreadable head)."""
     parsed = urllib3.util.parse_url(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     sock = socket.create_connection((parsed.host, port), connect_timeout)
@@ -101,7 +106,7 @@ def request_icy(
         lines = [f"GET {parsed.request_uri} HTTP/1.0", f"Host: {parsed.netloc}"]
         lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head, rest = _read_head(sock, url)
+        head, rest = _read_head(sock, url, pace)
         status, reason, fields = parse_head(head, url)
         return IcyResponse(sock, status, reason, fields, rest)
     except BaseException:
@@ -135,8 +140,12 @@ def _tls_context(verify: Union[bool, str, ssl.SSLContext]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
 
 
-def _read_head(sock: socket.socket, url: str) -> Tuple[bytes, bytes]:
+def _read_head(sock: socket.socket, url: str, timeout: Optional[Timeout] = None) -> Tuple[bytes, bytes]:
+    """The head and the body bytes that came with it; held to ``timeout``'s speed limit from
+    the head's first byte (waiting for that byte is the read timeout's), as
+    ``net.answer_heads`` holds a head ``http.client`` reads."""
     data = b""
+    pace: Optional[Pace] = None
     while b"\r\n\r\n" not in data:
         if len(data) > MAX_HEAD:
             raise InvalidResponseError("response head too long", url=url)
@@ -144,6 +153,12 @@ def _read_head(sock: socket.socket, url: str) -> Tuple[bytes, bytes]:
         if not piece:
             raise ConnectionFailedError("connection closed before the response head", url=url)
         data += piece
+        if timeout is not None and timeout.speed_limit > 0:
+            now = time.monotonic()
+            if pace is None:
+                pace = Pace(timeout, now)
+            elif pace.slow(len(piece), now):
+                raise ConnectionFailedError(f"the answer's head came too slowly: {pace.describe()}", url=url)
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest
 

@@ -23,12 +23,13 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
-from ...errors import ConnectionFailedError, StreamError
+from ...errors import ConnectionFailedError, InvalidResponseError, StreamError
 from ...events import EventBus, MetadataChanged, ReaderResumed, ReaderWaiting, RequestRetrying, StreamGap
 from ...options import StreamOptions
 from ...reading.planning import Priority
+from ...retry import Pace, Timeout
 from ...stats import StreamStats
 from ...stream import Stream
 from .buffer import LiveBuffer
@@ -42,6 +43,9 @@ STATION_WINDOW = 64 * 1024
 #: A connection that delivered this much counts as progress: the retry count starts over.
 PROGRESS = 16 * 1024
 READ_SIZE = 64 * 1024
+#: Title changes kept for positions the reader has not reached: the server decides how many
+#: come (a 4 KiB block after every audio byte), the reader how fast they are passed.
+MAX_PENDING = 64
 
 _ids = itertools.count(1)
 Reconnect = Callable[[AbortSlot], LiveBody]
@@ -190,7 +194,10 @@ class LiveReader:
         with self._lock:
             metadata: Metadata = dict(self._station_fields)
             metadata.update({k: v for k, v in fields.items() if k in ("title", "url")})
-            self._pending.append((position, metadata))
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append((position, metadata))
+            else:  # memory bounded: the newest change replaces the last one waiting
+                self._pending[-1] = (self._pending[-1][0], metadata)
         self.events.publish(MetadataChanged(dict(metadata), position))
 
     # -- the live thread -------------------------------------------------------------------
@@ -230,6 +237,7 @@ class LiveReader:
         demuxer = IcyDemuxer(interval) if interval else None
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
+        pace = BodyPace(self._opts.timeout, self._buffer, self.url)
         while not self._closing.is_set():
             try:
                 n = body.readinto(view)
@@ -247,6 +255,9 @@ class LiveReader:
                     self._changed(start + position, fields)
             if not self._buffer.put(data):
                 return None  # closed
+            slow = pace.slow(n)
+            if slow is not None:
+                return slow
         return None
 
     def _connect_again(self, failures: int, cause: Optional[BaseException]) -> int:
@@ -254,6 +265,11 @@ class LiveReader:
         (the failure is stored) or closing."""
         body, failures = self._new_body(failures, cause, "live stream dropped and {} reconnection attempts failed")
         if body is None:
+            return -1
+        refused = not_the_stream(body.headers, self.content_type) if self.station else None
+        if refused is not None:  # its bytes are no audio of this station: never mixed in
+            body.close()
+            self._buffer.fail(InvalidResponseError(f"reconnected, but {refused}", url=self.url))
             return -1
         with self._lock:
             self._body = body
@@ -299,6 +315,44 @@ class LiveReader:
             body, self._body = self._body, None
             if body is not None:
                 body.close()
+
+
+class BodyPace:
+    """``Timeout.speed_limit`` over ``speed_time`` on the reads of one live body (a trickle
+    never trips the per-read timeout), except across the writer's waits for room in
+    ``buffer`` (backpressure: the body was not being read)."""
+
+    def __init__(self, timeout: Timeout, buffer: LiveBuffer, url: str) -> None:
+        self._pace = Pace(timeout, time.monotonic()) if timeout.speed_limit > 0 else None
+        self._buffer = buffer
+        self._pauses = buffer.pauses
+        self._url = url
+
+    def slow(self, n: int) -> Optional[ConnectionFailedError]:
+        """``n`` more bytes came: the cut, if the span that ended was under the limit."""
+        pace = self._pace
+        if pace is None:
+            return None
+        now = time.monotonic()
+        if self._buffer.pauses != self._pauses:  # (only the writer, this thread, changes it)
+            self._pauses = self._buffer.pauses
+            pace.restart(now)
+        if pace.slow(n, now):
+            return ConnectionFailedError(f"live connection too slow: {pace.describe()}", url=self._url)
+        return None
+
+
+def not_the_stream(headers: Mapping[str, str], first_type: Optional[str]) -> Optional[str]:
+    """Why a station's reconnection answer is not its stream, if it shows: a body with a
+    length (a file: an "offline" notice, a jingle), or text (an error page) when the first
+    answer (its ``first_type``) was not text."""
+    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    if headers.get("Content-Length") is not None and not chunked:
+        return f"the answer is a file of {headers['Content-Length'].strip()[:20]} bytes, not the stream"
+    media = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media.startswith("text/") and not (first_type or "").strip().lower().startswith("text/"):
+        return f"the answer is {media[:40]}, not the stream"
+    return None
 
 
 class LiveStream(Stream):
