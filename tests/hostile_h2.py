@@ -13,10 +13,8 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import h2.config
@@ -26,7 +24,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from tests.servers._base import REGISTRY, THREAD_PREFIX
+from tests.raw_server import RawServer
 
 Misbehave = Callable[["H2Link", int, int, int, bytes], Optional[bool]]
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
@@ -155,9 +153,11 @@ class H2Link:
         return self.flush()
 
 
-class HostileH2Server:
+class HostileH2Server(RawServer):
     """See the module docstring. ``alpn``: the protocols offered (``h2`` first);
     ``settings``: the server's own HTTP/2 SETTINGS (h2.settings.SettingCodes -> value)."""
+
+    name = "hostile-h2"
 
     def __init__(
         self,
@@ -168,11 +168,10 @@ class HostileH2Server:
         alpn: Sequence[str] = ("h2", "http/1.1"),
         settings: Optional[Dict[int, int]] = None,
     ) -> None:
+        super().__init__()
         self.data, self.far, self.misbehave = data, far, misbehave
         self.settings = settings or {}
-        self.stop = threading.Event()
         self.errors: List[str] = []
-        self.connections = 0
         self.h2_connections = 0
         # (connection index, stream id, start, end) of every HTTP/2 request; (start, end) over 1.1
         self.h2_requests: List[Tuple[int, int, int, int]] = []
@@ -180,43 +179,11 @@ class HostileH2Server:
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(str(tls_files.cert), str(tls_files.key))
         self._context.set_alpn_protocols(list(alpn))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
 
     def url(self, path: str = "/f") -> str:
         return f"https://127.0.0.1:{self.port}{path}"
 
-    def __enter__(self) -> "HostileH2Server":
-        REGISTRY.add(self.port, Path("/nonexistent-hostile-h2"))
-        self._start(self._accept, "hostile-h2")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in list(self._threads):
-            t.join(10)
-        alive = [t for t in self._threads if t.is_alive()]
-        self._listener.close()
-        REGISTRY.remove(self.port)
-        assert not alive, alive
-
-    def _start(self, target, name: str, *args) -> None:
-        t = threading.Thread(target=target, args=args, name=THREAD_PREFIX + name)
-        self._threads.append(t)
-        t.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            self.connections += 1
-            self._start(self._serve, "hostile-h2-conn", sock)
-
-    def _serve(self, raw: socket.socket) -> None:
+    def _on_connection(self, raw: socket.socket, index: int) -> None:
         with raw:
             raw.settimeout(5)
             try:

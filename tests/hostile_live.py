@@ -18,10 +18,9 @@ import select
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
-from tests.servers._base import REGISTRY, THREAD_PREFIX
+from tests.raw_server import RawServer
 
 AUDIO = random.Random(14).randbytes(1 << 20)
 
@@ -125,52 +124,23 @@ class Conn:
 Handler = Callable[[Conn], None]
 
 
-class LiveServer:
+class LiveServer(RawServer):
     """Accepts connections on 127.0.0.1; each one's head is recorded, then ``handler(conn)``."""
 
+    name = "hostile-live"
+
     def __init__(self, handler: Handler) -> None:
+        super().__init__()
         self.handler = handler
-        self.stop = threading.Event()
         self.heads: List[bytes] = []
         self.times: List[float] = []
         self.errors: List[BaseException] = []
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
 
     def url(self, path: str = "/live.mp3", userinfo: str = "") -> str:
         return f"http://{userinfo}127.0.0.1:{self.port}{path}"
 
-    def __enter__(self) -> "LiveServer":
-        REGISTRY.add(self.port, Path("/nonexistent-hostile-live"))
-        t = threading.Thread(target=self._accept, name=THREAD_PREFIX + "hostile-live")
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in list(self._threads):
-            t.join(10)
-        self._listener.close()
-        REGISTRY.remove(self.port)
-        assert not any(t.is_alive() for t in self._threads), "a hostile-live thread did not end"
-
-    def _accept(self) -> None:
-        index = 0
-        while not self.stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            t = threading.Thread(target=self._serve, args=(sock, index), name=THREAD_PREFIX + "hostile-live-conn")
-            index += 1
-            t.start()
-            self._threads.append(t)
-
-    def _serve(self, sock: socket.socket, index: int) -> None:
+    def _on_connection(self, sock: socket.socket, index: int) -> None:
         with sock:
             buf = b""
             while b"\r\n\r\n" not in buf:

@@ -8,52 +8,23 @@ import re
 import select
 import socket
 import threading
-from pathlib import Path
 from typing import Callable, List, Optional
 
-from tests.servers._base import REGISTRY, THREAD_PREFIX
+from tests.raw_server import RawServer
 
 Misbehave = Callable[[socket.socket, int, int, bytes, threading.Event], Optional[bool]]
 
 
-class HostileServer:
+class HostileServer(RawServer):
+    name = "hostile"
+
     def __init__(self, data: bytes, far: int, misbehave: Misbehave) -> None:
+        super().__init__()
         self.data, self.far, self.misbehave = data, far, misbehave
-        self.stop = threading.Event()
         self.heads: List[bytes] = []
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
 
     def url(self, path: str = "/f") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> "HostileServer":
-        REGISTRY.add(self.port, Path("/nonexistent-hostile"))
-        t = threading.Thread(target=self._accept, name=THREAD_PREFIX + "hostile")
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in list(self._threads):
-            t.join(10)
-        self._listener.close()
-        REGISTRY.remove(self.port)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            self.connections += 1
-            t = threading.Thread(target=self._serve, args=(sock,), name=THREAD_PREFIX + "hostile-conn")
-            t.start()
-            self._threads.append(t)
 
     def _recv_head(self, sock: socket.socket, buf: bytearray) -> Optional[bytes]:
         while b"\r\n\r\n" not in buf:
@@ -73,7 +44,7 @@ class HostileServer:
         buf[:] = rest
         return head
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _on_connection(self, sock: socket.socket, index: int) -> None:
         buf = bytearray()
         with sock:
             while True:
