@@ -142,21 +142,9 @@ class LiveServer(RawServer):
 
     def _on_connection(self, sock: socket.socket, index: int) -> None:
         with sock:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                if self.stop.is_set():
-                    return
-                ready, _, _ = select.select([sock], [], [], 0.05)
-                if not ready:
-                    continue
-                try:
-                    piece = sock.recv(65536)
-                except OSError:
-                    return
-                if not piece:
-                    return
-                buf += piece
-            head = buf.partition(b"\r\n\r\n")[0]
+            head = self._recv_head(sock, bytearray())
+            if head is None:
+                return
             with self._lock:
                 self.heads.append(head)
                 self.times.append(time.monotonic())

@@ -26,24 +26,6 @@ class HostileServer(RawServer):
     def url(self, path: str = "/f") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def _recv_head(self, sock: socket.socket, buf: bytearray) -> Optional[bytes]:
-        while b"\r\n\r\n" not in buf:
-            if self.stop.is_set():
-                return None
-            ready, _, _ = select.select([sock], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                piece = sock.recv(65536)
-            except OSError:
-                return None
-            if not piece:
-                return None
-            buf += piece
-        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
-        buf[:] = rest
-        return head
-
     def _on_connection(self, sock: socket.socket, index: int) -> None:
         buf = bytearray()
         with sock:

@@ -4,10 +4,11 @@ the port registered while it runs, every thread joined on exit."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from tests.servers._base import REGISTRY, THREAD_PREFIX
 
@@ -56,3 +57,23 @@ class RawServer:
 
     def _on_connection(self, sock: socket.socket, index: int) -> None:
         raise NotImplementedError
+
+    def _recv_head(self, sock: socket.socket, buf: bytearray) -> Optional[bytes]:
+        """The next request head on ``sock`` (``buf`` keeps what came after it); None if the
+        client went or the server stops first."""
+        while b"\r\n\r\n" not in buf:
+            if self.stop.is_set():
+                return None
+            ready, _, _ = select.select([sock], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                piece = sock.recv(65536)
+            except OSError:
+                return None
+            if not piece:
+                return None
+            buf += piece
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        buf[:] = rest
+        return head
