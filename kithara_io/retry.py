@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import FrozenSet, Mapping, Optional, Protocol, Tuple
 
@@ -82,6 +83,32 @@ class Pace:
 
     def describe(self) -> str:
         return f"transfer slower than {self._limit:g} bytes/s for {self._span:g} s"
+
+
+class FirstBytePace:
+    """A :class:`Pace` from the first bytes told (waiting for them is the read timeout's),
+    for a head or a framing line; never slow without a speed limit (``timeout`` None, or
+    ``speed_limit`` 0). :meth:`reset`: the next bytes begin a new one."""
+
+    def __init__(self, timeout: Optional[Timeout]) -> None:
+        self._timeout = timeout if timeout is not None and timeout.speed_limit > 0 else None
+        self._pace: Optional[Pace] = None
+
+    def slow(self, n: int) -> bool:
+        """``n`` more bytes came now: did a span end under the limit?"""
+        if self._timeout is None:
+            return False
+        now = time.monotonic()
+        if self._pace is None:
+            self._pace = Pace(self._timeout, now)
+            return False
+        return self._pace.slow(n, now)
+
+    def reset(self) -> None:
+        self._pace = None
+
+    def describe(self) -> str:
+        return self._pace.describe() if self._pace is not None else "no speed limit"
 
 
 @dataclass(frozen=True)

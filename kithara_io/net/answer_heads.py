@@ -29,7 +29,7 @@ import socket
 import time
 from typing import Any, Optional
 
-from ..retry import Pace, Timeout
+from ..retry import FirstBytePace, Timeout
 from .chunks import ChunkFraming, FramingError, final_head_end
 
 _MAX_INTERIM = 32  # interim (1xx) answers read before one request's answer; more is an error
@@ -44,8 +44,8 @@ class _SocketFile(io.RawIOBase):
     def __init__(self, raw: Any, pace: Optional[Timeout]) -> None:
         super().__init__()
         self._raw = raw
-        self._timeout = pace if pace is not None and pace.speed_limit > 0 else None
-        self._pace: Optional[Pace] = None  # from the head's first byte: waiting for it is the read timeout's
+        self._timeout = pace
+        self._pace = FirstBytePace(pace)  # the heads'
         self._seen: Optional[bytearray] = bytearray()  # the raw bytes read until head_done
         self._framing: Optional[ChunkFraming] = None
         self._refused: Optional[ConnectionError] = None  # raised at the next read
@@ -73,12 +73,8 @@ class _SocketFile(io.RawIOBase):
             return n
         if self._seen is not None:  # a head
             self._seen += memoryview(buf)[:n]
-            if self._timeout is not None:
-                now = time.monotonic()
-                if self._pace is None:
-                    self._pace = Pace(self._timeout, now)
-                elif self._pace.slow(n, now):
-                    raise ConnectionError(f"the answer's head came too slowly: {self._pace.describe()}")
+            if self._pace.slow(n):
+                raise ConnectionError(f"the answer's head came too slowly: {self._pace.describe()}")
         return n
 
     def head_done(self, chunked: bool) -> None:

@@ -17,10 +17,9 @@ connection is broken, as any cut), after the sound bytes before what it refuses;
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Optional
 
-from ..retry import Pace, Timeout
+from ..retry import FirstBytePace, Timeout
 
 MAX_LINE = 65536  # a size or trailer line (http.client's _MAXLINE)
 MAX_TRAILERS = 100  # trailer lines after the last chunk (as http.client's header limit)
@@ -48,8 +47,7 @@ class ChunkFraming:
         self._line = bytearray()  # the framing line (or the two bytes after a chunk) so far
         self._left = 0  # of the current chunk's data
         self._trailers = 0
-        self._timeout = pace if pace is not None and pace.speed_limit > 0 else None
-        self._pace: Optional[Pace] = None  # the current line's, from its first byte
+        self._pace = FirstBytePace(pace)  # the current line's
 
     def feed(self, data: Any) -> None:
         """The body's next raw bytes (a bytes-like object). Raises FramingError for the
@@ -93,16 +91,12 @@ class ChunkFraming:
         if len(self._line) > MAX_LINE:
             raise ConnectionError(f"a {what} line longer than {MAX_LINE} bytes")
         if end < 0:
-            if self._timeout is not None:
-                now = time.monotonic()
-                if self._pace is None:
-                    self._pace = Pace(self._timeout, now)
-                elif self._pace.slow(len(piece), now):
-                    raise ConnectionError(f"a {what} line came too slowly: {self._pace.describe()}")
+            if self._pace.slow(len(piece)):
+                raise ConnectionError(f"a {what} line came too slowly: {self._pace.describe()}")
             return i + len(piece)
         line = bytes(self._line)
         self._line.clear()
-        self._pace = None
+        self._pace.reset()
         if self._state == _SIZE:
             self._size(line)
         elif line in (b"\r\n", b"\n"):

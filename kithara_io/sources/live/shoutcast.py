@@ -12,14 +12,13 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import time
 from typing import Mapping, Optional, Tuple, Union
 
 import urllib3
 
 from ...errors import ConnectionFailedError, InvalidResponseError, cause_chain
 from ...headers import decimal
-from ...retry import Pace, Timeout
+from ...retry import FirstBytePace, Timeout
 
 MAX_HEAD = 64 * 1024  # the most header bytes accepted
 
@@ -145,7 +144,7 @@ def _read_head(sock: socket.socket, url: str, timeout: Optional[Timeout] = None)
     the head's first byte (waiting for that byte is the read timeout's), as
     ``net.answer_heads`` holds a head ``http.client`` reads."""
     data = b""
-    pace: Optional[Pace] = None
+    pace = FirstBytePace(timeout)
     while b"\r\n\r\n" not in data:
         if len(data) > MAX_HEAD:
             raise InvalidResponseError("response head too long", url=url)
@@ -153,12 +152,8 @@ def _read_head(sock: socket.socket, url: str, timeout: Optional[Timeout] = None)
         if not piece:
             raise ConnectionFailedError("connection closed before the response head", url=url)
         data += piece
-        if timeout is not None and timeout.speed_limit > 0:
-            now = time.monotonic()
-            if pace is None:
-                pace = Pace(timeout, now)
-            elif pace.slow(len(piece), now):
-                raise ConnectionFailedError(f"the answer's head came too slowly: {pace.describe()}", url=url)
+        if pace.slow(len(piece)):
+            raise ConnectionFailedError(f"the answer's head came too slowly: {pace.describe()}", url=url)
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest
 
